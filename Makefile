@@ -1,0 +1,68 @@
+# hopnhat — the two commands of the README:
+#   make demo   runs the main job against the lab (installs what it needs first)
+#   make test   passes the tests (installs what it needs first); .ci/run calls exactly this
+# Both are idempotent and quick the second time (stamps under .hopnhat/stamps).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+HOPNHAT := $(VENV)/bin/hopnhat
+STAMPS := .hopnhat/stamps
+APT_PACKAGES := restic openssh-server openssh-client golang-go golang-github-vmware-govmomi-dev \
+	sqlite3 util-linux iproute2 systemd python3-venv chromium
+PYTEST_ARGS ?=
+
+.PHONY: demo test deps apt venv vcsim lint unit integration e2e bench clean lab-down
+
+demo: deps
+	bash scripts/demo.sh
+
+test: deps lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+deps: apt venv vcsim
+
+apt: $(STAMPS)/apt
+$(STAMPS)/apt: Makefile
+	@mkdir -p $(STAMPS)
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@touch $@
+
+venv: $(STAMPS)/venv
+$(STAMPS)/venv: pyproject.toml | $(STAMPS)/apt
+	@mkdir -p $(STAMPS)
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+vcsim: venv
+	$(HOPNHAT) lab build
+
+lint: venv
+	$(PY) -m ruff check orchestrator tests bench
+	$(PY) -m mypy
+
+unit: deps
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+integration: deps
+	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+e2e: deps
+	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+
+lab-down:
+	$(HOPNHAT) lab down
+
+clean: lab-down
+	rm -rf $(VENV) .hopnhat

@@ -1,0 +1,63 @@
+"""The root ``hopnhat`` app: global options and the command groups."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from orchestrator import __version__
+from orchestrator.cli import estate as estate_cli
+from orchestrator.cli import lab as lab_cli
+from orchestrator.cli.common import Context, HandledGroup, setup_logging
+
+app = typer.Typer(
+    name="hopnhat",
+    cls=HandledGroup,
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+    help=(
+        "hopnhat (hợp nhất): consolidate merged provinces' data centres into one estate — "
+        "provision VMs, configure backups to the secondary data centre, verify repositories "
+        "and rehearse restores.\n\n"
+        "Exit codes: 0 ok, 1 failure, 2 bad input (estate, vault, options), 3 partial."
+    ),
+)
+app.add_typer(estate_cli.app, name="estate")
+app.add_typer(lab_cli.app, name="lab")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"hopnhat {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    estate: Annotated[Path, typer.Option(
+        "--estate", envvar="HOPNHAT_ESTATE", help="The estate directory (sites/, systems/, "
+        "estate.yml).", show_default="./inventory")] = Path("inventory"),
+    state: Annotated[Path, typer.Option(
+        "--state", envvar="HOPNHAT_STATE", help="hopnhat's state folder (ledger, keys, "
+        "known_hosts, lab).", show_default="./.hopnhat")] = Path(".hopnhat"),
+    json: Annotated[bool, typer.Option("--json", help="JSON output for machines.")] = False,
+    verbose: Annotated[int, typer.Option("-v", "--verbose", count=True,
+                                         help="More detail on stderr (-vv for debug).")] = 0,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Global options come before the command: hopnhat --estate DIR plan."""
+    del version
+    setup_logging(verbose)
+    ctx.obj = Context(estate_dir=estate.absolute(), state_dir=state.absolute(), json=json,
+                      verbose=verbose)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+

@@ -1,0 +1,79 @@
+"""What every command shares: global options, loading the estate, output, errors."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+from orchestrator.errors import HopnhatError
+from orchestrator.estate import Estate, load_estate
+from orchestrator.settings import Paths
+
+err_console = Console(stderr=True, highlight=False)
+console = Console(highlight=False)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON document for machines.")]
+
+
+@dataclass
+class Context:
+    """Global options, and the estate loaded on first use."""
+
+    estate_dir: Path
+    state_dir: Path
+    json: bool = False
+    verbose: int = 0
+    _loaded: dict[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def estate(self) -> Estate:
+        return load_estate(self.estate_dir)
+
+    @cached_property
+    def paths(self) -> Paths:
+        return Paths(self.state_dir, self.estate)
+
+
+def context(ctx: typer.Context) -> Context:
+    obj = ctx.find_root().obj
+    assert isinstance(obj, Context), "the root callback sets the context"
+    return obj
+
+
+def want_json(ctx: typer.Context, local: bool) -> bool:
+    return local or context(ctx).json
+
+
+def print_json(data: Any) -> None:
+    """Machine output on stdout: one JSON document."""
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def setup_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    # pyVmomi and paramiko log request bodies at DEBUG; keep them out even at -vv
+    for noisy in ("pyVmomi", "paramiko", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class HandledGroup(TyperGroup):
+    """Root group: an expected failure becomes a short message and its exit code — no
+    traceback, no locals, nothing secret."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except HopnhatError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None

@@ -1,0 +1,112 @@
+"""``hopnhat estate``: validate, show, and derive the Ansible inventory."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+from rich.tree import Tree
+
+from orchestrator.errors import EstateError
+from orchestrator.cli.common import JsonOption, console, context, print_json, want_json
+from orchestrator.estate.inventory import build_inventory, host_vars
+from orchestrator.estate.model import Estate, format_duration
+
+app = typer.Typer(no_args_is_help=True, help="The estate: sites, systems, VMs (inventory/).")
+
+
+@app.command()
+def validate(ctx: typer.Context, json: JsonOption = False) -> None:
+    """Check every file of the estate and list EVERY problem at once, each with its file
+    and key path. Exit 0 if valid, 2 if not. Reads only; changes nothing."""
+    c = context(ctx)
+    try:
+        estate = c.estate
+    except EstateError as exc:
+        if want_json(ctx, json):
+            print_json({"valid": False, "problems": [
+                {"file": f, "key": k, "message": m} for f, k, m in exc.problems]})
+            raise typer.Exit(exc.exit_code) from None
+        raise
+    summary = {"valid": True, "estate": estate.id, "sites": len(estate.sites),
+               "systems": len(estate.systems), "vms": len(estate.vms)}
+    if want_json(ctx, json):
+        print_json(summary)
+    else:
+        console.print(f"estate {estate.id} ({c.estate_dir}) is valid: {len(estate.sites)} "
+                      f"sites, {len(estate.systems)} systems, {len(estate.vms)} VMs")
+
+
+def estate_document(estate: Estate) -> dict[str, Any]:
+    """The estate as data, sites → systems → VMs, with tiers and targets."""
+    sites: dict[str, Any] = {}
+    for site in estate.sites.values():
+        sites[site.name] = {"role": site.role, "title": site.title,
+                            "datacenter": site.datacenter, "vcenter": site.vcenter.url,
+                            "systems": {}}
+    for code, system in sorted(estate.systems.items(), key=lambda kv: (kv[1].tier, kv[0])):
+        tier = estate.tier(system.tier)
+        for vm in estate.vms_of(code):
+            entry = sites[vm.site]["systems"].setdefault(code, {
+                "name": system.name, "tier": system.tier,
+                "rpo": format_duration(tier.rpo), "rto": format_duration(tier.rto),
+                "drill_interval": format_duration(tier.drill_interval),
+                "depends_on": list(system.depends_on),
+                "repository_host": system.backup.repository_host if system.backup else None,
+                "vms": []})
+            entry["vms"].append(vm.model_dump(mode="json", include={
+                "name", "role", "ip", "cpu", "memory_mb", "disks_gb", "cluster", "datastore",
+                "port_group", "data"}))
+    return {"estate": estate.id, "name": estate.settings.name, "sites": sites,
+            "repository_hosts": [h.model_dump(mode="json")
+                                 for h in estate.settings.repository_hosts]}
+
+
+@app.command()
+def show(ctx: typer.Context, json: JsonOption = False) -> None:
+    """Show the estate: sites → systems → VMs, with each system's tier and targets."""
+    estate = context(ctx).estate
+    doc = estate_document(estate)
+    if want_json(ctx, json):
+        print_json(doc)
+        return
+    tree = Tree(f"[bold]{estate.settings.name}[/] ({estate.id})")
+    for site_name, site in doc["sites"].items():
+        branch = tree.add(f"[bold cyan]{site_name}[/] {site['role']} — {site['title']} "
+                          f"[dim]{site['datacenter']} @ {site['vcenter']}[/]")
+        table = Table(show_edge=False, pad_edge=False, box=None)
+        for col in ("system", "tier", "RPO", "RTO", "VM", "IP", "CPU", "MiB", "disks GB",
+                    "data"):
+            table.add_column(col)
+        for code, system in site["systems"].items():
+            for i, vm in enumerate(system["vms"]):
+                first = i == 0
+                table.add_row(code if first else "", str(system["tier"]) if first else "",
+                              system["rpo"] if first else "", system["rto"] if first else "",
+                              vm["name"], vm["ip"], str(vm["cpu"]), str(vm["memory_mb"]),
+                              "+".join(str(d) for d in vm["disks_gb"]),
+                              "yes" if vm["data"] else "")
+        if site["systems"]:
+            branch.add(table)
+    for host in doc["repository_hosts"]:
+        tree.add(f"repository host [bold]{host['name']}[/] {host['address']}:{host['port']} "
+                 f"({host['site']}, {host['storage_path']}, {host['capacity_gb']} GB)")
+    console.print(tree)
+
+
+@app.command()
+def inventory(
+    ctx: typer.Context,
+    list_: Annotated[bool, typer.Option("--list", help="All groups and hosts (Ansible "
+                                        "dynamic-inventory protocol).")] = False,
+    host: Annotated[str | None, typer.Option("--host", help="One host's variables.")] = None,
+) -> None:
+    """Print the Ansible inventory derived from the estate, as an Ansible dynamic
+    inventory (playbooks/inventory.py wraps this for plain ansible-playbook and AWX)."""
+    paths = context(ctx).paths
+    if host is not None:
+        print_json(host_vars(paths, host))
+    else:
+        del list_  # --list is the default answer
+        print_json(build_inventory(paths))

@@ -1,0 +1,107 @@
+"""Derive the estate's VMs: names, placement and IP addresses.
+
+Addresses: a role may pin its VMs' addresses (``ips``); the others take, in a fixed order
+(system code, role as written, VM number), the first free addresses of their network's
+pool. Pinned addresses, gateways and repository hosts are never handed out. Pin addresses
+of a running estate when a new system would otherwise shift them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import defaultdict
+
+from orchestrator.estate.checks import Problems
+from orchestrator.estate.model import VM, EstateFile, Site, System, VMRole
+
+
+def vm_name(code: str, role: str, index: int) -> str:
+    """``qlvb``, ``db``, 1 → ``qlvb-db-01``."""
+    return f"{code}-{role}-{index:02d}"
+
+
+def _role_ok(role: VMRole, sites: dict[str, Site]) -> bool:
+    site = sites.get(role.site)
+    return site is not None and role.network in site.networks and (
+        role.ips is None or len(role.ips) == role.count
+    )
+
+
+def derive_vms(settings: EstateFile, sites: dict[str, Site], systems: dict[str, System],
+               files: dict[str, str], problems: Problems) -> list[VM]:
+    """Every VM the estate wants, with an address each; problems for duplicates, addresses
+    used twice and pools too small. Roles with broken references are skipped (already
+    reported by the cross-checks)."""
+    owners: dict[ipaddress.IPv4Address, str] = {}
+
+    def claim(ip: ipaddress.IPv4Address, who: str, rel: str, key: str) -> None:
+        if ip in owners:
+            problems.add(rel, key, f"address {ip} is used twice: by {owners[ip]} and {who}")
+        else:
+            owners[ip] = who
+
+    for i, host in enumerate(settings.repository_hosts):
+        claim(host.address, f"repository host {host.name}", "estate.yml",
+              f"repository_hosts[{i}].address")
+    for site in sites.values():
+        for net in site.networks.values():
+            owners.setdefault(net.gateway, f"the gateway of {site.name}/{net.port_group}")
+
+    # pinned addresses first, so the pool never hands them out
+    for code in sorted(systems):
+        system = systems[code]
+        rel = files[f"system:{code}"]
+        for i, role in enumerate(system.vms):
+            if role.ips is not None and _role_ok(role, sites):
+                for j, ip in enumerate(role.ips):
+                    claim(ip, vm_name(code, role.role, j + 1), rel, f"vms[{i}].ips[{j}]")
+
+    free: dict[tuple[str, str], list[ipaddress.IPv4Address]] = {}
+    wanted: dict[tuple[str, str], int] = defaultdict(int)
+    unserved: dict[tuple[str, str], int] = defaultdict(int)
+    vms: list[VM] = []
+    names: dict[str, str] = {}
+    for code in sorted(systems):
+        system = systems[code]
+        rel = files[f"system:{code}"]
+        for i, role in enumerate(system.vms):
+            if not _role_ok(role, sites):
+                continue
+            site = sites[role.site]
+            net = site.networks[role.network]
+            pool_key = (site.name, role.network)
+            if pool_key not in free:
+                free[pool_key] = [ip for ip in net.pool.addresses() if ip not in owners]
+            for n in range(1, role.count + 1):
+                name = vm_name(code, role.role, n)
+                if name in names:
+                    problems.add(rel, f"vms[{i}].role", f"VM name {name!r} is also a VM of "
+                                 f"{names[name]}")
+                    continue
+                names[name] = rel
+                if role.ips is not None:
+                    ip = role.ips[n - 1]
+                else:
+                    wanted[pool_key] += 1
+                    if not free[pool_key]:
+                        unserved[pool_key] += 1
+                        continue
+                    ip = free[pool_key].pop(0)
+                    owners[ip] = name
+                vms.append(VM(
+                    name=name, system=code, role=role.role, index=n, tier=system.tier,
+                    site=site.name, datacenter=site.datacenter,
+                    cluster=role.cluster or site.clusters[0],
+                    datastore=role.datastore or site.datastores[0],
+                    template=role.template or site.templates[0],
+                    network=role.network, port_group=net.port_group, ip=ip,
+                    prefix_length=net.subnet.prefixlen, gateway=net.gateway, dns=list(net.dns),
+                    cpu=role.cpu, memory_mb=role.memory_mb, disks_gb=list(role.disks_gb),
+                    data=role.data,
+                ))
+    for (site_name, network), short in unserved.items():
+        pool = sites[site_name].networks[network].pool
+        problems.add(files[f"site:{site_name}"], f"networks.{network}.pool",
+                     f"pool {pool.start}-{pool.end} is too small: {wanted[(site_name, network)]} "
+                     f"VM(s) need an address from it, {short} get none")
+    return vms

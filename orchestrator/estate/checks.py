@@ -1,0 +1,176 @@
+"""Cross-file checks of the estate: references, duplicates, cycles, addresses.
+
+Each check appends to :class:`Problems`; none stops at the first problem.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from orchestrator.estate.model import EstateFile, Site, System
+
+
+class Problems:
+    """Collected ``(file, key path, message)`` triples, in the order found."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, str, str]] = []
+
+    def add(self, file: str, key: str, message: str) -> None:
+        self.items.append((file, key, message))
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+
+def cross_check(
+    settings: EstateFile,
+    sites: dict[str, Site],
+    systems: dict[str, System],
+    files: dict[str, str],
+    problems: Problems,
+) -> None:
+    """Check what no single file can check on its own."""
+    _check_sites(sites, files, problems)
+    _check_repository_hosts(settings, sites, problems)
+    for code, system in systems.items():
+        _check_system(settings, sites, systems, system, files[f"system:{code}"], problems)
+    _check_cycles(systems, files, problems)
+
+
+def _check_sites(sites: dict[str, Site], files: dict[str, str], problems: Problems) -> None:
+    roles = Counter(site.role for site in sites.values())
+    if sites and roles["primary"] != 1:
+        problems.add("sites/", "", f"exactly one site must have role primary "
+                     f"(found {roles['primary']})")
+    if sites and roles["secondary"] < 1:
+        problems.add("sites/", "", "at least one site must have role secondary")
+    datacenters: dict[tuple[str, str], str] = {}
+    for site in sites.values():
+        rel = files[f"site:{site.name}"]
+        key = (site.vcenter.url, site.datacenter)
+        if key in datacenters:
+            problems.add(rel, "datacenter", f"datacenter {site.datacenter!r} on this vCenter "
+                         f"is also site {datacenters[key]!r}")
+        datacenters[key] = site.name
+        for label, names in (("clusters", site.clusters), ("datastores", site.datastores),
+                             ("templates", site.templates)):
+            for name, count in Counter(names).items():
+                if count > 1:
+                    problems.add(rel, label, f"{name!r} is listed {count} times")
+        for key_name, net in site.networks.items():
+            at = f"networks.{key_name}"
+            if net.gateway not in net.subnet:
+                problems.add(rel, f"{at}.gateway", f"gateway {net.gateway} is outside the "
+                             f"subnet {net.subnet}")
+            for end in ("start", "end"):
+                ip = getattr(net.pool, end)
+                if ip not in net.subnet:
+                    problems.add(rel, f"{at}.pool", f"pool {end} {ip} is outside the subnet "
+                                 f"{net.subnet}")
+            if net.gateway in net.pool:
+                problems.add(rel, f"{at}.pool", f"the pool holds the gateway {net.gateway}")
+        if site.drill_network is not None and site.drill_network not in site.networks:
+            problems.add(rel, "drill_network", f"unknown network {site.drill_network!r} "
+                         f"(this site has: {', '.join(sorted(site.networks))})")
+
+
+def _check_repository_hosts(settings: EstateFile, sites: dict[str, Site],
+                            problems: Problems) -> None:
+    names: Counter[str] = Counter()
+    for i, host in enumerate(settings.repository_hosts):
+        at = f"repository_hosts[{i}]"
+        names[host.name] += 1
+        if names[host.name] == 2:
+            problems.add("estate.yml", f"{at}.name", f"repository host {host.name!r} is "
+                         "declared twice")
+        if host.site not in sites:
+            problems.add("estate.yml", f"{at}.site", f"unknown site {host.site!r}"
+                         + _known(sites))
+
+
+def _known(names: dict[str, object] | list[str]) -> str:
+    listed = sorted(names)
+    return f" (known: {', '.join(listed)})" if listed else " (none is declared)"
+
+
+def _check_system(settings: EstateFile, sites: dict[str, Site], systems: dict[str, System],
+                  system: System, rel: str, problems: Problems) -> None:
+    if system.tier not in settings.tiers:
+        problems.add(rel, "tier", f"tier {system.tier} has no targets in estate.yml tiers"
+                     + _known([str(t) for t in settings.tiers]))
+    roles = Counter(vm.role for vm in system.vms)
+    for role, count in roles.items():
+        if count > 1:
+            problems.add(rel, "vms", f"role {role!r} is declared {count} times")
+    for i, role in enumerate(system.vms):
+        at = f"vms[{i}]"
+        site = sites.get(role.site)
+        if site is None:
+            problems.add(rel, f"{at}.site", f"unknown site {role.site!r}" + _known(sites))
+            continue
+        site_rel = f"site {site.name!r}"
+        network = site.networks.get(role.network)
+        if network is None:
+            problems.add(rel, f"{at}.network", f"unknown network {role.network!r} in {site_rel}"
+                         + _known(site.networks))
+        for field, pool in (("cluster", site.clusters), ("datastore", site.datastores),
+                            ("template", site.templates)):
+            value = getattr(role, field)
+            if value is not None and value not in pool:
+                problems.add(rel, f"{at}.{field}", f"unknown {field} {value!r} in {site_rel}"
+                             + _known(pool))
+        if role.ips is not None:
+            if len(role.ips) != role.count:
+                problems.add(rel, f"{at}.ips", f"{len(role.ips)} address(es) for count "
+                             f"{role.count}")
+            if network is not None:
+                for j, ip in enumerate(role.ips):
+                    if ip not in network.subnet:
+                        problems.add(rel, f"{at}.ips[{j}]", f"{ip} is outside the subnet "
+                                     f"{network.subnet} of network {role.network!r}")
+    repo_names = [h.name for h in settings.repository_hosts]
+    if system.backup is not None:
+        if system.backup.repository_host not in repo_names:
+            problems.add(rel, "backup.repository_host", f"unknown repository host "
+                         f"{system.backup.repository_host!r}" + _known(repo_names))
+        copy = system.backup.copy_to
+        if copy is not None:
+            if copy.repository_host not in repo_names:
+                problems.add(rel, "backup.copy.repository_host", f"unknown repository host "
+                             f"{copy.repository_host!r}" + _known(repo_names))
+            elif copy.repository_host == system.backup.repository_host:
+                problems.add(rel, "backup.copy.repository_host", "the second copy must go to "
+                             "another repository host than the first")
+    for j, dep in enumerate(system.depends_on):
+        if dep == system.code:
+            problems.add(rel, f"depends_on[{j}]", "a system cannot depend on itself")
+        elif dep not in systems:
+            problems.add(rel, f"depends_on[{j}]", f"unknown system {dep!r}" + _known(systems))
+
+
+def _check_cycles(systems: dict[str, System], files: dict[str, str], problems: Problems) -> None:
+    """Report each dependency cycle once, naming its systems in order."""
+    state: dict[str, int] = {}  # 1 visiting, 2 done
+    reported: set[frozenset[str]] = set()
+
+    def visit(code: str, trail: list[str]) -> None:
+        state[code] = 1
+        trail.append(code)
+        for dep in systems[code].depends_on:
+            if dep not in systems or dep == code:
+                continue
+            if state.get(dep) == 1:
+                cycle = trail[trail.index(dep):]
+                if frozenset(cycle) not in reported:
+                    reported.add(frozenset(cycle))
+                    problems.add(files[f"system:{cycle[0]}"], "depends_on", "dependency cycle: "
+                                 + " → ".join([*cycle, cycle[0]]))
+            elif dep not in state:
+                visit(dep, trail)
+        trail.pop()
+        state[code] = 2
+
+    for code in sorted(systems):
+        if code not in state:
+            visit(code, [])

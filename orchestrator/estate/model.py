@@ -1,0 +1,340 @@
+"""The estate schema (pydantic). Every mapping forbids unknown keys.
+
+Files of the estate directory and what each holds:
+- ``estate.yml``: the estate's id and name, recovery tiers, secrets (vault), SSH access,
+  repository hosts and provisioning settings (:class:`EstateFile`);
+- ``sites/*.yml``: one site (data centre) each (:class:`Site`);
+- ``systems/*.yml``: one system each (:class:`System`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+    model_validator,
+)
+
+_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: object) -> timedelta:
+    """``"15m"``, ``"1h"``, ``"30d"``, ``"2w"`` (or a number of seconds) → timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool):
+        raise ValueError("a duration is written like 15m, 1h, 24h or 30d")
+    if isinstance(value, int | float):
+        return timedelta(seconds=float(value))
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match:
+            return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+    raise ValueError(f"{value!r} is not a duration: write it like 15m, 1h, 24h or 30d")
+
+
+def format_duration(value: timedelta) -> str:
+    """The shortest exact form: 3600 s → ``"1h"``."""
+    seconds = int(value.total_seconds())
+    for unit in ("w", "d", "h", "m"):
+        if seconds and seconds % _UNITS[unit] == 0:
+            return f"{seconds // _UNITS[unit]}{unit}"
+    return f"{seconds}s"
+
+
+Duration = Annotated[
+    timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)
+]
+IPv4 = Annotated[ipaddress.IPv4Address, PlainSerializer(str, return_type=str)]
+Subnet = Annotated[ipaddress.IPv4Network, PlainSerializer(str, return_type=str)]
+Name = Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+Code = Annotated[str, Field(pattern=r"^[a-z][a-z0-9]{1,15}$")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SecretRef(Strict):
+    """A reference to a secret held in the ansible-vault file: ``{vault: key}``."""
+
+    vault: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_plain_text(cls, value: Any) -> Any:
+        if isinstance(value, str | int | float):
+            raise ValueError(
+                "a secret is written here in plain text; put it in the vault file and "
+                "write {vault: <key>} instead"
+            )
+        return value
+
+
+class Tier(Strict):
+    """Recovery targets of a tier (NIST SP 800-34 sense)."""
+
+    rpo: Duration
+    rto: Duration
+    drill_interval: Duration
+    read_data_rotation: Annotated[int, Field(ge=1, le=365)] = 7
+
+
+class VaultSettings(Strict):
+    """Where secrets live: an ansible-vault file, relative to the estate directory. The
+    vault password comes from ``$HOPNHAT_VAULT_PASSWORD_FILE``, else ``password_file``
+    (relative to the estate directory), else ``<state>/vault-password``."""
+
+    file: str = "secrets.vault.yml"
+    password_file: str | None = None
+
+
+class SSHSettings(Strict):
+    """How hopnhat reaches hosts. Paths are relative to the state folder unless absolute."""
+
+    user: str = "root"
+    private_key_file: str = "ssh/id_ed25519"
+    known_hosts_file: str = "known_hosts"
+
+
+class ProvisioningSettings(Strict):
+    concurrency: Annotated[int, Field(ge=1, le=64)] = 8
+    clones_per_host: Annotated[int, Field(ge=1, le=16)] = 4
+    clones_per_datastore: Annotated[int, Field(ge=1, le=64)] = 8
+    capacity_headroom_pct: Annotated[float, Field(ge=0, lt=100)] = 10.0
+    guest_ip_timeout: Duration = timedelta(minutes=5)
+
+
+class RepositoryHost(Strict):
+    """A backup repository host (SFTP) — normally in the secondary data centre."""
+
+    name: Name
+    site: Name
+    address: IPv4
+    port: Annotated[int, Field(ge=1, le=65535)] = 22
+    storage_path: Annotated[str, Field(pattern=r"^/")]
+    capacity_gb: Annotated[float, Field(gt=0)]
+
+
+class EstateFile(Strict):
+    """``estate.yml``."""
+
+    id: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{1,30}$")]
+    name: str
+    tiers: dict[int, Tier]
+    secrets: VaultSettings = VaultSettings()
+    ssh: SSHSettings = SSHSettings()
+    provisioning: ProvisioningSettings = ProvisioningSettings()
+    repository_hosts: list[RepositoryHost] = []
+
+
+class VCenter(Strict):
+    url: Annotated[str, Field(pattern=r"^https?://[^/\s]+(/.*)?$")]
+    username: str
+    password: SecretRef
+    ca_bundle: str | None = None
+    insecure: bool = False
+    timeout: Duration = timedelta(seconds=60)
+
+
+class IPPool(Strict):
+    start: IPv4
+    end: IPv4
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_range(cls, value: Any) -> Any:
+        if isinstance(value, str) and "-" in value:
+            start, end = value.split("-", 1)
+            return {"start": start.strip(), "end": end.strip()}
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> IPPool:
+        if int(self.end) < int(self.start):
+            raise ValueError(f"pool ends ({self.end}) before it starts ({self.start})")
+        return self
+
+    @property
+    def size(self) -> int:
+        return int(self.end) - int(self.start) + 1
+
+    def __contains__(self, ip: object) -> bool:
+        return isinstance(ip, ipaddress.IPv4Address) and self.start <= ip <= self.end
+
+    def addresses(self) -> list[ipaddress.IPv4Address]:
+        return [ipaddress.IPv4Address(i) for i in range(int(self.start), int(self.end) + 1)]
+
+
+class Network(Strict):
+    port_group: Name
+    subnet: Subnet
+    gateway: IPv4
+    dns: list[IPv4] = []
+    pool: IPPool
+
+    @field_validator("subnet", mode="before")
+    @classmethod
+    def _subnet(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return ipaddress.IPv4Network(value, strict=True)
+            except ValueError as exc:
+                raise ValueError(f"{value!r} is not an IPv4 subnet: {exc}") from None
+        return value
+
+
+class Site(Strict):
+    """``sites/<name>.yml``: one data centre."""
+
+    name: Name
+    title: str = ""
+    role: Literal["primary", "secondary"]
+    vcenter: VCenter
+    datacenter: Name
+    clusters: Annotated[list[Name], Field(min_length=1)]
+    datastores: Annotated[list[Name], Field(min_length=1)]
+    networks: Annotated[dict[Name, Network], Field(min_length=1)]
+    templates: Annotated[list[Name], Field(min_length=1)]
+    drill_network: Name | None = None
+
+
+class VMRole(Strict):
+    """A group of identical VMs of a system: ``<code>-<role>-NN``."""
+
+    role: Annotated[str, Field(pattern=r"^[a-z][a-z0-9]{0,15}$")]
+    count: Annotated[int, Field(ge=1, le=500)] = 1
+    site: Name
+    cpu: Annotated[int, Field(ge=1, le=128)]
+    memory_mb: Annotated[int, Field(ge=256, le=4 * 1024 * 1024)]
+    disks_gb: Annotated[list[Annotated[int, Field(ge=1, le=65536)]], Field(min_length=1)]
+    network: Name
+    cluster: Name | None = None
+    datastore: Name | None = None
+    template: Name | None = None
+    data: bool = False
+    ips: list[IPv4] | None = None
+
+
+class Retention(Strict):
+    hourly: Annotated[int, Field(ge=0)] = 0
+    daily: Annotated[int, Field(ge=0)] = 7
+    weekly: Annotated[int, Field(ge=0)] = 4
+    monthly: Annotated[int, Field(ge=0)] = 6
+    yearly: Annotated[int, Field(ge=0)] = 0
+
+
+class SecondCopy(Strict):
+    repository_host: Name
+
+
+class Backup(Strict):
+    repository_host: Name
+    password: SecretRef
+    paths: Annotated[list[Annotated[str, Field(pattern=r"^/")]], Field(min_length=1)]
+    exclude: list[str] = []
+    pre_commands: list[str] = []
+    schedule: Annotated[str, Field(min_length=1)]
+    randomized_delay: Duration = timedelta(minutes=5)
+    retention: Retention = Retention()
+    copy_to: SecondCopy | None = Field(default=None, alias="copy")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Probe(Strict):
+    name: Annotated[str, Field(min_length=1)]
+    command: Annotated[str, Field(min_length=1)]
+    expect_rc: int = 0
+    expect_stdout: str | None = None
+    timeout: Duration = timedelta(minutes=5)
+
+
+class Drill(Strict):
+    probes: list[Probe] = []
+
+
+class System(Strict):
+    """``systems/<code>.yml``: one system (QLVB, DVC, …)."""
+
+    name: Annotated[str, Field(min_length=1)]
+    code: Code
+    tier: int
+    vms: Annotated[list[VMRole], Field(min_length=1)]
+    backup: Backup | None = None
+    drill: Drill = Drill()
+    depends_on: list[Code] = []
+
+
+class VM(BaseModel):
+    """One VM the estate wants, derived from a system's :class:`VMRole` (not written by hand)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    system: str
+    role: str
+    index: int
+    tier: int
+    site: str
+    datacenter: str
+    cluster: str
+    datastore: str
+    template: str
+    network: str
+    port_group: str
+    ip: IPv4
+    prefix_length: int
+    gateway: IPv4
+    dns: list[IPv4]
+    cpu: int
+    memory_mb: int
+    disks_gb: list[int]
+    data: bool
+
+    @property
+    def hostname(self) -> str:
+        return self.name
+
+
+class Estate(BaseModel):
+    """The whole estate, validated and cross-checked, with its derived VMs."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    root: str
+    settings: EstateFile
+    sites: dict[str, Site]
+    systems: dict[str, System]
+    vms: list[VM]
+    files: dict[str, str] = {}
+
+    @property
+    def id(self) -> str:
+        return self.settings.id
+
+    def site_of_role(self, role: str) -> Site:
+        return next(s for s in self.sites.values() if s.role == role)
+
+    def tier(self, number: int) -> Tier:
+        return self.settings.tiers[number]
+
+    def repository_host(self, name: str) -> RepositoryHost:
+        return next(h for h in self.settings.repository_hosts if h.name == name)
+
+    def vms_of(self, system: str) -> list[VM]:
+        return [vm for vm in self.vms if vm.system == system]
+
+    def file_of(self, kind: str, name: str) -> str:
+        """The file that declares ``kind`` (``site`` or ``system``) ``name``, for messages."""
+        return self.files.get(f"{kind}:{name}", "estate.yml")
