@@ -55,7 +55,7 @@ def run(
     """
     args = tuple(str(a) for a in argv)
     try:
-        proc = subprocess.run(  # noqa: S603 - argv list, no shell
+        proc = subprocess.run(  # argv list, no shell
             args,
             env=_environment(env, inherit_env),
             input=input,
@@ -89,7 +89,7 @@ def spawn(
     args = [str(a) for a in argv]
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - handed to the child
     try:
-        return subprocess.Popen(  # noqa: S603 - argv list, no shell
+        return subprocess.Popen(  # argv list, no shell
             args,
             env=_environment(env, inherit_env),
             stdin=subprocess.DEVNULL,

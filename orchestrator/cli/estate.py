@@ -5,11 +5,19 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
+from orchestrator.cli.common import (
+    JsonOption,
+    console,
+    context,
+    err_console,
+    print_json,
+    want_json,
+)
 from orchestrator.errors import EstateError
-from orchestrator.cli.common import JsonOption, console, context, print_json, want_json
 from orchestrator.estate.inventory import build_inventory, host_vars
 from orchestrator.estate.model import Estate, format_duration
 
@@ -28,14 +36,17 @@ def validate(ctx: typer.Context, json: JsonOption = False) -> None:
             print_json({"valid": False, "problems": [
                 {"file": f, "key": k, "message": m} for f, k, m in exc.problems]})
             raise typer.Exit(exc.exit_code) from None
-        raise
+        # escaped: messages quote the YAML, and "[/x]" there is not rich markup
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
     summary = {"valid": True, "estate": estate.id, "sites": len(estate.sites),
                "systems": len(estate.systems), "vms": len(estate.vms)}
     if want_json(ctx, json):
         print_json(summary)
     else:
-        console.print(f"estate {estate.id} ({c.estate_dir}) is valid: {len(estate.sites)} "
-                      f"sites, {len(estate.systems)} systems, {len(estate.vms)} VMs")
+        console.print(f"estate {estate.id} ({escape(str(c.estate_dir))}) is valid: "
+                      f"{len(estate.sites)} sites, {len(estate.systems)} systems, "
+                      f"{len(estate.vms)} VMs", soft_wrap=True)
 
 
 def estate_document(estate: Estate) -> dict[str, Any]:
@@ -71,10 +82,11 @@ def show(ctx: typer.Context, json: JsonOption = False) -> None:
     if want_json(ctx, json):
         print_json(doc)
         return
-    tree = Tree(f"[bold]{estate.settings.name}[/] ({estate.id})")
+    # names and titles come from the YAML: escaped, so brackets in them are not rich markup
+    tree = Tree(f"[bold]{escape(estate.settings.name)}[/] ({estate.id})")
     for site_name, site in doc["sites"].items():
-        branch = tree.add(f"[bold cyan]{site_name}[/] {site['role']} — {site['title']} "
-                          f"[dim]{site['datacenter']} @ {site['vcenter']}[/]")
+        branch = tree.add(f"[bold cyan]{site_name}[/] {site['role']} — {escape(site['title'])} "
+                          f"[dim]{site['datacenter']} @ {escape(site['vcenter'])}[/]")
         table = Table(show_edge=False, pad_edge=False, box=None)
         for col in ("system", "tier", "RPO", "RTO", "VM", "IP", "CPU", "MiB", "disks GB",
                     "data"):
@@ -91,7 +103,7 @@ def show(ctx: typer.Context, json: JsonOption = False) -> None:
             branch.add(table)
     for host in doc["repository_hosts"]:
         tree.add(f"repository host [bold]{host['name']}[/] {host['address']}:{host['port']} "
-                 f"({host['site']}, {host['storage_path']}, {host['capacity_gb']} GB)")
+                 f"({host['site']}, {escape(host['storage_path'])}, {host['capacity_gb']} GB)")
     console.print(tree)
 
 

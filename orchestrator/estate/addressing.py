@@ -27,12 +27,15 @@ def _role_ok(role: VMRole, sites: dict[str, Site]) -> bool:
     )
 
 
-def derive_vms(settings: EstateFile, sites: dict[str, Site], systems: dict[str, System],
-               files: dict[str, str], problems: Problems) -> list[VM]:
+def derive_vms(settings: EstateFile | None, sites: dict[str, Site],
+               systems: dict[str, System], files: dict[str, str],
+               problems: Problems) -> list[VM]:
     """Every VM the estate wants, with an address each; problems for duplicates, addresses
     used twice and pools too small. Roles with broken references are skipped (already
-    reported by the cross-checks)."""
+    reported by the cross-checks), and so are repository hosts when ``settings`` (an
+    invalid estate.yml, already reported) is None."""
     owners: dict[ipaddress.IPv4Address, str] = {}
+    repository_hosts = settings.repository_hosts if settings is not None else []
 
     def claim(ip: ipaddress.IPv4Address, who: str, rel: str, key: str) -> None:
         if ip in owners:
@@ -40,7 +43,7 @@ def derive_vms(settings: EstateFile, sites: dict[str, Site], systems: dict[str, 
         else:
             owners[ip] = who
 
-    for i, host in enumerate(settings.repository_hosts):
+    for i, host in enumerate(repository_hosts):
         claim(host.address, f"repository host {host.name}", "estate.yml",
               f"repository_hosts[{i}].address")
     for site in sites.values():
@@ -60,7 +63,8 @@ def derive_vms(settings: EstateFile, sites: dict[str, Site], systems: dict[str, 
     wanted: dict[tuple[str, str], int] = defaultdict(int)
     unserved: dict[tuple[str, str], int] = defaultdict(int)
     vms: list[VM] = []
-    names: dict[str, str] = {}
+    # a repository host is an inventory host too: a VM may not take its name
+    names: dict[str, str] = {h.name: "a repository host in estate.yml" for h in repository_hosts}
     for code in sorted(systems):
         system = systems[code]
         rel = files[f"system:{code}"]
@@ -75,14 +79,19 @@ def derive_vms(settings: EstateFile, sites: dict[str, Site], systems: dict[str, 
             for n in range(1, role.count + 1):
                 name = vm_name(code, role.role, n)
                 if name in names:
-                    problems.add(rel, f"vms[{i}].role", f"VM name {name!r} is also a VM of "
-                                 f"{names[name]}")
+                    # within one file only a repeated role does that: cross_check reports it
+                    if names[name] != f"a VM of {rel}":
+                        problems.add(rel, f"vms[{i}].role", f"VM name {name!r} is also "
+                                     f"{names[name]}")
                     continue
-                names[name] = rel
+                names[name] = f"a VM of {rel}"
                 if role.ips is not None:
                     ip = role.ips[n - 1]
                 else:
                     wanted[pool_key] += 1
+                    # pools of two networks may overlap: skip what the other one handed out
+                    while free[pool_key] and free[pool_key][0] in owners:
+                        free[pool_key].pop(0)
                     if not free[pool_key]:
                         unserved[pool_key] += 1
                         continue

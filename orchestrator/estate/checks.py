@@ -6,8 +6,9 @@ Each check appends to :class:`Problems`; none stops at the first problem.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Collection, Iterable
 
-from orchestrator.estate.model import EstateFile, Site, System
+from orchestrator.estate.model import Backup, EstateFile, Site, System
 
 
 class Problems:
@@ -24,26 +25,37 @@ class Problems:
 
 
 def cross_check(
-    settings: EstateFile,
+    settings: EstateFile | None,
     sites: dict[str, Site],
     systems: dict[str, System],
     files: dict[str, str],
     problems: Problems,
+    *,
+    invalid_sites: Collection[str] = (),
+    invalid_systems: Collection[str] = (),
 ) -> None:
-    """Check what no single file can check on its own."""
-    _check_sites(sites, files, problems)
-    _check_repository_hosts(settings, sites, problems)
+    """Check what no single file can check on its own.
+
+    ``settings`` is None when estate.yml is missing or invalid (already reported): the
+    checks that need it are skipped. ``invalid_sites`` and ``invalid_systems`` name what
+    files that failed validation declare: references to them are not reported as unknown.
+    """
+    _check_sites(sites, files, problems, complete=not invalid_sites)
+    if settings is not None:
+        _check_repository_hosts(settings, sites, problems, invalid_sites)
     for code, system in systems.items():
-        _check_system(settings, sites, systems, system, files[f"system:{code}"], problems)
+        _check_system(settings, sites, systems, system, files[f"system:{code}"], problems,
+                      invalid_sites, invalid_systems)
     _check_cycles(systems, files, problems)
 
 
-def _check_sites(sites: dict[str, Site], files: dict[str, str], problems: Problems) -> None:
+def _check_sites(sites: dict[str, Site], files: dict[str, str], problems: Problems,
+                 complete: bool = True) -> None:
     roles = Counter(site.role for site in sites.values())
-    if sites and roles["primary"] != 1:
+    if sites and complete and roles["primary"] != 1:
         problems.add("sites/", "", f"exactly one site must have role primary "
                      f"(found {roles['primary']})")
-    if sites and roles["secondary"] < 1:
+    if sites and complete and roles["secondary"] < 1:
         problems.add("sites/", "", "at least one site must have role secondary")
     datacenters: dict[tuple[str, str], str] = {}
     for site in sites.values():
@@ -76,7 +88,7 @@ def _check_sites(sites: dict[str, Site], files: dict[str, str], problems: Proble
 
 
 def _check_repository_hosts(settings: EstateFile, sites: dict[str, Site],
-                            problems: Problems) -> None:
+                            problems: Problems, invalid_sites: Collection[str]) -> None:
     names: Counter[str] = Counter()
     for i, host in enumerate(settings.repository_hosts):
         at = f"repository_hosts[{i}]"
@@ -84,30 +96,32 @@ def _check_repository_hosts(settings: EstateFile, sites: dict[str, Site],
         if names[host.name] == 2:
             problems.add("estate.yml", f"{at}.name", f"repository host {host.name!r} is "
                          "declared twice")
-        if host.site not in sites:
+        if host.site not in sites and host.site not in invalid_sites:
             problems.add("estate.yml", f"{at}.site", f"unknown site {host.site!r}"
                          + _known(sites))
 
 
-def _known(names: dict[str, object] | list[str]) -> str:
+def _known(names: Iterable[str]) -> str:
     listed = sorted(names)
     return f" (known: {', '.join(listed)})" if listed else " (none is declared)"
 
 
-def _check_system(settings: EstateFile, sites: dict[str, Site], systems: dict[str, System],
-                  system: System, rel: str, problems: Problems) -> None:
-    if system.tier not in settings.tiers:
+def _check_system(settings: EstateFile | None, sites: dict[str, Site],
+                  systems: dict[str, System], system: System, rel: str, problems: Problems,
+                  invalid_sites: Collection[str], invalid_systems: Collection[str]) -> None:
+    if settings is not None and system.tier not in settings.tiers:
         problems.add(rel, "tier", f"tier {system.tier} has no targets in estate.yml tiers"
                      + _known([str(t) for t in settings.tiers]))
     roles = Counter(vm.role for vm in system.vms)
-    for role, count in roles.items():
+    for role_name, count in roles.items():
         if count > 1:
-            problems.add(rel, "vms", f"role {role!r} is declared {count} times")
+            problems.add(rel, "vms", f"role {role_name!r} is declared {count} times")
     for i, role in enumerate(system.vms):
         at = f"vms[{i}]"
         site = sites.get(role.site)
         if site is None:
-            problems.add(rel, f"{at}.site", f"unknown site {role.site!r}" + _known(sites))
+            if role.site not in invalid_sites:
+                problems.add(rel, f"{at}.site", f"unknown site {role.site!r}" + _known(sites))
             continue
         site_rel = f"site {site.name!r}"
         network = site.networks.get(role.network)
@@ -129,24 +143,28 @@ def _check_system(settings: EstateFile, sites: dict[str, Site], systems: dict[st
                     if ip not in network.subnet:
                         problems.add(rel, f"{at}.ips[{j}]", f"{ip} is outside the subnet "
                                      f"{network.subnet} of network {role.network!r}")
-    repo_names = [h.name for h in settings.repository_hosts]
-    if system.backup is not None:
-        if system.backup.repository_host not in repo_names:
-            problems.add(rel, "backup.repository_host", f"unknown repository host "
-                         f"{system.backup.repository_host!r}" + _known(repo_names))
-        copy = system.backup.copy_to
-        if copy is not None:
-            if copy.repository_host not in repo_names:
-                problems.add(rel, "backup.copy.repository_host", f"unknown repository host "
-                             f"{copy.repository_host!r}" + _known(repo_names))
-            elif copy.repository_host == system.backup.repository_host:
-                problems.add(rel, "backup.copy.repository_host", "the second copy must go to "
-                             "another repository host than the first")
+    if settings is not None and system.backup is not None:
+        _check_backup(settings, system.backup, rel, problems)
     for j, dep in enumerate(system.depends_on):
         if dep == system.code:
             problems.add(rel, f"depends_on[{j}]", "a system cannot depend on itself")
-        elif dep not in systems:
+        elif dep not in systems and dep not in invalid_systems:
             problems.add(rel, f"depends_on[{j}]", f"unknown system {dep!r}" + _known(systems))
+
+
+def _check_backup(settings: EstateFile, backup: Backup, rel: str, problems: Problems) -> None:
+    repo_names = [h.name for h in settings.repository_hosts]
+    if backup.repository_host not in repo_names:
+        problems.add(rel, "backup.repository_host", f"unknown repository host "
+                     f"{backup.repository_host!r}" + _known(repo_names))
+    copy = backup.copy_to
+    if copy is not None:
+        if copy.repository_host not in repo_names:
+            problems.add(rel, "backup.copy.repository_host", f"unknown repository host "
+                         f"{copy.repository_host!r}" + _known(repo_names))
+        elif copy.repository_host == backup.repository_host:
+            problems.add(rel, "backup.copy.repository_host", "the second copy must go to "
+                         "another repository host than the first")
 
 
 def _check_cycles(systems: dict[str, System], files: dict[str, str], problems: Problems) -> None:

@@ -13,13 +13,25 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from orchestrator.errors import EstateError
+from orchestrator.estate.addressing import derive_vms
 from orchestrator.estate.checks import Problems, cross_check
 from orchestrator.estate.model import Estate, EstateFile, Site, System
-from orchestrator.estate.addressing import derive_vms
 
 M = TypeVar("M", bound=BaseModel)
 
 _SECRET_WORDS = ("password", "secret", "token", "key")
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _Unreadable:
+    """What :func:`read_yaml` returns for a file it could not read or parse (already
+    reported), so :func:`validate_file` does not report it a second time."""
+
+    def __repr__(self) -> str:
+        return "UNREADABLE"
+
+
+UNREADABLE: Any = _Unreadable()
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -29,8 +41,14 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
     seen: set[Any] = set()
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
-        if key in seen:
+        if key_node.tag == _MERGE_TAG:
+            continue  # ``<<: *anchor``: merged keys may be overridden, that is its purpose
+        key = loader.construct_object(key_node, deep=deep)
+        try:
+            twice = key in seen
+        except TypeError:
+            continue  # unhashable key: construct_mapping reports it
+        if twice:
             raise yaml.constructor.ConstructorError(
                 None, None, f"key {key!r} is written twice", key_node.start_mark
             )
@@ -40,17 +58,22 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
 
 _UniqueKeyLoader.add_constructor(
     yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-    _construct_mapping,  # type: ignore[arg-type]
+    _construct_mapping,
 )
 
 
 def read_yaml(path: Path, rel: str, problems: Problems) -> Any:
-    """Parse one YAML file; an unreadable or non-YAML file becomes a problem, not a crash."""
+    """Parse one YAML file; an unreadable or non-YAML file becomes a problem, not a crash,
+    and :data:`UNREADABLE` is returned."""
     try:
         text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        problems.add(rel, "", f"cannot read the file: {exc.__class__.__name__}: {exc}")
-        return None
+    except UnicodeDecodeError as exc:
+        problems.add(rel, "", f"cannot read the file: it is not UTF-8 text ({exc.reason} "
+                     f"at byte {exc.start})")
+        return UNREADABLE
+    except OSError as exc:
+        problems.add(rel, "", f"cannot read the file: {exc.strerror or exc.__class__.__name__}")
+        return UNREADABLE
     try:
         return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
@@ -58,13 +81,15 @@ def read_yaml(path: Path, rel: str, problems: Problems) -> Any:
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         reason = getattr(exc, "problem", None) or str(exc)
         problems.add(rel, "", f"not valid YAML{where}: {reason}")
-        return None
+        return UNREADABLE
 
 
 def key_path(loc: tuple[int | str, ...]) -> str:
     """pydantic's location tuple → ``vms[1].network``."""
     out = ""
     for part in loc:
+        if part == "[key]":
+            continue  # a mapping key of the wrong type: the key itself is the last part
         if isinstance(part, int):
             out += f"[{part}]"
         else:
@@ -90,6 +115,8 @@ def _message(error: Any, path: str) -> str:
 
 def validate_file(model: type[M], data: Any, rel: str, problems: Problems) -> M | None:
     """Validate ``data`` against ``model``; each pydantic error becomes a problem."""
+    if data is UNREADABLE:
+        return None
     if not isinstance(data, dict):
         problems.add(rel, "", "the file must hold a mapping of keys (found "
                      f"{type(data).__name__ if data is not None else 'nothing'})")
@@ -107,7 +134,15 @@ def validate_file(model: type[M], data: Any, rel: str, problems: Problems) -> M 
 def _yaml_files(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.suffix in (".yml", ".yaml") and p.is_file())
+    # not only regular files: a folder or a dangling link named *.yml is reported, not skipped
+    return sorted(p for p in folder.iterdir() if p.suffix in (".yml", ".yaml"))
+
+
+def _declared(data: Any, key: str, path: Path) -> str:
+    """The name an invalid file declares (else its file name), so that references to it
+    are not reported as unknown on top of the file's own problems."""
+    value = data.get(key) if isinstance(data, dict) else None
+    return value if isinstance(value, str) else path.stem
 
 
 def load_estate(root: Path | str) -> Estate:
@@ -123,7 +158,7 @@ def load_estate(root: Path | str) -> Estate:
 
     settings: EstateFile | None = None
     estate_path = base / "estate.yml"
-    if not estate_path.is_file():
+    if not estate_path.exists() and not estate_path.is_symlink():
         problems.add("estate.yml", "", "missing: the estate directory needs an estate.yml")
     else:
         settings = validate_file(
@@ -132,10 +167,13 @@ def load_estate(root: Path | str) -> Estate:
 
     files: dict[str, str] = {}
     sites: dict[str, Site] = {}
+    invalid_sites: set[str] = set()
     for path in _yaml_files(base / "sites"):
         rel = f"sites/{path.name}"
-        site = validate_file(Site, read_yaml(path, rel, problems), rel, problems)
+        data = read_yaml(path, rel, problems)
+        site = validate_file(Site, data, rel, problems)
         if site is None:
+            invalid_sites.add(_declared(data, "name", path))
             continue
         if site.name in sites:
             problems.add(rel, "name", f"site {site.name!r} is also declared in "
@@ -147,10 +185,13 @@ def load_estate(root: Path | str) -> Estate:
         problems.add("sites/", "", "missing: the estate needs a sites/ folder, one file a site")
 
     systems: dict[str, System] = {}
+    invalid_systems: set[str] = set()
     for path in _yaml_files(base / "systems"):
         rel = f"systems/{path.name}"
-        system = validate_file(System, read_yaml(path, rel, problems), rel, problems)
+        data = read_yaml(path, rel, problems)
+        system = validate_file(System, data, rel, problems)
         if system is None:
+            invalid_systems.add(_declared(data, "code", path))
             continue
         if system.code in systems:
             problems.add(rel, "code", f"system code {system.code!r} is also used by "
@@ -159,10 +200,11 @@ def load_estate(root: Path | str) -> Estate:
         systems[system.code] = system
         files[f"system:{system.code}"] = rel
 
-    vms = []
-    if settings is not None:
-        cross_check(settings, sites, systems, files, problems)
-        vms = derive_vms(settings, sites, systems, files, problems)
+    # cross-checks run even when estate.yml is invalid, so one run lists every problem;
+    # references to what an invalid file declares are not reported again
+    cross_check(settings, sites, systems, files, problems,
+                invalid_sites=invalid_sites, invalid_systems=invalid_systems)
+    vms = derive_vms(settings, sites, systems, files, problems)
     if problems:
         raise EstateError(problems.items)
     assert settings is not None

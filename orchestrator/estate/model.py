@@ -10,6 +10,7 @@ Files of the estate directory and what each holds:
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from datetime import timedelta
 from typing import Annotated, Any, Literal
@@ -34,13 +35,21 @@ def parse_duration(value: object) -> timedelta:
         return value
     if isinstance(value, bool):
         raise ValueError("a duration is written like 15m, 1h, 24h or 30d")
+    seconds: int | float | None = None
     if isinstance(value, int | float):
-        return timedelta(seconds=float(value))
-    if isinstance(value, str):
+        seconds = value
+    elif isinstance(value, str):
         match = _DURATION.match(value)
         if match:
-            return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
-    raise ValueError(f"{value!r} is not a duration: write it like 15m, 1h, 24h or 30d")
+            seconds = int(match.group(1)) * _UNITS[match.group(2)]
+    if seconds is None or math.isnan(seconds):
+        raise ValueError(f"{value!r} is not a duration: write it like 15m, 1h, 24h or 30d")
+    if seconds < 0:
+        raise ValueError(f"{value!r} is not a duration: a duration cannot be negative")
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:  # .inf, or more than timedelta holds (~2.7 million years)
+        raise ValueError(f"{value!r} is too long for a duration") from None
 
 
 def format_duration(value: timedelta) -> str:

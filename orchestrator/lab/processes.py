@@ -7,6 +7,7 @@ PID at ``lab down``. Nothing is ever killed by name.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -122,15 +123,11 @@ class ProcessTable:
 
 
 def _signal(rec: ProcessRecord, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(rec.pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def _reap(pid: int) -> None:
     """Collect our own child's exit status so it does not linger as a zombie."""
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass

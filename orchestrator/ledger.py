@@ -1,0 +1,122 @@
+"""The run ledger: SQLite history of every run (provision, configure, backup, verify,
+drill) and what each did, under one run id that ties logs, reports and metrics together.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+  id TEXT PRIMARY KEY,
+  kind TEXT NOT NULL,
+  estate TEXT NOT NULL,
+  operator TEXT NOT NULL,
+  started REAL NOT NULL,
+  finished REAL,
+  status TEXT NOT NULL,
+  params TEXT NOT NULL,
+  summary TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_kind ON runs(kind, started);
+CREATE TABLE IF NOT EXISTS events (
+  run_id TEXT NOT NULL REFERENCES runs(id),
+  at REAL NOT NULL,
+  subject TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_run ON events(run_id);
+CREATE INDEX IF NOT EXISTS events_subject ON events(subject, kind, at);
+"""
+
+
+def operator_name() -> str:
+    """Who runs hopnhat: $HOPNHAT_OPERATOR, else the login name."""
+    return os.environ.get("HOPNHAT_OPERATOR") or getpass.getuser()
+
+
+def new_run_id(kind: str) -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{kind}-{stamp}-{uuid.uuid4().hex[:6]}"
+
+
+@dataclass(frozen=True)
+class Run:
+    id: str
+    kind: str
+    estate: str
+    operator: str
+    started: float
+    finished: float | None
+    status: str
+    params: dict[str, Any]
+    summary: dict[str, Any] | None
+
+
+class Ledger:
+    """Thread-safe: one connection, one lock (workers of a run record concurrently)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(SCHEMA)
+        path.chmod(0o600)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock, self._db:
+            yield self._db
+
+    def start(self, kind: str, estate: str, params: dict[str, Any]) -> str:
+        run_id = new_run_id(kind)
+        with self._tx() as db:
+            db.execute("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?)",
+                       (run_id, kind, estate, operator_name(), time.time(), None, "running",
+                        json.dumps(params, default=str), None))
+        return run_id
+
+    def event(self, run_id: str, subject: str, kind: str, **detail: Any) -> None:
+        with self._tx() as db:
+            db.execute("INSERT INTO events VALUES (?,?,?,?,?)",
+                       (run_id, time.time(), subject, kind, json.dumps(detail, default=str)))
+
+    def finish(self, run_id: str, status: str, summary: dict[str, Any]) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE runs SET finished=?, status=?, summary=? WHERE id=?",
+                       (time.time(), status, json.dumps(summary, default=str), run_id))
+
+    def runs(self, kind: str | None = None, limit: int = 50) -> list[Run]:
+        # the kind filter is a bound parameter; "%" matches every kind
+        query = "SELECT * FROM runs WHERE kind LIKE ? ORDER BY started DESC LIMIT ?"
+        args: tuple[Any, ...] = (kind or "%", limit)
+        with self._lock:
+            rows = self._db.execute(query, args).fetchall()
+        return [Run(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]),
+                    json.loads(r[8]) if r[8] else None) for r in rows]
+
+    def events(self, run_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT at, subject, kind, detail FROM events WHERE run_id=? ORDER BY at",
+                (run_id,)).fetchall()
+        return [{"at": r[0], "subject": r[1], "kind": r[2], **json.loads(r[3])} for r in rows]

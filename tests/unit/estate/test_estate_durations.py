@@ -1,0 +1,40 @@
+"""Durations are written ``15m``, ``1h``, ``30d``, ``2w`` (or seconds) and printed in the
+shortest exact form."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from orchestrator.estate.model import format_duration, parse_duration
+
+
+@pytest.mark.parametrize(("written", "seconds"), [
+    ("45s", 45), ("15m", 900), ("1h", 3600), ("24h", 86400), ("30d", 30 * 86400),
+    ("2w", 14 * 86400), (" 5 m ", 300), ("0s", 0), (90, 90), (timedelta(hours=2), 7200),
+])
+def test_parse_duration_reads_a_number_and_a_unit(written, seconds):
+    assert parse_duration(written) == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize("written", [
+    "1.5h", "1h30m", "15 minutes", "15M", "", "h", "-1h", True, None, [15],
+    -60, float("nan"), float("inf"), 10**20, "99999999999999w",
+])
+def test_parse_duration_refuses_what_is_not_a_duration_with_a_value_error(written):
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(written)
+
+
+@pytest.mark.parametrize(("seconds", "shown"), [
+    (0, "0s"), (45, "45s"), (90, "90s"), (900, "15m"), (5400, "90m"), (3600, "1h"),
+    (86400, "1d"), (3 * 86400, "3d"), (14 * 86400, "2w"), (36 * 3600, "36h"),
+])
+def test_format_duration_prints_the_shortest_exact_form(seconds, shown):
+    assert format_duration(timedelta(seconds=seconds)) == shown
+
+
+@pytest.mark.parametrize("written", ["45s", "15m", "1h", "30d", "2w"])
+def test_format_duration_reads_back_as_written(written):
+    assert format_duration(parse_duration(written)) == written

@@ -1,0 +1,86 @@
+"""The example estate (inventory/) is valid, and its VMs are derived the same way every time:
+names ``<code>-<role>-NN``, placement, and addresses from the pools in a fixed order."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from orchestrator.estate import load_estate
+
+EXPECTED_VMS = [
+    ("dvc-web-01", "127.10.1.10"), ("dvc-web-02", "127.10.1.11"), ("dvc-db-01", "127.10.2.10"),
+    ("email-mail-01", "127.10.1.12"),
+    ("ioc-app-01", "127.10.1.13"),
+    ("lgsp-esb-01", "127.10.1.14"),
+    ("opendata-portal-01", "127.10.1.15"),
+    ("qlvb-app-01", "127.10.1.16"), ("qlvb-app-02", "127.10.1.17"), ("qlvb-db-01", "127.10.2.11"),
+    ("sso-idp-01", "127.10.1.18"), ("sso-db-01", "127.10.2.12"),
+    ("video-mcu-01", "127.10.1.19"),
+]
+
+
+def _tree_digest(root: Path) -> str:
+    """Names, contents, modes and modification times of everything under ``root``."""
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        stat = path.lstat()
+        digest.update(f"{path.relative_to(root)}|{stat.st_mode}|{stat.st_mtime_ns}|".encode())
+        if path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def test_the_example_estate_is_valid_with_two_sites_and_eight_systems(estate_copy):
+    estate = estate_copy.load()
+    assert estate.id == "danang"
+    assert sorted(estate.sites) == ["danang", "quangnam"]
+    assert sorted(estate.systems) == [
+        "dvc", "email", "ioc", "lgsp", "opendata", "qlvb", "sso", "video"]
+    assert [h.name for h in estate.settings.repository_hosts] == ["repo-qnam-01"]
+
+
+def test_vm_names_and_addresses_are_derived_deterministically(estate_copy):
+    first = [(vm.name, str(vm.ip)) for vm in estate_copy.load().vms]
+    again = [(vm.name, str(vm.ip)) for vm in estate_copy.load().vms]
+    assert first == EXPECTED_VMS
+    assert again == first
+
+
+def test_a_vm_takes_its_roles_placement_or_else_its_sites_first_choice(estate_copy):
+    vms = {vm.name: vm for vm in estate_copy.load().vms}
+    assert (vms["qlvb-db-01"].cluster, vms["qlvb-db-01"].datastore) == ("CL-DN-01", "DS-DN-SSD-01")
+    assert (vms["email-mail-01"].cluster, vms["email-mail-01"].datastore) == (
+        "CL-DN-01", "DS-DN-HDD-01")
+    assert (vms["dvc-db-01"].port_group, str(vms["dvc-db-01"].gateway),
+            vms["dvc-db-01"].prefix_length) == ("PG-DN-DB", "127.10.2.1", 24)
+    assert (vms["dvc-db-01"].tier, vms["dvc-db-01"].data, vms["dvc-db-01"].disks_gb) == (
+        1, True, [40, 300])
+
+
+def test_a_pinned_address_is_never_handed_out_from_the_pool(estate_copy):
+    estate_copy.edit("systems/video.yml", lambda data: data["vms"][0].update(ips=["127.10.1.10"]))
+    ips = {vm.name: str(vm.ip) for vm in estate_copy.load().vms}
+    assert ips["video-mcu-01"] == "127.10.1.10"
+    assert ips["dvc-web-01"] == "127.10.1.11"
+    assert len(set(ips.values())) == len(ips)
+
+
+def test_overlapping_pools_of_two_networks_never_hand_out_an_address_twice(estate_copy):
+    # the secondary site gets a network over the primary's srv subnet; ioc (between dvc/email
+    # and lgsp in the allocation order) takes its address from there
+    def overlap(data):
+        data["networks"]["mirror"] = {**data["networks"]["srv"], "port_group": "PG-QN-MIRROR",
+                                      "subnet": "127.10.1.0/24", "gateway": "127.10.1.1",
+                                      "pool": "127.10.1.10-127.10.1.250"}
+    estate_copy.edit("sites/quangnam.yml", overlap)
+    estate_copy.edit("systems/ioc.yml",
+                     lambda data: data["vms"][0].update(site="quangnam", network="mirror"))
+    ips = [str(vm.ip) for vm in estate_copy.load().vms]
+    assert len(set(ips)) == len(ips)
+
+
+def test_loading_the_estate_changes_nothing_in_its_folder(estate_copy):
+    before = _tree_digest(estate_copy.root)
+    load_estate(estate_copy.root)
+    assert _tree_digest(estate_copy.root) == before

@@ -1,0 +1,94 @@
+"""The Ansible inventory derived from the estate: groups, connection settings that check
+host keys strictly against hopnhat's own known_hosts, the ``--host`` answer, no secret."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from orchestrator.estate.inventory import build_inventory, host_vars
+from orchestrator.settings import Paths
+
+DATA_VMS = ["dvc-db-01", "email-mail-01", "ioc-app-01", "lgsp-esb-01", "opendata-portal-01",
+            "qlvb-db-01", "sso-db-01", "video-mcu-01"]
+
+
+@pytest.fixture
+def paths(estate_copy, tmp_path):
+    return Paths(tmp_path / "state", estate_copy.load())
+
+
+@pytest.fixture
+def inventory(paths):
+    return build_inventory(paths)
+
+
+def _vault_keys(estate):
+    """Every ``{vault: key}`` the estate refers to."""
+    keys = {site.vcenter.password.vault for site in estate.sites.values()}
+    keys |= {s.backup.password.vault for s in estate.systems.values() if s.backup}
+    return keys
+
+
+@pytest.mark.parametrize(("group", "hosts"), [
+    ("site_danang", ["dvc-web-01", "dvc-web-02", "dvc-db-01", "email-mail-01", "ioc-app-01",
+                     "lgsp-esb-01", "opendata-portal-01", "qlvb-app-01", "qlvb-app-02",
+                     "qlvb-db-01", "sso-idp-01", "sso-db-01", "video-mcu-01"]),
+    ("site_quangnam", ["repo-qnam-01"]),
+    ("system_qlvb", ["qlvb-app-01", "qlvb-app-02", "qlvb-db-01"]),
+    ("system_sso", ["sso-idp-01", "sso-db-01"]),
+    ("tier_1", ["dvc-web-01", "dvc-web-02", "dvc-db-01", "qlvb-app-01", "qlvb-app-02",
+                "qlvb-db-01", "video-mcu-01"]),
+    ("tier_3", ["ioc-app-01", "opendata-portal-01"]),
+    ("role_dvc_web", ["dvc-web-01", "dvc-web-02"]),
+    ("repository_hosts", ["repo-qnam-01"]),
+    ("backup_clients", DATA_VMS),
+])
+def test_hosts_are_grouped_by_site_system_tier_role_and_function(inventory, group, hosts):
+    assert inventory[group]["hosts"] == hosts
+    assert group in inventory["all"]["children"]
+
+
+def test_every_host_has_its_address_and_strict_host_key_checking_under_the_state_dir(
+        inventory, paths):
+    hostvars = inventory["_meta"]["hostvars"]
+    expected = {vm.name: str(vm.ip) for vm in paths.estate.vms} | {"repo-qnam-01": "127.20.2.10"}
+    assert {host: v["ansible_host"] for host, v in hostvars.items()} == expected
+    for host, variables in hostvars.items():
+        args = variables["ansible_ssh_common_args"]
+        assert "-o StrictHostKeyChecking=yes" in args, host
+        assert f"-o UserKnownHostsFile={paths.state / 'known_hosts'}" in args, host
+        assert variables["ansible_ssh_private_key_file"] == str(paths.state / "ssh/id_ed25519")
+        assert variables["ansible_user"] == "root"
+
+
+def test_system_variables_carry_tier_targets_and_backup_repositories(inventory):
+    variables = inventory["system_qlvb"]["vars"]
+    assert (variables["hopnhat_tier"], variables["hopnhat_rpo_seconds"],
+            variables["hopnhat_rto_seconds"]) == (1, 3600, 4 * 3600)
+    assert variables["hopnhat_backup"]["repository"] == {
+        "host": "repo-qnam-01", "address": "127.20.2.10", "port": 22, "user": "restic-qlvb",
+        "path": "/repo"}
+    assert variables["hopnhat_backup"]["copy"] is None
+
+
+def test_the_repository_host_has_one_account_per_system_it_keeps(inventory):
+    accounts = inventory["_meta"]["hostvars"]["repo-qnam-01"]["hopnhat_repository_accounts"]
+    assert accounts == [f"restic-{code}" for code in
+                        ("dvc", "email", "ioc", "lgsp", "opendata", "qlvb", "sso", "video")]
+
+
+def test_the_host_answer_is_that_hosts_variables_and_empty_for_an_unknown_host(
+        inventory, paths):
+    assert host_vars(paths, "qlvb-db-01") == inventory["_meta"]["hostvars"]["qlvb-db-01"]
+    assert host_vars(paths, "qlvb-db-01")["ansible_host"] == "127.10.2.11"
+    assert host_vars(paths, "no-such-host") == {}
+
+
+def test_the_inventory_holds_no_secret(inventory, paths):
+    document = json.dumps(inventory)
+    for key in _vault_keys(paths.estate):
+        assert key not in document
+    assert "vault" not in document
+    assert "password" not in document.lower()

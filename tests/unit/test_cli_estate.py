@@ -1,0 +1,200 @@
+"""``hopnhat estate validate | show | inventory``: exit codes, what is printed, and what not."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from orchestrator.cli import app
+
+runner = CliRunner()
+
+
+def hopnhat(estate_dir: Path, *args: str, state: Path | None = None):
+    options = ["--estate", str(estate_dir)]
+    if state is not None:
+        options += ["--state", str(state)]
+    return runner.invoke(app, [*options, *args])
+
+
+def _tree_digest(root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        stat = path.lstat()
+        digest.update(f"{path.relative_to(root)}|{stat.st_mode}|{stat.st_mtime_ns}|".encode())
+        if path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _plant_unknown_key(estate_copy):
+    estate_copy.edit("systems/qlvb.yml", lambda data: data["vms"][1].update(colour="red"))
+
+
+def _plant_plain_secret(estate_copy):
+    estate_copy.replace("systems/dvc.yml", "password: {vault: restic_password_dvc}",
+                        "password: hunter2")
+
+
+# --- validate ---
+
+def test_validate_accepts_the_example_estate_and_exits_0(estate_copy):
+    result = hopnhat(estate_copy.root, "estate", "validate")
+    assert result.exit_code == 0, result.output
+    assert "estate danang" in result.stdout
+    assert "is valid: 2 sites, 8 systems, 13 VMs" in result.stdout
+
+
+def test_validate_json_summarises_a_valid_estate(estate_copy):
+    result = hopnhat(estate_copy.root, "estate", "validate", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {
+        "valid": True, "estate": "danang", "sites": 2, "systems": 8, "vms": 13}
+
+
+@pytest.mark.parametrize(("plant", "file", "key", "message"), [
+    pytest.param(_plant_unknown_key, "systems/qlvb.yml", "vms[1].colour", "unknown key",
+                 id="unknown-key"),
+    pytest.param(lambda e: e.edit("sites/danang.yml",
+                                  lambda d: d["networks"]["srv"].update(gateway="127.10.9.1")),
+                 "sites/danang.yml", "networks.srv.gateway", "outside the subnet", id="gateway"),
+    pytest.param(lambda e: e.path("estate.yml").unlink(), "estate.yml", "", "missing",
+                 id="missing-estate-yml"),
+])
+def test_validate_exits_2_and_names_the_file_and_key_of_the_problem(
+        estate_copy, plant, file, key, message):
+    plant(estate_copy)
+    result = hopnhat(estate_copy.root, "estate", "validate")
+    assert result.exit_code == 2, result.output
+    expected = f"{file}: at '{key}': " if key else f"{file}: "
+    assert expected in result.stderr
+    assert message in result.stderr
+    assert result.stdout == ""
+
+
+def test_validate_lists_every_problem_in_one_run(estate_copy):
+    _plant_unknown_key(estate_copy)
+    _plant_plain_secret(estate_copy)
+    result = hopnhat(estate_copy.root, "estate", "validate")
+    assert result.exit_code == 2
+    assert "the estate has 2 problem(s)" in result.stderr
+    assert "systems/qlvb.yml: at 'vms[1].colour': unknown key" in result.stderr
+    assert "systems/dvc.yml: at 'backup.password': a secret is written here in plain text" \
+        in result.stderr
+
+
+def test_validate_json_lists_each_problem_with_file_key_and_message(estate_copy):
+    _plant_unknown_key(estate_copy)
+    result = hopnhat(estate_copy.root, "estate", "validate", "--json")
+    assert result.exit_code == 2
+    assert json.loads(result.stdout) == {"valid": False, "problems": [
+        {"file": "systems/qlvb.yml", "key": "vms[1].colour", "message": "unknown key"}]}
+
+
+@pytest.mark.parametrize("args", [
+    pytest.param(["estate", "validate"], id="text"),
+    pytest.param(["estate", "validate", "--json"], id="json"),
+    pytest.param(["--json", "estate", "validate"], id="global-json"),
+])
+def test_validate_never_prints_a_secret_written_in_plain_text(estate_copy, args):
+    _plant_plain_secret(estate_copy)
+    result = hopnhat(estate_copy.root, *args)
+    assert result.exit_code == 2
+    assert "backup.password" in result.output
+    assert "hunter2" not in result.output
+
+
+def test_validate_prints_text_quoted_from_the_yaml_verbatim_not_as_markup(estate_copy):
+    estate_copy.edit("systems/sso.yml", lambda data: data["vms"][0].update(network="[/x]"))
+    result = hopnhat(estate_copy.root, "estate", "validate")
+    assert result.exit_code == 2, result.output
+    assert "(found '[/x]')" in result.stderr
+
+
+@pytest.mark.parametrize("plant", [
+    pytest.param(lambda e: None, id="valid"),
+    pytest.param(_plant_unknown_key, id="invalid"),
+])
+def test_validate_changes_nothing_in_the_estate_folder(estate_copy, tmp_path, plant):
+    plant(estate_copy)
+    before = _tree_digest(estate_copy.root)
+    hopnhat(estate_copy.root, "estate", "validate", state=tmp_path / "state")
+    hopnhat(estate_copy.root, "estate", "validate", "--json", state=tmp_path / "state")
+    assert _tree_digest(estate_copy.root) == before
+
+
+def test_a_missing_estate_folder_exits_2(tmp_path):
+    result = hopnhat(tmp_path / "nowhere", "estate", "validate")
+    assert result.exit_code == 2
+    assert "the estate directory does not exist" in result.stderr
+
+
+# --- show ---
+
+def test_show_json_lists_sites_then_systems_then_vms_with_tier_and_targets(estate_copy):
+    result = hopnhat(estate_copy.root, "estate", "show", "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert (doc["estate"], list(doc["sites"])) == ("danang", ["danang", "quangnam"])
+    danang = doc["sites"]["danang"]
+    assert (danang["role"], danang["datacenter"]) == ("primary", "DC-DaNang")
+    # systems by tier, then code
+    assert list(danang["systems"]) == [
+        "dvc", "qlvb", "video", "email", "lgsp", "sso", "ioc", "opendata"]
+    qlvb = danang["systems"]["qlvb"]
+    assert {k: qlvb[k] for k in ("tier", "rpo", "rto", "drill_interval", "depends_on",
+                                 "repository_host")} == {
+        "tier": 1, "rpo": "1h", "rto": "4h", "drill_interval": "30d",
+        "depends_on": ["sso", "lgsp"], "repository_host": "repo-qnam-01"}
+    assert [(vm["name"], vm["ip"], vm["data"]) for vm in qlvb["vms"]] == [
+        ("qlvb-app-01", "127.10.1.16", False), ("qlvb-app-02", "127.10.1.17", False),
+        ("qlvb-db-01", "127.10.2.11", True)]
+    assert danang["systems"]["ioc"]["rto"] == "3d"
+    assert doc["sites"]["quangnam"]["systems"] == {}
+    assert [h["name"] for h in doc["repository_hosts"]] == ["repo-qnam-01"]
+
+
+def test_show_prints_the_sites_and_repository_host(estate_copy):
+    result = hopnhat(estate_copy.root, "estate", "show")
+    assert result.exit_code == 0, result.output
+    assert "danang primary" in result.stdout
+    assert "quangnam secondary" in result.stdout
+    assert "repository host repo-qnam-01 127.20.2.10:22" in result.stdout
+
+
+# --- inventory ---
+
+def test_inventory_list_is_an_ansible_dynamic_inventory(estate_copy, tmp_path):
+    result = hopnhat(estate_copy.root, "estate", "inventory", "--list", state=tmp_path / "st")
+    assert result.exit_code == 0, result.output
+    inventory = json.loads(result.stdout)
+    assert inventory["system_qlvb"]["hosts"] == ["qlvb-app-01", "qlvb-app-02", "qlvb-db-01"]
+    assert f"UserKnownHostsFile={tmp_path / 'st' / 'known_hosts'}" in (
+        inventory["_meta"]["hostvars"]["qlvb-db-01"]["ansible_ssh_common_args"])
+    assert "vault" not in result.stdout
+    assert "restic_password" not in result.stdout
+
+
+def test_inventory_host_prints_that_hosts_variables(estate_copy, tmp_path):
+    result = hopnhat(estate_copy.root, "estate", "inventory", "--host", "qlvb-db-01",
+                     state=tmp_path / "st")
+    assert result.exit_code == 0, result.output
+    variables = json.loads(result.stdout)
+    assert variables["ansible_host"] == "127.10.2.11"
+    assert variables["hopnhat_site"] == "danang"
+
+
+@pytest.mark.parametrize("args", [
+    pytest.param(["estate", "show"], id="show"),
+    pytest.param(["estate", "inventory", "--list"], id="inventory"),
+])
+def test_other_estate_commands_on_an_invalid_estate_exit_2_naming_the_problem(
+        estate_copy, args):
+    _plant_unknown_key(estate_copy)
+    result = hopnhat(estate_copy.root, *args)
+    assert result.exit_code == 2, result.output
+    assert "systems/qlvb.yml: at 'vms[1].colour': unknown key" in result.stderr
