@@ -63,6 +63,10 @@ class Paths:
             return path if path.is_absolute() else Path(self.estate.root) / path
         return self.state / "vault-password"
 
+    def repository_key(self, code: str) -> Path:
+        """The private key of system ``code``'s account on its repository host."""
+        return self.state / "ssh" / f"restic-{code}"
+
     def ca_bundle(self, configured: str | None) -> Path | None:
         """A site's vCenter CA bundle: relative paths are under the state folder."""
         return None if configured is None else self._state_path(configured)

@@ -41,7 +41,7 @@ def read_vault(path: Path, password_file: Path) -> dict[str, str]:
         raise SecretError(f"{path}: cannot read the vault file "
                           f"({exc.strerror or exc.__class__.__name__})") from None
     try:
-        plain = _vault(password_file).decrypt(blob, filename=str(path))
+        plain = _vault(password_file).decrypt(blob)
     except _AnsibleError:
         raise SecretError(f"{path}: cannot decrypt the vault file with the password in "
                           f"{password_file} (wrong password, or not an ansible-vault file)"

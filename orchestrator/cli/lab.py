@@ -1,8 +1,75 @@
-"""``hopnhat lab``: the embedded lab of real parts (filled in below)."""
+"""``hopnhat lab``: the embedded lab of real parts (vcsim, sshd guests, repository host)."""
 
 from __future__ import annotations
 
-import typer
+from typing import Annotated
 
-app = typer.Typer(no_args_is_help=True, help="The embedded lab: vcsim, sshd guests, the "
-                  "repository host — real parts on loopback. Needs root.")
+import typer
+from rich.table import Table
+
+from orchestrator.cli.common import JsonOption, console, context, print_json, want_json
+from orchestrator.lab import control, vcsim
+from orchestrator.lab.control import Part
+
+app = typer.Typer(no_args_is_help=True, help=(
+    "The embedded lab: vcsim (vSphere API simulator), one real sshd guest per powered-on VM, "
+    "and the secondary DC's repository host — real parts on loopback. Needs root."))
+
+
+def _render(parts: list[Part]) -> None:
+    table = Table(title="lab")
+    for column in ("part", "kind", "address", "PID", "state"):
+        table.add_column(column)
+    for part in parts:
+        table.add_row(part.name, part.kind, part.address, str(part.pid),
+                      "[green]running[/]" if part.alive else "[red]dead[/]")
+    console.print(table)
+
+
+@app.command()
+def build(ctx: typer.Context) -> None:
+    """Build the lab's vcsim from Debian's govmomi source (quick when already built)."""
+    binary = vcsim.build(context(ctx).state_dir / "lab")
+    console.print(f"vcsim: {binary}")
+
+
+@app.command()
+def up(
+    ctx: typer.Context,
+    clone_delay: Annotated[int | None, typer.Option(
+        help="Milliseconds vcsim waits in each CloneVM_Task (realistic clone times).")] = None,
+    json: JsonOption = False,
+) -> None:
+    """Start the lab (idempotent: running parts are left alone). Generates the lab's vault,
+    SSH keys and TLS certificate on first use."""
+    c = context(ctx)
+    parts = control.up(c.paths, delays=None if clone_delay is None
+                       else {"CloneVM_Task": clone_delay})
+    if want_json(ctx, json):
+        print_json([p.as_dict() for p in parts])
+    else:
+        _render(parts)
+
+
+@app.command()
+def status(ctx: typer.Context, json: JsonOption = False) -> None:
+    """List each part of the lab with its address and PID. Exit 1 if a part has died."""
+    parts = control.status(context(ctx).state_dir / "lab")
+    if want_json(ctx, json):
+        print_json([p.as_dict() for p in parts])
+    elif parts:
+        _render(parts)
+    else:
+        console.print("the lab is not running")
+    if any(not p.alive for p in parts):
+        raise typer.Exit(1)
+
+
+@app.command()
+def down(ctx: typer.Context, json: JsonOption = False) -> None:
+    """Stop every process the lab started, by its recorded PID. Leaves nothing running."""
+    stopped = control.down(context(ctx).state_dir / "lab")
+    if want_json(ctx, json):
+        print_json({"stopped": stopped})
+    else:
+        console.print(f"stopped {len(stopped)} process(es)")

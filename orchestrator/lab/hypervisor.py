@@ -1,0 +1,191 @@
+"""The lab's hypervisor: makes vcsim's VMs real.
+
+A daemon that follows vcsim through the PropertyCollector (WaitForUpdatesEx over a
+ContainerView of VMs) and keeps one real sshd guest running for every powered-on VM that
+has a guest IP (from its customization): started when the VM powers on, stopped when it
+powers off, removed with its disk when the VM is destroyed. A data-bearing VM of the
+estate gets its synthetic application data when its guest first comes up.
+
+Run as ``python -m orchestrator.lab.hypervisor <config.json>``; ``lab up`` starts it and
+records its PID.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pyVmomi import vim, vmodl
+
+from orchestrator.adapters import vsphere
+from orchestrator.errors import HopnhatError
+from orchestrator.lab import data, guests
+from orchestrator.lab.processes import ProcessTable
+
+log = logging.getLogger("hopnhat.lab.hypervisor")
+
+VM_PATHS = ("name", "runtime.powerState", "guest.ipAddress", "guest.hostName", "config.template")
+_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+
+
+@dataclass(frozen=True)
+class VMState:
+    name: str
+    powered_on: bool
+    ip: str | None
+    hostname: str | None
+    template: bool
+
+
+def desired_guests(vms: dict[str, VMState]) -> dict[str, VMState]:
+    """The guests that should run: powered-on, non-template VMs with a guest IP and a
+    name usable as a folder name."""
+    return {vm.name: vm for vm in vms.values()
+            if vm.powered_on and vm.ip and not vm.template and _SAFE.match(vm.name)}
+
+
+class Hypervisor:
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+        self.lab_dir = Path(config["lab_dir"])
+        self.table = ProcessTable(self.lab_dir)
+        self.known_hosts = Path(config["known_hosts"])
+        self.authorized_keys: list[str] = list(config["authorized_keys"])
+        self.data: dict[str, dict[str, Any]] = config.get("data", {})
+        # guests the lab runs that are not VMs (the repository hosts): never ours to touch
+        self.unmanaged: set[str] = set(config.get("unmanaged", []))
+        self.vms: dict[str, VMState] = {}  # by moref id
+        self.running = True
+
+    # ---- reconciliation ------------------------------------------------------------
+    def reconcile(self) -> None:
+        want = desired_guests(self.vms)
+        have = {r.name.removeprefix("guest-"): r for r in self.table.all()
+                if r.kind == "guest" and r.name.removeprefix("guest-") not in self.unmanaged}
+        known_names = {vm.name for vm in self.vms.values()}
+        for name, record in have.items():
+            vm = want.get(name)
+            if name not in known_names:
+                log.info("VM %s is gone: removing its guest", name)
+                guests.destroy_guest(self.lab_dir, self.table, name)
+            elif vm is None or record.address.split(":")[0] != vm.ip:
+                log.info("stopping guest %s", name)
+                guests.stop_guest(self.table, name)
+        for name, vm in want.items():
+            if self.table.running(f"guest-{name}") is not None:
+                continue
+            assert vm.ip is not None
+            log.info("starting guest %s at %s", name, vm.ip)
+            try:
+                guests.start_guest(self.lab_dir, self.table, name, vm.hostname or name, vm.ip,
+                                   self.authorized_keys, self.known_hosts)
+                self._seed(name)
+            except HopnhatError as exc:
+                log.error("guest %s did not start: %s", name, exc)
+        self._remove_orphans(known_names)
+
+    def _seed(self, name: str) -> None:
+        spec = self.data.get(name)
+        marker = self.lab_dir / "guests" / name / ".seeded"
+        if spec is None or marker.exists():
+            return
+        dest = guests.guest_srv(self.lab_dir, name) / spec["code"]
+        summary = data.generate(dest, seed=spec["seed"], size_mb=spec["size_mb"],
+                                files=spec["files"], day=0, change_rate=spec["change_rate"])
+        marker.write_text(json.dumps({"day": 0, "files": summary.files}))
+        log.info("seeded %s with %d files", name, summary.files)
+
+    def _remove_orphans(self, known_names: set[str]) -> None:
+        """A guest disk whose VM no longer exists (destroyed while we were away)."""
+        root = self.lab_dir / "guests"
+        if not root.is_dir():
+            return
+        for folder in root.iterdir():
+            if folder.is_dir() and folder.name not in known_names \
+                    and folder.name not in self.unmanaged \
+                    and self.table.running(f"guest-{folder.name}") is None:
+                log.info("removing the disk of destroyed VM %s", folder.name)
+                guests.destroy_guest(self.lab_dir, self.table, folder.name)
+
+    # ---- following vCenter -----------------------------------------------------------
+    def _apply(self, update_set: Any) -> None:
+        for filter_update in update_set.filterSet or []:
+            for obj in filter_update.objectSet or []:
+                key = obj.obj._moId
+                if obj.kind == "leave":
+                    self.vms.pop(key, None)
+                    continue
+                current = self.vms.get(key)
+                props: dict[str, Any] = {} if current is None else {
+                    "name": current.name, "runtime.powerState": "poweredOn"
+                    if current.powered_on else "poweredOff", "guest.ipAddress": current.ip,
+                    "guest.hostName": current.hostname, "config.template": current.template}
+                for change in obj.changeSet or []:
+                    props[change.name] = None if change.op == "remove" else change.val
+                self.vms[key] = VMState(
+                    name=str(props.get("name") or key),
+                    powered_on=str(props.get("runtime.powerState")) == "poweredOn",
+                    ip=props.get("guest.ipAddress") or None,
+                    hostname=props.get("guest.hostName") or None,
+                    template=bool(props.get("config.template")),
+                )
+
+    def follow(self, si: vim.ServiceInstance) -> None:
+        content: Any = si.RetrieveContent()
+        view = content.viewManager.CreateContainerView(
+            content.rootFolder, [vim.VirtualMachine], True)
+        collector = content.propertyCollector
+        pfilter = collector.CreateFilter(vsphere._filter_spec(view, vim.VirtualMachine, VM_PATHS),
+                                         partialUpdates=True)
+        version = ""
+        try:
+            while self.running:
+                update = collector.WaitForUpdatesEx(
+                    version, vmodl.query.PropertyCollector.WaitOptions(maxWaitSeconds=5))
+                if update is None:
+                    continue
+                version = update.version
+                self._apply(update)
+                self.reconcile()
+        finally:
+            pfilter.Destroy()
+            view.Destroy()
+
+
+def main(argv: list[str]) -> int:
+    config = json.loads(Path(argv[1]).read_text())
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    credentials = json.loads(Path(config["credentials_file"]).read_text())
+    endpoint = vsphere.Endpoint(url=config["url"], username=credentials["username"],
+                                password=credentials["password"],
+                                ca_bundle=Path(config["ca_bundle"]))
+    hypervisor = Hypervisor(config)
+
+    def stop(_signum: int, _frame: object) -> None:
+        hypervisor.running = False
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while hypervisor.running:
+        try:
+            with vsphere.session(endpoint) as si:
+                hypervisor.follow(si)
+        except (HopnhatError, OSError, vmodl.MethodFault) as exc:
+            # vCenter gone (a test stopped it) or restarting: keep the guests, try again
+            log.warning("lost vCenter: %s; retrying", exc)
+            end = time.monotonic() + 2
+            while hypervisor.running and time.monotonic() < end:
+                time.sleep(0.1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,101 @@
+"""Shared fixtures. The lab is started once per test session and stopped at its end.
+
+The session's lab runs on its own copy of the example estate, moved to other loopback
+addresses (127.110.x / 127.120.x and a free vCenter port), so a developer's `make demo` lab
+and the tests never collide.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from orchestrator.adapters import vsphere
+from orchestrator.estate import Estate, load_estate
+from orchestrator.estate.secrets import Secrets
+from orchestrator.lab import control
+from orchestrator.lab.processes import ProcessTable, is_alive
+from orchestrator.settings import Paths
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE_ESTATE = REPO / "inventory"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def copy_estate(dest: Path, *, port: int | None = None, primary: str = "127.110.",
+                secondary: str = "127.120.") -> Path:
+    """A copy of the example estate on other loopback addresses (and vCenter port)."""
+    shutil.copytree(EXAMPLE_ESTATE, dest, ignore=shutil.ignore_patterns("secrets.vault.yml"))
+    for path in dest.rglob("*.yml"):
+        text = path.read_text()
+        text = text.replace("127.10.", primary).replace("127.20.", secondary)
+        if port is not None:
+            text = text.replace("127.0.0.1:8989", f"127.0.0.1:{port}")
+        path.write_text(text)
+    return dest
+
+
+@dataclass
+class LabHandle:
+    """The session's running lab."""
+
+    estate_dir: Path
+    state_dir: Path
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def estate(self) -> Estate:
+        return load_estate(self.estate_dir)
+
+    @property
+    def paths(self) -> Paths:
+        return Paths(self.state_dir, self.estate)
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment for running the `hopnhat` command against this lab."""
+        return {**os.environ, "HOPNHAT_ESTATE": str(self.estate_dir),
+                "HOPNHAT_STATE": str(self.state_dir)}
+
+    def endpoint(self, site: str | None = None) -> vsphere.Endpoint:
+        estate = self.estate
+        s = estate.sites[site] if site else next(iter(estate.sites.values()))
+        paths = self.paths
+        return vsphere.Endpoint(
+            url=s.vcenter.url, username=s.vcenter.username,
+            password=Secrets(paths).get(s.vcenter.password),
+            ca_bundle=paths.ca_bundle(s.vcenter.ca_bundle))
+
+
+def _prebuilt_vcsim(lab_dir: Path) -> None:
+    """Reuse the vcsim that `make` built under ./.hopnhat (saves a rebuild per session)."""
+    built = REPO / ".hopnhat" / "lab" / "bin"
+    if built.is_dir() and not (lab_dir / "bin").exists():
+        shutil.copytree(built, lab_dir / "bin")
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHandle]:
+    if os.geteuid() != 0:
+        pytest.fail("the lab tests need root (namespaces, sshd); run `make test` as root")
+    base = tmp_path_factory.mktemp("lab")
+    handle = LabHandle(copy_estate(base / "inventory", port=free_port()), base / "state")
+    _prebuilt_vcsim(handle.state_dir / "lab")
+    try:
+        control.up(handle.paths)
+        yield handle
+    finally:
+        control.down(handle.state_dir / "lab")
+        leftovers = [r.name for r in ProcessTable(handle.state_dir / "lab").all() if is_alive(r)]
+        assert not leftovers, f"lab processes left running: {leftovers}"
