@@ -90,7 +90,12 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHandle]:
     if os.geteuid() != 0:
         pytest.fail("the lab tests need root (namespaces, sshd); run `make test` as root")
     base = tmp_path_factory.mktemp("lab")
-    handle = LabHandle(copy_estate(base / "inventory", port=free_port()), base / "state")
+    # $HOPNHAT_TEST_OCTETS ("110,120") moves the lab elsewhere, so that two test sessions
+    # on one machine (two developers) do not collide
+    first, second = os.environ.get("HOPNHAT_TEST_OCTETS", "110,120").split(",")
+    handle = LabHandle(copy_estate(base / "inventory", port=free_port(),
+                                   primary=f"127.{first}.", secondary=f"127.{second}."),
+                       base / "state")
     _prebuilt_vcsim(handle.state_dir / "lab")
     try:
         control.up(handle.paths)

@@ -1,0 +1,194 @@
+"""The lab as `hopnhat lab up` starts it: vcsim modelled on the estate, VMs that become real
+SSH hosts when powered on, and the repository host taking restic backups over SFTP."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import paramiko
+import pytest
+from pyVmomi import vim
+
+from orchestrator.adapters import ssh, vsphere
+from orchestrator.estate.inventory import repository_user
+from orchestrator.estate.secrets import Secrets
+from orchestrator.lab import control, data, guests
+from orchestrator.lab.processes import ProcessTable
+from tests.conftest import REPO, LabHandle
+
+HOPNHAT = str(REPO / ".venv" / "bin" / "hopnhat")
+TEST_VM = "labtest-01"
+
+
+def wait_task(task: Any, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while task.info.state not in ("success", "error"):
+        assert time.monotonic() < deadline, "vCenter task did not finish"
+        time.sleep(0.05)
+    assert task.info.state == "success", task.info.error
+
+
+def find(folder: Any, name: str) -> Any:
+    return next(e for e in folder.childEntity if e.name == name)
+
+
+def cli(handle: LabHandle, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([HOPNHAT, *args], env=handle.env, capture_output=True, text=True,
+                          timeout=300, check=False)
+
+
+@pytest.fixture(scope="module")
+def si(lab: LabHandle) -> Iterator[Any]:
+    with vsphere.session(lab.endpoint()) as service:
+        yield service
+
+
+def test_lab_status_lists_each_part_with_address_and_pid(lab: LabHandle) -> None:
+    result = cli(lab, "lab", "status", "--json")
+    assert result.returncode == 0, result.stderr
+    parts = {p["name"]: p for p in json.loads(result.stdout)}
+    repo = lab.estate.settings.repository_hosts[0]
+    assert parts["vcsim"]["address"] == lab.estate.sites["danang"].vcenter.url
+    assert parts[f"guest-{repo.name}"]["kind"] == "repository"
+    assert parts[f"guest-{repo.name}"]["address"] == f"{repo.address}:22"
+    assert parts["hypervisor"]["alive"]
+    assert all(p["alive"] and p["pid"] > 1 for p in parts.values())
+
+
+def test_lab_up_twice_is_harmless(lab: LabHandle) -> None:
+    before = {p.name: p.pid for p in control.status(lab.state_dir / "lab")}
+    after = {p.name: p.pid for p in control.up(lab.paths)}
+    assert after == before
+
+
+def test_vcsim_over_tls_models_the_estate(lab: LabHandle, si: Any) -> None:
+    content = si.RetrieveContent()
+    datacenters = {dc.name: dc for dc in content.rootFolder.childEntity}
+    for site in lab.estate.sites.values():
+        dc = datacenters[site.datacenter]
+        assert sorted(c.name for c in dc.hostFolder.childEntity) == sorted(site.clusters)
+        assert sorted(d.name for d in dc.datastore) == sorted(site.datastores)
+        networks = {n.name for n in dc.network}
+        assert {net.port_group for net in site.networks.values()} <= networks
+        templates = [vm.name for vm in dc.vmFolder.childEntity if vm.config.template]
+        assert sorted(templates) == sorted(site.templates)
+    rows = vsphere.retrieve(si, vim.ClusterComputeResource, ["name", "summary.numHosts"])
+    assert {r["name"]: r["summary.numHosts"] for r in rows}["CL-DN-01"] == 4
+
+
+def test_vcenter_refuses_a_wrong_password(lab: LabHandle) -> None:
+    good = lab.endpoint()
+    bad = vsphere.Endpoint(good.url, good.username, "not-the-password", good.ca_bundle)
+    with pytest.raises(vsphere.VSphereError, match="refused the login"):
+        vsphere.connect(bad)
+
+
+def _target(lab: LabHandle, address: str, name: str) -> ssh.Target:
+    return ssh.Target(name, address, 22, "root", lab.paths.private_key, lab.paths.known_hosts)
+
+
+def test_a_powered_on_vm_becomes_an_ssh_host_at_its_ip(lab: LabHandle, si: Any) -> None:
+    site = lab.estate.sites["quangnam"]
+    drill = site.networks["drill"]
+    ip = str(drill.pool.end)
+    dc = find(si.RetrieveContent().rootFolder, site.datacenter)
+    cluster = find(dc.hostFolder, site.clusters[0])
+    template = find(dc.vmFolder, site.templates[0])
+    wait_task(template.CloneVM_Task(folder=dc.vmFolder, name=TEST_VM, spec=vim.vm.CloneSpec(
+        location=vim.vm.RelocateSpec(pool=cluster.resourcePool), powerOn=False)))
+    vm = find(dc.vmFolder, TEST_VM)
+    custom = vim.vm.customization
+    wait_task(vm.CustomizeVM_Task(spec=custom.Specification(
+        identity=custom.LinuxPrep(hostName=custom.FixedName(name=TEST_VM), domain="lab"),
+        globalIPSettings=custom.GlobalIPSettings(),
+        nicSettingMap=[custom.AdapterMapping(adapter=custom.IPSettings(
+            ip=custom.FixedIp(ipAddress=ip), subnetMask=str(drill.subnet.netmask),
+            gateway=[str(drill.gateway)]))])))
+    wait_task(vm.PowerOnVM_Task())
+
+    assert ssh.wait_for_port(ip, 22, timeout=30), "no sshd came up at the VM's IP"
+    target = _target(lab, ip, TEST_VM)
+    client = ssh.connect(target)
+    try:
+        result = ssh.execute(client, target, "hostname; test -d /srv && echo srv-ok")
+    finally:
+        client.close()
+    assert result.stdout.split() == [TEST_VM, "srv-ok"]
+
+    # strict host keys: with another key pinned for that address, the connection is refused
+    wrong = lab.state_dir / "wrong_known_hosts"
+    other = paramiko.Ed25519Key.from_private_key_file(str(lab.paths.private_key))
+    wrong.write_text(f"{ip} ssh-ed25519 {other.get_base64()}\n")
+    with pytest.raises(ssh.SSHError):
+        ssh.connect(ssh.Target(TEST_VM, ip, 22, "root", lab.paths.private_key, wrong))
+
+    wait_task(vm.PowerOffVM_Task())
+    deadline = time.monotonic() + 30
+    while ProcessTable(lab.state_dir / "lab").running(f"guest-{TEST_VM}") is not None:
+        assert time.monotonic() < deadline, "the guest outlived its VM's power-off"
+        time.sleep(0.1)
+    assert not ssh.wait_for_port(ip, 22, timeout=1)
+    wait_task(vm.Destroy_Task())
+    deadline = time.monotonic() + 30
+    while (lab.state_dir / "lab" / "guests" / TEST_VM).exists():
+        assert time.monotonic() < deadline, "the destroyed VM's guest disk stayed"
+        time.sleep(0.1)
+
+
+def test_restic_on_a_guest_backs_up_to_the_repository_host_and_restores(
+        lab: LabHandle) -> None:
+    """The path operators rely on: a host's data → restic over SFTP (chrooted account, pinned
+    host key) → the repository host in the secondary DC → restored identical."""
+    estate, paths = lab.estate, lab.paths
+    code = "ioc"
+    repo_host = estate.repository_host(estate.systems[code].backup.repository_host)  # type: ignore[union-attr]
+    name = "labtest-restic"
+    ip = str(estate.sites["quangnam"].networks["drill"].pool.start)
+    pub = paths.private_key.with_name(paths.private_key.name + ".pub").read_text().strip()
+    table = ProcessTable(lab.state_dir / "lab")
+    guests.start_guest(lab.state_dir / "lab", table, name, name, ip, [pub], paths.known_hosts)
+    try:
+        source = guests.guest_srv(lab.state_dir / "lab", name) / code
+        summary = data.generate(source, seed="lab-test", size_mb=4, files=40)
+        target = _target(lab, ip, name)
+        client = ssh.connect(target)
+        try:
+            sftp = client.open_sftp()
+            sftp.put(str(paths.repository_key(code)), "/root/repo.key")
+            sftp.chmod("/root/repo.key", 0o600)
+            sftp.put(str(paths.known_hosts), "/root/known_hosts")
+            with sftp.open("/root/restic.pw", "w") as fh:
+                fh.write(Secrets(paths).get(estate.systems[code].backup.password))  # type: ignore[union-attr]
+            sftp.chmod("/root/restic.pw", 0o600)
+            ssh_cmd = shlex.join(["ssh", "-i", "/root/repo.key", "-o",
+                                  "UserKnownHostsFile=/root/known_hosts", "-o",
+                                  "StrictHostKeyChecking=yes", "-o", "BatchMode=yes",
+                                  f"{repository_user(code)}@{repo_host.address}", "-s", "sftp"])
+            restic = (f"RESTIC_PASSWORD_FILE=/root/restic.pw restic --no-cache -o "
+                      f"sftp.command={shlex.quote(ssh_cmd)} -r "
+                      f"sftp:{repository_user(code)}@{repo_host.address}:/repo")
+            steps = [f"{restic} cat config >/dev/null 2>&1 || {restic} init",
+                     f"{restic} backup --json --tag lab-test /srv/{code} | tail -n1",
+                     f"{restic} restore latest --target /tmp/restore --verify",
+                     ]
+            outputs = []
+            for step in steps:
+                result = ssh.execute(client, target, step, timeout=300)
+                assert result.returncode == 0, (step.split()[-1], result.stderr[-500:])
+                outputs.append(result.stdout)
+            backup = json.loads(outputs[1])
+            assert backup["message_type"] == "summary"
+            assert backup["total_files_processed"] == summary.files
+        finally:
+            client.close()
+        restored = Path(f"/proc/{table.running(f'guest-{name}').pid}/root")  # type: ignore[union-attr]
+        assert data.manifest_digest(restored / "tmp" / "restore" / "srv" / code) == \
+            summary.manifest_sha256
+    finally:
+        guests.destroy_guest(lab.state_dir / "lab", table, name)
