@@ -10,6 +10,7 @@ import typer
 from orchestrator import __version__
 from orchestrator.cli import estate as estate_cli
 from orchestrator.cli import lab as lab_cli
+from orchestrator.cli import provision as provision_cli
 from orchestrator.cli.common import Context, HandledGroup, setup_logging
 
 app = typer.Typer(
@@ -27,6 +28,9 @@ app = typer.Typer(
 )
 app.add_typer(estate_cli.app, name="estate")
 app.add_typer(lab_cli.app, name="lab")
+app.command("plan")(provision_cli.plan)
+app.command("apply")(provision_cli.apply)
+app.command("destroy")(provision_cli.destroy)
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,442 @@
+"""``plan``: what provisioning would change, as data.
+
+:func:`plan` is a pure function of the estate's VMs and the facts read from vCenter
+(:mod:`orchestrator.adapters.vsphere_facts`): one :class:`VMAction` per VM — create,
+reconfigure (what changes, from → to), power on, resume (finish a VM a failed run left
+half-made), no-op with its reason, foreign (a VM of that name exists that this estate does
+not own) or refused (a change hopnhat will not make, such as shrinking a disk) — plus a
+capacity preflight per cluster and datastore and the IP addresses already in use.
+:func:`check` turns refusals into a :class:`PlanError`, before any task. Executing a plan
+is :mod:`orchestrator.actions.provision_apply`; destroying is
+:mod:`orchestrator.actions.provision_destroy`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from orchestrator.actions.provision_preflight import (
+    CapacityCheck,
+    capacity_checks,
+    host_fit,
+    ip_conflicts,
+)
+from orchestrator.adapters.vsphere import Endpoint, VCenter
+from orchestrator.adapters.vsphere_facts import (
+    PROVISIONED,
+    SYSTEM,
+    TIER,
+    Inventory,
+    VMFacts,
+    read_inventory,
+)
+from orchestrator.adapters.vsphere_specs import KB_PER_GB
+from orchestrator.errors import EXIT_BAD_INPUT, PlanError, VSphereError
+from orchestrator.estate.model import VM, Estate
+from orchestrator.estate.secrets import Secrets
+from orchestrator.settings import Paths
+
+CREATE, RECONFIGURE, POWER_ON, RESUME = "create", "reconfigure", "power-on", "resume"
+NO_OP, FOREIGN, REFUSED = "no-op", "foreign", "refused"
+CHANGING = (CREATE, RECONFIGURE, POWER_ON, RESUME)
+
+# the steps of a VM's apply, in this order
+STEP_CLONE, STEP_MARK, STEP_RECONFIGURE = "clone", "mark", "reconfigure"
+STEP_CUSTOMIZE, STEP_POWER_ON, STEP_WAIT_IP = "customize", "power on", "wait for IP"
+STEP_FINISH = "mark provisioned"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One property that differs: ``what`` (cpu, memory, disk 2, network, mark tier)."""
+
+    what: str
+    before: str
+    after: str
+
+    def __str__(self) -> str:
+        return f"{self.what} {self.before} → {self.after}"
+
+    def as_dict(self) -> dict[str, str]:
+        return {"what": self.what, "from": self.before, "to": self.after}
+
+
+@dataclass(frozen=True)
+class VMAction:
+    """What the plan does with one VM of the estate, and why."""
+
+    vm: VM
+    kind: str
+    vcenter: str
+    changes: tuple[Change, ...] = ()
+    steps: tuple[str, ...] = ()
+    reason: str = ""
+    cluster: str = ""  # where its CPU and memory count (the actual one for an existing VM)
+    datastore: str = ""  # where its disks count
+    add_cpu: int = 0
+    add_memory_mb: int = 0
+    add_disk_gb: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.vm.name
+
+    @property
+    def changing(self) -> bool:
+        return self.kind in CHANGING
+
+    @property
+    def creates(self) -> bool:
+        return self.kind == CREATE
+
+    @property
+    def brings_up_ip(self) -> bool:
+        """Its guest address comes up in this run (create, finish, power on)."""
+        return self.kind in (CREATE, RESUME, POWER_ON)
+
+    @property
+    def sizes(self) -> bool:
+        """It sets the VM's CPU, memory or disks (create, finish, reconfigure)."""
+        return self.kind in (CREATE, RESUME, RECONFIGURE)
+
+    def describe(self) -> str:
+        """The detail column: the changes, or the reason."""
+        if self.kind == CREATE:
+            vm = self.vm
+            return (f"from {vm.template} in {vm.cluster}/{vm.datastore}: {vm.cpu} vCPU, "
+                    f"{vm.memory_mb} MB, disks {_disks(vm.disks_gb)}, {vm.port_group}, "
+                    f"{vm.ip}")
+        parts = [str(c) for c in self.changes]
+        if self.reason:
+            parts.append(self.reason)
+        return "; ".join(parts)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"vm": self.vm.name, "system": self.vm.system, "site": self.vm.site,
+                "action": self.kind, "changes": [c.as_dict() for c in self.changes],
+                "steps": list(self.steps), "reason": self.reason, "detail": self.describe(),
+                "cluster": self.cluster, "datastore": self.datastore, "ip": str(self.vm.ip),
+                "add": {"cpu": self.add_cpu, "memory_mb": self.add_memory_mb,
+                        "disk_gb": self.add_disk_gb}}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything :func:`plan` decided, as data (the CLI renders it, apply executes it)."""
+
+    estate: str
+    actions: tuple[VMAction, ...]
+    capacity: tuple[CapacityCheck, ...] = ()
+    refusals: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def pending(self) -> list[VMAction]:
+        return [a for a in self.actions if a.changing]
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.pending)
+
+    def totals(self) -> dict[str, int]:
+        counts = {kind: 0 for kind in (*CHANGING, NO_OP, FOREIGN, REFUSED)}
+        for action in self.actions:
+            counts[action.kind] += 1
+        pending = self.pending
+        counts["add_cpu"] = sum(a.add_cpu for a in pending)
+        counts["add_memory_mb"] = sum(a.add_memory_mb for a in pending)
+        counts["add_disk_gb"] = sum(a.add_disk_gb for a in pending)
+        return counts
+
+    def data_bearing(self) -> list[VMAction]:
+        """Changes to existing VMs that hold data: what the backup gate guards."""
+        return [a for a in self.pending if a.vm.data and a.kind in (RECONFIGURE, RESUME)]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"estate": self.estate, "changes": self.has_changes, "totals": self.totals(),
+                "actions": [a.as_dict() for a in self.actions],
+                "capacity": [c.as_dict() for c in self.capacity],
+                "refusals": list(self.refusals), "warnings": list(self.warnings)}
+
+
+class GatedPlan(Protocol):
+    """A plan the backup gate can judge: a provisioning plan or a destroy plan."""
+
+    @property
+    def estate(self) -> str: ...
+
+    def data_bearing(self) -> Sequence[Any]: ...
+
+
+def backup_gate(plan: GatedPlan) -> None:
+    """HOOK for issue 4 (not implemented yet — it checks nothing and returns).
+
+    Before a reconfigure or destroy of a data-bearing system's VM (``plan.data_bearing()``),
+    the latest backup of that system must be fresh and verified, else this raises
+    PlanError, unless the operator said ``--no-backup-gate`` (recorded in the ledger).
+    apply and destroy call it after the plan is checked and before any task.
+    """
+    del plan
+
+
+def _disks(disks_gb: Iterable[int | float]) -> str:
+    return "+".join(f"{d:g}" for d in disks_gb) + " GB"
+
+
+# ---------------------------------------------------------------- selecting VMs
+
+
+def select(estate: Estate, systems: Sequence[str] = (), sites: Sequence[str] = ()) -> list[VM]:
+    """The estate's VMs of ``systems`` at ``sites`` (all when empty), in estate order.
+    Raises PlanError (exit 2) naming an unknown system or site."""
+    unknown = [s for s in systems if s not in estate.systems]
+    unknown_sites = [s for s in sites if s not in estate.sites]
+    if unknown or unknown_sites:
+        parts = []
+        if unknown:
+            parts.append(f"no system {', '.join(map(repr, unknown))} in the estate "
+                         f"(systems: {', '.join(sorted(estate.systems))})")
+        if unknown_sites:
+            parts.append(f"no site {', '.join(map(repr, unknown_sites))} in the estate "
+                         f"(sites: {', '.join(sorted(estate.sites))})")
+        raise PlanError("; ".join(parts), exit_code=EXIT_BAD_INPUT)
+    return [vm for vm in estate.vms
+            if (not systems or vm.system in systems) and (not sites or vm.site in sites)]
+
+
+def vcenter_of(estate: Estate, vm: VM) -> str:
+    return estate.sites[vm.site].vcenter.url
+
+
+def endpoints(paths: Paths, sites: Iterable[str], insecure: bool = False) -> list[Endpoint]:
+    """How to reach the vCenter of each of ``sites`` (one per URL): the password from the
+    vault, the site's CA bundle, TLS verification on unless the site or ``insecure`` says
+    otherwise. Raises SecretError when the vault cannot give the password."""
+    estate, secrets = paths.estate, Secrets(paths)
+    out: dict[str, Endpoint] = {}
+    for name in sorted(set(sites)):
+        vcenter = estate.sites[name].vcenter
+        if vcenter.url not in out:
+            out[vcenter.url] = Endpoint(
+                url=vcenter.url, username=vcenter.username,
+                password=secrets.get(vcenter.password),
+                ca_bundle=paths.ca_bundle(vcenter.ca_bundle),
+                insecure=insecure or vcenter.insecure, timeout=vcenter.timeout.total_seconds())
+    return list(out.values())
+
+
+def read_facts(vcenters: Mapping[str, VCenter], names: Collection[str]) -> dict[str, Inventory]:
+    """Read each vCenter (URL → Inventory), with the device lists of the VMs named in
+    ``names`` (the ones a plan compares). Constant number of requests per vCenter."""
+    return {url: read_inventory(vc, lambda found: found.name in names)
+            for url, vc in vcenters.items()}
+
+
+# ---------------------------------------------------------------- planning
+
+
+def plan(estate: Estate, vms: Sequence[VM], facts: Mapping[str, Inventory]) -> Plan:
+    """Compare the wanted ``vms`` with ``facts`` (vCenter URL → :class:`Inventory`).
+
+    Out: a :class:`Plan` (refusals recorded in it; :func:`check` raises them).
+    Raises VSphereError naming each datacenter, cluster, datastore, port group or template
+    the estate names and vCenter lacks (for the VMs that need them).
+    """
+    _require_placement(estate, vms, facts)
+    owner = estate.id
+    refusals: list[str] = []
+    warnings: list[str] = []
+    actions = [_action(owner, vm, vcenter_of(estate, vm), facts[vcenter_of(estate, vm)],
+                       warnings) for vm in vms]
+    refusals += [f"{a.name}: {a.reason}" for a in actions if a.kind in (FOREIGN, REFUSED)]
+    refusals += ip_conflicts(owner, actions, facts)
+    refusals += host_fit(actions, facts)
+    capacity = capacity_checks(estate.settings.provisioning.capacity_headroom_pct, actions,
+                               facts)
+    refusals += [c.describe() for c in capacity if not c.ok]
+    return Plan(estate=owner, actions=tuple(actions), capacity=tuple(capacity),
+                refusals=tuple(refusals), warnings=tuple(warnings))
+
+
+def check(plan: Plan) -> None:
+    """Raise PlanError listing every refusal (foreign VMs, disk shrinks, IP conflicts,
+    capacity shortfalls) — before any task. Returns when there is none."""
+    if plan.refusals:
+        lines = "\n".join(f"  - {r}" for r in plan.refusals)
+        raise PlanError(f"the plan is refused ({len(plan.refusals)} problem(s)); nothing "
+                        f"was changed:\n{lines}")
+
+
+def _require_placement(estate: Estate, vms: Sequence[VM],
+                       facts: Mapping[str, Inventory]) -> None:
+    missing: dict[str, list[str]] = defaultdict(list)  # problem → VMs
+    for vm in vms:
+        url = vcenter_of(estate, vm)
+        inv = facts[url]
+        matches = inv.vms_named(vm.name)
+        if len(matches) == 1 and matches[0].owner == estate.id:
+            needed = ["network"]  # an existing VM of ours may only need its port group
+        elif matches:
+            continue  # foreign or ambiguous: refused by the plan, needs nothing
+        else:
+            needed = ["cluster", "datastore", "network", "template"]
+        dc = vm.datacenter
+        if dc not in inv.datacenters:
+            missing[f"{url}: no datacenter {dc!r} (datacenters: "
+                    f"{_names(inv.datacenters)})"].append(vm.name)
+            continue
+        wanted: dict[str, tuple[Mapping[tuple[str, str], Any], str]] = {
+            "cluster": (inv.clusters, vm.cluster),
+            "datastore": (inv.datastores, vm.datastore),
+            "network": (inv.networks, vm.port_group),
+            "template": (inv.templates, vm.template)}
+        for what in needed:
+            table, name = wanted[what]
+            if (dc, name) not in table:
+                there = sorted(n for d, n in table if d == dc)
+                label = "port group" if what == "network" else what
+                missing[f"{dc}: no {label} {name!r} ({label}s there: "
+                        f"{', '.join(there) or 'none'})"].append(vm.name)
+    if missing:
+        lines = "\n".join(f"  - {problem}, wanted by {', '.join(names)}"
+                          for problem, names in missing.items())
+        raise VSphereError(f"vCenter lacks what the estate names:\n{lines}")
+
+
+def _names(table: Mapping[str, Any]) -> str:
+    return ", ".join(sorted(table)) or "none"
+
+
+def _action(owner: str, vm: VM, url: str, inv: Inventory, warnings: list[str]) -> VMAction:
+    matches = inv.vms_named(vm.name)
+    templates = [t for (_, name), t in inv.templates.items() if name == vm.name]
+    base: dict[str, Any] = {"vm": vm, "vcenter": url}
+    if templates:
+        return VMAction(**base, kind=FOREIGN, reason=f"a template named {vm.name} exists in "
+                        f"{templates[0].datacenter}: not a VM of this estate, left alone")
+    if len(matches) > 1:
+        where = ", ".join(f"{m.datacenter}/{m.cluster}" for m in matches)
+        return VMAction(**base, kind=REFUSED, reason=f"{len(matches)} VMs are named "
+                        f"{vm.name} ({where}): hopnhat cannot tell which one is meant")
+    if not matches:
+        return _create(vm, inv, base)
+    found = matches[0]
+    if found.owner != owner:
+        whose = "without hopnhat's mark" if found.owner is None else \
+            f"owned by estate {found.owner!r}"
+        return VMAction(**base, kind=FOREIGN, reason=f"a VM named {vm.name} exists in "
+                        f"{found.datacenter}/{found.cluster} {whose}: not ours, left alone")
+    if found.datacenter != vm.datacenter:
+        return VMAction(**base, kind=REFUSED, reason=f"it lives in datacenter "
+                        f"{found.datacenter}, the estate wants {vm.datacenter}: hopnhat "
+                        "does not move VMs")
+    return _existing(vm, found, base, warnings)
+
+
+def _create(vm: VM, inv: Inventory, base: dict[str, Any]) -> VMAction:
+    template = inv.templates.get((vm.datacenter, vm.template))
+    template_disks = template.disks_kb if template is not None and \
+        template.disks_kb is not None else ()
+    _, refusal = diff_disks(template_disks, vm.disks_gb)
+    if refusal:
+        return VMAction(**base, kind=REFUSED, reason=f"template {vm.template}: {refusal}")
+    steps = (STEP_CLONE, STEP_MARK, STEP_RECONFIGURE, STEP_CUSTOMIZE, STEP_POWER_ON,
+             STEP_WAIT_IP, STEP_FINISH)
+    return VMAction(**base, kind=CREATE, steps=steps, cluster=vm.cluster,
+                    datastore=vm.datastore, add_cpu=vm.cpu, add_memory_mb=vm.memory_mb,
+                    add_disk_gb=sum(vm.disks_gb))
+
+
+def diff_disks(current_kb: Sequence[int], wanted_gb: Sequence[int]) -> tuple[list[Change], str]:
+    """Disks in bus order vs the wanted sizes. Out: (changes: grow or add, refusal text —
+    empty unless a disk would shrink or go away; hopnhat never destroys data)."""
+    changes: list[Change] = []
+    for index, wanted in enumerate(wanted_gb):
+        if index >= len(current_kb):
+            changes.append(Change(f"disk {index + 1}", "none", f"{wanted} GB"))
+            continue
+        have = current_kb[index]
+        if have > wanted * KB_PER_GB:
+            return [], (f"disk {index + 1} is {have / KB_PER_GB:g} GB and the estate says "
+                        f"{wanted} GB: hopnhat never shrinks a disk")
+        if have < wanted * KB_PER_GB:
+            changes.append(Change(f"disk {index + 1}", f"{have / KB_PER_GB:g} GB",
+                                  f"{wanted} GB"))
+    if len(current_kb) > len(wanted_gb):
+        return [], (f"it has {len(current_kb)} disks and the estate lists "
+                    f"{len(wanted_gb)}: hopnhat never removes a disk")
+    return changes, ""
+
+
+def diff_hardware(found: VMFacts, vm: VM) -> tuple[list[Change], str]:
+    """CPU, memory, disks and port group of an existing VM vs the estate.
+    Out: (changes, refusal text or "")."""
+    changes: list[Change] = []
+    if found.cpu != vm.cpu:
+        changes.append(Change("cpu", str(found.cpu), str(vm.cpu)))
+    if found.memory_mb != vm.memory_mb:
+        changes.append(Change("memory", f"{found.memory_mb} MB", f"{vm.memory_mb} MB"))
+    disk_changes, refusal = diff_disks(found.disks_kb or (), vm.disks_gb)
+    if refusal:
+        return [], refusal
+    changes += disk_changes
+    groups = found.port_groups or ()
+    current = groups[0] if groups else None
+    if current != vm.port_group:
+        changes.append(Change("network", current or "none", vm.port_group))
+    return changes, ""
+
+
+def _existing(vm: VM, found: VMFacts, base: dict[str, Any], warnings: list[str]) -> VMAction:
+    hardware, refusal = diff_hardware(found, vm)
+    if refusal:
+        return VMAction(**base, kind=REFUSED, reason=refusal)
+    marks = [Change(f"mark {label}", found.attributes.get(key) or "none", want)
+             for label, key, want in (("system", SYSTEM, vm.system),
+                                      ("tier", TIER, str(vm.tier)))
+             if found.attributes.get(key) != want]
+    grow_kb = sum(max(0, vm.disks_gb[i] * KB_PER_GB - (found.disks_kb or ())[i])
+                  if i < len(found.disks_kb or ()) else vm.disks_gb[i] * KB_PER_GB
+                  for i in range(len(vm.disks_gb)))
+    datastore = vm.datastore if vm.datastore in found.datastores or not found.datastores \
+        else found.datastores[0]
+    deltas: dict[str, Any] = {"cluster": found.cluster or vm.cluster, "datastore": datastore,
+              "add_cpu": vm.cpu - found.cpu, "add_memory_mb": vm.memory_mb - found.memory_mb,
+              "add_disk_gb": grow_kb // KB_PER_GB}
+    if found.cluster is not None and found.cluster != vm.cluster:
+        warnings.append(f"{vm.name} runs in cluster {found.cluster}, the estate says "
+                        f"{vm.cluster} (hopnhat does not move VMs)")
+    if found.datastores and vm.datastore not in found.datastores:
+        warnings.append(f"{vm.name} is on datastore {', '.join(found.datastores)}, the estate "
+                        f"says {vm.datastore} (hopnhat does not move VMs)")
+    if found.powered_on and found.ip and found.ip != str(vm.ip):
+        warnings.append(f"{vm.name} reports IP {found.ip}, the estate says {vm.ip} "
+                        "(hopnhat does not re-address a running VM)")
+
+    steps: list[str] = [STEP_RECONFIGURE] if hardware else []
+    if PROVISIONED not in found.attributes:
+        # a run stopped half-way: finish what is left, in the order apply uses
+        steps = [STEP_MARK, *steps]
+        if not found.powered_on and not found.pending_customization:
+            steps.append(STEP_CUSTOMIZE)
+        if not found.powered_on:
+            steps.append(STEP_POWER_ON)
+        steps += [STEP_WAIT_IP, STEP_FINISH]
+        return VMAction(**base, kind=RESUME, changes=tuple(hardware + marks), steps=tuple(steps),
+                        reason="left half-made by an earlier run: finishing it", **deltas)
+    if marks:
+        steps.append(STEP_MARK)
+    if not found.powered_on:
+        steps += [STEP_POWER_ON, STEP_WAIT_IP]
+    if hardware or marks:
+        return VMAction(**base, kind=RECONFIGURE, changes=tuple(hardware + marks),
+                        steps=tuple(steps), **deltas)
+    if not found.powered_on:
+        return VMAction(**base, kind=POWER_ON, steps=tuple(steps),
+                        changes=(Change("power", found.power_state, "poweredOn"),), **deltas)
+    return VMAction(**base, kind=NO_OP, cluster=deltas["cluster"], datastore=datastore,
+                    reason=f"matches the estate ({vm.cpu} vCPU, {vm.memory_mb} MB, disks "
+                           f"{_disks(vm.disks_gb)}, {vm.port_group}, powered on)")

@@ -1,0 +1,331 @@
+"""``hopnhat plan | apply | destroy``: provision the estate's VMs on vCenter.
+
+Thin: select the VMs, connect (one session per vCenter for the run), read the facts, call
+the action, render (rich tables and progress on the terminal, or ``--json``).
+
+Exit codes: 0 done (plan: no changes), 1 failure (refused plan, vCenter unreachable,
+wrong credentials, every VM failed), 2 bad input (unknown system or site, vault) — except
+``plan --detailed-exitcode``, where 2 means "changes pending" and every error is 1 —,
+3 partial (some VMs failed, the others were done).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
+from rich.table import Table
+
+from orchestrator.actions import provision, provision_apply, provision_destroy
+from orchestrator.actions.provision import Plan
+from orchestrator.actions.provision_destroy import DestroyPlan
+from orchestrator.adapters.vsphere import VCenter, open_vcenters
+from orchestrator.adapters.vsphere_facts import Inventory
+from orchestrator.cli.common import (
+    Context,
+    JsonOption,
+    console,
+    context,
+    err_console,
+    print_json,
+    want_json,
+)
+from orchestrator.errors import EXIT_FAILURE, HopnhatError
+from orchestrator.ledger import Ledger
+
+SystemOption = Annotated[list[str] | None, typer.Option(
+    "--system", help="Only the VMs of this system (by code; repeatable).")]
+SiteOption = Annotated[list[str] | None, typer.Option(
+    "--site", help="Only the VMs at this site (repeatable).")]
+InsecureOption = Annotated[bool, typer.Option(
+    "--insecure", help="Do NOT verify vCenter's TLS certificate (warned; for a lab without "
+    "a CA bundle only).")]
+YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation "
+                                         "(automation).")]
+
+_STYLE = {"create": "green", "reconfigure": "yellow", "power-on": "cyan", "resume": "magenta",
+          "no-op": "dim", "foreign": "bold red", "refused": "bold red"}
+
+
+@contextmanager
+def _connected(c: Context, sites: Sequence[str], insecure: bool,
+               pool_size: int) -> Iterator[dict[str, VCenter]]:
+    if insecure:
+        err_console.print("[bold yellow]warning:[/] TLS verification of vCenter is OFF "
+                          "(--insecure)")
+    endpoints = provision.endpoints(c.paths, sites, insecure)
+    if endpoints:
+        err_console.print(f"Connecting to {', '.join(e.url for e in endpoints)} …")
+    else:
+        err_console.print("The selection holds no VM: nothing to read.")
+    with open_vcenters(endpoints, pool_size) as vcenters:
+        yield vcenters
+
+
+def _make_plan(c: Context, vcenters: dict[str, VCenter], vms: list[Any]
+               ) -> tuple[Plan, dict[str, Inventory]]:
+    err_console.print("Reading vCenter …")
+    facts = provision.read_facts(vcenters, {vm.name for vm in vms})
+    return provision.plan(c.estate, vms, facts), facts
+
+
+def _sites_of(vms: Sequence[Any]) -> list[str]:
+    return sorted({vm.site for vm in vms})
+
+
+# ---------------------------------------------------------------- rendering
+
+
+UNCHANGED_LISTED = 20  # beyond this many, unchanged VMs are counted, not listed (-v lists)
+
+
+def render_plan(plan: Plan, verbose: bool = False) -> None:
+    """The plan for people: one line per VM (unchanged ones only counted when there are
+    many, unless ``verbose``), the capacity it needs, totals."""
+    unchanged = [a for a in plan.actions if a.kind == "no-op"]
+    list_unchanged = verbose or len(unchanged) <= UNCHANGED_LISTED
+    shown = [a for a in plan.actions if list_unchanged or a.kind != "no-op"]
+    if shown:
+        table = Table(title=f"plan for estate {plan.estate}", show_lines=False)
+        for column in ("VM", "system", "site", "action", "detail"):
+            table.add_column(column, overflow="fold")
+        for action in shown:
+            style = _STYLE.get(action.kind, "")
+            table.add_row(action.name, action.vm.system, action.vm.site,
+                          f"[{style}]{action.kind}[/]", action.describe())
+        console.print(table)
+    if not list_unchanged:
+        console.print(f"{len(unchanged)} VMs match the estate (listed with -v or --json).")
+    touched = [c for c in plan.capacity if c.planned]
+    if touched:
+        cap = Table(title="capacity (headroom kept free)")
+        for column in ("where", "resource", "in use", "planned", "usable", ""):
+            cap.add_column(column, justify="right" if column in ("in use", "planned",
+                                                                 "usable") else "left")
+        for check in touched:
+            cap.add_row(f"{check.kind} {check.datacenter}/{check.name}", check.resource,
+                        f"{check.in_use:,.0f}", f"+{check.planned:,.0f}",
+                        f"{check.usable:,.0f}",
+                        "[green]ok[/]" if check.ok else f"[red]short by {check.short_by:,.0f}[/]")
+        console.print(cap)
+    for warning in plan.warnings:
+        console.print(f"[yellow]note:[/] {warning}")
+    t = plan.totals()
+    console.print(
+        f"[bold]Plan:[/] {t['create']} to create, {t['reconfigure']} to reconfigure, "
+        f"{t['power-on']} to power on, {t['resume']} to finish, {t['no-op']} unchanged, "
+        f"{t['foreign'] + t['refused']} refused; +{t['add_cpu']} vCPU, "
+        f"+{t['add_memory_mb']:,} MB memory, +{t['add_disk_gb']:,} GB disk")
+    if not plan.has_changes and not plan.refusals:
+        console.print("No changes: vCenter matches the estate.")
+
+
+def render_destroy(dplan: DestroyPlan) -> None:
+    table = Table(title=f"destroy system {dplan.system} (estate {dplan.estate})")
+    for column in ("VM", "datacenter", "cluster", "IP", "steps"):
+        table.add_column(column)
+    for action in dplan.actions:
+        table.add_row(action.name, action.datacenter, action.cluster, action.ip,
+                      " → ".join(action.steps))
+    console.print(table)
+    for line in dplan.left_alone:
+        console.print(f"[yellow]left alone (not ours):[/] {line}")
+
+
+def _render_result(result: provision_apply.ApplyResult, verb: str) -> None:
+    failed = result.failed
+    if failed:
+        table = Table(title="failed")
+        for column in ("VM", "step", "error"):
+            table.add_column(column, overflow="fold")
+        for outcome in failed:
+            table.add_row(outcome.vm, outcome.failed_step, outcome.error)
+        err_console.print(table)
+    done = len(result.outcomes) - len(failed)
+    console.print(f"[bold]{verb}:[/] {done} done, {len(failed)} failed, {result.unchanged} "
+                  f"unchanged in {result.seconds:.1f} s — {result.status} (run {result.run_id})")
+
+
+class RichProgress:
+    """apply's progress on stderr: one line per VM in flight, an overall bar, a line per
+    VM as it ends."""
+
+    def __init__(self, bar: Progress, total: int) -> None:
+        self.bar = bar
+        self.overall = bar.add_task("overall", total=total)
+        self.rows: dict[str, TaskID] = {}
+        self.steps: dict[str, int] = {}
+
+    def started(self, vm: str, steps: Sequence[str]) -> None:
+        self.rows[vm] = self.bar.add_task(vm, total=len(steps))
+        self.steps[vm] = 0
+
+    def step(self, vm: str, step: str) -> None:
+        self.bar.update(self.rows[vm], description=f"{vm}: {step}", completed=self.steps[vm])
+        self.steps[vm] += 1
+
+    def finished(self, vm: str, ok: bool, detail: str) -> None:
+        self.steps.pop(vm, None)
+        self.bar.remove_task(self.rows.pop(vm))
+        self.bar.advance(self.overall)
+        mark = "[green]✓[/]" if ok else "[red]✗[/]"
+        self.bar.console.print(f"{mark} {vm} {detail}", markup=True, highlight=False)
+
+
+@contextmanager
+def _progress(total: int, quiet: bool) -> Iterator[provision_apply.Progress]:
+    if quiet:
+        yield provision_apply.NoProgress()
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        yield RichProgress(bar, total)
+
+
+def _ledger(c: Context) -> Ledger:
+    return Ledger(c.paths.ledger)
+
+
+# ---------------------------------------------------------------- commands
+
+
+def plan(
+    ctx: typer.Context,
+    system: SystemOption = None,
+    site: SiteOption = None,
+    json: JsonOption = False,
+    detailed_exitcode: Annotated[bool, typer.Option(
+        "--detailed-exitcode", help="Exit 0 when there is no change, 2 when changes are "
+        "pending, 1 on any error.")] = False,
+    insecure: InsecureOption = False,
+) -> None:
+    """Show what apply would change in vCenter (reads only).
+
+    One line per VM: create, reconfigure (from → to), power on, finish (a VM an earlier run
+    left half-made), no-op with its reason, foreign or refused; then the capacity it needs
+    per cluster and datastore, and totals. A refused plan (foreign VM, disk shrink, IP in
+    use, capacity short) exits 1.
+    """
+    c = context(ctx)
+    try:
+        vms = provision.select(c.estate, system or (), site or ())
+        with _connected(c, _sites_of(vms), insecure, 2) as vcenters:
+            the_plan, _ = _make_plan(c, vcenters, vms)
+        if want_json(ctx, json):
+            print_json(the_plan.as_dict())
+        else:
+            render_plan(the_plan, c.verbose > 0)
+        provision.check(the_plan)
+    except HopnhatError as exc:
+        if detailed_exitcode:
+            exc.exit_code = EXIT_FAILURE  # 2 means "changes pending" here
+        raise
+    if detailed_exitcode and the_plan.has_changes:
+        raise typer.Exit(2)
+
+
+def apply(
+    ctx: typer.Context,
+    system: SystemOption = None,
+    site: SiteOption = None,
+    yes: YesOption = False,
+    concurrency: Annotated[int | None, typer.Option(
+        "--concurrency", min=1, max=64, help="VMs converged at once (default: the estate's "
+        "provisioning.concurrency).")] = None,
+    json: JsonOption = False,
+    insecure: InsecureOption = False,
+) -> None:
+    """Make vCenter match the estate (shows the plan, then asks).
+
+    Per VM: clone → mark → reconfigure → customize → power on → wait for its IP → mark it
+    provisioned, VMs in parallel, bounded per host and datastore. A failed VM does not stop
+    the others (exit 3: partial); a rerun finishes what was left. With nothing to change,
+    apply makes no vCenter task.
+    """
+    c = context(ctx)
+    settings = c.estate.settings.provisioning
+    workers = concurrency or settings.concurrency
+    as_json = want_json(ctx, json)
+    vms = provision.select(c.estate, system or (), site or ())
+    with _connected(c, _sites_of(vms), insecure, workers) as vcenters:
+        the_plan, facts = _make_plan(c, vcenters, vms)
+        if not as_json:
+            render_plan(the_plan, c.verbose > 0)
+        provision.check(the_plan)
+        provision.backup_gate(the_plan)
+        if the_plan.has_changes and not yes and not typer.confirm(
+                f"Apply {len(the_plan.pending)} change(s) to vCenter?", err=True):
+            err_console.print("cancelled: nothing was changed")
+            raise typer.Exit(EXIT_FAILURE)
+        with _progress(len(the_plan.pending), as_json) as progress:
+            result = provision_apply.apply(
+                the_plan, facts, vcenters, ledger=_ledger(c), concurrency=workers,
+                clones_per_host=settings.clones_per_host,
+                clones_per_datastore=settings.clones_per_datastore,
+                guest_ip_timeout=settings.guest_ip_timeout.total_seconds(),
+                progress=progress,
+                params={"systems": system or [], "sites": site or []})
+    if as_json:
+        print_json({"plan": the_plan.as_dict(), "result": result.as_dict()})
+    else:
+        _render_result(result, "Apply")
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
+
+
+def destroy(
+    ctx: typer.Context,
+    system: Annotated[str, typer.Option("--system", help="The system whose VMs go (by code).")],
+    site: SiteOption = None,
+    yes: YesOption = False,
+    json: JsonOption = False,
+    insecure: InsecureOption = False,
+) -> None:
+    """Power off and destroy one system's VMs that this estate owns.
+
+    Only VMs carrying this estate's ownership mark for the system are touched; anything
+    else, even of the same name, is left alone. Asks you to type the system's code, unless
+    --yes.
+    """
+    c = context(ctx)
+    estate = c.estate
+    settings = estate.settings.provisioning
+    as_json = want_json(ctx, json)
+    provision.select(estate, (), site or ())  # refuses an unknown site
+    sites = list(site or estate.sites)
+    datacenters = [estate.sites[s].datacenter for s in site or ()]
+    names = {vm.name for vm in estate.vms_of(system)}
+    with _connected(c, sites, insecure, settings.concurrency) as vcenters:
+        err_console.print("Reading vCenter …")
+        facts = provision.read_facts(vcenters, names)
+        dplan = provision_destroy.plan_destroy(estate, system, facts, datacenters)
+        if not as_json:
+            render_destroy(dplan)
+        if not dplan.actions:
+            if as_json:
+                print_json({"plan": dplan.as_dict(), "result": None})
+            else:
+                console.print(f"Nothing to destroy: no VM of system {system} is owned by "
+                              f"estate {estate.id}.")
+            return
+        provision.backup_gate(dplan)
+        if not yes:
+            typed = typer.prompt(f"Type the system's code ({system}) to destroy "
+                                 f"{len(dplan.actions)} VM(s)", err=True, default="",
+                                 show_default=False)
+            if typed.strip() != system:
+                err_console.print("cancelled: nothing was destroyed")
+                raise typer.Exit(EXIT_FAILURE)
+        with _progress(len(dplan.actions), as_json) as progress:
+            result = provision_destroy.destroy(dplan, vcenters, ledger=_ledger(c),
+                                               concurrency=settings.concurrency,
+                                               progress=progress)
+    if as_json:
+        print_json({"plan": dplan.as_dict(), "result": result.as_dict()})
+    else:
+        _render_result(result, "Destroy")
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
