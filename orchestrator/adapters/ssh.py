@@ -91,7 +91,7 @@ def execute(
                 on_line(line.rstrip("\n"))
         err = chan_err.read().decode(errors="replace")
         code = chan_out.channel.recv_exit_status()
-    except (paramiko.SSHException, socket.timeout, OSError) as exc:
+    except (TimeoutError, paramiko.SSHException, OSError) as exc:
         raise SSHError(f"{target.host}: {command.split()[0]}: {exc or 'timed out'}") from None
     return RemoteResult(target.host, command, code, "".join(out), err)
 
