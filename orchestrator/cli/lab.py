@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from orchestrator.cli.common import JsonOption, console, context, print_json, want_json
-from orchestrator.lab import control, vcsim
-from orchestrator.lab.control import Part
+
+if TYPE_CHECKING:
+    from orchestrator.lab.control import Part
+
+# The lab's modules are imported inside the commands: every other command starts faster.
 
 app = typer.Typer(no_args_is_help=True, help=(
     "The embedded lab: vcsim (vSphere API simulator), one real sshd guest per powered-on VM, "
@@ -29,6 +32,8 @@ def _render(parts: list[Part]) -> None:
 @app.command()
 def build(ctx: typer.Context) -> None:
     """Build the lab's vcsim from Debian's govmomi source (quick when already built)."""
+    from orchestrator.lab import vcsim
+
     binary = vcsim.build(context(ctx).state_dir / "lab")
     console.print(f"vcsim: {binary}")
 
@@ -42,6 +47,8 @@ def up(
 ) -> None:
     """Start the lab (idempotent: running parts are left alone). Generates the lab's vault,
     SSH keys and TLS certificate on first use."""
+    from orchestrator.lab import control
+
     c = context(ctx)
     parts = control.up(c.paths, delays=None if clone_delay is None
                        else {"CloneVM_Task": clone_delay})
@@ -54,6 +61,8 @@ def up(
 @app.command()
 def status(ctx: typer.Context, json: JsonOption = False) -> None:
     """List each part of the lab with its address and PID. Exit 1 if a part has died."""
+    from orchestrator.lab import control
+
     parts = control.status(context(ctx).state_dir / "lab")
     if want_json(ctx, json):
         print_json([p.as_dict() for p in parts])
@@ -68,6 +77,8 @@ def status(ctx: typer.Context, json: JsonOption = False) -> None:
 @app.command()
 def down(ctx: typer.Context, json: JsonOption = False) -> None:
     """Stop every process the lab started, by its recorded PID. Leaves nothing running."""
+    from orchestrator.lab import control
+
     stopped = control.down(context(ctx).state_dir / "lab")
     if want_json(ctx, json):
         print_json({"stopped": stopped})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import defaultdict
+from collections.abc import Iterator
 
 from orchestrator.estate.checks import Problems
 from orchestrator.estate.model import VM, EstateFile, Site, System, VMRole
@@ -59,7 +60,7 @@ def derive_vms(settings: EstateFile | None, sites: dict[str, Site],
                 for j, ip in enumerate(role.ips):
                     claim(ip, vm_name(code, role.role, j + 1), rel, f"vms[{i}].ips[{j}]")
 
-    free: dict[tuple[str, str], list[ipaddress.IPv4Address]] = {}
+    free: dict[tuple[str, str], Iterator[ipaddress.IPv4Address]] = {}
     wanted: dict[tuple[str, str], int] = defaultdict(int)
     unserved: dict[tuple[str, str], int] = defaultdict(int)
     vms: list[VM] = []
@@ -75,7 +76,7 @@ def derive_vms(settings: EstateFile | None, sites: dict[str, Site],
             net = site.networks[role.network]
             pool_key = (site.name, role.network)
             if pool_key not in free:
-                free[pool_key] = [ip for ip in net.pool.addresses() if ip not in owners]
+                free[pool_key] = net.pool.addresses()  # lazily: a /16 pool is 65k addresses
             for n in range(1, role.count + 1):
                 name = vm_name(code, role.role, n)
                 if name in names:
@@ -89,13 +90,13 @@ def derive_vms(settings: EstateFile | None, sites: dict[str, Site],
                     ip = role.ips[n - 1]
                 else:
                     wanted[pool_key] += 1
-                    # pools of two networks may overlap: skip what the other one handed out
-                    while free[pool_key] and free[pool_key][0] in owners:
-                        free[pool_key].pop(0)
-                    if not free[pool_key]:
+                    # skip pinned addresses, gateways, repository hosts, and what an
+                    # overlapping pool of another network already handed out
+                    found = next((a for a in free[pool_key] if a not in owners), None)
+                    if found is None:
                         unserved[pool_key] += 1
                         continue
-                    ip = free[pool_key].pop(0)
+                    ip = found
                     owners[ip] = name
                 vms.append(VM(
                     name=name, system=code, role=role.role, index=n, tier=system.tier,

@@ -2,7 +2,7 @@
 
 Files of the estate directory and what each holds:
 - ``estate.yml``: the estate's id and name, recovery tiers, secrets (vault), SSH access,
-  repository hosts and provisioning settings (:class:`EstateFile`);
+  repository hosts, provisioning and configuration settings (:class:`EstateFile`);
 - ``sites/*.yml``: one site (data centre) each (:class:`Site`);
 - ``systems/*.yml``: one system each (:class:`System`).
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
@@ -124,6 +125,12 @@ class ProvisioningSettings(Strict):
     guest_ip_timeout: Duration = timedelta(minutes=5)
 
 
+class ConfigurationSettings(Strict):
+    """How ``hopnhat configure`` runs Ansible: ``forks`` hosts configured at once."""
+
+    forks: Annotated[int, Field(ge=1, le=500)] = 20
+
+
 class RepositoryHost(Strict):
     """A backup repository host (SFTP) — normally in the secondary data centre."""
 
@@ -144,6 +151,7 @@ class EstateFile(Strict):
     secrets: VaultSettings = VaultSettings()
     ssh: SSHSettings = SSHSettings()
     provisioning: ProvisioningSettings = ProvisioningSettings()
+    configuration: ConfigurationSettings = ConfigurationSettings()
     repository_hosts: list[RepositoryHost] = []
 
 
@@ -181,8 +189,9 @@ class IPPool(Strict):
     def __contains__(self, ip: object) -> bool:
         return isinstance(ip, ipaddress.IPv4Address) and self.start <= ip <= self.end
 
-    def addresses(self) -> list[ipaddress.IPv4Address]:
-        return [ipaddress.IPv4Address(i) for i in range(int(self.start), int(self.end) + 1)]
+    def addresses(self) -> Iterator[ipaddress.IPv4Address]:
+        """The pool's addresses in order, generated as they are asked for."""
+        return (ipaddress.IPv4Address(i) for i in range(int(self.start), int(self.end) + 1))
 
 
 class Network(Strict):
