@@ -12,7 +12,13 @@ step "start the lab: vcsim, the repository host in the secondary DC, the lab hyp
 hopnhat lab up
 step "the estate: sites → systems → VMs with tiers and targets"
 hopnhat estate show
-step "the lab's parts"
+step "plan: what provisioning would change in vCenter (nothing is touched yet)"
+hopnhat plan
+step "apply: clone → customize → power on → wait for IP → mark ownership, 8 at a time"
+hopnhat apply --yes
+step "plan again: nothing left to do (a second apply would make no vCenter task)"
+hopnhat plan --detailed-exitcode
+step "the lab's parts: every powered-on VM is now a real SSH host"
 hopnhat lab status
 echo
 echo "The lab keeps running; stop it with: .venv/bin/hopnhat lab down"

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from orchestrator import __version__
+from orchestrator.cli import configure as configure_cli
 from orchestrator.cli import estate as estate_cli
 from orchestrator.cli import lab as lab_cli
 from orchestrator.cli import provision as provision_cli
@@ -31,6 +32,7 @@ app.add_typer(lab_cli.app, name="lab")
 app.command("plan")(provision_cli.plan)
 app.command("apply")(provision_cli.apply)
 app.command("destroy")(provision_cli.destroy)
+app.command("configure")(configure_cli.configure)
 
 
 def _version(value: bool) -> None:
