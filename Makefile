@@ -51,6 +51,7 @@ vcsim: venv
 lint: venv
 	$(PY) -m ruff check orchestrator tests bench
 	$(PY) -m mypy
+	$(VENV)/bin/ansible-lint --profile production -c playbooks/.ansible-lint playbooks/
 
 unit: deps
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

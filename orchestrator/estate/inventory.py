@@ -51,6 +51,7 @@ def system_vars(estate: Estate, code: str) -> dict[str, Any]:
             "paths": list(backup.paths),
             "exclude": list(backup.exclude),
             "pre_commands": list(backup.pre_commands),
+            "password_vault_key": backup.password.vault,
             "schedule": backup.schedule,
             "randomized_delay_seconds": int(backup.randomized_delay.total_seconds()),
             "retention": backup.retention.model_dump(),

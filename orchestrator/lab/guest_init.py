@@ -36,6 +36,9 @@ from orchestrator.process import run
 
 #: The directories each guest gets a private, persistent overlay of.
 OVERLAID = ("/etc", "/root", "/var", "/opt", "/usr/local")
+#: Of those, the ones that start empty (as on a freshly installed VM) instead of showing the
+#: lab machine's own files.
+FRESH = ("/root",)
 
 #: sshd and the programs run here see only this environment: nothing of the lab's own
 #: environment (which may hold a restic password) leaks into a guest.
@@ -159,8 +162,15 @@ def _overlay(root: Path, target: str) -> None:
     upper, work = layer / "upper", layer / "work"
     upper.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
+    lower = target
+    if target in FRESH:
+        # a new VM's home is empty: the lab machine's own /root (shell start-up files, a
+        # pyenv that every SSH command would pay for) must not show through
+        empty = layer / "empty"
+        empty.mkdir(mode=0o700, exist_ok=True)
+        lower = str(empty)
     _mount("-t", "overlay", "overlay", "-o",
-           f"lowerdir={target},upperdir={upper},workdir={work}", target)
+           f"lowerdir={lower},upperdir={upper},workdir={work}", target)
 
 
 def _private_tmpfs(root: Path, target: str, options: str) -> None:

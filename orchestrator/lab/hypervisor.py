@@ -99,6 +99,8 @@ class Hypervisor:
         dest = guests.guest_srv(self.lab_dir, name) / spec["code"]
         summary = data.generate(dest, seed=spec["seed"], size_mb=spec["size_mb"],
                                 files=spec["files"], day=0, change_rate=spec["change_rate"])
+        # where the application's pre-backup commands put a consistent database copy
+        (dest / "dump").mkdir(exist_ok=True)
         marker.write_text(json.dumps({"day": 0, "files": summary.files}))
         log.info("seeded %s with %d files", name, summary.files)
 

@@ -79,5 +79,5 @@ def _lines(problems: list[Problem]) -> str:
 def estate_copy(tmp_path: Path) -> EstateCopy:
     """A fresh copy of the example estate (``inventory/``) to plant one error in."""
     root = tmp_path / "inventory"
-    shutil.copytree(EXAMPLE_ESTATE, root)
+    shutil.copytree(EXAMPLE_ESTATE, root, ignore=shutil.ignore_patterns("secrets.vault.yml"))
     return EstateCopy(root)

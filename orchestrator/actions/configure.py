@@ -1,0 +1,202 @@
+"""``configure``: run ``playbooks/site.yml`` against the estate's hosts, and judge the run.
+
+:func:`plan` says, as data, which hosts a run touches and how (``--system``, check, diff,
+forks from the estate); :func:`configure` runs it through ansible-runner
+(:mod:`orchestrator.adapters.ansible`) against the inventory derived from the estate and
+records it in the ledger; :func:`judge` turns the runner's stats into ok / partial / failed
+and an exit code. Secrets never pass through here: the playbooks read the restic passwords
+from the vault themselves, with ``--vault-password-file``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.adapters.ansible import (
+    FAILED,
+    SITE,
+    UNREACHABLE,
+    HostEvent,
+    PlaybookRequest,
+    PlaybookRun,
+    run_playbook,
+)
+from orchestrator.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    HopnhatError,
+    PlanError,
+    SecretError,
+)
+from orchestrator.estate.inventory import build_inventory
+from orchestrator.estate.model import Estate
+from orchestrator.ledger import Ledger
+from orchestrator.settings import Paths
+
+OK, PARTIAL = "ok", "partial"
+Runner = Callable[..., PlaybookRun]
+
+
+@dataclass(frozen=True)
+class ConfigurePlan:
+    """What a configure run covers: the systems (empty: all), the host pattern passed as
+    ``--limit`` (None: every host), the hosts that pattern names, and how it runs."""
+
+    estate: str
+    systems: tuple[str, ...]
+    limit: str | None
+    hosts: tuple[str, ...]
+    check: bool
+    diff: bool
+    forks: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"estate": self.estate, "systems": list(self.systems), "limit": self.limit,
+                "hosts": list(self.hosts), "check": self.check, "diff": self.diff,
+                "forks": self.forks}
+
+
+def plan(estate: Estate, systems: Sequence[str] = (), *, check: bool = False,
+         diff: bool = False) -> ConfigurePlan:
+    """The hosts of ``systems`` (all systems when empty) and the repository hosts they back
+    up to; forks from the estate's ``configuration.forks``. Raises PlanError (exit 2) for a
+    system the estate does not have."""
+    wanted = tuple(dict.fromkeys(systems))
+    unknown = [code for code in wanted if code not in estate.systems]
+    if unknown:
+        raise PlanError(f"no system {', '.join(map(repr, unknown))} in the estate "
+                        f"(systems: {', '.join(sorted(estate.systems))})",
+                        exit_code=EXIT_BAD_INPUT)
+    forks = estate.settings.configuration.forks
+    repository_hosts = [h.name for h in estate.settings.repository_hosts]
+    if not wanted:
+        hosts = tuple(vm.name for vm in estate.vms) + tuple(repository_hosts)
+        return ConfigurePlan(estate.id, (), None, hosts, check, diff, forks)
+    used: list[str] = []
+    for code in wanted:
+        backup = estate.systems[code].backup
+        if backup is not None:
+            used.append(backup.repository_host)
+            if backup.copy_to is not None:
+                used.append(backup.copy_to.repository_host)
+    repositories = [name for name in repository_hosts if name in used]
+    limit = ",".join([*(f"system_{code}" for code in wanted), *repositories])
+    hosts = tuple(vm.name for vm in estate.vms if vm.system in wanted) + tuple(repositories)
+    return ConfigurePlan(estate.id, wanted, limit, hosts, check, diff, forks)
+
+
+def extra_vars(paths: Paths, systems: Sequence[str] = ()) -> dict[str, Any]:
+    """What the playbooks need to know of the controller (paths only, never a secret):
+    hopnhat's state folder, the estate, the vault file, hopnhat's known_hosts, and the
+    systems selected (``--system``: a repository host then converges only their accounts).
+    Which vault key holds a system's password is in the inventory (password_vault_key)."""
+    estate = paths.estate
+    selected = {"hopnhat_selected_systems": list(systems)} if systems else {}
+    return {
+        "hopnhat_state_dir": str(paths.state),
+        "hopnhat_estate_dir": str(estate.root),
+        "hopnhat_vault_file": str(paths.vault_file),
+        "hopnhat_known_hosts_file": str(paths.known_hosts),
+        **selected,
+    }
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: str
+    exit_code: int
+    failed_hosts: tuple[str, ...]
+    unreachable_hosts: tuple[str, ...]
+
+
+def judge(run: PlaybookRun) -> Verdict:
+    """ok (exit 0): the run succeeded on every host; partial (exit 3): some hosts failed or
+    were unreachable while others were configured; failed (exit 1): no host was configured,
+    or the run itself failed (a playbook, vault or connection problem before any host
+    result, a timeout, a cancel)."""
+    failed = tuple(h for h, s in sorted(run.hosts.items()) if s.status == FAILED)
+    unreachable = tuple(h for h, s in sorted(run.hosts.items()) if s.status == UNREACHABLE)
+    good = [h for h in run.hosts if h not in failed and h not in unreachable]
+    if run.status == "successful" and run.rc == 0 and not failed and not unreachable:
+        return Verdict(OK, EXIT_OK, (), ())
+    if (failed or unreachable) and good and run.status in ("successful", "failed"):
+        return Verdict(PARTIAL, EXIT_PARTIAL, failed, unreachable)
+    return Verdict("failed", EXIT_FAILURE, failed, unreachable)
+
+
+@dataclass(frozen=True)
+class ConfigureResult:
+    run_id: str
+    plan: ConfigurePlan
+    run: PlaybookRun
+    verdict: Verdict
+
+    @property
+    def exit_code(self) -> int:
+        return self.verdict.exit_code
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "status": self.verdict.status,
+                "exit_code": self.verdict.exit_code, "plan": self.plan.as_dict(),
+                "failed_hosts": list(self.verdict.failed_hosts),
+                "unreachable_hosts": list(self.verdict.unreachable_hosts),
+                "changed": self.run.changed, "runner_status": self.run.status,
+                **{k: v for k, v in self.run.as_dict().items() if k not in ("ident", "status")}}
+
+
+def _require_vault(paths: Paths) -> None:
+    if not paths.vault_file.is_file():
+        raise SecretError(f"{paths.vault_file}: no vault file (the playbooks read the "
+                          "repository passwords from it)")
+    if not paths.vault_password_file.is_file():
+        raise SecretError(f"{paths.vault_password_file}: no vault password file (set "
+                          "$HOPNHAT_VAULT_PASSWORD_FILE or secrets.password_file)")
+
+
+def configure(paths: Paths, the_plan: ConfigurePlan, *, ledger: Ledger,
+              on_event: Callable[[HostEvent], None] | None = None,
+              on_task: Callable[[str], None] | None = None,
+              runner: Runner | None = None, timeout: float | None = None) -> ConfigureResult:
+    """Run site.yml for ``the_plan`` in ``<state>/runs/<run id>`` and record the run, each
+    host's stats, each notice and each failed task in the ledger.
+
+    ``runner`` stands in for :func:`~orchestrator.adapters.ansible.run_playbook` (tests).
+    Out: :class:`ConfigureResult` (its ``exit_code`` 0, 3 or 1). Raises SecretError (exit 2)
+    when the vault or its password file is missing, AnsibleError when ansible-runner cannot
+    start; either way the ledger records the run as failed.
+    """
+    run_id = ledger.start("configure", the_plan.estate, the_plan.as_dict())
+    try:
+        _require_vault(paths)
+        request = PlaybookRequest(
+            playbook=SITE, inventory=build_inventory(paths),
+            extravars=extra_vars(paths, the_plan.systems),
+            vault_password_file=paths.vault_password_file, forks=the_plan.forks,
+            limit=the_plan.limit, check=the_plan.check, diff=the_plan.diff, timeout=timeout)
+        run = (runner or run_playbook)(request, paths.state / "runs" / run_id, run_id,
+                                       on_event=on_event, on_task=on_task)
+    except HopnhatError as exc:
+        ledger.finish(run_id, "failed", {"error": str(exc)})
+        raise
+    verdict = judge(run)
+    for host, stats in sorted(run.hosts.items()):
+        ledger.event(run_id, host, "host", **stats.as_dict())
+    for notice in run.notices:
+        ledger.event(run_id, notice.host, "notice", role=notice.role, task=notice.task,
+                     message=notice.message)
+    for failure in run.failures:
+        ledger.event(run_id, failure.host, "failure", task=failure.task, role=failure.role,
+                     outcome=failure.outcome, message=failure.message)
+    result = ConfigureResult(run_id, the_plan, run, verdict)
+    ledger.finish(run_id, verdict.status, {
+        "hosts": len(run.hosts), "changed": run.changed,
+        "failed_hosts": list(verdict.failed_hosts),
+        "unreachable_hosts": list(verdict.unreachable_hosts),
+        "notices": len(run.notices), "runner_status": run.status, "rc": run.rc,
+        "duration_seconds": round(run.duration, 2), "check": the_plan.check,
+        "artifacts": str(run.artifacts)})
+    return result

@@ -1,0 +1,470 @@
+"""hopnhat's restic adapter: one :class:`Restic` per repository, typed results, typed errors.
+
+The pieces live in sibling modules, the public names re-exported here:
+:mod:`~orchestrator.adapters.restic_argv` (the repository, version features, environment and the
+pure argv builders), :mod:`~orchestrator.adapters.restic_results` (results and their parsers),
+:mod:`~orchestrator.adapters.restic_errors` (errors classified from restic's output) and
+:mod:`~orchestrator.adapters.restic_stream` (reading a running restic's output line by line).
+
+Every restic process starts through :mod:`orchestrator.process`: short commands with
+:func:`~orchestrator.process.run`; commands whose output is streamed (backup progress, check,
+restore, ``ls`` of millions of files) with :func:`~orchestrator.process.spawn`, their output
+(stdout and stderr together) read line by line from a private FIFO. The environment is built
+from nothing (:func:`make_environment`); the password is only ever a file's path in it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import re
+import socket
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from orchestrator.adapters.restic_argv import (
+    Features,
+    Repository,
+    Version,
+    make_backup_argv,
+    make_cat_lock_argv,
+    make_check_argv,
+    make_copy_argv,
+    make_environment,
+    make_forget_argv,
+    make_init_argv,
+    make_list_locks_argv,
+    make_ls_argv,
+    make_restore_argv,
+    make_snapshots_argv,
+    make_stats_argv,
+    make_unlock_argv,
+    make_version_argv,
+    parse_version,
+    retention_flags,
+    ssh_command,
+    with_retry_lock,
+)
+from orchestrator.adapters.restic_errors import (
+    AccessDenied,
+    ConnectionLost,
+    IncompleteBackup,
+    LockHolder,
+    NoRepository,
+    NoSpace,
+    RepositoryDamaged,
+    RepositoryLocked,
+    ResticCommandError,
+    WrongPassword,
+    classify,
+)
+from orchestrator.adapters.restic_results import (
+    BackupResult,
+    CheckResult,
+    ForgetResult,
+    Listing,
+    LockInfo,
+    Node,
+    RestoreResult,
+    Snapshot,
+    StaleLockReport,
+    Stats,
+    lock_verdict,
+    parse_backup_output,
+    parse_check,
+    parse_forget,
+    parse_lock,
+    parse_ls_line,
+    parse_restore,
+    parse_snapshots,
+    parse_stats,
+)
+from orchestrator.adapters.restic_stream import KEEP_LINES, Stream, process_state
+from orchestrator.errors import CommandError, ResticError
+from orchestrator.process import Completed, run
+
+__all__ = [
+    "AccessDenied",
+    "BackupResult",
+    "CheckResult",
+    "ConnectionLost",
+    "Features",
+    "ForgetResult",
+    "IncompleteBackup",
+    "Listing",
+    "LockHolder",
+    "LockInfo",
+    "NoRepository",
+    "NoSpace",
+    "Node",
+    "Repository",
+    "RepositoryDamaged",
+    "RepositoryLocked",
+    "Restic",
+    "ResticCommandError",
+    "RestoreResult",
+    "Snapshot",
+    "StaleLockReport",
+    "Stats",
+    "WrongPassword",
+    "retention_flags",
+    "ssh_command",
+]
+
+T = TypeVar("T")
+LineCallback = Callable[[str], None]
+
+
+class Restic:
+    """restic against one repository.
+
+    ``timeout``: seconds any one restic command may take. ``lock_wait``: how long a command
+    that finds the repository locked keeps trying (restic's ``--retry-lock`` from 0.16, else
+    hopnhat retries every ``lock_poll`` seconds) before raising RepositoryLocked.
+    ``on_start``: called with the PID of each streamed restic process (tests, operators).
+    Every method raises a :class:`ResticError` subclass on failure (never returns None for
+    one): the classified ones of :mod:`~orchestrator.adapters.restic_errors`, or a plain
+    ResticCommandError (restic missing, timed out, or an unclassified failure).
+    """
+
+    def __init__(self, repo: Repository, binary: str = "restic", timeout: float = 6 * 3600.0,
+                 *, lock_wait: float = 0.0, lock_poll: float = 5.0,
+                 on_start: Callable[[int], None] | None = None) -> None:
+        self.repo = repo
+        self.binary = binary
+        self.timeout = timeout
+        self.lock_wait = lock_wait
+        self.lock_poll = lock_poll
+        self.on_start = on_start
+        self._version: Version | None = None
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    def version(self) -> Version:
+        """restic's version, e.g. ``(0, 14, 0)`` (asked once per instance)."""
+        if self._version is None:
+            with self._named("version"):
+                done = run((self.binary, *make_version_argv()[1:]), env=self._base_env(),
+                           inherit_env=False, timeout=30, input="")
+            if not done.ok:
+                raise ResticError(f"{self.binary} version exited {done.returncode}")
+            self._version = parse_version(done.stdout)
+        return self._version
+
+    @property
+    def features(self) -> Features:
+        """What this restic version offers (see :class:`Features`)."""
+        return Features(self.version())
+
+    def _base_env(self) -> dict[str, str]:
+        return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                "HOME": os.environ.get("HOME", "/root"), "TMPDIR": tempfile.gettempdir()}
+
+    def _env(self, from_repo: Repository | None = None) -> dict[str, str]:
+        for repo in (self.repo, from_repo):
+            if repo is not None and not repo.password_file.is_file():
+                raise ResticError(f"repository {repo.display}: password file "
+                                  f"{repo.password_file} is missing")
+        base = self._base_env()
+        return make_environment(self.repo, path=base["PATH"], home=base["HOME"],
+                                tmpdir=base["TMPDIR"], from_repo=from_repo,
+                                features=self.features if from_repo else None)
+
+    def _argv(self, argv: Sequence[str], *, locking: bool = True) -> tuple[str, ...]:
+        argv = (self.binary, *argv[1:])
+        if locking and self.lock_wait > 0 and self.features.retry_lock:
+            argv = with_retry_lock(argv, self.lock_wait)
+        return argv
+
+    @contextlib.contextmanager
+    def _named(self, command: str) -> Iterator[None]:
+        """CommandError (restic missing, timeout) re-raised as a ResticError naming the
+        repository and the command."""
+        try:
+            yield
+        except CommandError as exc:
+            raise ResticCommandError(f"restic {command}: repository {self.repo.display}: {exc}",
+                                     repository=self.repo.display, command=command,
+                                     detail=str(exc)) from None
+
+    def _fail(self, output: str, returncode: int, command: str) -> ResticCommandError:
+        error = classify(output, returncode, repo=self.repo, command=command,
+                         exit_codes=self.features.exit_codes)
+        if (isinstance(error, ConnectionLost) and self.repo.sftp_command
+                and "unable to start the sftp session" in output
+                and "subprocess ssh:" not in output):
+            # restic 0.14 may exit before it has copied ssh's stderr (a race): ask ssh itself
+            error = classify(output + "\n" + self._ssh_says(), returncode, repo=self.repo,
+                             command=command, exit_codes=self.features.exit_codes)
+        return error
+
+    def _ssh_says(self) -> str:
+        """What the repository's ssh command says when run alone (stdin empty, so the sftp
+        subsystem ends at once), as restic would show it: ``subprocess ssh: …`` lines."""
+        assert self.repo.sftp_command
+        try:
+            done = run(self.repo.sftp_command, env=self._base_env(), inherit_env=False,
+                       timeout=30, input="")
+        except CommandError as exc:
+            return f"subprocess ssh: {exc}"
+        return "\n".join(f"subprocess ssh: {line}" for line in done.stderr.splitlines()
+                         if line.strip())
+
+    def _run(self, argv: Sequence[str], command: str, *, locking: bool = True,
+             from_repo: Repository | None = None, ok_codes: tuple[int, ...] = (0,)) -> Completed:
+        def attempt() -> Completed:
+            with self._named(command):
+                done = run(self._argv(argv, locking=locking), env=self._env(from_repo),
+                           inherit_env=False, timeout=self.timeout, input="")
+            if done.returncode not in ok_codes:
+                raise self._fail(done.stderr, done.returncode, command)
+            return done
+        return self._locking(attempt) if locking else attempt()
+
+    def _stream(self, argv: Sequence[str], command: str, on_line: LineCallback | None = None,
+                *, keep: Callable[[str], bool] = lambda line: True,
+                ok_codes: tuple[int, ...] = (0,)) -> tuple[int, tuple[str, ...]]:
+        """Run a streamed command to its end; returns (exit code, kept lines)."""
+        def attempt() -> tuple[int, tuple[str, ...]]:
+            with self._named(command):
+                stream = self._start(argv)
+                for line in stream.lines():
+                    if keep(line):
+                        stream.tail.append(line)
+                    if on_line is not None:
+                        on_line(line)
+            code = stream.returncode if stream.returncode is not None else 1
+            if code not in ok_codes:
+                raise self._fail("\n".join(stream.tail), code, command)
+            return code, tuple(stream.tail)
+        return self._locking(attempt)
+
+    def _start(self, argv: Sequence[str]) -> Stream:
+        stream = Stream(self._argv(argv), self._env(), self.timeout)
+        if self.on_start is not None:
+            self.on_start(stream.pid)
+        return stream
+
+    def _locking(self, attempt: Callable[[], T]) -> T:
+        """``attempt()``, tried again every ``lock_poll`` s while it fails as locked, until
+        ``lock_wait`` has passed (restic 0.16+ waits itself: then one attempt)."""
+        deadline = time.monotonic() + self.lock_wait
+        started = time.monotonic()
+        own_wait = self.lock_wait > 0 and not self.features.retry_lock
+        while True:
+            try:
+                return attempt()
+            except RepositoryLocked as exc:
+                left = deadline - time.monotonic()
+                if not own_wait or left <= 0:
+                    waited = time.monotonic() - started
+                    raise (exc.after_wait(waited) if self.lock_wait > 0 else exc) from None
+                threading.Event().wait(min(self.lock_poll, left))  # bounded pause between tries
+
+    # --- commands ---------------------------------------------------------------------------
+
+    def init(self, *, exist_ok: bool = False, chunker_from: Repository | None = None) -> str | None:
+        """Create the repository; returns its ID, or None when it exists and ``exist_ok``."""
+        argv = make_init_argv(self.repo, chunker_from=chunker_from, features=self.features)
+        try:
+            done = self._run(argv, "init", locking=False, from_repo=chunker_from)
+        except ResticCommandError as exc:
+            if exist_ok and "already exists" in exc.detail:
+                return None
+            raise
+        found = re.search(r"created restic repository (\w+)", done.stdout)
+        return found.group(1) if found else ""
+
+    def backup(self, paths: Sequence[str | Path], tags: Sequence[str] = (),
+               exclude: Sequence[str] = (), host: str | None = None, *,
+               on_progress: Callable[[dict[str, Any]], None] | None = None,
+               partial_ok: bool = True) -> BackupResult:
+        """Back up ``paths``; ``on_progress`` receives restic's JSON status messages. Exit 3
+        (unreadable files) gives a result with ``partial=True`` — or IncompleteBackup when
+        not ``partial_ok``."""
+        def each(line: str) -> None:
+            if on_progress is not None and line.startswith('{"message_type":"status"'):
+                with contextlib.suppress(ValueError):
+                    on_progress(_json(line))
+        argv = make_backup_argv(self.repo, paths, tags, exclude, host, json=True)
+        code, lines = self._stream(argv, "backup", each, keep=_not_status, ok_codes=(0, 3))
+        result = parse_backup_output(lines, code)
+        if result is None:
+            raise self._fail("\n".join(lines), code, "backup")
+        if result.partial and not partial_ok:
+            raise IncompleteBackup(
+                f"restic backup: repository {self.repo.display}: snapshot "
+                f"{result.snapshot_id} is incomplete ({len(result.errors)} unreadable, "
+                f"{len(result.skipped)} missing)", result=result, repository=self.repo.display,
+                command="backup", returncode=code)
+        return result
+
+    def snapshots(self, *, host: str | None = None, tags: Sequence[str] = (),
+                  paths: Sequence[str] = (), latest: int | None = None) -> list[Snapshot]:
+        """The repository's snapshots (filtered), oldest first."""
+        argv = make_snapshots_argv(self.repo, host=host, tags=tags, paths=paths, latest=latest)
+        return parse_snapshots(self._run(argv, "snapshots").stdout)
+
+    def forget(self, retention: Mapping[str, int | str], prune: bool = True, *,
+               host: str | None = None, tags: Sequence[str] = (), group_by: str | None = None,
+               dry_run: bool = False) -> ForgetResult:
+        """Apply ``retention`` (see :func:`retention_flags`), then prune unless told not to."""
+        argv = make_forget_argv(self.repo, retention, prune, host=host, tags=tags,
+                                group_by=group_by, dry_run=dry_run)
+        return parse_forget(self._run(argv, "forget").stdout, pruned=prune and not dry_run)
+
+    def check(self, read_data_subset: str | None = None, *,
+              on_line: LineCallback | None = None) -> CheckResult:
+        """``check`` (plus ``--read-data``/``--read-data-subset``); restic 0.14 has no JSON for
+        it, so lines go to ``on_line`` as they come. Raises RepositoryDamaged naming the
+        problems when restic finds errors."""
+        _, lines = self._stream(make_check_argv(self.repo, read_data_subset), "check", on_line)
+        return parse_check(lines, read_data_subset)
+
+    def restore(self, snapshot: str, target: str | Path, include: Sequence[str] | None = None,
+                verify: bool = True, *, host: str | None = None,
+                on_line: LineCallback | None = None) -> RestoreResult:
+        """Restore ``snapshot`` (an ID or ``latest``) into ``target``; ``verify`` re-reads every
+        restored file against the repository (restore --verify)."""
+        if verify and not self.features.restore_verify:
+            raise ResticError(f"restic {self.version()} has no restore --verify")
+        argv = make_restore_argv(self.repo, snapshot, target, include, verify, host=host)
+        _, lines = self._stream(argv, "restore", on_line)
+        return parse_restore(snapshot, Path(target), lines)
+
+    def ls(self, snapshot: str, paths: Sequence[str] = (), *,
+           host: str | None = None) -> Generator[Node, None, None]:
+        """The snapshot's nodes, one at a time while restic lists them (memory stays flat for
+        millions of files). Stopping early (``close()``, or leaving a ``for`` loop and
+        dropping the generator) stops restic. Raises the classified error at the
+        end (or at once, if restic fails before listing anything)."""
+        argv = make_ls_argv(self.repo, snapshot, paths, host=host)
+
+        def first() -> tuple[Stream, Iterator[str], list[str]]:
+            # start, and read up to the first node: a lock failure comes before any node and
+            # can still be retried by _locking
+            with self._named("ls"):
+                stream = self._start(argv)
+                lines = stream.lines()
+                head: list[str] = []
+                for line in lines:
+                    head.append(line)
+                    if parse_ls_line(line) is not None:
+                        return stream, lines, head
+            code = stream.returncode if stream.returncode is not None else 1
+            if code != 0:
+                raise self._fail("\n".join(head[-KEEP_LINES:]), code, "ls")
+            return stream, lines, head
+
+        stream, lines, head = self._locking(first)
+        errors: deque[str] = deque(maxlen=KEEP_LINES)
+        try:
+            with self._named("ls"):
+                for line in itertools.chain(head, lines):
+                    node = parse_ls_line(line)
+                    if node is not None:
+                        yield node
+                    elif not line.startswith("{"):
+                        errors.append(line)
+        finally:
+            stream.close()
+        if stream.returncode != 0:
+            raise self._fail("\n".join(errors), stream.returncode or 1, "ls")
+
+    def listing(self, snapshot: str, paths: Sequence[str] = ()) -> Listing:
+        """Counts and total file size of ``snapshot`` (streamed through :meth:`ls`)."""
+        totals = Listing()
+        for node in self.ls(snapshot, paths):
+            totals.add(node)
+        return totals
+
+    def stats(self, snapshot_ids: Sequence[str] = (), mode: str = "restore-size") -> Stats:
+        """``stats --json`` for ``snapshot_ids`` (all when empty)."""
+        return parse_stats(self._run(make_stats_argv(self.repo, snapshot_ids, mode),
+                                     "stats").stdout)
+
+    def copy(self, from_repo: Repository, snapshot_ids: Sequence[str] = ()) -> tuple[str, ...]:
+        """Copy ``snapshot_ids`` (all when empty) from ``from_repo`` into this repository;
+        returns restic's output lines (0.14 has no JSON for copy)."""
+        argv = make_copy_argv(from_repo, self.repo, snapshot_ids, features=self.features)
+        done = self._run(argv, "copy", from_repo=from_repo)
+        return tuple(line for line in (done.stdout + done.stderr).splitlines() if line.strip())
+
+    # --- locks ------------------------------------------------------------------------------
+
+    def locks(self) -> list[LockInfo]:
+        """Every lock in the repository (a lock removed while being read is left out)."""
+        ids = self._run(make_list_locks_argv(self.repo), "list locks", locking=False).stdout
+        found = []
+        for lock_id in ids.split():
+            done = run(self._argv(make_cat_lock_argv(self.repo, lock_id), locking=False),
+                       env=self._env(), inherit_env=False, timeout=self.timeout, input="")
+            if done.ok:
+                found.append(parse_lock(lock_id, done.stdout))
+            elif "does not exist" not in done.stderr and "no such file" not in done.stderr:
+                raise self._fail(done.stderr, done.returncode, "cat lock")
+        return found
+
+    def wait_for_unlock(self, max_wait: float, poll: float = 5.0, *,
+                        exclusive: bool = True) -> None:
+        """Return once no lock stands in the way (any lock for an ``exclusive`` command, an
+        exclusive lock for another), polling every ``poll`` s; raise RepositoryLocked naming
+        the oldest holder and its age when ``max_wait`` s pass first."""
+        started = time.monotonic()
+        while True:
+            blocking = [lock for lock in self.locks() if exclusive or lock.exclusive]
+            if not blocking:
+                return
+            waited = time.monotonic() - started
+            if waited >= max_wait:
+                lock = min(blocking, key=lambda item: item.time)
+                age = (datetime.now(UTC) - lock.time).total_seconds()
+                holder = LockHolder(pid=lock.pid, host=lock.hostname, user=lock.username,
+                                    uid=lock.uid, gid=lock.gid, created=lock.time, age=age,
+                                    exclusive=lock.exclusive, lock_id=lock.id[:8])
+                raise RepositoryLocked(
+                    f"repository {self.repo.display} is locked by {holder.describe()}; still "
+                    f"locked after waiting {waited:.0f} s", holder=holder, waited=waited,
+                    repository=self.repo.display, command="wait for unlock")
+            threading.Event().wait(min(poll, max(0.0, max_wait - waited)))
+
+    def remove_stale_locks(self) -> StaleLockReport:
+        """Remove the locks restic itself calls stale (older than 30 minutes, or made on this
+        host by a process that is gone) with restic's own ``unlock`` — run only when hopnhat's
+        check finds a stale lock and no lock that unlock would mishandle (see
+        :func:`lock_verdict`). Live locks are never touched."""
+        now = datetime.now(UTC)
+        host = socket.gethostname()
+        judged = [(lock, *lock_verdict(lock, now=now, this_host=host, process=process_state))
+                  for lock in self.locks()]
+        stale = [lock for lock, verdict, _ in judged if verdict == "stale"]
+        kept = tuple((lock, why) for lock, verdict, why in judged if verdict == "live")
+        unsafe = tuple((lock, why) for lock, verdict, why in judged if verdict == "unsafe")
+        if not stale or unsafe:
+            return StaleLockReport(kept=kept, unsafe=unsafe, pending=tuple(stale))
+        self._run(make_unlock_argv(self.repo), "unlock", locking=False)
+        left = {lock.id for lock in self.locks()}
+        return StaleLockReport(removed=tuple(lock for lock in stale if lock.id not in left),
+                               kept=kept, pending=tuple(lock for lock in stale if lock.id in left),
+                               unlock_ran=True)
+
+
+def _json(line: str) -> dict[str, Any]:
+    data = json.loads(line)
+    if not isinstance(data, dict):
+        raise ValueError("not an object")
+    return data
+
+
+def _not_status(line: str) -> bool:
+    """Lines worth keeping from ``backup --json``: everything but the (many) progress ones."""
+    return not line.startswith(('{"message_type":"status"', '{"message_type":"verbose_status"'))
+

@@ -1,0 +1,295 @@
+"""restic's failures, classified.
+
+restic 0.14 exits 1 for nearly every failure (3 for an incomplete backup), so the cause is read
+from stderr; restic 0.17+ adds exit codes 10 (no repository), 11 (locked) and 12 (wrong
+password), and 0.18 with ``--json`` prints the fatal error as a JSON ``exit_error`` line. Both
+are understood. Every message names the repository (name and URL, password masked) and the
+command, and quotes at most one line of restic's own output.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from orchestrator.adapters.restic_argv import Repository, redact
+from orchestrator.adapters.restic_results import error_text
+from orchestrator.errors import EXIT_PARTIAL, ResticError
+
+if TYPE_CHECKING:
+    from orchestrator.adapters.restic_results import BackupResult
+
+_LOCKED = re.compile(
+    r"repository is already locked (?P<exclusive>exclusively )?by PID (?P<pid>\d+) "
+    r"on (?P<host>\S*) by (?P<user>.*?) \(UID (?P<uid>\d+), GID (?P<gid>\d+)\)\s*\n"
+    r"\s*lock was created at (?P<created>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) "
+    r"\((?P<age>[^)]*) ago\)(?:\s*\n\s*storage ID (?P<lock_id>[0-9a-f]+))?")
+# check's progress and phase lines (stdout), which are not problems
+_CHECK_PROGRESS = re.compile(
+    r"^(?:using temporary cache|create exclusive lock|load indexes|check all packs|"
+    r"check snapshots, trees and blobs|read all data|read group|created new cache|"
+    r"repository \w+ opened|no errors were found|\[\d+:\d\d\])")
+_GO_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s|us|µs|μs|ns)")
+_GO_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "μs": 1e-6,
+             "ns": 1e-9}
+
+_NO_SPACE = ("no space left on device", "enospc", "disk quota exceeded")
+# sftp-server answers a failed write on a full disk with a bare SSH_FX_FAILURE
+_SFTP_FAILURE = ('sftp: "failure"', "ssh_fx_failure")
+_ACCESS = ("permission denied (publickey", "host key verification failed",
+           "remote host identification has changed", "no matching host key",
+           "too many authentication failures")
+_NO_REPOSITORY = ("is there a repository at the following location", "unable to open config file",
+                  "repository does not exist")
+_CONNECTION = ("connection refused", "closed by remote host", "connection reset",
+               "connection timed out", "no route to host", "could not resolve hostname",
+               "network is unreachable", "broken pipe", "connection closed", "connection lost",
+               "ssh command exited", "unexpected eof", "unable to start the sftp session",
+               "file already closed")
+
+
+def parse_go_duration(text: str) -> float | None:
+    """Go's ``time.Duration`` text (``3m2.5s``, ``1h0m0s``, ``512ms``) → seconds, or None."""
+    text = text.strip()
+    parts = _GO_DURATION_PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text.lstrip("-"):
+        return None
+    return sum(float(n) * _GO_UNITS[u] for n, u in parts)
+
+
+def format_age(seconds: float) -> str:
+    """``182.4`` → ``3m2s``; ``7322`` → ``2h2m2s``."""
+    whole = int(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    return f"{minutes}m{secs}s" if minutes else f"{secs}s"
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    """Who holds a repository lock, as restic reported it."""
+
+    pid: int
+    host: str
+    user: str
+    uid: int | None = None
+    gid: int | None = None
+    created: datetime | None = None
+    age: float | None = None
+    exclusive: bool = False
+    lock_id: str | None = None
+
+    def describe(self) -> str:
+        """``PID 1234 on host by root, created 2026-11-21 10:00:00 (3m2s ago)``."""
+        text = f"PID {self.pid} on {self.host or '?'} by {self.user or '?'}"
+        if self.created is not None:
+            text += f", created {self.created:%Y-%m-%d %H:%M:%S}"
+            if self.age is not None:
+                text += f" ({format_age(self.age)} ago)"
+        elif self.age is not None:
+            text += f", {format_age(self.age)} old"
+        return text
+
+
+def parse_lock_holder(text: str) -> LockHolder | None:
+    """The holder from restic's "repository is already locked … by PID 1234 on host by user
+    (UID 0, GID 0)\\nlock was created at 2026-11-21 10:00:00 (3m2s ago)[\\nstorage ID …]"
+    (0.14 and later, exclusive or not), or None when ``text`` holds no such message."""
+    found = _LOCKED.search(text)
+    if found is None:
+        return None
+    try:
+        created: datetime | None = datetime.strptime(found["created"], "%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        created = None
+    return LockHolder(
+        pid=int(found["pid"]), host=found["host"], user=found["user"], uid=int(found["uid"]),
+        gid=int(found["gid"]), created=created, age=parse_go_duration(found["age"]),
+        exclusive=bool(found["exclusive"]), lock_id=found["lock_id"])
+
+
+# --- the errors -----------------------------------------------------------------------------
+
+
+class ResticCommandError(ResticError):
+    """A restic command failed; ``repository`` (display form), ``command``, ``returncode`` and
+    ``detail`` (the one line of restic's output that says why) are kept for reports."""
+
+    def __init__(self, message: str, *, repository: str = "", command: str = "",
+                 returncode: int | None = None, detail: str = "",
+                 exit_code: int | None = None) -> None:
+        super().__init__(message, exit_code=exit_code)
+        self.repository = repository
+        self.command = command
+        self.returncode = returncode
+        self.detail = detail
+
+
+class RepositoryLocked(ResticCommandError):
+    """Another restic process holds a conflicting lock; ``holder`` says who and since when
+    (None if restic's message could not be read); ``waited``: seconds hopnhat waited."""
+
+    def __init__(self, message: str, *, holder: LockHolder | None = None, waited: float = 0.0,
+                 **fields: Any) -> None:
+        super().__init__(message, **fields)
+        self.holder = holder
+        self.waited = waited
+
+    def after_wait(self, waited: float) -> RepositoryLocked:
+        """The same failure, its message saying how long hopnhat waited."""
+        return RepositoryLocked(
+            f"{self}; still locked after waiting {waited:.0f} s", holder=self.holder,
+            waited=waited, repository=self.repository, command=self.command,
+            returncode=self.returncode, detail=self.detail)
+
+
+class WrongPassword(ResticCommandError):
+    """No key of the repository opens with this password."""
+
+
+class NoRepository(ResticCommandError):
+    """Nothing (or no restic repository) at the location."""
+
+
+class NoSpace(ResticCommandError):
+    """The repository's storage is full."""
+
+
+class ConnectionLost(ResticCommandError):
+    """The repository host could not be reached, or the link broke during the command."""
+
+
+class AccessDenied(ResticCommandError):
+    """ssh refused the key, or the repository host's key is unknown or changed."""
+
+
+class RepositoryDamaged(ResticCommandError):
+    """``check`` found errors; ``problems`` holds restic's lines about them."""
+
+    def __init__(self, message: str, *, problems: tuple[str, ...] = (), **fields: Any) -> None:
+        super().__init__(message, **fields)
+        self.problems = problems
+
+
+class IncompleteBackup(ResticCommandError):
+    """restic saved a snapshot but could not read every file (exit 3); ``result`` is the
+    backup's summary."""
+
+    exit_code = EXIT_PARTIAL
+
+    def __init__(self, message: str, *, result: BackupResult | None = None,
+                 **fields: Any) -> None:
+        super().__init__(message, **fields)
+        self.result = result
+
+
+# --- classification -------------------------------------------------------------------------
+
+
+def plain_stderr(stderr: str) -> str:
+    """``stderr`` with restic's JSON error lines (``exit_error`` of 0.18, ``error`` of backup)
+    replaced by their message text."""
+    lines = []
+    for line in stderr.splitlines():
+        if line.startswith("{"):
+            try:
+                data = json.loads(line)
+            except ValueError:
+                lines.append(line)
+                continue
+            if isinstance(data, dict) and data.get("message_type") == "exit_error":
+                lines.extend(str(data.get("message", "")).splitlines())
+                continue
+            if isinstance(data, dict) and data.get("message_type") == "error":
+                lines.append(f"error: {data.get('item', '')}: {error_text(data.get('error'))}")
+                continue
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def key_line(text: str) -> str:
+    """The line that says why: the last ``Fatal:`` line (without the prefix), else the last
+    non-empty one; password-masked and at most 300 characters."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    fatal = [line for line in lines if line.startswith("Fatal:")]
+    line = fatal[-1].removeprefix("Fatal:").strip() if fatal else (lines[-1] if lines else "")
+    line = redact(line)
+    return line if len(line) <= 300 else line[:297] + "..."
+
+
+def _line_with(text: str, needles: tuple[str, ...]) -> str:
+    """The last line holding the first of ``needles`` that occurs (needles come in order of
+    how much they tell: "Connection refused" before "file already closed")."""
+    lines = text.splitlines()
+    for needle in needles:
+        found = [line for line in lines if needle in line.lower()]
+        if found:
+            return redact(found[-1].strip())[:300]
+    return key_line(text)
+
+
+def _is_no_space(low: str) -> bool:
+    if any(n in low for n in _NO_SPACE):
+        return True
+    # a bare sftp failure counts only on a write (Save/Write), where a full disk is its cause
+    return any(n in low for n in _SFTP_FAILURE) and any(
+        w in low for w in ("save(", "write", "unable to save", "close", "rename"))
+
+
+def classify(stderr: str, returncode: int, *, repo: Repository, command: str,
+             exit_codes: bool = False) -> ResticCommandError:
+    """The typed error for a restic command that exited ``returncode`` with ``stderr``.
+
+    ``exit_codes``: the version has restic 0.17's distinct exit codes (10/11/12), which then
+    decide before the text does. Returns (does not raise) the error.
+    """
+    text = plain_stderr(stderr)
+    low = text.lower()
+    where = repo.display
+    fields: dict[str, Any] = {"repository": where, "command": command,
+                             "returncode": returncode}
+    if (exit_codes and returncode == 11) or "repository is already locked" in low:
+        holder = parse_lock_holder(text)
+        who = holder.describe() if holder else key_line(text)
+        how = "exclusively " if holder and holder.exclusive else ""
+        detail = _line_with(text, ("repository is already locked",))
+        return RepositoryLocked(f"restic {command}: repository {where} is locked {how}by {who}",
+                                holder=holder, detail=detail, **fields)
+    if (exit_codes and returncode == 12) or "wrong password or no key found" in low:
+        return WrongPassword(
+            f"restic {command}: repository {where}: wrong password or no key found "
+            f"(password file {repo.password_file})", detail=key_line(text), **fields)
+    if _is_no_space(low):
+        detail = _line_with(text, _NO_SPACE + _SFTP_FAILURE)
+        return NoSpace(f"restic {command}: repository {where}: no space left on the "
+                       f"repository's storage ({detail})", detail=detail, **fields)
+    if any(n in low for n in _ACCESS):
+        detail = _line_with(text, _ACCESS)
+        return AccessDenied(f"restic {command}: repository {where}: access refused by ssh "
+                            f"({detail})", detail=detail, **fields)
+    if (exit_codes and returncode == 10) or any(n in low for n in _NO_REPOSITORY):
+        detail = key_line(text)
+        return NoRepository(f"restic {command}: no repository at {where} ({detail})",
+                            detail=detail, **fields)
+    if any(n in low for n in _CONNECTION):
+        detail = _line_with(text, _CONNECTION)
+        return ConnectionLost(f"restic {command}: repository {where}: connection to the "
+                              f"repository host failed or was lost ({detail})",
+                              detail=detail, **fields)
+    if "repository contains errors" in low:
+        problems = tuple(line.rstrip() for line in text.splitlines()
+                         if line.strip() and not line.startswith("Fatal:")
+                         and not _CHECK_PROGRESS.match(line.strip()))
+        first = problems[0].strip() if problems else key_line(text)
+        return RepositoryDamaged(
+            f"restic {command}: repository {where} contains errors "
+            f"({len(problems)} line(s) of report; first: {redact(first)[:200]})",
+            problems=problems, detail=key_line(text), **fields)
+    detail = key_line(text) or f"exit status {returncode}"
+    return ResticCommandError(f"restic {command}: repository {where}: {detail}",
+                              detail=detail, **fields)

@@ -1,0 +1,268 @@
+"""``hopnhat configure`` against the lab: ansible-runner runs playbooks/site.yml on real sshd
+guests and the real repository host, and the backup job it installs makes real restic
+snapshots over SFTP.
+
+One configure of two systems (email, ioc: no other test module uses them) is shared by the
+tests of this module; the VMs come from ``hopnhat apply``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paramiko
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from orchestrator import process
+from orchestrator.actions.configure import ConfigureResult, configure, plan
+from orchestrator.adapters import ssh
+from orchestrator.adapters.restic import Repository, Restic, ssh_command
+from orchestrator.adapters.vault import read_vault
+from orchestrator.lab.repository import repository_url
+from orchestrator.ledger import Ledger
+from orchestrator.settings import Paths
+
+pytestmark = pytest.mark.lab
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+SYSTEMS = ("email", "ioc")
+CLIENTS = ("email-mail-01", "ioc-app-01")
+REPOSITORY_HOST = "repo-qnam-01"
+JOB = "/usr/local/lib/hopnhat/backup_job.py"
+
+
+@dataclass
+class Configured:
+    paths: Paths
+    first: ConfigureResult
+    secrets: dict[str, str]
+
+
+def _target(paths: Paths, name: str) -> ssh.Target:
+    if name == REPOSITORY_HOST:
+        host = paths.estate.repository_host(name)
+        address, port = str(host.address), host.port
+    else:
+        vm = next(vm for vm in paths.estate.vms if vm.name == name)
+        address, port = str(vm.ip), 22
+    return ssh.Target(host=name, address=address, port=port, user="root",
+                      key_file=paths.private_key, known_hosts=paths.known_hosts)
+
+
+def sh(paths: Paths, name: str, command: str, stdin: str | None = None,
+       timeout: float = 120) -> ssh.RemoteResult:
+    """``command`` on host ``name`` as root (host key checked against hopnhat's known_hosts)."""
+    target = _target(paths, name)
+    client = ssh.connect(target)
+    try:
+        return ssh.execute(client, target, command, timeout=timeout, stdin=stdin)
+    finally:
+        client.close()
+
+
+def _wait_for(what: str, ready: Any, timeout: float = 120.0) -> None:
+    """Poll ``ready()`` until it is true; fail naming ``what`` when ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert time.monotonic() < deadline, f"{what}: not ready after {timeout:.0f} s"
+        time.sleep(0.2)  # poll interval of the deadline loop
+
+
+@pytest.fixture(scope="module")
+def configured(lab: Any) -> Iterator[Configured]:
+    done = process.run([str(BIN / "hopnhat"), "apply", *(a for s in SYSTEMS for a in
+                                                          ("--system", s)), "--yes"],
+                       env=lab.env, timeout=300)
+    assert done.ok, done.stderr
+    paths: Paths = lab.paths
+    for name in CLIENTS:
+        # the hypervisor starts the guest once the VM is on, then lays down its data
+        vm = next(vm for vm in paths.estate.vms if vm.name == name)
+        _wait_for(f"ssh on {name}", lambda ip=str(vm.ip): ssh.wait_for_port(ip, 22, 1.0))
+        _wait_for(f"data on {name}",
+                  lambda n=name: (paths.lab / "guests" / n / ".seeded").exists())
+    ledger = Ledger(paths.ledger)
+    try:
+        first = configure(paths, plan(paths.estate, SYSTEMS), ledger=ledger)
+    finally:
+        ledger.close()
+    yield Configured(paths, first, read_vault(paths.vault_file, paths.vault_password_file))
+
+
+def test_configure_converges_every_host_and_says_the_timers_are_not_enabled(
+        configured: Configured) -> None:
+    first = configured.first
+    assert (first.verdict.status, first.exit_code) == ("ok", 0), first.run.failures
+    assert set(first.run.hosts) == {*CLIENTS, REPOSITORY_HOST}
+    # the lab's guests have no systemd: the units are installed and validated, and the run
+    # says so for each backup client instead of passing silently
+    not_enabled = {n.host: n.message for n in first.run.notices if n.role == "backup_schedule"}
+    assert set(not_enabled) == set(CLIENTS)
+    for name, message in not_enabled.items():
+        code = name.split("-")[0]
+        assert f"hopnhat-backup-{code}.timer" in message
+        assert "NOT enabled" in message and "systemd is not PID 1" in message
+    ledger = Ledger(configured.paths.ledger)
+    run = next(r for r in ledger.runs("configure") if r.id == first.run_id)
+    assert run.status == "ok"
+    assert {e["subject"] for e in ledger.events(run.id) if e["kind"] == "notice"} >= set(CLIENTS)
+
+
+def test_a_second_configure_changes_nothing(configured: Configured) -> None:
+    ledger = Ledger(configured.paths.ledger)
+    second = configure(configured.paths, plan(configured.paths.estate, SYSTEMS), ledger=ledger)
+    assert second.exit_code == 0, second.run.failures
+    assert {h: s.changed for h, s in second.run.hosts.items()} == {
+        h: 0 for h in (*CLIENTS, REPOSITORY_HOST)}
+    assert all(s.ok > 0 and s.failed == 0 for s in second.run.hosts.values())
+
+
+def test_the_repository_accounts_are_chrooted_as_the_lab_made_them(
+        configured: Configured) -> None:
+    paths = configured.paths
+    storage = paths.estate.repository_host(REPOSITORY_HOST).storage_path
+    for code in SYSTEMS:
+        user = f"restic-{code}"
+        found = sh(paths, REPOSITORY_HOST,
+                   f"stat -c '%U %G %a' {storage}/{code} && stat -c '%U %a' {storage}/{code}/repo"
+                   f" && getent passwd {user} && cat /etc/ssh/authorized/{user}"
+                   f" && test -f {storage}/{code}/repo/config && echo initialised")
+        assert found.returncode == 0, found.stderr
+        lines = found.stdout.splitlines()
+        assert lines[0] == "root root 755"
+        assert lines[1] == f"{user} 700"
+        assert lines[2].split(":")[5:] == [f"{storage}/{code}", "/usr/sbin/nologin"]
+        public = paths.repository_key(code).with_suffix(".pub").read_text().strip()
+        assert lines[3] == f"restrict {public}"
+        assert lines[4] == "initialised"
+
+
+def test_the_backup_job_run_by_hand_makes_a_snapshot_and_writes_its_status(
+        configured: Configured, tmp_path: Path) -> None:
+    paths = configured.paths
+    done = sh(paths, "email-mail-01", f"python3 {JOB} --config /etc/hopnhat/backup-email.json")
+    assert done.returncode == 0, done.stderr
+    printed = json.loads(done.stdout)
+    assert printed["result"] == "ok" and printed["snapshot_id"]
+
+    status = json.loads(sh(paths, "email-mail-01", "cat /var/lib/hopnhat/backup-email.json")
+                        .stdout)
+    assert status == printed
+    assert status["files"] > 0 and status["bytes"] > 0 and status["error"] is None
+    textfile = sh(paths, "email-mail-01",
+                  "cat /var/lib/hopnhat/textfile/hopnhat_backup_email.prom").stdout
+    families = {f.name: f for f in text_string_to_metric_families(textfile)}
+    assert {s.labels["result"]: s.value for s in families["hopnhat_backup_result"].samples} == {
+        "ok": 1.0, "partial": 0.0, "failed": 0.0}
+
+    # the snapshot is in email's repository on the repository host, seen from the controller
+    # through email's own SFTP account
+    host = paths.estate.repository_host(REPOSITORY_HOST)
+    password = tmp_path / "password"
+    password.write_text(configured.secrets["restic_password_email"] + "\n")
+    password.chmod(0o600)
+    repo = Repository(
+        url=repository_url(str(host.address), "email", host.port), password_file=password,
+        sftp_command=ssh_command(f"restic-email@{host.address}", paths.repository_key("email"),
+                                 paths.known_hosts, port=host.port), name="email")
+    snapshots = Restic(repo, timeout=120).snapshots()
+    made = [s for s in snapshots if s.short_id == status["snapshot_id"]]
+    assert len(made) == 1
+    assert set(made[0].tags) == {"system=email", "tier=2", "host=email-mail-01"}
+    assert made[0].hostname == "email-mail-01"
+    secret = configured.secrets["restic_password_email"]
+    for text in (done.stdout, done.stderr, json.dumps(status), textfile):
+        assert secret not in text
+
+
+def test_a_second_run_while_the_first_holds_the_lock_is_refused(configured: Configured) -> None:
+    """The first run is held inside its pre-backup command (which runs under the lock) by a
+    FIFO; the second is started only once the first has said so through another FIFO."""
+    paths = configured.paths
+    work = "/tmp/hopnhat-lock-test"
+    config = json.loads(sh(paths, "ioc-app-01", "cat /etc/hopnhat/backup-ioc.json").stdout)
+    config["pre_commands"] = [f"sh -c 'echo holding > {work}/started && cat {work}/go'"]
+    config["status_file"] = f"{work}/status.json"
+    config["textfile"] = f"{work}/status.prom"
+    ready = sh(paths, "ioc-app-01", f"rm -rf {work} && mkdir {work} && mkfifo {work}/started "
+               f"{work}/go && cat > {work}/config.json", stdin=json.dumps(config))
+    assert ready.returncode == 0, ready.stderr
+
+    target = _target(paths, "ioc-app-01")
+    holder = ssh.connect(target)
+    try:
+        first: paramiko.Channel = holder.get_transport().open_session(timeout=30)
+        first.settimeout(120)
+        first.exec_command(f"python3 {JOB} --config {work}/config.json")
+        started = sh(paths, "ioc-app-01", f"cat {work}/started", timeout=60)
+        assert started.stdout.strip() == "holding"  # the first run holds the lock now
+
+        second = sh(paths, "ioc-app-01", f"python3 {JOB} --config {work}/config.json")
+        assert second.returncode == 1
+        refused = json.loads(second.stdout)
+        assert refused["result"] == "refused"
+        assert refused["error"]["class"] == "AlreadyRunning"
+        assert "backup-ioc.lock" in refused["error"]["message"]
+        assert "PID" in refused["error"]["message"]
+        assert "refused" in second.stderr
+
+        sh(paths, "ioc-app-01", f"echo go > {work}/go")
+        output = first.makefile("r").read().decode()
+        assert first.recv_exit_status() == 0
+        assert json.loads(output)["result"] == "ok"
+        # the refused run left the status alone: it is the first run's own
+        status = json.loads(sh(paths, "ioc-app-01", f"cat {work}/status.json").stdout)
+        assert (status["result"], status["snapshot_id"]) == ("ok", json.loads(output)[
+            "snapshot_id"])
+    finally:
+        holder.close()
+        sh(paths, "ioc-app-01", f"rm -rf {work}")
+
+
+def test_the_password_file_is_root_only_and_the_password_is_nowhere_else(
+        configured: Configured) -> None:
+    paths = configured.paths
+    secret = configured.secrets["restic_password_email"]
+    mode = sh(paths, "email-mail-01", "stat -c '%U %G %a' /etc/hopnhat/restic-email.password")
+    assert mode.stdout.strip() == "root root 600"
+    assert sh(paths, "email-mail-01", "cat /etc/hopnhat/restic-email.password").stdout == \
+        secret + "\n"
+    # what the roles wrote on the host, read back and searched here (never grep for it there:
+    # that would put it in a command line)
+    written = sh(paths, "email-mail-01",
+                 "cat /etc/systemd/system/hopnhat-backup-email.service "
+                 "/etc/systemd/system/hopnhat-backup-email.timer /etc/hopnhat/backup-email.json "
+                 "/etc/ssh/ssh_config.d/hopnhat-restic-email.conf")
+    assert written.returncode == 0 and "OnCalendar=" in written.stdout
+    assert secret not in written.stdout
+    # nor in what the controller kept of the run: ansible-runner's artifacts, the ledger
+    run_dir = paths.state / "runs" / configured.first.run_id
+    kept = [p for p in run_dir.rglob("*") if p.is_file()] + [paths.ledger]
+    assert len(kept) > 10
+    for path in kept:
+        assert secret.encode() not in path.read_bytes(), path
+
+
+def test_plain_ansible_playbook_runs_the_site_playbook(configured: Configured) -> None:
+    """The playbooks need nothing of hopnhat's Python: ansible-playbook with the inventory
+    script and the vault password file, as an operator (or AWX) runs them (check mode)."""
+    paths = configured.paths
+    env = {**os.environ, "HOPNHAT_ESTATE": str(paths.estate.root),
+           "HOPNHAT_STATE": str(paths.state), "ANSIBLE_NOCOLOR": "1"}
+    env.pop("ANSIBLE_CONFIG", None)
+    done = process.run([str(BIN / "ansible-playbook"), "-i", "playbooks/inventory.py",
+                        "playbooks/site.yml", "--vault-password-file",
+                        str(paths.vault_password_file), "--check", "--limit", "system_email"],
+                       env=env, cwd=REPO, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "email-mail-01" in done.stdout
+    assert configured.secrets["restic_password_email"] not in done.stdout + done.stderr

@@ -1,0 +1,782 @@
+"""The restic adapter's pure parts: argv builders (exact tuples), environment, sftp.command
+quoting, version features, error classification from restic's real wording, and parsers."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from orchestrator.adapters.restic import (
+    AccessDenied,
+    ConnectionLost,
+    Features,
+    NoRepository,
+    NoSpace,
+    Repository,
+    RepositoryDamaged,
+    RepositoryLocked,
+    Restic,
+    ResticCommandError,
+    WrongPassword,
+    retention_flags,
+    ssh_command,
+)
+from orchestrator.adapters.restic_argv import (
+    make_backup_argv,
+    make_cat_lock_argv,
+    make_check_argv,
+    make_copy_argv,
+    make_environment,
+    make_forget_argv,
+    make_init_argv,
+    make_list_locks_argv,
+    make_ls_argv,
+    make_restore_argv,
+    make_snapshots_argv,
+    make_stats_argv,
+    make_unlock_argv,
+    make_version_argv,
+    parse_version,
+    redact,
+    sftp_option,
+    with_retry_lock,
+)
+from orchestrator.adapters.restic_errors import (
+    classify,
+    format_age,
+    key_line,
+    parse_go_duration,
+    parse_lock_holder,
+)
+from orchestrator.adapters.restic_results import (
+    Listing,
+    LockInfo,
+    ProcessState,
+    lock_verdict,
+    parse_backup_output,
+    parse_check,
+    parse_forget,
+    parse_lock,
+    parse_ls_line,
+    parse_restore,
+    parse_snapshots,
+    parse_stats,
+    parse_time,
+)
+from orchestrator.adapters.restic_stream import process_state
+
+PW = Path("/etc/hopnhat/qlvb.pw")
+LOCAL = Repository("/srv/restic/qlvb", PW, name="qlvb")
+CACHED = Repository("/srv/restic/qlvb", PW, cache_dir=Path("/var/cache/restic"), name="qlvb")
+SSH = ("ssh", "-i", "/k/id", "restic-qlvb@127.20.2.10", "-s", "sftp")
+SFTP = Repository("sftp:restic-qlvb@127.20.2.10:/repo", PW, sftp_command=SSH, name="qlvb")
+V14 = Features((0, 14, 0))
+V13 = Features((0, 13, 1))
+V17 = Features((0, 17, 3))
+BASE = ("restic", "--repo", "/srv/restic/qlvb", "--no-cache")
+SFTP_OPT = "sftp.command=ssh -i /k/id restic-qlvb@127.20.2.10 -s sftp"
+
+
+# --- argv builders --------------------------------------------------------------------------
+
+
+def test_backup_argv_is_exact() -> None:
+    argv = make_backup_argv(LOCAL, ["/srv/data", Path("/etc")], tags=["system=qlvb", "tier=1"],
+                            exclude=["*.tmp"], host="qlvb-db-1")
+    assert argv == (*BASE, "backup", "--json", "--host", "qlvb-db-1", "--tag", "system=qlvb",
+                    "--tag", "tier=1", "--exclude", "*.tmp", "--", "/srv/data", "/etc")
+
+
+def test_backup_argv_without_json_and_with_a_cache() -> None:
+    assert make_backup_argv(CACHED, ["/srv"], json=False) == (
+        "restic", "--repo", "/srv/restic/qlvb", "backup", "--", "/srv")
+
+
+def test_backup_argv_refuses_no_path() -> None:
+    with pytest.raises(ValueError, match="no path"):
+        make_backup_argv(LOCAL, [])
+
+
+def test_a_path_starting_with_a_dash_stays_a_path() -> None:
+    assert make_backup_argv(LOCAL, ["--weird"])[-2:] == ("--", "--weird")
+
+
+def test_sftp_repository_carries_its_ssh_command_as_one_option() -> None:
+    assert make_snapshots_argv(SFTP) == (
+        "restic", "--repo", "sftp:restic-qlvb@127.20.2.10:/repo", "-o", SFTP_OPT,
+        "--no-cache", "snapshots", "--json")
+
+
+def test_snapshots_argv_with_filters() -> None:
+    assert make_snapshots_argv(LOCAL, host="h1", tags=["a,b", "c"], paths=["/srv"], latest=1,
+                               snapshot_ids=["abcd1234"]) == (
+        *BASE, "snapshots", "--json", "--host", "h1", "--tag", "a,b", "--tag", "c",
+        "--path", "/srv", "--latest", "1", "abcd1234")
+
+
+def test_forget_argv_puts_the_policy_in_restics_order_and_prunes() -> None:
+    argv = make_forget_argv(LOCAL, {"within": "30d", "daily": 7, "keep_weekly": 4, "last": 3})
+    assert argv == (*BASE, "forget", "--json", "--keep-last", "3", "--keep-daily", "7",
+                    "--keep-weekly", "4", "--keep-within", "30d", "--prune")
+
+
+def test_forget_argv_without_prune_with_filters() -> None:
+    argv = make_forget_argv(LOCAL, {"keep-monthly": 6}, prune=False, host="h", tags=["system=x"],
+                            group_by="host,tags", dry_run=True)
+    assert argv == (*BASE, "forget", "--json", "--keep-monthly", "6", "--host", "h",
+                    "--tag", "system=x", "--group-by", "host,tags", "--dry-run")
+
+
+@pytest.mark.parametrize(("policy", "message"), [
+    ({}, "empty policy"),
+    ({"fortnightly": 2}, "unknown key"),
+    ({"daily": 0}, ">= 1"),
+    ({"daily": "7"}, ">= 1"),
+    ({"daily": True}, ">= 1"),
+    ({"within": "30 days"}, "duration"),
+    ({"within": ""}, "duration"),
+])
+def test_retention_refuses_a_bad_policy(policy: dict[str, int | str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        retention_flags(policy)
+
+
+def test_retention_accepts_every_restic_keep_option() -> None:
+    flags = retention_flags({"last": 1, "hourly": 2, "daily": 3, "weekly": 4, "monthly": 5,
+                             "yearly": 6, "within": "1y", "within_daily": "7d",
+                             "within-hourly": "2d", "within_weekly": "1m",
+                             "within_monthly": "1y", "within_yearly": "5y", "tag": "keep"})
+    assert flags == ("--keep-last", "1", "--keep-hourly", "2", "--keep-daily", "3",
+                     "--keep-weekly", "4", "--keep-monthly", "5", "--keep-yearly", "6",
+                     "--keep-within", "1y", "--keep-within-hourly", "2d",
+                     "--keep-within-daily", "7d", "--keep-within-weekly", "1m",
+                     "--keep-within-monthly", "1y", "--keep-within-yearly", "5y",
+                     "--keep-tag", "keep")
+
+
+@pytest.mark.parametrize(("subset", "tail"), [
+    (None, ()),
+    ("all", ("--read-data",)),
+    ("3/7", ("--read-data-subset", "3/7")),
+    ("10%", ("--read-data-subset", "10%")),
+    ("2.5%", ("--read-data-subset", "2.5%")),
+    ("500M", ("--read-data-subset", "500M")),
+])
+def test_check_argv(subset: str | None, tail: tuple[str, ...]) -> None:
+    assert make_check_argv(LOCAL, subset) == (*BASE, "check", *tail)
+
+
+@pytest.mark.parametrize("subset", ["8/7", "0/7", "x%", "1/0", "ten", "", "1/2; rm -rf /"])
+def test_check_argv_refuses_a_bad_subset(subset: str) -> None:
+    with pytest.raises(ValueError, match="subset"):
+        make_check_argv(LOCAL, subset)
+
+
+def test_restore_argv_verifies_by_default() -> None:
+    assert make_restore_argv(LOCAL, "latest", Path("/restore"), include=["/srv/db"]) == (
+        *BASE, "restore", "latest", "--target", "/restore", "--include", "/srv/db", "--verify")
+    assert make_restore_argv(LOCAL, "abcd1234", "/r", verify=False, host="h") == (
+        *BASE, "restore", "abcd1234", "--target", "/r", "--host", "h")
+
+
+def test_ls_stats_init_unlock_and_lock_argv() -> None:
+    assert make_ls_argv(LOCAL, "latest", ["/srv"], host="h") == (
+        *BASE, "ls", "--json", "--host", "h", "latest", "/srv")
+    assert make_stats_argv(LOCAL, ["a1b2c3d4"], mode="raw-data") == (
+        *BASE, "stats", "--json", "--mode", "raw-data", "a1b2c3d4")
+    assert make_init_argv(LOCAL) == (*BASE, "init")
+    assert make_unlock_argv(LOCAL) == (*BASE, "unlock")
+    assert make_list_locks_argv(LOCAL) == (*BASE, "list", "locks", "--no-lock")
+    assert make_cat_lock_argv(LOCAL, "dd37acf2") == (*BASE, "cat", "lock", "dd37acf2",
+                                                     "--no-lock")
+    assert make_version_argv() == ("restic", "version")
+
+
+def test_unlock_never_removes_live_locks() -> None:
+    assert "--remove-all" not in make_unlock_argv(LOCAL)
+
+
+def test_bad_stats_mode_and_lock_id_are_refused() -> None:
+    with pytest.raises(ValueError, match="mode"):
+        make_stats_argv(LOCAL, mode="everything")
+    with pytest.raises(ValueError, match="lock ID"):
+        make_cat_lock_argv(LOCAL, "../config")
+
+
+def test_init_copying_chunker_parameters_names_the_source() -> None:
+    source = Repository("/srv/restic/main", Path("/pw/main"))
+    assert make_init_argv(LOCAL, chunker_from=source, features=V14) == (
+        *BASE, "init", "--copy-chunker-params", "--from-repo", "/srv/restic/main")
+    assert make_init_argv(LOCAL, chunker_from=source, features=V13)[-2:] == (
+        "--repo2", "/srv/restic/main")
+
+
+def test_copy_from_0_14_runs_against_the_destination_with_from_repo() -> None:
+    source = Repository("/srv/restic/main", Path("/pw/main"), name="main")
+    assert make_copy_argv(source, LOCAL, ["abcd1234"], features=V14) == (
+        *BASE, "copy", "--from-repo", "/srv/restic/main", "abcd1234")
+
+
+def test_copy_before_0_14_ran_against_the_source_with_repo2() -> None:
+    source = Repository("/srv/restic/main", Path("/pw/main"), name="main")
+    assert make_copy_argv(source, LOCAL, features=V13) == (
+        "restic", "--repo", "/srv/restic/main", "--no-cache", "copy", "--repo2",
+        "/srv/restic/qlvb")
+
+
+def test_copy_between_two_sftp_hosts_needing_different_ssh_is_refused() -> None:
+    other = Repository("sftp:restic-qlvb@127.20.3.10:/repo", PW,
+                       sftp_command=("ssh", "restic-qlvb@127.20.3.10", "-s", "sftp"))
+    with pytest.raises(ValueError, match=r"one sftp\.command"):
+        make_copy_argv(SFTP, other)
+
+
+def test_copy_uses_the_ssh_command_of_whichever_repository_has_one() -> None:
+    assert make_copy_argv(SFTP, LOCAL, features=V14)[3:5] == ("-o", SFTP_OPT)
+
+
+def test_retry_lock_goes_right_after_the_program() -> None:
+    assert with_retry_lock(("/usr/bin/restic", "--repo", "x", "check"), 90.4) == (
+        "/usr/bin/restic", "--retry-lock", "90s", "--repo", "x", "check")
+    assert with_retry_lock(("restic", "check"), 0.2)[1:3] == ("--retry-lock", "1s")
+
+
+# --- sftp.command ---------------------------------------------------------------------------
+
+
+def restic_split(option: str) -> list[str]:
+    """restic's way back: pflag reads -o as CSV, then internal/backend/sftp/split.go splits
+    the command (quotes, no escapes, a quote character always ends a word)."""
+    [value] = next(csv.reader([option]))
+    command = value.removeprefix("sftp.command=")
+    args: list[str] = []
+    quote = ""
+    last = ""
+    start = -1
+    for i, c in enumerate(command):
+        split = False
+        if last != "\\" and ((quote and c == quote) or (not quote and c in "\"'")):
+            quote = "" if quote else c
+            split = True
+        else:
+            last = c
+            split = not quote and (c == "\\" or c.isspace())
+        if split:
+            if start >= 0:
+                args.append(command[start:i])
+                start = -1
+        elif start == -1:
+            start = i
+    if start >= 0:
+        args.append(command[start:])
+    return args
+
+
+def test_ssh_command_pins_host_keys_and_keeps_the_link_alive() -> None:
+    argv = ssh_command("restic-qlvb@127.20.2.10", Path("/k/id"), Path("/k/known_hosts"),
+                       port=2222)
+    assert argv == (
+        "ssh", "-i", "/k/id", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes",
+        "-o", "UserKnownHostsFile=/k/known_hosts", "-o", "BatchMode=yes",
+        "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4", "-p", "2222",
+        "restic-qlvb@127.20.2.10", "-s", "sftp")
+
+
+@pytest.mark.parametrize("argv", [
+    SSH,
+    ("ssh", "-i", "/keys/with space/id", "u@h", "-s", "sftp"),
+    ("ssh", "-o", "Ciphers=aes128-ctr,aes256-ctr", "u@h", "-s", "sftp"),
+    ("ssh", "-o", 'ProxyCommand=nc "%h" %p', "u@h", "-s", "sftp"),
+])
+def test_sftp_option_comes_back_as_the_same_argv_in_restic(argv: tuple[str, ...]) -> None:
+    assert restic_split(sftp_option(argv)) == list(argv)
+
+
+def test_sftp_option_quotes_only_what_needs_it() -> None:
+    assert sftp_option(SSH) == SFTP_OPT
+    assert sftp_option(("ssh", "-i", "/a b/id", "h")) == "sftp.command=ssh -i '/a b/id' h"
+    assert sftp_option(("ssh", "-o", "A=b,c", "h")) == '"sftp.command=ssh -o A=b,c h"'
+
+
+@pytest.mark.parametrize("bad", ["", " ", "it's", "C:\\key", "a\nb"])
+def test_sftp_option_refuses_what_restic_cannot_get_back(bad: str) -> None:
+    with pytest.raises(ValueError, match=r"sftp\.command"):
+        sftp_option(("ssh", "-i", bad, "h"))
+
+
+# --- environment ----------------------------------------------------------------------------
+
+
+def test_environment_is_minimal_and_holds_the_password_file_path_only(tmp_path: Path) -> None:
+    password = tmp_path / "pw"
+    password.write_text("correct horse battery staple\n")
+    repo = Repository("/srv/r", password, cache_dir=Path("/var/cache/restic"))
+    env = make_environment(repo, path="/usr/bin:/bin", home="/root", tmpdir="/tmp")
+    assert env == {"PATH": "/usr/bin:/bin", "HOME": "/root", "TMPDIR": "/tmp",
+                   "RESTIC_PASSWORD_FILE": str(password),
+                   "RESTIC_CACHE_DIR": "/var/cache/restic"}
+    assert "correct horse" not in json.dumps(env)
+
+
+def test_environment_for_copy_follows_the_version() -> None:
+    source = Repository("/srv/main", Path("/pw/main"))
+    env14 = make_environment(LOCAL, path="/bin", home="/", tmpdir="/tmp", from_repo=source,
+                             features=V14)
+    assert env14["RESTIC_PASSWORD_FILE"] == str(PW)
+    assert env14["RESTIC_FROM_PASSWORD_FILE"] == "/pw/main"
+    env13 = make_environment(LOCAL, path="/bin", home="/", tmpdir="/tmp", from_repo=source,
+                             features=V13)
+    assert (env13["RESTIC_PASSWORD_FILE"], env13["RESTIC_PASSWORD_FILE2"]) == (
+        "/pw/main", str(PW))
+
+
+# --- versions -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "version"), [
+    ("restic 0.14.0 compiled with go1.19.8 on linux/amd64\n", (0, 14, 0)),
+    ("restic 0.16.4 (v0.16.4-0-g1234) compiled with go1.21.6 on linux/amd64", (0, 16, 4)),
+    ("restic 0.18.1-dev (compiled manually) compiled with go1.24 on linux/arm64", (0, 18, 1)),
+])
+def test_parse_version(text: str, version: tuple[int, int, int]) -> None:
+    assert parse_version(text) == version
+
+
+def test_parse_version_refuses_other_text() -> None:
+    with pytest.raises(ValueError, match="no restic version"):
+        parse_version("borg 1.2.0")
+
+
+def test_features_follow_the_version() -> None:
+    assert (V14.retry_lock, V14.copy_from_repo, V14.restore_verify, V14.exit_codes) == (
+        False, True, True, False)
+    assert Features((0, 16, 0)).retry_lock
+    assert not V13.copy_from_repo
+    assert V17.exit_codes
+
+
+def test_display_masks_a_password_in_the_url() -> None:
+    repo = Repository("rest:https://qlvb:s3cret@backup.example:8000/qlvb", PW, name="qlvb")
+    assert repo.display == "qlvb (rest:https://qlvb:***@backup.example:8000/qlvb)"
+    assert "s3cret" not in redact("Fatal: unable to open rest:https://u:s3cret@h/x")
+    assert LOCAL.display == "qlvb (/srv/restic/qlvb)"
+    assert Repository("/x", PW).display == "/x"
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+LOCKED_0_14 = (
+    "unable to create lock in backend: repository is already locked by PID 9707 on vm by root "
+    "(UID 0, GID 0)\nlock was created at 2026-11-21 10:31:45 (2.68389919s ago)\n"
+    "storage ID dd37acf2\nthe `unlock` command can be used to remove stale locks\n")
+LOCKED_NEWER = (
+    "repo already locked, waiting up to 1m0s for the lock\n"
+    "Fatal: unable to create lock in backend: repository is already locked exclusively by "
+    "PID 1234 on backup-host by restic user (UID 998, GID 997)\n"
+    "lock was created at 2026-11-21 10:00:00 (3m2.5s ago)\nstorage ID 0a1b2c3d\n"
+    "the `unlock` command can be used to remove stale locks\n")
+LOCKED_OLD = ("Fatal: unable to create lock in backend: repository is already locked by PID 1234 "
+              "on host by user (UID 0, GID 0)\nlock was created at 2026-11-21 10:00:00 "
+              "(1h2m3s ago)\n")
+
+
+def test_lock_holder_from_0_14s_wording() -> None:
+    holder = parse_lock_holder(LOCKED_0_14)
+    assert holder is not None
+    assert (holder.pid, holder.host, holder.user, holder.uid, holder.gid, holder.exclusive,
+            holder.lock_id) == (9707, "vm", "root", 0, 0, False, "dd37acf2")
+    assert holder.created == datetime(2026, 11, 21, 10, 31, 45)
+    assert holder.age == pytest.approx(2.68389919)
+
+
+def test_lock_holder_from_newer_and_older_wording() -> None:
+    newer = parse_lock_holder(LOCKED_NEWER)
+    assert newer is not None
+    assert (newer.pid, newer.host, newer.user, newer.uid, newer.exclusive, newer.age) == (
+        1234, "backup-host", "restic user", 998, True, 182.5)
+    older = parse_lock_holder(LOCKED_OLD)
+    assert older is not None
+    assert (older.pid, older.age, older.lock_id) == (1234, 3723.0, None)
+    assert parse_lock_holder("Fatal: wrong password or no key found") is None
+
+
+def test_locked_error_names_holder_and_age() -> None:
+    error = classify(LOCKED_0_14, 1, repo=SFTP, command="check")
+    assert isinstance(error, RepositoryLocked)
+    assert str(error) == (
+        "restic check: repository qlvb (sftp:restic-qlvb@127.20.2.10:/repo) is locked by "
+        "PID 9707 on vm by root, created 2026-11-21 10:31:45 (2s ago)")
+    assert error.holder is not None and error.holder.pid == 9707
+    assert "repository is already locked" in error.detail
+    waited = error.after_wait(61.2)
+    assert str(waited).endswith("; still locked after waiting 61 s")
+    assert waited.holder == error.holder and waited.waited == 61.2
+
+
+def test_exclusive_lock_says_so() -> None:
+    error = classify(LOCKED_NEWER, 1, repo=LOCAL, command="backup")
+    assert "is locked exclusively by PID 1234 on backup-host by restic user" in str(error)
+    assert "(3m2s ago)" in str(error)
+
+
+def test_locked_by_exit_code_11_of_restic_0_17() -> None:
+    error = classify("Fatal: unable to create lock: something new\n", 11, repo=LOCAL,
+                     command="prune", exit_codes=True)
+    assert isinstance(error, RepositoryLocked) and error.holder is None
+
+
+def test_exit_codes_decide_only_on_versions_that_have_them() -> None:
+    assert type(classify("Fatal: x\n", 12, repo=LOCAL, command="ls", exit_codes=True)) is (
+        WrongPassword)
+    assert type(classify("Fatal: x\n", 10, repo=LOCAL, command="ls", exit_codes=True)) is (
+        NoRepository)
+    assert type(classify("Fatal: x\n", 12, repo=LOCAL, command="ls")) is ResticCommandError
+
+
+def test_json_exit_error_of_restic_0_18_is_read() -> None:
+    line = json.dumps({"message_type": "exit_error", "code": 12,
+                       "message": "wrong password or no key found"})
+    assert isinstance(classify(line + "\n", 12, repo=LOCAL, command="snapshots"), WrongPassword)
+
+
+@pytest.mark.parametrize(("stderr", "kind", "detail"), [
+    ("Fatal: wrong password or no key found\n", WrongPassword,
+     "wrong password or no key found"),
+    ("Fatal: unable to open config file: stat /srv/nope/config: no such file or directory\n"
+     "Is there a repository at the following location?\n/srv/nope\n", NoRepository,
+     "unable to open config file: stat /srv/nope/config: no such file or directory"),
+    ("Fatal: unable to open config file: Lstat: file does not exist\n"
+     "Is there a repository at the following location?\nsftp:restic-qlvb@127.20.2.10:/repo\n",
+     NoRepository, "unable to open config file: Lstat: file does not exist"),
+    ("Fatal: repository does not exist: unable to open config file: stat /x/config: no such "
+     "file or directory\nIs there a repository at the following location?\n/x\n",
+     NoRepository, "repository does not exist: unable to open config file"),
+    ("Fatal: unable to save snapshot: write /repo/data/dc/dc29-tmp-1721: no space left on "
+     "device\n", NoSpace, "no space left on device"),
+    ('Save(<data/6c423f4a3f>) returned error, retrying after 552ms: Write: sftp: "Failure" '
+     '(SSH_FX_FAILURE)\nFatal: unable to save snapshot: Write: sftp: "Failure" '
+     "(SSH_FX_FAILURE)\n", NoSpace, 'Fatal: unable to save snapshot: Write: sftp: "Failure"'),
+    ("subprocess ssh: ssh: connect to host 127.20.2.10 port 22: Connection refused\n"
+     "Fatal: unable to open repository at sftp:restic-qlvb@127.20.2.10:/repo: unable to start "
+     "the sftp session, error: read |0: file already closed\n", ConnectionLost,
+     "subprocess ssh: ssh: connect to host 127.20.2.10 port 22: Connection refused"),
+    ("Save(<data/97143f6f2c>) returned error, retrying after 552ms: OpenFile: connection lost\n"
+     "subprocess ssh: Connection to 127.20.2.10 closed by remote host.\n"
+     "Fatal: unable to save snapshot: OpenFile: connection lost\n", ConnectionLost,
+     "subprocess ssh: Connection to 127.20.2.10 closed by remote host."),
+    ("Fatal: unable to save snapshot: ssh command exited: exit status 255\n", ConnectionLost,
+     "ssh command exited: exit status 255"),
+    ("subprocess ssh: restic-dvc@127.20.2.10: Permission denied (publickey).\n"
+     "Fatal: unable to open repository at sftp:restic-dvc@127.20.2.10:/repo: unable to start "
+     "the sftp session, error: EOF\n", AccessDenied, "Permission denied (publickey)"),
+    ("subprocess ssh: Host key verification failed.\nFatal: unable to open repository\n",
+     AccessDenied, "Host key verification failed."),
+])
+def test_classification_of_restics_own_wording(stderr: str, kind: type[ResticCommandError],
+                                               detail: str) -> None:
+    error = classify(stderr, 1, repo=SFTP, command="backup")
+    assert type(error) is kind
+    assert detail in error.detail
+    assert str(error).startswith("restic backup: ")
+    assert "qlvb (sftp:restic-qlvb@127.20.2.10:/repo)" in str(error)
+    assert (error.repository, error.command, error.returncode) == (SFTP.display, "backup", 1)
+
+
+def test_a_bare_sftp_failure_outside_a_write_is_not_no_space() -> None:
+    error = classify('Fatal: mkdir /repo/x: sftp: "Failure" (SSH_FX_FAILURE)\n', 1, repo=SFTP,
+                     command="init")
+    assert type(error) is ResticCommandError
+
+
+def test_damaged_repository_lists_the_problems_not_the_progress() -> None:
+    output = ("using temporary cache in /tmp/restic-check-cache-1\ncreate exclusive lock for "
+              "repository\nload indexes\ncheck all packs\ncheck snapshots, trees and blobs\n"
+              "error for tree 7565200c:\n  decrypting blob 7565 failed: ciphertext verification "
+              "failed\n[0:00] 100.00%  1 / 1 snapshots\nread all data\n"
+              "Pack ID does not match, want 4941, got 2d02\nFatal: repository contains errors\n")
+    error = classify(output, 1, repo=LOCAL, command="check")
+    assert isinstance(error, RepositoryDamaged)
+    assert error.problems == ("error for tree 7565200c:",
+                              "  decrypting blob 7565 failed: ciphertext verification failed",
+                              "Pack ID does not match, want 4941, got 2d02")
+    assert "qlvb (/srv/restic/qlvb) contains errors" in str(error)
+    assert "first: error for tree 7565200c:" in str(error)
+
+
+def test_unknown_failure_keeps_restics_fatal_line() -> None:
+    error = classify("reading repository password from stdin\nFatal: an empty password is not "
+                     "a password\n", 1, repo=LOCAL, command="init")
+    assert type(error) is ResticCommandError
+    assert str(error) == ("restic init: repository qlvb (/srv/restic/qlvb): an empty password "
+                          "is not a password")
+
+
+def test_messages_never_show_a_url_password() -> None:
+    repo = Repository("rest:https://u:hunter2@h:8000/r", PW, name="r")
+    error = classify("Fatal: unable to open repository at rest:https://u:hunter2@h:8000/r: "
+                     "Connection refused\n", 1, repo=repo, command="snapshots")
+    assert isinstance(error, ConnectionLost)
+    assert "hunter2" not in str(error) and "hunter2" not in error.detail
+
+
+def test_key_line_is_bounded() -> None:
+    assert len(key_line("Fatal: " + "x" * 1000)) == 300
+    assert key_line("") == ""
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("2.68389919s", 2.68389919), ("3m2s", 182.0), ("1h0m0s", 3600.0), ("512ms", 0.512),
+    ("1.5µs", 1.5e-6), ("30ns", 3e-8), ("soon", None), ("", None), ("3m garbage", None),
+])
+def test_go_durations(text: str, seconds: float | None) -> None:
+    assert parse_go_duration(text) == (pytest.approx(seconds) if seconds is not None else None)
+
+
+def test_format_age() -> None:
+    assert (format_age(2.7), format_age(182.4), format_age(7322)) == ("2s", "3m2s", "2h2m2s")
+
+
+# --- parsers --------------------------------------------------------------------------------
+
+SUMMARY = ('{"message_type":"summary","files_new":3,"files_changed":1,"files_unmodified":2,'
+           '"dirs_new":2,"dirs_changed":0,"dirs_unmodified":1,"data_blobs":3,"tree_blobs":3,'
+           '"data_added":31743,"total_files_processed":6,"total_bytes_processed":30000,'
+           '"total_duration":0.21425332,"snapshot_id":"a95f3cc1"}')
+
+
+def test_backup_summary_is_read() -> None:
+    lines = ['{"message_type":"status","percent_done":0,"total_files":1}', SUMMARY]
+    result = parse_backup_output(lines, 0)
+    assert result is not None and result.ok
+    assert (result.snapshot_id, result.files_new, result.files_changed, result.files_unmodified,
+            result.data_added, result.total_files_processed, result.total_bytes_processed) == (
+        "a95f3cc1", 3, 1, 2, 31743, 6, 30000)
+    assert result.total_duration == pytest.approx(0.21425332)
+
+
+def test_exit_3_is_partial_not_success() -> None:
+    error = ('{"message_type":"error","error":{"Op":"read","Path":"/proc/self/mem","Err":5},'
+             '"during":"archival","item":"/proc/self/mem"}')
+    result = parse_backup_output([error, "Warning: at least one source file could not be read",
+                                  SUMMARY], 3)
+    assert result is not None
+    assert result.partial and not result.ok
+    assert result.errors == ("/proc/self/mem: read: Input/output error",)
+
+
+def test_a_missing_source_path_is_partial_although_restic_0_14_exits_0() -> None:
+    result = parse_backup_output(["/srv/gone does not exist, skipping", SUMMARY], 0)
+    assert result is not None and result.partial and result.skipped == ("/srv/gone",)
+
+
+def test_no_summary_means_no_result() -> None:
+    assert parse_backup_output(["Fatal: unable to save snapshot: boom"], 1) is None
+
+
+SNAPSHOTS = ('[{"time":"2026-11-21T10:31:32.721753252Z","tree":"0f3b","paths":["/srv"],'
+             '"hostname":"vm","username":"root","tags":["system=qlvb"],"id":"a95f3cc1f185",'
+             '"short_id":"a95f3cc1"},{"time":"2026-11-21T17:31:32+07:00","parent":"a95f3cc1f185",'
+             '"tree":"1a2b","paths":["/srv"],"hostname":"vm","username":"root","id":"b0b1"}]\n')
+
+
+def test_snapshots_are_read() -> None:
+    first, second = parse_snapshots(SNAPSHOTS)
+    assert (first.id, first.short_id, first.tags, first.paths, first.hostname) == (
+        "a95f3cc1f185", "a95f3cc1", ("system=qlvb",), ("/srv",), "vm")
+    assert first.time == datetime(2026, 11, 21, 10, 31, 32, 721753, tzinfo=UTC)
+    assert second.time == first.time.replace(microsecond=0)  # +07:00 read as such
+    assert (second.short_id, second.parent, second.tags) == ("b0b1", "a95f3cc1f185", ())
+
+
+def test_forget_is_read_even_with_prunes_prose_after_it() -> None:
+    text = ('[{"tags":null,"host":"vm","paths":["/srv"],"keep":[{"time":"2026-11-21T10:32:13Z",'
+            '"tree":"t","paths":["/srv"],"hostname":"vm","username":"root","id":"da06",'
+            '"short_id":"da06"}],"remove":[{"time":"2026-11-21T10:31:32Z","tree":"t",'
+            '"paths":["/srv"],"hostname":"vm","username":"root","id":"a95f","short_id":"a95f"}],'
+            '"reasons":[]},{"tags":null,"host":"vm","paths":["/etc"],"keep":[],"remove":null}]\n'
+            "loading indexes...\nloading all snapshots...\n[0:00] 100.00%  1 / 1 snapshots\n"
+            "deleting unreferenced packs\ndone\n")
+    result = parse_forget(text, pruned=True)
+    assert [s.id for s in result.kept] == ["da06"]
+    assert [s.id for s in result.removed] == ["a95f"]
+    assert result.groups[1].remove == () and result.pruned
+
+
+def test_ls_lines() -> None:
+    header = ('{"time":"2026-11-21T10:31:32Z","tree":"t","paths":["/srv"],"hostname":"vm",'
+              '"username":"root","id":"a95f","short_id":"a95f","struct_type":"snapshot"}')
+    node = ('{"name":"f1","type":"file","path":"/srv/a/f1","uid":0,"gid":0,"size":10000,'
+            '"mode":420,"mtime":"2026-11-21T10:31:30Z","struct_type":"node"}')
+    directory = '{"name":"a","type":"dir","path":"/srv/a","mode":2147484141,"struct_type":"node"}'
+    assert parse_ls_line(header) is None
+    assert parse_ls_line("Fatal: no snapshot found") is None
+    assert parse_ls_line("{not json") is None
+    parsed = parse_ls_line(node)
+    assert parsed is not None and (parsed.path, parsed.type, parsed.size) == (
+        "/srv/a/f1", "file", 10000)
+    totals = Listing()
+    for line in (header, node, directory, node.replace('"file"', '"symlink"')):
+        found = parse_ls_line(line)
+        if found:
+            totals.add(found)
+    assert totals == Listing(files=1, dirs=1, others=1, total_size=10000)
+
+
+def test_stats_check_and_restore_are_read() -> None:
+    stats = parse_stats('{"total_size":30000,"total_file_count":5,"snapshots_count":1}\n')
+    assert (stats.total_size, stats.total_file_count, stats.snapshots_count) == (30000, 5, 1)
+    check = parse_check(["load indexes", "pack 929c: not referenced in any index",
+                         "1 additional files were found in the repo, which likely contain "
+                         "duplicate data.", "no errors were found"], "1/7")
+    assert len(check.notes) == 2 and check.read_data_subset == "1/7"
+    restored = parse_restore("latest", Path("/r"), [
+        "restoring <Snapshot 0983f4bb of [/srv] at 2026-11-21 by root@vm> to /r",
+        "verifying files in /r", "finished verifying 3 files in /r (took 0s)"])
+    assert restored.verified_files == 3
+    assert parse_restore("latest", Path("/r"), ["restoring …"]).verified_files is None
+
+
+def test_times_with_nanoseconds_and_offsets() -> None:
+    assert parse_time("2026-11-21T10:31:45.502511813Z") == datetime(
+        2026, 11, 21, 10, 31, 45, 502511, tzinfo=UTC)
+    assert parse_time("2026-11-21T17:31:45.5+07:00").utcoffset() == timedelta(hours=7)
+    assert parse_time("2026-11-21T10:31:45Z").microsecond == 0
+
+
+def test_lock_file_is_read_with_uid_and_gid_left_out_when_0() -> None:
+    lock = parse_lock("dd37acf2", '{\n  "time": "2026-11-21T10:31:45.502511813Z",\n  '
+                                  '"exclusive": false,\n  "hostname": "vm",\n  "username": '
+                                  '"root",\n  "pid": 9707\n}\n')
+    assert (lock.pid, lock.hostname, lock.exclusive, lock.uid, lock.gid) == (
+        9707, "vm", False, 0, 0)
+
+
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+
+
+def lock(minutes_old: float, host: str = "ctl", pid: int = 4242) -> LockInfo:
+    return LockInfo(id="ab" * 32, time=NOW - timedelta(minutes=minutes_old), exclusive=False,
+                    hostname=host, username="root", pid=pid)
+
+
+@pytest.mark.parametrize(("the_lock", "process", "verdict"), [
+    (lock(31), "restic", "stale"),           # older than 30 minutes, whoever holds it
+    (lock(31, host="elsewhere"), "restic", "stale"),
+    (lock(5, host="elsewhere"), "gone", "live"),   # another host's PIDs mean nothing here
+    (lock(5), "gone", "stale"),              # this host, process gone
+    (lock(5), "restic", "live"),             # this host, restic alive
+    (lock(5), "other", "unsafe"),            # PID reused: restic unlock would SIGHUP it
+    (lock(5), "unknown", "unsafe"),          # not ours to signal: restic would remove it
+    (lock(29.9), "restic", "live"),
+])
+def test_lock_verdict_is_restics_own_rule(the_lock: LockInfo, process: ProcessState,
+                                          verdict: str) -> None:
+    probed: list[int] = []
+
+    def probe(pid: int) -> ProcessState:
+        probed.append(pid)
+        return process
+
+    found, reason = lock_verdict(the_lock, now=NOW, this_host="ctl", process=probe)
+    assert found == verdict, reason
+    if the_lock.hostname != "ctl" or (found == "stale" and "older" in reason):
+        assert probed == []  # other hosts' and old locks' PIDs are never probed
+
+
+# --- the runner's version-keyed wiring, against a fake restic -------------------------------
+
+
+def fake_restic(tmp_path: Path, version: str, body: str) -> tuple[Restic, Path]:
+    """A shell script standing in for restic ``version``: every other call appends its argv
+    (one line) to ``calls`` and runs ``body``."""
+    calls = tmp_path / "calls"
+    script = tmp_path / "restic"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'if [ "$1" = version ]; then echo "restic {version} compiled with go1.21 on '
+        'linux/amd64"; exit 0; fi\n'
+        f'echo "$*" >> {calls}\n'
+        f"{body}\n")
+    script.chmod(0o755)
+    password = tmp_path / "pw"
+    password.write_text("pw\n")
+    return Restic(Repository(str(tmp_path / "repo"), password, name="qlvb"),
+                  binary=str(script)), calls
+
+
+def test_restic_0_16_waits_for_locks_itself(tmp_path: Path) -> None:
+    restic, calls = fake_restic(tmp_path, "0.16.4", 'echo "no errors were found"')
+    restic.lock_wait = 90
+    assert restic.check().lines == ("no errors were found",)
+    assert calls.read_text().split()[:2] == ["--retry-lock", "90s"]
+
+
+def test_restic_0_14_lock_wait_is_hopnhats_bounded_retry(tmp_path: Path) -> None:
+    quoted = LOCKED_0_14.replace("`", "'")
+    restic, calls = fake_restic(tmp_path, "0.14.0", f"printf '%s' \"{quoted}\" >&2; exit 1")
+    restic.lock_wait, restic.lock_poll = 1.0, 0.2
+    started = time.monotonic()
+    with pytest.raises(RepositoryLocked, match="still locked after waiting 1 s") as caught:
+        restic.snapshots()
+    assert time.monotonic() - started >= 1.0
+    attempts = calls.read_text().splitlines()
+    assert 3 <= len(attempts) <= 10 and "--retry-lock" not in attempts[0]
+    assert caught.value.holder is not None and caught.value.holder.pid == 9707
+
+
+def test_restic_0_17_exit_codes_classify(tmp_path: Path) -> None:
+    restic, _ = fake_restic(tmp_path, "0.17.3", 'echo "Fatal: something" >&2; exit 12')
+    with pytest.raises(WrongPassword):
+        restic.snapshots()
+    (tmp_path / "old").mkdir()
+    restic14, _ = fake_restic(tmp_path / "old", "0.14.0", 'echo "Fatal: something" >&2; exit 12')
+    with pytest.raises(ResticCommandError) as caught:
+        restic14.snapshots()
+    assert type(caught.value) is ResticCommandError
+
+
+def test_a_hung_restic_is_stopped_and_named(tmp_path: Path) -> None:
+    restic, _ = fake_restic(tmp_path, "0.14.0", "exec sleep 30")
+    restic.timeout = 1
+    with pytest.raises(ResticCommandError, match=r"restic check: repository qlvb .*no answer"):
+        restic.check()
+    with pytest.raises(ResticCommandError, match=r"restic snapshots: repository qlvb .*no answer"):
+        restic.snapshots()
+
+
+def test_a_missing_restic_is_named(tmp_path: Path) -> None:
+    password = tmp_path / "pw"
+    password.write_text("pw\n")
+    restic = Restic(Repository("/r", password, name="qlvb"), binary=str(tmp_path / "none"))
+    with pytest.raises(ResticCommandError, match=r"restic version: repository qlvb .*not found"):
+        restic.version()
+
+
+def test_process_state_tells_gone_from_other() -> None:
+    assert process_state(os.getpid()) == "other"  # python, not restic
+    child = subprocess.Popen(["true"])
+    child.wait()
+    assert process_state(child.pid) == "gone"
+
+
+def test_when_restic_loses_ssh_s_words_ssh_is_asked(tmp_path: Path) -> None:
+    # restic 0.14 can exit before copying ssh's stderr: only "unable to start the sftp
+    # session, error: EOF" is left, and the adapter asks the ssh command itself why
+    fake_ssh = tmp_path / "ssh"
+    fake_ssh.write_text("#!/bin/sh\necho 'restic-dvc@127.20.2.10: Permission denied "
+                        "(publickey).' >&2\nexit 255\n")
+    fake_ssh.chmod(0o755)
+    restic, _ = fake_restic(tmp_path, "0.14.0", "echo 'Fatal: unable to open repository at "
+                            "sftp:restic-dvc@127.20.2.10:/repo: unable to start the sftp "
+                            "session, error: EOF' >&2; exit 1")
+    restic.repo = Repository("sftp:restic-dvc@127.20.2.10:/repo", restic.repo.password_file,
+                             sftp_command=(str(fake_ssh), "-s", "sftp"), name="dvc")
+    with pytest.raises(AccessDenied, match=r"Permission denied \(publickey\)"):
+        restic.snapshots()
