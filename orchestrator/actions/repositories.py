@@ -1,0 +1,71 @@
+"""A system's restic repository, opened from the control host.
+
+``backup status``, the backup gate, ``verify`` and drills read repositories from the control
+host with the system's own SFTP account (its key in the state folder), host keys pinned in
+hopnhat's known_hosts, and the password from the vault in a private file that lives only as
+long as the work.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from orchestrator.adapters.restic import Repository, ssh_command
+from orchestrator.adapters.vault import write_private
+from orchestrator.errors import EstateError
+from orchestrator.estate.inventory import repository_user
+from orchestrator.estate.secrets import Secrets
+from orchestrator.settings import Paths
+
+REPOSITORY_PATH = "/repo"  # inside the system's chroot on the repository host
+
+
+def repository_location(paths: Paths, code: str, *, second_copy: bool = False
+                        ) -> tuple[str, str, int]:
+    """(repository host name, address, port) of system ``code``'s repository (or its copy).
+    Raises EstateError when the system has no backup (or no second copy)."""
+    estate = paths.estate
+    system = estate.systems.get(code)
+    backup = system.backup if system is not None else None
+    if backup is None or (second_copy and backup.copy_to is None):
+        what = "a second copy" if second_copy else "a backup"
+        raise EstateError([(estate.file_of("system", code), "backup", f"system {code!r} has no "
+                            f"{what} configured")])
+    name = backup.copy_to.repository_host if second_copy and backup.copy_to \
+        else backup.repository_host
+    host = estate.repository_host(name)
+    return host.name, str(host.address), host.port
+
+
+@contextmanager
+def open_repository(paths: Paths, code: str, *, second_copy: bool = False,
+                    secrets: Secrets | None = None) -> Iterator[Repository]:
+    """System ``code``'s repository as the control host reaches it; the password file is
+    removed when the block ends (also on error)."""
+    estate = paths.estate
+    host_name, address, port = repository_location(paths, code, second_copy=second_copy)
+    backup = estate.systems[code].backup
+    assert backup is not None
+    password = (secrets or Secrets(paths)).get(backup.password)
+    scratch = paths.state / "tmp"
+    scratch.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, name = tempfile.mkstemp(prefix=f"restic-{code}.", dir=scratch)
+    os.close(fd)
+    password_file = Path(name)
+    try:
+        write_private(password_file, password.encode())
+        user = repository_user(code)
+        yield Repository(
+            url=f"sftp:{user}@{address}:{REPOSITORY_PATH}",
+            password_file=password_file,
+            sftp_command=ssh_command(f"{user}@{address}", paths.repository_key(code),
+                                     paths.known_hosts, port=port),
+            cache_dir=paths.state / "cache" / "restic",
+            name=f"{code}@{host_name}",
+        )
+    finally:
+        password_file.unlink(missing_ok=True)
