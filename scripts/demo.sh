@@ -20,5 +20,17 @@ step "plan again: nothing left to do (a second apply would make no vCenter task)
 hopnhat plan --detailed-exitcode
 step "the lab's parts: every powered-on VM is now a real SSH host"
 hopnhat lab status
+step "configure: restic client, repository accounts and backup schedules (Ansible)"
+hopnhat configure
+step "configure again: changed=0 everywhere (idempotent)"
+hopnhat configure
+step "back up every system now (the same job the timers run)"
+hopnhat backup run
+step "backup status: last snapshot per system and host, age against the RPO"
+hopnhat backup status
+step "restore drill of a tier-1 system: configure and back up QLVB, then restore it in the secondary DC"
+hopnhat configure --system qlvb
+hopnhat backup run --system qlvb
+hopnhat drill run --system qlvb
 echo
 echo "The lab keeps running; stop it with: .venv/bin/hopnhat lab down"

@@ -18,6 +18,8 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from orchestrator.actions.backup import LineCallback
+from orchestrator.actions.backup_gate import GateDecision, GateRequest, gate
 from orchestrator.actions.provision_preflight import (
     CapacityCheck,
     capacity_checks,
@@ -152,8 +154,13 @@ class Plan:
         return counts
 
     def data_bearing(self) -> list[VMAction]:
-        """Changes to existing VMs that hold data: what the backup gate guards."""
-        return [a for a in self.pending if a.vm.data and a.kind in (RECONFIGURE, RESUME)]
+        """Changes to existing VMs that hold data: what the backup gate guards. A VM an
+        earlier run left half-made (resume) was never handed over, so it holds no data."""
+        return [a for a in self.pending if a.vm.data and a.kind == RECONFIGURE]
+
+    def gated_vms(self) -> list[tuple[str, str]]:
+        """(system, VM name) of :meth:`data_bearing`."""
+        return [(a.vm.system, a.name) for a in self.data_bearing()]
 
     def as_dict(self) -> dict[str, Any]:
         return {"estate": self.estate, "changes": self.has_changes, "totals": self.totals(),
@@ -170,16 +177,22 @@ class GatedPlan(Protocol):
 
     def data_bearing(self) -> Sequence[Any]: ...
 
+    def gated_vms(self) -> list[tuple[str, str]]: ...
 
-def backup_gate(plan: GatedPlan) -> None:
-    """HOOK for issue 4 (not implemented yet — it checks nothing and returns).
 
-    Before a reconfigure or destroy of a data-bearing system's VM (``plan.data_bearing()``),
-    the latest backup of that system must be fresh and verified, else this raises
-    PlanError, unless the operator said ``--no-backup-gate`` (recorded in the ledger).
-    apply and destroy call it after the plan is checked and before any task.
+def backup_gate(plan: GatedPlan, paths: Paths, request: GateRequest | None = None, *,
+                command: str, on_line: LineCallback | None = None) -> GateDecision:
+    """Back up the data before any change: apply and destroy call this after the plan is
+    checked and before any task (see :mod:`orchestrator.actions.backup_gate`).
+
+    In: the plan, whose ``gated_vms()`` are the data-bearing VMs it reconfigures or
+    destroys; ``request``: ``--backup-first`` or ``--no-backup-gate`` with its reason;
+    ``on_line``: the output lines of a backup made first. Out: the GateDecision (recorded
+    in the ledger unless nothing needed guarding). Raises PlanError (exit 1) when a changed
+    VM's system has a backup and that VM's latest snapshot is older than the tier's RPO (or
+    missing, or the repository cannot be read).
     """
-    del plan
+    return gate(paths, plan.gated_vms(), request, command=command, on_line=on_line)
 
 
 def _disks(disks_gb: Iterable[int | float]) -> str:

@@ -25,7 +25,7 @@ from orchestrator.actions.provision_apply import (
 from orchestrator.adapters.vsphere import VCenter
 from orchestrator.adapters.vsphere_facts import SYSTEM, Inventory
 from orchestrator.errors import HopnhatError, VSphereError
-from orchestrator.estate.model import Estate
+from orchestrator.estate.model import VM, Estate
 from orchestrator.ledger import Ledger
 
 STEP_POWER_OFF, STEP_DESTROY = "power off", "destroy"
@@ -64,6 +64,10 @@ class DestroyPlan:
     def data_bearing(self) -> list[DestroyAction]:
         return [a for a in self.actions if a.data]
 
+    def gated_vms(self) -> list[tuple[str, str]]:
+        """(system, VM name) of :meth:`data_bearing`: what the backup gate guards."""
+        return [(self.system, a.name) for a in self.data_bearing()]
+
     def as_dict(self) -> dict[str, Any]:
         return {"estate": self.estate, "system": self.system,
                 "destroy": [a.as_dict() for a in self.actions],
@@ -71,10 +75,14 @@ class DestroyPlan:
 
 
 def plan_destroy(estate: Estate, system: str, facts: Mapping[str, Inventory],
-                 datacenters: Sequence[str] = ()) -> DestroyPlan:
+                 datacenters: Sequence[str] = (), vms: Sequence[VM] | None = None
+                 ) -> DestroyPlan:
     """The VMs of ``system`` this estate owns, in ``datacenters`` (all when empty), and the
-    same-named VMs it does not own (left alone). Pure: reads only ``facts``."""
-    wanted = {vm.name: vm for vm in estate.vms_of(system)}
+    same-named VMs it does not own (left alone). Pure: reads only ``facts``.
+
+    ``vms``: the VMs that carry ``system``'s mark, when they are not the estate's own (a
+    drill's scratch VMs, marked ``drill:<id>``); default: the estate's VMs of ``system``."""
+    wanted = {vm.name: vm for vm in (estate.vms_of(system) if vms is None else vms)}
     actions: list[DestroyAction] = []
     left_alone: list[str] = []
     for url, inv in sorted(facts.items()):

@@ -16,10 +16,12 @@ from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
 from orchestrator.actions import provision, provision_apply, provision_destroy
+from orchestrator.actions.backup_gate import NOT_NEEDED, GateDecision, GateRequest, gate_request
 from orchestrator.actions.provision import Plan
 from orchestrator.actions.provision_destroy import DestroyPlan
 from orchestrator.adapters.vsphere import VCenter, open_vcenters
@@ -45,6 +47,14 @@ InsecureOption = Annotated[bool, typer.Option(
     "a CA bundle only).")]
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation "
                                          "(automation).")]
+BackupFirstOption = Annotated[bool, typer.Option(
+    "--backup-first", help="Back up the systems whose data-bearing VMs this run changes, "
+    "then go on if those backups succeeded (the backup gate).")]
+NoBackupGateOption = Annotated[bool, typer.Option(
+    "--no-backup-gate", help="Go on without a fresh backup of the data-bearing VMs this run "
+    "changes; needs --reason; the ledger records who and why.")]
+ReasonOption = Annotated[str | None, typer.Option(
+    "--reason", help="Why the backup gate is overridden (with --no-backup-gate).")]
 
 _STYLE = {"create": "green", "reconfigure": "yellow", "power-on": "cyan", "resume": "magenta",
           "no-op": "dim", "foreign": "bold red", "refused": "bold red"}
@@ -189,6 +199,21 @@ def _ledger(c: Context) -> Ledger:
     return Ledger(c.paths.ledger)
 
 
+def _backup_gate(c: Context, plan: provision.GatedPlan, request: GateRequest, command: str,
+                 as_json: bool) -> GateDecision:
+    """The backup gate (raises PlanError when it refuses), a backup made first streamed to
+    stderr, and the gate's verdict shown."""
+    def show(host: str, line: str) -> None:
+        err_console.print(f"{escape(host)}: {escape(line)}", soft_wrap=True)
+    gate = provision.backup_gate(plan, c.paths, request, command=command,
+                                 on_line=None if as_json else show)
+    if not as_json and (gate.status != NOT_NEEDED or gate.not_backed_up):
+        err_console.print(escape(gate.summary()), soft_wrap=True)
+    elif not as_json and request.backup_first:
+        err_console.print("--backup-first: no VM holding data changes; nothing to back up")
+    return gate
+
+
 # ---------------------------------------------------------------- commands
 
 
@@ -237,6 +262,9 @@ def apply(
         "provisioning.concurrency).")] = None,
     json: JsonOption = False,
     insecure: InsecureOption = False,
+    backup_first: BackupFirstOption = False,
+    no_backup_gate: NoBackupGateOption = False,
+    reason: ReasonOption = None,
 ) -> None:
     """Make vCenter match the estate (shows the plan, then asks).
 
@@ -244,8 +272,13 @@ def apply(
     provisioned, VMs in parallel, bounded per host and datastore. A failed VM does not stop
     the others (exit 3: partial); a rerun finishes what was left. With nothing to change,
     apply makes no vCenter task.
+
+    Backup gate: a reconfigure of a VM that holds data is refused (exit 1, before any task)
+    unless that VM's latest snapshot is younger than its tier's RPO; --backup-first backs
+    the systems up first, --no-backup-gate --reason "…" overrides (recorded in the ledger).
     """
     c = context(ctx)
+    request = gate_request(backup_first, no_backup_gate, reason)
     settings = c.estate.settings.provisioning
     workers = concurrency or settings.concurrency
     as_json = want_json(ctx, json)
@@ -255,7 +288,7 @@ def apply(
         if not as_json:
             render_plan(the_plan, c.verbose > 0)
         provision.check(the_plan)
-        provision.backup_gate(the_plan)
+        gate = _backup_gate(c, the_plan, request, "apply", as_json)
         if the_plan.has_changes and not yes and not typer.confirm(
                 f"Apply {len(the_plan.pending)} change(s) to vCenter?", err=True):
             err_console.print("cancelled: nothing was changed")
@@ -267,9 +300,11 @@ def apply(
                 clones_per_datastore=settings.clones_per_datastore,
                 guest_ip_timeout=settings.guest_ip_timeout.total_seconds(),
                 progress=progress,
-                params={"systems": system or [], "sites": site or []})
+                params={"systems": system or [], "sites": site or [],
+                        "backup_gate": gate.run_id})
     if as_json:
-        print_json({"plan": the_plan.as_dict(), "result": result.as_dict()})
+        print_json({"plan": the_plan.as_dict(), "backup_gate": gate.as_dict(),
+                    "result": result.as_dict()})
     else:
         _render_result(result, "Apply")
     if result.exit_code:
@@ -283,14 +318,22 @@ def destroy(
     yes: YesOption = False,
     json: JsonOption = False,
     insecure: InsecureOption = False,
+    backup_first: BackupFirstOption = False,
+    no_backup_gate: NoBackupGateOption = False,
+    reason: ReasonOption = None,
 ) -> None:
     """Power off and destroy one system's VMs that this estate owns.
 
     Only VMs carrying this estate's ownership mark for the system are touched; anything
     else, even of the same name, is left alone. Asks you to type the system's code, unless
     --yes.
+
+    Backup gate: refused (exit 1, before any task) unless the latest snapshot of each VM
+    that holds data is younger than its tier's RPO; --backup-first backs the system up
+    first, --no-backup-gate --reason "…" overrides (recorded in the ledger).
     """
     c = context(ctx)
+    request = gate_request(backup_first, no_backup_gate, reason)
     estate = c.estate
     settings = estate.settings.provisioning
     as_json = want_json(ctx, json)
@@ -311,7 +354,7 @@ def destroy(
                 console.print(f"Nothing to destroy: no VM of system {system} is owned by "
                               f"estate {estate.id}.")
             return
-        provision.backup_gate(dplan)
+        gate = _backup_gate(c, dplan, request, "destroy", as_json)
         if not yes:
             typed = typer.prompt(f"Type the system's code ({system}) to destroy "
                                  f"{len(dplan.actions)} VM(s)", err=True, default="",
@@ -324,7 +367,8 @@ def destroy(
                                                concurrency=settings.concurrency,
                                                progress=progress)
     if as_json:
-        print_json({"plan": dplan.as_dict(), "result": result.as_dict()})
+        print_json({"plan": dplan.as_dict(), "backup_gate": gate.as_dict(),
+                    "result": result.as_dict()})
     else:
         _render_result(result, "Destroy")
     if result.exit_code:
