@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 HOPNHAT := $(VENV)/bin/hopnhat
 STAMPS := .hopnhat/stamps
 APT_PACKAGES := restic openssh-server openssh-client golang-go golang-github-vmware-govmomi-dev \
-	sqlite3 util-linux iproute2 systemd python3-venv
+	sqlite3 util-linux iproute2 systemd python3-venv chromium
 PYTEST_ARGS ?=
 
 .PHONY: demo test deps apt venv vcsim lint unit integration e2e bench clean lab-down

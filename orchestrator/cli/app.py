@@ -10,6 +10,7 @@ import typer
 from orchestrator import __version__
 from orchestrator.cli import backup as backup_cli
 from orchestrator.cli import configure as configure_cli
+from orchestrator.cli import drill as drill_cli
 from orchestrator.cli import estate as estate_cli
 from orchestrator.cli import lab as lab_cli
 from orchestrator.cli import provision as provision_cli
@@ -29,6 +30,7 @@ app = typer.Typer(
     ),
 )
 app.add_typer(estate_cli.app, name="estate")
+app.add_typer(drill_cli.app, name="drill")
 app.add_typer(backup_cli.app, name="backup")
 app.add_typer(lab_cli.app, name="lab")
 app.command("plan")(provision_cli.plan)

@@ -1,0 +1,148 @@
+"""What a drill runs on its scratch VMs over SSH, and the read-only repository reads it makes
+from the control host.
+
+A drill only ever *reads* the system's repository: every restic command it runs carries
+``--no-lock``, so it writes not even a lock file — an interrupted drill (Ctrl-C, a scratch VM
+torn down mid-restore) can leave no stale lock in a production repository. The price: a
+``prune`` running at the same moment could remove packs under the drill, which then fails
+(the drill, never the repository).
+
+On a scratch VM, restic reaches the repository as the system's backup clients do (the
+restic_client role's ssh settings, the password file it wrote): the password is only ever a
+file's path in restic's environment, never in a command line.
+"""
+
+from __future__ import annotations
+
+import shlex
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import paramiko
+
+from orchestrator.actions.repositories import REPOSITORY_PATH, open_repository
+from orchestrator.adapters import ssh
+from orchestrator.adapters.restic import Repository, Snapshot
+from orchestrator.adapters.restic_argv import (
+    make_environment,
+    make_snapshots_argv,
+    make_version_argv,
+    parse_version,
+)
+from orchestrator.adapters.restic_errors import classify
+from orchestrator.adapters.restic_results import parse_snapshots
+from orchestrator.errors import CommandError, ResticError, SSHError
+from orchestrator.estate.inventory import repository_user
+from orchestrator.estate.model import Estate
+from orchestrator.process import run
+from orchestrator.settings import Paths
+
+RESTIC = "/usr/bin/restic"
+PASSWORD_FILE = "/etc/hopnhat/restic-{code}.password"  # noqa: S105 - a path: restic_client's
+CACHE_DIR = "/var/cache/hopnhat/restic-drill-{code}"
+REMOTE_TMP = "/tmp"  # noqa: S108 - the scratch VM's own, for restic's temporary files
+
+
+def read_only(argv: Sequence[str]) -> tuple[str, ...]:
+    """restic's ``argv`` with ``--no-lock`` right after the program: a read that leaves
+    nothing behind in the repository."""
+    return (argv[0], "--no-lock", *argv[1:])
+
+
+# ---------------------------------------------------------------- from the control host
+
+
+def list_snapshots(paths: Paths, code: str, timeout: float = 300.0) -> list[Snapshot]:
+    """System ``code``'s snapshots (oldest first), read from the control host through the
+    system's own SFTP account, without a lock. Raises a classified ResticError."""
+    with open_repository(paths, code) as repo:
+        argv = read_only(make_snapshots_argv(repo))
+        env = make_environment(repo, path="/usr/bin:/bin", home=str(paths.state),
+                               tmpdir=str(paths.state / "tmp"))
+        try:
+            done = run(argv, env=env, inherit_env=False, timeout=timeout, input="")
+        except CommandError as exc:
+            raise ResticError(f"restic snapshots: repository {repo.display}: {exc}") from None
+        if not done.ok:
+            raise classify(done.stderr, done.returncode, repo=repo, command="snapshots")
+        return parse_snapshots(done.stdout)
+
+
+# ---------------------------------------------------------------- on a scratch VM
+
+
+def scratch_repository(estate: Estate, code: str) -> Repository:
+    """System ``code``'s repository as a configured client of it reaches it: the repository
+    host's *name* (its ssh settings supply address, key and pinned host key), the password
+    file the restic_client role wrote, a cache of the drill's own."""
+    backup = estate.systems[code].backup
+    assert backup is not None
+    return Repository(
+        url=f"sftp:{repository_user(code)}@{backup.repository_host}:{REPOSITORY_PATH}",
+        password_file=Path(PASSWORD_FILE.format(code=code)),
+        cache_dir=Path(CACHE_DIR.format(code=code)), name=f"{code}@{backup.repository_host}")
+
+
+def restic_env(repo: Repository) -> str:
+    """``env K=V …`` with restic's whole environment on a scratch VM (paths only: the
+    password file's, the cache's), to put in front of a command."""
+    env = make_environment(repo, path="/usr/sbin:/usr/bin:/sbin:/bin", home="/root",
+                           tmpdir=REMOTE_TMP)
+    return "env " + shlex.join([f"{k}={v}" for k, v in sorted(env.items())])
+
+
+def remote_command(repo: Repository, argv: Sequence[str]) -> str:
+    """The shell command that runs restic ``argv`` (read-only) on a scratch VM."""
+    return f"{restic_env(repo)} {shlex.join([RESTIC, *read_only(argv)[1:]])}"
+
+
+@dataclass
+class Remote:
+    """SSH connections to one scratch VM (host key checked against hopnhat's known_hosts);
+    each command gets its own channel, so a restore and a listing can run at once.
+    :meth:`close` (from any thread) ends whatever runs on it."""
+
+    target: ssh.Target
+    _clients: list[paramiko.SSHClient] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _closed: bool = False
+
+    def _client(self) -> paramiko.SSHClient:
+        with self._lock:
+            if self._closed:
+                raise SSHError(f"{self.target.host}: the drill was stopped")
+            if self._clients:
+                return self._clients[0]
+        client = ssh.connect(self.target)
+        with self._lock:
+            if self._closed:
+                client.close()
+                raise SSHError(f"{self.target.host}: the drill was stopped")
+            self._clients.append(client)
+        return client
+
+    def run(self, command: str, *, timeout: float = 3600.0, stdin: str | None = None,
+            on_line: Callable[[str], None] | None = None) -> ssh.RemoteResult:
+        """``command`` on the VM; stdout lines to ``on_line`` as they come. Raises
+        SSHError when the connection fails or the drill was stopped."""
+        return ssh.execute(self._client(), self.target, command, timeout=timeout,
+                           stdin=stdin, on_line=on_line)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            clients, self._clients = self._clients, []
+        for client in clients:
+            client.close()
+
+
+def restic_version(remote: Remote) -> str:
+    """restic's version on the VM (``0.14.0``). Raises ResticError when it does not say."""
+    done = remote.run(shlex.join([RESTIC, *make_version_argv()[1:]]), timeout=60)
+    try:
+        return ".".join(str(n) for n in parse_version(done.stdout))
+    except ValueError:
+        raise ResticError(f"{remote.target.host}: restic version: "
+                          f"{(done.stderr or done.stdout).strip()[:200]}") from None

@@ -1,0 +1,280 @@
+"""``hopnhat drill run | rehearse | due | history | report``: restore drills and DR
+rehearsals with RPO/RTO evidence.
+
+Thin: parse, call the drill actions, render (rich lines as the steps go, or ``--json``).
+Exit codes: 0 passed (``due``: nothing overdue), 1 failed (``due``: something overdue),
+2 bad input, 130 stopped by Ctrl-C or SIGTERM (the scratch VMs were torn down).
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from orchestrator.actions import drill_history, drill_rehearse, drill_scratch
+from orchestrator.actions.drill_evidence import render_report
+from orchestrator.actions.drill_labels import label_set
+from orchestrator.actions.drill_plan import DrillPlan
+from orchestrator.actions.drill_result import DrillResult, StepRecord
+from orchestrator.actions.drill_run import run_drill
+from orchestrator.actions.drill_svg import human
+from orchestrator.cli.common import JsonOption, console, context, err_console, print_json, want_json
+from orchestrator.ledger import Ledger
+
+app = typer.Typer(no_args_is_help=True, help=(
+    "Restore drills and DR rehearsals at the secondary site, with RPO/RTO evidence (JSON and "
+    "HTML under <state>/evidence/)."))
+
+LangOption = Annotated[str, typer.Option("--lang", help="Language of the HTML report: vi or "
+                                         "en.")]
+
+
+class StepLines:
+    """A drill's progress on stderr: the plan, then one line per step as it ends."""
+
+    def __init__(self, prefix: bool = False) -> None:
+        self.prefix = prefix
+
+    def _tag(self, drill_id: str) -> str:
+        return f"[dim]{drill_id}[/] " if self.prefix else ""
+
+    def planned(self, plan: DrillPlan) -> None:
+        table = Table(title=f"drill {plan.drill_id}: {escape(plan.system_name)} (tier "
+                      f"{plan.tier}, RPO {human(plan.rpo_seconds)}, RTO "
+                      f"{human(plan.rto_seconds)})")
+        for column in ("scratch VM", "restores", "snapshot", "where"):
+            table.add_column(column)
+        for s in plan.scratch:
+            table.add_row(s.vm.name, s.source.name,
+                          f"{s.snapshot.short_id} of {s.snapshot.time:%Y-%m-%d %H:%M:%S}",
+                          f"{s.vm.datacenter}/{s.vm.cluster}, {s.vm.port_group} {s.vm.ip}")
+        err_console.print(table)
+        probes = ", ".join(p.name for p in plan.probes) or "none"
+        err_console.print(f"probes: {escape(probes)}; "
+                          f"{'scratch VMs KEPT afterwards' if plan.keep else 'teardown after'}")
+
+    def step_started(self, drill_id: str, step: str) -> None:
+        err_console.print(f"{self._tag(drill_id)}… {step}", highlight=False)
+
+    def step_finished(self, drill_id: str, step: StepRecord) -> None:
+        mark = "[green]✓[/]" if step.ok else "[red]✗[/]"
+        detail = f" — {escape(step.detail)}" if step.detail else ""
+        err_console.print(f"{self._tag(drill_id)}{mark} {step.name} {step.seconds:.1f} s"
+                          f"{detail}", soft_wrap=True)
+
+
+@contextmanager
+def _interrupts() -> Iterator[None]:
+    """SIGINT and SIGTERM stop a drill like Ctrl-C: teardown, then exit 130 — even when
+    hopnhat was started with SIGINT ignored (a background job of a script)."""
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        del signum, frame
+        raise KeyboardInterrupt
+
+    old = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def render_result(result: DrillResult) -> None:
+    style = {"passed": "bold green", "failed": "bold red"}.get(result.verdict, "bold yellow")
+    plan = result.plan
+    console.print(f"drill {result.drill_id} of {result.system}: [{style}]"
+                  f"{result.verdict.upper()}[/]")
+    for reason in result.reasons:
+        console.print(f"  - {escape(reason)}", soft_wrap=True)
+    if plan is not None:
+        rpo = "—" if result.rpo_seconds is None else human(result.rpo_seconds)
+        rto = "—" if result.rto_seconds is None else human(result.rto_seconds)
+        console.print(f"achieved RPO {rpo} (target {human(plan.rpo_seconds)}), achieved RTO "
+                      f"{rto} (target {human(plan.rto_seconds)})")
+    console.print(f"evidence: {result.evidence} (SHA-256 {result.sha256})")
+    console.print(f"report:   {result.html}")
+
+
+def run(
+    ctx: typer.Context,
+    system: Annotated[str, typer.Option("--system", help="The system to drill (by code).")],
+    snapshot: Annotated[str, typer.Option(
+        "--snapshot", help="'latest' (each data VM's newest snapshot) or a snapshot id.")
+    ] = "latest",
+    keep: Annotated[bool, typer.Option(
+        "--keep", help="Leave the scratch VMs running afterwards (to look around).")] = False,
+    json: JsonOption = False,
+    lang: LangOption = "en",
+) -> None:
+    """Restore a system at the secondary site onto scratch VMs and prove it works.
+
+    Plan (shown first) → provision scratch VMs on the drill network → give them the restic
+    client → restic restore --verify → check files, sizes and sampled hashes against the
+    snapshot → run the system's probes → measure RPO and RTO against the tier's targets →
+    tear the scratch VMs down (also on failure and Ctrl-C, unless --keep). Production VMs
+    and repositories are only read.
+    """
+    c = context(ctx)
+    as_json = want_json(ctx, json)
+    label_set(lang)
+    ledger = Ledger(c.paths.ledger)
+    try:
+        with _interrupts():
+            result = run_drill(c.paths, system, ledger=ledger, snapshot=snapshot, keep=keep,
+                               lang=lang, progress=StepLines())
+    finally:
+        ledger.close()
+    if as_json:
+        print_json({**result.summary(), "drill_id": result.drill_id})
+    else:
+        render_result(result)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
+
+
+def rehearse(
+    ctx: typer.Context,
+    tier: Annotated[int | None, typer.Option(
+        "--tier", help="The systems of this tier (and what they depend on).")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every system that has backups.")] = False,
+    parallel: Annotated[int, typer.Option(
+        "--parallel", min=1, max=16, help="Drills at once within a priority group.")] = 2,
+    json: JsonOption = False,
+    lang: LangOption = "en",
+) -> None:
+    """A whole-site rehearsal: drill systems in priority groups ordered by their declared
+    dependencies (what a system depends on is restored first), in parallel within a group;
+    a failed system fails its dependants ("dependency sso failed") instead of running them.
+    One combined report (JSON and HTML) with each system's RTO and the total time."""
+    c = context(ctx)
+    as_json = want_json(ctx, json)
+    label_set(lang)
+    codes = drill_rehearse.select(c.estate, tier, all_)
+    groups = drill_rehearse.levels(c.estate, codes)
+    if not as_json:
+        for i, group in enumerate(groups, 1):
+            err_console.print(f"group {i}: {', '.join(group)}")
+    ledger = Ledger(c.paths.ledger)
+    try:
+        with _interrupts():
+            result = drill_rehearse.rehearse(c.paths, groups, ledger=ledger, parallel=parallel,
+                                             lang=lang, progress=StepLines(prefix=True))
+    finally:
+        ledger.close()
+    if as_json:
+        print_json(result.summary())
+    else:
+        table = Table(title=f"rehearsal {result.rehearsal_id}")
+        for column in ("group", "system", "verdict", "RTO", "RPO", "drill / reason"):
+            table.add_column(column, overflow="fold")
+        for s in result.systems:
+            table.add_row(str(s.group), s.system, s.verdict, human(s.rto_seconds)
+                          if s.rto_seconds is not None else "—",
+                          human(s.rpo_seconds) if s.rpo_seconds is not None else "—",
+                          escape(s.drill_id or s.reason))
+        console.print(table)
+        console.print(f"rehearsal {result.verdict.upper()} in {human(result.seconds)}; "
+                      f"report: {result.html}")
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
+
+
+def due(ctx: typer.Context, json: JsonOption = False) -> None:
+    """Which systems are overdue for a drill (no passed drill within their tier's
+    drill_interval). Exit 1 if any, so a nightly job can alert."""
+    c = context(ctx)
+    ledger = Ledger(c.paths.ledger)
+    try:
+        rows = drill_history.due(c.estate, ledger)
+    finally:
+        ledger.close()
+    if want_json(ctx, json):
+        print_json([r.as_dict() for r in rows])
+    else:
+        table = Table(title="drills due")
+        for column in ("system", "tier", "interval", "last passed drill", "status"):
+            table.add_column(column)
+        for r in rows:
+            table.add_row(r.system, str(r.tier), human(r.interval_seconds),
+                          r.last_passed or "never",
+                          "[bold red]OVERDUE[/]" if r.overdue else "[green]ok[/]")
+        console.print(table)
+    if any(r.overdue for r in rows):
+        raise typer.Exit(1)
+
+
+def history(
+    ctx: typer.Context,
+    system: Annotated[str | None, typer.Option("--system", help="Only this system.")] = None,
+    json: JsonOption = False,
+) -> None:
+    """The drills recorded in the ledger, newest first."""
+    c = context(ctx)
+    ledger = Ledger(c.paths.ledger)
+    try:
+        rows = drill_history.history(ledger, system)
+    finally:
+        ledger.close()
+    if want_json(ctx, json):
+        print_json([r.as_dict() for r in rows])
+        return
+    table = Table(title="drills")
+    for column in ("drill", "system", "started", "verdict", "RPO", "RTO", "SHA-256"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        table.add_row(r.drill_id, r.system, r.started, r.verdict,
+                      human(r.rpo_seconds) if r.rpo_seconds is not None else "—",
+                      human(r.rto_seconds) if r.rto_seconds is not None else "—",
+                      (r.sha256 or "")[:16])
+    console.print(table)
+
+
+def report(
+    ctx: typer.Context,
+    drill_id: Annotated[str, typer.Argument(help="A drill or rehearsal id.")],
+    lang: LangOption = "en",
+) -> None:
+    """Re-render a drill's (or rehearsal's) HTML report from its stored evidence (checked
+    against its SHA-256) and print its path."""
+    c = context(ctx)
+    label_set(lang)
+    ledger = Ledger(c.paths.ledger)
+    try:
+        if drill_id.startswith("rehearsal-"):
+            path = drill_rehearse.render_rehearsal(c.paths, drill_id, lang)
+        else:
+            path = render_report(c.paths, drill_id, ledger, lang)
+    finally:
+        ledger.close()
+    console.print(str(path))
+
+
+def teardown(
+    ctx: typer.Context,
+    drill_id: Annotated[str, typer.Argument(help="The drill whose scratch VMs go.")],
+) -> None:
+    """Destroy the scratch VMs a drill kept (--keep): only VMs carrying that drill's mark
+    and this estate's ownership."""
+    c = context(ctx)
+    ledger = Ledger(c.paths.ledger)
+    try:
+        gone = drill_scratch.teardown_kept(c.paths, drill_id, ledger)
+    finally:
+        ledger.close()
+    console.print(f"destroyed: {', '.join(gone)}" if gone else
+                  f"no scratch VM of {drill_id} is left")
+
+
+app.command("run")(run)
+app.command("rehearse")(rehearse)
+app.command("due")(due)
+app.command("history")(history)
+app.command("report")(report)
+app.command("teardown")(teardown)

@@ -1,0 +1,389 @@
+"""``hopnhat drill`` against the lab: scratch VMs cloned at the secondary site by the
+provisioning code, configured by ansible-runner, real ``restic restore --verify`` over SFTP
+from the repository host, probes on the restored copy, teardown, evidence.
+
+The module backs up sso, lgsp and qlvb once (their data VMs only: provisioned, configured,
+``hopnhat backup run``) and destroys those VMs at its end, so test_provision (which uses the
+same systems later) finds the site as it would without this module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator import process
+from orchestrator.actions import provision, provision_apply, provision_destroy
+from orchestrator.actions.configure import ConfigurePlan, configure
+from orchestrator.actions.drill_plan import MARK_PREFIX
+from orchestrator.actions.drill_remote import list_snapshots
+from orchestrator.actions.drill_run import run_drill
+from orchestrator.adapters import vsphere
+from orchestrator.adapters.vsphere_facts import SYSTEM, Inventory, VMFacts, read_inventory
+from orchestrator.lab import data, guests
+from orchestrator.lab.processes import ProcessTable
+from orchestrator.lab.repository import repository_dir
+from orchestrator.ledger import Ledger
+from orchestrator.settings import Paths
+
+pytestmark = pytest.mark.lab
+
+HOPNHAT = Path(sys.executable).with_name("hopnhat")
+SYSTEMS = ("sso", "lgsp", "qlvb")
+
+
+def hopnhat(env: dict[str, str], *args: str, timeout: float = 600) -> process.Completed:
+    return process.run([str(HOPNHAT), *args], env={**env, "COLUMNS": "200"}, timeout=timeout)
+
+
+def wait_for(what: str, condition: Callable[[], Any], timeout: float = 120) -> Any:
+    """Poll ``condition`` until it answers something true (bounded)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = condition()
+        if answer:
+            return answer
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)  # poll interval of the deadline loop
+
+
+def inventory(lab: Any) -> Inventory:
+    with vsphere.open_vcenter(lab.endpoint()) as vc:
+        return read_inventory(vc)
+
+
+def scratch_left(lab: Any) -> list[str]:
+    """Scratch VMs in vCenter, and guests of scratch VMs the lab still runs or keeps."""
+    in_vcenter = [v.name for v in inventory(lab).vms
+                  if (v.attributes.get(SYSTEM) or "").startswith(MARK_PREFIX)
+                  or v.name.startswith("drill-")]
+    root = lab.paths.lab / "guests"
+    on_disk = [p.name for p in root.iterdir() if p.name.startswith("drill-")]
+    return in_vcenter + on_disk
+
+
+def no_scratch_left(lab: Any) -> None:
+    wait_for("the scratch VMs and their guests to go", lambda: not scratch_left(lab), 60)
+
+
+def estate_copy(lab: Any, tmp_path: Path, edit: Callable[[Path], None]) -> dict[str, str]:
+    dest = tmp_path / "inventory"
+    shutil.copytree(lab.estate_dir, dest)
+    edit(dest)
+    return {**lab.env, "HOPNHAT_ESTATE": str(dest)}
+
+
+def replace_in(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert text.count(old) == 1, f"{old!r} occurs {text.count(old)} times in {path}"
+    path.write_text(text.replace(old, new))
+
+
+def production_state(lab: Any) -> dict[str, Any]:
+    """What a drill must never change: each system's snapshots and repository files, its
+    data VMs as vCenter reports them, and their data on disk."""
+    paths: Paths = lab.paths
+    host = paths.estate.repository_host("repo-qnam-01")
+    state: dict[str, Any] = {}
+    vms = {v.name: v for v in inventory(lab).vms}
+    for code in SYSTEMS:
+        repo = repository_dir(paths.lab, host.name, host.storage_path, code)
+        files = {str(p.relative_to(repo)): hashlib.sha256(p.read_bytes()).hexdigest()
+                 for p in sorted(repo.rglob("*")) if p.is_file()}
+        vm = next(v for v in paths.estate.vms_of(code) if v.data)
+        found: VMFacts = vms[vm.name]
+        state[code] = {
+            "snapshots": [(s.id, s.time) for s in list_snapshots(paths, code)],
+            "repository": files,
+            "vm": (found.power_state, found.cpu, found.memory_mb, found.ip, found.host,
+                   dict(found.attributes)),
+            "data": data.manifest_digest(guests.guest_srv(paths.lab, vm.name) / code)}
+    return state
+
+
+@pytest.fixture(scope="module")
+def backed_up(lab: Any) -> Iterator[Paths]:
+    """sso, lgsp and qlvb: data VMs provisioned and configured, one backup each."""
+    paths: Paths = lab.paths
+    estate = paths.estate
+    vms = [vm for code in SYSTEMS for vm in estate.vms_of(code) if vm.data]
+    ledger = Ledger(paths.ledger)
+    settings = estate.settings.provisioning
+    try:
+        with vsphere.open_vcenters(provision.endpoints(paths, {vm.site for vm in vms})) as vcs:
+            facts = provision.read_facts(vcs, {vm.name for vm in vms})
+            the_plan = provision.plan(estate, vms, facts)
+            provision.check(the_plan)
+            applied = provision_apply.apply(
+                the_plan, facts, vcs, ledger=ledger, concurrency=settings.concurrency,
+                clones_per_host=settings.clones_per_host,
+                clones_per_datastore=settings.clones_per_datastore, guest_ip_timeout=120)
+        assert applied.status == "ok", applied.as_dict()
+        for vm in vms:
+            wait_for(f"data on {vm.name}",
+                     lambda n=vm.name: (paths.lab / "guests" / n / ".seeded").exists())
+        hosts = (*(vm.name for vm in vms), "repo-qnam-01")
+        done = configure(paths, ConfigurePlan(estate.id, SYSTEMS, ",".join(hosts), hosts,
+                                              False, False, 10), ledger=ledger)
+        assert done.exit_code == 0, done.run.failures
+        backup = hopnhat(lab.env, "backup", "run", *(a for c in SYSTEMS for a in
+                                                      ("--system", c)))
+        assert backup.returncode == 0, backup.stdout + backup.stderr
+        yield paths
+    finally:
+        with vsphere.open_vcenters(provision.endpoints(paths, {vm.site for vm in vms})) as vcs:
+            facts = provision.read_facts(vcs, {vm.name for vm in vms})
+            for code in SYSTEMS:
+                provision_destroy.destroy(provision_destroy.plan_destroy(estate, code, facts),
+                                          vcs, ledger=ledger, concurrency=4)
+        ledger.close()
+        for vm in vms:
+            wait_for(f"guest {vm.name} to go",
+                     lambda n=vm.name: not (paths.lab / "guests" / n).exists(), 60)
+
+
+@dataclass
+class QlvbDrill:
+    summary: dict[str, Any]
+    evidence: dict[str, Any]
+    stdout: str
+    before: dict[str, Any]
+    after: dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def qlvb_drill(lab: Any, backed_up: Paths) -> QlvbDrill:
+    before = production_state(lab)
+    done = hopnhat(lab.env, "drill", "run", "--system", "qlvb", "--json")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary = json.loads(done.stdout)
+    evidence = json.loads(Path(summary["evidence"]).read_text())
+    no_scratch_left(lab)
+    return QlvbDrill(summary, evidence, done.stdout, before, production_state(lab))
+
+
+def test_a_qlvb_drill_passes_and_its_rpo_and_rto_agree_with_the_step_timings(
+        qlvb_drill: QlvbDrill, backed_up: Paths) -> None:
+    doc = qlvb_drill.evidence
+    assert doc["verdict"] == "passed" and doc["reasons"] == []
+    assert (doc["system"]["code"], doc["system"]["tier"]) == ("qlvb", 1)
+    steps = {s["name"]: s for s in doc["steps"]}
+    assert list(steps) == ["plan", "provision", "configure", "restore", "check", "probes",
+                           "teardown"]
+    assert all(s["ok"] for s in doc["steps"])
+    # the steps follow one another from the drill's start; RTO ends where the probes end
+    ordered = doc["steps"]
+    assert ordered[0]["start"] < 0.5
+    for earlier, later in itertools.pairwise(ordered):
+        assert 0 <= later["start"] - earlier["end"] < 0.5
+    rto = doc["achieved"]["rto_seconds"]
+    assert abs(rto - steps["probes"]["end"]) < 0.1
+    assert abs(rto - sum(s["seconds"] for s in ordered[:-1])) < 1.0
+    started = doc["started_at"].replace("Z", "+00:00")
+    snapshot_time = doc["snapshots"][0]["time"]
+    rpo = (datetime.fromisoformat(started) - datetime.fromisoformat(snapshot_time))
+    assert abs(doc["achieved"]["rpo_seconds"] - rpo.total_seconds()) < 0.01
+    assert doc["within_targets"] == {"rpo": True, "rto": True}
+    assert doc["targets"] == {"rpo_seconds": 3600.0, "rto_seconds": 14400.0}
+    # what was checked: counts and sizes equal, sampled hashes equal, the probes' outputs
+    (check,) = doc["checks"]
+    assert check["ok"] and check["snapshot"] == check["restored"]
+    assert check["snapshot"]["files"] > 100 and len(check["samples"]) == 12
+    assert [(p["name"], p["rc"], p["stdout"].strip()) for p in doc["probes"]] == [
+        ("database integrity", 0, "ok"), ("documents present", 0, "")]
+    assert doc["restic_version"].startswith("0.") and doc["operator"]
+    (vm,) = doc["scratch_vms"]
+    assert vm["name"].startswith("drill-") and vm["name"].endswith("-qlvb-db-01")
+    assert vm["datacenter"] == "DC-QuangNam" and vm["port_group"] == "PG-QN-DRILL"
+    # the evidence's SHA-256: of the file, in the ledger, in the .sha256 file
+    raw = Path(qlvb_drill.summary["evidence"]).read_bytes()
+    assert hashlib.sha256(raw).hexdigest() == qlvb_drill.summary["sha256"]
+    run = next(r for r in Ledger(backed_up.ledger).runs("drill")
+               if r.id == doc["drill_id"])
+    assert run.status == "passed" and run.summary is not None
+    assert run.summary["sha256"] == qlvb_drill.summary["sha256"]
+    history = hopnhat({**os.environ, "HOPNHAT_ESTATE": str(backed_up.estate.root),
+                       "HOPNHAT_STATE": str(backed_up.state)}, "drill", "history", "--json")
+    assert doc["drill_id"] in {r["drill_id"] for r in json.loads(history.stdout)}
+
+
+def test_a_drill_changes_nothing_in_production(qlvb_drill: QlvbDrill) -> None:
+    assert qlvb_drill.before == qlvb_drill.after
+
+
+def test_a_drill_from_a_snapshot_with_a_corrupted_pack_fails_at_restore_verification(
+        lab: Any, backed_up: Paths) -> None:
+    host = backed_up.estate.repository_host("repo-qnam-01")
+    repo = repository_dir(backed_up.lab, host.name, host.storage_path, "qlvb")
+    pack = max((p for p in (repo / "data").rglob("*") if p.is_file()),
+               key=lambda p: p.stat().st_size)
+    original = pack.read_bytes()
+    middle = len(original) // 2
+    try:
+        pack.write_bytes(original[:middle] + bytes(b ^ 0xFF for b in original[middle:
+                                                                           middle + 64])
+                         + original[middle + 64:])
+        ledger = Ledger(backed_up.ledger)
+        result = run_drill(backed_up, "qlvb", ledger=ledger)
+        ledger.close()
+    finally:
+        pack.write_bytes(original)
+    assert result.verdict == "failed" and result.failed_step == "restore", result.reasons
+    assert "restore --verify" in result.reasons[0]
+    assert [s.name for s in result.steps][-2:] == ["restore", "teardown"]
+    no_scratch_left(lab)
+
+
+def test_a_failing_probe_fails_the_drill_and_its_scratch_vms_are_gone(
+        lab: Any, backed_up: Paths, tmp_path: Path) -> None:
+    env = estate_copy(lab, tmp_path, lambda root: replace_in(
+        root / "systems" / "sso.yml", "expect_stdout: ok", "expect_stdout: corrupted"))
+    done = hopnhat(env, "drill", "run", "--system", "sso", "--json")
+    assert done.returncode == 1, done.stderr[-3000:]
+    summary = json.loads(done.stdout)
+    assert (summary["verdict"], summary["failed_step"]) == ("failed", "probes")
+    assert "probe 'database integrity' gave exit 0 and 'ok', expected exit 0 and " \
+           "'corrupted'" in summary["reasons"][0]
+    assert summary["rto_seconds"] is None
+    no_scratch_left(lab)
+
+
+def restores_in(lab: Any, guest: str) -> list[int]:
+    """PIDs of the ``restic restore --verify`` processes running inside lab guest ``guest``."""
+    rec = ProcessTable(lab.paths.lab).running(guests.record_name(guest))
+    if rec is None:
+        return []
+    namespace = os.readlink(f"/proc/{rec.pid}/ns/mnt")
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            same = os.readlink(f"/proc/{entry}/ns/mnt") == namespace
+        except OSError:
+            continue
+        if same and b"restore" in argv and b"--verify" in argv and argv[0].endswith(b"restic"):
+            found.append(int(entry))
+    return found
+
+
+def test_sigint_mid_drill_tears_down_and_the_ledger_says_aborted(
+        lab: Any, backed_up: Paths, tmp_path: Path) -> None:
+    """The drill's restore is held (its restic SIGSTOPped inside the scratch VM) so that the
+    SIGINT surely lands mid-restore; it is let go once the drill has given it up."""
+    log = tmp_path / "drill.log"
+    proc = process.spawn([str(HOPNHAT), "drill", "run", "--system", "lgsp"], env=lab.env,
+                         log=log)
+    ledger = Ledger(backed_up.ledger)
+    held: list[int] = []
+    try:
+        def restoring() -> tuple[str, str] | None:
+            for run in ledger.runs("drill", limit=5):
+                if run.params.get("pid") != proc.pid:
+                    continue
+                events = ledger.events(run.id)
+                if any(e.get("step") == "restore" and e.get("phase") == "started"
+                       for e in events):
+                    plan = next(e for e in events if e["kind"] == "plan")
+                    return run.id, plan["scratch_vms"][0]["name"]
+            assert proc.poll() is None, log.read_text()
+            return None
+        drill_id, scratch = wait_for("the drill to start its restore", restoring, 300)
+        held = wait_for("restic restore on the scratch VM", lambda: restores_in(lab, scratch))
+        for pid in held:
+            os.kill(pid, signal.SIGSTOP)
+        os.kill(proc.pid, signal.SIGINT)
+        wait_for("the drill to give the restore up", lambda: any(
+            e.get("step") == "restore" and e.get("phase") == "finished"
+            for e in ledger.events(drill_id)))
+        for pid in held:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    output = log.read_text()
+    assert code == 130, output
+    assert "Traceback" not in output
+    run = next(r for r in ledger.runs("drill") if r.id == drill_id)
+    assert run.status == "aborted" and run.summary is not None
+    assert run.summary["reasons"] == ["stopped by the operator"]
+    steps = [(e["step"], e.get("ok")) for e in ledger.events(drill_id)
+             if e["kind"] == "step" and e["phase"] == "finished"]
+    assert ("restore", False) in steps and steps[-1] == ("teardown", True)
+    ledger.close()
+    no_scratch_left(lab)
+
+
+def test_a_tier_1_rehearsal_respects_the_dependency_order(
+        lab: Any, backed_up: Paths, tmp_path: Path) -> None:
+    def only_qlvb_in_tier_1(root: Path) -> None:
+        for code in ("dvc", "video"):
+            replace_in(root / "systems" / f"{code}.yml", "tier: 1", "tier: 3")
+    env = estate_copy(lab, tmp_path, only_qlvb_in_tier_1)
+    done = hopnhat(env, "drill", "rehearse", "--tier", "1", "--parallel", "2", "--json")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    assert report["groups"] == [["sso"], ["lgsp"], ["qlvb"]]
+    systems = {s["system"]: s for s in report["systems"]}
+    assert {c: s["verdict"] for c, s in systems.items()} == dict.fromkeys(SYSTEMS, "passed")
+    # from each drill's recorded step times: a dependant starts after its dependency ended
+    windows = {}
+    for code, s in systems.items():
+        doc = json.loads((backed_up.state / "evidence" / s["drill_id"] / "evidence.json")
+                         .read_text())
+        assert doc["achieved"]["rto_seconds"] == pytest.approx(s["rto_seconds"], abs=0.01)
+        begin = s["start"]
+        windows[code] = (begin, begin + doc["steps"][-1]["end"])
+    assert windows["sso"][1] <= windows["lgsp"][0]
+    assert windows["lgsp"][1] <= windows["qlvb"][0]
+    assert report["total_seconds"] >= windows["qlvb"][1]
+    assert Path(report["html"]).is_file()
+    raw = Path(report["evidence"]).read_bytes()
+    assert hashlib.sha256(raw).hexdigest() == report["sha256"]
+    no_scratch_left(lab)
+
+
+def test_the_html_report_renders_in_headless_chromium(
+        qlvb_drill: QlvbDrill, backed_up: Paths, tmp_path: Path) -> None:
+    drill_id = qlvb_drill.evidence["drill_id"]
+    env = {**os.environ, "HOPNHAT_ESTATE": str(backed_up.estate.root),
+           "HOPNHAT_STATE": str(backed_up.state)}
+    done = hopnhat(env, "drill", "report", drill_id, "--lang", "vi")
+    assert done.returncode == 0, done.stderr
+    page = Path(done.stdout.strip())
+    assert page.is_file()
+    chromium = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync",
+                f"--user-data-dir={tmp_path / 'profile'}"]
+    shot = tmp_path / "report.png"
+    taken = process.run([*chromium, f"--screenshot={shot}", "--window-size=1280,2000",
+                         page.as_uri()], timeout=120)
+    assert shot.is_file(), taken.stderr[-2000:]
+    png = shot.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 50_000
+    dom = process.run([*chromium, "--dump-dom", page.as_uri()], timeout=120)
+    assert dom.ok, dom.stderr[-2000:]
+    text = dom.stdout
+    for expected in ("Báo cáo diễn tập khôi phục", "ĐẠT", "Mục tiêu RTO", "RPO đạt được",
+                     "khôi phục --verify", "PRAGMA integrity_check",
+                     qlvb_drill.summary["sha256"], qlvb_drill.evidence["snapshots"][0]["id"],
+                     qlvb_drill.evidence["restic_version"]):
+        assert expected in text, expected
+    assert text.count("<svg") == 2
