@@ -1,5 +1,7 @@
 """The run ledger: SQLite history of every run (provision, configure, backup, verify,
-drill) and what each did, under one run id that ties logs, reports and metrics together.
+drill) and what each did, under one run id that ties logs, reports and metrics together;
+plus ``facts``: small values carried from one run to the next (verify's read-data rotation,
+snapshot sizes already measured), one JSON value per (scope, key).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,6 +42,13 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_run ON events(run_id);
 CREATE INDEX IF NOT EXISTS events_subject ON events(subject, kind, at);
+CREATE TABLE IF NOT EXISTS facts (
+  scope TEXT NOT NULL,
+  key TEXT NOT NULL,
+  value TEXT NOT NULL,
+  updated REAL NOT NULL,
+  PRIMARY KEY (scope, key)
+);
 """
 
 
@@ -120,3 +129,29 @@ class Ledger:
                 "SELECT at, subject, kind, detail FROM events WHERE run_id=? ORDER BY at",
                 (run_id,)).fetchall()
         return [{"at": r[0], "subject": r[1], "kind": r[2], **json.loads(r[3])} for r in rows]
+
+    # --- facts carried between runs --------------------------------------------------------
+
+    def fact(self, scope: str, key: str) -> Any:
+        """The value kept under (``scope``, ``key``), or None."""
+        return self.facts(scope, [key]).get(key)
+
+    def facts(self, scope: str, keys: Iterable[str]) -> dict[str, Any]:
+        """The values kept under ``scope`` for those of ``keys`` that have one."""
+        wanted = list(dict.fromkeys(keys))
+        found: dict[str, Any] = {}
+        with self._lock:
+            for start in range(0, len(wanted), 500):  # SQLite's bound-parameter limit
+                chunk = wanted[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = self._db.execute(
+                    f"SELECT key, value FROM facts WHERE scope=? AND key IN ({marks})",  # noqa: S608 - only placeholders
+                    (scope, *chunk)).fetchall()
+                found.update((r[0], json.loads(r[1])) for r in rows)
+        return found
+
+    def set_fact(self, scope: str, key: str, value: Any) -> None:
+        """Keep ``value`` (JSON-serialisable) under (``scope``, ``key``), replacing any."""
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO facts VALUES (?,?,?,?)",
+                       (scope, key, json.dumps(value, default=str), time.time()))

@@ -28,9 +28,9 @@ step "back up every system now (the same job the timers run)"
 hopnhat backup run
 step "backup status: last snapshot per system and host, age against the RPO"
 hopnhat backup status
-step "restore drill of a tier-1 system: configure and back up QLVB, then restore it in the secondary DC"
-hopnhat configure --system qlvb
-hopnhat backup run --system qlvb
+step "verify every repository, as the nightly timer does: check + read-data subset, freshness vs RPO, anomalies, locks"
+hopnhat verify --junit .hopnhat/reports/verify.xml --metrics .hopnhat/textfile/hopnhat_verify.prom
+step "restore drill of a tier-1 system: QLVB restored in the secondary DC, probes, RPO/RTO evidence"
 hopnhat drill run --system qlvb
 echo
 echo "The lab keeps running; stop it with: .venv/bin/hopnhat lab down"

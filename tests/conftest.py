@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,3 +105,13 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHandle]:
         control.down(handle.state_dir / "lab")
         leftovers = [r.name for r in ProcessTable(handle.state_dir / "lab").all() if is_alive(r)]
         assert not leftovers, f"lab processes left running: {leftovers}"
+
+
+def ledger_dump(path: Path) -> str:
+    """The ledger's whole content as SQL text, read by the sqlite3 program in another
+    process: reading the file's bytes here would drop the SQLite locks that any connection
+    of this process holds on it (POSIX locks are per process), and a concurrent writer
+    could then corrupt it."""
+    done = subprocess.run(["sqlite3", str(path), ".dump"], capture_output=True, text=True,
+                          timeout=60, check=True)
+    return done.stdout

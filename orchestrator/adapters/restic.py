@@ -26,9 +26,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 from orchestrator.adapters.restic_argv import (
     Features,
@@ -120,6 +121,8 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+#: how often one command removes stale locks before it only waits (a bound, not a policy)
+_STALE_REMOVALS = 3
 LineCallback = Callable[[str], None]
 
 
@@ -130,6 +133,9 @@ class Restic:
     that finds the repository locked keeps trying (restic's ``--retry-lock`` from 0.16, else
     hopnhat retries every ``lock_poll`` seconds) before raising RepositoryLocked.
     ``on_start``: called with the PID of each streamed restic process (tests, operators).
+    ``remove_stale``: a command that finds the repository locked first removes the locks
+    restic itself calls stale (:meth:`remove_stale_locks`: a dead process's lock on this host,
+    or one older than 30 minutes) and tries again at once; live locks are waited for.
     Every method raises a :class:`ResticError` subclass on failure (never returns None for
     one): the classified ones of :mod:`~orchestrator.adapters.restic_errors`, or a plain
     ResticCommandError (restic missing, timed out, or an unclassified failure).
@@ -137,13 +143,17 @@ class Restic:
 
     def __init__(self, repo: Repository, binary: str = "restic", timeout: float = 6 * 3600.0,
                  *, lock_wait: float = 0.0, lock_poll: float = 5.0,
-                 on_start: Callable[[int], None] | None = None) -> None:
+                 on_start: Callable[[int], None] | None = None,
+                 remove_stale: bool = False) -> None:
         self.repo = repo
         self.binary = binary
         self.timeout = timeout
         self.lock_wait = lock_wait
         self.lock_poll = lock_poll
         self.on_start = on_start
+        self.remove_stale = remove_stale
+        #: every stale lock this instance removed (:meth:`remove_stale_locks`)
+        self.stale_removed: list[LockInfo] = []
         self._version: Version | None = None
 
     # --- plumbing ---------------------------------------------------------------------------
@@ -255,19 +265,32 @@ class Restic:
 
     def _locking(self, attempt: Callable[[], T]) -> T:
         """``attempt()``, tried again every ``lock_poll`` s while it fails as locked, until
-        ``lock_wait`` has passed (restic 0.16+ waits itself: then one attempt)."""
+        ``lock_wait`` has passed (restic 0.16+ waits itself: then one attempt). With
+        ``remove_stale``, stale locks are removed and the attempt repeated at once first."""
         deadline = time.monotonic() + self.lock_wait
         started = time.monotonic()
         own_wait = self.lock_wait > 0 and not self.features.retry_lock
+        removals = 0
         while True:
             try:
                 return attempt()
             except RepositoryLocked as exc:
+                if self.remove_stale and removals < _STALE_REMOVALS and self._unlock_stale():
+                    removals += 1
+                    continue
                 left = deadline - time.monotonic()
                 if not own_wait or left <= 0:
                     waited = time.monotonic() - started
                     raise (exc.after_wait(waited) if self.lock_wait > 0 else exc) from None
                 threading.Event().wait(min(self.lock_poll, left))  # bounded pause between tries
+
+    def _unlock_stale(self) -> bool:
+        """Remove the stale locks (if restic can do so safely); True when one went. A failure
+        to list or remove them leaves the wait as it was."""
+        try:
+            return bool(self.remove_stale_locks().removed)
+        except ResticError:
+            return False
 
     # --- commands ---------------------------------------------------------------------------
 
@@ -286,15 +309,16 @@ class Restic:
     def backup(self, paths: Sequence[str | Path], tags: Sequence[str] = (),
                exclude: Sequence[str] = (), host: str | None = None, *,
                on_progress: Callable[[dict[str, Any]], None] | None = None,
-               partial_ok: bool = True) -> BackupResult:
-        """Back up ``paths``; ``on_progress`` receives restic's JSON status messages. Exit 3
-        (unreadable files) gives a result with ``partial=True`` — or IncompleteBackup when
-        not ``partial_ok``."""
+               partial_ok: bool = True, time: datetime | None = None) -> BackupResult:
+        """Back up ``paths``; ``on_progress`` receives restic's JSON status messages; ``time``
+        sets the snapshot's time (default now). Exit 3 (unreadable files) gives a result with
+        ``partial=True`` — or IncompleteBackup when not ``partial_ok``."""
         def each(line: str) -> None:
             if on_progress is not None and line.startswith('{"message_type":"status"'):
                 with contextlib.suppress(ValueError):
                     on_progress(_json(line))
-        argv = make_backup_argv(self.repo, paths, tags, exclude, host, json=True)
+        argv = make_backup_argv(self.repo, paths, tags, exclude, host, json=True, time=time,
+                                zone=restic_local_zone())
         code, lines = self._stream(argv, "backup", each, keep=_not_status, ok_codes=(0, 3))
         result = parse_backup_output(lines, code)
         if result is None:
@@ -308,9 +332,12 @@ class Restic:
         return result
 
     def snapshots(self, *, host: str | None = None, tags: Sequence[str] = (),
-                  paths: Sequence[str] = (), latest: int | None = None) -> list[Snapshot]:
-        """The repository's snapshots (filtered), oldest first."""
-        argv = make_snapshots_argv(self.repo, host=host, tags=tags, paths=paths, latest=latest)
+                  paths: Sequence[str] = (), latest: int | None = None,
+                  no_lock: bool = False) -> list[Snapshot]:
+        """The repository's snapshots (filtered), oldest first; ``no_lock`` reads without
+        taking a lock (beside a running ``check``, which holds an exclusive one)."""
+        argv = make_snapshots_argv(self.repo, host=host, tags=tags, paths=paths, latest=latest,
+                                   no_lock=no_lock)
         return parse_snapshots(self._run(argv, "snapshots").stdout)
 
     def forget(self, retention: Mapping[str, int | str], prune: bool = True, *,
@@ -386,10 +413,12 @@ class Restic:
             totals.add(node)
         return totals
 
-    def stats(self, snapshot_ids: Sequence[str] = (), mode: str = "restore-size") -> Stats:
-        """``stats --json`` for ``snapshot_ids`` (all when empty)."""
-        return parse_stats(self._run(make_stats_argv(self.repo, snapshot_ids, mode),
-                                     "stats").stdout)
+    def stats(self, snapshot_ids: Sequence[str] = (), mode: str = "restore-size", *,
+              no_lock: bool = False) -> Stats:
+        """``stats --json`` for ``snapshot_ids`` (all when empty); ``no_lock`` as for
+        :meth:`snapshots`."""
+        return parse_stats(self._run(make_stats_argv(self.repo, snapshot_ids, mode,
+                                                     no_lock=no_lock), "stats").stdout)
 
     def copy(self, from_repo: Repository, snapshot_ids: Sequence[str] = ()) -> tuple[str, ...]:
         """Copy ``snapshot_ids`` (all when empty) from ``from_repo`` into this repository;
@@ -452,9 +481,21 @@ class Restic:
             return StaleLockReport(kept=kept, unsafe=unsafe, pending=tuple(stale))
         self._run(make_unlock_argv(self.repo), "unlock", locking=False)
         left = {lock.id for lock in self.locks()}
-        return StaleLockReport(removed=tuple(lock for lock in stale if lock.id not in left),
-                               kept=kept, pending=tuple(lock for lock in stale if lock.id in left),
+        removed = tuple(lock for lock in stale if lock.id not in left)
+        self.stale_removed.extend(removed)
+        return StaleLockReport(removed=removed, kept=kept,
+                               pending=tuple(lock for lock in stale if lock.id in left),
                                unlock_ran=True)
+
+
+def restic_local_zone() -> tzinfo:
+    """The zone restic takes as local time in the environment :func:`make_environment` builds
+    (no TZ): Go's rule, /etc/localtime, else UTC."""
+    try:
+        with open("/etc/localtime", "rb") as handle:
+            return ZoneInfo.from_file(handle)
+    except (OSError, ValueError):
+        return UTC
 
 
 def _json(line: str) -> dict[str, Any]:

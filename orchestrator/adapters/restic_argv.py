@@ -12,6 +12,7 @@ import re
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 
 Version = tuple[int, int, int]
@@ -203,9 +204,12 @@ def make_init_argv(repo: Repository, *, chunker_from: Repository | None = None,
 
 def make_backup_argv(repo: Repository, paths: Sequence[str | Path], tags: Sequence[str] = (),
                      exclude: Sequence[str] = (), host: str | None = None,
-                     json: bool = True) -> tuple[str, ...]:
-    """``backup [--json] [--host H] [--tag T]… [--exclude P]… -- PATH…``. Raises ValueError
-    without a path (restic would back up nothing)."""
+                     json: bool = True, time: datetime | None = None,
+                     zone: tzinfo = UTC) -> tuple[str, ...]:
+    """``backup [--json] [--host H] [--time T] [--tag T]… [--exclude P]… -- PATH…``;
+    ``time`` (aware) sets the snapshot's time, written in ``zone``: restic reads ``--time`` as
+    its own local time. Raises ValueError without a path (restic would back up nothing) or
+    for a naive ``time``."""
     if not paths:
         raise ValueError("backup: no path to back up")
     argv = (*_base(repo), "backup")
@@ -213,15 +217,23 @@ def make_backup_argv(repo: Repository, paths: Sequence[str | Path], tags: Sequen
         argv += ("--json",)
     if host:
         argv += ("--host", host)
+    if time is not None:
+        if time.tzinfo is None:
+            raise ValueError("backup: the snapshot time must carry a time zone")
+        argv += ("--time", time.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S"))
     argv += _repeat("--tag", tags) + _repeat("--exclude", exclude)
     return (*argv, "--", *(str(p) for p in paths))
 
 
 def make_snapshots_argv(repo: Repository, *, host: str | None = None, tags: Sequence[str] = (),
                         paths: Sequence[str] = (), latest: int | None = None,
-                        snapshot_ids: Sequence[str] = ()) -> tuple[str, ...]:
-    """``snapshots --json`` with optional filters (``--tag a --tag b`` means a *or* b)."""
+                        snapshot_ids: Sequence[str] = (),
+                        no_lock: bool = False) -> tuple[str, ...]:
+    """``snapshots --json`` with optional filters (``--tag a --tag b`` means a *or* b);
+    ``no_lock``: read without a lock (``--no-lock``), beside a running ``check``."""
     argv = (*_base(repo), "snapshots", "--json")
+    if no_lock:
+        argv += ("--no-lock",)
     if host:
         argv += ("--host", host)
     argv += _repeat("--tag", tags) + _repeat("--path", paths)
@@ -324,11 +336,13 @@ def make_ls_argv(repo: Repository, snapshot: str, paths: Sequence[str] = (),
 
 
 def make_stats_argv(repo: Repository, snapshot_ids: Sequence[str] = (),
-                    mode: str = "restore-size") -> tuple[str, ...]:
-    """``stats --json --mode MODE [ID…]``. Raises ValueError for an unknown mode."""
+                    mode: str = "restore-size", *, no_lock: bool = False) -> tuple[str, ...]:
+    """``stats --json --mode MODE [--no-lock] [ID…]``. Raises ValueError for an unknown
+    mode."""
     if mode not in ("restore-size", "files-by-contents", "raw-data", "blobs-per-file"):
         raise ValueError(f"stats: unknown mode {mode!r}")
-    return (*_base(repo), "stats", "--json", "--mode", mode, *snapshot_ids)
+    lock = ("--no-lock",) if no_lock else ()
+    return (*_base(repo), "stats", "--json", "--mode", mode, *lock, *snapshot_ids)
 
 
 def make_copy_argv(from_repo: Repository, to_repo: Repository, snapshot_ids: Sequence[str] = (),

@@ -139,6 +139,8 @@ class Snapshot:
     tags: tuple[str, ...] = ()
     tree: str = ""
     parent: str | None = None
+    #: the source snapshot's ID when this one was made by ``restic copy``
+    original: str | None = None
 
 
 def snapshot_from(data: Mapping[str, Any]) -> Snapshot:
@@ -148,7 +150,8 @@ def snapshot_from(data: Mapping[str, Any]) -> Snapshot:
         id=ident, short_id=str(data.get("short_id") or ident[:8]), time=parse_time(data["time"]),
         hostname=str(data.get("hostname", "")), username=str(data.get("username", "")),
         paths=tuple(data.get("paths") or ()), tags=tuple(data.get("tags") or ()),
-        tree=str(data.get("tree", "")), parent=data.get("parent"))
+        tree=str(data.get("tree", "")), parent=data.get("parent"),
+        original=data.get("original") or None)
 
 
 def parse_snapshots(text: str) -> list[Snapshot]:

@@ -14,6 +14,8 @@ from orchestrator.cli import drill as drill_cli
 from orchestrator.cli import estate as estate_cli
 from orchestrator.cli import lab as lab_cli
 from orchestrator.cli import provision as provision_cli
+from orchestrator.cli import schedule as schedule_cli
+from orchestrator.cli import verify as verify_cli
 from orchestrator.cli.common import Context, HandledGroup, setup_logging
 
 app = typer.Typer(
@@ -33,6 +35,8 @@ app.add_typer(estate_cli.app, name="estate")
 app.add_typer(drill_cli.app, name="drill")
 app.add_typer(backup_cli.app, name="backup")
 app.add_typer(lab_cli.app, name="lab")
+app.add_typer(verify_cli.app, name="verify")
+app.add_typer(schedule_cli.app, name="schedule")
 app.command("plan")(provision_cli.plan)
 app.command("apply")(provision_cli.apply)
 app.command("destroy")(provision_cli.destroy)

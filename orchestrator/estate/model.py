@@ -131,6 +131,35 @@ class ConfigurationSettings(Strict):
     forks: Annotated[int, Field(ge=1, le=500)] = 20
 
 
+class VerificationSettings(Strict):
+    """How ``hopnhat verify`` judges repositories: ``concurrency`` repositories at once; an
+    anomaly when the latest snapshot's total size or file count is more than ``shrink_pct``
+    % below, or ``growth_pct`` % above, the median of the ``history`` snapshots before it
+    (judged from ``min_history`` of them); ``lock_wait`` for a live lock to go before
+    ``check``; snapshots younger than ``copy_grace`` may still be on their way to the second
+    copy; ``timeout`` for one restic command; ``notify_command`` (split like a shell would,
+    run without one) and ``notify_url`` (healthchecks-style) hear of start, success and
+    failure."""
+
+    concurrency: Annotated[int, Field(ge=1, le=64)] = 4
+    shrink_pct: Annotated[float, Field(gt=0, le=100)] = 50.0
+    growth_pct: Annotated[float, Field(gt=0)] = 200.0
+    history: Annotated[int, Field(ge=1, le=50)] = 7
+    min_history: Annotated[int, Field(ge=1, le=50)] = 3
+    lock_wait: Duration = timedelta(minutes=10)
+    copy_grace: Duration = timedelta(hours=1)
+    timeout: Duration = timedelta(hours=6)
+    notify_command: str | None = None
+    notify_url: str | SecretRef | None = None
+
+    @field_validator("notify_url")
+    @classmethod
+    def _http_url(cls, value: str | SecretRef | None) -> str | SecretRef | None:
+        if isinstance(value, str) and not re.match(r"^https?://[^/\s]+\S*$", value):
+            raise ValueError("notify_url must be an http:// or https:// URL (or {vault: key})")
+        return value
+
+
 class RepositoryHost(Strict):
     """A backup repository host (SFTP) — normally in the secondary data centre."""
 
@@ -153,6 +182,7 @@ class EstateFile(Strict):
     provisioning: ProvisioningSettings = ProvisioningSettings()
     configuration: ConfigurationSettings = ConfigurationSettings()
     repository_hosts: list[RepositoryHost] = []
+    verification: VerificationSettings = VerificationSettings()
 
 
 class VCenter(Strict):

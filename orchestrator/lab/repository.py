@@ -14,12 +14,20 @@ running host. Root logs in with hopnhat's key, as on any guest, so Ansible can m
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path, PurePosixPath
 
 from orchestrator.errors import LabError
 from orchestrator.lab.guest_init import GuestSpec, account_name, check_public_key
-from orchestrator.lab.guests import INIT_ENV, guest_lock, guest_root, record_name, start_guest
+from orchestrator.lab.guests import (
+    INIT_ENV,
+    guest_lock,
+    guest_root,
+    guest_view,
+    record_name,
+    start_guest,
+)
 from orchestrator.lab.processes import ProcessRecord, ProcessTable
 from orchestrator.process import run
 
@@ -88,11 +96,22 @@ def add_system_account(lab_dir: Path, table: ProcessTable, host_name: str, code:
         if live is None:
             return  # guest_init applies it at the next start
         done = run(["nsenter", "--target", str(live.pid), "--mount", "--uts", "--",
-                    sys.executable, "-m", "orchestrator.lab.guest_init", "--accounts",
-                    str(path)], env=INIT_ENV, inherit_env=False, cwd="/", timeout=60)
+                    _guest_python(table, host_name), "-m", "orchestrator.lab.guest_init",
+                    "--accounts", str(path)], env=INIT_ENV, inherit_env=False, cwd="/",
+                   timeout=60)
         if not done.ok:
             raise LabError(f"repository host {host_name}: account for {code} not set up: "
                            f"{done.stderr.strip()}")
+
+
+def _guest_python(table: ProcessTable, host_name: str) -> str:
+    """A Python the running guest can see (guest_init needs only the standard library): this
+    one, unless it lives where the guest has a fresh folder of its own (a pyenv under /root),
+    else the system's."""
+    for candidate in (sys.executable, "/usr/bin/python3"):
+        if guest_view(table, host_name, os.path.realpath(candidate)).exists():
+            return candidate
+    raise LabError(f"repository host {host_name}: no Python to set up accounts with")
 
 
 def repository_url(ip: str, code: str, port: int = 22) -> str:

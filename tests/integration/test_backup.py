@@ -29,6 +29,7 @@ from orchestrator.adapters.vault import read_vault, write_vault
 from orchestrator.adapters.vsphere_facts import read_inventory
 from orchestrator.ledger import Ledger
 from orchestrator.settings import Paths
+from tests.conftest import ledger_dump
 
 pytestmark = pytest.mark.lab
 
@@ -154,8 +155,7 @@ def test_backup_run_makes_a_snapshot_per_data_host_and_status_shows_it_fresh(
     secret = read_vault(configured.paths.vault_file, configured.paths.vault_password_file)[
         "restic_password_video"]
     assert secret not in backed_up["_output"] + status.stdout + status.stderr
-    # (read only with no connection open here: closing a file sqlite has open drops its locks)
-    assert secret.encode() not in configured.paths.ledger.read_bytes()
+    assert secret not in ledger_dump(configured.paths.ledger)
 
 
 def test_backup_run_streams_each_hosts_output_and_reports_it(configured: Any) -> None:

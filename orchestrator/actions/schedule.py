@@ -1,0 +1,195 @@
+"""``hopnhat schedule install``: the nightly verification as a systemd timer on the control
+host — hopnhat schedules nothing itself.
+
+Plan first (the two units, rendered from ``templates/hopnhat-verify.{service,timer}.j2``),
+validated as systemd would load them (``systemd-analyze verify``; the calendar with
+``systemd-analyze calendar``), then installed into the unit folder. Where systemd runs as
+PID 1 the timer is enabled and started; elsewhere (a container, this lab) the units are
+installed and validated and the result says plainly that nothing was enabled.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from orchestrator.backup_job import write_atomically
+from orchestrator.errors import EXIT_BAD_INPUT, HopnhatError
+from orchestrator.process import run
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+DEFAULT_CALENDAR = "*-*-* 03:30:00"
+DEFAULT_METRICS_DIR = Path("/var/lib/prometheus/node-exporter")
+DEFAULT_REPORTS_DIR = Path("/var/lib/hopnhat/reports")
+DEFAULT_UNIT_DIR = Path("/etc/systemd/system")
+_QUOTE = re.compile(r"[\s\"'\\;]")
+
+
+class ScheduleError(HopnhatError):
+    """The units do not validate, or cannot be installed."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+def systemd_word(value: object) -> str:
+    """One word of a unit-file command line or assignment: ``%`` doubled (specifiers),
+    double-quoted with C escapes when it holds blanks, quotes, backslashes or ``;``."""
+    text = str(value).replace("%", "%%")
+    if not _QUOTE.search(text):
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def systemd_exec_word(value: object) -> str:
+    """:func:`systemd_word` for ``ExecStart=``, where ``$`` also expands (so doubled)."""
+    return systemd_word(str(value).replace("$", "$$"))
+
+
+def systemd_path(value: object) -> str:
+    """A path setting (``WorkingDirectory=``…): specifiers escaped, taken as it is."""
+    return str(value).replace("%", "%%")
+
+
+@dataclass(frozen=True)
+class Units:
+    """The rendered units of one estate's verification, and where they go."""
+
+    name: str
+    service: str
+    timer: str
+    unit_dir: Path
+    metrics_file: Path
+    junit_file: Path
+    on_calendar: str
+
+    @property
+    def files(self) -> dict[Path, str]:
+        return {self.unit_dir / f"{self.name}.service": self.service,
+                self.unit_dir / f"{self.name}.timer": self.timer}
+
+
+@dataclass(frozen=True)
+class Installed:
+    """What ``install`` did: the files written, the next run, whether the timer was
+    enabled, and why not when it was not."""
+
+    units: Units
+    next_elapse: str
+    written: tuple[Path, ...]
+    enabled: bool
+    why_not: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"unit": self.units.name, "files": [str(p) for p in self.written],
+                "on_calendar": self.units.on_calendar, "next_elapse": self.next_elapse,
+                "metrics_file": str(self.units.metrics_file),
+                "junit_file": str(self.units.junit_file), "enabled": self.enabled,
+                "why_not": self.why_not}
+
+
+def hopnhat_program() -> Path:
+    """The ``hopnhat`` program beside this Python (the virtualenv's console script)."""
+    return Path(sys.executable).with_name("hopnhat")
+
+
+def render_units(estate: str, estate_dir: Path, state_dir: Path, *,
+                 on_calendar: str = DEFAULT_CALENDAR,
+                 randomized_delay: timedelta = timedelta(minutes=10),
+                 metrics_dir: Path = DEFAULT_METRICS_DIR, reports_dir: Path = DEFAULT_REPORTS_DIR,
+                 unit_dir: Path = DEFAULT_UNIT_DIR, program: Path | None = None,
+                 environment: dict[str, str] | None = None,
+                 timeout: timedelta = timedelta(hours=12)) -> Units:
+    """The service and timer of estate ``estate`` (pure: nothing is written or run)."""
+    name = f"hopnhat-verify-{estate}"
+    metrics_file = metrics_dir / f"hopnhat_verify_{estate.replace('-', '_')}.prom"
+    junit_file = reports_dir / f"verify-{estate}.xml"
+    argv = [program or hopnhat_program(), "--estate", estate_dir, "--state", state_dir,
+            "verify", "--metrics", metrics_file, "--junit", junit_file]
+    # systemd units, not HTML: values are escaped for systemd by the filters instead
+    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), undefined=StrictUndefined,
+                      autoescape=False, keep_trailing_newline=True, trim_blocks=True,  # noqa: S701
+                      lstrip_blocks=True)
+    env.filters.update(systemd_word=systemd_word, systemd_path=systemd_path)
+    values = {"estate": estate, "unit": name, "estate_dir": estate_dir,
+              "state_dir": state_dir, "metrics_file": metrics_file, "junit_file": junit_file,
+              "exec_start": " ".join(systemd_exec_word(a) for a in argv),
+              "environment": dict(sorted((environment or {}).items())),
+              "timeout_seconds": int(timeout.total_seconds()), "on_calendar": on_calendar,
+              "randomized_delay_seconds": int(randomized_delay.total_seconds())}
+    return Units(name, env.get_template("hopnhat-verify.service.j2").render(values),
+                 env.get_template("hopnhat-verify.timer.j2").render(values), unit_dir,
+                 metrics_file, junit_file, on_calendar)
+
+
+def check_calendar(on_calendar: str) -> str:
+    """systemd's own reading of ``on_calendar``: its next elapse. Raises ScheduleError when
+    systemd does not understand it."""
+    done = run(["systemd-analyze", "calendar", "--", on_calendar], timeout=30)
+    if not done.ok:
+        raise ScheduleError(f"OnCalendar={on_calendar!r} is not a systemd calendar event: "
+                            f"{done.stderr.strip()}")
+    found = re.search(r"Next elapse:\s*(.+)", done.stdout)
+    return found.group(1).strip() if found else "?"
+
+
+def validate(units: Units) -> str:
+    """Load the units as systemd would (``systemd-analyze verify``: syntax, the program of
+    ExecStart, timer → service) and check the calendar; returns the next elapse. Any line
+    verify prints about these units fails them (it exits 0 on mere warnings). Raises
+    ScheduleError naming the problem."""
+    next_elapse = check_calendar(units.on_calendar)
+    with tempfile.TemporaryDirectory(prefix="hopnhat-units-") as scratch:
+        files = []
+        for path, text in units.files.items():
+            target = Path(scratch) / path.name
+            target.write_text(text, encoding="utf-8")
+            files.append(str(target))
+        done = run(["systemd-analyze", "verify", *files], timeout=60)
+    about = [line for line in done.stderr.splitlines() if units.name in line]
+    if done.returncode != 0 or about:
+        detail = "; ".join(about or done.stderr.strip().splitlines()[-3:])
+        raise ScheduleError(f"{units.name}: systemd-analyze verify refused the units: {detail}")
+    return next_elapse
+
+
+def systemd_is_init() -> str | None:
+    """None when systemd runs as PID 1 (sd_booted()'s test), else what PID 1 is."""
+    if Path("/run/systemd/system").is_dir():
+        return None
+    try:
+        return Path("/proc/1/comm").read_text().strip() or "?"
+    except OSError:
+        return "?"
+
+
+def install(units: Units, *, enable: bool = True) -> Installed:
+    """Validate, then write the units (atomically) and make the metrics and reports folders;
+    enable and start the timer where systemd is PID 1 and ``enable``. Raises ScheduleError
+    when the units do not validate or a file cannot be written, CommandError when systemctl
+    fails."""
+    next_elapse = validate(units)
+    try:
+        for folder in (units.unit_dir, units.metrics_file.parent, units.junit_file.parent):
+            folder.mkdir(parents=True, exist_ok=True)
+        for path, text in units.files.items():
+            write_atomically(path, text, 0o644)
+    except OSError as exc:
+        raise ScheduleError(f"{units.name}: cannot install the units: {exc}") from None
+    written = tuple(units.files)
+    pid1 = systemd_is_init()
+    if pid1 is not None or not enable:
+        why = "not asked to" if not enable else f"systemd is not PID 1 on this host (PID 1 " \
+            f"is {pid1})"
+        return Installed(units, next_elapse, written, False, why)
+    systemctl = shutil.which("systemctl") or "systemctl"
+    run([systemctl, "daemon-reload"], check=True, timeout=120)
+    run([systemctl, "enable", "--now", f"{units.name}.timer"], check=True, timeout=120)
+    return Installed(units, next_elapse, written, True)

@@ -1,0 +1,438 @@
+"""``hopnhat verify``: every repository checked, judged against its tier, in parallel.
+
+First a plan (pure data: which repositories, what each reads tonight), then the run. For
+each repository, at most ``concurrency`` at once, from the control host:
+
+- ``restic check`` with tonight's read-data subset (``auto``: subset k/t of the tier's
+  rotation, the position kept in the ledger, so every pack is read once every t nights);
+  its exclusive lock doubles as the locks check: only when another lock is in its way are
+  the lock files read (who, since when, stale or live);
+- beside it, without a lock: the snapshots, the sizes of the latest ones (measured once per
+  snapshot and kept in the ledger) and the second copy's snapshots;
+- the judgements of :mod:`~orchestrator.actions.verify_checks`: structure, read data,
+  freshness against the RPO, anomalies against the median of earlier snapshots, the copy,
+  locks.
+
+One repository that cannot be read is an error for that system; the others are still checked.
+The run, each repository's report and the rotation go to the ledger. Verify changes nothing
+in any repository: it removes no lock and repairs nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from orchestrator.actions import verify_checks as judge
+from orchestrator.actions.repositories import open_repository
+from orchestrator.actions.verify_checks import Check, HostState
+from orchestrator.adapters.restic import (
+    NoRepository,
+    Repository,
+    RepositoryDamaged,
+    RepositoryLocked,
+    Restic,
+    Snapshot,
+)
+from orchestrator.adapters.restic_stream import process_state
+from orchestrator.errors import EstateError, HopnhatError
+from orchestrator.estate.model import Estate, VerificationSettings
+from orchestrator.estate.secrets import Secrets
+from orchestrator.ledger import Ledger
+from orchestrator.settings import Paths
+
+log = logging.getLogger("hopnhat.verify")
+
+ROTATION = "verify.read_data"  # ledger facts: system@host → last subset read
+SIZES = "snapshot.size"  # ledger facts: snapshot ID → [bytes, files]
+ResticFactory = Callable[[Repository, float, Callable[[int], None] | None], Restic]
+
+
+@dataclass(frozen=True)
+class Target:
+    """One repository to verify and what it is judged against."""
+
+    system: str
+    tier: int
+    repository: str
+    copy: str | None
+    rpo: timedelta
+    rotation: int
+    expected_hosts: tuple[str, ...]
+    expected_paths: tuple[str, ...]
+    subset: str | None
+    position: int | None
+
+    @property
+    def key(self) -> str:
+        """``system@repository-host``: how the ledger and messages name it."""
+        return f"{self.system}@{self.repository}"
+
+
+@dataclass(frozen=True)
+class VerifyPlan:
+    estate: str
+    option: str
+    concurrency: int
+    targets: tuple[Target, ...]
+
+
+@dataclass(frozen=True)
+class RepositoryReport:
+    """What verify found in one repository."""
+
+    target: Target
+    where: str
+    checks: tuple[Check, ...]
+    hosts: tuple[HostState, ...] = ()
+    snapshots: int = 0
+    duration_seconds: float = 0.0
+
+    @property
+    def verdict(self) -> str:
+        return judge.verdict(self.checks)
+
+    def check(self, name: str) -> Check:
+        return next(c for c in self.checks if c.name == name)
+
+    def as_dict(self) -> dict[str, Any]:
+        t = self.target
+        return {"system": t.system, "tier": t.tier, "repository": t.repository,
+                "where": self.where, "copy": t.copy, "verdict": self.verdict,
+                "rpo_seconds": t.rpo.total_seconds(), "read_data_subset": t.subset,
+                "snapshots": self.snapshots, "duration_seconds": round(self.duration_seconds, 3),
+                "hosts": [h.as_dict() for h in self.hosts],
+                "checks": [c.as_dict() for c in self.checks]}
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    run_id: str
+    estate: str
+    option: str
+    started: datetime
+    duration_seconds: float
+    reports: tuple[RepositoryReport, ...]
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every repository is ok, else 1."""
+        return 0 if all(r.verdict == judge.OK for r in self.reports) else 1
+
+    @property
+    def status(self) -> str:
+        return "ok" if self.exit_code == 0 else "failed"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "estate": self.estate, "status": self.status,
+                "exit_code": self.exit_code, "read_data_subset": self.option,
+                "started": self.started.isoformat(),
+                "duration_seconds": round(self.duration_seconds, 3),
+                "repositories": [r.as_dict() for r in self.reports]}
+
+
+# --- the plan -------------------------------------------------------------------------------
+
+
+def plan(estate: Estate, systems: Sequence[str], option: str, ledger: Ledger,
+         concurrency: int | None = None) -> VerifyPlan:
+    """The repositories of ``systems`` (every system with a backup when empty) and what each
+    reads tonight for ``option`` (see :func:`verify_checks.parse_subset_option`). Raises
+    EstateError (exit 2) for an unknown system or one without a backup, ValueError for a bad
+    option."""
+    option = judge.parse_subset_option(option)
+    unknown = [s for s in systems if s not in estate.systems]
+    bare = [s for s in systems if s in estate.systems and estate.systems[s].backup is None]
+    if unknown or bare:
+        raise EstateError(
+            [("systems/", "", f"no system {s!r} in the estate") for s in unknown]
+            + [(estate.file_of("system", s), "backup", f"system {s!r} has no backup to verify")
+               for s in bare])
+    chosen = list(dict.fromkeys(systems)) or [
+        code for code, system in estate.systems.items() if system.backup is not None]
+    targets = []
+    for code in chosen:
+        system = estate.systems[code]
+        backup = system.backup
+        assert backup is not None
+        tier = estate.tier(system.tier)
+        key = f"{code}@{backup.repository_host}"
+        last = ledger.fact(ROTATION, key)
+        subset, position = judge.restic_subset(
+            option, int(last["position"]) if isinstance(last, dict) else None,
+            tier.read_data_rotation)
+        targets.append(Target(
+            system=code, tier=system.tier, repository=backup.repository_host,
+            copy=backup.copy_to.repository_host if backup.copy_to else None, rpo=tier.rpo,
+            rotation=tier.read_data_rotation,
+            expected_hosts=tuple(vm.name for vm in estate.vms_of(code) if vm.data),
+            expected_paths=tuple(backup.paths), subset=subset, position=position))
+    return VerifyPlan(estate.id, option,
+                      concurrency or estate.settings.verification.concurrency, tuple(targets))
+
+
+# --- the run --------------------------------------------------------------------------------
+
+
+def default_restic(settings: VerificationSettings) -> ResticFactory:
+    def make(repo: Repository, lock_wait: float,
+             on_start: Callable[[int], None] | None) -> Restic:
+        return Restic(repo, timeout=settings.timeout.total_seconds(), lock_wait=lock_wait,
+                      on_start=on_start)
+    return make
+
+
+def require_secrets(paths: Paths, the_plan: VerifyPlan, secrets: Secrets) -> None:
+    """Read every target's repository password from the vault (kept in ``secrets``). Raises
+    SecretError (exit 2) when one cannot be: no vault, no run."""
+    for target in the_plan.targets:
+        backup = paths.estate.systems[target.system].backup
+        assert backup is not None
+        secrets.get(backup.password)
+
+
+def verify(paths: Paths, the_plan: VerifyPlan, *, ledger: Ledger,
+           secrets: Secrets | None = None, make_restic: ResticFactory | None = None,
+           on_start: Callable[[str], None] | None = None,
+           on_report: Callable[[RepositoryReport], None] | None = None,
+           now: datetime | None = None) -> VerifyResult:
+    """Verify every target of ``the_plan``, ``concurrency`` at once; record the run in the
+    ledger, call ``on_start`` with its run id before the first repository and ``on_report``
+    as each repository is done. Raises SecretError (exit 2) before any repository is touched
+    (and before the run is recorded) when a password cannot be read from the vault; a
+    repository's own failure is in its report."""
+    settings = paths.estate.settings.verification
+    secrets = secrets or Secrets(paths)
+    require_secrets(paths, the_plan, secrets)
+    make = make_restic or default_restic(settings)
+    started = now or datetime.now(UTC)
+    clock = time.monotonic()
+    run_id = ledger.start("verify", the_plan.estate, {
+        "systems": [t.system for t in the_plan.targets],
+        "read_data_subset": the_plan.option, "concurrency": the_plan.concurrency})
+    if on_start is not None:
+        on_start(run_id)
+    reports: dict[str, RepositoryReport] = {}
+
+    def one(target: Target) -> RepositoryReport:
+        try:
+            report = verify_repository(paths, target, secrets=secrets, ledger=ledger,
+                                       make_restic=make, now=started)
+        except Exception as exc:  # a bug in one repository's run must not stop the others
+            log.exception("verify of %s failed unexpectedly", target.key)
+            report = RepositoryReport(target, target.key, judge.error_checks(
+                target.key, f"internal error: {type(exc).__name__}: {exc}",
+                copy=target.copy is not None, subset=target.subset))
+        ledger.event(run_id, target.system, "repository", **report.as_dict())
+        if on_report is not None:
+            on_report(report)
+        return report
+
+    with ThreadPoolExecutor(max_workers=max(1, the_plan.concurrency),
+                            thread_name_prefix="verify") as pool:
+        for report in pool.map(one, the_plan.targets):
+            reports[report.target.key] = report
+    result = VerifyResult(run_id, the_plan.estate, the_plan.option, started,
+                          time.monotonic() - clock, tuple(reports.values()))
+    ledger.finish(run_id, result.status, {
+        "exit_code": result.exit_code,
+        "repositories": {r.target.system: r.verdict for r in result.reports},
+        "failed": {r.target.system: [c.name for c in r.checks if not c.passed]
+                   for r in result.reports if r.verdict != judge.OK}})
+    return result
+
+
+class _CheckOutput:
+    """``check``'s lines as they come → the phase each came in (bounded memory)."""
+
+    def __init__(self) -> None:
+        self.phase = judge.STRUCTURE
+        self.phases: dict[str, str] = {}
+
+    def __call__(self, line: str) -> None:
+        text = line.strip()
+        if text.startswith("read ") and self.phase == judge.STRUCTURE:
+            self.phase = judge.READ_DATA
+        if len(self.phases) < 50_000 and not text.startswith("["):
+            self.phases.setdefault(text, self.phase)
+
+
+@dataclass
+class _CheckRun:
+    phases: dict[str, str] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+    problems: tuple[str, ...] | None = None
+    error: str | None = None
+    locks: Check | None = None
+
+
+def _read_locks(repo: Repository, where: str, make: ResticFactory,
+                own_pids: set[int]) -> Check:
+    """The locks check from the repository's lock files, read while verify holds none."""
+    try:
+        found = make(repo, 0.0, None).locks()
+    except HopnhatError as exc:
+        return Check(judge.LOCKS, judge.ERROR, judge.named(where, f"locks not read: {exc}"))
+    return judge.judge_locks(where, found, datetime.now(UTC), socket.gethostname(),
+                             process_state, own_pids)
+
+
+def _run_check(repo: Repository, where: str, subset: str | None, make: ResticFactory,
+               lock_wait: float, own_pids: set[int]) -> _CheckRun:
+    """``check`` (with ``subset``). restic's check takes the repository's exclusive lock,
+    which any other lock, live or stale, refuses: so a check that ran shows that no other
+    lock stood, and the lock files are read only when one is in the way (after check has
+    ended, so its own lock is not among them). A stale lock is reported at once (verify
+    removes none); live ones are waited for up to ``lock_wait`` seconds, then check runs
+    again."""
+    output = _CheckOutput()
+    try:
+        result = make(repo, 0.0, own_pids.add).check(subset, on_line=output)
+        return _CheckRun(output.phases, notes=result.notes)
+    except RepositoryDamaged as exc:
+        return _CheckRun(output.phases, problems=exc.problems)
+    except RepositoryLocked as exc:
+        locked = exc
+    except HopnhatError as exc:
+        return _CheckRun(output.phases, error=str(exc))
+    locks = _read_locks(repo, where, make, own_pids)
+    if lock_wait <= 0 or locks.status != judge.OK:
+        return _CheckRun(output.phases, error=str(locked), locks=locks)
+    output = _CheckOutput()
+    try:
+        result = make(repo, lock_wait, own_pids.add).check(subset, on_line=output)
+        return _CheckRun(output.phases, notes=result.notes, locks=locks)
+    except RepositoryDamaged as exc:
+        return _CheckRun(output.phases, problems=exc.problems, locks=locks)
+    except HopnhatError as exc:
+        return _CheckRun(output.phases, error=str(exc), locks=locks)
+
+
+def _sizes(restic: Restic, ledger: Ledger, ids: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """(bytes, files) of each snapshot of ``ids``: from the ledger, else measured once with
+    ``stats`` (a snapshot never changes) and kept. A snapshot that cannot be measured is
+    left out."""
+    known = {k: (int(v[0]), int(v[1])) for k, v in ledger.facts(SIZES, ids).items()}
+
+    def measure(snapshot_id: str) -> tuple[str, tuple[int, int] | None]:
+        try:
+            stats = restic.stats([snapshot_id], no_lock=True)
+        except HopnhatError as exc:
+            log.warning("size of snapshot %s not measured: %s", snapshot_id[:8], exc)
+            return snapshot_id, None
+        return snapshot_id, (stats.total_size, stats.total_file_count)
+
+    todo = [i for i in dict.fromkeys(ids) if i not in known]
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="stats") as pool:
+        for snapshot_id, size in pool.map(measure, todo):
+            if size is not None:
+                known[snapshot_id] = size
+                ledger.set_fact(SIZES, snapshot_id, list(size))
+    return known
+
+
+def _copy_check(paths: Paths, target: Target, where: str, source: Sequence[Snapshot],
+                secrets: Secrets, make: ResticFactory, now: datetime) -> Check:
+    if target.copy is None:
+        return Check(judge.COPY, judge.SKIPPED, "no second copy configured")
+    copy_where = f"{target.system}@{target.copy}"
+    grace = paths.estate.settings.verification.copy_grace
+    try:
+        with open_repository(paths, target.system, second_copy=True, secrets=secrets) as repo:
+            copy_where = repo.display
+            copied = make(repo, 0.0, None).snapshots(no_lock=True)
+    except NoRepository as exc:
+        return Check(judge.COPY, judge.FAILED, f"{where}: the second copy is missing: {exc}",
+                     {"copy": copy_where, "missing": [s.short_id for s in source]})
+    except HopnhatError as exc:
+        return Check(judge.COPY, judge.ERROR, judge.named(
+            where, f"the second copy could not be read: {exc}"), {"copy": copy_where})
+    return judge.judge_copy(where, copy_where, source, copied, now, grace)
+
+
+@contextmanager
+def _lane(fn: Callable[[], Any]) -> Iterator[Callable[[], Any]]:
+    """Run ``fn`` in a thread of its own for the block; yields a function that waits for
+    and returns its result (re-raising its exception)."""
+    box: dict[str, Any] = {}
+
+    def body() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # handed to the waiting thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=body, name="verify-check", daemon=True)
+    thread.start()
+
+    def wait() -> Any:
+        thread.join()
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
+
+    try:
+        yield wait
+    finally:
+        thread.join()
+
+
+def verify_repository(paths: Paths, target: Target, *, secrets: Secrets, ledger: Ledger,
+                      make_restic: ResticFactory, now: datetime) -> RepositoryReport:
+    """Every check of one repository. A repository that cannot be read gives a report whose
+    checks are errors naming the system, the repository and why; never raises for it."""
+    settings = paths.estate.settings.verification
+    clock = time.monotonic()
+    where = target.key
+    own_pids: set[int] = set()
+    with open_repository(paths, target.system, secrets=secrets) as repo:
+        where = repo.display
+        meta = make_restic(repo, 0.0, None)
+        with _lane(lambda: _run_check(repo, where, target.subset, make_restic,
+                                      settings.lock_wait.total_seconds(), own_pids)) as ran:
+            try:
+                snapshots = meta.snapshots(no_lock=True)
+            except HopnhatError as exc:
+                ran()  # the check fails the same way; wait for it before leaving
+                return RepositoryReport(target, where, judge.error_checks(
+                    where, str(exc), copy=target.copy is not None, subset=target.subset),
+                    duration_seconds=time.monotonic() - clock)
+            log.debug("%s: %d snapshots listed after %.1f s", target.key, len(snapshots),
+                      time.monotonic() - clock)
+            hosts = target.expected_hosts or tuple(sorted({s.hostname for s in snapshots}))
+            ids = [i for host in hosts
+                   for i in judge.baseline_ids(snapshots, host, settings.history)]
+            sizes = _sizes(meta, ledger, ids)
+            copy = _copy_check(paths, target, where, snapshots, secrets, make_restic, now)
+            log.debug("%s: snapshots, sizes and copy read after %.1f s", target.key,
+                      time.monotonic() - clock)
+            check_run: _CheckRun = ran()
+            log.debug("%s: check done after %.1f s", target.key, time.monotonic() - clock)
+    locks = check_run.locks or (
+        Check(judge.LOCKS, judge.OK, "no other lock (check took the exclusive lock)",
+              {"locks": [], "stale": 0}) if check_run.error is None else
+        Check(judge.LOCKS, judge.ERROR, judge.named(where, "locks not read: check could not "
+                                                    f"run: {check_run.error}")))
+    structure, data = judge.judge_check_run(
+        where, target.subset, check_run.phases, notes=check_run.notes,
+        problems=check_run.problems, error=check_run.error)
+    if check_run.error is None and target.position is not None:
+        ledger.set_fact(ROTATION, target.key, {"position": target.position,
+                                               "total": target.rotation})
+    states = judge.host_states(snapshots, target.expected_hosts, now, sizes)
+    checks = (structure, data, judge.judge_freshness(where, states, target.rpo),
+              judge.judge_anomaly(where, snapshots, target.expected_hosts,
+                                  target.expected_paths, sizes, history=settings.history,
+                                  min_history=settings.min_history,
+                                  shrink_pct=settings.shrink_pct,
+                                  growth_pct=settings.growth_pct), copy, locks)
+    return RepositoryReport(target, where, checks, states, len(snapshots),
+                            time.monotonic() - clock)

@@ -1,0 +1,276 @@
+"""``hopnhat verify``: check every backup repository and judge it against its tier;
+``hopnhat verify history``: past verifications from the ledger.
+
+Thin: parse, plan, run the action with live per-repository lines on stderr, then the table
+(or ``--json``), the JUnit and metrics files, the notifications. Exit codes: 0 every
+repository is ok, 1 a check failed (or a repository could not be read), 2 could not run
+(bad estate, no vault, bad option).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from orchestrator.actions import verify as verify_action
+from orchestrator.actions.verify import RepositoryReport, VerifyResult
+from orchestrator.actions.verify_checks import (
+    CHECKS,
+    ERROR,
+    FAILED,
+    FRESHNESS,
+    OK,
+    SKIPPED,
+    parse_subset_option,
+)
+from orchestrator.actions.verify_notify import Notifier
+from orchestrator.adapters.restic_errors import format_age
+from orchestrator.cli.common import JsonOption, console, context, err_console, print_json, want_json
+from orchestrator.errors import EXIT_BAD_INPUT, HopnhatError
+from orchestrator.estate.secrets import Secrets
+from orchestrator.ledger import Ledger
+from orchestrator.reports import write_report
+from orchestrator.reports.junit import render_junit
+from orchestrator.reports.metrics import render_could_not_run, render_metrics
+
+app = typer.Typer(no_args_is_help=False, add_completion=False)
+
+_CELL = {OK: "[green]ok[/]", FAILED: "[bold red]FAILED[/]", ERROR: "[bold red]ERROR[/]",
+         SKIPPED: "[dim]–[/]"}
+_VERDICT = {OK: "[bold green]ok[/]", FAILED: "[bold red]FAILED[/]",
+            ERROR: "[bold red]ERROR[/]"}
+
+
+def _subset(value: str) -> str:
+    try:
+        return parse_subset_option(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _writable(path: Path | None, what: str) -> None:
+    """Make ``path``'s folder; raise HopnhatError (exit 2) when it cannot be written."""
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HopnhatError(f"{what} {path}: cannot create its folder ({exc.strerror})",
+                           exit_code=EXIT_BAD_INPUT) from None
+    if not path.parent.is_dir() or not _can_write(path.parent):
+        raise HopnhatError(f"{what} {path}: its folder is not writable",
+                           exit_code=EXIT_BAD_INPUT)
+
+
+def _can_write(folder: Path) -> bool:
+    return os.access(folder, os.W_OK | os.X_OK)
+
+
+def _age_cell(report: RepositoryReport) -> str:
+    ages = [h.age_seconds for h in report.hosts if h.expected and h.age_seconds is not None]
+    rpo = format_age(report.target.rpo.total_seconds())
+    if not ages:
+        return f"– / {rpo}"
+    age = max(ages)
+    style = "red" if report.check(FRESHNESS).status == FAILED else ""
+    text = f"{format_age(age)} / {rpo}"
+    return f"[{style}]{text}[/]" if style else text
+
+
+def render(result: VerifyResult) -> None:
+    """The table for people, then why each check that did not pass did not."""
+    table = Table(show_edge=False, box=None, pad_edge=False)
+    for column in ("system", "tier", "repository", *(c.replace("_", " ") for c in CHECKS),
+                   "age / RPO", "verdict"):
+        table.add_column(column)
+    for report in result.reports:
+        t = report.target
+        cells = []
+        for check in report.checks:
+            cell = _CELL[check.status]
+            if check.name == "read_data" and t.subset and check.status != SKIPPED:
+                cell += f" {t.subset}"
+            cells.append(cell)
+        table.add_row(t.system, str(t.tier), t.repository, *cells, _age_cell(report),
+                      _VERDICT[report.verdict])
+    console.print(table)
+    for report in result.reports:
+        said: dict[tuple[str, str], list[str]] = {}  # one line per distinct problem
+        for check in report.checks:
+            if not check.passed:
+                said.setdefault((check.status, check.message), []).append(check.name)
+        for (status, message), names in said.items():
+            console.print(f"[bold red]{status}:[/] {report.target.key} {', '.join(names)}: "
+                          f"{escape(message)}", soft_wrap=True)
+    bad = sum(r.verdict != OK for r in result.reports)
+    word = "[bold green]ok[/]" if result.exit_code == 0 else "[bold red]failed[/]"
+    console.print(f"verify {word}: {len(result.reports) - bad} of {len(result.reports)} "
+                  f"repositories ok in {result.duration_seconds:.1f} s — run {result.run_id}",
+                  soft_wrap=True)
+
+
+def _progress(report: RepositoryReport) -> None:
+    mark = "[green]✓[/]" if report.verdict == OK else "[bold red]✗[/]"
+    err_console.print(f"{mark} {report.target.key}: {report.verdict} "
+                      f"({report.duration_seconds:.1f} s)")
+
+
+@app.callback(invoke_without_command=True)
+def verify(
+    ctx: typer.Context,
+    system: Annotated[list[str] | None, typer.Option(
+        "--system", help="Only this system's repository (by code; repeatable).")] = None,
+    read_data_subset: Annotated[str, typer.Option(
+        "--read-data-subset", callback=_subset, help="How much data check reads: auto "
+        "(subset k/t of the tier's rotation, so all of it every t nights), none, all, n/t "
+        "or x%.")] = "auto",
+    junit: Annotated[Path | None, typer.Option(
+        "--junit", help="Write a JUnit XML report here (a test case per repository and "
+        "check).")] = None,
+    metrics: Annotated[Path | None, typer.Option(
+        "--metrics", help="Write a Prometheus textfile here (for node_exporter's textfile "
+        "collector).")] = None,
+    notify_command: Annotated[str | None, typer.Option(
+        "--notify-command", help="Run this command on start, success and failure "
+        "($HOPNHAT_EVENT; a summary on stdin). Default: the estate's "
+        "verification.notify_command.")] = None,
+    notify_url: Annotated[str | None, typer.Option(
+        "--notify-url", help="Ping this URL on success, URL/start and URL/fail "
+        "(healthchecks-style). Default: the estate's verification.notify_url.")] = None,
+    concurrency: Annotated[int | None, typer.Option(
+        "--concurrency", min=1, max=64, help="Repositories checked at once (default: the "
+        "estate's verification.concurrency).")] = None,
+    json: JsonOption = False,
+) -> None:
+    """Check every backup repository from the control host: restic check with a rotating
+    read-data subset, freshness of each host's latest snapshot against the tier's RPO,
+    size anomalies against the median of earlier snapshots, the second copy, and locks.
+    Changes nothing. Exit 0 all good, 1 a check failed, 2 could not run."""
+    if ctx.invoked_subcommand is not None:
+        return
+    c = context(ctx)
+    as_json = want_json(ctx, json)
+    started = time.time()
+    notifier = Notifier(command=notify_command, url=notify_url)
+    estate_id = ""
+    try:
+        estate = c.estate
+        estate_id = estate.id
+        paths = c.paths
+        secrets = Secrets(paths)
+        notifier = Notifier.configured(estate.settings.verification, secrets,
+                                       command=notify_command, url=notify_url,
+                                       estate=estate.id)
+        _writable(junit, "--junit")
+        _writable(metrics, "--metrics")
+        ledger = Ledger(paths.ledger)
+        try:
+            the_plan = verify_action.plan(estate, system or (), read_data_subset, ledger,
+                                          concurrency)
+            if not the_plan.targets:
+                raise HopnhatError("no system of the estate has a backup to verify",
+                                   exit_code=EXIT_BAD_INPUT)
+            if not as_json:
+                err_console.print(f"Verifying {len(the_plan.targets)} repositories, "
+                                  f"{the_plan.concurrency} at once, read-data "
+                                  f"{the_plan.option} …")
+            result = verify_action.verify(
+                paths, the_plan, ledger=ledger, secrets=secrets,
+                on_start=lambda run_id: notifier.start(run_id, len(the_plan.targets)),
+                on_report=None if as_json else _progress)
+        finally:
+            ledger.close()
+    except HopnhatError as exc:
+        if exc.exit_code == EXIT_BAD_INPUT:
+            notifier.could_not_run(str(exc), exc.exit_code)
+            if metrics is not None:
+                # when the folder itself is the problem, the error below says so
+                with contextlib.suppress(OSError):
+                    write_report(metrics, render_could_not_run(estate_id, started,
+                                                               exc.exit_code))
+        raise
+    if junit is not None:
+        write_report(junit, render_junit(result))
+    if metrics is not None:
+        write_report(metrics, render_metrics(result))
+    notifier.finish(result)
+    if as_json:
+        print_json({**result.as_dict(), "notifications": [n.as_dict() for n in notifier.sent]})
+    else:
+        render(result)
+        for sent in notifier.sent:
+            if not sent.ok:
+                err_console.print(f"[yellow]warning:[/] notification by {sent.channel} "
+                                  f"{escape(sent.target)} ({sent.event}) failed: "
+                                  f"{escape(sent.error or '')}", soft_wrap=True)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
+
+
+def _history_rows(ledger: Ledger, system: str | None, limit: int) -> list[dict[str, Any]]:
+    rows = []
+    for run in ledger.runs("verify", limit=limit if system is None else limit * 20):
+        summary = run.summary or {}
+        verdicts: dict[str, str] = summary.get("repositories", {})
+        if system is not None and system not in verdicts:
+            continue
+        row: dict[str, Any] = {
+            "run_id": run.id, "started": run.started, "finished": run.finished,
+            "operator": run.operator, "status": run.status,
+            "exit_code": summary.get("exit_code"), "repositories": verdicts}
+        if system is not None:
+            events = [e for e in ledger.events(run.id)
+                      if e["subject"] == system and e["kind"] == "repository"]
+            checks = events[-1]["checks"] if events else []
+            row["verdict"] = verdicts.get(system)
+            row["problems"] = [f"{c['name']} {c['status']}: {c['message']}" for c in checks
+                               if c["status"] in (FAILED, ERROR)]
+        rows.append(row)
+        if len(rows) >= limit:
+            break
+    return rows
+
+
+@app.command("history")
+def history(
+    ctx: typer.Context,
+    system: Annotated[str | None, typer.Option(
+        "--system", help="Only runs that verified this system, with its verdict and "
+        "problems.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many runs.")] = 20,
+    json: JsonOption = False,
+) -> None:
+    """Past verifications from the ledger, newest first."""
+    c = context(ctx)
+    ledger = Ledger(c.paths.ledger)
+    try:
+        rows = _history_rows(ledger, system, limit)
+    finally:
+        ledger.close()
+    if want_json(ctx, json):
+        print_json(rows)
+        return
+    table = Table(show_edge=False, box=None, pad_edge=False)
+    for column in ("started", "run", "operator", "status",
+                   *(("verdict", "problems") if system else ("ok", "not ok"))):
+        table.add_column(column)
+    for row in rows:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["started"]))
+        if system:
+            extra = (_VERDICT.get(row["verdict"] or "", "?"),
+                     escape("; ".join(row["problems"])) or "–")
+        else:
+            bad = sorted(s for s, v in row["repositories"].items() if v != OK)
+            extra = (str(len(row["repositories"]) - len(bad)), ", ".join(bad) or "–")
+        table.add_row(when, row["run_id"], escape(row["operator"]), row["status"], *extra)
+    console.print(table)
+    if not rows:
+        console.print("no verification in the ledger yet"
+                      + (f" for system {system}" if system else ""))

@@ -1,0 +1,102 @@
+"""The operator's journey, typed at a terminal, against a lab of its own:
+validate → lab up → plan → apply → configure (twice) → backup run → backup status → verify
+→ drill → destroy → lab down. Every step is the `hopnhat` command itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from orchestrator.lab.processes import ProcessTable, is_alive
+from tests.conftest import REPO, _prebuilt_vcsim, copy_estate, free_port
+
+HOPNHAT = str(REPO / ".venv" / "bin" / "hopnhat")
+SYSTEM = "opendata"  # tier 3, one data-bearing VM: the shortest whole journey
+
+
+class Terminal:
+    def __init__(self, estate: Path, state: Path) -> None:
+        self.env = {**os.environ, "HOPNHAT_ESTATE": str(estate), "HOPNHAT_STATE": str(state),
+                    "COLUMNS": "160"}
+
+    def __call__(self, *args: str, expect: int = 0, timeout: float = 600) -> str:
+        done = subprocess.run([HOPNHAT, *args], env=self.env, capture_output=True, text=True,
+                              timeout=timeout, check=False)
+        assert done.returncode == expect, (
+            f"hopnhat {' '.join(args)} exited {done.returncode}, not {expect}\n"
+            f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        assert "Traceback" not in done.stderr, done.stderr[-3000:]
+        return done.stdout
+
+
+@pytest.fixture(scope="module")
+def terminal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Terminal]:
+    if os.geteuid() != 0:
+        pytest.fail("the journey needs root (the lab); run `make test` as root")
+    base = tmp_path_factory.mktemp("journey")
+    estate = copy_estate(base / "inventory", port=free_port(), primary="127.230.",
+                         secondary="127.240.")
+    state = base / "state"
+    _prebuilt_vcsim(state / "lab")
+    term = Terminal(estate, state)
+    try:
+        yield term
+    finally:
+        subprocess.run([HOPNHAT, "lab", "down"], env=term.env, capture_output=True,
+                       timeout=120, check=False)
+        left = [r.name for r in ProcessTable(state / "lab").all() if is_alive(r)]
+        assert not left, f"processes left running after lab down: {left}"
+
+
+def test_a_broken_estate_is_refused_with_file_and_key(tmp_path: Path) -> None:
+    broken = copy_estate(tmp_path / "inventory")
+    system = broken / "systems" / "qlvb.yml"
+    system.write_text(system.read_text().replace("tier: 1", "tier: 9").replace(
+        "network: db", "network: nowhere"))
+    term = Terminal(broken, tmp_path / "state")
+    out = term("estate", "validate", "--json", expect=2)
+    problems = {(p["file"], p["key"]) for p in json.loads(out)["problems"]}
+    assert ("systems/qlvb.yml", "tier") in problems
+    assert ("systems/qlvb.yml", "vms[1].network") in problems
+    assert not (tmp_path / "state").exists(), "validate must change nothing"
+
+
+def test_the_whole_journey(terminal: Terminal) -> None:
+    terminal("estate", "validate")
+    terminal("lab", "up")
+    parts = {p["kind"] for p in json.loads(terminal("lab", "status", "--json"))}
+    assert {"vcsim", "repository", "hypervisor"} <= parts
+
+    terminal("plan", "--system", SYSTEM, "--detailed-exitcode", expect=2)
+    terminal("apply", "--system", SYSTEM, "--yes")
+    terminal("plan", "--system", SYSTEM, "--detailed-exitcode", expect=0)
+    guests = [p for p in json.loads(terminal("lab", "status", "--json"))
+              if p["name"] == f"guest-{SYSTEM}-portal-01"]
+    assert guests and guests[0]["alive"], "the provisioned VM is not an SSH host"
+
+    terminal("configure", "--system", SYSTEM)
+    again = json.loads(terminal("configure", "--system", SYSTEM, "--json"))
+    assert again["changed"] == 0, again
+
+    terminal("backup", "run", "--system", SYSTEM)
+    status = terminal("backup", "status", "--system", SYSTEM, "--json")
+    assert "fresh" in status
+
+    junit = terminal.env["HOPNHAT_STATE"] + "/verify.xml"
+    metrics = terminal.env["HOPNHAT_STATE"] + "/verify.prom"
+    terminal("verify", "--system", SYSTEM, "--junit", junit, "--metrics", metrics)
+    assert Path(junit).stat().st_size > 0 and "hopnhat_verify_ok" in Path(metrics).read_text()
+
+    drill = json.loads(terminal("drill", "run", "--system", SYSTEM, "--json"))
+    assert json.dumps(drill).count("passed") >= 1
+    terminal("drill", "history")
+
+    terminal("destroy", "--system", SYSTEM, "--yes")
+    terminal("plan", "--system", SYSTEM, "--detailed-exitcode", expect=2)
+    terminal("lab", "down")
+    assert not [p for p in json.loads(terminal("lab", "status", "--json")) if p["alive"]]
