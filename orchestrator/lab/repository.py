@@ -15,6 +15,7 @@ running host. Root logs in with hopnhat's key, as on any guest, so Ansible can m
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path, PurePosixPath
 
@@ -97,11 +98,30 @@ def add_system_account(lab_dir: Path, table: ProcessTable, host_name: str, code:
             return  # guest_init applies it at the next start
         done = run(["nsenter", "--target", str(live.pid), "--mount", "--uts", "--",
                     _guest_python(table, host_name), "-m", "orchestrator.lab.guest_init",
-                    "--accounts", str(path)], env=INIT_ENV, inherit_env=False, cwd="/",
-                   timeout=60)
+                    "--accounts", str(path)],
+                   env=dict(INIT_ENV, PYTHONPATH=str(_guest_package(root))),
+                   inherit_env=False, cwd="/", timeout=60)
         if not done.ok:
             raise LabError(f"repository host {host_name}: account for {code} not set up: "
                            f"{done.stderr.strip()}")
+
+
+#: what ``guest_init --accounts`` imports (standard library besides these)
+_GUEST_MODULES = ("__init__.py", "errors.py", "process.py", "lab/__init__.py",
+                  "lab/guest_init.py")
+
+
+def _guest_package(root: Path) -> Path:
+    """A copy of the few modules guest_init needs, in the guest's own folder: the checkout
+    itself may lie where the running guest cannot see it (under /tmp or /root, which a guest
+    has fresh). Returns the folder to put on PYTHONPATH."""
+    source = Path(__file__).resolve().parents[1]
+    target = root / "pylib"
+    for name in _GUEST_MODULES:
+        dest = target / "orchestrator" / name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source / name, dest)
+    return target
 
 
 def _guest_python(table: ProcessTable, host_name: str) -> str:
