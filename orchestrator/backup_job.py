@@ -15,7 +15,14 @@ One run, in this order:
 
 Results: ``ok`` (exit 0); ``partial`` (exit 3) — a snapshot was made but is not the whole
 story: restic exited 3 (unreadable files), or retention or the second copy failed;
-``failed`` (exit 1) — no snapshot. A bad config exits 2. The password is never read here:
+``failed`` (exit 1) — no snapshot. A bad config exits 2.
+
+A repository locked by a live process is waited for (``lock_wait_seconds``), then the stage
+fails naming the holder and the lock's age; a lock restic itself calls stale (this host and its
+process gone, or older than 30 minutes) is removed when it stands in the way, and the run after
+a failed or partial one clears those the last run may have left. A failed write is reported as
+"no space" when the repository's storage, asked for its free space (statvfs over SFTP), has less
+than ``NO_SPACE_BELOW`` left. The password is never read here:
 restic gets the *path* of the password file (``RESTIC_PASSWORD_FILE``), so it is in no argv,
 status file or log line.
 
@@ -33,6 +40,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import shlex
 import sys
 import tempfile
@@ -43,7 +51,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from orchestrator.adapters.restic import BackupResult, ForgetResult, Repository, Restic
+from orchestrator.adapters.restic import (
+    BackupResult,
+    ForgetResult,
+    LockInfo,
+    NoSpace,
+    Repository,
+    Restic,
+    ResticCommandError,
+    Retry,
+)
 from orchestrator.errors import (
     EXIT_BAD_INPUT,
     EXIT_FAILURE,
@@ -62,6 +79,17 @@ EXIT_CODES = {OK: EXIT_OK, PARTIAL: EXIT_PARTIAL, FAILED: EXIT_FAILURE, REFUSED:
 #: what pre-backup commands may see of the environment (nothing secret is passed on)
 COMMAND_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _WARNINGS_KEPT = 20
+#: a failed write means "no space" when the repository's storage has less than this free:
+#: room for less than two of the packs restic writes (16 MiB each by default)
+NO_SPACE_BELOW = 32 * 1024 * 1024
+#: how long the free-space check of a repository host may take
+SPACE_TIMEOUT = 60.0
+#: seconds between two free-space checks while restic retries failed writes: often, since
+#: restic removes a pack whose write failed, so the storage's free space swings back and forth
+#: while its uploads fail and are retried (a reading can show room that the next write fills)
+SPACE_RECHECK = 1.0
+#: restic's words for a write the storage refused (over SFTP a full disk is a bare failure)
+_WRITE_FAILURES = ('sftp: "failure"', "ssh_fx_failure", "no space left", "disk quota")
 
 
 class ConfigError(HopnhatError):
@@ -272,16 +300,165 @@ ResticFactory = Callable[[Repository], ResticRunner]
 CommandRunner = Callable[[Sequence[str], float], Completed]
 
 
-def default_restic(config: JobConfig) -> ResticFactory:
+def default_restic(config: JobConfig, read_space: SpaceReader | None = None) -> ResticFactory:
+    """restic for the job: waits ``lock_wait_seconds`` for a live lock, removes stale ones,
+    and — with ``read_space`` — stops at restic's first retry of a write that the storage's
+    free space shows cannot succeed (rather than after its ten, about a minute)."""
     def make(repo: Repository) -> ResticRunner:
+        storage = next((r for r in (config.repository, config.copy)
+                        if r is not None and r.url == repo.url), None)
+        give_up = (full_storage(storage, read_space)
+                   if storage is not None and read_space is not None else None)
         return Restic(repo, binary=config.restic, timeout=config.timeout_seconds,
-                      lock_wait=config.lock_wait_seconds)
+                      lock_wait=config.lock_wait_seconds, remove_stale=True, give_up=give_up)
     return make
+
+
+def full_storage(repository: RepositoryConfig,
+                 read_space: SpaceReader) -> Callable[[Retry], str | None]:
+    """A judge of restic's retries: a failed write while ``repository``'s storage has less
+    than ``NO_SPACE_BELOW`` free cannot succeed. The space is read at a failed write, at
+    most once every ``SPACE_RECHECK`` seconds."""
+    seen: dict[str, Any] = {}
+
+    def judge(retry: Retry) -> str | None:
+        low = retry.error.lower()
+        if not retry.is_write or not any(w in low for w in _WRITE_FAILURES):
+            return None
+        if time.monotonic() - seen.get("at", -SPACE_RECHECK) >= SPACE_RECHECK:
+            seen["at"], seen["space"] = time.monotonic(), read_space(repository)
+        space: Space | None = seen["space"]
+        if space is None or space.free >= NO_SPACE_BELOW:
+            return None
+        return (f"the storage of {repository.name} has {_mib(space.free)} free of "
+                f"{_mib(space.total)}: stopped at restic's first retry of a write")
+    return judge
 
 
 def default_command(argv: Sequence[str], timeout: float) -> Completed:
     return run(argv, env={"PATH": COMMAND_PATH, "HOME": "/root", "LC_ALL": "C.UTF-8"},
                inherit_env=False, timeout=timeout, cwd="/", input="")
+
+
+@dataclass(frozen=True)
+class Space:
+    """A repository's storage, as its file system reports it (bytes)."""
+
+    total: int
+    free: int
+
+
+_SFTP_URL = re.compile(r"^sftp:(?P<dest>[^/:@]+@[^/:]+):(?P<path>/.*)$")
+_SFTP_LONG_URL = re.compile(r"^sftp://(?P<dest>[^/:@]+@[^/:]+)(?::(?P<port>\d+))?/(?P<path>.+)$")
+_DF_LINE = re.compile(r"^\s*(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+\d+%\s*$")
+
+
+def make_sftp_df_argv(url: str) -> tuple[tuple[str, ...], str] | None:
+    """For restic's ``sftp:user@host:/path`` (or ``sftp://user@host[:port]//path``): the
+    ``sftp`` batch run — argv and the batch on stdin — whose ``df`` asks the server for the
+    path's file system (OpenSSH's statvfs@openssh.com); the host's ssh config reaches the
+    host as it does for restic. None for another kind of URL."""
+    found = _SFTP_URL.match(url) or _SFTP_LONG_URL.match(url)
+    if found is None:
+        return None
+    port = found.groupdict().get("port")
+    argv = ("sftp", "-q", "-b", "-", *(("-P", port) if port else ()), found["dest"])
+    return argv, f'df "{found["path"]}"\n'
+
+
+def parse_sftp_df(text: str) -> Space | None:
+    """``sftp``'s ``df`` output (1 KiB blocks: size, used, available, root's available,
+    capacity) → Space, or None when it holds no such line."""
+    for line in text.splitlines():
+        found = _DF_LINE.match(line)
+        if found:
+            return Space(total=int(found[1]) * 1024, free=int(found[3]) * 1024)
+    return None
+
+
+def repository_space(repository: RepositoryConfig) -> Space | None:
+    """The free space of ``repository``'s storage: statvfs of a local path, or ``df`` over
+    SFTP. None when it cannot be read (another kind of repository, the host unreachable, a
+    server without the statvfs extension)."""
+    url = repository.url
+    if url.startswith("/"):
+        try:
+            stat = os.statvfs(url)
+        except OSError:
+            return None
+        return Space(total=stat.f_blocks * stat.f_frsize, free=stat.f_bavail * stat.f_frsize)
+    batch = make_sftp_df_argv(url)
+    if batch is None:
+        return None
+    argv, commands = batch
+    try:
+        done = run(argv, env={"PATH": COMMAND_PATH, "HOME": os.environ.get("HOME", "/root")},
+                   inherit_env=False, timeout=SPACE_TIMEOUT, cwd="/", input=commands)
+    except HopnhatError:
+        return None
+    return parse_sftp_df(done.stdout) if done.ok else None
+
+
+SpaceReader = Callable[[RepositoryConfig], "Space | None"]
+
+
+class SpaceWatch:
+    """A SpaceReader that remembers, per repository, the lowest free space it read in this
+    run: while restic's writes fail and are retried the free space swings (restic removes a
+    pack it could not finish), so the reading that made restic stop tells more than one
+    taken after it stopped."""
+
+    def __init__(self, read_space: SpaceReader) -> None:
+        self._read = read_space
+        self.lowest: dict[str, Space] = {}
+
+    def __call__(self, repository: RepositoryConfig) -> Space | None:
+        space = self._read(repository)
+        if space is not None:
+            known = self.lowest.get(repository.name)
+            if known is None or space.free < known.free:
+                self.lowest[repository.name] = space
+        return space
+
+    def judged(self, repository: RepositoryConfig) -> Space | None:
+        """The lowest reading of this run, or a fresh one."""
+        return self.lowest.get(repository.name) or self(repository)
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MiB"
+
+
+def judge_space(exc: HopnhatError, repository: RepositoryConfig, status: Status,
+                read_space: SpaceWatch | SpaceReader | None) -> HopnhatError:
+    """A failure that a full repository may explain — restic's "no space" (which over SFTP is
+    only a guess from a bare SSH_FX_FAILURE on a write) or an unclassified one — decided by
+    the storage's free space: NoSpace, naming what is free, when it is under
+    ``NO_SPACE_BELOW``; a guessed NoSpace with room to spare becomes a plain write failure.
+    Other failures, or an unreadable free space, are returned as they are. The space read (a
+    SpaceWatch's lowest reading of the run, when it has one) is recorded in
+    ``status.repository_space``."""
+    if read_space is None or type(exc) not in (NoSpace, ResticCommandError):
+        return exc
+    assert isinstance(exc, ResticCommandError)
+    space = (read_space.judged(repository) if isinstance(read_space, SpaceWatch)
+             else read_space(repository))
+    if space is None:
+        return exc
+    status.repository_space = {"repository": repository.name, "total_bytes": space.total,
+                               "free_bytes": space.free}
+    where = (f"the storage of {repository.name} has {_mib(space.free)} free of "
+             f"{_mib(space.total)}")
+    fields: dict[str, Any] = {"repository": exc.repository, "command": exc.command,
+                              "returncode": exc.returncode, "detail": exc.detail}
+    if space.free < NO_SPACE_BELOW:
+        return NoSpace(f"restic {exc.command}: repository {exc.repository}: no space left on "
+                       f"the repository's storage: {where} (restic: {exc.detail})", **fields)
+    if isinstance(exc, NoSpace):
+        return ResticCommandError(f"restic {exc.command}: repository {exc.repository}: a write "
+                                  f"failed ({exc.detail}), but {where}: not a full disk",
+                                  **fields)
+    return exc
 
 
 @dataclass
@@ -309,6 +486,7 @@ class Status:
     copy: dict[str, str] | None = None
     last_success: str | None = None
     last_snapshot: str | None = None
+    repository_space: dict[str, Any] | None = None
 
     @property
     def exit_code(self) -> int:
@@ -337,6 +515,7 @@ class Status:
             "files_changed": self.files_changed, "stage": self.stage, "error": self.error,
             "warnings": self.warnings, "forget": self.forget, "copy": self.copy,
             "last_success": self.last_success, "last_snapshot": self.last_snapshot,
+            "repository_space": self.repository_space,
         }
 
 
@@ -372,10 +551,14 @@ def run_pre_commands(commands: Sequence[str], timeout: float, runner: CommandRun
 def backup(config: JobConfig, *, make_restic: ResticFactory | None = None,
            run_command: CommandRunner = default_command,
            on_progress: Callable[[dict[str, Any]], None] | None = None,
-           now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> Status:
+           now: Callable[[], datetime] = lambda: datetime.now(UTC),
+           read_space: SpaceReader | None = None) -> Status:
     """One run under the lock: pre-commands → backup → forget → copy. Returns the Status
-    (the caller writes it); raises AlreadyRunning when another run holds the lock."""
-    make = make_restic or default_restic(config)
+    (the caller writes it); raises AlreadyRunning when another run holds the lock.
+    ``read_space`` (the job passes :func:`repository_space`) reads a repository's free space
+    when a failure may mean a full disk; None: no such check."""
+    watch = SpaceWatch(read_space) if read_space is not None else None
+    make = make_restic or default_restic(config, watch)
     primary = config.restic_repository(config.repository)
     status = Status(config.system, config.tier, config.host, primary.display, started=now())
     previous = _previous(config.status_file)
@@ -384,7 +567,8 @@ def backup(config: JobConfig, *, make_restic: ResticFactory | None = None,
     clock = time.monotonic()
     with exclusive_lock(config.lock_file):
         try:
-            _stages(config, status, primary, make, run_command, on_progress)
+            _stages(config, status, primary, make, run_command, on_progress, watch,
+                    cleanup=previous.get("result") in (FAILED, PARTIAL))
         except Exception as exc:  # any failure must still end in a status file
             status.fail("internal", exc)
     status.finished = now()
@@ -396,9 +580,21 @@ def backup(config: JobConfig, *, make_restic: ResticFactory | None = None,
     return status
 
 
+def _stale_lock_notes(restic: ResticRunner) -> list[str]:
+    """What the job says of each stale lock its restic removed (a dead process's lock on this
+    host, or one older than 30 minutes: restic's own rule)."""
+    removed: list[LockInfo] = list(getattr(restic, "stale_removed", ()))
+    return [f"removed a stale lock of PID {lock.pid} on {lock.hostname} (created "
+            f"{_iso(lock.time)}; its process is gone or it is older than 30 minutes)"
+            for lock in removed]
+
+
 def _stages(config: JobConfig, status: Status, primary: Repository, make: ResticFactory,
             run_command: CommandRunner,
-            on_progress: Callable[[dict[str, Any]], None] | None) -> None:
+            on_progress: Callable[[dict[str, Any]], None] | None,
+            read_space: SpaceReader | None, cleanup: bool = False) -> None:
+    """The run's restic work; ``cleanup`` (the last run failed or was partial, and may have
+    left a lock behind): once the backup is made, remove the locks restic calls stale."""
     try:
         run_pre_commands(config.pre_commands, config.pre_command_timeout_seconds, run_command)
     except PreCommandFailed as exc:
@@ -406,10 +602,21 @@ def _stages(config: JobConfig, status: Status, primary: Repository, make: Restic
         return
     restic = make(primary)
     try:
+        _run_restic(config, status, primary, make, restic, on_progress, read_space, cleanup)
+    finally:
+        for note in _stale_lock_notes(restic):
+            log.warning("%s: %s", config.system, note)
+            status.warnings.append(note)
+
+
+def _run_restic(config: JobConfig, status: Status, primary: Repository, make: ResticFactory,
+                restic: ResticRunner, on_progress: Callable[[dict[str, Any]], None] | None,
+                read_space: SpaceReader | None, cleanup: bool) -> None:
+    try:
         result = restic.backup(config.paths, config.tags, config.exclude, config.host,
                                on_progress=on_progress, partial_ok=True)
     except HopnhatError as exc:
-        status.fail("backup", exc)
+        status.fail("backup", judge_space(exc, config.repository, status, read_space))
         return
     status.snapshot_id = result.snapshot_id
     status.bytes = result.total_bytes_processed
@@ -431,12 +638,19 @@ def _stages(config: JobConfig, status: Status, primary: Repository, make: Restic
             f"unreadable, {len(result.skipped)} path(s) missing (restic exit 3)")}
     log.info("%s: snapshot %s, %d files, %d bytes (%d added)", config.system,
              result.snapshot_id, status.files, status.bytes, status.data_added)
+    remove_stale_locks = getattr(restic, "remove_stale_locks", None)
+    if cleanup and remove_stale_locks is not None:
+        try:
+            remove_stale_locks()
+        except HopnhatError as exc:
+            status.warnings.append(f"stale locks: not checked ({exc})")
     if config.retention:
         try:
             forgotten = restic.forget(config.retention, prune=True, host=config.host)
             status.forget = {"removed": len(forgotten.removed), "kept": len(forgotten.kept)}
         except HopnhatError as exc:
-            status.fail("forget", exc, PARTIAL)
+            status.fail("forget", judge_space(exc, config.repository, status, read_space),
+                        PARTIAL)
     if config.copy is not None:
         target = config.restic_repository(config.copy)
         try:
@@ -444,7 +658,7 @@ def _stages(config: JobConfig, status: Status, primary: Repository, make: Restic
             status.copy = {"repository": target.display, "result": OK}
         except HopnhatError as exc:
             status.copy = {"repository": target.display, "result": FAILED}
-            status.fail("copy", exc, PARTIAL)
+            status.fail("copy", judge_space(exc, config.copy, status, read_space), PARTIAL)
 
 
 # --- status files ---------------------------------------------------------------------------
@@ -561,7 +775,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("%s", exc)
         return exc.exit_code
     try:
-        status = backup(config, on_progress=_progress_printer() if args.progress else None)
+        status = backup(config, on_progress=_progress_printer() if args.progress else None,
+                        read_space=repository_space)
     except AlreadyRunning as exc:
         log.error("%s: %s", config.system, exc)
         print(json.dumps({"system": config.system, "host": config.host, "result": REFUSED,

@@ -64,8 +64,12 @@ from orchestrator.adapters.restic_errors import (
     RepositoryDamaged,
     RepositoryLocked,
     ResticCommandError,
+    Retry,
     WrongPassword,
     classify,
+    futile_sftp_retry,
+    parse_retry,
+    with_note,
 )
 from orchestrator.adapters.restic_results import (
     BackupResult,
@@ -112,6 +116,7 @@ __all__ = [
     "Restic",
     "ResticCommandError",
     "RestoreResult",
+    "Retry",
     "Snapshot",
     "StaleLockReport",
     "Stats",
@@ -136,6 +141,10 @@ class Restic:
     ``remove_stale``: a command that finds the repository locked first removes the locks
     restic itself calls stale (:meth:`remove_stale_locks`: a dead process's lock on this host,
     or one older than 30 minutes) and tries again at once; live locks are waited for.
+    A streamed command is stopped at restic's first retry that cannot succeed — on an SFTP
+    repository whose ssh has gone (restic would retry ten times over about a minute), or when
+    ``give_up`` (the caller's judgement of a :class:`Retry`) gives a reason — and fails with
+    the reason in its message.
     Every method raises a :class:`ResticError` subclass on failure (never returns None for
     one): the classified ones of :mod:`~orchestrator.adapters.restic_errors`, or a plain
     ResticCommandError (restic missing, timed out, or an unclassified failure).
@@ -144,8 +153,10 @@ class Restic:
     def __init__(self, repo: Repository, binary: str = "restic", timeout: float = 6 * 3600.0,
                  *, lock_wait: float = 0.0, lock_poll: float = 5.0,
                  on_start: Callable[[int], None] | None = None,
-                 remove_stale: bool = False) -> None:
+                 remove_stale: bool = False,
+                 give_up: Callable[[Retry], str | None] | None = None) -> None:
         self.repo = repo
+        self.give_up = give_up
         self.binary = binary
         self.timeout = timeout
         self.lock_wait = lock_wait
@@ -244,6 +255,7 @@ class Restic:
                 ok_codes: tuple[int, ...] = (0,)) -> tuple[int, tuple[str, ...]]:
         """Run a streamed command to its end; returns (exit code, kept lines)."""
         def attempt() -> tuple[int, tuple[str, ...]]:
+            stopped: str | None = None
             with self._named(command):
                 stream = self._start(argv)
                 for line in stream.lines():
@@ -251,11 +263,28 @@ class Restic:
                         stream.tail.append(line)
                     if on_line is not None:
                         on_line(line)
+                    if stopped is None and "returned error, retrying after" in line:
+                        stopped = self._futile(line)
+                        if stopped is not None:
+                            stream.stop()
             code = stream.returncode if stream.returncode is not None else 1
+            if stopped is not None:
+                raise with_note(self._fail("\n".join(stream.tail), code or 1, command), stopped)
             if code not in ok_codes:
                 raise self._fail("\n".join(stream.tail), code, command)
             return code, tuple(stream.tail)
         return self._locking(attempt)
+
+    def _futile(self, line: str) -> str | None:
+        """Why restic's retry on ``line`` cannot succeed (so restic is stopped), or None."""
+        retry = parse_retry(line)
+        if retry is None:
+            return None
+        if self.repo.sftp_command is not None or self.repo.url.startswith("sftp:"):
+            reason = futile_sftp_retry(retry)
+            if reason is not None:
+                return reason
+        return self.give_up(retry) if self.give_up is not None else None
 
     def _start(self, argv: Sequence[str]) -> Stream:
         stream = Stream(self._argv(argv), self._env(), self.timeout)

@@ -51,6 +51,50 @@ _CONNECTION = ("connection refused", "closed by remote host", "connection reset"
                "file already closed")
 
 
+# restic's retry backend: "Save(<data/c2a9ae6dd9>) returned error, retrying after 552ms: …"
+_RETRY = re.compile(r"^(?P<op>\w+)\((?P<what>[^)]*)\) returned error, retrying after "
+                    r"(?P<after>[^:]+): (?P<error>.*)$")
+# what an SFTP session says once its ssh is gone; restic never opens a new one (restic#415)
+_SFTP_GONE = ("connection lost", "ssh command exited", "file already closed")
+
+
+@dataclass(frozen=True)
+class Retry:
+    """One of restic's retry messages: the backend operation, its object, the error."""
+
+    operation: str
+    subject: str
+    error: str
+
+    @property
+    def is_write(self) -> bool:
+        return self.operation == "Save"
+
+
+def parse_retry(line: str) -> Retry | None:
+    """A retry message of restic's backend → Retry; None for any other line."""
+    found = _RETRY.match(line.strip())
+    if found is None:
+        return None
+    return Retry(found["op"], found["what"], found["error"])
+
+
+def futile_sftp_retry(retry: Retry) -> str | None:
+    """Why retrying ``retry`` cannot succeed on an SFTP repository, or None: once restic's
+    ssh has gone, every retry fails alike (10 of them, over about a minute)."""
+    low = retry.error.lower()
+    if any(word in low for word in _SFTP_GONE):
+        return ("the SFTP connection is gone and restic does not open a new one: stopped at "
+                "its first retry")
+    return None
+
+
+def with_note(error: ResticCommandError, note: str) -> ResticCommandError:
+    """``error`` with ``note`` added to its message (same type and fields)."""
+    error.args = (f"{error}; {note}",)
+    return error
+
+
 def parse_go_duration(text: str) -> float | None:
     """Go's ``time.Duration`` text (``3m2.5s``, ``1h0m0s``, ``512ms``) → seconds, or None."""
     text = text.strip()

@@ -96,6 +96,10 @@ class Stream:
         finally:
             self.close()
 
+    def stop(self) -> None:
+        """Stop restic now (as on a timeout); :meth:`lines` then reads what it still says."""
+        self._stop()
+
     def _stop(self) -> None:
         """SIGINT to restic (it then removes its lock); if it lingers, SIGKILL to its process
         group — itself and its ssh (spawn made it a session leader) — while it is still

@@ -49,11 +49,14 @@ from orchestrator.adapters.restic_argv import (
     with_retry_lock,
 )
 from orchestrator.adapters.restic_errors import (
+    Retry,
     classify,
     format_age,
+    futile_sftp_retry,
     key_line,
     parse_go_duration,
     parse_lock_holder,
+    parse_retry,
 )
 from orchestrator.adapters.restic_results import (
     Listing,
@@ -780,3 +783,73 @@ def test_when_restic_loses_ssh_s_words_ssh_is_asked(tmp_path: Path) -> None:
                              sftp_command=(str(fake_ssh), "-s", "sftp"), name="dvc")
     with pytest.raises(AccessDenied, match=r"Permission denied \(publickey\)"):
         restic.snapshots()
+
+
+# --- restic's retries: stopped at the first one that cannot succeed -----------------------
+
+RETRY_LOST = ("Save(<data/c2a9ae6dd9>) returned error, retrying after 552.330144ms: "
+              "Write: connection lost")
+RETRY_FULL = ('Save(<data/f5e7222fc9>) returned error, retrying after 437.171317ms: Write: '
+              'sftp: "Failure" (SSH_FX_FAILURE)')
+# a restic that says one retry line, then retries for 30 s (as restic's ten retries would)
+RETRYING = "printf '%s\\n' '{line}' >&2; trap 'echo interrupted >&2; exit 130' INT; " \
+           "sleep 30 & wait; echo 'Fatal: unable to save snapshot: {tail}' >&2; exit 1"
+
+
+def test_a_retry_line_is_read() -> None:
+    retry = parse_retry(RETRY_LOST)
+    assert retry == Retry("Save", "<data/c2a9ae6dd9>", "Write: connection lost")
+    assert retry.is_write
+    assert parse_retry("Load(<data/3d91522b15>, 0, 0) returned error, retrying after 498ms: "
+                       "open x: no such file or directory") == Retry(
+        "Load", "<data/3d91522b15>, 0, 0", "open x: no such file or directory")
+    assert parse_retry("Fatal: unable to save snapshot: connection lost") is None
+
+
+@pytest.mark.parametrize(("error", "futile"), [
+    ("Write: connection lost", True), ("OpenFile: connection lost", True),
+    ("ssh command exited: exit status 255", True),
+    ("failed to send packet header: write |1: file already closed", True),
+    ('Write: sftp: "Failure" (SSH_FX_FAILURE)', False), ("timeout", False)])
+def test_only_a_gone_sftp_session_makes_a_retry_futile(error: str, futile: bool) -> None:
+    reason = futile_sftp_retry(Retry("Save", "<data/x>", error))
+    assert (reason is not None) is futile
+
+
+def _sftp(restic: Restic) -> Restic:
+    restic.repo = Repository("sftp:restic-qlvb@repo:/repo", restic.repo.password_file,
+                             name="qlvb")
+    return restic
+
+
+def test_a_lost_sftp_connection_stops_restic_at_its_first_retry(tmp_path: Path) -> None:
+    restic, _ = fake_restic(tmp_path, "0.14.0",
+                            RETRYING.format(line=RETRY_LOST, tail="connection lost"))
+    started = time.monotonic()
+    with pytest.raises(ConnectionLost, match="stopped at its first retry") as caught:
+        _sftp(restic).check()
+    assert time.monotonic() - started < 15  # not restic's minute of retries
+    assert "connection lost" in caught.value.detail
+
+
+def test_a_local_repository_keeps_restics_retries(tmp_path: Path) -> None:
+    restic, _ = fake_restic(tmp_path, "0.14.0",
+                            RETRYING.replace("sleep 30", "sleep 1").format(
+                                line=RETRY_LOST, tail="connection lost"))
+    with pytest.raises(ConnectionLost) as caught:
+        restic.check()
+    assert "first retry" not in str(caught.value)  # restic ran its course
+
+
+def test_the_callers_judgement_stops_restic_with_its_reason(tmp_path: Path) -> None:
+    restic, _ = fake_restic(tmp_path, "0.14.0",
+                            RETRYING.format(line=RETRY_FULL, tail='sftp: "Failure"'))
+    judged: list[Retry] = []
+
+    def give_up(retry: Retry) -> str | None:
+        judged.append(retry)
+        return "the storage is full"
+    restic.give_up = give_up
+    with pytest.raises(NoSpace, match=r"; the storage is full$"):
+        _sftp(restic).check()
+    assert [r.error for r in judged] == ['Write: sftp: "Failure" (SSH_FX_FAILURE)']

@@ -1,0 +1,603 @@
+"""Faults of the configured backup estate, against the lab: the real backup job that
+``hopnhat configure`` installed on a real host, backing up over SFTP to a real repository host
+in the secondary DC — and what its status file says when the link, the disk, a lock or the
+password goes wrong, and that nothing already backed up is lost.
+
+The module adds two one-VM systems to a copy of the session's estate (pinned addresses, so no
+other VM moves; vault keys and SFTP keys made as ``lab up`` makes them), both keeping every
+snapshot (no retention), so that "earlier snapshots intact" is exact:
+
+- ``flt`` backs up to ``repo-flt-01``, a repository host of its own (stopped and started
+  again here: no other module's repository goes down with it);
+- ``full`` backs up to ``repo-full-01``, whose storage is a tmpfs of ``FULL_CAPACITY_MB``.
+
+Both repository hosts are lab guests in a lab folder of this module's own, so the lab's
+hypervisor (which manages the VMs' guests) never touches them; the module stops them by PID.
+Variants of the job's config (a short lock wait, a retention) are copies of the configured
+file next to it, changed in one key and run by the same job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paramiko
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from orchestrator import process
+from orchestrator.actions.configure import configure, plan
+from orchestrator.actions.repositories import open_repository
+from orchestrator.adapters import ssh
+from orchestrator.adapters.restic import Repository, Restic
+from orchestrator.adapters.restic_argv import make_environment, sftp_option
+from orchestrator.backup_job import NO_SPACE_BELOW
+from orchestrator.estate import load_estate
+from orchestrator.lab import data, guests
+from orchestrator.lab.guests import guest_srv, guest_view, record_name
+from orchestrator.lab.processes import ProcessTable, is_alive
+from orchestrator.lab.repository import start_repository_host
+from orchestrator.lab.secrets import ensure_lab_secrets
+from orchestrator.ledger import Ledger
+from orchestrator.settings import Paths
+
+pytestmark = pytest.mark.lab
+
+BIN = Path(sys.executable).parent
+JOB = "/usr/local/lib/hopnhat/backup_job.py"
+FLT, FULL = "flt", "full"
+FLT_REPO, FULL_REPO = "repo-flt-01", "repo-full-01"
+STORAGE = "/srv/restic"
+FULL_CAPACITY_MB = 40
+MIB = 1024 * 1024
+#: the lock wait of the job's short-wait config variants (the configured one is 10 minutes)
+LOCK_WAIT = 6
+KEEP_EVERYTHING = {"hourly": 0, "daily": 0, "weekly": 0, "monthly": 0, "yearly": 0}
+
+
+def poll(what: str, ready: Callable[[], Any], timeout: float = 60.0,
+         interval: float = 0.2) -> Any:
+    """``ready()``'s first true value; fails naming ``what`` when ``timeout`` passes first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = ready()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"{what}: not so after {timeout:.0f} s"
+        time.sleep(interval)  # poll interval of the deadline loop
+
+
+def system_file(code: str, repository_host: str, ip: str) -> dict[str, Any]:
+    """A one-VM system on the primary site, at a pinned address, backing up /srv/<code>."""
+    return {
+        "name": f"test system {code}", "code": code, "tier": 2,
+        "vms": [{"role": "app", "count": 1, "site": "danang", "cpu": 1, "memory_mb": 1024,
+                 "disks_gb": [20], "network": "srv", "ips": [ip], "data": True}],
+        "backup": {"repository_host": repository_host,
+                   "password": {"vault": f"restic_password_{code}"},
+                   "paths": [f"/srv/{code}"], "schedule": "*-*-* 03:00:00",
+                   "retention": KEEP_EVERYTHING},
+    }
+
+
+def copy_estate_with(lab: Any, dest: Path, systems: dict[str, dict[str, Any]],
+                     repository_hosts: dict[str, str]) -> Path:
+    """The session's estate (its vault included) plus ``systems`` (code → system file) and
+    ``repository_hosts`` (name → address, in the secondary site)."""
+    shutil.copytree(lab.estate_dir, dest)
+    settings = yaml.safe_load((dest / "estate.yml").read_text())
+    site = settings["repository_hosts"][0]["site"]
+    for name, address in repository_hosts.items():
+        settings["repository_hosts"].append({"name": name, "site": site, "address": address,
+                                             "storage_path": STORAGE, "capacity_gb": 1})
+    (dest / "estate.yml").write_text(yaml.safe_dump(settings, sort_keys=False))
+    for code, system in systems.items():
+        (dest / "systems" / f"{code}.yml").write_text(yaml.safe_dump(system, sort_keys=False))
+    return dest
+
+
+def octets(lab: Any) -> tuple[str, str]:
+    """``127.X`` of the session's primary site and of its secondary site."""
+    estate = lab.estate
+    primary = str(estate.vms[0].ip).rsplit(".", 2)[0]
+    secondary = str(estate.settings.repository_hosts[0].address).rsplit(".", 2)[0]
+    return primary, secondary
+
+
+# --- the estate of this module ---------------------------------------------------------------
+
+
+@dataclass
+class ConfiguredEstate:
+    """Systems added to a copy of the session's estate and configured: the copy's Paths, the
+    environment for ``hopnhat`` with it, the session's lab, and the repository hosts this
+    module runs itself (in ``hosts_dir``, apart from the lab's table)."""
+
+    session: Any
+    paths: Paths
+    env: dict[str, str]
+    hosts_dir: Path
+    control_pub: str
+    paused: list[int] = field(default_factory=list)
+
+    @property
+    def hosts_table(self) -> ProcessTable:
+        return ProcessTable(self.hosts_dir)
+
+    def vm(self, code: str) -> str:
+        return next(vm.name for vm in self.paths.estate.vms if vm.system == code)
+
+    def target(self, name: str) -> ssh.Target:
+        estate = self.paths.estate
+        hosts = {h.name: h for h in estate.settings.repository_hosts}
+        if name in hosts:
+            address, port = str(hosts[name].address), hosts[name].port
+        else:
+            address, port = str(next(v.ip for v in estate.vms if v.name == name)), 22
+        return ssh.Target(host=name, address=address, port=port, user="root",
+                          key_file=self.paths.private_key, known_hosts=self.paths.known_hosts)
+
+    def sh(self, name: str, command: str, stdin: str | None = None,
+           timeout: float = 300) -> ssh.RemoteResult:
+        """``command`` as root on host ``name`` (host key pinned in hopnhat's known_hosts)."""
+        target = self.target(name)
+        client = ssh.connect(target)
+        try:
+            return ssh.execute(client, target, command, timeout=timeout, stdin=stdin)
+        finally:
+            client.close()
+
+    def start_repository_host(self, name: str, code: str, capacity_mb: int | None) -> None:
+        """Start (again) repository host ``name`` with system ``code``'s account, as
+        ``lab up`` starts the estate's."""
+        host = self.paths.estate.repository_host(name)
+        public = self.paths.repository_key(code).with_suffix(".pub").read_text().strip()
+        start_repository_host(self.hosts_dir, self.hosts_table, name, name, str(host.address),
+                              STORAGE, [self.control_pub], self.paths.known_hosts,
+                              {code: public}, capacity_mb=capacity_mb)
+
+    def namespace(self, vm: str) -> str:
+        """The mount namespace of VM ``vm``'s guest (the processes that run "on" it)."""
+        rec = ProcessTable(self.session.paths.lab).running(record_name(vm))
+        assert rec is not None, f"guest {vm} is not running"
+        return str(rec.details["mntns"])
+
+    def locks_dir(self, code: str) -> Path:
+        """The locks folder of system ``code``'s repository, as its repository host sees it
+        (a host of this module's, or the session's)."""
+        backup = self.paths.estate.systems[code].backup
+        assert backup is not None
+        host = self.paths.estate.repository_host(backup.repository_host)
+        own = self.hosts_table.running(record_name(host.name)) is not None
+        table = self.hosts_table if own else ProcessTable(self.session.paths.lab)
+        return guest_view(table, host.name, f"{host.storage_path}/{code}/repo/locks")
+
+    def pause(self, pid: int) -> None:
+        """SIGSTOP ``pid`` and return once it is stopped (remembered, to be let go at the
+        end whatever happens)."""
+        self.paused.append(pid)
+        os.kill(pid, signal.SIGSTOP)
+        poll(f"process {pid} stopped", lambda: process_state(pid) in ("T", "gone"), 30, 0.01)
+
+    def resume(self, pid: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+        with contextlib.suppress(ValueError):
+            self.paused.remove(pid)
+
+
+@pytest.fixture(scope="module")
+def faults(lab: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConfiguredEstate]:
+    base = tmp_path_factory.mktemp("backup-faults")
+    primary, secondary = octets(lab)
+    estate_dir = copy_estate_with(
+        lab, base / "inventory",
+        {FLT: system_file(FLT, FLT_REPO, f"{primary}.1.241"),
+         FULL: system_file(FULL, FULL_REPO, f"{primary}.1.242")},
+        {FLT_REPO: f"{secondary}.2.18", FULL_REPO: f"{secondary}.2.19"})
+    paths = Paths(lab.state_dir, load_estate(estate_dir))
+    ensure_lab_secrets(paths)  # the new systems' repository passwords, in the copied vault
+    for code in (FLT, FULL):
+        ssh.ensure_keypair(paths.repository_key(code), f"restic-{code}@{paths.estate.id}")
+    env = {**os.environ, "HOPNHAT_ESTATE": str(estate_dir), "HOPNHAT_STATE": str(lab.state_dir)}
+    fl = ConfiguredEstate(lab, paths, env, base / "hosts",
+                  paths.private_key.with_suffix(".pub").read_text().strip())
+    fl.hosts_dir.mkdir()
+    try:
+        fl.start_repository_host(FLT_REPO, FLT, None)
+        fl.start_repository_host(FULL_REPO, FULL, FULL_CAPACITY_MB)
+        done = process.run([str(BIN / "hopnhat"), "apply", "--system", FLT, "--system", FULL,
+                            "--yes"], env=env, timeout=300)
+        assert done.ok, done.stderr
+        for code, size_mb in ((FLT, 24), (FULL, 6)):
+            vm = next(v for v in paths.estate.vms if v.system == code)
+            poll(f"ssh on {vm.name}", lambda ip=str(vm.ip): ssh.wait_for_port(ip, 22, 1.0), 120)
+            data.generate(guest_srv(lab.paths.lab, vm.name) / code, seed=f"faults/{code}",
+                          size_mb=size_mb, files=120)
+        ledger = Ledger(paths.ledger)
+        try:
+            result = configure(paths, plan(paths.estate, (FLT, FULL)), ledger=ledger)
+        finally:
+            ledger.close()
+        assert result.exit_code == 0, result.run.failures
+        for code in (FLT, FULL):  # each system's first snapshot: what must never be lost
+            first, status, log = run_job(fl, code)
+            assert (first, status["result"]) == (0, "ok"), log
+        yield fl
+    finally:
+        for pid in list(fl.paused):
+            fl.resume(pid)
+        destroyed = [process.run([str(BIN / "hopnhat"), "destroy", "--system", code, "--yes",
+                                  "--no-backup-gate", "--reason", "end of the backup fault tests"],
+                                 env=env, timeout=300) for code in (FLT, FULL)]
+        for name in (FLT_REPO, FULL_REPO):
+            guests.destroy_guest(fl.hosts_dir, fl.hosts_table, name)
+        left = [r.name for r in fl.hosts_table.all() if is_alive(r)]
+        assert not left, f"repository hosts left running: {left}"
+        assert all(done.ok for done in destroyed), [d.stderr for d in destroyed]
+
+
+# --- the job on the host -----------------------------------------------------------------------
+
+
+class RunningCommand:
+    """A command started on a host over SSH that runs while the test acts."""
+
+    def __init__(self, fl: ConfiguredEstate, host: str, command: str) -> None:
+        self.client = ssh.connect(fl.target(host))
+        transport = self.client.get_transport()
+        assert transport is not None
+        self.channel: paramiko.Channel = transport.open_session(timeout=30)
+        self.channel.settimeout(600)
+        self.channel.exec_command(command)
+
+    def finish(self) -> tuple[int, str, str]:
+        """(exit code, stdout, stderr) once the command has ended."""
+        try:
+            out = self.channel.makefile("r").read().decode(errors="replace")
+            err = self.channel.makefile_stderr("r").read().decode(errors="replace")
+            return self.channel.recv_exit_status(), out, err
+        finally:
+            self.client.close()
+
+
+def config_path(code: str, variant: str | None = None) -> str:
+    return f"/etc/hopnhat/backup-{code}{f'.{variant}' if variant else ''}.json"
+
+
+def job_command(code: str, variant: str | None = None) -> str:
+    return f"python3 {JOB} --config {config_path(code, variant)}"
+
+
+def config_variant(fl: ConfiguredEstate, code: str, variant: str, **changes: Any) -> None:
+    """A copy of the job's configured config with ``changes``, beside it (same status file)."""
+    config = json.loads(fl.sh(fl.vm(code), f"cat {config_path(code)}").stdout)
+    config.update(changes)
+    done = fl.sh(fl.vm(code), f"umask 027 && cat > {config_path(code, variant)}",
+                 stdin=json.dumps(config))
+    assert done.returncode == 0, done.stderr
+
+
+def run_job(fl: ConfiguredEstate, code: str, variant: str | None = None
+            ) -> tuple[int, dict[str, Any], str]:
+    """The job run by hand on the system's host: (exit code, the status JSON it printed, its
+    log on stderr — what the journal would hold)."""
+    done = fl.sh(fl.vm(code), job_command(code, variant))
+    assert done.stdout.strip(), done.stderr
+    return done.returncode, json.loads(done.stdout), done.stderr
+
+
+def status_file(fl: ConfiguredEstate, code: str) -> dict[str, Any]:
+    return dict(json.loads(fl.sh(fl.vm(code), f"cat /var/lib/hopnhat/backup-{code}.json").stdout))
+
+
+def textfile_results(fl: ConfiguredEstate, code: str) -> dict[str, float]:
+    text = fl.sh(fl.vm(code), f"cat /var/lib/hopnhat/textfile/hopnhat_backup_{code}.prom").stdout
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    return {s.labels["result"]: s.value for s in families["hopnhat_backup_result"].samples}
+
+
+def restic_processes(namespace: str, *words: str) -> list[int]:
+    """PIDs of the restic processes in mount namespace ``namespace`` (a guest's) whose argv
+    holds every one of ``words``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if Path(f"/proc/{entry}/comm").read_text().strip() != "restic":
+                continue
+            if os.readlink(f"/proc/{entry}/ns/mnt") != namespace:
+                continue
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if all(word.encode() in argv for word in words):
+            found.append(int(entry))
+    return found
+
+
+def lock_files(fl: ConfiguredEstate, code: str) -> set[str]:
+    """The repository's lock files, by name (restic writes each under a temporary name and
+    renames it: a lock counts once it has its ID as name)."""
+    try:
+        names = os.listdir(fl.locks_dir(code))
+    except OSError:
+        return set()
+    return {name for name in names if re.fullmatch(r"[0-9a-f]{64}", name)}
+
+
+def restic_with_lock(fl: ConfiguredEstate, code: str, vm: str, before: set[str],
+                     *words: str) -> int:
+    """The PID of the one restic process on ``vm`` with ``words`` in its argv, once the
+    repository holds a lock that is not one of ``before`` (its locks before that process
+    was started)."""
+    namespace = fl.namespace(vm)
+    pids = poll(f"restic {' '.join(words)} on {vm}",
+                lambda: restic_processes(namespace, *words), 60, 0.005)
+    assert len(pids) == 1, pids
+    poll(f"its lock in {code}'s repository", lambda: lock_files(fl, code) - before, 60, 0.005)
+    return int(pids[0])
+
+
+def process_state(pid: int) -> str:
+    """The state letter of ``pid`` (R, S, T…), or "gone"."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return "gone"
+    return raw[raw.rindex(")") + 2]
+
+
+def repository(fl: ConfiguredEstate, code: str) -> contextlib.AbstractContextManager[Repository]:
+    """System ``code``'s repository from the control host (its own key, pinned host key)."""
+    return open_repository(fl.paths, code)
+
+
+def snapshot_ids(fl: ConfiguredEstate, code: str) -> list[str]:
+    with repository(fl, code) as repo:
+        return [s.short_id for s in Restic(repo, timeout=300).snapshots()]
+
+
+def lock_pids(fl: ConfiguredEstate, code: str) -> list[tuple[int, str]]:
+    with repository(fl, code) as repo:
+        return sorted((lock.pid, lock.hostname) for lock in Restic(repo, timeout=300).locks())
+
+
+def check_read_data(fl: ConfiguredEstate, code: str) -> tuple[str, ...]:
+    """``restic check --read-data`` from the control host (raises RepositoryDamaged)."""
+    with repository(fl, code) as repo:
+        return Restic(repo, timeout=600).check(read_data_subset="all").lines
+
+
+def add_incoming(fl: ConfiguredEstate, code: str, name: str, size_mb: int) -> Path:
+    """A new incompressible file in the system's data: the next backup has ``size_mb`` MiB
+    to read, chunk and send."""
+    path = guest_srv(fl.session.paths.lab, fl.vm(code)) / code / "incoming" / name
+    path.parent.mkdir(exist_ok=True)
+    path.write_bytes(os.urandom(size_mb * MIB))
+    return path
+
+
+# --- the faults --------------------------------------------------------------------------------
+
+
+def test_a_wrong_password_is_a_clear_failed_status(faults: ConfiguredEstate) -> None:
+    vm, password_file = faults.vm(FLT), f"/etc/hopnhat/restic-{FLT}.password"
+    before = snapshot_ids(faults, FLT)
+    original = faults.sh(vm, f"cat {password_file}").stdout
+    assert original.strip()
+    try:
+        faults.sh(vm, f"cat > {password_file}", stdin="not-the-password\n")
+        code, status, log = run_job(faults, FLT)
+        assert (code, status["result"], status["stage"]) == (1, "failed", "backup")
+        assert status["error"]["class"] == "WrongPassword"
+        assert "wrong password or no key found" in status["error"]["message"]
+        assert f"password file {password_file}" in status["error"]["message"]
+        assert status == status_file(faults, FLT)
+        assert textfile_results(faults, FLT) == {"ok": 0.0, "partial": 0.0, "failed": 1.0}
+        assert "WrongPassword" in log
+        for text in (json.dumps(status), log):
+            assert original.strip() not in text and "not-the-password" not in text
+    finally:
+        faults.sh(vm, f"cat > {password_file}", stdin=original)
+    assert snapshot_ids(faults, FLT) == before
+    code, status, _ = run_job(faults, FLT)
+    assert (code, status["result"]) == (0, "ok")
+
+
+def test_the_repository_host_going_down_mid_backup_fails_clearly_and_loses_nothing(
+        faults: ConfiguredEstate) -> None:
+    before = snapshot_ids(faults, FLT)
+    last_success = status_file(faults, FLT)["last_success"]
+    add_incoming(faults, FLT, "scans-1.bin", 32)
+    locked = lock_files(faults, FLT)
+    job = RunningCommand(faults, faults.vm(FLT), job_command(FLT))
+    interrupted: int | None = None
+    try:
+        interrupted = restic_with_lock(faults, FLT, faults.vm(FLT), locked, "backup")
+        # paused while the host goes away, so the backup is surely mid-way when it does
+        faults.pause(interrupted)
+        guests.stop_guest(faults.hosts_table, FLT_REPO)
+    finally:
+        if interrupted is not None:
+            faults.resume(interrupted)
+        code, out, log = job.finish()
+    status = json.loads(out)
+    assert (code, status["result"], status["stage"]) == (1, "failed", "backup"), status
+    assert status["error"]["class"] == "ConnectionLost"
+    assert "connection to the repository host failed or was lost" in status["error"]["message"]
+    assert f"{FLT}@{FLT_REPO}" in status["error"]["message"]
+    assert status["snapshot_id"] is None and status["last_success"] == last_success
+    assert status == status_file(faults, FLT)
+    assert textfile_results(faults, FLT)["failed"] == 1.0
+    assert "ConnectionLost" in log
+
+    faults.start_repository_host(FLT_REPO, FLT, None)
+    # the interrupted backup could not remove its lock; nothing of it became a snapshot
+    assert lock_pids(faults, FLT) == [(interrupted, faults.vm(FLT))]
+    assert snapshot_ids(faults, FLT) == before
+    code, status, log = run_job(faults, FLT)
+    assert (code, status["result"]) == (0, "ok"), log
+    assert snapshot_ids(faults, FLT) == [*before, status["snapshot_id"]]
+    # the run after a failed one clears the lock it left (stale: this host, process gone)
+    assert status["warnings"] == [
+        f"removed a stale lock of PID {interrupted} on {faults.vm(FLT)} (created "
+        f"{status['warnings'][0].split('(created ')[1]}"], status["warnings"]
+    assert lock_pids(faults, FLT) == []
+    assert any("no errors were found" in line for line in check_read_data(faults, FLT))
+
+
+def test_a_full_repository_disk_is_no_space_and_loses_nothing(faults: ConfiguredEstate) -> None:
+    before = snapshot_ids(faults, FULL)
+    add_incoming(faults, FULL, "scans.bin", FULL_CAPACITY_MB + 8)
+    started = time.monotonic()
+    code, status, log = run_job(faults, FULL)
+    took = time.monotonic() - started
+    assert (code, status["result"], status["stage"]) == (1, "failed", "backup"), status
+    assert status["error"]["class"] == "NoSpace"
+    message = status["error"]["message"]
+    # decided from the repository host's own free space, not only from restic's words
+    # (over SFTP a full disk is a bare SSH_FX_FAILURE)
+    found = re.search(rf"no space left on the repository's storage: the storage of "
+                      rf"{FULL_REPO} has (\d+\.\d) MiB free of {FULL_CAPACITY_MB}\.0 MiB", message)
+    assert found, message
+    space = status["repository_space"]
+    assert space["repository"] == FULL_REPO
+    assert space["total_bytes"] == FULL_CAPACITY_MB * MIB
+    assert space["free_bytes"] < NO_SPACE_BELOW  # less than two more packs
+    # stopped at restic's first retries of the failed writes, not after its minute of them
+    assert took < 30, took
+    assert float(found[1]) == round(space["free_bytes"] / MIB, 1)
+    assert "NoSpace" in log and status == status_file(faults, FULL)
+    # nothing lost: the earlier snapshots are all there and every byte of them reads back
+    assert snapshot_ids(faults, FULL) == before
+    assert any("no errors were found" in line for line in check_read_data(faults, FULL))
+
+
+def test_a_live_lock_is_waited_for_then_named_with_its_holder_and_age(
+        faults: ConfiguredEstate) -> None:
+    vm = faults.vm(FLT)
+    config_variant(faults, FLT, "short-wait", lock_wait_seconds=LOCK_WAIT)
+    before = snapshot_ids(faults, FLT)
+    # an operator's check of the repository, paused while it holds its exclusive lock
+    locked = lock_files(faults, FLT)
+    check = operators_check(faults)
+    holder: int | None = None
+    try:
+        holder = restic_with_lock(faults, FLT, vm, locked, "check")
+        faults.pause(holder)
+        assert process_state(holder) == "T"
+        assert lock_pids(faults, FLT) == [(holder, vm)]
+        started = time.monotonic()
+        code, status, log = run_job(faults, FLT, "short-wait")
+        took = time.monotonic() - started
+        assert (code, status["result"], status["stage"]) == (1, "failed", "backup"), status
+        assert status["error"]["class"] == "RepositoryLocked"
+        message = status["error"]["message"]
+        assert f"is locked exclusively by PID {holder} on {vm} by root" in message
+        age = re.search(r", created \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \((?:(\d+)m)?(\d+)s ago\)",
+                        message)
+        assert age, message
+        assert 0 < int(age[1] or 0) * 60 + int(age[2]) < 600
+        waited = re.search(r"; still locked after waiting (\d+) s$", message)
+        assert waited and int(waited[1]) >= LOCK_WAIT, message
+        assert LOCK_WAIT <= took < LOCK_WAIT + 60 and status["duration_seconds"] >= LOCK_WAIT
+        # the live holder's lock is left alone
+        assert lock_pids(faults, FLT) == [(holder, vm)]
+        assert "RepositoryLocked" in log
+    finally:
+        if holder is not None:
+            faults.resume(holder)
+        done, _, errors = check.finish()
+    assert done == 0, errors  # the check, let go, finishes and takes its lock away
+    assert lock_pids(faults, FLT) == []
+    code, status, _ = run_job(faults, FLT, "short-wait")
+    assert (code, status["result"]) == (0, "ok")
+    assert snapshot_ids(faults, FLT) == [*before, status["snapshot_id"]]
+
+
+def operators_check(fl: ConfiguredEstate) -> RunningCommand:
+    """``restic check --read-data`` of flt's repository run by hand on flt's host, with the
+    job's password file and ssh config (it takes the repository's exclusive lock)."""
+    return RunningCommand(
+        fl, fl.vm(FLT), f"RESTIC_PASSWORD_FILE=/etc/hopnhat/restic-{FLT}.password restic -r "
+        f"sftp:restic-{FLT}@{FLT_REPO}:/repo --no-cache check --read-data")
+
+
+def _held_backup_from_the_control_host(repo: Repository) -> subprocess.Popen[bytes]:
+    """``restic backup --stdin`` from the control host, holding its lock while it waits for
+    data on a pipe that never gets any."""
+    assert repo.sftp_command is not None
+    env = make_environment(repo, path=os.environ.get("PATH", "/usr/bin:/bin"),
+                           home=os.environ.get("HOME", "/root"), tmpdir="/tmp")
+    return subprocess.Popen(  # argv list, no shell; the password only as a file's path
+        ["restic", "-r", repo.url, "-o", sftp_option(repo.sftp_command), "backup", "--stdin",
+         "--stdin-filename", "held.bin"],
+        env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def test_a_dead_processs_lock_is_removed_only_when_restic_would_call_it_stale(
+        faults: ConfiguredEstate) -> None:
+    vm, here = faults.vm(FLT), socket.gethostname()
+    assert status_file(faults, FLT)["result"] == "ok"  # no failed run of the job to clear
+    # 1. a restic backup on the host (not the job's), killed mid-way: its lock stays, its
+    #    process is gone. It reads stdin, which never gets data: it is surely mid-way.
+    locked = lock_files(faults, FLT)
+    held = RunningCommand(faults, vm, f"RESTIC_PASSWORD_FILE=/etc/hopnhat/restic-{FLT}.password"
+                          f" restic -r sftp:restic-{FLT}@{FLT_REPO}:/repo --no-cache backup "
+                          "--stdin --stdin-filename held.bin")
+    killed = restic_with_lock(faults, FLT, vm, locked, "backup")
+    os.kill(killed, signal.SIGKILL)
+    assert held.finish()[0] != 0
+    # 2. the same from another host (the control host)
+    with repository(faults, FLT) as repo:
+        locked = lock_files(faults, FLT)
+        other = _held_backup_from_the_control_host(repo)
+        try:
+            poll("the control host's lock", lambda: lock_files(faults, FLT) - locked, 60, 0.01)
+        finally:
+            other.kill()
+            other.wait()
+    assert lock_pids(faults, FLT) == sorted([(killed, vm), (other.pid, here)])
+
+    # the job, with a retention: its backup shares the repository with both locks, but its
+    # forget --prune needs the repository to itself. This host's dead lock is stale by
+    # restic's rule (same host, process gone): removed. The other host's is restic's to call
+    # stale only after 30 minutes: forget waits for it, then names it.
+    config_variant(faults, FLT, "retention-short-wait", retention={"daily": 7},
+                   lock_wait_seconds=LOCK_WAIT)
+    code, status, log = run_job(faults, FLT, "retention-short-wait")
+    assert (code, status["result"], status["stage"]) == (3, "partial", "forget"), status
+    assert status["snapshot_id"] and status["error"]["class"] == "RepositoryLocked"
+    message = status["error"]["message"]
+    assert f"locked by PID {other.pid} on {here} by root" in message
+    assert re.search(r"; still locked after waiting \d+ s$", message), message
+    assert any(f"removed a stale lock of PID {killed} on {vm}" in warning
+               for warning in status["warnings"]), status["warnings"]
+    assert lock_pids(faults, FLT) == [(other.pid, here)]
+    assert "RepositoryLocked" in log
+
+    # on the control host the other lock is stale by the same rule, and goes there
+    with repository(faults, FLT) as repo:
+        report = Restic(repo, timeout=300).remove_stale_locks()
+    assert [lock.pid for lock in report.removed] == [other.pid]
+    code, status, _ = run_job(faults, FLT, "retention-short-wait")
+    assert (code, status["result"], status["warnings"]) == (0, "ok", [])
+    assert lock_pids(faults, FLT) == []
+    assert snapshot_ids(faults, FLT)[-1] == status["snapshot_id"]
+    assert any("no errors were found" in line for line in check_read_data(faults, FLT))
