@@ -24,14 +24,13 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from orchestrator.adapters import vsphere  # noqa: E402
 from orchestrator.estate import Estate, load_estate  # noqa: E402
 from orchestrator.estate.secrets import Secrets  # noqa: E402
 from orchestrator.lab import vcsim  # noqa: E402
 from orchestrator.lab.config import load_lab_config, vcsim_model  # noqa: E402
+from orchestrator.lab.handle import LabDirs  # noqa: E402
 from orchestrator.lab.processes import ProcessTable  # noqa: E402
 from orchestrator.lab.secrets import ensure_lab_secrets  # noqa: E402
-from orchestrator.settings import Paths  # noqa: E402
 
 HOPNHAT = Path(sys.executable).with_name("hopnhat")
 
@@ -83,17 +82,13 @@ def write_estate(root: Path, port: int, systems: dict[str, int], *, cpu: int = 1
 
 
 @dataclass
-class BenchLab:
-    estate_dir: Path
-    state_dir: Path
+class BenchLab(LabDirs):
+    """The benchmarks' generated estate (read once) and its private vcsim."""
 
     @cached_property
     def estate(self) -> Estate:
+        """The estate, read once."""
         return load_estate(self.estate_dir)
-
-    @property
-    def paths(self) -> Paths:
-        return Paths(self.state_dir, self.estate)
 
     @property
     def table(self) -> ProcessTable:
@@ -104,12 +99,6 @@ class BenchLab:
         import os
         return {**os.environ, "HOPNHAT_ESTATE": str(self.estate_dir),
                 "HOPNHAT_STATE": str(self.state_dir), "COLUMNS": "160"}
-
-    def endpoint(self) -> vsphere.Endpoint:
-        site = next(iter(self.estate.sites.values()))
-        return vsphere.Endpoint(url=site.vcenter.url, username=site.vcenter.username,
-                                password=Secrets(self.paths).get(site.vcenter.password),
-                                ca_bundle=self.paths.ca_bundle(site.vcenter.ca_bundle))
 
     def counts(self) -> dict[str, int]:
         rec = self.table.running("vcsim")

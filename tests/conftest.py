@@ -11,18 +11,17 @@ import os
 import shutil
 import socket
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from orchestrator.adapters import vsphere
-from orchestrator.estate import Estate, load_estate
-from orchestrator.estate.secrets import Secrets
 from orchestrator.lab import control
+from orchestrator.lab.handle import LabDirs
 from orchestrator.lab.processes import ProcessTable, is_alive
-from orchestrator.settings import Paths
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_ESTATE = REPO / "inventory"
@@ -48,20 +47,10 @@ def copy_estate(dest: Path, *, port: int | None = None, primary: str = "127.110.
 
 
 @dataclass
-class LabHandle:
-    """The session's running lab."""
+class LabHandle(LabDirs):
+    """The session's running lab (its estate read again on each use)."""
 
-    estate_dir: Path
-    state_dir: Path
     extra: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def estate(self) -> Estate:
-        return load_estate(self.estate_dir)
-
-    @property
-    def paths(self) -> Paths:
-        return Paths(self.state_dir, self.estate)
 
     @property
     def env(self) -> dict[str, str]:
@@ -69,14 +58,34 @@ class LabHandle:
         return {**os.environ, "HOPNHAT_ESTATE": str(self.estate_dir),
                 "HOPNHAT_STATE": str(self.state_dir)}
 
-    def endpoint(self, site: str | None = None) -> vsphere.Endpoint:
-        estate = self.estate
-        s = estate.sites[site] if site else next(iter(estate.sites.values()))
-        paths = self.paths
-        return vsphere.Endpoint(
-            url=s.vcenter.url, username=s.vcenter.username,
-            password=Secrets(paths).get(s.vcenter.password),
-            ca_bundle=paths.ca_bundle(s.vcenter.ca_bundle))
+
+def wait_for(what: str, condition: Callable[[], Any], timeout: float = 60, *,
+             interval: float = 0.2) -> Any:
+    """Poll ``condition`` every ``interval`` seconds until it answers something true
+    (bounded)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = condition()
+        if answer:
+            return answer
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(interval)
+
+
+def estate_copy(lab: LabHandle, tmp_path: Path, edit: Callable[[Path], None]) -> dict[str, str]:
+    """The lab's estate (with its vault) copied and edited; the env to run hopnhat on it
+    against the same lab."""
+    dest = tmp_path / "inventory"
+    shutil.copytree(lab.estate_dir, dest)
+    edit(dest)
+    return {**lab.env, "HOPNHAT_ESTATE": str(dest)}
+
+
+def replace_in(path: Path, old: str, new: str) -> None:
+    """Replace ``old``, which must occur exactly once in the file at ``path``, by ``new``."""
+    text = path.read_text()
+    assert text.count(old) == 1, f"{old!r} occurs {text.count(old)} times in {path}"
+    path.write_text(text.replace(old, new))
 
 
 def _prebuilt_vcsim(lab_dir: Path) -> None:

@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.adapters.restic_results import json_object
 from orchestrator.errors import (
     EXIT_BAD_INPUT,
     EXIT_FAILURE,
@@ -174,14 +175,8 @@ def job_summary(output: str) -> dict[str, Any] | None:
     """The job's own summary: the last output line that is a JSON object with a
     ``result`` (the job prints it last, on stdout), or None."""
     for line in reversed(output.splitlines()):
-        line = line.strip()
-        if not line.startswith("{"):
-            continue
-        try:
-            data = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(data, dict) and isinstance(data.get("result"), str):
+        data = json_object(line.strip())
+        if data is not None and isinstance(data.get("result"), str):
             return data
     return None
 

@@ -45,6 +45,18 @@ def first_json(text: str) -> Any:
     return value
 
 
+def json_object(line: str) -> dict[str, Any] | None:
+    """``line`` as a JSON object, or None when it is none (prose or stderr interleaved
+    with JSON lines, a line cut short)."""
+    if not line.startswith("{"):
+        return None
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def error_text(error: Any) -> str:
     """restic's JSON error object as text: 0.14 gives Go's ``{"Op": "read", "Path": …,
     "Err": 5}`` (an errno), later versions ``{"message": …}``."""
@@ -97,13 +109,8 @@ def parse_backup_output(lines: Iterable[str], returncode: int) -> BackupResult |
         if line.endswith(" does not exist, skipping"):
             skipped.append(line.removesuffix(" does not exist, skipping"))
             continue
-        if not line.startswith("{"):
-            continue
-        try:
-            data = json.loads(line)
-        except ValueError:
-            continue
-        if not isinstance(data, dict):
+        data = json_object(line)
+        if data is None:
             continue
         kind = data.get("message_type")
         if kind == "summary":
@@ -217,13 +224,8 @@ class Node:
 def parse_ls_line(line: str) -> Node | None:
     """One line of ``ls --json`` → a Node, or None for the snapshot header line and for lines
     that are not JSON nodes (restic's stderr interleaved)."""
-    if not line.startswith("{"):
-        return None
-    try:
-        data = json.loads(line)
-    except ValueError:
-        return None
-    if not isinstance(data, dict) or data.get("struct_type", "node") != "node":
+    data = json_object(line)
+    if data is None or data.get("struct_type", "node") != "node":
         return None
     if "path" not in data:
         return None

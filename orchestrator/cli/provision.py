@@ -159,6 +159,19 @@ def _render_result(result: provision_apply.ApplyResult, verb: str) -> None:
                   f"unchanged in {result.seconds:.1f} s — {result.status} (run {result.run_id})")
 
 
+def _finish(plan: Plan | DestroyPlan, gate: GateDecision,
+            result: provision_apply.ApplyResult, verb: str, as_json: bool) -> None:
+    """The end of apply and destroy: the result shown (``--json``: with the plan and the
+    backup gate's verdict), then exit with its code (3 partial, 1 failed) unless done."""
+    if as_json:
+        print_json({"plan": plan.as_dict(), "backup_gate": gate.as_dict(),
+                    "result": result.as_dict()})
+    else:
+        _render_result(result, verb)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
+
+
 class RichProgress:
     """apply's progress on stderr: one line per VM in flight, an overall bar, a line per
     VM as it ends."""
@@ -302,13 +315,7 @@ def apply(
                 progress=progress,
                 params={"systems": system or [], "sites": site or [],
                         "backup_gate": gate.run_id})
-    if as_json:
-        print_json({"plan": the_plan.as_dict(), "backup_gate": gate.as_dict(),
-                    "result": result.as_dict()})
-    else:
-        _render_result(result, "Apply")
-    if result.exit_code:
-        raise typer.Exit(result.exit_code)
+    _finish(the_plan, gate, result, "Apply", as_json)
 
 
 def destroy(
@@ -366,10 +373,4 @@ def destroy(
             result = provision_destroy.destroy(dplan, vcenters, ledger=_ledger(c),
                                                concurrency=settings.concurrency,
                                                progress=progress)
-    if as_json:
-        print_json({"plan": dplan.as_dict(), "backup_gate": gate.as_dict(),
-                    "result": result.as_dict()})
-    else:
-        _render_result(result, "Destroy")
-    if result.exit_code:
-        raise typer.Exit(result.exit_code)
+    _finish(dplan, gate, result, "Destroy", as_json)

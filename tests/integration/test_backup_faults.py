@@ -54,6 +54,7 @@ from orchestrator.lab.repository import start_repository_host
 from orchestrator.lab.secrets import ensure_lab_secrets
 from orchestrator.ledger import Ledger
 from orchestrator.settings import Paths
+from tests.conftest import wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -72,13 +73,7 @@ KEEP_EVERYTHING = {"hourly": 0, "daily": 0, "weekly": 0, "monthly": 0, "yearly":
 def poll(what: str, ready: Callable[[], Any], timeout: float = 60.0,
          interval: float = 0.2) -> Any:
     """``ready()``'s first true value; fails naming ``what`` when ``timeout`` passes first."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = ready()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"{what}: not so after {timeout:.0f} s"
-        time.sleep(interval)  # poll interval of the deadline loop
+    return wait_for(what, ready, timeout, interval=interval)
 
 
 def system_file(code: str, repository_host: str, ip: str) -> dict[str, Any]:

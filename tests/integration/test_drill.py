@@ -14,10 +14,8 @@ import hashlib
 import itertools
 import json
 import os
-import shutil
 import signal
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -39,6 +37,8 @@ from orchestrator.lab.processes import ProcessTable
 from orchestrator.lab.repository import repository_dir
 from orchestrator.ledger import Ledger
 from orchestrator.settings import Paths
+from tests import conftest
+from tests.conftest import estate_copy, replace_in
 
 pytestmark = pytest.mark.lab
 
@@ -51,14 +51,8 @@ def hopnhat(env: dict[str, str], *args: str, timeout: float = 600) -> process.Co
 
 
 def wait_for(what: str, condition: Callable[[], Any], timeout: float = 120) -> Any:
-    """Poll ``condition`` until it answers something true (bounded)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        answer = condition()
-        if answer:
-            return answer
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)  # poll interval of the deadline loop
+    """Poll ``condition`` until it answers something true (bounded), every 0.1 s."""
+    return conftest.wait_for(what, condition, timeout, interval=0.1)
 
 
 def inventory(lab: Any) -> Inventory:
@@ -78,19 +72,6 @@ def scratch_left(lab: Any) -> list[str]:
 
 def no_scratch_left(lab: Any) -> None:
     wait_for("the scratch VMs and their guests to go", lambda: not scratch_left(lab), 60)
-
-
-def estate_copy(lab: Any, tmp_path: Path, edit: Callable[[Path], None]) -> dict[str, str]:
-    dest = tmp_path / "inventory"
-    shutil.copytree(lab.estate_dir, dest)
-    edit(dest)
-    return {**lab.env, "HOPNHAT_ESTATE": str(dest)}
-
-
-def replace_in(path: Path, old: str, new: str) -> None:
-    text = path.read_text()
-    assert text.count(old) == 1, f"{old!r} occurs {text.count(old)} times in {path}"
-    path.write_text(text.replace(old, new))
 
 
 def production_state(lab: Any) -> dict[str, Any]:

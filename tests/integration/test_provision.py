@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ from orchestrator.lab import control, guests, vcsim
 from orchestrator.lab.config import load_lab_config
 from orchestrator.lab.processes import ProcessTable
 from orchestrator.ledger import Ledger
+from tests.conftest import estate_copy, replace_in, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -95,17 +95,6 @@ def the_vm(inv: Inventory, name: str) -> VMFacts:
     return found[0]
 
 
-def wait_for(what: str, condition: Callable[[], Any], timeout: float = 60) -> Any:
-    """Poll ``condition`` until it answers something true (bounded)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        answer = condition()
-        if answer:
-            return answer
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
-
-
 def make_vm(lab: Any, name: str, attributes: dict[str, str] | None = None,
             second_nic: bool = False) -> None:
     """A VM made behind hopnhat's back (by pyVmomi), optionally with custom attributes
@@ -126,21 +115,6 @@ def make_vm(lab: Any, name: str, attributes: dict[str, str] | None = None,
                 backing=vsphere_specs.nic_backing(network.name, network.ref))
             vc.reconfigure_vm(ref, name, vim.vm.ConfigSpec(deviceChange=[
                 vim.vm.device.VirtualDeviceSpec(operation="add", device=card)]))
-
-
-def estate_copy(lab: Any, tmp_path: Path, edit: Callable[[Path], None]) -> dict[str, str]:
-    """The lab's estate (with its vault) copied and edited; the env to run hopnhat on it
-    against the same lab."""
-    dest = tmp_path / "inventory"
-    shutil.copytree(lab.estate_dir, dest)
-    edit(dest)
-    return {**lab.env, "HOPNHAT_ESTATE": str(dest)}
-
-
-def replace_in(path: Path, old: str, new: str) -> None:
-    text = path.read_text()
-    assert text.count(old) == 1, f"{old!r} occurs {text.count(old)} times in {path}"
-    path.write_text(text.replace(old, new))
 
 
 def hostname_over_ssh(lab: Any, name: str, ip: str, timeout: float = 60) -> str:

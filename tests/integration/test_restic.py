@@ -38,6 +38,7 @@ from orchestrator.adapters.restic import (
     RepositoryLocked,
     Restic,
     ResticCommandError,
+    Retry,
     WrongPassword,
     ssh_command,
 )
@@ -72,6 +73,24 @@ def make_tree(root: Path, files: int, size: int, seed: int = 7) -> Path:
     (root / "empty").write_bytes(b"")
     (root / "link").symlink_to("d0/e0/f0000.bin")
     return root
+
+
+def fill_up(repo: Repository, tmp_path: Path, *, timeout: float, small_size: int,
+            big_mib: int, give_up: Callable[[Retry], str | None] | None = None,
+            ) -> tuple[Restic, NoSpace]:
+    """Initialise ``repo``, back up a small tree (3 files of about ``small_size`` bytes) that
+    fits, then a ``big_mib`` MiB file that must not: the client and the NoSpace raised,
+    checked to have left the small snapshot alone (no partial snapshot)."""
+    restic = Restic(repo, timeout=timeout, give_up=give_up)
+    restic.init()
+    small = restic.backup([make_tree(tmp_path / "small-src", files=3, size=small_size)])
+    big = tmp_path / "big-src"
+    big.mkdir()
+    (big / "blob").write_bytes(os.urandom(big_mib * MiB))
+    with pytest.raises(NoSpace) as caught:
+        restic.backup([big])
+    assert [s.short_id for s in restic.snapshots()] == [small.snapshot_id]
+    return restic, caught.value
 
 
 def tree_digest(root: Path) -> dict[str, tuple[str, str]]:
@@ -431,17 +450,9 @@ def test_a_full_disk_is_no_space_and_loses_nothing(small_disk: Path, password_fi
                                                     tmp_path: Path) -> None:
     repo = Repository(str(small_disk / "repo"), password_file, cache_dir=tmp_path / "cache",
                       name="qlvb")
-    restic = Restic(repo, timeout=300)
-    restic.init()
-    small = restic.backup([make_tree(tmp_path / "small-src", files=3, size=10_000)])
-    big = tmp_path / "big-src"
-    big.mkdir()
-    (big / "blob").write_bytes(os.urandom(5 * MiB))
-    with pytest.raises(NoSpace) as caught:
-        restic.backup([big])
-    assert "no space left on device" in caught.value.detail
-    assert f"repository qlvb ({repo.url})" in str(caught.value)
-    assert [s.short_id for s in restic.snapshots()] == [small.snapshot_id]
+    restic, no_space = fill_up(repo, tmp_path, timeout=300, small_size=10_000, big_mib=5)
+    assert "no space left on device" in no_space.detail
+    assert f"repository qlvb ({repo.url})" in str(no_space)
     assert restic.locks() == []
     assert "no errors were found" in restic.check(read_data_subset="all").lines
 
@@ -637,15 +648,25 @@ def test_repository_host_down_mid_backup_is_connection_lost(sftp_host: Repositor
 @pytest.mark.lab
 def test_a_full_repository_host_is_no_space(full_sftp_host: RepositoryHost, password_file: Path,
                                             tmp_path: Path) -> None:
+    from orchestrator.lab.guests import guest_view
+    from orchestrator.lab.processes import ProcessTable
+
     repo = full_sftp_host.repository("qlvb", password_file, cache_dir=tmp_path / "cache")
-    restic = Restic(repo, timeout=600)
-    restic.init()
-    small = restic.backup([make_tree(tmp_path / "small", files=3, size=1000)])
-    big = tmp_path / "big"
-    big.mkdir()
-    (big / "blob").write_bytes(os.urandom(6 * MiB))
-    with pytest.raises(NoSpace) as caught:  # restic 0.14 retries the write for ~45 s first
-        restic.backup([big])
-    assert "SSH_FX_FAILURE" in caught.value.detail
-    assert [s.short_id for s in restic.snapshots()] == [small.snapshot_id]
+    storage = guest_view(ProcessTable(full_sftp_host.lab_dir), full_sftp_host.name,
+                         "/srv/restic")
+    judged: list[Retry] = []
+
+    def full(retry: Retry) -> str | None:
+        # restic 0.14 would retry the write ten times (~45 s) before NoSpace: the caller's
+        # judgement stops it once not even a 4 MiB pack (restic's smallest) fits
+        judged.append(retry)
+        stat = os.statvfs(storage)
+        free = stat.f_bavail * stat.f_frsize
+        return f"{free} bytes free on the storage" if free < 4 * MiB else None
+    started = time.monotonic()
+    restic, no_space = fill_up(repo, tmp_path, timeout=600, small_size=1000, big_mib=6,
+                               give_up=full)
+    assert time.monotonic() - started < 30
+    assert "SSH_FX_FAILURE" in no_space.detail and "bytes free on the storage" in str(no_space)
+    assert judged and all(r.is_write for r in judged)
     assert "no errors were found" in restic.check().lines
