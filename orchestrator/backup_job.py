@@ -1,5 +1,5 @@
 """The backup job that runs on a host: ``hopnhat-backup-<code>.service`` starts it, and so
-does an operator by hand (``python3 /usr/local/lib/hopnhat/backup_job.py --config …``).
+does an operator by hand (``python3 -S /usr/local/lib/hopnhat/backup_job.py --config …``).
 
 One run, in this order:
 

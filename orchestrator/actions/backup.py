@@ -45,8 +45,11 @@ if TYPE_CHECKING:
     from orchestrator.adapters.ssh import Target
 
 # Where the backup_schedule role puts the job and its files (its defaults/main.yml; a unit
-# test keeps the two in step). The service's ExecStart is "<python> <job> --config <config>".
+# test keeps the two in step). The service's ExecStart is "<python> -S <job> --config <config>":
+# -S, no site-packages — the job needs only the standard library and the modules copied
+# beside it, and Python starts in about a quarter of the time.
 JOB_PYTHON = "/usr/bin/python3"
+JOB_PYTHON_FLAGS = ("-S",)
 JOB_SCRIPT = "/usr/local/lib/hopnhat/backup_job.py"
 JOB_CONFIG = "/etc/hopnhat/backup-{code}.json"
 JOB_STATUS = "/var/lib/hopnhat/backup-{code}.json"
@@ -114,7 +117,8 @@ def select_clients(estate: Estate, systems: Sequence[str] = (),
 def job_argv(code: str) -> tuple[str, ...]:
     """The backup service's ExecStart for system ``code``, with ``--progress`` (restic's
     progress about once a second)."""
-    return (JOB_PYTHON, JOB_SCRIPT, "--config", JOB_CONFIG.format(code=code), "--progress")
+    return (JOB_PYTHON, *JOB_PYTHON_FLAGS, JOB_SCRIPT, "--config", JOB_CONFIG.format(code=code),
+            "--progress")
 
 
 def job_command(code: str) -> str:

@@ -19,9 +19,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
-
-from orchestrator.backup_job import write_atomically
 from orchestrator.errors import EXIT_BAD_INPUT, HopnhatError
 from orchestrator.process import run
 
@@ -108,6 +105,8 @@ def render_units(estate: str, estate_dir: Path, state_dir: Path, *,
                  environment: dict[str, str] | None = None,
                  timeout: timedelta = timedelta(hours=12)) -> Units:
     """The service and timer of estate ``estate`` (pure: nothing is written or run)."""
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
     name = f"hopnhat-verify-{estate}"
     metrics_file = metrics_dir / f"hopnhat_verify_{estate.replace('-', '_')}.prom"
     junit_file = reports_dir / f"verify-{estate}.xml"
@@ -175,6 +174,8 @@ def install(units: Units, *, enable: bool = True) -> Installed:
     enable and start the timer where systemd is PID 1 and ``enable``. Raises ScheduleError
     when the units do not validate or a file cannot be written, CommandError when systemctl
     fails."""
+    from orchestrator.backup_job import write_atomically
+
     next_elapse = validate(units)
     try:
         for folder in (units.unit_dir, units.metrics_file.parent, units.junit_file.parent):

@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -16,8 +16,10 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from orchestrator.errors import HopnhatError
-from orchestrator.estate import Estate, load_estate
-from orchestrator.settings import Paths
+
+if TYPE_CHECKING:
+    from orchestrator.estate import Estate
+    from orchestrator.settings import Paths
 
 err_console = Console(stderr=True, highlight=False)
 console = Console(highlight=False)
@@ -37,10 +39,14 @@ class Context:
 
     @cached_property
     def estate(self) -> Estate:
+        from orchestrator.estate import load_estate
+
         return load_estate(self.estate_dir)
 
     @cached_property
     def paths(self) -> Paths:
+        from orchestrator.settings import Paths
+
         return Paths(self.state_dir, self.estate)
 
 

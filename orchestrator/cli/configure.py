@@ -13,34 +13,40 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from orchestrator.actions import configure as configure_action
-from orchestrator.actions.configure import ConfigureResult
-from orchestrator.adapters.ansible import CHANGED, FAILED, OK, SKIPPED, UNREACHABLE, HostEvent
 from orchestrator.cli.common import JsonOption, console, context, err_console, print_json, want_json
-from orchestrator.ledger import Ledger
 
-_STYLE = {OK: "green", CHANGED: "yellow", FAILED: "bold red", UNREACHABLE: "bold red",
-          SKIPPED: "dim"}
+if TYPE_CHECKING:
+    from orchestrator.actions.configure import ConfigureResult
+    from orchestrator.adapters.ansible import HostEvent
+
+# The configure action and the Ansible adapter are imported inside the commands: every
+# other command starts faster.
+
+
+def _no_counts() -> dict[str, int]:
+    from orchestrator.adapters.ansible import CHANGED, FAILED, OK, SKIPPED, UNREACHABLE
+
+    return {OK: 0, CHANGED: 0, FAILED: 0, UNREACHABLE: 0, SKIPPED: 0}
 
 
 @dataclass
 class _HostLine:
     task: str = ""
-    counts: dict[str, int] = field(default_factory=lambda: {
-        OK: 0, CHANGED: 0, FAILED: 0, UNREACHABLE: 0, SKIPPED: 0})
+    counts: dict[str, int] = field(default_factory=_no_counts)
 
 
 class LiveProgress:
     """A live table: one row per host with its last task and counts so far."""
 
     def __init__(self, hosts: tuple[str, ...]) -> None:
+        from rich.live import Live
+
         self.hosts = {host: _HostLine() for host in hosts}
         self.task = ""
         self._lock = threading.Lock()
@@ -48,6 +54,8 @@ class LiveProgress:
                          transient=True)
 
     def _table(self) -> Table:
+        from orchestrator.adapters.ansible import CHANGED, FAILED, OK, UNREACHABLE
+
         table = Table(title=f"configure · {escape(self.task)}", show_edge=False, box=None)
         for column in ("host", "last task", OK, CHANGED, FAILED, UNREACHABLE):
             table.add_column(column)
@@ -63,6 +71,8 @@ class LiveProgress:
             self.live.update(self._table())
 
     def on_event(self, event: HostEvent) -> None:
+        from orchestrator.adapters.ansible import FAILED, UNREACHABLE
+
         with self._lock:
             line = self.hosts.setdefault(event.host, _HostLine())
             line.task = event.task
@@ -86,11 +96,15 @@ def _progress(hosts: tuple[str, ...], quiet: bool) -> Iterator[LiveProgress | No
 
 def render(result: ConfigureResult) -> None:
     """The summary for people: per-host stats, notices, failures, the verdict."""
+    from orchestrator.adapters.ansible import CHANGED, FAILED, OK, SKIPPED, UNREACHABLE
+
+    styles = {OK: "green", CHANGED: "yellow", FAILED: "bold red", UNREACHABLE: "bold red",
+              SKIPPED: "dim"}
     table = Table(show_edge=False, box=None)
     for column in ("host", "status", "ok", "changed", "failed", "unreachable", "skipped"):
         table.add_column(column)
     for host, stats in sorted(result.run.hosts.items()):
-        style = _STYLE.get(stats.status, "")
+        style = styles.get(stats.status, "")
         table.add_row(host, f"[{style}]{stats.status}[/]", str(stats.ok), str(stats.changed),
                       str(stats.failed), str(stats.unreachable), str(stats.skipped))
     console.print(table)
@@ -125,6 +139,9 @@ def configure(
     playbooks/site.yml through ansible-runner against the inventory derived from the estate
     (roles base, restic_repository, restic_client, backup_schedule), with live per-host
     progress, then a summary from the runner's stats. A second run changes nothing."""
+    from orchestrator.actions import configure as configure_action
+    from orchestrator.ledger import Ledger
+
     c = context(ctx)
     as_json = want_json(ctx, json)
     the_plan = configure_action.plan(c.estate, system or (), check=check, diff=diff)

@@ -12,21 +12,20 @@ import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from orchestrator.actions import drill_history, drill_rehearse, drill_scratch
-from orchestrator.actions.drill_evidence import render_report
-from orchestrator.actions.drill_labels import label_set
-from orchestrator.actions.drill_plan import DrillPlan
-from orchestrator.actions.drill_result import DrillResult, StepRecord
-from orchestrator.actions.drill_run import run_drill
-from orchestrator.actions.drill_svg import human
 from orchestrator.cli.common import JsonOption, console, context, err_console, print_json, want_json
-from orchestrator.ledger import Ledger
+
+if TYPE_CHECKING:
+    from orchestrator.actions.drill_plan import DrillPlan
+    from orchestrator.actions.drill_result import DrillResult, StepRecord
+
+# The drill actions (pyVmomi, paramiko, jinja2) are imported inside the commands: every
+# other command starts faster.
 
 app = typer.Typer(no_args_is_help=True, help=(
     "Restore drills and DR rehearsals at the secondary site, with RPO/RTO evidence (JSON and "
@@ -46,6 +45,8 @@ class StepLines:
         return f"[dim]{drill_id}[/] " if self.prefix else ""
 
     def planned(self, plan: DrillPlan) -> None:
+        from orchestrator.actions.drill_svg import human
+
         table = Table(title=f"drill {plan.drill_id}: {escape(plan.system_name)} (tier "
                       f"{plan.tier}, RPO {human(plan.rpo_seconds)}, RTO "
                       f"{human(plan.rto_seconds)})")
@@ -87,6 +88,8 @@ def _interrupts() -> Iterator[None]:
 
 
 def render_result(result: DrillResult) -> None:
+    from orchestrator.actions.drill_svg import human
+
     style = {"passed": "bold green", "failed": "bold red"}.get(result.verdict, "bold yellow")
     plan = result.plan
     console.print(f"drill {result.drill_id} of {result.system}: [{style}]"
@@ -121,6 +124,10 @@ def run(
     tear the scratch VMs down (also on failure and Ctrl-C, unless --keep). Production VMs
     and repositories are only read.
     """
+    from orchestrator.actions.drill_labels import label_set
+    from orchestrator.actions.drill_run import run_drill
+    from orchestrator.ledger import Ledger
+
     c = context(ctx)
     as_json = want_json(ctx, json)
     label_set(lang)
@@ -153,6 +160,11 @@ def rehearse(
     dependencies (what a system depends on is restored first), in parallel within a group;
     a failed system fails its dependants ("dependency sso failed") instead of running them.
     One combined report (JSON and HTML) with each system's RTO and the total time."""
+    from orchestrator.actions import drill_rehearse
+    from orchestrator.actions.drill_labels import label_set
+    from orchestrator.actions.drill_svg import human
+    from orchestrator.ledger import Ledger
+
     c = context(ctx)
     as_json = want_json(ctx, json)
     label_set(lang)
@@ -189,6 +201,10 @@ def rehearse(
 def due(ctx: typer.Context, json: JsonOption = False) -> None:
     """Which systems are overdue for a drill (no passed drill within their tier's
     drill_interval). Exit 1 if any, so a nightly job can alert."""
+    from orchestrator.actions import drill_history
+    from orchestrator.actions.drill_svg import human
+    from orchestrator.ledger import Ledger
+
     c = context(ctx)
     ledger = Ledger(c.paths.ledger)
     try:
@@ -216,6 +232,10 @@ def history(
     json: JsonOption = False,
 ) -> None:
     """The drills recorded in the ledger, newest first."""
+    from orchestrator.actions import drill_history
+    from orchestrator.actions.drill_svg import human
+    from orchestrator.ledger import Ledger
+
     c = context(ctx)
     ledger = Ledger(c.paths.ledger)
     try:
@@ -243,6 +263,11 @@ def report(
 ) -> None:
     """Re-render a drill's (or rehearsal's) HTML report from its stored evidence (checked
     against its SHA-256) and print its path."""
+    from orchestrator.actions import drill_rehearse
+    from orchestrator.actions.drill_evidence import render_report
+    from orchestrator.actions.drill_labels import label_set
+    from orchestrator.ledger import Ledger
+
     c = context(ctx)
     label_set(lang)
     ledger = Ledger(c.paths.ledger)
@@ -262,6 +287,9 @@ def teardown(
 ) -> None:
     """Destroy the scratch VMs a drill kept (--keep): only VMs carrying that drill's mark
     and this estate's ownership."""
+    from orchestrator.actions import drill_scratch
+    from orchestrator.ledger import Ledger
+
     c = context(ctx)
     ledger = Ledger(c.paths.ledger)
     try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -18,8 +18,9 @@ from orchestrator.cli.common import (
     want_json,
 )
 from orchestrator.errors import EstateError
-from orchestrator.estate.inventory import build_inventory, host_vars
-from orchestrator.estate.model import Estate, format_duration
+
+if TYPE_CHECKING:
+    from orchestrator.estate.model import Estate
 
 app = typer.Typer(no_args_is_help=True, help="The estate: sites, systems, VMs (inventory/).")
 
@@ -51,6 +52,8 @@ def validate(ctx: typer.Context, json: JsonOption = False) -> None:
 
 def estate_document(estate: Estate) -> dict[str, Any]:
     """The estate as data, sites → systems → VMs, with tiers and targets."""
+    from orchestrator.estate.model import format_duration
+
     sites: dict[str, Any] = {}
     for site in estate.sites.values():
         sites[site.name] = {"role": site.role, "title": site.title,
@@ -116,6 +119,8 @@ def inventory(
 ) -> None:
     """Print the Ansible inventory derived from the estate, as an Ansible dynamic
     inventory (playbooks/inventory.py wraps this for plain ansible-playbook and AWX)."""
+    from orchestrator.estate.inventory import build_inventory, host_vars
+
     paths = context(ctx).paths
     if host is not None:
         print_json(host_vars(paths, host))

@@ -13,19 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
-from orchestrator.actions import provision, provision_apply, provision_destroy
-from orchestrator.actions.backup_gate import NOT_NEEDED, GateDecision, GateRequest, gate_request
-from orchestrator.actions.provision import Plan
-from orchestrator.actions.provision_destroy import DestroyPlan
-from orchestrator.adapters.vsphere import VCenter, open_vcenters
-from orchestrator.adapters.vsphere_facts import Inventory
 from orchestrator.cli.common import (
     Context,
     JsonOption,
@@ -36,7 +29,20 @@ from orchestrator.cli.common import (
     want_json,
 )
 from orchestrator.errors import EXIT_FAILURE, HopnhatError
-from orchestrator.ledger import Ledger
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+    from orchestrator.actions import provision, provision_apply
+    from orchestrator.actions.backup_gate import GateDecision, GateRequest
+    from orchestrator.actions.provision import Plan
+    from orchestrator.actions.provision_destroy import DestroyPlan
+    from orchestrator.adapters.vsphere import VCenter
+    from orchestrator.adapters.vsphere_facts import Inventory
+    from orchestrator.ledger import Ledger
+
+# The provisioning actions (pyVmomi) are imported inside the commands: every other command
+# starts faster.
 
 SystemOption = Annotated[list[str] | None, typer.Option(
     "--system", help="Only the VMs of this system (by code; repeatable).")]
@@ -63,6 +69,9 @@ _STYLE = {"create": "green", "reconfigure": "yellow", "power-on": "cyan", "resum
 @contextmanager
 def _connected(c: Context, sites: Sequence[str], insecure: bool,
                pool_size: int) -> Iterator[dict[str, VCenter]]:
+    from orchestrator.actions import provision
+    from orchestrator.adapters.vsphere import open_vcenters
+
     if insecure:
         err_console.print("[bold yellow]warning:[/] TLS verification of vCenter is OFF "
                           "(--insecure)")
@@ -77,6 +86,8 @@ def _connected(c: Context, sites: Sequence[str], insecure: bool,
 
 def _make_plan(c: Context, vcenters: dict[str, VCenter], vms: list[Any]
                ) -> tuple[Plan, dict[str, Inventory]]:
+    from orchestrator.actions import provision
+
     err_console.print("Reading vCenter …")
     facts = provision.read_facts(vcenters, {vm.name for vm in vms})
     return provision.plan(c.estate, vms, facts), facts
@@ -200,8 +211,12 @@ class RichProgress:
 
 @contextmanager
 def _progress(total: int, quiet: bool) -> Iterator[provision_apply.Progress]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from orchestrator.actions.provision_apply import NoProgress
+
     if quiet:
-        yield provision_apply.NoProgress()
+        yield NoProgress()
         return
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     with Progress(*columns, console=err_console, transient=True) as bar:
@@ -209,6 +224,8 @@ def _progress(total: int, quiet: bool) -> Iterator[provision_apply.Progress]:
 
 
 def _ledger(c: Context) -> Ledger:
+    from orchestrator.ledger import Ledger
+
     return Ledger(c.paths.ledger)
 
 
@@ -216,6 +233,9 @@ def _backup_gate(c: Context, plan: provision.GatedPlan, request: GateRequest, co
                  as_json: bool) -> GateDecision:
     """The backup gate (raises PlanError when it refuses), a backup made first streamed to
     stderr, and the gate's verdict shown."""
+    from orchestrator.actions import provision
+    from orchestrator.actions.backup_gate import NOT_NEEDED
+
     def show(host: str, line: str) -> None:
         err_console.print(f"{escape(host)}: {escape(line)}", soft_wrap=True)
     gate = provision.backup_gate(plan, c.paths, request, command=command,
@@ -247,6 +267,8 @@ def plan(
     per cluster and datastore, and totals. A refused plan (foreign VM, disk shrink, IP in
     use, capacity short) exits 1.
     """
+    from orchestrator.actions import provision
+
     c = context(ctx)
     try:
         vms = provision.select(c.estate, system or (), site or ())
@@ -290,6 +312,9 @@ def apply(
     unless that VM's latest snapshot is younger than its tier's RPO; --backup-first backs
     the systems up first, --no-backup-gate --reason "…" overrides (recorded in the ledger).
     """
+    from orchestrator.actions import provision, provision_apply
+    from orchestrator.actions.backup_gate import gate_request
+
     c = context(ctx)
     request = gate_request(backup_first, no_backup_gate, reason)
     settings = c.estate.settings.provisioning
@@ -339,6 +364,9 @@ def destroy(
     that holds data is younger than its tier's RPO; --backup-first backs the system up
     first, --no-backup-gate --reason "…" overrides (recorded in the ledger).
     """
+    from orchestrator.actions import provision, provision_destroy
+    from orchestrator.actions.backup_gate import gate_request
+
     c = context(ctx)
     request = gate_request(backup_first, no_backup_gate, reason)
     estate = c.estate

@@ -13,15 +13,17 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+# at the top, not inside install(): its DEFAULT_* are the options' defaults
 from orchestrator.actions import schedule as schedule_action
 from orchestrator.cli.common import JsonOption, console, context, print_json, want_json
-from orchestrator.estate.model import parse_duration
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Schedules on the control host (systemd timers).")
 
 
 def _duration(value: str) -> timedelta:
+    from orchestrator.estate.model import parse_duration
+
     try:
         return parse_duration(value)
     except ValueError as exc:

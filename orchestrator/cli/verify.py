@@ -13,42 +13,35 @@ import contextlib
 import os
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from orchestrator.actions import verify as verify_action
-from orchestrator.actions.verify import RepositoryReport, VerifyResult
-from orchestrator.actions.verify_checks import (
-    CHECKS,
-    ERROR,
-    FAILED,
-    FRESHNESS,
-    OK,
-    SKIPPED,
-    parse_subset_option,
-)
-from orchestrator.actions.verify_notify import Notifier
-from orchestrator.adapters.restic_errors import format_age
 from orchestrator.cli.common import JsonOption, console, context, err_console, print_json, want_json
 from orchestrator.errors import EXIT_BAD_INPUT, HopnhatError
-from orchestrator.estate.secrets import Secrets
-from orchestrator.ledger import Ledger
-from orchestrator.reports import write_report
-from orchestrator.reports.junit import render_junit
-from orchestrator.reports.metrics import render_could_not_run, render_metrics
+
+if TYPE_CHECKING:
+    from orchestrator.actions.verify import RepositoryReport, VerifyResult
+    from orchestrator.ledger import Ledger
+
+# The verify actions and reports are imported inside the commands: every other command
+# starts faster.
 
 app = typer.Typer(no_args_is_help=False, add_completion=False)
 
-_CELL = {OK: "[green]ok[/]", FAILED: "[bold red]FAILED[/]", ERROR: "[bold red]ERROR[/]",
-         SKIPPED: "[dim]–[/]"}
-_VERDICT = {OK: "[bold green]ok[/]", FAILED: "[bold red]FAILED[/]",
-            ERROR: "[bold red]ERROR[/]"}
+
+def _verdicts() -> dict[str, str]:
+    """A repository's verdict, marked up."""
+    from orchestrator.actions.verify_checks import ERROR, FAILED, OK
+
+    return {OK: "[bold green]ok[/]", FAILED: "[bold red]FAILED[/]", ERROR: "[bold red]ERROR[/]"}
 
 
 def _subset(value: str) -> str:
+    from orchestrator.actions.verify_checks import parse_subset_option
+
     try:
         return parse_subset_option(value)
     except ValueError as exc:
@@ -74,6 +67,9 @@ def _can_write(folder: Path) -> bool:
 
 
 def _age_cell(report: RepositoryReport) -> str:
+    from orchestrator.actions.verify_checks import FAILED, FRESHNESS
+    from orchestrator.adapters.restic_errors import format_age
+
     ages = [h.age_seconds for h in report.hosts if h.expected and h.age_seconds is not None]
     rpo = format_age(report.target.rpo.total_seconds())
     if not ages:
@@ -86,6 +82,11 @@ def _age_cell(report: RepositoryReport) -> str:
 
 def render(result: VerifyResult) -> None:
     """The table for people, then why each check that did not pass did not."""
+    from orchestrator.actions.verify_checks import CHECKS, ERROR, FAILED, OK, SKIPPED
+
+    cell_of = {OK: "[green]ok[/]", FAILED: "[bold red]FAILED[/]", ERROR: "[bold red]ERROR[/]",
+               SKIPPED: "[dim]–[/]"}
+    verdicts = _verdicts()
     table = Table(show_edge=False, box=None, pad_edge=False)
     for column in ("system", "tier", "repository", *(c.replace("_", " ") for c in CHECKS),
                    "age / RPO", "verdict"):
@@ -94,12 +95,12 @@ def render(result: VerifyResult) -> None:
         t = report.target
         cells = []
         for check in report.checks:
-            cell = _CELL[check.status]
+            cell = cell_of[check.status]
             if check.name == "read_data" and t.subset and check.status != SKIPPED:
                 cell += f" {t.subset}"
             cells.append(cell)
         table.add_row(t.system, str(t.tier), t.repository, *cells, _age_cell(report),
-                      _VERDICT[report.verdict])
+                      verdicts[report.verdict])
     console.print(table)
     for report in result.reports:
         said: dict[tuple[str, str], list[str]] = {}  # one line per distinct problem
@@ -117,6 +118,8 @@ def render(result: VerifyResult) -> None:
 
 
 def _progress(report: RepositoryReport) -> None:
+    from orchestrator.actions.verify_checks import OK
+
     mark = "[green]✓[/]" if report.verdict == OK else "[bold red]✗[/]"
     err_console.print(f"{mark} {report.target.key}: {report.verdict} "
                       f"({report.duration_seconds:.1f} s)")
@@ -154,7 +157,15 @@ def verify(
     size anomalies against the median of earlier snapshots, the second copy, and locks.
     Changes nothing. Exit 0 all good, 1 a check failed, 2 could not run."""
     if ctx.invoked_subcommand is not None:
-        return
+        return  # "verify history": none of the imports below is needed
+    from orchestrator.actions import verify as verify_action
+    from orchestrator.actions.verify_notify import Notifier
+    from orchestrator.estate.secrets import Secrets
+    from orchestrator.ledger import Ledger
+    from orchestrator.reports import write_report
+    from orchestrator.reports.junit import render_junit
+    from orchestrator.reports.metrics import render_could_not_run, render_metrics
+
     c = context(ctx)
     as_json = want_json(ctx, json)
     started = time.time()
@@ -215,6 +226,8 @@ def verify(
 
 
 def _history_rows(ledger: Ledger, system: str | None, limit: int) -> list[dict[str, Any]]:
+    from orchestrator.actions.verify_checks import ERROR, FAILED
+
     rows = []
     for run in ledger.runs("verify", limit=limit if system is None else limit * 20):
         summary = run.summary or {}
@@ -248,6 +261,9 @@ def history(
     json: JsonOption = False,
 ) -> None:
     """Past verifications from the ledger, newest first."""
+    from orchestrator.actions.verify_checks import OK
+    from orchestrator.ledger import Ledger
+
     c = context(ctx)
     ledger = Ledger(c.paths.ledger)
     try:
@@ -261,10 +277,11 @@ def history(
     for column in ("started", "run", "operator", "status",
                    *(("verdict", "problems") if system else ("ok", "not ok"))):
         table.add_column(column)
+    verdicts = _verdicts()
     for row in rows:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["started"]))
         if system:
-            extra = (_VERDICT.get(row["verdict"] or "", "?"),
+            extra = (verdicts.get(row["verdict"] or "", "?"),
                      escape("; ".join(row["problems"])) or "–")
         else:
             bad = sorted(s for s, v in row["repositories"].items() if v != OK)

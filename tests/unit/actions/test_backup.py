@@ -92,9 +92,9 @@ def status_doc(**changes: Any) -> dict[str, Any]:
 
 
 def test_the_job_runs_as_the_service_runs_it_with_progress() -> None:
-    assert job_argv("video") == ("/usr/bin/python3", "/usr/local/lib/hopnhat/backup_job.py",
+    assert job_argv("video") == ("/usr/bin/python3", "-S", "/usr/local/lib/hopnhat/backup_job.py",
                                  "--config", "/etc/hopnhat/backup-video.json", "--progress")
-    assert job_command("video") == ("/usr/bin/python3 /usr/local/lib/hopnhat/backup_job.py "
+    assert job_command("video") == ("/usr/bin/python3 -S /usr/local/lib/hopnhat/backup_job.py "
                                     "--config /etc/hopnhat/backup-video.json --progress 2>&1")
     assert status_command("video") == "env LC_ALL=C cat -- /var/lib/hopnhat/backup-video.json"
 
@@ -108,7 +108,7 @@ def test_the_paths_are_the_backup_schedule_roles_own() -> None:
         defaults["backup_schedule_config_file"]
     assert defaults["backup_schedule_state_dir"] + "/backup-{code}.json" == JOB_STATUS
     service = (REPO / "templates" / "hopnhat-backup.service.j2").read_text()
-    assert ("ExecStart={{ backup_schedule_python }} {{ backup_schedule_library_dir }}"
+    assert ("ExecStart={{ backup_schedule_python }} -S {{ backup_schedule_library_dir }}"
             "/backup_job.py --config {{ backup_schedule_config_file }}") in service
     assert (backup_job.OK, backup_job.PARTIAL, backup_job.FAILED, backup_job.REFUSED) == (
         "ok", "partial", "failed", "refused")
