@@ -195,6 +195,27 @@ class ConfiguredEstate:
             self.paused.remove(pid)
 
 
+def provision_and_configure(fl: ConfiguredEstate, sizes_mb: dict[str, int], seed: str) -> None:
+    """``hopnhat apply`` of the systems of ``sizes_mb`` (code → MiB of data), their data
+    generated once each answers SSH, then ``configure`` of them."""
+    codes = list(sizes_mb)
+    done = process.run([str(BIN / "hopnhat"), "apply", *(a for c in codes for a in
+                                                         ("--system", c)), "--yes"],
+                       env=fl.env, timeout=300)
+    assert done.ok, done.stderr
+    for code, size_mb in sizes_mb.items():
+        vm = next(v for v in fl.paths.estate.vms if v.system == code)
+        poll(f"ssh on {vm.name}", lambda ip=str(vm.ip): ssh.wait_for_port(ip, 22, 1.0), 120)
+        data.generate(guest_srv(fl.session.paths.lab, vm.name) / code, seed=f"{seed}/{code}",
+                      size_mb=size_mb, files=120)
+    ledger = Ledger(fl.paths.ledger)
+    try:
+        result = configure(fl.paths, plan(fl.paths.estate, tuple(codes)), ledger=ledger)
+    finally:
+        ledger.close()
+    assert result.exit_code == 0, result.run.failures
+
+
 @pytest.fixture(scope="module")
 def faults(lab: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConfiguredEstate]:
     base = tmp_path_factory.mktemp("backup-faults")
@@ -215,20 +236,7 @@ def faults(lab: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Confi
     try:
         fl.start_repository_host(FLT_REPO, FLT, None)
         fl.start_repository_host(FULL_REPO, FULL, FULL_CAPACITY_MB)
-        done = process.run([str(BIN / "hopnhat"), "apply", "--system", FLT, "--system", FULL,
-                            "--yes"], env=env, timeout=300)
-        assert done.ok, done.stderr
-        for code, size_mb in ((FLT, 24), (FULL, 6)):
-            vm = next(v for v in paths.estate.vms if v.system == code)
-            poll(f"ssh on {vm.name}", lambda ip=str(vm.ip): ssh.wait_for_port(ip, 22, 1.0), 120)
-            data.generate(guest_srv(lab.paths.lab, vm.name) / code, seed=f"faults/{code}",
-                          size_mb=size_mb, files=120)
-        ledger = Ledger(paths.ledger)
-        try:
-            result = configure(paths, plan(paths.estate, (FLT, FULL)), ledger=ledger)
-        finally:
-            ledger.close()
-        assert result.exit_code == 0, result.run.failures
+        provision_and_configure(fl, {FLT: 24, FULL: 6}, "faults")
         for code in (FLT, FULL):  # each system's first snapshot: what must never be lost
             first, status, log = run_job(fl, code)
             assert (first, status["result"]) == (0, "ok"), log

@@ -30,8 +30,8 @@ from test_backup_faults import (
     job_command,
     lock_files,
     octets,
-    poll,
     process_state,
+    provision_and_configure,
     restic_with_lock,
     run_job,
     snapshot_ids,
@@ -39,14 +39,11 @@ from test_backup_faults import (
 )
 
 from orchestrator import process
-from orchestrator.actions.configure import configure, plan
-from orchestrator.adapters import ssh
 from orchestrator.adapters.vault import read_vault
 from orchestrator.estate import load_estate
-from orchestrator.lab import control, data
-from orchestrator.lab.guests import guest_srv, guest_view
+from orchestrator.lab import control
+from orchestrator.lab.guests import guest_view
 from orchestrator.lab.processes import ProcessTable
-from orchestrator.ledger import Ledger
 from orchestrator.settings import Paths
 from tests.conftest import ledger_dump
 
@@ -70,20 +67,7 @@ def estate(lab: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Confi
     configured = ConfiguredEstate(lab, paths, env, base / "hosts",
                                   paths.private_key.with_suffix(".pub").read_text().strip())
     try:
-        done = process.run([str(BIN / "hopnhat"), "apply", "--system", A, "--system", B,
-                            "--yes"], env=env, timeout=300)
-        assert done.ok, done.stderr
-        for code in (A, B):
-            vm = next(v for v in paths.estate.vms if v.system == code)
-            poll(f"ssh on {vm.name}", lambda ip=str(vm.ip): ssh.wait_for_port(ip, 22, 1.0), 120)
-            data.generate(guest_srv(lab.paths.lab, vm.name) / code, seed=f"security/{code}",
-                          size_mb=24, files=120)
-        ledger = Ledger(paths.ledger)
-        try:
-            result = configure(paths, plan(paths.estate, (A, B)), ledger=ledger)
-        finally:
-            ledger.close()
-        assert result.exit_code == 0, result.run.failures
+        provision_and_configure(configured, {A: 24, B: 24}, "security")
         code, status, log = run_job(configured, B)  # B has something worth protecting
         assert (code, status["result"]) == (0, "ok"), log
         yield configured

@@ -1,0 +1,307 @@
+"""Benchmark (issue 4): hopnhat's backup job against a raw ``restic backup`` of the same data
+to the same repository, on a lab host over SFTP.
+
+A lab of its own (vcsim, the hypervisor, sshd guests, the repository host) for a copy of the
+example estate on other loopback addresses; one system (``ioc``, one VM) applied and configured
+with ``hopnhat configure``; its /srv/ioc filled by the lab's data generator with ``--size-mb``
+MiB in ``--files`` files (day 0), and turned into day 1 (``change_rate`` 0.05: 5 % of the
+files rewritten, added or deleted) and back for each "5 %-changed" run.
+
+Measured on the host (a timer around the command, in Python on the host):
+  first backup (empty repository, re-created for each run) and 5 %-changed backup —
+  raw ``restic backup`` (the same argv, tags and cache the job uses), the job with backup
+  only (its config without retention), the job as configured (retention: forget --prune)
+  against raw backup + raw ``forget --prune``;
+and from the control host: the job triggered over SSH (connect, run, read its output), and
+``hopnhat backup run --system ioc`` (the whole CLI process).
+
+Prints figures, medians of ``--rounds`` runs, and ratios; asserts nothing.
+
+    .venv/bin/python bench/bench_backup.py [--size-mb 1024] [--files 2100] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shlex
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from orchestrator import process  # noqa: E402
+from orchestrator.actions.backup import JOB_PYTHON, JOB_PYTHON_FLAGS  # noqa: E402
+from orchestrator.actions.configure import configure, plan  # noqa: E402
+from orchestrator.adapters import ssh  # noqa: E402
+from orchestrator.adapters.restic import Repository  # noqa: E402
+from orchestrator.adapters.restic_argv import make_backup_argv, make_forget_argv  # noqa: E402
+from orchestrator.estate import load_estate  # noqa: E402
+from orchestrator.lab import control, data  # noqa: E402
+from orchestrator.lab.guests import guest_srv  # noqa: E402
+from orchestrator.ledger import Ledger  # noqa: E402
+from orchestrator.settings import Paths  # noqa: E402
+
+HOPNHAT = Path(sys.executable).with_name("hopnhat")
+CODE = "ioc"
+JOB = "/usr/local/lib/hopnhat/backup_job.py"
+CONFIG = f"/etc/hopnhat/backup-{CODE}.json"
+BACKUP_ONLY = f"/etc/hopnhat/backup-{CODE}.bench-backup-only.json"
+# the issue's measurements (restic 0.14, SFTP on loopback, ~1 GiB in 2,100 files)
+ISSUE_FIRST, ISSUE_CHANGED, RUNRESTIC_RATIO = 8.8, 1.4, 1.16
+
+# a timer that runs on the host: argv after "--", its wall time and exit code on stdout
+HOST_TIMER = ("import subprocess, sys, time\n"
+              "t = time.perf_counter()\n"
+              "r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, "
+              "stderr=subprocess.PIPE)\n"
+              "print(time.perf_counter() - t, r.returncode)\n"
+              "sys.stderr.write(r.stderr.decode(errors='replace')[-2000:])\n")
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def bench_estate(dest: Path, octets: tuple[str, str], size_mb: float, files: int) -> Path:
+    """The example estate on ``127.<octets>`` and a free vCenter port, with lab data of
+    ``size_mb`` MiB in ``files`` files."""
+    shutil.copytree(REPO / "inventory", dest, ignore=shutil.ignore_patterns("secrets.vault.yml"))
+    port = free_port()
+    for path in dest.rglob("*.yml"):
+        text = path.read_text().replace("127.10.", f"127.{octets[0]}.")
+        text = text.replace("127.20.", f"127.{octets[1]}.")
+        path.write_text(text.replace("127.0.0.1:8989", f"127.0.0.1:{port}"))
+    lab = yaml.safe_load((dest / "lab.yml").read_text())
+    lab["data"] = {"size_mb": size_mb, "files": files, "change_rate": 0.05}
+    (dest / "lab.yml").write_text(yaml.safe_dump(lab, sort_keys=False))
+    return dest
+
+
+class Host:
+    """The benchmarked VM, reached as root over SSH (host key pinned)."""
+
+    def __init__(self, paths: Paths, name: str) -> None:
+        vm = next(v for v in paths.estate.vms if v.name == name)
+        self.name = name
+        self.target = ssh.Target(host=name, address=str(vm.ip), port=22, user="root",
+                                 key_file=paths.private_key, known_hosts=paths.known_hosts)
+
+    def sh(self, command: str, stdin: str | None = None, timeout: float = 3600) -> str:
+        client = ssh.connect(self.target)
+        try:
+            done = ssh.execute(client, self.target, command, timeout=timeout, stdin=stdin)
+        finally:
+            client.close()
+        if done.returncode != 0:
+            raise SystemExit(f"{self.name}: {command[:80]}: exit {done.returncode}: "
+                             f"{done.stderr[-1500:]}")
+        return done.stdout
+
+    def timed(self, argv: Sequence[str]) -> float:
+        """Wall time of ``argv`` measured on the host (no SSH in it)."""
+        out = self.sh(shlex.join(["python3", "-c", HOST_TIMER, *argv]))
+        seconds, code = out.split()
+        if code not in ("0", "3"):
+            raise SystemExit(f"{self.name}: {argv[0]} exited {code}")
+        return float(seconds)
+
+
+def cli_help(env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    process.run([str(HOPNHAT), "--help"], env=env, timeout=120)
+    return time.perf_counter() - start
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mb", type=float, default=1024)
+    parser.add_argument("--files", type=int, default=2100)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--octets", default=os.environ.get("HOPNHAT_BENCH_OCTETS", "197,198"),
+                        help="second octets of the lab's primary and secondary addresses")
+    args = parser.parse_args(argv)
+    first_octet, second_octet = args.octets.split(",")
+    with tempfile.TemporaryDirectory(prefix="hopnhat-bench-backup-") as tmp:
+        base = Path(tmp)
+        estate_dir = bench_estate(base / "inventory", (first_octet, second_octet), args.size_mb,
+                                  args.files)
+        with private_lab(base / "state", estate_dir) as paths:
+            run(paths, args)
+
+
+@contextlib.contextmanager
+def private_lab(state: Path, estate_dir: Path) -> Iterator[Paths]:
+    """A lab of its own for ``estate_dir`` in ``state`` (vcsim reused when ``make`` built
+    it), brought up, and down at the end whatever happens."""
+    built = REPO / ".hopnhat" / "lab" / "bin"
+    if built.is_dir():
+        shutil.copytree(built, state / "lab" / "bin")
+    paths = Paths(state, load_estate(estate_dir))
+    try:
+        control.up(paths)
+        yield paths
+    finally:
+        control.down(paths.lab)
+
+
+def run(paths: Paths, args: argparse.Namespace) -> None:
+    estate = paths.estate
+    env = {**os.environ, "HOPNHAT_ESTATE": str(estate.root), "HOPNHAT_STATE": str(paths.state)}
+    vm = next(v for v in estate.vms if v.system == CODE and v.data)
+    started = time.perf_counter()
+    done = process.run([str(HOPNHAT), "apply", "--system", CODE, "--yes"], env=env, timeout=600)
+    if not done.ok:
+        raise SystemExit(done.stderr)
+    seeded = paths.lab / "guests" / vm.name / ".seeded"
+    deadline = time.monotonic() + 1800
+    while not (seeded.exists() and ssh.wait_for_port(str(vm.ip), 22, 1.0)):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{vm.name}: no data after 30 min")
+        time.sleep(0.5)  # poll interval while the lab writes the data set
+    result = configure(paths, plan(estate, [CODE]), ledger=Ledger(paths.ledger))
+    if result.exit_code != 0:
+        raise SystemExit(f"configure failed: {result.run.failures}")
+    print(f"lab ready in {time.perf_counter() - started:.0f} s: {vm.name}, "
+          f"{args.size_mb:g} MiB in {args.files} files, restic over SFTP on loopback, "
+          f"{os.cpu_count()} cores")
+
+    host = Host(paths, vm.name)
+    config = json.loads(host.sh(f"cat {CONFIG}"))
+    host.sh(f"umask 027 && cat > {BACKUP_ONLY}", stdin=json.dumps({**config, "retention": {}}))
+    repo = Repository(url=config["repository"]["url"], password_file=Path(config["password_file"]),
+                      cache_dir=Path(config["cache_dir"]))
+    env_argv = ["env", f"RESTIC_PASSWORD_FILE={config['password_file']}",
+                f"RESTIC_CACHE_DIR={config['cache_dir']}", "HOME=/root"]
+    raw_backup = [*env_argv, *make_backup_argv(
+        repo, config["paths"], [f"system={CODE}", f"tier={config['tier']}",
+                                f"host={config['host']}"], config["exclude"], config["host"])]
+    retention = {kind: keep for kind, keep in config["retention"].items() if keep > 0}
+    raw_forget = [*env_argv, *make_forget_argv(repo, retention, True,
+                                               host=config["host"])]
+    # as the service runs it (ExecStart: python3 -S, see orchestrator/actions/backup.py)
+    job = [JOB_PYTHON, *JOB_PYTHON_FLAGS, JOB, "--config", CONFIG]
+    job_backup_only = [JOB_PYTHON, *JOB_PYTHON_FLAGS, JOB, "--config", BACKUP_ONLY]
+    storage = estate.repository_host(estate.systems[CODE].backup.repository_host)  # type: ignore[union-attr]
+    repository_root = ssh.Target(host=storage.name, address=str(storage.address),
+                                 port=storage.port, user="root", key_file=paths.private_key,
+                                 known_hosts=paths.known_hosts)
+    dest = guest_srv(paths.lab, vm.name) / CODE
+    day = [0]
+
+    def empty_repository() -> None:
+        client = ssh.connect(repository_root)
+        try:
+            ssh.execute(client, repository_root,
+                        f"find {storage.storage_path}/{CODE}/repo -mindepth 1 -delete")
+        finally:
+            client.close()
+        host.sh(f"rm -rf {config['cache_dir']} && " + shlex.join(
+            [*env_argv, "restic", "--repo", repo.url, "init"]))
+        if day[0] != 0:
+            toggle()
+
+    def toggle() -> None:
+        """Day 0 → day 1 or back: about 5 % of the files differ from the last backup's."""
+        day[0] = 1 - day[0]
+        data.generate(dest, seed=f"{estate.id}/{vm.name}", size_mb=args.size_mb,
+                      files=args.files, day=day[0], change_rate=0.05)
+
+    def over_ssh(command: Sequence[str]) -> float:
+        start = time.perf_counter()
+        host.sh(shlex.join(command))
+        return time.perf_counter() - start
+
+    def cli_run() -> float:
+        start = time.perf_counter()
+        done = process.run([str(HOPNHAT), "backup", "run", "--system", CODE], env=env,
+                           timeout=3600)
+        took = time.perf_counter() - start
+        if done.returncode != 0:
+            raise SystemExit(f"hopnhat backup run: exit {done.returncode}: {done.stderr[-1500:]}")
+        return took
+
+    first: dict[str, list[float]] = {"raw restic backup": [], "job, backup only": [],
+                                     "job as configured (+ forget --prune)": []}
+    first_runs: dict[str, Callable[[], float]] = {
+        "raw restic backup": lambda: host.timed(raw_backup),
+        "job, backup only": lambda: host.timed(job_backup_only),
+        "job as configured (+ forget --prune)": lambda: host.timed(job),
+    }
+    for _ in range(args.rounds):
+        for name, measure in first_runs.items():
+            empty_repository()
+            first[name].append(measure())
+    changed_runs: dict[str, Callable[[], float]] = {
+        "raw restic backup": lambda: host.timed(raw_backup),
+        "job, backup only": lambda: host.timed(job_backup_only),
+        "raw restic backup + forget --prune": lambda: host.timed(raw_backup) + host.timed(
+            raw_forget),
+        "job as configured (+ forget --prune)": lambda: host.timed(job),
+        "job, backup only, over SSH from the control host": lambda: over_ssh(job_backup_only),
+        "hopnhat backup run --system ioc (as configured)": cli_run,
+    }
+    changed: dict[str, list[float]] = {name: [] for name in changed_runs}
+    empty_repository()
+    host.timed(raw_backup)  # day 0: the parent snapshot of the first 5 %-changed run
+    for _ in range(args.rounds):
+        for name, measure in changed_runs.items():
+            toggle()  # day 0 -> day 1: the same change for every kind of run
+            changed[name].append(measure())
+            toggle()  # and back, with a snapshot of day 0 as the next run's parent
+            host.timed(raw_backup)
+    overheads = {"SSH: connect and run `true` (paramiko)": lambda: over_ssh(["true"]),
+                 "hopnhat CLI start-up (`hopnhat --help`)": lambda: cli_help(env)}
+    overhead = {name: [measure() for _ in range(args.rounds)]
+                for name, measure in overheads.items()}
+
+    def table(title: str, figures: dict[str, list[float]]) -> dict[str, float]:
+        print(f"\n{title} (median of {args.rounds}; every run in s)")
+        medians = {name: median(values) for name, values in figures.items()}
+        for name, values in figures.items():
+            print(f"  {name:<52} {medians[name]:7.2f}   "
+                  + " ".join(f"{v:.2f}" for v in values))
+        return medians
+
+    one = table("first backup, empty repository", first)
+    five = table("5 %-changed backup (day 0 -> day 1 each time)", changed)
+    table("fixed costs of triggering from the control host", overhead)
+    raw, raw_forget_total = five["raw restic backup"], five["raw restic backup + forget --prune"]
+    print("\nratios")
+    print(f"  first backup, job (backup only) / raw:            "
+          f"{one['job, backup only'] / one['raw restic backup']:.3f}")
+    print(f"  5 % changed, job (backup only) / raw, on the host: "
+          f"{five['job, backup only'] / raw:.3f}   target <= 1.05")
+    print(f"  5 % changed, job over SSH / raw on the host:        "
+          f"{five['job, backup only, over SSH from the control host'] / raw:.3f}   "
+          "target <= 1.10")
+    print(f"  5 % changed, job as configured / raw backup+forget: "
+          f"{five['job as configured (+ forget --prune)'] / raw_forget_total:.3f}")
+    print(f"  5 % changed, hopnhat backup run / raw backup+forget: "
+          f"{five['hopnhat backup run --system ioc (as configured)'] / raw_forget_total:.3f}"
+          "   target <= 1.10")
+    print(f"  job overhead on the host (backup only - raw):       "
+          f"{five['job, backup only'] - raw:+.3f} s")
+    print(f"\nthe issue's figures (restic 0.14, ~1 GiB/2,100 files): first {ISSUE_FIRST} s, "
+          f"5 % changed {ISSUE_CHANGED} s; runrestic {RUNRESTIC_RATIO}x")
+
+
+if __name__ == "__main__":
+    main()
