@@ -40,6 +40,12 @@ class Paths:
         return self.state / "ledger.sqlite"
 
     @property
+    def device_cache(self) -> Path:
+        """The device lists of VMs read from vCenter, by configuration version
+        (:mod:`orchestrator.adapters.vsphere_cache`)."""
+        return self.state / "cache" / "vcenter-devices.json"
+
+    @property
     def private_key(self) -> Path:
         return self._state_path(self.estate.settings.ssh.private_key_file)
 

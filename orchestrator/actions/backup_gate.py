@@ -21,22 +21,20 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from orchestrator.actions.backup import (
-    BackupRun,
-    HostBackup,
-    LineCallback,
-    backup_clients,
-    run_backups,
-)
-from orchestrator.actions.backup_status import SnapshotReader, repository_snapshots
-from orchestrator.adapters.restic_errors import format_age
-from orchestrator.adapters.restic_results import Snapshot
 from orchestrator.errors import EXIT_BAD_INPUT, HopnhatError, PlanError
 from orchestrator.estate.model import Estate, format_duration
 from orchestrator.ledger import Ledger, operator_name
 from orchestrator.settings import Paths
+
+if TYPE_CHECKING:
+    from orchestrator.actions.backup import BackupRun, HostBackup, LineCallback
+    from orchestrator.actions.backup_status import SnapshotReader
+    from orchestrator.adapters.restic_results import Snapshot
+
+# The backup and repository modules (restic, SSH) are imported when a VM that holds data is
+# about to change: a plan that changes none (a no-change apply) never loads them.
 
 # what the gate says of one VM
 FRESH, STALE, NO_SNAPSHOT = "fresh", "stale", "no snapshot"
@@ -45,7 +43,7 @@ NOT_CHECKED = "not checked"
 # what it decided
 NOT_NEEDED, PASSED, REFUSED, OVERRIDDEN = "not needed", "passed", "refused", "overridden"
 
-BackupRunner = Callable[..., BackupRun]
+BackupRunner = Callable[..., "BackupRun"]
 
 
 @dataclass(frozen=True)
@@ -100,6 +98,8 @@ class GateCheck:
     def describe(self) -> str:
         """``system video, repository video@repo-qnam-01: video-mcu-01's latest snapshot
         1a2b3c4d is 2h3m4s old, older than the RPO 1h``."""
+        from orchestrator.adapters.restic_errors import format_age
+
         rpo = format_duration(timedelta(seconds=self.rpo_seconds))
         head = f"system {self.system}, repository {self.repository}: {self.host}"
         age = format_age(self.age_seconds) if self.age_seconds is not None else "?"
@@ -240,6 +240,9 @@ def gate(paths: Paths, vms: Iterable[tuple[str, str]], request: GateRequest | No
     guarded, unguarded = gated_hosts(estate, vms)
     if not guarded:
         return GateDecision(command, NOT_NEEDED, not_backed_up=tuple(unguarded))
+    from orchestrator.actions.backup import run_backups
+    from orchestrator.actions.backup_status import repository_snapshots
+
     book = ledger or Ledger(paths.ledger)
     operator = operator_name()
     try:
@@ -298,6 +301,8 @@ def _decide(paths: Paths, guarded: Mapping[str, list[str]], unguarded: list[str]
     made: dict[str, HostBackup] = {}
     backup_run: str | None = None
     if request.backup_first:
+        from orchestrator.actions.backup import backup_clients
+
         clients = [c for c in backup_clients(estate) if c.system in guarded]
         run = backup(paths, clients, ledger=ledger, on_line=on_line, parallel=parallel,
                      params={"trigger": f"{command} --backup-first", "gate": run_id})

@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
-from orchestrator.actions.backup import LineCallback
 from orchestrator.actions.backup_gate import GateDecision, GateRequest, gate
 from orchestrator.actions.provision_preflight import (
     CapacityCheck,
@@ -27,6 +27,7 @@ from orchestrator.actions.provision_preflight import (
     ip_conflicts,
 )
 from orchestrator.adapters.vsphere import Endpoint, VCenter
+from orchestrator.adapters.vsphere_cache import DeviceCache
 from orchestrator.adapters.vsphere_facts import (
     PROVISIONED,
     SYSTEM,
@@ -40,6 +41,9 @@ from orchestrator.errors import EXIT_BAD_INPUT, PlanError, VSphereError
 from orchestrator.estate.model import VM, Estate
 from orchestrator.estate.secrets import Secrets
 from orchestrator.settings import Paths
+
+if TYPE_CHECKING:
+    from orchestrator.actions.backup import LineCallback
 
 CREATE, RECONFIGURE, POWER_ON, RESUME = "create", "reconfigure", "power-on", "resume"
 NO_OP, FOREIGN, REFUSED = "no-op", "foreign", "refused"
@@ -241,10 +245,14 @@ def endpoints(paths: Paths, sites: Iterable[str], insecure: bool = False) -> lis
     return list(out.values())
 
 
-def read_facts(vcenters: Mapping[str, VCenter], names: Collection[str]) -> dict[str, Inventory]:
+def read_facts(vcenters: Mapping[str, VCenter], names: Collection[str],
+               device_cache: Path | None = None) -> dict[str, Inventory]:
     """Read each vCenter (URL → Inventory), with the device lists of the VMs named in
-    ``names`` (the ones a plan compares). Constant number of requests per vCenter."""
-    return {url: read_inventory(vc, lambda found: found.name in names)
+    ``names`` (the ones a plan compares): from ``device_cache`` (the state folder's
+    :attr:`Paths.device_cache`) for VMs whose configuration has not changed since they were
+    read, else from vCenter. Constant number of requests per vCenter."""
+    return {url: read_inventory(vc, lambda found: found.name in names,
+                                cache=DeviceCache.load(device_cache, url))
             for url, vc in vcenters.items()}
 
 

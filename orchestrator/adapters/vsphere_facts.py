@@ -6,7 +6,8 @@ definitions, in ONE RetrievePropertiesEx over a ContainerView (plus its pages), 
 device lists (disks, NICs) of the VMs the caller asks for in ONE more RetrievePropertiesEx
 (plus pages): 2 calls + pages + CreateContainerView/DestroyView, however many VMs.
 Device lists are the heavy part of a VM (a dozen devices each), so they are read only for
-the VMs a plan has to compare.
+the VMs a plan has to compare, and only when their configuration changed since the last
+read (:mod:`vsphere_cache`: the lists kept in the state folder by configuration version).
 
 Names are datacenter-qualified (``(datacenter, name)``): datastore names such as
 ``LocalDS_0`` repeat in every datacenter.
@@ -21,7 +22,8 @@ from typing import Any
 from pyVmomi import vim
 
 from orchestrator.adapters.vsphere import VCenter, moref_key
-from orchestrator.adapters.vsphere_xml import device_of
+from orchestrator.adapters.vsphere_cache import DeviceCache, cached_devices, config_version
+from orchestrator.adapters.vsphere_xml import Device, device_of
 
 OWNER = "hopnhat.owner"
 SYSTEM = "hopnhat.system"
@@ -34,7 +36,8 @@ Where = tuple[str, str]  # (datacenter, name)
 VM_PATHS = ("name", "parent", "config.template", "config.hardware.numCPU",
             "config.hardware.memoryMB", "config.tools.pendingCustomization",
             "runtime.powerState", "runtime.host", "resourcePool", "datastore",
-            "guest.ipAddress", "guest.hostName", "customValue")
+            "guest.ipAddress", "guest.hostName", "customValue", "config.changeVersion",
+            "config.modified")
 PROPERTIES: dict[type, tuple[str, ...]] = {
     vim.Datacenter: ("name", "parent", "vmFolder"),
     vim.Folder: ("parent",),
@@ -75,6 +78,9 @@ class VMFacts:
     disks_kb: tuple[int, ...] | None = None
     port_groups: tuple[str | None, ...] | None = None
     clone_mark: str | None = None  # extraConfig hopnhat.owner, set by hopnhat's clone spec
+    # changes with every change of the configuration (its text differs between the lean
+    # reader and pyVmomi's, so it is not part of a VM's facts when they are compared)
+    config_version: str | None = field(default=None, compare=False)
     ref: Any = field(default=None, compare=False, repr=False)
 
     @property
@@ -150,9 +156,18 @@ class Inventory:
     templates: dict[Where, VMFacts] = field(default_factory=dict)
     vms: list[VMFacts] = field(default_factory=list)
     fields: dict[str, int] = field(default_factory=dict)  # custom attribute name → key
+    _by_name: tuple[int, dict[str, list[VMFacts]]] | None = field(
+        default=None, repr=False, compare=False)
 
     def vms_named(self, name: str) -> list[VMFacts]:
-        return [vm for vm in self.vms if vm.name == name]
+        """The VMs (not templates) called ``name``: usually one or none. Indexed on first
+        use, and again whenever ``vms`` is replaced."""
+        if self._by_name is None or self._by_name[0] != id(self.vms):
+            index: dict[str, list[VMFacts]] = {}
+            for vm in self.vms:
+                index.setdefault(vm.name, []).append(vm)
+            self._by_name = (id(self.vms), index)
+        return list(self._by_name[1].get(name, ()))
 
 
 class _Tree:
@@ -194,13 +209,16 @@ def _attributes(values: Any, names: Mapping[int, str]) -> dict[str, str]:
 
 
 def read_inventory(vc: VCenter, wants_devices: Callable[[VMFacts], bool] = lambda _: True,
-                   page_size: int = 1000, lean: bool = True) -> Inventory:
+                   page_size: int = 1000, lean: bool = True,
+                   cache: DeviceCache | None = None) -> Inventory:
     """Read the vCenter behind ``vc``. The device lists (disks, NICs) of templates and of
-    the VMs for which ``wants_devices`` says True are read in a second call; the clone
+    the VMs for which ``wants_devices`` says True come from ``cache`` when their
+    configuration has not changed since they were read, else from a second call; the clone
     mark (extraConfig) of those among them that carry no ``hopnhat.owner`` attribute in a
     third, only when there are such VMs (rare: a clone cut off before it was marked).
     ``lean`` (default): answers parsed by :mod:`vsphere_xml`, 5-10x faster than pyVmomi's
-    deserializer on large reads; False reads through pyVmomi (same facts).
+    deserializer on large reads; False reads through pyVmomi (same facts). ``cache``
+    (:class:`DeviceCache` of this vCenter) is updated and saved; None reads every list.
 
     Out: :class:`Inventory`. Raises VSphereError when vCenter fails or is unreachable.
     """
@@ -210,13 +228,25 @@ def read_inventory(vc: VCenter, wants_devices: Callable[[VMFacts], bool] = lambd
                               page_size=page_size, lean=lean)
     inventory = build_inventory(vc.url, rows)
     chosen = [vm for vm in inventory.vms if wants_devices(vm)]
-    targets = chosen + list(inventory.templates.values())
-    if targets:
-        device_rows = vc.object_properties("reading VM devices", [vm.ref for vm in targets],
+    targets = {moref_key(vm.ref): vm for vm in [*chosen, *inventory.templates.values()]}
+    cache = cache if cache is not None else DeviceCache(None, vc.url)
+    devices, missing = cached_devices(
+        cache, {key: vm.config_version for key, vm in targets.items()})
+    if missing:
+        device_rows = vc.object_properties("reading VM devices",
+                                           [targets[key].ref for key in missing],
                                            vim.VirtualMachine, ["config.hardware.device"],
                                            page_size=page_size, lean=lean)
-        add_devices(inventory, {moref_key(r["obj"]): r.get("config.hardware.device") or []
-                                for r in device_rows})
+        for row in device_rows:
+            key = moref_key(row["obj"])
+            records = [device_of(d) for d in row.get("config.hardware.device") or []]
+            devices[key] = records
+            cache.put(key, targets[key].config_version, records)
+    if targets:
+        add_devices(inventory, devices)
+    existing = {moref_key(vm.ref) for vm in [*inventory.vms, *inventory.templates.values()]}
+    if missing or not existing.issuperset(cache.entries):
+        cache.save(existing)
     unmarked = [vm for vm in chosen if OWNER not in vm.attributes]
     if unmarked:
         extra_rows = vc.object_properties("reading clone marks", [vm.ref for vm in unmarked],
@@ -353,7 +383,10 @@ def build_inventory(url: str, rows: list[dict[str, Any]]) -> Inventory:
             power_state=str(row.get("runtime.powerState") or "poweredOff"),
             ip=row.get("guest.ipAddress") or None, hostname=row.get("guest.hostName") or None,
             pending_customization=bool(row.get("config.tools.pendingCustomization")),
-            attributes=_attributes(row.get("customValue"), field_names), ref=row["obj"])
+            attributes=_attributes(row.get("customValue"), field_names),
+            config_version=config_version(row.get("config.changeVersion"),
+                                          row.get("config.modified")),
+            ref=row["obj"])
         if vm.template and vm.datacenter is not None:
             inv.templates[(vm.datacenter, vm.name)] = vm
         elif not vm.template:
@@ -361,9 +394,10 @@ def build_inventory(url: str, rows: list[dict[str, Any]]) -> Inventory:
     return inv
 
 
-def add_devices(inv: Inventory, devices: Mapping[str, list[Any]]) -> None:
+def add_devices(inv: Inventory, devices: Mapping[str, list[Device] | list[Any]]) -> None:
     """Fill ``disks_kb`` and ``port_groups`` of the VMs and templates whose device lists
-    were read (``devices``: VM key → its virtual devices)."""
+    were read (``devices``: VM key → its virtual devices, as :class:`Device` records or
+    pyVmomi's objects)."""
     dvpg_names = {(n.datacenter, str(n.portgroup_key)): n.name for n in inv.networks.values()
                   if n.portgroup_key}
 

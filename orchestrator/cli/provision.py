@@ -89,7 +89,7 @@ def _make_plan(c: Context, vcenters: dict[str, VCenter], vms: list[Any]
     from orchestrator.actions import provision
 
     err_console.print("Reading vCenter …")
-    facts = provision.read_facts(vcenters, {vm.name for vm in vms})
+    facts = provision.read_facts(vcenters, {vm.name for vm in vms}, c.paths.device_cache)
     return provision.plan(c.estate, vms, facts), facts
 
 
@@ -378,7 +378,7 @@ def destroy(
     names = {vm.name for vm in estate.vms_of(system)}
     with _connected(c, sites, insecure, settings.concurrency) as vcenters:
         err_console.print("Reading vCenter …")
-        facts = provision.read_facts(vcenters, names)
+        facts = provision.read_facts(vcenters, names, c.paths.device_cache)
         dplan = provision_destroy.plan_destroy(estate, system, facts, datacenters)
         if not as_json:
             render_destroy(dplan)

@@ -220,6 +220,36 @@ def test_the_lean_reader_sees_what_pyvmomi_sees(lab: Any, qlvb_applied: dict[str
         assert getattr(lean, part) == getattr(full, part), part
 
 
+def test_a_plan_rereads_device_lists_only_of_vms_whose_configuration_changed(
+        lab: Any, qlvb_applied: dict[str, Any]) -> None:
+    hopnhat(lab.env, "plan", "--system", "qlvb")  # the device cache as a plan leaves it
+    assert lab.paths.device_cache.stat().st_mode & 0o777 == 0o600
+    reset_counts(lab)
+    assert hopnhat(lab.env, "plan", "--system", "qlvb", "--detailed-exitcode").returncode == 0
+    assert method_counts(lab)["RetrievePropertiesEx"] == 1  # no device list read
+
+    # qlvb-app-01's network card moved to another port group behind hopnhat's back
+    with vsphere.open_vcenter(lab.endpoint()) as vc:
+        inv = read_inventory(vc, lambda found: found.name == "qlvb-app-01")
+        vm = the_vm(inv, "qlvb-app-01")
+        card = next(d for d in vc.vm_devices(vm.ref, vm.name)
+                    if isinstance(d, vim.vm.device.VirtualEthernetCard))
+        other = inv.networks[(DC, "PG-DN-DB")]
+        card.backing = vsphere_specs.nic_backing(other.name, other.ref)
+        vc.reconfigure_vm(vm.ref, vm.name, vim.vm.ConfigSpec(deviceChange=[
+            vim.vm.device.VirtualDeviceSpec(operation="edit", device=card)]))
+    reset_counts(lab)
+    doc = as_json(hopnhat(lab.env, "plan", "--system", "qlvb", "--json"))
+    assert method_counts(lab)["RetrievePropertiesEx"] == 2  # the changed VM's devices
+    assert {a["vm"]: (a["action"], a["changes"]) for a in doc["actions"]} == {
+        "qlvb-app-01": ("reconfigure", [{"what": "network", "from": "PG-DN-DB",
+                                         "to": "PG-DN-SRV"}]),
+        "qlvb-app-02": ("no-op", []), "qlvb-db-01": ("no-op", [])}
+    assert hopnhat(lab.env, "apply", "--system", "qlvb", "--yes").returncode == 0
+    assert the_vm(inventory(lab), "qlvb-app-01").port_groups == ("PG-DN-SRV",)
+    assert hopnhat(lab.env, "plan", "--system", "qlvb", "--detailed-exitcode").returncode == 0
+
+
 def test_changing_one_vms_cpu_reconfigures_only_that_vm(
         lab: Any, qlvb_applied: dict[str, Any], tmp_path: Path) -> None:
     env = estate_copy(lab, tmp_path, lambda root: replace_in(
