@@ -14,7 +14,7 @@ APT_PACKAGES := restic openssh-server openssh-client golang-go golang-github-vmw
 	sqlite3 util-linux iproute2 systemd python3-venv chromium
 PYTEST_ARGS ?=
 
-.PHONY: demo test deps apt venv vcsim lint unit integration e2e bench clean lab-down
+.PHONY: demo test deps apt venv bytecode vcsim lint unit integration e2e bench clean lab-down
 
 demo: deps
 	bash scripts/demo.sh
@@ -22,7 +22,7 @@ demo: deps
 test: deps lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-deps: apt venv vcsim
+deps: apt venv bytecode vcsim
 
 apt: $(STAMPS)/apt
 $(STAMPS)/apt: Makefile
@@ -44,6 +44,12 @@ $(STAMPS)/venv: pyproject.toml | $(STAMPS)/apt
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $@
+
+# hopnhat is installed editable, so pip compiles none of its modules; compile them here (only
+# what changed), as an installed package would be: every command starts ~50 ms sooner, and
+# more where PYTHONDONTWRITEBYTECODE keeps Python from caching them itself
+bytecode: venv
+	@$(PY) -m compileall -q orchestrator
 
 vcsim: venv
 	$(HOPNHAT) lab build

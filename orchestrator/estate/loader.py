@@ -34,7 +34,11 @@ class _Unreadable:
 UNREADABLE: Any = _Unreadable()
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+# libyaml's parser (C) when PyYAML has it: the estate is read by every command
+_SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _UniqueKeyLoader(_SafeLoader):  # type: ignore[misc]
     """SafeLoader that refuses a key written twice in one mapping (YAML allows it silently)."""
 
 
