@@ -144,6 +144,10 @@ def raw_check(paths: Paths, code: str, subset: str | None) -> None:
     assert done.ok, done.stderr[-500:]
 
 
+def _seconds(values: list[float]) -> str:
+    return " ".join(f"{v:.2f}" for v in values)
+
+
 def in_process(paths: Paths, systems: list[str], subset: str,
                concurrency: int | None = None) -> verify_action.VerifyResult:
     ledger = Ledger(paths.ledger)
@@ -169,7 +173,7 @@ def main() -> int:
     parser.add_argument("--repos", type=int, default=50)
     parser.add_argument("--size-mb", type=float, default=1024.0)
     parser.add_argument("--files", type=int, default=2100)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     small = [f"s{i:03d}" for i in range(args.repos)]
     with tempfile.TemporaryDirectory(prefix="bench-verify-") as scratch, \
@@ -189,12 +193,19 @@ def main() -> int:
         in_process(paths, ["big"], "none")  # warm-up: the snapshot's size, measured once
         for label, subset, option in (("structure only", None, "none"),
                                       ("read-data 1/14", "1/14", "1/14")):
-            raw = median_time(lambda s=subset: raw_check(paths, "big", s), args.repeat)
-            ours = median_time(lambda o=option: in_process(paths, ["big"], o), args.repeat)
-            cli = median_time(lambda o=option: whole_process(paths, ["big"], o), args.repeat)
-            print(f"   {label:15s} raw restic check {raw:6.2f} s | verify in-process "
-                  f"{ours:6.2f} s ({ours / raw:.2f}x) | hopnhat verify process {cli:6.2f} s "
-                  f"({cli / raw:.2f}x)")
+            # interleaved (raw, in-process, process) rounds: a drift of the machine's load
+            # weighs on the three alike
+            raw, ours, cli = [], [], []
+            for _ in range(args.repeat):
+                raw.append(median_time(lambda s=subset: raw_check(paths, "big", s), 1))
+                ours.append(median_time(lambda o=option: in_process(paths, ["big"], o), 1))
+                cli.append(median_time(lambda o=option: whole_process(paths, ["big"], o), 1))
+            r, o, c = (statistics.median(x) for x in (raw, ours, cli))
+            print(f"   {label:15s} raw restic check {r:6.2f} s | verify in-process "
+                  f"{o:6.2f} s ({o / r:.2f}x) | hopnhat verify process {c:6.2f} s "
+                  f"({c / r:.2f}x, of which {c - o:.2f} s Python start-up, imports, vault)")
+            print(f"   {'':15s} every round: raw {_seconds(raw)} | in-process {_seconds(ours)} | "
+                  f"process {_seconds(cli)}")
 
         print(f"\n2. verify over {len(small)} repositories (structure + read-data auto)")
         in_process(paths, small, "none")  # warm-up: sizes measured once, kept in the ledger

@@ -10,8 +10,8 @@
   integrity_check'`` → ``ok``), run on the scratch VM, with the exit code and output they
   must give.
 
-The snapshot's listing is read on the scratch VM while the restore runs (it needs only the
-repository); the sampled files and the restored side after it. Files are sampled by
+The snapshot's listing, then its sampled files, are read on the scratch VM while the restore
+runs (they need only the repository); the restored side after it. Files are sampled by
 reservoir (memory stays flat for millions of files), seeded by the drill id so a drill's
 sample can be reproduced.
 """
@@ -318,8 +318,9 @@ def snapshot_side(remote: Remote, repo: Repository, snapshot_id: str, roots: Seq
 def read_samples(remote: Remote, repo: Repository, snapshot_id: str, side: SnapshotSide,
                  timeout: float) -> SnapshotSide:
     """``side`` with the SHA-256 of its sampled files as the snapshot holds them, read again
-    from the repository by a restic of their own on the scratch VM. (Run after the restore:
-    beside it, it would only compete for the same CPUs and link.)"""
+    from the repository by a restic of their own on the scratch VM. (Run beside the restore
+    once the listing is read: a dozen files and one key derivation cost the restore less
+    than they would add after it.)"""
     if not side.samples:
         return side
     argv = [RESTIC, *read_only(("restic", "--repo", repo.url, "restore", snapshot_id))[1:]]

@@ -35,6 +35,7 @@ from typing import Any
 from orchestrator.actions import drill_scratch, provision
 from orchestrator.actions.drill_checks import (
     SAMPLES,
+    SnapshotSide,
     compare,
     read_samples,
     restored_side,
@@ -43,6 +44,7 @@ from orchestrator.actions.drill_checks import (
 )
 from orchestrator.actions.drill_plan import (
     AddressBook,
+    ScratchVM,
     choose_snapshots,
     data_vms,
     drill_site,
@@ -248,16 +250,21 @@ def _stages(drill: _Drill, book: AddressBook, selector: str, keep: bool, samples
                 Remote(drill_scratch.target(paths, scratch.vm)))
         result.restic_version = restic_version(drill.remotes[plan.scratch[0].vm.name])
     sides = {}
+    def snapshot_of(scratch: ScratchVM) -> SnapshotSide:
+        """The snapshot's listing, then its sampled files read again from the repository:
+        both while the restore runs (they need only the repository), so that after it only
+        the restored side is left to read."""
+        remote, repo = drill.remotes[scratch.vm.name], repository_for(estate, code)
+        side = snapshot_side(remote, repo, scratch.snapshot.id, plan.paths, samples=samples,
+                             seed=result.drill_id, timeout=3600)
+        return read_samples(remote, repo, scratch.snapshot.id, side, 3600)
+
     with drill.step("restore"):
-        # the snapshot's listing is read while the restore runs
         workers = ThreadPoolExecutor(max_workers=2 * len(plan.scratch))
         try:
             restores = [workers.submit(_restore, drill, s.vm.name, s.snapshot.id)
                         for s in plan.scratch]
-            listings = {s.vm.name: workers.submit(
-                snapshot_side, drill.remotes[s.vm.name], repository_for(estate, code),
-                s.snapshot.id, plan.paths, samples=samples, seed=result.drill_id,
-                timeout=3600) for s in plan.scratch}
+            listings = {s.vm.name: workers.submit(snapshot_of, s) for s in plan.scratch}
             failures = [f"restore: {exc}" for f in restores
                         if (exc := f.exception()) is not None]
             if failures:
@@ -270,8 +277,7 @@ def _stages(drill: _Drill, book: AddressBook, selector: str, keep: bool, samples
         problems: list[str] = []
         for scratch in plan.scratch:
             remote = drill.remotes[scratch.vm.name]
-            side = read_samples(remote, repository_for(estate, code), scratch.snapshot.id,
-                                sides[scratch.vm.name], 3600)
+            side = sides[scratch.vm.name]
             counts, missing, hashes = restored_side(remote, plan.paths, list(side.samples),
                                                     3600)
             check = compare(scratch.vm.name, side, counts, missing, hashes)

@@ -9,8 +9,6 @@ message: only the URL's host and the command's program are named.
 from __future__ import annotations
 
 import shlex
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -54,6 +52,9 @@ def event_url(url: str, event: str) -> str:
 def ping_url(url: str, event: str, body: str = "", timeout: float = 10.0) -> Notified:
     """POST ``body`` (a short summary, at most 10 kB as healthchecks keeps) to ``url`` for
     ``event``. Any answer 2xx counts as delivered."""
+    import urllib.error  # http.client and email: only a run that pings pays for them
+    import urllib.request
+
     target = url_host(url)
     if urlsplit(url).scheme not in ("http", "https"):
         return Notified("url", target, event, False, "not an http(s) URL")
