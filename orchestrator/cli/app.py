@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -73,5 +74,8 @@ def root(
 
 def main() -> None:
     """Console-script entry point."""
+    # hopnhat's estate models use no pydantic plugin: skip pydantic's search of every
+    # installed package's entry points for one (~15 ms of each command's start)
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     app()
 
