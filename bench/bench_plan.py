@@ -26,7 +26,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from benchlab import HOPNHAT, HTTPCount, bench_lab, timed
 from pyVmomi import vim
@@ -36,6 +38,24 @@ from orchestrator.actions import provision, provision_apply
 from orchestrator.adapters import vsphere
 from orchestrator.adapters.vsphere_facts import PROPERTIES, VM_PATHS
 from orchestrator.ledger import Ledger
+
+ROUNDS = 7
+
+
+def interleaved(fns: dict[str, Callable[[], Any]], rounds: int
+                ) -> dict[str, tuple[float, int, Any]]:
+    """Each of ``fns`` once per round, in order, ``rounds`` times. Out: name → (median
+    seconds, HTTP requests of one call, the last result)."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    out: dict[str, tuple[float, int, Any]] = {}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            seconds, requests, result = timed(fn, repeat=1)
+            times[name].append(seconds)
+            out[name] = (0.0, requests, result)
+    return {name: (statistics.median(times[name]), r, res)
+            for name, (_, r, res) in out.items()}
+
 
 BARE_PATHS = ["name", "config.hardware.numCPU", "config.hardware.memoryMB",
               "runtime.powerState", "guest.ipAddress"]
@@ -64,8 +84,7 @@ def main(total: int = 1000) -> None:
         endpoint = lab.endpoint()
         with vsphere.open_vcenter(endpoint, 2) as vc:
             url = vc.url
-            bare_t, bare_req, rows = timed(lambda: vc.view_properties(
-                "bare read", {vim.VirtualMachine: BARE_PATHS}))
+            rows = vc.view_properties("bare read", {vim.VirtualMachine: BARE_PATHS})
             assert len(rows) >= total
 
             def bare_same() -> int:
@@ -86,14 +105,19 @@ def main(total: int = 1000) -> None:
                                       provision.read_facts({url: vc}, names, cache))
                 provision.check(plan)
                 return plan
-            cold_t, cold_req, _ = timed(lambda: read_diff_capacity(True))
-            read_diff_capacity(False)  # the device cache as a plan leaves it
+            # the baseline and the plans in interleaved rounds (bare, warm, cold): a drift of
+            # the machine's load weighs on all of them alike
+            measured = interleaved({
+                "bare": lambda: vc.view_properties("bare read",
+                                                   {vim.VirtualMachine: BARE_PATHS}),
+                "warm": lambda: read_diff_capacity(False),
+                "cold": lambda: read_diff_capacity(True)}, ROUNDS)
+            (bare_t, bare_req, _), (plan_t, plan_req, plan), (cold_t, cold_req, _) = (
+                measured["bare"], measured["warm"], measured["cold"])
             lab.reset_counts()
-            plan_t, plan_req, plan = timed(lambda: read_diff_capacity(False))
-            soap = lab.counts()
+            read_diff_capacity(False)
+            soap_per_plan = lab.counts()
         assert not plan.has_changes, "the plan should find nothing to change"
-        runs = 5
-        soap_per_plan = {k: v // runs for k, v in soap.items()}
 
         def with_login() -> provision.Plan:
             with vsphere.open_vcenters([endpoint], 2) as vcs:
@@ -141,7 +165,8 @@ def main(total: int = 1000) -> None:
     for label, seconds, requests in rows_out:
         shown = "" if requests is None else str(requests)
         print(f"{label:66} {seconds:9.3f} {shown:>9}")
-    print(f"\nSOAP calls of one plan (vcsim trace): {soap_per_plan}")
+    print(f"\nSOAP calls of one warm plan (vcsim trace): {soap_per_plan}")
+    print(f"medians of {ROUNDS} interleaved rounds (bare, warm, cold); the rest of 5 runs")
     print(f"ratio plan (warm) / bare 5-path read:   {plan_t / bare_t:6.2f}x (target <= 2x)")
     print(f"ratio plan (cold) / bare 5-path read:   {cold_t / bare_t:6.2f}x")
     print(f"ratio plan (cold) / bare pyVmomi read of the same data: {cold_t / same_t:6.2f}x")

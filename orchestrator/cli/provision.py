@@ -211,13 +211,13 @@ class RichProgress:
 
 @contextmanager
 def _progress(total: int, quiet: bool) -> Iterator[provision_apply.Progress]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
     from orchestrator.actions.provision_apply import NoProgress
 
-    if quiet:
+    if quiet or total == 0:  # nothing to show progress of
         yield NoProgress()
         return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     with Progress(*columns, console=err_console, transient=True) as bar:
         yield RichProgress(bar, total)
