@@ -156,18 +156,19 @@ class Inventory:
     templates: dict[Where, VMFacts] = field(default_factory=dict)
     vms: list[VMFacts] = field(default_factory=list)
     fields: dict[str, int] = field(default_factory=dict)  # custom attribute name → key
-    _by_name: tuple[int, dict[str, list[VMFacts]]] | None = field(
+    _by_name: tuple[list[VMFacts], int, dict[str, list[VMFacts]]] | None = field(
         default=None, repr=False, compare=False)
 
     def vms_named(self, name: str) -> list[VMFacts]:
         """The VMs (not templates) called ``name``: usually one or none. Indexed on first
-        use, and again whenever ``vms`` is replaced."""
-        if self._by_name is None or self._by_name[0] != id(self.vms):
+        use, and again whenever ``vms`` is replaced or grows."""
+        indexed = self._by_name
+        if indexed is None or indexed[0] is not self.vms or indexed[1] != len(self.vms):
             index: dict[str, list[VMFacts]] = {}
             for vm in self.vms:
                 index.setdefault(vm.name, []).append(vm)
-            self._by_name = (id(self.vms), index)
-        return list(self._by_name[1].get(name, ()))
+            indexed = self._by_name = (self.vms, len(self.vms), index)
+        return list(indexed[2].get(name, ()))
 
 
 class _Tree:

@@ -81,3 +81,4 @@ def test_cached_devices_splits_hits_from_what_must_be_read(tmp_path: Path) -> No
     assert found == {"VirtualMachine:vm-1": [DISK]}
     assert missing == ["VirtualMachine:vm-2", "VirtualMachine:vm-3"]
     assert cache.hits == 1
+
