@@ -334,6 +334,10 @@ def start_guest(lab_dir: Path, table: ProcessTable, name: str, hostname: str, ip
         (root / "srv").mkdir(mode=0o755, exist_ok=True)
         (root / "sshd_config").write_text(sshd_config(spec))
         spec.save()
+        # pin the key before sshd listens: whoever sees the port open (a test, a hopnhat
+        # command waiting for the VM) must find the key already in known_hosts
+        pinned = known_hosts_address(ip, port)
+        set_known_host(known_hosts, pinned, host_key)
         log = root / "sshd.log"
         proc = spawn(["unshare", "--mount", "--uts", "--propagation", "private",
                       sys.executable, "-m", "orchestrator.lab.guest_init", str(spec.path)],
@@ -343,17 +347,17 @@ def start_guest(lab_dir: Path, table: ProcessTable, name: str, hostname: str, ip
             _wait_ready(proc, ip, port, log, name)
         except LabError:
             _CHILDREN.pop(proc.pid, None)
+            set_known_host(known_hosts, pinned, None)
             raise
         namespace = _mount_namespace(proc.pid)
         if namespace is None or namespace == _mount_namespace(os.getpid()):
             _kill_process(proc.pid)
+            set_known_host(known_hosts, pinned, None)
             raise LabError(f"guest {name}: sshd is not in a namespace of its own")
         details = {"root": str(root), "hostname": hostname, "mntns": namespace}
         if storage is not None:
             details["role"] = "repository"
             details["storage"] = storage
-        # pin the key before the record appears, so a recorded guest is always reachable
-        set_known_host(known_hosts, known_hosts_address(ip, port), host_key)
         return table.record(record_name(name), "guest", proc.pid, address, **details)
 
 
