@@ -10,7 +10,8 @@ from the vault themselves, with ``--vault-password-file``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +40,7 @@ from orchestrator.settings import Paths
 
 OK, PARTIAL = "ok", "partial"
 Runner = Callable[..., PlaybookRun]
+Probe = Callable[[str, int, float], bool]
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,42 @@ class ConfigureResult:
                 **{k: v for k, v in self.run.as_dict().items() if k not in ("ident", "status")}}
 
 
+def _probe(address: str, port: int, timeout: float) -> bool:
+    from orchestrator.adapters.ssh import wait_for_port  # paramiko: imported when used
+
+    return wait_for_port(address, port, timeout)
+
+
+def wait_for_hosts(inventory: Mapping[str, Any], hosts: Sequence[str], timeout: float, *,
+                   on_wait: Callable[[tuple[str, ...], float], None] | None = None,
+                   probe: Probe | None = None) -> tuple[str, ...]:
+    """Wait, all hosts at once, until each of ``hosts`` accepts TCP on its SSH address and
+    port from ``inventory`` (dynamic-inventory form), for ``timeout`` seconds at most: a VM
+    that ``apply`` just made has its IP before its sshd listens. ``on_wait(hosts, timeout)``
+    hears of those not answering at the first try. Returns the hosts that never answered
+    (Ansible then reports them unreachable)."""
+    hostvars = inventory.get("_meta", {}).get("hostvars", {})
+    tcp = probe or _probe
+
+    def answers(host: str, wait: float) -> bool:
+        found = hostvars.get(host, {})
+        address, port = found.get("ansible_host", host), int(found.get("ansible_port", 22))
+        return tcp(str(address), port, wait)
+
+    if not hosts:
+        return ()
+    with ThreadPoolExecutor(max_workers=min(32, len(hosts)),
+                            thread_name_prefix="ssh-wait") as pool:
+        first = dict(zip(hosts, pool.map(lambda h: answers(h, 0.0), hosts), strict=True))
+        late = tuple(h for h in hosts if not first[h])
+        if not late or timeout <= 0:
+            return late
+        if on_wait is not None:
+            on_wait(late, timeout)
+        later = dict(zip(late, pool.map(lambda h: answers(h, timeout), late), strict=True))
+    return tuple(h for h in late if not later[h])
+
+
 def _require_vault(paths: Paths) -> None:
     if not paths.vault_file.is_file():
         raise SecretError(f"{paths.vault_file}: no vault file (the playbooks read the "
@@ -160,11 +198,17 @@ def _require_vault(paths: Paths) -> None:
 def configure(paths: Paths, the_plan: ConfigurePlan, *, ledger: Ledger,
               on_event: Callable[[HostEvent], None] | None = None,
               on_task: Callable[[str], None] | None = None,
-              runner: Runner | None = None, timeout: float | None = None) -> ConfigureResult:
+              on_wait: Callable[[tuple[str, ...], float], None] | None = None,
+              runner: Runner | None = None, timeout: float | None = None,
+              connect_wait: float | None = None, probe: Probe | None = None
+              ) -> ConfigureResult:
     """Run site.yml for ``the_plan`` in ``<state>/runs/<run id>`` and record the run, each
-    host's stats, each notice and each failed task in the ledger.
+    host's stats, each notice and each failed task in the ledger. First waits up to
+    ``connect_wait`` seconds (default: the estate's ``configuration.connect_wait``) for
+    every host to accept SSH (:func:`wait_for_hosts`; ``on_wait`` hears who is waited for).
 
-    ``runner`` stands in for :func:`~orchestrator.adapters.ansible.run_playbook` (tests).
+    ``runner`` stands in for :func:`~orchestrator.adapters.ansible.run_playbook`, ``probe``
+    for the TCP probe (tests).
     Out: :class:`ConfigureResult` (its ``exit_code`` 0, 3 or 1). Raises SecretError (exit 2)
     when the vault or its password file is missing, AnsibleError when ansible-runner cannot
     start; either way the ledger records the run as failed.
@@ -172,8 +216,14 @@ def configure(paths: Paths, the_plan: ConfigurePlan, *, ledger: Ledger,
     run_id = ledger.start("configure", the_plan.estate, the_plan.as_dict())
     try:
         _require_vault(paths)
+        inventory = build_inventory(paths)
+        wait = (paths.estate.settings.configuration.connect_wait.total_seconds()
+                if connect_wait is None else connect_wait)
+        silent = wait_for_hosts(inventory, the_plan.hosts, wait, on_wait=on_wait, probe=probe)
+        for host in silent:
+            ledger.event(run_id, host, "not-answering", waited_seconds=wait)
         request = PlaybookRequest(
-            playbook=SITE, inventory=build_inventory(paths),
+            playbook=SITE, inventory=inventory,
             extravars=extra_vars(paths, the_plan.systems),
             vault_password_file=paths.vault_password_file, forks=the_plan.forks,
             limit=the_plan.limit, check=the_plan.check, diff=the_plan.diff, timeout=timeout)

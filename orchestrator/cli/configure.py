@@ -123,6 +123,12 @@ def render(result: ConfigureResult) -> None:
                   f"{escape(str(result.run.artifacts))}", soft_wrap=True)
 
 
+def _say_waiting(hosts: tuple[str, ...], timeout: float) -> None:
+    names = ", ".join(hosts[:8]) + (f" and {len(hosts) - 8} more" if len(hosts) > 8 else "")
+    err_console.print(f"waiting up to {timeout:.0f} s for {len(hosts)} host(s) to accept SSH "
+                      f"(just provisioned, or down): {escape(names)}")
+
+
 def configure(
     ctx: typer.Context,
     system: Annotated[list[str] | None, typer.Option(
@@ -138,7 +144,11 @@ def configure(
     """Configure the estate's hosts for backups to the secondary data centre: run
     playbooks/site.yml through ansible-runner against the inventory derived from the estate
     (roles base, restic_repository, restic_client, backup_schedule), with live per-host
-    progress, then a summary from the runner's stats. A second run changes nothing."""
+    progress, then a summary from the runner's stats. A second run changes nothing.
+
+    Hosts that do not accept SSH yet (a VM apply has just made gets its IP before its sshd
+    listens) are waited for, up to the estate's configuration.connect_wait (2 min by
+    default); those still silent are reported unreachable."""
     from orchestrator.actions import configure as configure_action
     from orchestrator.ledger import Ledger
 
@@ -154,7 +164,8 @@ def configure(
             result = configure_action.configure(
                 c.paths, the_plan, ledger=ledger,
                 on_event=progress.on_event if progress else None,
-                on_task=progress.on_task if progress else None)
+                on_task=progress.on_task if progress else None,
+                on_wait=None if as_json else _say_waiting)
     finally:
         ledger.close()
     if as_json:

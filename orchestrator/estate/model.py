@@ -126,9 +126,12 @@ class ProvisioningSettings(Strict):
 
 
 class ConfigurationSettings(Strict):
-    """How ``hopnhat configure`` runs Ansible: ``forks`` hosts configured at once."""
+    """How ``hopnhat configure`` runs Ansible: ``forks`` hosts configured at once; before
+    the playbook starts, up to ``connect_wait`` for every host to accept SSH (a VM just
+    provisioned reports its IP before its sshd listens)."""
 
     forks: Annotated[int, Field(ge=1, le=500)] = 20
+    connect_wait: Duration = timedelta(minutes=2)
 
 
 class VerificationSettings(Strict):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,13 +24,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from orchestrator import process
 from orchestrator.actions.configure import ConfigureResult, configure, plan
-from orchestrator.adapters import ssh
+from orchestrator.adapters import ssh, vsphere
 from orchestrator.adapters.restic import Repository, Restic, ssh_command
 from orchestrator.adapters.vault import read_vault
 from orchestrator.lab.repository import repository_url
 from orchestrator.ledger import Ledger
 from orchestrator.settings import Paths
-from tests.conftest import ledger_dump
+from tests.conftest import ledger_dump, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -275,3 +276,48 @@ def test_plain_ansible_playbook_runs_the_site_playbook(configured: Configured) -
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "email-mail-01" in done.stdout
     assert configured.secrets["restic_password_email"] not in done.stdout + done.stderr
+
+
+def test_configure_waits_for_a_host_whose_sshd_is_not_up_yet(configured: Configured,
+                                                              lab: Any) -> None:
+    """A VM that apply has just powered on has its IP before its sshd listens: configure
+    waits for it (up to configuration.connect_wait) instead of calling it unreachable. Here
+    the host is powered off and comes back on 3 s after configure has started. (Last in the
+    module: the host is cycled.)"""
+    from pyVmomi import vim
+
+    paths = configured.paths
+    name = "email-mail-01"
+    ip = str(next(vm.ip for vm in paths.estate.vms if vm.name == name))
+    with vsphere.session(lab.endpoint()) as si:
+        content = si.RetrieveContent()
+        view = content.viewManager.CreateContainerView(content.rootFolder,
+                                                       [vim.VirtualMachine], True)
+        vm = next(v for v in view.view if v.name == name)
+        view.Destroy()
+        vsphere_wait(vm.PowerOffVM_Task())
+        wait_for(f"{name}'s sshd to stop", lambda: not ssh.wait_for_port(ip, 22, 0.0), 30)
+        powered: list[object] = []
+        later = threading.Timer(3.0, lambda: powered.append(vsphere_wait(vm.PowerOnVM_Task())))
+        waited: list[tuple[tuple[str, ...], float]] = []
+        ledger = Ledger(paths.ledger)
+        later.start()
+        try:
+            result = configure(paths, plan(paths.estate, ["email"]), ledger=ledger,
+                               connect_wait=90.0, on_wait=lambda h, t: waited.append((h, t)))
+        finally:
+            later.join()
+            ledger.close()
+    assert powered, "the VM was not powered on again"
+    assert waited == [((name,), 90.0)]
+    assert (result.verdict.status, result.exit_code) == ("ok", 0), result.run.failures
+    assert result.run.hosts[name].unreachable == 0 and result.run.changed == 0
+
+
+def vsphere_wait(task: Any, timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while task.info.state not in ("success", "error"):
+        assert time.monotonic() < deadline, "vCenter task timed out"
+        time.sleep(0.1)
+    assert task.info.state == "success", task.info.error
+    return task.info.result

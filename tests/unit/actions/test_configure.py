@@ -4,8 +4,11 @@ keeps, what the CLI prints and returns — and the roles' own contract (argument
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +17,14 @@ import yaml
 from typer.testing import CliRunner
 
 from orchestrator.actions import configure as configure_action
-from orchestrator.actions.configure import ConfigurePlan, configure, extra_vars, judge, plan
+from orchestrator.actions.configure import (
+    ConfigurePlan,
+    configure,
+    extra_vars,
+    judge,
+    plan,
+    wait_for_hosts,
+)
 from orchestrator.adapters.ansible import (
     HostEvent,
     HostStats,
@@ -134,6 +144,11 @@ def test_a_run_is_judged_from_the_runners_stats(run: PlaybookRun,
 # --- configure with a stand-in runner -------------------------------------------------------
 
 
+def answering(address: str, port: int, timeout: float) -> bool:
+    """A TCP probe to which every host answers at once."""
+    return True
+
+
 class FakeRunner:
     def __init__(self, run: PlaybookRun) -> None:
         self.run = run
@@ -166,7 +181,7 @@ def test_configure_runs_site_yml_and_records_the_run(paths: Paths) -> None:
     events: list[HostEvent] = []
     ledger = Ledger(paths.ledger)
     result = configure(paths, plan(paths.estate, ["qlvb"]), ledger=ledger, runner=fake,
-                       on_event=events.append)
+                       on_event=events.append, probe=answering)
     request, private_data_dir, ident = fake.calls[0]
     assert request.playbook == REPO / "playbooks" / "site.yml"
     assert request.vault_password_file == paths.vault_password_file
@@ -193,7 +208,7 @@ def test_configure_without_the_vault_password_stops_before_ansible(paths: Paths)
     fake = FakeRunner(run_of({}))
     ledger = Ledger(paths.ledger)
     with pytest.raises(SecretError) as caught:
-        configure(paths, plan(paths.estate), ledger=ledger, runner=fake)
+        configure(paths, plan(paths.estate), ledger=ledger, runner=fake, probe=answering)
     assert caught.value.exit_code == 2
     assert fake.calls == []
     assert [r.status for r in ledger.runs("configure")] == ["failed"]
@@ -319,6 +334,7 @@ def test_cli_prints_the_run_as_json_and_exits_3_when_some_hosts_failed(
         paths: Paths, monkeypatch: pytest.MonkeyPatch) -> None:
     fake = FakeRunner(run_of({"qlvb-db-01": host("qlvb-db-01", ok=40),
                               "repo-qnam-01": host("repo-qnam-01", unreachable=1)}, "failed", 4))
+    monkeypatch.setattr(configure_action, "_probe", answering)
     monkeypatch.setattr(configure_action, "run_playbook", fake)
     done = CliRunner().invoke(app, ["--estate", str(paths.estate.root), "--state",
                                     str(paths.state), "configure", "--system", "qlvb", "--json"])
@@ -334,6 +350,7 @@ def test_cli_summary_shows_notices(paths: Paths, monkeypatch: pytest.MonkeyPatch
     notice = Notice("qlvb-db-01", "backup_schedule", "T", "hopnhat-backup-qlvb.timer was "
                     "installed and validated but NOT enabled")
     fake = FakeRunner(run_of({"qlvb-db-01": host("qlvb-db-01", ok=40)}, notices=(notice,)))
+    monkeypatch.setattr(configure_action, "_probe", answering)
     monkeypatch.setattr(configure_action, "run_playbook", fake)
     done = CliRunner().invoke(app, ["--estate", str(paths.estate.root), "--state",
                                     str(paths.state), "configure", "--system", "qlvb"])
@@ -345,3 +362,83 @@ def test_cli_summary_shows_notices(paths: Paths, monkeypatch: pytest.MonkeyPatch
 def test_plan_is_data() -> None:
     the_plan = ConfigurePlan("danang", ("qlvb",), "system_qlvb", ("qlvb-db-01",), False, False, 5)
     assert the_plan.as_dict()["hosts"] == ["qlvb-db-01"]
+
+
+# --- waiting for hosts to accept SSH ------------------------------------------------------
+
+
+def inventory_of(**ports: int) -> dict[str, Any]:
+    return {"_meta": {"hostvars": {name: {"ansible_host": "127.0.0.1", "ansible_port": port}
+                                   for name, port in ports.items()}}}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_a_host_whose_sshd_comes_up_late_is_waited_for_and_a_silent_one_is_returned() -> None:
+    late, never = free_port(), free_port()
+    listening = threading.Event()
+
+    def listen_later() -> None:
+        time.sleep(0.6)
+        with socket.create_server(("127.0.0.1", late)) as server:
+            listening.set()
+            server.settimeout(5)
+            for _ in range(2):  # the first probe, then any retry
+                try:
+                    server.accept()[0].close()
+                except TimeoutError:
+                    return
+
+    threading.Thread(target=listen_later, daemon=True).start()
+    waited: list[tuple[tuple[str, ...], float]] = []
+    start = time.monotonic()
+    silent = wait_for_hosts(inventory_of(web=late, db=never), ("web", "db"), 2.0,
+                            on_wait=lambda hosts, timeout: waited.append((hosts, timeout)))
+    took = time.monotonic() - start
+    assert listening.is_set()
+    assert silent == ("db",)
+    assert waited == [(("web", "db"), 2.0)]
+    assert 1.9 <= took < 10.0  # waited out the timeout for the silent host, no longer
+
+
+def test_hosts_that_answer_at_once_are_not_waited_for() -> None:
+    waited: list[object] = []
+    assert wait_for_hosts(inventory_of(a=1, b=2), ("a", "b"), 60.0, on_wait=waited.append,
+                          probe=answering) == ()
+    assert waited == []
+
+
+def test_with_no_wait_the_hosts_are_tried_once() -> None:
+    tries: list[tuple[str, int, float]] = []
+
+    def refused(address: str, port: int, timeout: float) -> bool:
+        tries.append((address, port, timeout))
+        return False
+
+    assert wait_for_hosts(inventory_of(a=22), ("a",), 0.0, probe=refused) == ("a",)
+    assert tries == [("127.0.0.1", 22, 0.0)]
+
+
+def test_configure_waits_from_the_estates_setting_and_runs_ansible_for_the_silent_host_too(
+        paths: Paths) -> None:
+    fake = FakeRunner(run_of({"qlvb-db-01": host("qlvb-db-01", unreachable=1)}, "failed", 4))
+    asked: list[tuple[str, int, float]] = []
+
+    def silent_db(address: str, port: int, timeout: float) -> bool:
+        asked.append((address, port, timeout))
+        return address != str(next(vm.ip for vm in paths.estate.vms if vm.name == "qlvb-db-01"))
+
+    waited: list[tuple[tuple[str, ...], float]] = []
+    ledger = Ledger(paths.ledger)
+    result = configure(paths, plan(paths.estate, ["qlvb"]), ledger=ledger, runner=fake,
+                       probe=silent_db, on_wait=lambda h, t: waited.append((h, t)))
+    assert waited == [(("qlvb-db-01",), 120.0)]  # connect_wait: 2 min by default
+    assert max(t for _, _, t in asked) == 120.0
+    assert len(fake.calls) == 1  # Ansible still runs, and reports the host unreachable
+    assert result.verdict.unreachable_hosts == ("qlvb-db-01",)
+    assert [(e["subject"], e["waited_seconds"]) for e in ledger.events(result.run_id)
+            if e["kind"] == "not-answering"] == [("qlvb-db-01", 120.0)]
