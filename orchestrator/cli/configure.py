@@ -126,7 +126,7 @@ def render(result: ConfigureResult) -> None:
 def _say_waiting(hosts: tuple[str, ...], timeout: float) -> None:
     names = ", ".join(hosts[:8]) + (f" and {len(hosts) - 8} more" if len(hosts) > 8 else "")
     err_console.print(f"waiting up to {timeout:.0f} s for {len(hosts)} host(s) to accept SSH "
-                      f"(just provisioned, or down): {escape(names)}")
+                      f"(just provisioned, or down): {escape(names)}", soft_wrap=True)
 
 
 def configure(
