@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
+import re
 import sys
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -74,9 +76,38 @@ def setup_logging(verbose: int) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+_LIST_ITEM = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s")
+
+
+def reflow(text: str | None) -> str | None:
+    """A command's help as paragraphs: the docstring's line breaks inside a paragraph
+    joined (Typer keeps them, and the terminal then wraps each line again, raggedly);
+    paragraphs that are lists or indented, or start with ``\\b``, are kept as written."""
+    if not text:
+        return text
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    out = []
+    for paragraph in paragraphs:
+        lines = paragraph.splitlines()
+        verbatim = paragraph.startswith("\b") or any(
+            _LIST_ITEM.match(line) or line.startswith(" ") for line in lines)
+        out.append(paragraph if verbatim else " ".join(line.strip() for line in lines))
+    return "\n\n".join(out)
+
+
+def _reflow_tree(command: Any) -> None:
+    command.help = reflow(command.help)
+    for sub in getattr(command, "commands", {}).values():
+        _reflow_tree(sub)
+
+
 class HandledGroup(TyperGroup):
     """Root group: an expected failure becomes a short message and its exit code — no
-    traceback, no locals, nothing secret."""
+    traceback, no locals, nothing secret. Every command's help is reflowed (:func:`reflow`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _reflow_tree(self)
 
     def invoke(self, ctx: Any) -> Any:
         try:
