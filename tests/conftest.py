@@ -72,6 +72,16 @@ def wait_for(what: str, condition: Callable[[], Any], timeout: float = 60, *,
         time.sleep(interval)
 
 
+def wait_task(task: Any, timeout: float = 60) -> Any:
+    """Wait for a vCenter task (bounded); its result. Fails the test if the task failed."""
+    deadline = time.monotonic() + timeout
+    while task.info.state not in ("success", "error"):
+        assert time.monotonic() < deadline, "vCenter task did not finish"
+        time.sleep(0.05)
+    assert task.info.state == "success", task.info.error
+    return task.info.result
+
+
 def estate_copy(lab: LabHandle, tmp_path: Path, edit: Callable[[Path], None]) -> dict[str, str]:
     """The lab's estate (with its vault) copied and edited; the env to run hopnhat on it
     against the same lab."""

@@ -30,7 +30,7 @@ from orchestrator.adapters.vault import read_vault
 from orchestrator.lab.repository import repository_url
 from orchestrator.ledger import Ledger
 from orchestrator.settings import Paths
-from tests.conftest import ledger_dump, wait_for
+from tests.conftest import ledger_dump, wait_for, wait_task
 
 pytestmark = pytest.mark.lab
 
@@ -295,10 +295,10 @@ def test_configure_waits_for_a_host_whose_sshd_is_not_up_yet(configured: Configu
                                                        [vim.VirtualMachine], True)
         vm = next(v for v in view.view if v.name == name)
         view.Destroy()
-        vsphere_wait(vm.PowerOffVM_Task())
+        wait_task(vm.PowerOffVM_Task())
         wait_for(f"{name}'s sshd to stop", lambda: not ssh.wait_for_port(ip, 22, 0.0), 30)
         powered: list[object] = []
-        later = threading.Timer(3.0, lambda: powered.append(vsphere_wait(vm.PowerOnVM_Task())))
+        later = threading.Timer(3.0, lambda: powered.append(wait_task(vm.PowerOnVM_Task())))
         waited: list[tuple[tuple[str, ...], float]] = []
         ledger = Ledger(paths.ledger)
         later.start()
@@ -313,11 +313,3 @@ def test_configure_waits_for_a_host_whose_sshd_is_not_up_yet(configured: Configu
     assert (result.verdict.status, result.exit_code) == ("ok", 0), result.run.failures
     assert result.run.hosts[name].unreachable == 0 and result.run.changed == 0
 
-
-def vsphere_wait(task: Any, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while task.info.state not in ("success", "error"):
-        assert time.monotonic() < deadline, "vCenter task timed out"
-        time.sleep(0.1)
-    assert task.info.state == "success", task.info.error
-    return task.info.result

@@ -20,18 +20,10 @@ from orchestrator.estate.inventory import repository_user
 from orchestrator.estate.secrets import Secrets
 from orchestrator.lab import control, data, guests
 from orchestrator.lab.processes import ProcessTable
-from tests.conftest import REPO, LabHandle
+from tests.conftest import REPO, LabHandle, wait_task
 
 HOPNHAT = str(REPO / ".venv" / "bin" / "hopnhat")
 TEST_VM = "labtest-01"
-
-
-def wait_task(task: Any, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while task.info.state not in ("success", "error"):
-        assert time.monotonic() < deadline, "vCenter task did not finish"
-        time.sleep(0.05)
-    assert task.info.state == "success", task.info.error
 
 
 def find(folder: Any, name: str) -> Any:
