@@ -10,6 +10,7 @@ from the vault themselves, with ``--vault-password-file``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from orchestrator.settings import Paths
 OK, PARTIAL = "ok", "partial"
 Runner = Callable[..., PlaybookRun]
 Probe = Callable[[str, int, float], bool]
+_RETRY = 0.25  # seconds between two tries of a host that does not accept SSH yet
 
 
 @dataclass(frozen=True)
@@ -172,18 +174,24 @@ def wait_for_hosts(inventory: Mapping[str, Any], hosts: Sequence[str], timeout: 
         address, port = found.get("ansible_host", host), int(found.get("ansible_port", 22))
         return tcp(str(address), port, wait)
 
+    def silent(among: tuple[str, ...]) -> tuple[str, ...]:
+        # one try each, all at once (a try is bounded by the probe's 1 s connect timeout,
+        # so an interrupt is never held up longer than that)
+        tried = pool.map(lambda h: answers(h, 0.0), among)
+        return tuple(h for h, ok in zip(among, tried, strict=True) if not ok)
+
     if not hosts:
         return ()
+    deadline = time.monotonic() + max(timeout, 0.0)
     with ThreadPoolExecutor(max_workers=min(32, len(hosts)),
                             thread_name_prefix="ssh-wait") as pool:
-        first = dict(zip(hosts, pool.map(lambda h: answers(h, 0.0), hosts), strict=True))
-        late = tuple(h for h in hosts if not first[h])
-        if not late or timeout <= 0:
-            return late
-        if on_wait is not None:
+        late = silent(tuple(hosts))
+        if late and timeout > 0 and on_wait is not None:
             on_wait(late, timeout)
-        later = dict(zip(late, pool.map(lambda h: answers(h, timeout), late), strict=True))
-    return tuple(h for h in late if not later[h])
+        while late and time.monotonic() < deadline:
+            time.sleep(_RETRY)  # the pause between rounds of the deadline loop
+            late = silent(late)
+    return late
 
 
 def _require_vault(paths: Paths) -> None:
