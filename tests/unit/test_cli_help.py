@@ -43,7 +43,7 @@ def test_no_command_help_keeps_the_docstrings_line_breaks() -> None:
         for paragraph in (getattr(command, "help", None) or "").split("\n\n"):
             lines = paragraph.splitlines()
             if len(lines) > 1:  # only lists and indented blocks keep their lines
-                assert any(line.lstrip()[:1] in "-*•" or line.startswith(" ")
+                assert any(line.lstrip()[:1] in ("-", "*", "•") or line.startswith(" ")
                            or line[:1].isdigit() for line in lines), (path, paragraph)
 
 
