@@ -1,15 +1,18 @@
 """The one door to subprocesses.
 
-Every external program hopnhat runs goes through :func:`run` (or :func:`spawn` for
-long-lived lab daemons): argv lists, never shell strings; secrets travel through files
-or the environment, never through argv.
+Every external program hopnhat runs goes through :func:`run` (:func:`stream` when its
+output is wanted line by line as it comes; :func:`spawn` for long-lived lab daemons): argv
+lists, never shell strings; secrets travel through files or the environment, never through
+argv.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Mapping, Sequence
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,3 +106,65 @@ def spawn(
     finally:
         if log:
             out.close()  # type: ignore[union-attr]
+
+
+def stream(
+    argv: Sequence[str],
+    *,
+    on_line: Callable[[str], None] | None = None,
+    silence_timeout: float | None = None,
+    on_start: Callable[[subprocess.Popen[bytes]], None] | None = None,
+    env: Mapping[str, str] | None = None,
+    inherit_env: bool = True,
+) -> Completed:
+    """Run ``argv`` to completion, handing each line of its stdout to ``on_line`` as it
+    comes (without the newline); stderr is collected. ``on_start`` gets the process once it
+    runs (so that an interrupt handler can end it). A command that prints nothing for
+    ``silence_timeout`` seconds is killed: :class:`CommandError`, as for a missing program.
+    """
+    args = tuple(str(a) for a in argv)
+    try:
+        proc = subprocess.Popen(  # argv list, no shell
+            args, env=_environment(env, inherit_env), stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except FileNotFoundError as exc:
+        raise CommandError(f"{args[0]}: program not found") from exc
+    if on_start is not None:
+        on_start(proc)
+    assert proc.stdout is not None and proc.stderr is not None
+    errors: list[bytes] = []
+    reader = threading.Thread(target=lambda: errors.append(proc.stderr.read()),  # type: ignore[union-attr]
+                              daemon=True)
+    reader.start()
+    last = [time.monotonic()]
+    silent = threading.Event()
+    finished = threading.Event()
+    if silence_timeout is not None:
+        def watch() -> None:
+            while not finished.wait(min(1.0, silence_timeout)):
+                if time.monotonic() - last[0] > silence_timeout:
+                    silent.set()
+                    proc.kill()
+                    return
+        threading.Thread(target=watch, daemon=True).start()
+    out: list[str] = []
+    try:
+        for raw in proc.stdout:
+            last[0] = time.monotonic()
+            line = raw.decode(errors="replace")
+            out.append(line)
+            if on_line is not None:
+                on_line(line.rstrip("\n"))
+        returncode = proc.wait()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        finished.set()
+        proc.stdout.close()
+    reader.join()
+    proc.stderr.close()
+    if silent.is_set():
+        raise CommandError(f"{args[0]}: no output for {silence_timeout:.0f} s; stopped")
+    return Completed(args, returncode, "".join(out), b"".join(errors).decode(errors="replace"))

@@ -2,20 +2,31 @@
 
 hopnhat checks host keys strictly against its own known_hosts file: an unknown or changed
 key refuses the connection. (Never AutoAddPolicy, never StrictHostKeyChecking=no.)
+
+Two clients: paramiko (:func:`connect`, :func:`execute`: several commands on one
+connection, with stdin) and OpenSSH's ``ssh`` (:func:`run_streaming`: one
+long command whose output streams; about 0.2 s quicker to start, as paramiko's import and
+its handshake in Python are skipped). Both trust only hopnhat's key and known_hosts.
 """
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import paramiko
-
-from orchestrator.errors import SSHError
+from orchestrator import process
+from orchestrator.errors import CommandError, SSHError
 from orchestrator.process import run
+
+if TYPE_CHECKING:
+    import subprocess
+
+    import paramiko  # imported where used: ~0.15 s that run_streaming does not pay
 
 
 def ensure_keypair(path: Path, comment: str) -> Path:
@@ -52,6 +63,8 @@ class RemoteResult:
 
 def connect(target: Target, timeout: float = 15.0) -> paramiko.SSHClient:
     """An SSH connection that trusts only the keys in ``target.known_hosts``."""
+    import paramiko
+
     client = paramiko.SSHClient()
     client.set_missing_host_key_policy(paramiko.RejectPolicy())
     try:
@@ -79,6 +92,8 @@ def execute(
     on_line: Callable[[str], None] | None = None, stdin: str | None = None,
 ) -> RemoteResult:
     """Run ``command`` on the host; stream stdout lines to ``on_line`` as they come."""
+    import paramiko
+
     try:
         chan_in, chan_out, chan_err = client.exec_command(command, timeout=timeout)
         if stdin is not None:
@@ -94,6 +109,70 @@ def execute(
     except (TimeoutError, paramiko.SSHException, OSError) as exc:
         raise SSHError(f"{target.host}: {command.split()[0]}: {exc or 'timed out'}") from None
     return RemoteResult(target.host, command, code, "".join(out), err)
+
+
+def _ssh_path(path: Path) -> str:
+    """A path as an ssh option's value: ``%`` is ssh's token character, blanks split."""
+    text = str(path).replace("%", "%%")
+    return f'"{text}"' if any(c.isspace() for c in text) else text
+
+
+def openssh_argv(target: Target, command: str, *, connect_timeout: float = 15.0,
+                 alive_interval: int = 15, alive_count: int = 4) -> tuple[str, ...]:
+    """OpenSSH's ``ssh`` running ``command`` on ``target``: no ssh_config, no agent, no
+    prompts; hopnhat's key only; the host key checked strictly against hopnhat's known_hosts
+    and never added to it; a connection silent for ``alive_interval`` × ``alive_count``
+    seconds is dropped."""
+    options = {
+        "BatchMode": "yes", "StrictHostKeyChecking": "yes", "UpdateHostKeys": "no",
+        "UserKnownHostsFile": _ssh_path(target.known_hosts),
+        "GlobalKnownHostsFile": "/dev/null", "CheckHostIP": "no",
+        "IdentitiesOnly": "yes", "IdentityAgent": "none",
+        "IdentityFile": _ssh_path(target.key_file),
+        "ControlMaster": "no", "ControlPath": "none",
+        "ConnectTimeout": str(max(1, round(connect_timeout))),
+        "ServerAliveInterval": str(alive_interval), "ServerAliveCountMax": str(alive_count),
+        "LogLevel": "ERROR",
+    }
+    argv = ["ssh", "-F", "/dev/null", "-T"]
+    for key, value in options.items():
+        argv += ["-o", f"{key}={value}"]
+    return (*argv, "-p", str(target.port), "-l", target.user, "--", target.address, command)
+
+
+_CONNECT = re.compile(r"^ssh: connect to host \S+ port \d+: (?P<why>.+)$")
+
+
+def ssh_failure(stderr: str) -> str:
+    """What OpenSSH's own failure (exit 255) says, in one line: ``cannot connect (…)`` when
+    the TCP connection failed, else ssh's last line (e.g. ``Host key verification
+    failed.``, ``Permission denied (publickey).``)."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    if not lines:
+        return "ssh failed (exit 255) and said nothing"
+    found = _CONNECT.match(lines[-1])
+    return f"cannot connect ({found['why']})" if found else lines[-1]
+
+
+def run_streaming(
+    target: Target, command: str, *, on_line: Callable[[str], None] | None = None,
+    silence_timeout: float = 600.0, connect_timeout: float = 15.0,
+    on_start: Callable[[subprocess.Popen[bytes]], None] | None = None,
+) -> RemoteResult:
+    """Run ``command`` on the host with OpenSSH's ``ssh`` (:func:`openssh_argv`); stdout
+    lines go to ``on_line`` as they come. Raises SSHError when ssh itself fails (exit 255:
+    host unreachable, host key unknown or changed, key refused, connection lost) or the
+    command prints nothing for ``silence_timeout`` seconds; the message names the host."""
+    where = f"{target.host} ({target.address}:{target.port})"
+    try:
+        done = process.stream(openssh_argv(target, command, connect_timeout=connect_timeout),
+                              on_line=on_line, silence_timeout=silence_timeout,
+                              on_start=on_start, inherit_env=False)
+    except CommandError as exc:
+        raise SSHError(f"{where}: {exc}") from None
+    if done.returncode == 255:
+        raise SSHError(f"{where}: {ssh_failure(done.stderr)}")
+    return RemoteResult(target.host, command, done.returncode, done.stdout, done.stderr)
 
 
 def wait_for_port(address: str, port: int, timeout: float) -> bool:

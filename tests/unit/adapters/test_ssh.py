@@ -1,0 +1,67 @@
+"""OpenSSH's command line for a streamed remote command, and how its failures read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orchestrator.adapters.ssh import Target, openssh_argv, ssh_failure
+
+TARGET = Target(host="video-mcu-01", address="127.10.1.20", port=2222, user="root",
+                key_file=Path("/state/keys/id_ed25519"),
+                known_hosts=Path("/state/known_hosts"))
+
+
+def options(argv: tuple[str, ...]) -> dict[str, str]:
+    pairs = [argv[i + 1] for i, arg in enumerate(argv) if arg == "-o"]
+    return dict(pair.split("=", 1) for pair in pairs)
+
+
+def test_the_host_key_is_checked_strictly_against_hopnhats_known_hosts_only() -> None:
+    argv = openssh_argv(TARGET, "true")
+    seen = options(argv)
+    assert argv[:4] == ("ssh", "-F", "/dev/null", "-T")  # no user or system ssh_config
+    assert seen["StrictHostKeyChecking"] == "yes" and seen["UpdateHostKeys"] == "no"
+    assert seen["UserKnownHostsFile"] == "/state/known_hosts"
+    assert seen["GlobalKnownHostsFile"] == "/dev/null"
+
+
+def test_only_hopnhats_key_no_agent_no_prompt() -> None:
+    seen = options(openssh_argv(TARGET, "true"))
+    assert (seen["IdentityFile"], seen["IdentitiesOnly"], seen["IdentityAgent"],
+            seen["BatchMode"]) == ("/state/keys/id_ed25519", "yes", "none", "yes")
+
+
+def test_the_command_comes_last_after_the_address_port_and_user() -> None:
+    argv = openssh_argv(TARGET, "env LC_ALL=C cat -- /x", connect_timeout=7.4)
+    assert argv[-7:] == ("-p", "2222", "-l", "root", "--", "127.10.1.20",
+                         "env LC_ALL=C cat -- /x")
+    assert options(argv)["ConnectTimeout"] == "7"
+
+
+def test_a_dead_connection_is_dropped_after_a_minute_of_silence() -> None:
+    seen = options(openssh_argv(TARGET, "true"))
+    assert int(seen["ServerAliveInterval"]) * int(seen["ServerAliveCountMax"]) == 60
+
+
+def test_paths_are_quoted_for_ssh_options() -> None:
+    odd = Target("h", "127.0.0.1", 22, "root", Path("/my state/id"), Path("/a%b/known_hosts"))
+    seen = options(openssh_argv(odd, "true"))
+    assert seen["IdentityFile"] == '"/my state/id"'
+    assert seen["UserKnownHostsFile"] == "/a%%b/known_hosts"  # % is ssh's token character
+
+
+@pytest.mark.parametrize(("stderr", "said"), [
+    ("ssh: connect to host 127.10.2.99 port 22: Connection refused\n",
+     "cannot connect (Connection refused)"),
+    ("ssh: connect to host 10.0.0.1 port 22: Connection timed out\r\n",
+     "cannot connect (Connection timed out)"),
+    ("No ED25519 host key is known for [127.0.0.1]:2222 and you have requested strict "
+     "checking.\nHost key verification failed.\n", "Host key verification failed."),
+    ("root@127.0.0.1: Permission denied (publickey).\n",
+     "root@127.0.0.1: Permission denied (publickey)."),
+    ("", "ssh failed (exit 255) and said nothing"),
+])
+def test_ssh_failures_read_in_one_line(stderr: str, said: str) -> None:
+    assert ssh_failure(stderr) == said

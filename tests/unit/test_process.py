@@ -1,0 +1,54 @@
+"""The subprocess door's streaming run: lines as they come, stderr kept, silence bounded."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import pytest
+
+from orchestrator.errors import CommandError
+from orchestrator.process import stream
+
+PY = sys.executable
+
+
+def test_lines_arrive_while_the_command_still_runs() -> None:
+    seen: list[tuple[str, float]] = []
+    script = ("import sys, time\nprint('first', flush=True)\ntime.sleep(0.5)\n"
+              "print('second', flush=True)\nsys.stderr.write('oops\\n')\nsys.exit(3)")
+    started = time.monotonic()
+    done = stream([PY, "-c", script], on_line=lambda line: seen.append(
+        (line, time.monotonic() - started)))
+    assert [line for line, _ in seen] == ["first", "second"]
+    assert seen[0][1] < seen[1][1] - 0.3  # the first line came before the sleep ended
+    assert (done.returncode, done.stdout, done.stderr) == (3, "first\nsecond\n", "oops\n")
+
+
+def test_a_silent_command_is_stopped_and_named() -> None:
+    started = time.monotonic()
+    with pytest.raises(CommandError, match=r"no output for 1 s"):
+        stream([PY, "-c", "import time\nprint('x', flush=True)\ntime.sleep(30)"],
+               silence_timeout=1.0)
+    assert time.monotonic() - started < 10
+
+
+def test_a_talkative_command_is_not_stopped_by_the_silence_bound() -> None:
+    script = "import time\nfor i in range(6):\n    print(i, flush=True)\n    time.sleep(0.3)"
+    done = stream([PY, "-c", script], silence_timeout=1.0)
+    assert done.returncode == 0 and done.stdout.split() == [str(i) for i in range(6)]
+
+
+def test_a_missing_program_is_named() -> None:
+    with pytest.raises(CommandError, match="no-such-program-here: program not found"):
+        stream(["no-such-program-here"])
+
+
+def test_on_start_gets_the_process_to_end_it() -> None:
+    procs = []
+
+    def started(proc: object) -> None:
+        procs.append(proc)
+        proc.kill()  # type: ignore[attr-defined]
+    done = stream([PY, "-c", "import time\ntime.sleep(30)"], on_start=started)
+    assert len(procs) == 1 and done.returncode < 0
