@@ -4,9 +4,9 @@
 backup, the derived inventory's ``backup_clients`` group — by system and host.
 :func:`run_backups` starts on each, over SSH (host keys pinned), the same job the systemd
 timer starts (:func:`job_argv`: the service's ExecStart, plus ``--progress``), hosts in
-parallel with a bound, streaming each job's output lines as they come; then reads each host's
-result from the job's status file (:func:`host_result`). The run and one event per host go
-to the ledger (kind ``backup``).
+parallel with a bound, streaming each job's output lines as they come; each host's result is
+the summary the job prints last — the status document it has just written to its status file
+(:func:`host_result`). The run and one event per host go to the ledger (kind ``backup``).
 
 No secret passes through here: the job reads the repository password from its own file on
 the host; the command line names only the job's config file.
@@ -17,7 +17,6 @@ destroy is :mod:`orchestrator.actions.backup_gate`.
 
 from __future__ import annotations
 
-import json
 import shlex
 import threading
 import time
@@ -40,7 +39,7 @@ from orchestrator.ledger import Ledger
 from orchestrator.settings import Paths
 
 if TYPE_CHECKING:
-    import paramiko
+    import subprocess
 
     from orchestrator.adapters.ssh import Target
 
@@ -139,10 +138,10 @@ def status_command(code: str) -> str:
 @dataclass(frozen=True)
 class HostBackup:
     """One host's backup run: the job's result (ok, partial, failed, refused) and, from its
-    status file, the snapshot, bytes and files read, how long it took and the error.
-    ``source`` says where the result was read: ``status file``, ``job output`` (a refused
-    run, or a status file that could not be written) or ``hopnhat`` (no result from the
-    job: unreachable host, a job that died or is not installed)."""
+    summary (the document it writes to its status file), the snapshot, bytes and files read,
+    how long it took and the error. ``source`` says where the result came from: ``job`` (its
+    summary) or ``hopnhat`` (no result from the job: unreachable host, a job that died or
+    is not installed)."""
 
     host: str
     system: str
@@ -193,7 +192,7 @@ def _number(data: Mapping[str, Any], key: str) -> int | None:
 
 def result_from(client: BackupClient, data: Mapping[str, Any], source: str,
                 exit_code: int | None) -> HostBackup:
-    """A HostBackup from the job's status document (status file or printed summary)."""
+    """A HostBackup from the job's status document (its summary, or its status file)."""
     error = data.get("error") if isinstance(data.get("error"), dict) else None
     duration = data.get("duration_seconds")
     warnings = data.get("warnings")
@@ -209,29 +208,18 @@ def result_from(client: BackupClient, data: Mapping[str, Any], source: str,
         warnings=tuple(str(w) for w in warnings) if isinstance(warnings, list) else ())
 
 
-def host_result(client: BackupClient, exit_code: int, output: str,
-                status_text: str | None) -> HostBackup:
-    """Judge one finished run from the job's exit code, its output and the text of its
-    status file (None when it could not be read).
+def host_result(client: BackupClient, exit_code: int, output: str) -> HostBackup:
+    """Judge one finished run from the job's exit code and its output.
 
-    The status file is the result when it belongs to this run (its ``started`` is the one
-    the job printed). A refused run (another run held the lock) leaves the status file to
-    the other run: its printed summary is the result. A job that printed no summary (not
-    installed, bad config, killed) failed, with its last output line as the message.
+    The job's summary — the last line, the status document it wrote to its status file (or,
+    when that write failed, the same document saying so; for a refused run, another run held
+    the lock, a short one that leaves the status file to the other run) — is the result. A
+    job that printed no summary (not installed, bad config, killed) failed, with its last
+    output line as the message.
     """
     printed = job_summary(output)
-    status: dict[str, Any] | None = None
-    if status_text is not None:
-        try:
-            loaded = json.loads(status_text)
-        except ValueError:
-            loaded = None
-        status = loaded if isinstance(loaded, dict) else None
-    if printed is not None and printed.get("result") != REFUSED and status is not None \
-            and status.get("started") == printed.get("started"):
-        return result_from(client, status, "status file", exit_code)
     if printed is not None:
-        return result_from(client, printed, "job output", exit_code)
+        return result_from(client, printed, "job", exit_code)
     tail = [line for line in output.splitlines() if line.strip()][-_TAIL:]
     why = tail[-1].strip() if tail else "no output"
     return HostBackup(client.host, client.system, FAILED, "hopnhat", stage="job",
@@ -286,56 +274,57 @@ HostRunner = Callable[[BackupClient, Callable[[str], None]], HostBackup]
 
 
 class SSHRunner:
-    """Runs the job on a host over SSH, as the estate's SSH user with hopnhat's key and
-    known_hosts (strict). :meth:`close_all` cuts every open connection (an interrupt)."""
+    """Runs the job on a host with OpenSSH's ``ssh``, as the estate's SSH user with hopnhat's
+    key and known_hosts (strict). :meth:`close_all` ends every running ``ssh`` (an
+    interrupt)."""
 
     def __init__(self, paths: Paths, silence_timeout: float = SILENCE_TIMEOUT) -> None:
         self.paths = paths
         self.silence_timeout = silence_timeout
-        self._open: set[paramiko.SSHClient] = set()
+        self._running: set[subprocess.Popen[bytes]] = set()
         self._lock = threading.Lock()
+        self._closed = False
 
     def target(self, client: BackupClient) -> Target:
-        from orchestrator.adapters.ssh import Target  # paramiko: imported when used
+        from orchestrator.adapters.ssh import Target
 
         return Target(host=client.host, address=client.address, port=client.port,
                       user=self.paths.estate.settings.ssh.user,
                       key_file=self.paths.private_key, known_hosts=self.paths.known_hosts)
 
+    def _started(self, proc: subprocess.Popen[bytes]) -> None:
+        with self._lock:
+            self._running.add(proc)
+            if self._closed:
+                proc.kill()
+
     def __call__(self, client: BackupClient, on_line: Callable[[str], None]) -> HostBackup:
         from orchestrator.adapters import ssh
 
-        target = self.target(client)
+        seen: list[str] = []
+
+        def each(line: str) -> None:
+            seen.append(line)
+            if not line.lstrip().startswith("{"):  # the summary is reported, not streamed
+                on_line(line)
         try:
-            connection = ssh.connect(target)
+            done = ssh.run_streaming(self.target(client), job_command(client.system),
+                                     on_line=each, silence_timeout=self.silence_timeout,
+                                     on_start=self._started)
         except SSHError as exc:
-            return unreachable(client, exc, "connect")
-        with self._lock:
-            self._open.add(connection)
-        try:
-            def each(line: str) -> None:
-                if not line.lstrip().startswith("{"):  # the summary is reported, not streamed
-                    on_line(line)
-            done = ssh.execute(connection, target, job_command(client.system),
-                               timeout=self.silence_timeout, on_line=each)
-            try:
-                status = ssh.execute(connection, target, status_command(client.system),
-                                     timeout=60.0)
-                status_text = status.stdout if status.returncode == 0 else None
-            except SSHError:
-                status_text = None  # then the summary the job printed is the result
-        except SSHError as exc:
-            return unreachable(client, exc, "run")
+            return unreachable(client, exc, "run" if seen else "connect")
         finally:
             with self._lock:
-                self._open.discard(connection)
-            connection.close()
-        return host_result(client, done.returncode, done.stdout, status_text)
+                self._running = {p for p in self._running if p.poll() is None}
+        # the job's summary (its last line) is the status document it wrote to its status
+        # file: no second round trip to read that file back
+        return host_result(client, done.returncode, done.stdout)
 
     def close_all(self) -> None:
         with self._lock:
-            for connection in self._open:
-                connection.close()
+            self._closed = True
+            for proc in self._running:
+                proc.kill()
 
 
 def run_backups(paths: Paths, clients: Sequence[BackupClient], *, ledger: Ledger,

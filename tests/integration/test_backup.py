@@ -27,6 +27,7 @@ from orchestrator.actions.configure import configure, plan
 from orchestrator.adapters import ssh, vsphere
 from orchestrator.adapters.vault import read_vault, write_vault
 from orchestrator.adapters.vsphere_facts import read_inventory
+from orchestrator.errors import SSHError
 from orchestrator.ledger import Ledger
 from orchestrator.settings import Paths
 from tests.conftest import ledger_dump
@@ -130,7 +131,7 @@ def test_backup_run_makes_a_snapshot_per_data_host_and_status_shows_it_fresh(
     assert (backed_up["status"], backed_up["exit_code"]) == ("ok", 0)
     [host] = backed_up["hosts"]
     assert (host["host"], host["system"], host["result"], host["source"]) == (
-        HOST, SYSTEM, "ok", "status file")
+        HOST, SYSTEM, "ok", "job")
     assert re.fullmatch(r"[0-9a-f]{8}", host["snapshot_id"])
     assert host["files"] > 100 and host["bytes"] > 10 * 2**20 and host["duration_seconds"] > 0
     assert host["error"] is None
@@ -165,6 +166,31 @@ def test_backup_run_streams_each_hosts_output_and_reports_it(configured: Any) ->
     assert f"{HOST}: hopnhat-backup: INFO {SYSTEM}: snapshot" in done.stderr
     assert f"✓ {HOST} ok: snapshot" in done.stderr
     assert "backup ok: 1 host(s), 1 ok" in done.stdout
+
+
+def test_the_job_is_started_only_on_a_host_whose_key_hopnhat_knows(
+        configured: Any, tmp_path: Path) -> None:
+    """backup run starts the job with OpenSSH's ssh: the host key is checked against
+    hopnhat's known_hosts, strictly, and an unknown or changed key starts nothing."""
+    paths = configured.paths
+    vm = next(vm for vm in paths.estate.vms if vm.name == HOST)
+    known = ssh.Target(HOST, str(vm.ip), 22, "root", paths.private_key, paths.known_hosts)
+    marker = f"/tmp/hopnhat-key-test-{os.getpid()}"
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    other = tmp_path / "other_known_hosts"
+    foreign = next(line.split()[1:] for line in paths.known_hosts.read_text().splitlines()
+                   if line.split()[0] != str(vm.ip))  # another host's key
+    other.write_text(f"{vm.ip} {' '.join(foreign)}\n")
+    for known_hosts in (empty, other):
+        stranger = ssh.Target(HOST, str(vm.ip), 22, "root", paths.private_key, known_hosts)
+        with pytest.raises(SSHError, match="Host key verification failed"):
+            ssh.run_streaming(stranger, f"touch {marker}")
+        assert known_hosts.read_text() == ("" if known_hosts == empty else other.read_text())
+    assert remote(paths, f"test -e {marker} || echo absent").stdout == "absent\n"
+    lines: list[str] = []
+    done = ssh.run_streaming(known, "echo one; echo two; exit 3", on_line=lines.append)
+    assert (done.returncode, lines) == (3, ["one", "two"])
 
 
 def test_status_shows_an_unreachable_system_while_the_others_still_show(

@@ -149,36 +149,37 @@ def test_a_bad_selection_is_bad_input(systems: list[str], hosts: list[str],
 # --- what a run returned ----------------------------------------------------------------------
 
 
-def test_the_result_is_the_status_file_of_this_run() -> None:
+def test_the_result_is_the_summary_the_job_printed_last() -> None:
     output = "hopnhat-backup: INFO video: snapshot …\nprogress 50.0% files 70 bytes 1\n" + \
         json.dumps(status_doc())
-    result = host_result(VIDEO, 0, output, json.dumps(status_doc(), indent=2))
+    result = host_result(VIDEO, 0, output)
     assert (result.result, result.source, result.snapshot_id, result.files, result.bytes) == (
-        "ok", "status file", "a1b2c3d4", 150, 20971520)
+        "ok", "job", "a1b2c3d4", 150, 20971520)
     assert result.duration_seconds == 2.1 and result.error_class is None
 
 
 def test_a_refused_run_is_read_from_what_the_job_printed() -> None:
     refused = {"system": "video", "host": "video-mcu-01", "result": "refused", "exit_code": 1,
                "error": {"class": "AlreadyRunning", "message": "another backup run holds …"}}
-    result = host_result(VIDEO, 1, json.dumps(refused), json.dumps(status_doc()))
+    result = host_result(VIDEO, 1, json.dumps(refused))
     assert (result.result, result.source, result.error_class) == (
-        "refused", "job output", "AlreadyRunning")
-    assert result.snapshot_id is None  # the status file is the other run's
+        "refused", "job", "AlreadyRunning")
+    assert result.snapshot_id is None
 
 
-def test_a_status_file_of_an_earlier_run_is_not_this_runs_result() -> None:
+def test_a_failed_run_keeps_its_stage_and_error() -> None:
     printed = status_doc(result="failed", snapshot_id=None, started="2026-11-21T11:59:30Z",
-                         error={"class": "NoSpace", "message": "repository full"})
-    result = host_result(VIDEO, 1, json.dumps(printed), json.dumps(status_doc()))
-    assert (result.result, result.source, result.error_class) == ("failed", "job output",
-                                                                  "NoSpace")
+                         stage="backup", error={"class": "NoSpace", "message": "repository full"})
+    result = host_result(VIDEO, 1, "progress 10.0% files 1 bytes 1\n" + json.dumps(printed))
+    assert (result.result, result.source, result.stage, result.error_class,
+            result.error_message, result.snapshot_id) == (
+        "failed", "job", "backup", "NoSpace", "repository full", None)
 
 
 def test_a_job_that_printed_no_result_failed_with_its_last_line() -> None:
     output = ("hopnhat-backup: ERROR /etc/hopnhat/backup-video.json: cannot read the config "
               "(No such file or directory)\n")
-    result = host_result(VIDEO, 2, output, None)
+    result = host_result(VIDEO, 2, output)
     assert (result.result, result.source, result.error_class, result.exit_code) == (
         "failed", "hopnhat", "JobError", 2)
     assert "exit 2" in (result.error_message or "") and "cannot read the config" in (
@@ -192,7 +193,7 @@ def test_the_summary_is_the_last_json_line() -> None:
 
 
 def _host(name: str, result: str) -> HostBackup:
-    return HostBackup(name, "video", result, "status file")
+    return HostBackup(name, "video", result, "job")
 
 
 @pytest.mark.parametrize(("results", "status", "code"), [
@@ -487,7 +488,7 @@ def _backup_result(ok: bool, ident: str = "abcdef12") -> Callable[..., BackupRun
     def backup(paths: Paths, clients: Sequence[BackupClient], **kwargs: Any) -> BackupRun:
         assert [c.host for c in clients] == ["video-mcu-01"]
         assert kwargs["params"]["trigger"] == "apply --backup-first"
-        result = HostBackup("video-mcu-01", "video", "ok" if ok else "failed", "status file",
+        result = HostBackup("video-mcu-01", "video", "ok" if ok else "failed", "job",
                             snapshot_id=ident if ok else None,
                             error_class=None if ok else "NoSpace",
                             error_message=None if ok else "repository full")
