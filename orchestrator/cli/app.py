@@ -4,24 +4,35 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 import typer
 
 from orchestrator import __version__
-from orchestrator.cli import backup as backup_cli
-from orchestrator.cli import configure as configure_cli
-from orchestrator.cli import drill as drill_cli
-from orchestrator.cli import estate as estate_cli
-from orchestrator.cli import lab as lab_cli
-from orchestrator.cli import provision as provision_cli
-from orchestrator.cli import schedule as schedule_cli
-from orchestrator.cli import verify as verify_cli
 from orchestrator.cli.common import Context, HandledGroup, setup_logging
+
+
+class RootGroup(HandledGroup):
+    """hopnhat's commands, in the order ``--help`` lists them; each module is imported when
+    its command is used (a command does not pay for the others' imports and options)."""
+
+    lazy: ClassVar[dict[str, tuple[str, str]]] = {
+        "estate": ("orchestrator.cli.estate", "app"),
+        "drill": ("orchestrator.cli.drill", "app"),
+        "backup": ("orchestrator.cli.backup", "app"),
+        "lab": ("orchestrator.cli.lab", "app"),
+        "verify": ("orchestrator.cli.verify", "app"),
+        "schedule": ("orchestrator.cli.schedule", "app"),
+        "plan": ("orchestrator.cli.provision", "plan"),
+        "apply": ("orchestrator.cli.provision", "apply"),
+        "destroy": ("orchestrator.cli.provision", "destroy"),
+        "configure": ("orchestrator.cli.configure", "configure"),
+    }
+
 
 app = typer.Typer(
     name="hopnhat",
-    cls=HandledGroup,
+    cls=RootGroup,
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     add_completion=False,
@@ -32,17 +43,6 @@ app = typer.Typer(
         "Exit codes: 0 ok, 1 failure, 2 bad input (estate, vault, options), 3 partial."
     ),
 )
-app.add_typer(estate_cli.app, name="estate")
-app.add_typer(drill_cli.app, name="drill")
-app.add_typer(backup_cli.app, name="backup")
-app.add_typer(lab_cli.app, name="lab")
-app.add_typer(verify_cli.app, name="verify")
-app.add_typer(schedule_cli.app, name="schedule")
-app.command("plan")(provision_cli.plan)
-app.command("apply")(provision_cli.apply)
-app.command("destroy")(provision_cli.destroy)
-app.command("configure")(configure_cli.configure)
-
 
 def _version(value: bool) -> None:
     if value:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
 import logging
@@ -10,9 +11,10 @@ import sys
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 import typer
+import typer.main
 from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
@@ -101,13 +103,47 @@ def _reflow_tree(command: Any) -> None:
         _reflow_tree(sub)
 
 
+def load_command(name: str, module: str, attribute: str) -> Any:
+    """The click command ``name`` made from ``module.attribute``: a Typer app (a group of
+    commands) or a command function; its help reflowed (:func:`reflow`)."""
+    target = getattr(importlib.import_module(module), attribute)
+    if isinstance(target, typer.Typer):
+        command: Any = typer.main.get_group(target)
+    else:
+        single = typer.Typer()
+        single.command(name)(target)
+        command = typer.main.get_command(single)
+    command.name = name
+    _reflow_tree(command)
+    return command
+
+
 class HandledGroup(TyperGroup):
     """Root group: an expected failure becomes a short message and its exit code — no
-    traceback, no locals, nothing secret. Every command's help is reflowed (:func:`reflow`)."""
+    traceback, no locals, nothing secret. Every command's help is reflowed (:func:`reflow`).
+
+    ``lazy`` names the commands made when first asked for, by :func:`load_command`:
+    name → (module, attribute)."""
+
+    lazy: ClassVar[dict[str, tuple[str, str]]] = {}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         _reflow_tree(self)
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*self.commands, *(name for name in self.lazy if name not in self.commands)]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name not in self.commands and cmd_name in self.lazy:
+            self.commands[cmd_name] = load_command(cmd_name, *self.lazy[cmd_name])
+        return self.commands.get(cmd_name)
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        if args and args[0] not in self.lazy and not args[0].startswith("-"):
+            for name in self.lazy:  # a typo: "did you mean …" draws on every command
+                self.get_command(ctx, name)
+        return super().resolve_command(ctx, args)
 
     def invoke(self, ctx: Any) -> Any:
         try:

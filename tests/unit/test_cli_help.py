@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
+import typer
 import typer.main
+from typer.core import TyperGroup
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
@@ -29,10 +32,12 @@ def test_a_paragraph_is_one_line_and_lists_and_indented_lines_are_kept() -> None
     assert reflow(None) is None and reflow("") == ""
 
 
-def _commands(command: object, path: str = "hopnhat") -> list[tuple[str, object]]:
+def _commands(command: Any, path: str = "hopnhat") -> list[tuple[str, Any]]:
     found = [(path, command)]
-    for name, sub in getattr(command, "commands", {}).items():
-        found += _commands(sub, f"{path} {name}")
+    if isinstance(command, TyperGroup):
+        with typer.Context(command) as ctx:
+            for name in command.list_commands(ctx):
+                found += _commands(command.get_command(ctx, name), f"{path} {name}")
     return found
 
 
