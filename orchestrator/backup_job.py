@@ -42,6 +42,7 @@ import logging
 import os
 import re
 import shlex
+import shutil
 import sys
 import tempfile
 import time
@@ -61,6 +62,7 @@ from orchestrator.adapters.restic import (
     ResticCommandError,
     Retry,
 )
+from orchestrator.adapters.restic_argv import Version
 from orchestrator.errors import (
     EXIT_BAD_INPUT,
     EXIT_FAILURE,
@@ -77,6 +79,8 @@ OK, PARTIAL, FAILED, REFUSED = "ok", "partial", "failed", "refused"
 RESULTS = (OK, PARTIAL, FAILED)
 EXIT_CODES = {OK: EXIT_OK, PARTIAL: EXIT_PARTIAL, FAILED: EXIT_FAILURE, REFUSED: EXIT_FAILURE}
 #: what pre-backup commands may see of the environment (nothing secret is passed on)
+#: restic's version, kept beside the status files (:func:`restic_version`)
+VERSION_CACHE = "restic-version.json"
 COMMAND_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _WARNINGS_KEPT = 20
 #: a failed write means "no space" when the repository's storage has less than this free:
@@ -310,8 +314,39 @@ def default_restic(config: JobConfig, read_space: SpaceReader | None = None) -> 
         give_up = (full_storage(storage, read_space)
                    if storage is not None and read_space is not None else None)
         return Restic(repo, binary=config.restic, timeout=config.timeout_seconds,
-                      lock_wait=config.lock_wait_seconds, remove_stale=True, give_up=give_up)
+                      lock_wait=config.lock_wait_seconds, remove_stale=True, give_up=give_up,
+                      version=known[0])
+    known: list[Version | None] = [restic_version(config)]
     return make
+
+
+def restic_version(config: JobConfig) -> Version | None:
+    """restic's version from the cache beside the status file (``restic-version.json``),
+    when it was written for this very binary (path, size, modification time, inode); else
+    asked once (``restic version``) and cached. None when restic is not found: the run's
+    first restic command then fails and says so."""
+    binary = shutil.which(config.restic)
+    if binary is None:
+        return None
+    try:
+        seen = os.stat(binary)
+    except OSError:
+        return None
+    key = [binary, seen.st_size, seen.st_mtime_ns, seen.st_ino]
+    cache = config.status_file.with_name(VERSION_CACHE)
+    with contextlib.suppress(OSError, ValueError, TypeError):
+        cached = json.loads(cache.read_text(encoding="utf-8"))
+        if cached.get("binary") == key and len(cached["version"]) == 3:
+            return (int(cached["version"][0]), int(cached["version"][1]),
+                    int(cached["version"][2]))
+    try:
+        version = Restic(config.restic_repository(config.repository), binary=binary,
+                         timeout=30).version()
+    except HopnhatError:
+        return None  # the run's restic commands will say what is wrong
+    with contextlib.suppress(OSError):
+        write_atomically(cache, json.dumps({"binary": key, "version": list(version)}) + "\n")
+    return version
 
 
 def full_storage(repository: RepositoryConfig,

@@ -138,6 +138,7 @@ class Restic:
     that finds the repository locked keeps trying (restic's ``--retry-lock`` from 0.16, else
     hopnhat retries every ``lock_poll`` seconds) before raising RepositoryLocked.
     ``on_start``: called with the PID of each streamed restic process (tests, operators).
+    ``version``: restic's version when the caller knows it (else asked once, when needed).
     ``remove_stale``: a command that finds the repository locked first removes the locks
     restic itself calls stale (:meth:`remove_stale_locks`: a dead process's lock on this host,
     or one older than 30 minutes) and tries again at once; live locks are waited for.
@@ -154,7 +155,8 @@ class Restic:
                  *, lock_wait: float = 0.0, lock_poll: float = 5.0,
                  on_start: Callable[[int], None] | None = None,
                  remove_stale: bool = False,
-                 give_up: Callable[[Retry], str | None] | None = None) -> None:
+                 give_up: Callable[[Retry], str | None] | None = None,
+                 version: Version | None = None) -> None:
         self.repo = repo
         self.give_up = give_up
         self.binary = binary
@@ -165,7 +167,7 @@ class Restic:
         self.remove_stale = remove_stale
         #: every stale lock this instance removed (:meth:`remove_stale_locks`)
         self.stale_removed: list[LockInfo] = []
-        self._version: Version | None = None
+        self._version: Version | None = version  # known: never asked
 
     # --- plumbing ---------------------------------------------------------------------------
 

@@ -479,3 +479,48 @@ def test_a_failed_write_on_a_full_storage_stops_restic_and_a_roomy_one_does_not(
     assert full(Retry("Load", "<data/x>", WRITE_FAILED)) is None  # not a write
     assert full(Retry("Save", "<data/x>", "timeout")) is None
     assert backup_job.full_storage(config.repository, read(ROOMY))(retry) is None
+
+
+# --- restic's version, asked once per binary ------------------------------------------------
+
+
+def _counting_restic(tmp_path: Path, version: str) -> tuple[Path, Path]:
+    """A stand-in ``restic`` that answers ``version`` and counts how often it was asked."""
+    calls = tmp_path / "version-calls"
+    binary = tmp_path / "bin" / "restic"
+    binary.parent.mkdir(exist_ok=True)
+    binary.write_text(f"#!/bin/sh\necho x >> {calls}\n"
+                      f"echo 'restic {version} compiled with go1.19.8 on linux/amd64'\n")
+    binary.chmod(0o755)
+    return binary, calls
+
+
+def test_restics_version_is_asked_once_and_kept_for_that_binary(tmp_path: Path) -> None:
+    binary, calls = _counting_restic(tmp_path, "0.14.0")
+    config = make_config(tmp_path, restic=str(binary))
+    assert backup_job.restic_version(config) == (0, 14, 0)
+    assert backup_job.restic_version(config) == (0, 14, 0)
+    assert calls.read_text().count("x") == 1  # the second run read the cache
+    cache = json.loads((config.status_file.parent / "restic-version.json").read_text())
+    assert cache["version"] == [0, 14, 0] and cache["binary"][0] == str(binary)
+
+
+def test_a_replaced_restic_is_asked_again(tmp_path: Path) -> None:
+    binary, calls = _counting_restic(tmp_path, "0.14.0")
+    config = make_config(tmp_path, restic=str(binary))
+    assert backup_job.restic_version(config) == (0, 14, 0)
+    upgraded, _ = _counting_restic(tmp_path, "0.17.3")  # new file: size and mtime differ
+    os.utime(upgraded, ns=(1, 1))
+    assert backup_job.restic_version(config) == (0, 17, 3)
+    assert calls.read_text().count("x") == 2
+
+
+def test_a_damaged_version_cache_is_asked_again_and_a_missing_restic_gives_none(
+        tmp_path: Path) -> None:
+    binary, calls = _counting_restic(tmp_path, "0.16.4")
+    assert not calls.exists()
+    config = make_config(tmp_path, restic=str(binary))
+    config.status_file.parent.mkdir(parents=True)
+    (config.status_file.parent / "restic-version.json").write_text("{not json")
+    assert backup_job.restic_version(config) == (0, 16, 4)
+    assert backup_job.restic_version(make_config(tmp_path, restic="no-such-restic")) is None
