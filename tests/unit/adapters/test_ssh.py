@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.adapters.ssh import Target, openssh_argv, ssh_failure
+from orchestrator.adapters.ssh import (
+    Target,
+    local_kex,
+    openssh_argv,
+    preferred_kex,
+    ssh_failure,
+)
+from orchestrator.process import run
 
 TARGET = Target(host="video-mcu-01", address="127.10.1.20", port=2222, user="root",
                 key_file=Path("/state/keys/id_ed25519"),
@@ -38,6 +45,28 @@ def test_the_command_comes_last_after_the_address_port_and_user() -> None:
     assert argv[-7:] == ("-p", "2222", "-l", "root", "--", "127.10.1.20",
                          "env LC_ALL=C cat -- /x")
     assert options(argv)["ConnectTimeout"] == "7"
+
+
+def test_the_key_exchange_prefers_paramikos_choices_that_this_ssh_offers() -> None:
+    openssh_9_2 = ["diffie-hellman-group14-sha256", "curve25519-sha256",
+                   "curve25519-sha256@libssh.org", "sntrup761x25519-sha512@openssh.com"]
+    assert preferred_kex(openssh_9_2) == ("curve25519-sha256", "curve25519-sha256@libssh.org")
+    assert preferred_kex(["mlkem768x25519-sha256", *openssh_9_2])[0] == "mlkem768x25519-sha256"
+    # "^": put first, ssh's own list after them (a server without them still connects)
+    argv = openssh_argv(TARGET, "true", kex_first=("curve25519-sha256",))
+    assert options(argv)["KexAlgorithms"] == "^curve25519-sha256"
+    assert "KexAlgorithms" not in options(openssh_argv(TARGET, "true"))
+
+
+def test_the_local_ssh_accepts_the_key_exchanges_asked_for() -> None:
+    first = preferred_kex(local_kex())
+    assert first  # OpenSSH >= 6.5 has curve25519
+    argv = openssh_argv(TARGET, "true", kex_first=first)
+    assert argv[-3:] == ("--", "127.10.1.20", "true")
+    done = run(["ssh", "-G", *argv[1:-3], "127.10.1.20"], timeout=10)  # -G: print, connect not
+    assert done.ok, done.stderr
+    said = dict(line.split(" ", 1) for line in done.stdout.splitlines() if " " in line)
+    assert said["kexalgorithms"].split(",")[:len(first)] == list(first)
 
 
 def test_a_dead_connection_is_dropped_after_a_minute_of_silence() -> None:
