@@ -78,9 +78,9 @@ CONFIG_VERSION = 1
 OK, PARTIAL, FAILED, REFUSED = "ok", "partial", "failed", "refused"
 RESULTS = (OK, PARTIAL, FAILED)
 EXIT_CODES = {OK: EXIT_OK, PARTIAL: EXIT_PARTIAL, FAILED: EXIT_FAILURE, REFUSED: EXIT_FAILURE}
-#: what pre-backup commands may see of the environment (nothing secret is passed on)
 #: restic's version, kept beside the status files (:func:`restic_version`)
 VERSION_CACHE = "restic-version.json"
+#: what pre-backup commands may see of the environment (nothing secret is passed on)
 COMMAND_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _WARNINGS_KEPT = 20
 #: a failed write means "no space" when the repository's storage has less than this free:
@@ -315,8 +315,8 @@ def default_restic(config: JobConfig, read_space: SpaceReader | None = None) -> 
                    if storage is not None and read_space is not None else None)
         return Restic(repo, binary=config.restic, timeout=config.timeout_seconds,
                       lock_wait=config.lock_wait_seconds, remove_stale=True, give_up=give_up,
-                      version=known[0])
-    known: list[Version | None] = [restic_version(config)]
+                      version=version)
+    version = restic_version(config)
     return make
 
 
@@ -334,7 +334,8 @@ def restic_version(config: JobConfig) -> Version | None:
         return None
     key = [binary, seen.st_size, seen.st_mtime_ns, seen.st_ino]
     cache = config.status_file.with_name(VERSION_CACHE)
-    with contextlib.suppress(OSError, ValueError, TypeError):
+    # an unreadable or damaged cache is asked again
+    with contextlib.suppress(OSError, ValueError, TypeError, KeyError, AttributeError):
         cached = json.loads(cache.read_text(encoding="utf-8"))
         if cached.get("binary") == key and len(cached["version"]) == 3:
             return (int(cached["version"][0]), int(cached["version"][1]),

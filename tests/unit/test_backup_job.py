@@ -521,6 +521,12 @@ def test_a_damaged_version_cache_is_asked_again_and_a_missing_restic_gives_none(
     assert not calls.exists()
     config = make_config(tmp_path, restic=str(binary))
     config.status_file.parent.mkdir(parents=True)
-    (config.status_file.parent / "restic-version.json").write_text("{not json")
+    cache = config.status_file.parent / "restic-version.json"
+    cache.write_text("{not json")
     assert backup_job.restic_version(config) == (0, 16, 4)
+    without_version = {"binary": json.loads(cache.read_text())["binary"]}
+    for damaged in ("[]", json.dumps(without_version)):
+        cache.write_text(damaged)
+        assert backup_job.restic_version(config) == (0, 16, 4)
+    assert calls.read_text().count("x") == 3  # asked each time, never trusted
     assert backup_job.restic_version(make_config(tmp_path, restic="no-such-restic")) is None
