@@ -168,6 +168,19 @@ def test_backup_run_streams_each_hosts_output_and_reports_it(configured: Any) ->
     assert "backup ok: 1 host(s), 1 ok" in done.stdout
 
 
+def test_the_job_keeps_restics_version_for_its_next_runs(configured: Any,
+                                                         backed_up: dict[str, Any]) -> None:
+    """The job asks ``restic version`` once per restic binary and keeps the answer beside
+    its status file; the cache names the binary that answered."""
+    cache = json.loads(remote(configured.paths, "cat /var/lib/hopnhat/restic-version.json")
+                       .stdout)
+    said = remote(configured.paths, "restic version").stdout.split()[1]  # "restic 0.14.0 …"
+    assert ".".join(map(str, cache["version"])) == said
+    binary = remote(configured.paths, "command -v restic").stdout.strip()
+    assert cache["binary"][0] == binary
+    assert cache["binary"][1] == int(remote(configured.paths, f"stat -c %s {binary}").stdout)
+
+
 def test_the_job_is_started_only_on_a_host_whose_key_hopnhat_knows(
         configured: Any, tmp_path: Path) -> None:
     """backup run starts the job with OpenSSH's ssh: the host key is checked against
