@@ -10,11 +10,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 HOPNHAT := $(VENV)/bin/hopnhat
 STAMPS := .hopnhat/stamps
-APT_PACKAGES := restic openssh-server openssh-client golang-go golang-github-vmware-govmomi-dev \
+APT_PACKAGES := restic openssh-server openssh-client nftables \
 	sqlite3 util-linux iproute2 systemd python3-venv chromium
 PYTEST_ARGS ?=
 
-.PHONY: demo test deps apt venv bytecode vcsim lint unit integration e2e bench clean lab-down
+.PHONY: demo test deps apt venv bytecode lab-build lint unit integration e2e bench clean lab-down
 
 demo: deps
 	bash scripts/demo.sh
@@ -22,7 +22,7 @@ demo: deps
 test: deps lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-deps: apt venv bytecode vcsim
+deps: apt venv bytecode lab-build
 
 apt: $(STAMPS)/apt
 $(STAMPS)/apt: Makefile
@@ -51,7 +51,8 @@ $(STAMPS)/venv: pyproject.toml | $(STAMPS)/apt
 bytecode: venv
 	@$(PY) -m compileall -q orchestrator
 
-vcsim: venv
+# the lab's Go parts (vcsim, restic, rest-server) from the pinned modules in orchestrator/lab/go
+lab-build: venv
 	$(HOPNHAT) lab build
 
 lint: venv

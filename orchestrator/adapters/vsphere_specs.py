@@ -28,8 +28,9 @@ def netmask(prefix_length: int) -> str:
 def clone_spec(pool: Any, datastore: Any, host: Any | None,
                mark: tuple[str, str] | None = None) -> Any:
     """A CloneSpec into ``pool`` (the cluster's root resource pool — vcsim requires it)
-    on ``datastore``, powered off (customization and power-on are separate steps: vcsim
-    ignores both in a clone spec, and the order also suits a real vCenter). ``mark``
+    on ``datastore``, powered off (customization and power-on are separate steps, so a
+    clone cut off half-way is a powered-off VM that the next apply finishes; the order
+    suits a real vCenter and the simulator alike). ``mark``
     (key, value) goes into the clone's extraConfig, so a clone whose run is cut off before
     its custom attributes are set is still recognisable."""
     location = vim.vm.RelocateSpec(pool=pool, datastore=datastore)

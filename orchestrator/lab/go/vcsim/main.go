@@ -1,5 +1,8 @@
-// Command hopnhat-vcsim is the lab's vCenter: govmomi 0.24's vcsim serving an inventory
-// built from a JSON model file (the only argument; secrets never travel on argv).
+// Command hopnhat-vcsim is the lab's vCenter: the vCenter simulator of govmomi v0.56.0
+// (its simulator package, at the release go.mod pins) serving an inventory built from a
+// JSON model file (the only argument; secrets never travel on argv). Where that simulator
+// differs from vCenter in ways the lab cannot accept, the types of the section "fixes to
+// the simulator" take the place of its own objects; govmomi's source is used as released.
 //
 // The model file names the listen address, the TLS certificate and key (generated when
 // missing), the credentials file, the ready file, method delays and the inventory:
@@ -8,6 +11,9 @@
 //
 // Signals: SIGHUP re-reads the model file and applies its "delays" only; SIGTERM and
 // SIGINT stop the server and exit 0.
+//
+// A *_Task method answers once its task is done (see soapFront.wrap), and the simulator
+// says API version 8.0.3 (see run).
 //
 // Lab-only HTTP endpoints on the same server: GET /lab/methods answers the SOAP method
 // call counts since start (or since the last reset) as a JSON object; POST
@@ -30,7 +36,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/ioutil"
 	"log"
 	"math/big"
 	"net"
@@ -40,6 +45,7 @@ import (
 	"os/signal"
 	"path"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strings"
 	"sync"
@@ -49,7 +55,9 @@ import (
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vim25"
+	"github.com/vmware/govmomi/vim25/methods"
 	"github.com/vmware/govmomi/vim25/mo"
+	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
 )
 
@@ -123,7 +131,7 @@ const (
 )
 
 func readModel(file string) (*modelSpec, error) {
-	raw, err := ioutil.ReadFile(file)
+	raw, err := os.ReadFile(file)
 	if err != nil {
 		return nil, err
 	}
@@ -181,7 +189,7 @@ func (m *modelSpec) check() error {
 }
 
 func readCredentials(file string) (*credentials, error) {
-	raw, err := ioutil.ReadFile(file)
+	raw, err := os.ReadFile(file)
 	if err != nil {
 		return nil, err
 	}
@@ -275,7 +283,7 @@ func writeAtomic(file string, data []byte, mode os.FileMode) error {
 	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
 		return err
 	}
-	tmp, err := ioutil.TempFile(filepath.Dir(file), "."+filepath.Base(file)+".*")
+	tmp, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".*")
 	if err != nil {
 		return err
 	}
@@ -301,6 +309,8 @@ func writeAtomic(file string, data []byte, mode os.FileMode) error {
 type builder struct {
 	ctx     context.Context
 	c       *vim25.Client
+	sim     *simulator.Context  // the service's context, for registry calls that need one
+	reg     *simulator.Registry // the simulator's objects (per service: no simulator.Map since govmomi 0.49)
 	storage string
 }
 
@@ -371,9 +381,9 @@ func (b *builder) build(spec *modelSpec) error {
 		}
 		// Disks of the templates and VMs took space: the summary now says what the model says.
 		for _, ds := range st.spec.Datastores {
-			setDatastoreSpace(st.stores[ds.Name], ds)
+			b.setDatastoreSpace(st.stores[ds.Name], ds)
 		}
-		removeDefaultNetwork(st)
+		b.removeDefaultNetwork(st)
 	}
 	return nil
 }
@@ -392,14 +402,14 @@ func (b *builder) cluster(st *dcState, spec clusterSpec) error {
 			return err
 		}
 		ref := res.(types.ManagedObjectReference)
-		h := simulator.Map.Get(ref).(*simulator.HostSystem)
+		h := b.reg.Get(ref).(*simulator.HostSystem)
 		setHostHardware(h, spec)
 		hosts = append(hosts, h)
 		st.hosts = append(st.hosts, ref)
 	}
 	// vcsim sums per-host MHz (not cores x MHz) and memory in bytes for effectiveMemory:
 	// recompute the summary as vCenter reports it.
-	cl := simulator.Map.Get(cluster.Reference()).(*simulator.ClusterComputeResource)
+	cl := b.reg.Get(cluster.Reference()).(*simulator.ClusterComputeResource)
 	s := cl.Summary.GetComputeResourceSummary()
 	s.TotalCpu, s.EffectiveCpu, s.TotalMemory, s.EffectiveMemory = 0, 0, 0, 0
 	s.NumCpuCores, s.NumCpuThreads, s.NumHosts, s.NumEffectiveHosts = 0, 0, 0, 0
@@ -464,10 +474,10 @@ func (b *builder) portgroups(st *dcState) error {
 		})
 		names = append(names, name)
 	}
-	dc := simulator.Map.Get(st.dc.Reference()).(*simulator.Datacenter)
+	dc := b.reg.Get(st.dc.Reference()).(*simulator.Datacenter)
 	var refs []types.ManagedObjectReference
 	for _, name := range names {
-		e := simulator.Map.FindByName(name, dc.Network)
+		e := b.reg.FindByName(name, dc.Network)
 		if e == nil {
 			return fmt.Errorf("%s: network not created", name)
 		}
@@ -475,8 +485,8 @@ func (b *builder) portgroups(st *dcState) error {
 		refs = append(refs, e.Reference())
 	}
 	for _, ref := range st.hosts {
-		h := simulator.Map.Get(ref).(*simulator.HostSystem)
-		hns := simulator.Map.Get(*h.ConfigManager.NetworkSystem).(*simulator.HostNetworkSystem)
+		h := b.reg.Get(ref).(*simulator.HostSystem)
+		hns := b.reg.Get(*h.ConfigManager.NetworkSystem).(*simulator.HostNetworkSystem)
 		// vcsim's HostNetworkSystem lists a vSwitch's port groups by name (its Add/RemovePortGroup
 		// look them up so); host.config.network lists them by key, as ESXi does.
 		hns.NetworkInfo = withPortgroups(hns.NetworkInfo, specs, false)
@@ -486,7 +496,7 @@ func (b *builder) portgroups(st *dcState) error {
 		h.Network = append([]types.ManagedObjectReference(nil), refs...)
 	}
 	for _, cluster := range st.clusters {
-		cl := simulator.Map.Get(cluster.Reference()).(*simulator.ClusterComputeResource)
+		cl := b.reg.Get(cluster.Reference()).(*simulator.ClusterComputeResource)
 		cl.Network = append([]types.ManagedObjectReference(nil), refs...)
 	}
 	return nil
@@ -522,32 +532,34 @@ func withPortgroups(orig *types.HostNetworkInfo, ours []types.HostPortGroup, byK
 }
 
 // removeDefaultNetwork drops the "VM Network" vcsim puts in every new datacenter.
-func removeDefaultNetwork(st *dcState) {
-	dc := simulator.Map.Get(st.dc.Reference()).(*simulator.Datacenter)
+func (b *builder) removeDefaultNetwork(st *dcState) {
+	dc := b.reg.Get(st.dc.Reference()).(*simulator.Datacenter)
 	for _, ref := range append([]types.ManagedObjectReference(nil), dc.Network...) {
-		n, ok := simulator.Map.Get(ref).(*mo.Network)
+		n, ok := b.reg.Get(ref).(*mo.Network)
 		if !ok || n.Name != "VM Network" {
 			continue
 		}
 		if _, ours := st.networks[n.Name]; ours {
 			continue
 		}
-		folder := simulator.Map.Get(dc.NetworkFolder).(*simulator.Folder)
+		folder := b.reg.Get(dc.NetworkFolder).(*simulator.Folder)
 		simulator.RemoveReference(&folder.ChildEntity, ref)
 		simulator.RemoveReference(&dc.Network, ref)
 		for _, h := range st.hosts {
-			host := simulator.Map.Get(h).(*simulator.HostSystem)
+			host := b.reg.Get(h).(*simulator.HostSystem)
 			simulator.RemoveReference(&host.Network, ref)
 		}
 		for _, cluster := range st.clusters {
-			cl := simulator.Map.Get(cluster.Reference()).(*simulator.ClusterComputeResource)
+			cl := b.reg.Get(cluster.Reference()).(*simulator.ClusterComputeResource)
 			simulator.RemoveReference(&cl.Network, ref)
 		}
-		simulator.Map.Remove(ref)
+		b.reg.Remove(b.sim, ref)
 	}
 }
 
-// datastore creates a local datastore backed by dir, mounted on every host of the datacenter.
+// datastore creates a local datastore backed by dir, mounted on every host of the datacenter:
+// CreateLocalDatastore of the same name on a further host mounts the Datastore object the
+// first call made (vcsim answers an empty reference then: the mount is checked instead).
 func (b *builder) datastore(st *dcState, spec datastoreSpec, dir string) error {
 	if len(st.hosts) == 0 {
 		return errors.New("a datacenter with datastores needs at least one host")
@@ -562,46 +574,26 @@ func (b *builder) datastore(st *dcState, spec datastoreSpec, dir string) error {
 		if err != nil {
 			return err
 		}
-		if i == 0 {
-			ds, err := dss.CreateLocalDatastore(b.ctx, spec.Name, dir)
-			if err != nil {
-				return err
-			}
-			ref = ds.Reference()
-			continue
+		ds, err := dss.CreateLocalDatastore(b.ctx, spec.Name, dir)
+		if err != nil {
+			return err
 		}
-		// vcsim's CreateLocalDatastore makes a new Datastore object per host (the last one
-		// wins, mounted on that host only): mount the first one on the other hosts instead.
-		mountDatastore(ref, h, simulator.Map.Get(dss.Reference()).(*simulator.HostDatastoreSystem))
+		if i == 0 {
+			ref = ds.Reference()
+		}
+	}
+	mounted := 0
+	for _, m := range b.reg.Get(ref).(*simulator.Datastore).Host {
+		if simulator.FindReference(st.hosts, m.Key) != nil {
+			mounted++
+		}
+	}
+	if mounted != len(st.hosts) {
+		return fmt.Errorf("mounted on %d of %d hosts", mounted, len(st.hosts))
 	}
 	st.stores[spec.Name] = ref
-	setDatastoreSpace(ref, spec)
+	b.setDatastoreSpace(ref, spec)
 	return nil
-}
-
-func mountDatastore(ref, hostRef types.ManagedObjectReference, dss *simulator.HostDatastoreSystem) {
-	ds := simulator.Map.Get(ref).(*simulator.Datastore)
-	host := simulator.Map.Get(hostRef).(*simulator.HostSystem)
-	ds.Host = append(ds.Host, types.DatastoreHostMount{
-		Key: hostRef,
-		MountInfo: types.HostMountInfo{
-			AccessMode: string(types.HostMountModeReadWrite),
-			Mounted:    types.NewBool(true),
-			Accessible: types.NewBool(true),
-		},
-	})
-	dss.Datastore = append(dss.Datastore, ref)
-	host.Datastore = dss.Datastore
-	var parent *mo.ComputeResource
-	switch p := simulator.Map.Get(*host.Parent).(type) {
-	case *simulator.ClusterComputeResource:
-		parent = &p.ComputeResource
-	case *mo.ComputeResource:
-		parent = p
-	}
-	if parent != nil && simulator.FindReference(parent.Datastore, ref) == nil {
-		parent.Datastore = append(parent.Datastore, ref)
-	}
 }
 
 // gbToBytes converts GiB (the model's "GB", possibly fractional) to bytes.
@@ -609,8 +601,8 @@ func gbToBytes(gb float64) int64 {
 	return int64(gb * float64(gib))
 }
 
-func setDatastoreSpace(ref types.ManagedObjectReference, spec datastoreSpec) {
-	ds := simulator.Map.Get(ref).(*simulator.Datastore)
+func (b *builder) setDatastoreSpace(ref types.ManagedObjectReference, spec datastoreSpec) {
+	ds := b.reg.Get(ref).(*simulator.Datastore)
 	ds.Summary.Capacity = gbToBytes(spec.CapacityGB)
 	ds.Summary.FreeSpace = gbToBytes(spec.FreeGB)
 	info := ds.Info.GetDatastoreInfo()
@@ -689,8 +681,8 @@ func (b *builder) vm(st *dcState, spec vmSpec, template bool) error {
 		if err := vm.MarkAsTemplate(b.ctx); err != nil {
 			return err
 		}
-		// vCenter lists no template in a resource pool; vcsim 0.24 leaves it there.
-		rp := simulator.Map.Get(pool.Reference()).(*simulator.ResourcePool)
+		// vCenter lists no template in a resource pool; vcsim leaves it there.
+		rp := b.reg.Get(pool.Reference()).(*simulator.ResourcePool)
 		simulator.RemoveReference(&rp.Vm, vm.Reference())
 		return nil
 	}
@@ -706,7 +698,7 @@ func (b *builder) vm(st *dcState, spec vmSpec, template bool) error {
 // memory, so files of an earlier run mean nothing). It refuses to empty a folder that it
 // did not create.
 func prepareStorage(dir string) error {
-	if entries, err := ioutil.ReadDir(dir); err == nil && len(entries) > 0 {
+	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
 		if _, err := os.Stat(filepath.Join(dir, storageMarker)); err != nil {
 			return fmt.Errorf("storage_dir %s is not empty and was not made by hopnhat-vcsim", dir)
 		}
@@ -717,15 +709,196 @@ func prepareStorage(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	return ioutil.WriteFile(filepath.Join(dir, storageMarker), nil, 0o600)
+	return os.WriteFile(filepath.Join(dir, storageMarker), nil, 0o600)
 }
 
-// ---------------------------------------------------------------- method counts
+// ---------------------------------------------------------------- fixes to the simulator
 
-type methodCounter struct {
+// hopnhat's fixes to govmomi's simulator, made here by putting objects of our own types in
+// its registry (the simulator calls methods by name through reflection, and reads the
+// properties of a wrapper through its first embedded field). They replace the patch that
+// was applied to Debian's govmomi 0.24 tree; of its four fixes, v0.56 has two itself
+// (SetField replaces a value; CloneVM_Task copies the source's devices and refuses a name
+// already in the folder).
+
+// labPropertyCollector is the simulator's PropertyCollector with Fetch answering an unset
+// property as vCenter does: an empty reply (pyVmomi: None). pyVmomi >= 8.0.1 reads every
+// lazy attribute (vm.snapshot, task.info...) through Fetch; for an unset property
+// govmomi 0.56 answers with its internal RetrievePropertiesEx reply, which pyVmomi fails to
+// read (AttributeError, KeyError 'type'). Embedded by value: each session gets its own
+// zero instance of the registered type (simulator.Session.Get makes it with reflect.New).
+type labPropertyCollector struct {
+	simulator.PropertyCollector
+}
+
+// fetchBody and fetchResponse encode as the simulator's own (internal) Fetch reply.
+type fetchBody struct {
+	Res    *fetchResponse `xml:"FetchResponse,omitempty"`
+	Fault_ *soap.Fault    `xml:"http://schemas.xmlsoap.org/soap/envelope/ Fault,omitempty"`
+}
+
+type fetchResponse struct {
+	Returnval types.AnyType `xml:"returnval,omitempty,typeattr"`
+}
+
+func (b *fetchBody) Fault() *soap.Fault { return b.Fault_ }
+
+// Fetch takes req, of a type internal to govmomi, as any; the simulator's own Fetch is
+// called through reflection for the same reason.
+func (pc *labPropertyCollector) Fetch(ctx *simulator.Context, req any) soap.HasFault {
+	fetch := reflect.ValueOf(&pc.PropertyCollector).MethodByName("Fetch")
+	res := fetch.Call([]reflect.Value{reflect.ValueOf(ctx), reflect.ValueOf(req)})[0].Interface().(soap.HasFault)
+	if _, unset := res.(*methods.RetrievePropertiesExBody); unset && res.Fault() == nil {
+		return &fetchBody{Res: &fetchResponse{}}
+	}
+	return res
+}
+
+// CreateFilter registers the new filter's change handler through filterHandler, which
+// breaks a lock-order cycle of govmomi 0.56 (fixed upstream after it, govmomi PR #4109):
+// WaitForUpdatesEx holds a filter's lock while it traverses the filter's ContainerView,
+// and a new object (a clone, a task) is put in a ContainerView under the view's lock, which
+// then takes the filter's lock to flag the change. The lab's hypervisor follows vcsim with
+// a filter over a ContainerView, so concurrent provisioning hung the whole simulator.
+func (pc *labPropertyCollector) CreateFilter(ctx *simulator.Context, req *types.CreateFilter) soap.HasFault {
+	res := pc.PropertyCollector.CreateFilter(ctx, req)
+	if body, ok := res.(*methods.CreateFilterBody); ok && body.Res != nil {
+		if f, ok := ctx.Session.Get(body.Res.Returnval).(*simulator.PropertyFilter); ok {
+			ctx.Map.RemoveHandler(f)
+			ctx.Map.AddHandler(filterHandler{f})
+		}
+	}
+	return res
+}
+
+// filterHandler hands a PropertyFilter the changes of the object it traverses (its view)
+// from a goroutine of its own, so the caller, who holds the view's lock, never waits for
+// the filter's lock. The filter only flags that it must collect its objects again.
+type filterHandler struct {
+	*simulator.PropertyFilter
+}
+
+func (h filterHandler) UpdateObject(ctx *simulator.Context, obj mo.Reference, changes []types.PropertyChange) {
+	ref := obj.Reference()
+	for _, set := range h.Spec.ObjectSet {
+		if set.Obj == ref && len(set.SelectSet) != 0 {
+			own := &simulator.Context{Context: context.Background(), Map: ctx.Map}
+			go h.PropertyFilter.UpdateObject(own, obj, changes)
+			return
+		}
+	}
+}
+
+// labVMFolder is the simulator's Folder for a datacenter's VM folder, with CreateVM_Task
+// (which CloneVM_Task calls too) as vCenter does it:
+//   - a folder holds one VM of a name: a second one is refused with DuplicateName (v0.56
+//     checks this for CloneVM_Task, not for CreateVM_Task);
+//   - a clone gets a new MAC address for each NIC whose address is not manual (v0.56 copies
+//     the source's MAC, so every clone of a template had the template's MAC).
+//
+// Only the datacenters' VM folders are of this type, not folders made in them later.
+// Simulator code that wants the concrete *simulator.Folder fails on them: SearchIndex
+// FindChild and FindByInventoryPath below a VM folder, ImportVApp, CreateVApp, RelocateVM
+// to a folder, Destroy of a folder made in one; hopnhat uses none of these.
+type labVMFolder struct {
+	*simulator.Folder
+}
+
+// vmNameEscaper escapes a VM name as the simulator does before it names the VM.
+var vmNameEscaper = strings.NewReplacer(`%`, `%25`, `/`, `%2f`, `\`, `%5c`)
+
+func (f *labVMFolder) CreateVMTask(ctx *simulator.Context, req *types.CreateVM_Task) soap.HasFault {
+	name := vmNameEscaper.Replace(req.Config.Name)
+	if e := ctx.Map.FindByName(name, f.ChildEntity); e != nil && name != "" {
+		task := simulator.CreateTask(f, "createVm", func(*simulator.Task) (types.AnyType, types.BaseMethodFault) {
+			return nil, &types.DuplicateName{Name: name, Object: e.Reference()}
+		})
+		return &methods.CreateVM_TaskBody{Res: &types.CreateVM_TaskResponse{Returnval: task.Run(ctx)}}
+	}
+	// The simulator runs CloneVM_Task's CreateVM_Task in the clone's context, whose caller
+	// is the source VM; its devices are already copies of the source's.
+	if ctx.Caller != nil && ctx.Caller.Type == "VirtualMachine" {
+		for _, change := range req.Config.DeviceChange {
+			spec := change.GetVirtualDeviceConfigSpec()
+			if nic, ok := spec.Device.(types.BaseVirtualEthernetCard); ok {
+				card := nic.GetVirtualEthernetCard()
+				if card.AddressType != string(types.VirtualEthernetCardMacTypeManual) {
+					card.MacAddress = "" // the simulator generates one
+				}
+			}
+		}
+	}
+	return f.Folder.CreateVMTask(ctx, req)
+}
+
+// vmRuntimeDefaults gives each new VM the runtime states vCenter reports for a VM without
+// fault tolerance or record/replay. govmomi 0.56 leaves both empty while its types now
+// always send them, and pyVmomi cannot read an empty enum: vm.runtime and vm.summary
+// failed with AttributeError (govmomi 0.24 left them out of the reply). It is called by
+// the registry for every object put in it (a simulator.RegisterObject).
+type vmRuntimeDefaults struct{}
+
+func (vmRuntimeDefaults) Reference() types.ManagedObjectReference {
+	return types.ManagedObjectReference{Type: "HopnhatLab", Value: "vm-runtime-defaults"}
+}
+
+func (vmRuntimeDefaults) PutObject(_ *simulator.Context, obj mo.Reference) {
+	vm, ok := obj.(*simulator.VirtualMachine)
+	if !ok {
+		return
+	}
+	// No lock here: the simulator puts a new VM in the registry while it holds the VM's lock.
+	for _, rt := range []*types.VirtualMachineRuntimeInfo{&vm.Runtime, &vm.Summary.Runtime} {
+		if rt.FaultToleranceState == "" {
+			rt.FaultToleranceState = types.VirtualMachineFaultToleranceStateNotConfigured
+		}
+		if rt.RecordReplayState == "" {
+			rt.RecordReplayState = types.VirtualMachineRecordReplayStateInactive
+		}
+	}
+}
+
+func (vmRuntimeDefaults) UpdateObject(*simulator.Context, mo.Reference, []types.PropertyChange) {}
+
+func (vmRuntimeDefaults) RemoveObject(*simulator.Context, types.ManagedObjectReference) {}
+
+// installFixes puts the fixed types in reg in place of the simulator's objects.
+func installFixes(reg *simulator.Registry, content types.ServiceContent) error {
+	pc := &labPropertyCollector{}
+	pc.Self = content.PropertyCollector
+	reg.Put(pc)
+	root, ok := reg.Get(content.RootFolder).(*simulator.Folder)
+	if !ok {
+		return errors.New("no root folder")
+	}
+	for _, ref := range root.ChildEntity {
+		dc, ok := reg.Get(ref).(*simulator.Datacenter)
+		if !ok {
+			continue
+		}
+		folder, ok := reg.Get(dc.VmFolder).(*simulator.Folder)
+		if !ok {
+			return fmt.Errorf("%s: VM folder %s is a %T", dc.Name, dc.VmFolder.Value, reg.Get(dc.VmFolder))
+		}
+		reg.Put(&labVMFolder{folder})
+	}
+	return nil
+}
+
+// ---------------------------------------------------------------- the SOAP front
+
+// soapFront stands before the simulator's SOAP endpoints (/sdk, /sdk/vimService): it counts
+// each request by method name and answers a *_Task method only once its task is done.
+type soapFront struct {
+	reg *simulator.Registry
+
 	mu     sync.Mutex
 	counts map[string]int64
 }
+
+// taskWaitLimit bounds how long a *_Task reply waits for its task; after that the reply
+// goes out with the task still running.
+const taskWaitLimit = 5 * time.Minute
 
 // soapMethod returns the name of the first element inside the SOAP Body.
 func soapMethod(body []byte) string {
@@ -745,50 +918,132 @@ func soapMethod(body []byte) string {
 	}
 }
 
-// wrap counts each SOAP request to the /sdk endpoints, then hands it to next.
-func (m *methodCounter) wrap(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/sdk") {
-			body, err := ioutil.ReadAll(r.Body)
-			_ = r.Body.Close()
-			if err != nil {
-				http.Error(w, "cannot read request", http.StatusBadRequest)
-				return
-			}
-			if name := soapMethod(body); name != "" {
-				m.mu.Lock()
-				m.counts[name]++
-				m.mu.Unlock()
-			}
-			r.Body = ioutil.NopCloser(bytes.NewReader(body))
+// taskInReply returns the task a *_TaskResponse names (its returnval of type Task).
+func taskInReply(body []byte) (types.ManagedObjectReference, bool) {
+	dec := xml.NewDecoder(bytes.NewReader(body))
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return types.ManagedObjectReference{}, false
 		}
-		next.ServeHTTP(w, r)
+		start, ok := tok.(xml.StartElement)
+		if !ok || start.Name.Local != "returnval" {
+			continue
+		}
+		for _, a := range start.Attr {
+			if a.Name.Local == "type" && a.Value == "Task" {
+				var value string
+				if dec.DecodeElement(&value, &start) != nil {
+					return types.ManagedObjectReference{}, false
+				}
+				return types.ManagedObjectReference{Type: "Task", Value: strings.TrimSpace(value)}, true
+			}
+		}
+		return types.ManagedObjectReference{}, false
+	}
+}
+
+// bufferedReply holds a reply until it may go out.
+type bufferedReply struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (b *bufferedReply) Header() http.Header { return b.header }
+
+func (b *bufferedReply) WriteHeader(status int) {
+	if b.status == 0 {
+		b.status = status
+	}
+}
+
+func (b *bufferedReply) Write(p []byte) (int, error) {
+	b.WriteHeader(http.StatusOK)
+	return b.body.Write(p)
+}
+
+// waitForTask returns once the simulator's task ref is done, or after taskWaitLimit.
+func (f *soapFront) waitForTask(ref types.ManagedObjectReference) {
+	task, ok := f.reg.Get(ref).(*simulator.Task)
+	if !ok {
+		return
+	}
+	done := make(chan struct{})
+	go func() { task.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(taskWaitLimit):
+		log.Printf("%s: still running after %s; answered anyway", ref.Value, taskWaitLimit)
+	}
+}
+
+// wrap counts each SOAP request, then hands it to next. Since govmomi 0.25 the simulator
+// runs a task in the background and answers at once with the task running. vCenter does
+// too, but vcsim fills info.name with names pyVmomi cannot read ("CloneVm", not
+// "CloneVM_Task"), and pyVim.task.WaitForTask fails with AttributeError on a running vcsim
+// task. So the reply of a *_Task method waits for its task, as with govmomi 0.24, whose
+// tasks were done when their method answered: clients see only finished tasks.
+func (f *soapFront) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			next.ServeHTTP(w, r)
+			return
+		}
+		body, err := io.ReadAll(r.Body)
+		_ = r.Body.Close()
+		if err != nil {
+			http.Error(w, "cannot read request", http.StatusBadRequest)
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		name := soapMethod(body)
+		if name != "" {
+			f.mu.Lock()
+			f.counts[name]++
+			f.mu.Unlock()
+		}
+		if !strings.HasSuffix(name, "_Task") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		reply := &bufferedReply{header: w.Header()}
+		next.ServeHTTP(reply, r)
+		if reply.status == http.StatusOK {
+			if ref, ok := taskInReply(reply.body.Bytes()); ok {
+				f.waitForTask(ref)
+			}
+		}
+		if reply.status != 0 {
+			w.WriteHeader(reply.status)
+		}
+		_, _ = w.Write(reply.body.Bytes())
 	})
 }
 
-func (m *methodCounter) serveCounts(w http.ResponseWriter, r *http.Request) {
+func (f *soapFront) serveCounts(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
 		http.Error(w, "GET only", http.StatusMethodNotAllowed)
 		return
 	}
-	m.mu.Lock()
-	snapshot := make(map[string]int64, len(m.counts))
-	for k, v := range m.counts {
+	f.mu.Lock()
+	snapshot := make(map[string]int64, len(f.counts))
+	for k, v := range f.counts {
 		snapshot[k] = v
 	}
-	m.mu.Unlock()
+	f.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(snapshot)
 }
 
-func (m *methodCounter) serveReset(w http.ResponseWriter, r *http.Request) {
+func (f *soapFront) serveReset(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		http.Error(w, "POST only", http.StatusMethodNotAllowed)
 		return
 	}
-	m.mu.Lock()
-	m.counts = map[string]int64{}
-	m.mu.Unlock()
+	f.mu.Lock()
+	f.counts = map[string]int64{}
+	f.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = io.WriteString(w, "{}\n")
 }
@@ -874,7 +1129,7 @@ func run(modelFile string) error {
 
 	storage := spec.StorageDir
 	if storage == "" {
-		if storage, err = ioutil.TempDir("", "hopnhat-vcsim-"); err != nil {
+		if storage, err = os.MkdirTemp("", "hopnhat-vcsim-"); err != nil {
 			return err
 		}
 		defer os.RemoveAll(storage)
@@ -885,6 +1140,11 @@ func run(modelFile string) error {
 
 	// An empty vCenter model: no datacenter, host, datastore or VM of vcsim's defaults.
 	model := simulator.VPX()
+	// The simulator answers with govmomi 0.56's types (vSphere 8 and 9) but says API 6.5,
+	// so pyVmomi speaks 6.5 and fails on newer fields it is sent: vm.guest raised
+	// AttributeError once a customization had set guest.customizationInfo (API 7.0.2).
+	// 8.0.3 is known to every pyVmomi hopnhat accepts (>= 8.0.3); vcsim's -api-version.
+	model.ServiceContent.About.ApiVersion = "8.0.3.0"
 	model.Datacenter, model.Portgroup, model.Host, model.Cluster = 0, 0, 0, 0
 	model.ClusterHost, model.Datastore, model.Machine = 0, 0, 0
 	if err := model.Create(); err != nil {
@@ -892,37 +1152,46 @@ func run(modelFile string) error {
 	}
 	defer model.Remove()
 
+	reg := model.Map()
+	reg.AddHandler(vmRuntimeDefaults{}) // before any VM is made
 	ctx := context.Background()
 	client, err := vim25.NewClient(ctx, model.Service)
 	if err != nil {
 		return err
 	}
 	started := time.Now()
-	if err := (&builder{ctx: ctx, c: client, storage: storage}).build(spec); err != nil {
+	if err := (&builder{ctx: ctx, c: client, sim: model.Service.Context, reg: reg, storage: storage}).build(spec); err != nil {
 		return fmt.Errorf("inventory: %v", err)
 	}
 	log.Printf("inventory built in %s", time.Since(started).Round(time.Millisecond))
 	delay := &delays{cfg: &model.DelayConfig}
 	delay.apply(spec.Delays) // after the build, like Model.Create
 
-	counter := &methodCounter{counts: map[string]int64{}}
+	if err := installFixes(reg, client.ServiceContent); err != nil {
+		return fmt.Errorf("fixes: %v", err)
+	}
+
+	front := &soapFront{reg: reg, counts: map[string]int64{}}
 	svc := model.Service
 	svc.Listen = &url.URL{Host: spec.Listen, User: url.UserPassword(creds.Username, creds.Password)}
 	svc.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	svc.ServeMux = http.NewServeMux()
-	svc.ServeMux.HandleFunc("/lab/methods", counter.serveCounts)
-	svc.ServeMux.HandleFunc("/lab/methods/reset", counter.serveReset)
-	svc.ServeMux.HandleFunc("/lab/delays", delay.serve)
+	// The SOAP endpoints go through the front: they are registered on a mux of their own
+	// first, so NewServer finds the SDK registered and adds no handler of its own for it.
+	sdkMux := http.NewServeMux()
+	svc.ServeMux = sdkMux
+	svc.RegisterSDK(reg, reg.Path+"/vimService")
+	mux := http.NewServeMux()
+	mux.Handle(reg.Path, front.wrap(sdkMux))
+	mux.Handle(reg.Path+"/vimService", front.wrap(sdkMux))
+	mux.HandleFunc("/lab/methods", front.serveCounts)
+	mux.HandleFunc("/lab/methods/reset", front.serveReset)
+	mux.HandleFunc("/lab/delays", delay.serve)
+	svc.ServeMux = mux
 
 	server, err := newServer(svc)
 	if err != nil {
 		return fmt.Errorf("listen %s: %v", spec.Listen, err)
 	}
-	// NewServer starts serving at once with its ServeMux as handler. Wrap it to count SOAP
-	// methods; CloseClientConnections takes the server's lock, which every new connection
-	// takes too before it is served, so they all see the wrapped handler.
-	server.Config.Handler = counter.wrap(server.Config.Handler)
-	server.CloseClientConnections()
 
 	sdk := url.URL{Scheme: server.URL.Scheme, Host: server.URL.Host, Path: server.URL.Path}
 	if err := writeAtomic(spec.ReadyFile, []byte(sdk.String()+"\n"), 0o644); err != nil {
