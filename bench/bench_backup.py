@@ -96,11 +96,15 @@ def bench_estate(dest: Path, octets: tuple[str, str], size_mb: float, files: int
     """The example estate on ``127.<octets>`` and a free vCenter port, with lab data of
     ``size_mb`` MiB in ``files`` files."""
     shutil.copytree(REPO / "inventory", dest, ignore=shutil.ignore_patterns("secrets.vault.yml"))
-    port = free_port()
+    ports = {8989: free_port()}  # Đà Nẵng's vCenter, then Quảng Nam's on another port
+    while len(set(ports.values())) < 2:
+        ports[8990] = free_port()
     for path in dest.rglob("*.yml"):
         text = path.read_text().replace("127.10.", f"127.{octets[0]}.")
         text = text.replace("127.20.", f"127.{octets[1]}.")
-        path.write_text(text.replace("127.0.0.1:8989", f"127.0.0.1:{port}"))
+        for old, new in ports.items():
+            text = text.replace(f"127.0.0.1:{old}/", f"127.0.0.1:{new}/")
+        path.write_text(text)
     lab = yaml.safe_load((dest / "lab.yml").read_text())
     lab["data"] = {"size_mb": size_mb, "files": files, "change_rate": 0.05}
     (dest / "lab.yml").write_text(yaml.safe_dump(lab, sort_keys=False))

@@ -47,11 +47,15 @@ def generated_estate(dest: Path, octets: tuple[str, str], systems: int, vms: int
     generated systems of ``vms`` data-bearing VMs each instead of the example's systems."""
     shutil.copytree(REPO / "inventory", dest,
                     ignore=shutil.ignore_patterns("secrets.vault.yml", "systems"))
-    port = free_port()
+    ports = {8989: free_port()}  # Đà Nẵng's vCenter, then Quảng Nam's on another port
+    while len(set(ports.values())) < 2:
+        ports[8990] = free_port()
     for path in dest.rglob("*.yml"):
         text = path.read_text().replace("127.10.", f"127.{octets[0]}.")
         text = text.replace("127.20.", f"127.{octets[1]}.")
-        path.write_text(text.replace("127.0.0.1:8989", f"127.0.0.1:{port}"))
+        for old, new in ports.items():
+            text = text.replace(f"127.0.0.1:{old}/", f"127.0.0.1:{new}/")
+        path.write_text(text)
     settings = yaml.safe_load((dest / "estate.yml").read_text())
     if forks is not None:
         settings["configuration"] = {"forks": forks}

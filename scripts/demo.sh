@@ -8,7 +8,7 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "validate the estate (inventory/)"
 hopnhat estate validate
-step "start the lab: vcsim, the repository host in the secondary DC, the lab hypervisor"
+step "start the lab: a vcsim per vCenter (Đà Nẵng's, Quảng Nam's), the repository host in the secondary DC, the lab hypervisor"
 hopnhat lab up
 step "the estate: sites → systems → VMs with tiers and targets"
 hopnhat estate show

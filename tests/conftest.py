@@ -1,8 +1,8 @@
 """Shared fixtures. The lab is started once per test session and stopped at its end.
 
 The session's lab runs on its own copy of the example estate, moved to other loopback
-addresses (127.110.x / 127.120.x and a free vCenter port), so a developer's `make demo` lab
-and the tests never collide.
+addresses (127.110.x / 127.120.x and a free port for each of its two vCenters), so a
+developer's `make demo` lab and the tests never collide.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,21 +28,40 @@ REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_ESTATE = REPO / "inventory"
 
 
+# the example estate's vCenters: Đà Nẵng's (site danang), Quảng Nam's (site quangnam)
+EXAMPLE_VCENTER_PORTS = (8989, 8990)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-def copy_estate(dest: Path, *, port: int | None = None, primary: str = "127.110.",
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports (all held open while chosen, so none repeats)."""
+    with ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            s = stack.enter_context(socket.socket())
+            s.bind(("127.0.0.1", 0))
+            ports.append(int(s.getsockname()[1]))
+        return ports
+
+
+def copy_estate(dest: Path, *, ports: Sequence[int] | None = None, primary: str = "127.110.",
                 secondary: str = "127.120.") -> Path:
-    """A copy of the example estate on other loopback addresses (and vCenter port)."""
+    """A copy of the example estate on other loopback addresses and, with ``ports`` (one
+    per vCenter of :data:`EXAMPLE_VCENTER_PORTS`, e.g. ``free_ports(2)``), other vCenter
+    ports: each site's vCenter keeps its own port unless the same port is given twice."""
     shutil.copytree(EXAMPLE_ESTATE, dest, ignore=shutil.ignore_patterns("secrets.vault.yml"))
+    if ports is not None:
+        assert len(ports) == len(EXAMPLE_VCENTER_PORTS), "one port per vCenter of the example"
     for path in dest.rglob("*.yml"):
         text = path.read_text()
         text = text.replace("127.10.", primary).replace("127.20.", secondary)
-        if port is not None:
-            text = text.replace("127.0.0.1:8989", f"127.0.0.1:{port}")
+        for old, new in zip(EXAMPLE_VCENTER_PORTS, ports or (), strict=False):
+            text = text.replace(f"127.0.0.1:{old}/", f"127.0.0.1:{new}/")
         path.write_text(text)
     return dest
 
@@ -113,7 +133,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHandle]:
     # $HOPNHAT_TEST_OCTETS ("110,120") moves the lab elsewhere, so that two test sessions
     # on one machine (two developers) do not collide
     first, second = os.environ.get("HOPNHAT_TEST_OCTETS", "110,120").split(",")
-    handle = LabHandle(copy_estate(base / "inventory", port=free_port(),
+    handle = LabHandle(copy_estate(base / "inventory", ports=free_ports(2),
                                    primary=f"127.{first}.", secondary=f"127.{second}."),
                        base / "state")
     _prebuilt_vcsim(handle.state_dir / "lab")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -37,7 +37,7 @@ from orchestrator.adapters.vsphere_facts import (
     read_inventory,
 )
 from orchestrator.adapters.vsphere_specs import KB_PER_GB
-from orchestrator.errors import EXIT_BAD_INPUT, PlanError, VSphereError
+from orchestrator.errors import EXIT_BAD_INPUT, HopnhatError, PlanError, VSphereError
 from orchestrator.estate.model import VM, Estate
 from orchestrator.estate.secrets import Secrets
 from orchestrator.settings import Paths
@@ -130,6 +130,26 @@ class VMAction:
 
 
 @dataclass(frozen=True)
+class Unreachable:
+    """A vCenter a plan could not read (down, refused login, untrusted certificate, lost
+    mid-read): its VMs are not in the plan."""
+
+    url: str
+    sites: tuple[str, ...]
+    error: str  # names the vCenter: "https://…/sdk (site quangnam): cannot reach vCenter (…)"
+    vms: tuple[str, ...]
+
+    def describe(self) -> str:
+        shown = ", ".join(self.vms[:5]) + (", …" if len(self.vms) > 5 else "")
+        return (f"{self.error} — {len(self.vms)} VM(s) of site {', '.join(self.sites)} "
+                f"not planned" + (f" ({shown})" if self.vms else ""))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"vcenter": self.url, "sites": list(self.sites), "error": self.error,
+                "vms": list(self.vms)}
+
+
+@dataclass(frozen=True)
 class Plan:
     """Everything :func:`plan` decided, as data (the CLI renders it, apply executes it)."""
 
@@ -138,6 +158,7 @@ class Plan:
     capacity: tuple[CapacityCheck, ...] = ()
     refusals: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    unreachable: tuple[Unreachable, ...] = ()  # vCenters not read: their VMs are left out
 
     @property
     def pending(self) -> list[VMAction]:
@@ -170,7 +191,8 @@ class Plan:
         return {"estate": self.estate, "changes": self.has_changes, "totals": self.totals(),
                 "actions": [a.as_dict() for a in self.actions],
                 "capacity": [c.as_dict() for c in self.capacity],
-                "refusals": list(self.refusals), "warnings": list(self.warnings)}
+                "refusals": list(self.refusals), "warnings": list(self.warnings),
+                "unreachable": [u.as_dict() for u in self.unreachable]}
 
 
 class GatedPlan(Protocol):
@@ -228,10 +250,16 @@ def vcenter_of(estate: Estate, vm: VM) -> str:
     return estate.sites[vm.site].vcenter.url
 
 
+def sites_of_vcenter(estate: Estate, url: str) -> tuple[str, ...]:
+    """The sites whose vCenter is at ``url``, in estate order."""
+    return tuple(name for name, site in estate.sites.items() if site.vcenter.url == url)
+
+
 def endpoints(paths: Paths, sites: Iterable[str], insecure: bool = False) -> list[Endpoint]:
-    """How to reach the vCenter of each of ``sites`` (one per URL): the password from the
-    vault, the site's CA bundle, TLS verification on unless the site or ``insecure`` says
-    otherwise. Raises SecretError when the vault cannot give the password."""
+    """How to reach the vCenter of each of ``sites`` (one per URL, each with its own user
+    name, password and CA bundle): the password from the vault, the site's CA bundle, TLS
+    verification on unless the site or ``insecure`` says otherwise; each names the sites it
+    serves (for errors). Raises SecretError when the vault cannot give a password."""
     estate, secrets = paths.estate, Secrets(paths)
     out: dict[str, Endpoint] = {}
     for name in sorted(set(sites)):
@@ -241,7 +269,8 @@ def endpoints(paths: Paths, sites: Iterable[str], insecure: bool = False) -> lis
                 url=vcenter.url, username=vcenter.username,
                 password=secrets.get(vcenter.password),
                 ca_bundle=paths.ca_bundle(vcenter.ca_bundle),
-                insecure=insecure or vcenter.insecure, timeout=vcenter.timeout.total_seconds())
+                insecure=insecure or vcenter.insecure, timeout=vcenter.timeout.total_seconds(),
+                sites=sites_of_vcenter(estate, vcenter.url))
     return list(out.values())
 
 
@@ -250,10 +279,39 @@ def read_facts(vcenters: Mapping[str, VCenter], names: Collection[str],
     """Read each vCenter (URL → Inventory), with the device lists of the VMs named in
     ``names`` (the ones a plan compares): from ``device_cache`` (the state folder's
     :attr:`Paths.device_cache`) for VMs whose configuration has not changed since they were
-    read, else from vCenter. Constant number of requests per vCenter."""
+    read, else from vCenter. Constant number of requests per vCenter. The first vCenter
+    that fails raises its VSphereError."""
     return {url: read_inventory(vc, lambda found: found.name in names,
                                 cache=DeviceCache.load(device_cache, url))
             for url, vc in vcenters.items()}
+
+
+def read_each(vcenters: Mapping[str, VCenter], names: Collection[str],
+              device_cache: Path | None = None
+              ) -> tuple[dict[str, Inventory], dict[str, VSphereError]]:
+    """:func:`read_facts`, but a vCenter lost mid-read does not hide the others: out are
+    the facts of those read and the failures (URL → the VSphereError naming it)."""
+    facts: dict[str, Inventory] = {}
+    failed: dict[str, VSphereError] = {}
+    for url, vc in vcenters.items():
+        try:
+            facts.update(read_facts({url: vc}, names, device_cache))
+        except VSphereError as exc:
+            failed[url] = exc
+    return facts, failed
+
+
+def plan_reachable(estate: Estate, vms: Sequence[VM], facts: Mapping[str, Inventory],
+                   failed: Mapping[str, HopnhatError]) -> Plan:
+    """:func:`plan` of the VMs whose vCenter was read; each vCenter in ``failed`` (URL →
+    the error naming it) is listed in :attr:`Plan.unreachable` with the VMs left out.
+    :func:`check` then refuses the plan (exit 1) after it has been shown."""
+    missing = tuple(
+        Unreachable(url, sites_of_vcenter(estate, url), str(error),
+                    tuple(vm.name for vm in vms if vcenter_of(estate, vm) == url))
+        for url, error in sorted(failed.items()))
+    read = [vm for vm in vms if vcenter_of(estate, vm) not in failed]
+    return replace(plan(estate, read, facts), unreachable=missing)
 
 
 # ---------------------------------------------------------------- planning
@@ -284,11 +342,18 @@ def plan(estate: Estate, vms: Sequence[VM], facts: Mapping[str, Inventory]) -> P
 
 def check(plan: Plan) -> None:
     """Raise PlanError listing every refusal (foreign VMs, disk shrinks, IP conflicts,
-    capacity shortfalls) — before any task. Returns when there is none."""
+    capacity shortfalls) — before any task — and VSphereError naming each vCenter that
+    could not be read (:attr:`Plan.unreachable`). Returns when there is none."""
+    unread = "\n".join(f"  - {u.describe()}" for u in plan.unreachable)
     if plan.refusals:
         lines = "\n".join(f"  - {r}" for r in plan.refusals)
+        also = f"\nand {len(plan.unreachable)} vCenter(s) could not be read:\n{unread}" \
+            if unread else ""
         raise PlanError(f"the plan is refused ({len(plan.refusals)} problem(s)); nothing "
-                        f"was changed:\n{lines}")
+                        f"was changed:\n{lines}{also}")
+    if plan.unreachable:
+        raise VSphereError(f"{len(plan.unreachable)} vCenter(s) could not be read; the plan "
+                           f"holds only the other sites' VMs:\n{unread}")
 
 
 def _require_placement(estate: Estate, vms: Sequence[VM],

@@ -248,7 +248,8 @@ def _converge(run: _Run, action: VMAction) -> VMOutcome:
                          tuple(done), step, error)
     seconds = time.monotonic() - started
     run.ledger.event(run.run_id, vm.name, action.kind, steps=done, seconds=round(seconds, 3),
-                     changes=[str(c) for c in action.changes], ip=str(vm.ip))
+                     changes=[str(c) for c in action.changes], ip=str(vm.ip),
+                     vcenter=action.vcenter)
     run.progress.finished(vm.name, True, action.kind)
     return VMOutcome(vm.name, action.kind, True, seconds, tuple(done))
 

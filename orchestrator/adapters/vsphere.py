@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Endpoint:
-    """How to reach one vCenter. ``password`` comes from the vault, never from argv."""
+    """How to reach one vCenter. ``password`` comes from the vault, never from argv.
+    ``sites``: the estate's sites whose vCenter it is (named in every error)."""
 
     url: str
     username: str
@@ -47,6 +48,14 @@ class Endpoint:
     ca_bundle: Path | None = None
     insecure: bool = False
     timeout: float = 60.0
+    sites: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        """How errors name this vCenter: ``https://…/sdk (site quangnam)``."""
+        if not self.sites:
+            return self.url
+        return f"{self.url} (site{'s' if len(self.sites) > 1 else ''} {', '.join(self.sites)})"
 
     def __repr__(self) -> str:  # never show the password, even in a debugger
         return f"Endpoint(url={self.url!r}, username={self.username!r})"
@@ -71,7 +80,7 @@ def _ssl_context(endpoint: Endpoint) -> ssl.SSLContext | None:
         ctx.verify_mode = ssl.CERT_NONE
         return ctx
     if endpoint.ca_bundle is not None and not endpoint.ca_bundle.is_file():
-        raise VSphereError(f"{endpoint.url}: CA bundle {endpoint.ca_bundle} does not exist")
+        raise VSphereError(f"{endpoint.label}: CA bundle {endpoint.ca_bundle} does not exist")
     return ssl.create_default_context(
         cafile=str(endpoint.ca_bundle) if endpoint.ca_bundle else None)
 
@@ -87,16 +96,16 @@ def connect(endpoint: Endpoint) -> vim.ServiceInstance:
             sslContext=_ssl_context(endpoint), httpConnectionTimeout=endpoint.timeout,
         )
     except vim.fault.InvalidLogin:
-        raise VSphereError(f"{endpoint.url}: vCenter refused the login of "
+        raise VSphereError(f"{endpoint.label}: vCenter refused the login of "
                            f"{endpoint.username!r} (wrong user name or password)") from None
     except ssl.SSLCertVerificationError as exc:
-        raise VSphereError(f"{endpoint.url}: the vCenter certificate is not trusted "
+        raise VSphereError(f"{endpoint.label}: the vCenter certificate is not trusted "
                            f"({exc.verify_message}); give the site a ca_bundle") from None
     except (ConnectionError, http.client.HTTPException, OSError) as exc:
         reason = getattr(exc, "strerror", None) or exc.__class__.__name__
-        raise VSphereError(f"{endpoint.url}: cannot reach vCenter ({reason})") from None
+        raise VSphereError(f"{endpoint.label}: cannot reach vCenter ({reason})") from None
     except vmodl.MethodFault as exc:
-        raise VSphereError(f"{endpoint.url}: login failed: {fault_text(exc)}") from None
+        raise VSphereError(f"{endpoint.label}: login failed: {fault_text(exc)}") from None
 
 
 @contextmanager
@@ -210,15 +219,20 @@ class VCenter:
     def url(self) -> str:
         return self.endpoint.url
 
+    @property
+    def name(self) -> str:
+        """The URL and the sites it serves, as errors name it."""
+        return self.endpoint.label
+
     def call(self, what: str, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``method(*args, **kwargs)``, its failures as :class:`VSphereError` about ``what``."""
         try:
             return method(*args, **kwargs)
         except vmodl.MethodFault as exc:
-            raise VSphereError(f"{self.url}: {what}: {fault_text(exc)}") from None
+            raise VSphereError(f"{self.name}: {what}: {fault_text(exc)}") from None
         except _TRANSPORT_ERRORS as exc:
             reason = getattr(exc, "strerror", None) or str(exc) or exc.__class__.__name__
-            raise VSphereError(f"{self.url}: lost the connection to vCenter while {what} "
+            raise VSphereError(f"{self.name}: lost the connection to vCenter while {what} "
                                f"({reason})") from None
 
     # ---- reads ---------------------------------------------------------------------
@@ -326,7 +340,7 @@ class VCenter:
         """The listed paths of one VM (one request). Raises VSphereError if it is gone."""
         rows = self.object_properties(f"reading VM {name}", [vm], vim.VirtualMachine, paths)
         if not rows:
-            raise VSphereError(f"{self.url}: VM {name} is gone")
+            raise VSphereError(f"{self.name}: VM {name} is gone")
         return rows[0]
 
     # ---- waiting -------------------------------------------------------------------
@@ -341,7 +355,7 @@ class VCenter:
                 return answer
             left = deadline - time.monotonic()
             if left <= 0:
-                raise VSphereError(f"{self.url}: {what}: no answer within {timeout:.0f} s")
+                raise VSphereError(f"{self.name}: {what}: no answer within {timeout:.0f} s")
             time.sleep(min(pause, left))
             pause = min(pause * 2, _POLL_MAX)
 
@@ -353,12 +367,12 @@ class VCenter:
             rows = self.object_properties(what, [task], vim.Task,
                                           ["info.state", "info.error", "info.result"])
             if not rows:
-                raise VSphereError(f"{self.url}: {what}: the task disappeared")
+                raise VSphereError(f"{self.name}: {what}: the task disappeared")
             state = str(rows[0].get("info.state"))
             if state == "success":
                 return (rows[0].get("info.result"),)
             if state == "error":
-                raise VSphereError(f"{self.url}: {what} failed: "
+                raise VSphereError(f"{self.name}: {what} failed: "
                                    f"{fault_text(rows[0].get('info.error'))}")
             return None
         return self.poll(what, probe, timeout)[0]
@@ -408,7 +422,7 @@ class VCenter:
             return self.poll(f"waiting for {name} to report IP {ip}", probe, timeout)
         except VSphereError:
             if seen[0] is not None and seen[0] != ip:
-                raise VSphereError(f"{self.url}: {name} reports IP {seen[0]}, not {ip}, "
+                raise VSphereError(f"{self.name}: {name} reports IP {seen[0]}, not {ip}, "
                                    f"after {timeout:.0f} s") from None
             raise
 
@@ -430,10 +444,10 @@ class VCenter:
                 for definition in rows[0].get("field") or [] if rows else []:
                     fields.setdefault(str(definition.name), int(definition.key))
             except vmodl.MethodFault as exc:
-                raise VSphereError(f"{self.url}: creating custom attribute {name}: "
+                raise VSphereError(f"{self.name}: creating custom attribute {name}: "
                                    f"{fault_text(exc)}") from None
             except _TRANSPORT_ERRORS as exc:
-                raise VSphereError(f"{self.url}: lost the connection to vCenter while "
+                raise VSphereError(f"{self.name}: lost the connection to vCenter while "
                                    f"creating custom attribute {name} ({exc})") from None
         return fields
 
@@ -454,6 +468,25 @@ def open_vcenter(endpoint: Endpoint, pool_size: int = 8) -> Iterator[VCenter]:
 @contextmanager
 def open_vcenters(endpoints: Sequence[Endpoint], pool_size: int = 8
                   ) -> Iterator[dict[str, VCenter]]:
-    """One session per vCenter (URL → :class:`VCenter`), all logged out at the end."""
+    """One session per vCenter (URL → :class:`VCenter`), all logged out at the end. The
+    first vCenter that cannot be logged in to raises its VSphereError (the sessions
+    already open are logged out)."""
     with ExitStack() as stack:
         yield {e.url: stack.enter_context(open_vcenter(e, pool_size)) for e in endpoints}
+
+
+@contextmanager
+def open_each_vcenter(endpoints: Sequence[Endpoint], pool_size: int = 8
+                      ) -> Iterator[tuple[dict[str, VCenter], dict[str, VSphereError]]]:
+    """Like :func:`open_vcenters`, but a vCenter that cannot be logged in to (unreachable,
+    refused login, untrusted certificate) does not stop the others: out are the sessions
+    (URL → :class:`VCenter`) and the failures (URL → the VSphereError naming it)."""
+    with ExitStack() as stack:
+        vcenters: dict[str, VCenter] = {}
+        failed: dict[str, VSphereError] = {}
+        for endpoint in endpoints:
+            try:
+                vcenters[endpoint.url] = stack.enter_context(open_vcenter(endpoint, pool_size))
+            except VSphereError as exc:
+                failed[endpoint.url] = exc
+        yield vcenters, failed

@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from orchestrator.cli.common import JsonOption, console, context, print_json, want_json
+from orchestrator.cli.link import app as link_app
 
 if TYPE_CHECKING:
     from orchestrator.lab.control import Part
@@ -17,6 +18,8 @@ if TYPE_CHECKING:
 app = typer.Typer(no_args_is_help=True, help=(
     "The embedded lab: vcsim (vSphere API simulator), one real sshd guest per powered-on VM, "
     "and the secondary DC's repository host — real parts on loopback. Needs root."))
+
+app.add_typer(link_app, name="link")
 
 
 def _render(parts: list[Part]) -> None:
@@ -31,11 +34,12 @@ def _render(parts: list[Part]) -> None:
 
 @app.command()
 def build(ctx: typer.Context) -> None:
-    """Build the lab's vcsim from Debian's govmomi source (quick when already built)."""
-    from orchestrator.lab import vcsim
+    """Build the lab's Go parts from the project's pinned Go modules: vcsim (govmomi's
+    simulator), a current restic and rest-server (quick when already built)."""
+    from orchestrator.lab import gobuild
 
-    binary = vcsim.build(context(ctx).state_dir / "lab")
-    console.print(f"vcsim: {binary}")
+    for name, binary in gobuild.build_all(context(ctx).state_dir / "lab").items():
+        console.print(f"{name}: {binary}")
 
 
 @app.command()

@@ -28,7 +28,7 @@ from orchestrator.cli.common import (
     print_json,
     want_json,
 )
-from orchestrator.errors import EXIT_FAILURE, HopnhatError
+from orchestrator.errors import EXIT_FAILURE, HopnhatError, VSphereError
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -77,11 +77,31 @@ def _connected(c: Context, sites: Sequence[str], insecure: bool,
                           "(--insecure)")
     endpoints = provision.endpoints(c.paths, sites, insecure)
     if endpoints:
-        err_console.print(f"Connecting to {', '.join(e.url for e in endpoints)} …")
+        err_console.print(f"Connecting to {', '.join(e.label for e in endpoints)} …")
     else:
         err_console.print("The selection holds no VM: nothing to read.")
     with open_vcenters(endpoints, pool_size) as vcenters:
         yield vcenters
+
+
+@contextmanager
+def _connected_each(c: Context, sites: Sequence[str], insecure: bool, pool_size: int
+                    ) -> Iterator[tuple[dict[str, VCenter], dict[str, VSphereError]]]:
+    """As :func:`_connected`, but a vCenter that cannot be logged in to does not stop the
+    others (plan shows the sites it could read, then names the one it could not)."""
+    from orchestrator.actions import provision
+    from orchestrator.adapters.vsphere import open_each_vcenter
+
+    if insecure:
+        err_console.print("[bold yellow]warning:[/] TLS verification of vCenter is OFF "
+                          "(--insecure)")
+    endpoints = provision.endpoints(c.paths, sites, insecure)
+    if endpoints:
+        err_console.print(f"Connecting to {', '.join(e.label for e in endpoints)} …")
+    else:
+        err_console.print("The selection holds no VM: nothing to read.")
+    with open_each_vcenter(endpoints, pool_size) as (vcenters, failed):
+        yield vcenters, failed
 
 
 def _make_plan(c: Context, vcenters: dict[str, VCenter], vms: list[Any]
@@ -140,7 +160,9 @@ def render_plan(plan: Plan, verbose: bool = False) -> None:
         f"{t['power-on']} to power on, {t['resume']} to finish, {t['no-op']} unchanged, "
         f"{t['foreign'] + t['refused']} refused; +{t['add_cpu']} vCPU, "
         f"+{t['add_memory_mb']:,} MB memory, +{t['add_disk_gb']:,} GB disk")
-    if not plan.has_changes and not plan.refusals:
+    for gone in plan.unreachable:
+        console.print(f"[bold red]not read:[/] {escape(gone.describe())}", soft_wrap=True)
+    if not plan.has_changes and not plan.refusals and not plan.unreachable:
         console.print("No changes: vCenter matches the estate.")
 
 
@@ -265,15 +287,20 @@ def plan(
     One line per VM: create, reconfigure (from → to), power on, finish (a VM an earlier run
     left half-made), no-op with its reason, foreign or refused; then the capacity it needs
     per cluster and datastore, and totals. A refused plan (foreign VM, disk shrink, IP in
-    use, capacity short) exits 1.
+    use, capacity short) exits 1. Each site's vCenter is read on its own: one that cannot
+    be read (down, login refused) is named with its URL after the plan of the others, and
+    the plan exits 1.
     """
     from orchestrator.actions import provision
 
     c = context(ctx)
     try:
         vms = provision.select(c.estate, system or (), site or ())
-        with _connected(c, _sites_of(vms), insecure, 2) as vcenters:
-            the_plan, _ = _make_plan(c, vcenters, vms)
+        with _connected_each(c, _sites_of(vms), insecure, 2) as (vcenters, failed):
+            err_console.print("Reading vCenter …")
+            facts, lost = provision.read_each(vcenters, {vm.name for vm in vms},
+                                              c.paths.device_cache)
+            the_plan = provision.plan_reachable(c.estate, vms, facts, {**failed, **lost})
         if want_json(ctx, json):
             print_json(the_plan.as_dict())
         else:

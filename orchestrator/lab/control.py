@@ -1,8 +1,10 @@
 """``lab up | status | down``: start, inspect and stop the lab's real parts.
 
-Order of ``up``: secrets and keys → vcsim (built if needed) → repository host(s) with a
-chrooted SFTP account per system → the hypervisor that turns powered-on VMs into sshd
-guests. ``down`` stops everything recorded, by PID, hypervisor first.
+Order of ``up``: secrets and keys → one vcsim per vCenter of the estate (built if needed;
+each its own port, certificate, credentials and folder ``lab/<name>/``) → repository
+host(s) with a chrooted SFTP account per system → the hypervisor that follows every vCenter
+and turns powered-on VMs into sshd guests. ``down`` stops everything recorded, by PID,
+hypervisor first.
 """
 
 from __future__ import annotations
@@ -17,8 +19,14 @@ from typing import Any
 from orchestrator.adapters.ssh import ensure_keypair
 from orchestrator.errors import LabError
 from orchestrator.estate.secrets import Secrets
-from orchestrator.lab import guests, repository, vcsim
-from orchestrator.lab.config import LabConfig, load_lab_config, vcenter_endpoint, vcsim_model
+from orchestrator.lab import gobuild, guests, link, repository, vcsim
+from orchestrator.lab.config import (
+    LabConfig,
+    LabVCenter,
+    lab_vcenters,
+    load_lab_config,
+    vcsim_model,
+)
 from orchestrator.lab.processes import ProcessRecord, ProcessTable, is_alive
 from orchestrator.lab.secrets import ensure_lab_secrets
 from orchestrator.process import spawn
@@ -64,7 +72,24 @@ def _backup_users(paths: Paths, host_name: str) -> dict[str, str]:
     return out
 
 
-def _hypervisor_config(paths: Paths, config: LabConfig, url: str, control_pub: str) -> Path:
+def check_ca_bundles(paths: Paths, vcenters: list[LabVCenter]) -> None:
+    """Each lab vCenter serves the certificate it made in its own folder
+    (``lab/<name>/cert.pem``): a site's ``vcenter.ca_bundle`` must name that file (or be
+    absent). Raises LabError naming the site, what it says and what it should say."""
+    for vcenter in vcenters:
+        if vcenter.ca_bundle is None:
+            continue
+        wanted = vcenter.folder(paths.lab) / "cert.pem"
+        if paths.ca_bundle(vcenter.ca_bundle) != wanted:
+            shown = wanted.relative_to(paths.state) if wanted.is_relative_to(paths.state) \
+                else wanted
+            raise LabError(f"site {', '.join(vcenter.sites)}: vcenter.ca_bundle is "
+                           f"{vcenter.ca_bundle}, but the lab's vCenter {vcenter.url} serves "
+                           f"its certificate from {wanted}: write ca_bundle: {shown}")
+
+
+def _hypervisor_config(paths: Paths, config: LabConfig, vcenters: list[LabVCenter],
+                       control_pub: str) -> Path:
     estate = paths.estate
     data = {
         vm.name: {"code": vm.system, "seed": f"{estate.id}/{vm.name}",
@@ -73,8 +98,9 @@ def _hypervisor_config(paths: Paths, config: LabConfig, url: str, control_pub: s
         for vm in estate.vms if vm.data and estate.systems[vm.system].backup is not None
     }
     doc = {
-        "url": url, "ca_bundle": str(paths.lab / "vcsim" / "cert.pem"),
-        "credentials_file": str(paths.lab / "vcsim" / "credentials.json"),
+        "vcenters": [{"url": vc.url, "ca_bundle": str(vc.folder(paths.lab) / "cert.pem"),
+                      "credentials_file": str(vc.folder(paths.lab) / "credentials.json")}
+                     for vc in vcenters],
         "lab_dir": str(paths.lab), "known_hosts": str(paths.known_hosts),
         "authorized_keys": [control_pub], "data": data,
         "unmanaged": [host.name for host in estate.settings.repository_hosts],
@@ -96,15 +122,21 @@ def up(paths: Paths, delays: dict[str, int] | None = None) -> list[Part]:
     paths.known_hosts.touch(mode=0o644, exist_ok=True)
 
     config = load_lab_config(estate)
-    url, _, _ = vcenter_endpoint(estate)
-    model = vcsim_model(estate, config, paths.lab)
-    if delays:
-        model["delays"]["methods"].update(delays)
-    site = next(iter(estate.sites.values()))
-    password = Secrets(paths).get(site.vcenter.password)
-    vcsim.write_credentials(Path(model["credentials_file"]), site.vcenter.username, password)
-    vcsim.build(paths.lab)
-    vcsim.start(paths.lab, model, table)
+    vcenters = lab_vcenters(estate)
+    check_ca_bundles(paths, vcenters)
+    secrets = Secrets(paths)
+    gobuild.build_all(paths.lab)
+    _stop_stale_vcsims(table, vcenters)
+    for vcenter in vcenters:
+        model = vcsim_model(estate, config, paths.lab, vcenter)
+        if delays:
+            model["delays"]["methods"].update(delays)
+        vcsim.write_credentials(Path(model["credentials_file"]), vcenter.username,
+                                secrets.get(vcenter.password))
+        try:
+            vcsim.start(paths.lab, model, table, name=vcenter.name)
+        except LabError as exc:
+            raise LabError(f"vCenter {vcenter.describe()}: {exc}") from exc
 
     for host in estate.settings.repository_hosts:
         repository.start_repository_host(
@@ -112,12 +144,34 @@ def up(paths: Paths, delays: dict[str, int] | None = None) -> list[Part]:
             [control_pub], paths.known_hosts, _backup_users(paths, host.name),
             capacity_mb=config.repository_capacity_mb.get(host.name))
 
+    if table.running("hypervisor") is not None and \
+            _followed(paths.lab) != [vc.url for vc in vcenters]:
+        table.stop("hypervisor")  # it follows other vCenters than the estate's now
     if table.running("hypervisor") is None:
-        cfg = _hypervisor_config(paths, config, url, control_pub)
+        cfg = _hypervisor_config(paths, config, vcenters, control_pub)
         proc = spawn([sys.executable, "-m", "orchestrator.lab.hypervisor", str(cfg)],
                      log=paths.lab / "hypervisor.log", cwd=_package_root())
         table.record("hypervisor", "hypervisor", proc.pid)
     return status(paths.lab)
+
+
+def _stop_stale_vcsims(table: ProcessTable, vcenters: list[LabVCenter]) -> None:
+    """Stop (by PID) each recorded simulator the estate no longer names — a lab started
+    before its estate gave each site its own vCenter, or with other vCenters — so that the
+    estate's own can take their ports."""
+    wanted = {vc.name for vc in vcenters}
+    for record in table.all():
+        if record.kind == vcsim.PROCESS_KIND and record.name not in wanted:
+            table.stop(record.name)
+
+
+def _followed(lab_dir: Path) -> list[str] | None:
+    """The vCenter URLs the running hypervisor was started to follow (None: unknown)."""
+    try:
+        doc = json.loads((lab_dir / "hypervisor.json").read_text())
+        return [str(vc["url"]) for vc in doc["vcenters"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _package_root() -> Path:
@@ -142,12 +196,24 @@ def down(lab_dir: Path) -> list[str]:
     so a broken estate never keeps the lab running."""
     table = ProcessTable(lab_dir)
     stopped = []
-    for record in sorted(table.all(), key=lambda r: STOP_ORDER.index(r.kind)
-                         if r.kind in STOP_ORDER else len(STOP_ORDER)):
-        if record.kind == "guest":
-            done = guests.stop_guest(table, record.name.removeprefix("guest-"))
-        else:
-            done = table.stop(record.name)
-        if done:
-            stopped.append(record.name)
+    link_error: LabError | None = None
+    try:  # a cut or slowed link must not outlive the lab
+        link.restore(lab_dir)
+    except LabError as exc:
+        link_error = exc
+    # kind by kind (the others last), the table read again each time: a guest that the
+    # hypervisor recorded while it was being stopped is stopped too
+    for kind in (*STOP_ORDER, None):
+        for record in table.all():
+            in_this_pass = record.kind == kind if kind else record.kind not in STOP_ORDER
+            if not in_this_pass:
+                continue
+            if record.kind == "guest":
+                done = guests.stop_guest(table, record.name.removeprefix("guest-"))
+            else:
+                done = table.stop(record.name)
+            if done:
+                stopped.append(record.name)
+    if link_error is not None:
+        raise LabError(f"the lab is stopped, but its link is not restored: {link_error}")
     return stopped

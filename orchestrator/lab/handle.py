@@ -10,8 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.adapters import vsphere
+from orchestrator.errors import LabError
 from orchestrator.estate import Estate, load_estate
 from orchestrator.estate.secrets import Secrets
+from orchestrator.lab.config import LabVCenter, lab_vcenter_of
+from orchestrator.lab.processes import ProcessRecord, ProcessTable
 from orchestrator.settings import Paths
 
 
@@ -33,11 +36,26 @@ class LabDirs:
 
     def endpoint(self, site: str | None = None) -> vsphere.Endpoint:
         """How to reach the vCenter of ``site`` (by default the estate's first site), with
-        the password from the lab's vault."""
+        its user name, the password from the lab's vault and its CA bundle."""
         estate = self.estate
         s = estate.sites[site] if site else next(iter(estate.sites.values()))
         paths = self.paths
         return vsphere.Endpoint(
             url=s.vcenter.url, username=s.vcenter.username,
             password=Secrets(paths).get(s.vcenter.password),
-            ca_bundle=paths.ca_bundle(s.vcenter.ca_bundle))
+            ca_bundle=paths.ca_bundle(s.vcenter.ca_bundle),
+            sites=tuple(n for n, o in estate.sites.items() if o.vcenter.url == s.vcenter.url))
+
+    def vcenter(self, site: str | None = None) -> LabVCenter:
+        """The lab's vCenter of ``site`` (by default the estate's first site)."""
+        estate = self.estate
+        return lab_vcenter_of(estate, site or next(iter(estate.sites)))
+
+    def vcsim(self, site: str | None = None) -> ProcessRecord:
+        """The running simulator of ``site``'s vCenter (address: its SDK URL; details:
+        ``cafile``). Raises LabError when it is not running."""
+        vcenter = self.vcenter(site)
+        record = ProcessTable(self.paths.lab).running(vcenter.name)
+        if record is None:
+            raise LabError(f"{vcenter.name} ({vcenter.describe()}) is not running")
+        return record

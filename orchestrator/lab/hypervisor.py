@@ -1,10 +1,15 @@
 """The lab's hypervisor: makes vcsim's VMs real.
 
-A daemon that follows vcsim through the PropertyCollector (WaitForUpdatesEx over a
-ContainerView of VMs) and keeps one real sshd guest running for every powered-on VM that
-has a guest IP (from its customization): started when the VM powers on, stopped when it
-powers off, removed with its disk when the VM is destroyed. A data-bearing VM of the
-estate gets its synthetic application data when its guest first comes up.
+A daemon that follows every vCenter of the lab (one vcsim per vCenter, one thread and one
+session each) through the PropertyCollector (WaitForUpdatesEx over a ContainerView of VMs)
+and keeps one real sshd guest running for every powered-on VM that has a guest IP (from its
+customization): started when the VM powers on, stopped when it powers off, removed with its
+disk when the VM is destroyed. A data-bearing VM of the estate gets its synthetic
+application data when its guest first comes up.
+
+Guests are reconciled only once every vCenter has been read in full (a guest of a vCenter
+not read yet is not mistaken for a destroyed VM); a vCenter that goes away keeps its last
+known VMs (and their guests) until it answers again.
 
 Run as ``python -m orchestrator.lab.hypervisor <config.json>``; ``lab up`` starts it and
 records its PID.
@@ -17,7 +22,9 @@ import logging
 import re
 import signal
 import sys
+import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +51,7 @@ class VMState:
     template: bool
 
 
-def desired_guests(vms: dict[str, VMState]) -> dict[str, VMState]:
+def desired_guests(vms: Mapping[Any, VMState]) -> dict[str, VMState]:
     """The guests that should run: powered-on, non-template VMs with a guest IP and a
     name usable as a folder name."""
     return {vm.name: vm for vm in vms.values()
@@ -61,7 +68,10 @@ class Hypervisor:
         self.data: dict[str, dict[str, Any]] = config.get("data", {})
         # guests the lab runs that are not VMs (the repository hosts): never ours to touch
         self.unmanaged: set[str] = set(config.get("unmanaged", []))
-        self.vms: dict[str, VMState] = {}  # by moref id
+        self.urls: list[str] = [vc["url"] for vc in config["vcenters"]]
+        self.vms: dict[tuple[str, str], VMState] = {}  # by (vCenter URL, moref id)
+        self.read: set[str] = set()  # the vCenters read in full at least once
+        self.lock = threading.Lock()  # one reconciliation at a time
         self.running = True
 
     # ---- reconciliation ------------------------------------------------------------
@@ -117,10 +127,10 @@ class Hypervisor:
                 guests.destroy_guest(self.lab_dir, self.table, folder.name)
 
     # ---- following vCenter -----------------------------------------------------------
-    def _apply(self, update_set: Any) -> None:
+    def _apply(self, url: str, update_set: Any) -> None:
         for filter_update in update_set.filterSet or []:
             for obj in filter_update.objectSet or []:
-                key = obj.obj._moId
+                key = (url, obj.obj._moId)
                 if obj.kind == "leave":
                     self.vms.pop(key, None)
                     continue
@@ -132,14 +142,28 @@ class Hypervisor:
                 for change in obj.changeSet or []:
                     props[change.name] = None if change.op == "remove" else change.val
                 self.vms[key] = VMState(
-                    name=str(props.get("name") or key),
+                    name=str(props.get("name") or key[1]),
                     powered_on=str(props.get("runtime.powerState")) == "poweredOn",
                     ip=props.get("guest.ipAddress") or None,
                     hostname=props.get("guest.hostName") or None,
                     template=bool(props.get("config.template")),
                 )
 
-    def follow(self, si: vim.ServiceInstance) -> None:
+    def updated(self, url: str, update_set: Any, full: bool = False) -> None:
+        """Take an update of vCenter ``url`` (``full``: the first of a session, the whole
+        of its VMs, which replaces what was known of it: a restarted vCenter may have lost
+        VMs); reconcile once every vCenter was read."""
+        with self.lock:
+            if full:
+                for key in [k for k in self.vms if k[0] == url]:
+                    del self.vms[key]
+            if update_set is not None:
+                self._apply(url, update_set)
+            self.read.add(url)
+            if self.read.issuperset(self.urls):
+                self.reconcile()
+
+    def follow(self, url: str, si: vim.ServiceInstance) -> None:
         content: Any = si.RetrieveContent()
         view = content.viewManager.CreateContainerView(
             content.rootFolder, [vim.VirtualMachine], True)
@@ -152,23 +176,45 @@ class Hypervisor:
                 update = collector.WaitForUpdatesEx(
                     version, vmodl.query.PropertyCollector.WaitOptions(maxWaitSeconds=5))
                 if update is None:
+                    if not version:  # nothing at all to report: a vCenter without VMs
+                        self.updated(url, None, full=True)
                     continue
+                self.updated(url, update, full=not version)
                 version = update.version
-                self._apply(update)
-                self.reconcile()
         finally:
             pfilter.Destroy()
             view.Destroy()
 
 
+def _endpoint(vcenter: dict[str, str]) -> vsphere.Endpoint:
+    credentials = json.loads(Path(vcenter["credentials_file"]).read_text())
+    return vsphere.Endpoint(url=vcenter["url"], username=credentials["username"],
+                            password=credentials["password"],
+                            ca_bundle=Path(vcenter["ca_bundle"]))
+
+
+def _follow_forever(hypervisor: Hypervisor, vcenter: dict[str, str]) -> None:
+    """Follow one vCenter until the hypervisor stops, reconnecting after a loss."""
+    url = vcenter["url"]
+    while hypervisor.running:
+        try:
+            with vsphere.session(_endpoint(vcenter)) as si:
+                log.info("following %s", url)
+                hypervisor.follow(url, si)
+        except (HopnhatError, OSError, ValueError, vmodl.MethodFault) as exc:
+            # vCenter gone (a test stopped it) or restarting: keep the guests, try again
+            log.warning("lost vCenter %s: %s; retrying", url, exc)
+        except Exception:  # a thread that died would leave this vCenter unfollowed
+            log.exception("following %s failed; retrying", url)
+        end = time.monotonic() + 2
+        while hypervisor.running and time.monotonic() < end:
+            time.sleep(0.1)
+
+
 def main(argv: list[str]) -> int:
     config = json.loads(Path(argv[1]).read_text())
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
-                        format="%(asctime)s %(levelname)s %(message)s")
-    credentials = json.loads(Path(config["credentials_file"]).read_text())
-    endpoint = vsphere.Endpoint(url=config["url"], username=credentials["username"],
-                                password=credentials["password"],
-                                ca_bundle=Path(config["ca_bundle"]))
+                        format="%(asctime)s %(levelname)s %(threadName)s %(message)s")
     hypervisor = Hypervisor(config)
 
     def stop(_signum: int, _frame: object) -> None:
@@ -176,16 +222,15 @@ def main(argv: list[str]) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    while hypervisor.running:
-        try:
-            with vsphere.session(endpoint) as si:
-                hypervisor.follow(si)
-        except (HopnhatError, OSError, vmodl.MethodFault) as exc:
-            # vCenter gone (a test stopped it) or restarting: keep the guests, try again
-            log.warning("lost vCenter: %s; retrying", exc)
-            end = time.monotonic() + 2
-            while hypervisor.running and time.monotonic() < end:
-                time.sleep(0.1)
+    threads = [threading.Thread(target=_follow_forever, args=(hypervisor, vcenter),
+                                name=f"follow-{index}", daemon=True)
+               for index, vcenter in enumerate(config["vcenters"])]
+    for thread in threads:
+        thread.start()
+    while hypervisor.running:  # signals reach the main thread only
+        time.sleep(0.2)
+    for thread in threads:  # each sees `running` within one WaitForUpdatesEx (5 s)
+        thread.join(timeout=10)
     return 0
 
 

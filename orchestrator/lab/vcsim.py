@@ -1,12 +1,12 @@
-"""The lab's vCenter: govmomi 0.24's vcsim with hopnhat's own Go ``main``.
+"""The lab's vCenter: govmomi's simulator with hopnhat's own Go ``main``.
 
-The Go program (``orchestrator/lab/vcsim/main.go``) is built from a copy of Debian's govmomi
-source (package ``golang-github-vmware-govmomi-dev``) with ``fetch.patch`` applied; Debian's
-tree under /usr/share/gocode is never changed. It takes one argument, the path of a JSON
+The Go program (``orchestrator/lab/go/vcsim/main.go``, a module pinning a govmomi release)
+is built by :mod:`orchestrator.lab.gobuild`. It takes one argument, the path of a JSON
 model file, and serves the inventory that file describes over HTTPS, with only the
 credentials of ``credentials_file`` allowed to log in.
 
-Model file (``lab_dir/vcsim/model.json``, written by :func:`start`)::
+Model file (``lab_dir/<name>/model.json``, written by :func:`start`; ``name`` is ``vcsim``,
+or ``vcsim-<site>`` in a lab with one simulator per vCenter)::
 
     {"listen": "127.0.0.1:8989",
      "tls": {"cert": "/abs/cert.pem", "key": "/abs/key.pem"},   # made when missing
@@ -17,7 +17,7 @@ Model file (``lab_dir/vcsim/model.json``, written by :func:`start`)::
      "datacenters": [{"name": ..., "clusters": [...], "datastores": [...],
                       "portgroups": [...], "templates": [...], "vms": [...]}]}
 
-:func:`start` fills ``tls``, ``ready_file`` and ``storage_dir`` under ``lab_dir/vcsim`` when
+:func:`start` fills ``tls``, ``ready_file`` and ``storage_dir`` under ``lab_dir/<name>`` when
 the model leaves them out. The server also answers, for tests and benchmarks only,
 ``GET /lab/methods`` (SOAP method call counts), ``POST /lab/methods/reset`` and
 ``GET /lab/delays`` (the delays in force).
@@ -25,11 +25,8 @@ the model leaves them out. The server also answers, for tests and benchmarks onl
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import re
-import shutil
 import signal
 import ssl
 import tempfile
@@ -41,20 +38,13 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import process
-from orchestrator.errors import CommandError, LabError
+from orchestrator.errors import LabError
+from orchestrator.lab import gobuild
 from orchestrator.lab.processes import ProcessRecord, ProcessTable
 
-GOVMOMI_SOURCE = Path("/usr/share/gocode/src/github.com/vmware/govmomi")
-SYSTEM_GOPATH = Path("/usr/share/gocode")
-SOURCE_DIR = Path(__file__).resolve().parent / "vcsim"
-MAIN_GO = SOURCE_DIR / "main.go"
-PATCH = SOURCE_DIR / "fetch.patch"
-
-BINARY_NAME = "hopnhat-vcsim"
 PROCESS_NAME = "vcsim"
 PROCESS_KIND = "vcsim"
 DEFAULT_LISTEN = "127.0.0.1:8989"
-BUILD_TIMEOUT = 600.0
 _POLL = 0.05  # seconds between two looks at a condition that has a deadline
 
 
@@ -62,92 +52,25 @@ _POLL = 0.05  # seconds between two looks at a condition that has a deadline
 
 
 def binary_path(lab_dir: Path) -> Path:
-    """Where :func:`build` puts the simulator: ``lab_dir/bin/hopnhat-vcsim``."""
-    return lab_dir / "bin" / BINARY_NAME
+    """Where the lab's build puts the simulator: ``lab_dir/bin/hopnhat-vcsim``
+    (:mod:`orchestrator.lab.gobuild`)."""
+    return gobuild.binary_path(lab_dir, gobuild.VCSIM)
 
 
-def state_dir(lab_dir: Path) -> Path:
-    """The simulator's folder: model, log, ready file, certificate, datastores."""
-    return lab_dir / "vcsim"
+def state_dir(lab_dir: Path, name: str = PROCESS_NAME) -> Path:
+    """The folder of simulator ``name`` (a lab runs one per vCenter: ``vcsim`` alone, or
+    ``vcsim-<site>``): model, log, ready file, certificate, datastores."""
+    return lab_dir / name
 
 
-def model_path(lab_dir: Path) -> Path:
+def model_path(lab_dir: Path, name: str = PROCESS_NAME) -> Path:
     """The model file :func:`start` writes and :func:`set_delays` rewrites."""
-    return state_dir(lab_dir) / "model.json"
+    return state_dir(lab_dir, name) / "model.json"
 
 
-def log_path(lab_dir: Path) -> Path:
+def log_path(lab_dir: Path, name: str = PROCESS_NAME) -> Path:
     """The simulator's log (stdout and stderr)."""
-    return state_dir(lab_dir) / "vcsim.log"
-
-
-# ------------------------------------------------------------------ build
-
-
-def build(lab_dir: Path) -> Path:
-    """Build the simulator and return the path of the binary.
-
-    In: ``lab_dir``, the lab's folder. Copies Debian's govmomi tree to
-    ``lab_dir/build/gopath/src/github.com/vmware/govmomi`` (once), applies ``fetch.patch``
-    to the files it names (each restored from Debian's tree first), copies ``main.go`` to
-    ``lab_dir/build/gopath/src/hopnhat/vcsim`` and runs ``go build`` with GO111MODULE=off,
-    GOPATH=<copy>:/usr/share/gocode and GOCACHE=``lab_dir/build/gocache``.
-
-    Out: ``lab_dir/bin/hopnhat-vcsim``. Nothing is rebuilt when the binary exists and the
-    hash of main.go and the patch stored beside it (``hopnhat-vcsim.sha256``) matches.
-
-    Raises :class:`LabError` when the govmomi source or Go is missing, the patch does not
-    apply, or the compiler fails (with its last lines).
-    """
-    binary = binary_path(lab_dir)
-    stamp = binary.with_name(binary.name + ".sha256")
-    main_go, patch = _read_source(MAIN_GO), _read_source(PATCH)
-    digest = hashlib.sha256(main_go + b"\0" + patch).hexdigest()
-    if binary.is_file() and _read_text(stamp).strip() == digest:
-        return binary
-
-    if not (GOVMOMI_SOURCE / "simulator" / "simulator.go").is_file():
-        raise LabError(
-            f"govmomi source not found at {GOVMOMI_SOURCE}: "
-            "install the Debian package golang-github-vmware-govmomi-dev"
-        )
-    gopath = lab_dir / "build" / "gopath"
-    tree = gopath / "src" / "github.com" / "vmware" / "govmomi"
-    _copy_tree_once(GOVMOMI_SOURCE, tree)
-    for rel, text in apply_patch(patch.decode(), GOVMOMI_SOURCE).items():
-        (tree / rel).write_text(text)
-    package = gopath / "src" / "hopnhat" / "vcsim"
-    package.mkdir(parents=True, exist_ok=True)
-    (package / "main.go").write_bytes(main_go)
-
-    binary.parent.mkdir(parents=True, exist_ok=True)
-    output = binary.with_name(f".{binary.name}.{os.getpid()}.tmp")
-    env = {
-        "GO111MODULE": "off",
-        "GOPATH": f"{gopath}{os.pathsep}{SYSTEM_GOPATH}",
-        "GOCACHE": str(lab_dir / "build" / "gocache"),
-        "GOFLAGS": "",
-    }
-    try:
-        done = process.run(
-            ["go", "build", "-o", str(output), "."], env=env, cwd=package, timeout=BUILD_TIMEOUT
-        )
-    except CommandError as exc:
-        raise LabError(f"cannot build {BINARY_NAME}: {exc} (is golang-go installed?)") from exc
-    if not done.ok or not output.is_file():
-        output.unlink(missing_ok=True)
-        tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-15:])
-        raise LabError(f"go build of {BINARY_NAME} failed (exit {done.returncode}):\n{tail}")
-    output.replace(binary)
-    _write_atomic(stamp, digest + "\n", 0o644)
-    return binary
-
-
-def _read_source(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise LabError(f"{path}: cannot read: {exc.strerror}") from exc
+    return state_dir(lab_dir, name) / "vcsim.log"
 
 
 def _read_text(path: Path) -> str:
@@ -155,102 +78,6 @@ def _read_text(path: Path) -> str:
         return path.read_text()
     except OSError:
         return ""
-
-
-def _copy_tree_once(source: Path, dest: Path) -> None:
-    """Copy ``source`` to ``dest`` unless ``dest`` exists; a copy cut short never counts
-    as done (it is made under a temporary name and renamed)."""
-    if dest.is_dir():
-        return
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    try:
-        shutil.copytree(source, partial, symlinks=True, dirs_exist_ok=True)
-        partial.replace(dest)
-    except OSError as exc:
-        if not dest.is_dir():  # else another build of the same lab copied it first
-            raise LabError(f"cannot copy {source} to {dest}: {exc}") from exc
-    finally:
-        if partial.exists():
-            shutil.rmtree(partial, ignore_errors=True)
-
-
-_HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
-
-
-def apply_patch(patch: str, base: Path) -> dict[str, str]:
-    """Apply a unified diff to pristine files under ``base``, in memory.
-
-    In: the diff text (any text before the first ``---`` line is a comment; paths are
-    ``a/...``/``b/...``) and the folder the paths are relative to.
-    Out: ``{relative path: patched text}``; nothing is written.
-    Raises :class:`LabError` when a file is missing, the diff is malformed, or a hunk's
-    lines are not exactly at the place the diff says (the source is not the one the patch
-    was made for).
-    """
-    result: dict[str, str] = {}
-    lines = patch.splitlines()
-    i = 0
-    while i < len(lines):
-        if not (
-            lines[i].startswith("--- ") and i + 1 < len(lines) and lines[i + 1].startswith("+++ ")
-        ):
-            i += 1
-            continue
-        rel = lines[i + 1][4:].split("\t")[0].strip()
-        rel = rel[2:] if rel.startswith("b/") else rel
-        if not rel or rel.startswith("/") or ".." in Path(rel).parts:
-            raise LabError(f"{PATCH.name}: bad path {rel!r}")
-        try:
-            original = (base / rel).read_text().splitlines(keepends=True)
-        except OSError as exc:
-            raise LabError(f"{PATCH.name}: {base / rel}: {exc.strerror}") from exc
-        out: list[str] = []
-        pos = 0  # lines of `original` consumed so far
-        i += 2
-        while i < len(lines) and lines[i].startswith("@@"):
-            m = _HUNK.match(lines[i])
-            if not m:
-                raise LabError(f"{PATCH.name}: bad hunk header {lines[i]!r}")
-            old_left = int(m.group(2) or "1")
-            new_left = int(m.group(4) or "1")
-            start = int(m.group(1)) - (1 if old_left else 0)
-            if start < pos:
-                raise LabError(f"{PATCH.name}: {rel}: hunks overlap")
-            out.extend(original[pos:start])
-            pos = start
-            i += 1
-            while old_left or new_left:
-                if i >= len(lines):
-                    raise LabError(f"{PATCH.name}: {rel}: hunk cut short")
-                line = lines[i]
-                i += 1
-                tag, body = (line[:1] or " "), line[1:]
-                if tag == "\\":  # "\ No newline at end of file"
-                    continue
-                if tag not in " -+":
-                    raise LabError(f"{PATCH.name}: {rel}: bad hunk line {line!r}")
-                if tag in " -":
-                    if not old_left or pos >= len(original) or original[pos].rstrip("\r\n") != body:
-                        raise LabError(
-                            f"{PATCH.name}: {rel}: line {pos + 1} does not match the patch "
-                            "(is this govmomi 0.24?)"
-                        )
-                    old_left -= 1
-                    if tag == " ":
-                        out.append(original[pos])
-                        new_left -= 1
-                    pos += 1
-                else:
-                    if not new_left:
-                        raise LabError(f"{PATCH.name}: {rel}: hunk longer than its header says")
-                    out.append(body + "\n")
-                    new_left -= 1
-        out.extend(original[pos:])
-        result[rel] = "".join(out)
-    if not result:
-        raise LabError(f"{PATCH.name}: no file to patch")
-    return result
 
 
 # ------------------------------------------------------------------ credentials and files
@@ -314,15 +141,17 @@ def check_delays(delays: dict[str, Any]) -> dict[str, Any]:
 
 
 def start(
-    lab_dir: Path, model: dict[str, Any], table: ProcessTable, timeout: float = 30
+    lab_dir: Path, model: dict[str, Any], table: ProcessTable, timeout: float = 30, *,
+    name: str = PROCESS_NAME,
 ) -> ProcessRecord:
     """Start the simulator (building it when needed) and wait until it serves.
 
     In: the lab folder, the model (see the module doc; ``credentials_file`` and
     ``datacenters`` are needed, ``listen`` defaults to 127.0.0.1:8989, ``tls``,
-    ``ready_file`` and ``storage_dir`` to files under ``lab_dir/vcsim``), the lab's process
-    table and how long to wait.
-    Out: the record of the running simulator, named "vcsim", kind "vcsim", address the SDK
+    ``ready_file`` and ``storage_dir`` to files under ``lab_dir/<name>``), the lab's process
+    table, how long to wait and the simulator's ``name`` (a lab with several vCenters runs
+    one simulator each, ``vcsim-<site>``; its files are under ``lab_dir/<name>``).
+    Out: the record of the running simulator, named ``name``, kind "vcsim", address the SDK
     URL (``https://host:port/sdk``), details ``cafile`` (the certificate to verify it
     with), ``model`` and ``log``. If the recorded simulator is alive, its record is
     returned and nothing is started.
@@ -330,26 +159,26 @@ def start(
     simulator exits or is not ready in time (then it is stopped; the message ends with
     its log's last lines).
     """
-    running = table.running(PROCESS_NAME)
+    running = table.running(name)
     if running is not None:
         return running
-    table.forget(PROCESS_NAME)
+    table.forget(name)
 
-    binary = build(lab_dir)
-    folder = state_dir(lab_dir)
+    binary = gobuild.build(lab_dir, gobuild.VCSIM)
+    folder = state_dir(lab_dir, name)
     full = _complete_model(model, folder)
     if not Path(full["credentials_file"]).is_file():
         raise LabError(f"{full['credentials_file']}: vCenter credentials file not found")
     ready = Path(full["ready_file"])
     ready.unlink(missing_ok=True)
-    path = model_path(lab_dir)
+    path = model_path(lab_dir, name)
     _write_atomic(path, json.dumps(full, indent=2) + "\n", 0o644)
-    log = log_path(lab_dir)
+    log = log_path(lab_dir, name)
     details = {"cafile": full["tls"]["cert"], "model": str(path), "log": str(log)}
 
     proc = process.spawn([str(binary), str(path)], log=log)
     try:
-        table.record(PROCESS_NAME, PROCESS_KIND, proc.pid, "", **details)
+        table.record(name, PROCESS_KIND, proc.pid, "", **details)
     except LabError as exc:
         proc.wait()
         raise LabError(f"{exc}{_log_tail(log)}") from exc
@@ -361,13 +190,15 @@ def start(
             break
         code = proc.poll()
         if code is not None:
-            table.forget(PROCESS_NAME)
-            raise LabError(f"vcsim exited with code {code} before it was ready{_log_tail(log)}")
+            table.forget(name)
+            raise LabError(f"{name} ({full['listen']}) exited with code {code} before it was "
+                           f"ready{_log_tail(log)}")
         if time.monotonic() >= deadline:
-            table.stop(PROCESS_NAME)
-            raise LabError(f"vcsim not ready within {timeout:.0f} s{_log_tail(log)}")
+            table.stop(name)
+            raise LabError(f"{name} ({full['listen']}) not ready within {timeout:.0f} s"
+                           f"{_log_tail(log)}")
         time.sleep(_POLL)
-    return table.record(PROCESS_NAME, PROCESS_KIND, proc.pid, url, **details)
+    return table.record(name, PROCESS_KIND, proc.pid, url, **details)
 
 
 def _complete_model(model: dict[str, Any], folder: Path) -> dict[str, Any]:
@@ -393,30 +224,33 @@ def _log_tail(log: Path, lines: int = 10) -> str:
     return ("\n" + "\n".join(tail)) if tail else ""
 
 
-def stop(table: ProcessTable, timeout: float = 10.0) -> bool:
-    """Stop the recorded simulator by its PID (SIGTERM, then SIGKILL after ``timeout``).
+def stop(table: ProcessTable, timeout: float = 10.0, *, name: str = PROCESS_NAME) -> bool:
+    """Stop the recorded simulator ``name`` by its PID (SIGTERM, then SIGKILL after
+    ``timeout``).
 
     Out: True if a live simulator was stopped; the record is forgotten either way.
     """
-    return table.stop(PROCESS_NAME, timeout)
+    return table.stop(name, timeout)
 
 
 def set_delays(
-    lab_dir: Path, table: ProcessTable, delays: dict[str, Any], timeout: float = 10.0
+    lab_dir: Path, table: ProcessTable, delays: dict[str, Any], timeout: float = 10.0, *,
+    name: str = PROCESS_NAME,
 ) -> None:
     """Change the method delays of the running simulator without restarting it.
 
-    In: the lab folder, its process table and the new ``delays`` (see
-    :func:`check_delays`). Rewrites ``delays`` in the model file, sends SIGHUP, and waits
-    until the simulator reports (GET /lab/delays) that the new delays are in force.
+    In: the lab folder, its process table, the new ``delays`` (see
+    :func:`check_delays`) and which simulator (``name``). Rewrites ``delays`` in the model
+    file, sends SIGHUP, and waits until the simulator reports (GET /lab/delays) that the
+    new delays are in force.
     Raises :class:`LabError` when no simulator runs, the delays are invalid, or they are
     not in force within ``timeout`` seconds.
     """
     wanted = check_delays(delays)
-    rec = table.running(PROCESS_NAME)
+    rec = table.running(name)
     if rec is None or not rec.address:
-        raise LabError("vcsim is not running")
-    path = model_path(lab_dir)
+        raise LabError(f"{name} is not running")
+    path = model_path(lab_dir, name)
     try:
         current = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
@@ -426,7 +260,7 @@ def set_delays(
     try:
         os.kill(rec.pid, signal.SIGHUP)
     except ProcessLookupError as exc:
-        raise LabError("vcsim is not running") from exc
+        raise LabError(f"{name} is not running") from exc
 
     cafile = rec.details.get("cafile", "")
     deadline = time.monotonic() + timeout
@@ -434,7 +268,7 @@ def set_delays(
         if check_delays(_lab_get(rec.address, cafile, "/lab/delays")) == wanted:
             return
         if time.monotonic() >= deadline:
-            raise LabError(f"vcsim did not apply the new delays within {timeout:.0f} s")
+            raise LabError(f"{name} did not apply the new delays within {timeout:.0f} s")
         time.sleep(_POLL)
 
 

@@ -1,5 +1,6 @@
-"""The lab as `hopnhat lab up` starts it: vcsim modelled on the estate, VMs that become real
-SSH hosts when powered on, and the repository host taking restic backups over SFTP."""
+"""The lab as `hopnhat lab up` starts it: one vcsim per vCenter of the estate (Đà Nẵng's and
+Quảng Nam's, each modelling its own site), VMs that become real SSH hosts when powered on,
+and the repository host taking restic backups over SFTP."""
 
 from __future__ import annotations
 
@@ -15,11 +16,13 @@ import paramiko
 import pytest
 from pyVmomi import vim
 
+from orchestrator import process
 from orchestrator.adapters import ssh, vsphere
+from orchestrator.adapters.vault import read_vault
 from orchestrator.estate.inventory import repository_user
 from orchestrator.estate.secrets import Secrets
 from orchestrator.lab import control, data, guests
-from orchestrator.lab.processes import ProcessTable
+from orchestrator.lab.processes import ProcessTable, is_alive
 from tests.conftest import REPO, LabHandle, wait_task
 
 HOPNHAT = str(REPO / ".venv" / "bin" / "hopnhat")
@@ -37,7 +40,8 @@ def cli(handle: LabHandle, *args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def si(lab: LabHandle) -> Iterator[Any]:
-    with vsphere.session(lab.endpoint()) as service:
+    """A session on Quảng Nam's vCenter (the secondary site's)."""
+    with vsphere.session(lab.endpoint("quangnam")) as service:
         yield service
 
 
@@ -46,7 +50,11 @@ def test_lab_status_lists_each_part_with_address_and_pid(lab: LabHandle) -> None
     assert result.returncode == 0, result.stderr
     parts = {p["name"]: p for p in json.loads(result.stdout)}
     repo = lab.estate.settings.repository_hosts[0]
-    assert parts["vcsim"]["address"] == lab.estate.sites["danang"].vcenter.url
+    assert [n for n, p in parts.items() if p["kind"] == "vcsim"] == [
+        "vcsim-danang", "vcsim-quangnam"]
+    assert parts["vcsim-danang"]["address"] == lab.estate.sites["danang"].vcenter.url
+    assert parts["vcsim-quangnam"]["address"] == lab.estate.sites["quangnam"].vcenter.url
+    assert parts["vcsim-danang"]["address"] != parts["vcsim-quangnam"]["address"]
     assert parts[f"guest-{repo.name}"]["kind"] == "repository"
     assert parts[f"guest-{repo.name}"]["address"] == f"{repo.address}:22"
     assert parts["hypervisor"]["alive"]
@@ -59,19 +67,68 @@ def test_lab_up_twice_is_harmless(lab: LabHandle) -> None:
     assert after == before
 
 
-def test_vcsim_over_tls_models_the_estate(lab: LabHandle, si: Any) -> None:
-    content = si.RetrieveContent()
-    datacenters = {dc.name: dc for dc in content.rootFolder.childEntity}
+def test_lab_up_stops_a_vcsim_the_estate_no_longer_names(lab: LabHandle) -> None:
+    """A lab started when both sites shared one vCenter recorded it as "vcsim": `lab up`
+    stops it by its PID (its port may be one of the estate's vCenters' now)."""
+    table = ProcessTable(lab.state_dir / "lab")
+    old = process.spawn(["sleep", "300"], log=lab.state_dir / "old-vcsim.log")
+    try:
+        record = table.record("vcsim", "vcsim", old.pid, "https://127.0.0.1:1/sdk")
+        before = {p.name: p.pid for p in control.status(lab.state_dir / "lab")}
+        after = {p.name: p.pid for p in control.up(lab.paths)}
+        assert old.wait(timeout=30) is not None and not is_alive(record)
+        assert "vcsim" not in after
+        assert after == {name: pid for name, pid in before.items() if name != "vcsim"}
+    finally:
+        if old.poll() is None:
+            old.kill()
+            old.wait()
+        table.forget("vcsim")
+
+
+def test_each_sites_vcenter_over_tls_models_that_site_alone(lab: LabHandle) -> None:
     for site in lab.estate.sites.values():
-        dc = datacenters[site.datacenter]
-        assert sorted(c.name for c in dc.hostFolder.childEntity) == sorted(site.clusters)
-        assert sorted(d.name for d in dc.datastore) == sorted(site.datastores)
-        networks = {n.name for n in dc.network}
-        assert {net.port_group for net in site.networks.values()} <= networks
-        templates = [vm.name for vm in dc.vmFolder.childEntity if vm.config.template]
-        assert sorted(templates) == sorted(site.templates)
-    rows = vsphere.retrieve(si, vim.ClusterComputeResource, ["name", "summary.numHosts"])
-    assert {r["name"]: r["summary.numHosts"] for r in rows}["CL-DN-01"] == 4
+        with vsphere.session(lab.endpoint(site.name)) as service:
+            content = service.RetrieveContent()
+            datacenters = {dc.name: dc for dc in content.rootFolder.childEntity}
+            assert list(datacenters) == [site.datacenter]  # its own datacenter, no other
+            dc = datacenters[site.datacenter]
+            assert sorted(c.name for c in dc.hostFolder.childEntity) == sorted(site.clusters)
+            assert sorted(d.name for d in dc.datastore) == sorted(site.datastores)
+            networks = {n.name for n in dc.network}
+            assert {net.port_group for net in site.networks.values()} <= networks
+            templates = [vm.name for vm in dc.vmFolder.childEntity if vm.config.template]
+            assert sorted(templates) == sorted(site.templates)
+            rows = vsphere.retrieve(service, vim.ClusterComputeResource,
+                                    ["name", "summary.numHosts"])
+            assert {r["name"]: r["summary.numHosts"] for r in rows} == dict.fromkeys(
+                site.clusters, 4)
+
+
+def test_each_vcenter_has_its_own_certificate_and_credentials(lab: LabHandle) -> None:
+    danang, quangnam = lab.endpoint("danang"), lab.endpoint("quangnam")
+    assert danang.username != quangnam.username
+    assert danang.password != quangnam.password
+    assert danang.ca_bundle is not None and quangnam.ca_bundle is not None
+    assert danang.ca_bundle.read_bytes() != quangnam.ca_bundle.read_bytes()
+    # Đà Nẵng's certificate does not vouch for Quảng Nam's vCenter
+    crossed = vsphere.Endpoint(quangnam.url, quangnam.username, quangnam.password,
+                               danang.ca_bundle, sites=("quangnam",))
+    with pytest.raises(vsphere.VSphereError, match="certificate is not trusted"):
+        vsphere.connect(crossed)
+    # nor do Đà Nẵng's credentials open Quảng Nam's vCenter
+    other = vsphere.Endpoint(quangnam.url, danang.username, danang.password,
+                             quangnam.ca_bundle, sites=("quangnam",))
+    with pytest.raises(vsphere.VSphereError) as refused:
+        vsphere.connect(other)
+    assert str(refused.value) == (
+        f"{quangnam.url} (site quangnam): vCenter refused the login of "
+        f"'{danang.username}' (wrong user name or password)")
+    assert danang.password not in str(refused.value)
+    # the lab's vault holds one password per vCenter
+    vault = read_vault(lab.paths.vault_file, lab.paths.vault_password_file)
+    assert {"vcenter_danang_password", "vcenter_quangnam_password"} <= set(vault)
+    assert "vcenter_password" not in vault
 
 
 def test_vcenter_refuses_a_wrong_password(lab: LabHandle) -> None:

@@ -3,8 +3,9 @@ per powered-on VM. The commands run as an operator types them (the installed con
 script, in a subprocess). vCenter's work is counted from the simulator's own trace
 (GET /lab/methods: SOAP calls by method name).
 
-The tests share the session's one vcsim, so each works on its own systems (qlvb, sso,
-video, opendata, lgsp, dvc) and the test that stops vcsim runs last.
+Every system here lives at site danang: the tests work on Đà Nẵng's vCenter (the lab runs
+one vcsim per site), each on its own systems (qlvb, sso, video, opendata, lgsp, dvc), and
+the test that stops that vcsim runs last. Work across both vCenters is test_vcenters.py's.
 """
 
 from __future__ import annotations
@@ -64,9 +65,12 @@ def as_json(done: process.Completed) -> Any:
     return json.loads(done.stdout)
 
 
+VCSIM = "vcsim-danang"  # Đà Nẵng's vCenter, where every system of this module lives
+
+
 def vcsim_record(lab: Any) -> Any:
-    rec = ProcessTable(lab.paths.lab).running("vcsim")
-    assert rec is not None, "vcsim is not running"
+    rec = ProcessTable(lab.paths.lab).running(VCSIM)
+    assert rec is not None, f"{VCSIM} is not running"
     return rec
 
 
@@ -324,7 +328,7 @@ def test_wrong_password_is_a_clear_error_and_exit_1(lab: Any, tmp_path: Path) ->
     def wrong_password(root: Path) -> None:
         vault = root / "secrets.vault.yml"
         secrets = read_vault(vault, lab.paths.vault_password_file)
-        secrets["vcenter_password"] = "not-the-password"
+        secrets["vcenter_danang_password"] = "not-the-password"
         write_vault(vault, lab.paths.vault_password_file, secrets)
 
     env = estate_copy(lab, tmp_path, wrong_password)
@@ -348,7 +352,7 @@ def test_a_missing_template_is_named(lab: Any, tmp_path: Path) -> None:
 def test_tls_is_verified_unless_insecure_is_asked(lab: Any, tmp_path: Path) -> None:
     def no_bundle(root: Path) -> None:
         for site in (root / "sites").glob("*.yml"):
-            replace_in(site, "  ca_bundle: lab/vcsim/cert.pem", "")
+            replace_in(site, f"  ca_bundle: lab/vcsim-{site.stem}/cert.pem", "")
     env = estate_copy(lab, tmp_path, no_bundle)
     done = hopnhat(env, "plan", "--system", "opendata")
     assert done.returncode == 1
@@ -389,7 +393,7 @@ def test_a_run_cut_off_mid_clone_is_finished_by_the_next_apply(
     with no custom attribute on it — only the mark of hopnhat's clone spec. The next run
     recognises it as its own and finishes it (customize, power on, IP, marks)."""
     table = ProcessTable(lab.paths.lab)
-    vcsim.set_delays(lab.paths.lab, table, {"methods": {"CloneVM_Task": 1500}})
+    vcsim.set_delays(lab.paths.lab, table, {"methods": {"CloneVM_Task": 1500}}, name=VCSIM)
     try:
         reset_counts(lab)
         proc = process.spawn([str(HOPNHAT), "apply", "--system", "lgsp", "--yes"],
@@ -400,7 +404,7 @@ def test_a_run_cut_off_mid_clone_is_finished_by_the_next_apply(
         half = wait_for("vCenter to finish the clone", lambda: inventory(lab).vms_named(
             "lgsp-esb-01"))[0]
     finally:
-        vcsim.set_delays(lab.paths.lab, table, lab_delays(lab))
+        vcsim.set_delays(lab.paths.lab, table, lab_delays(lab), name=VCSIM)
     assert OWNER not in half.attributes and half.owner == lab.estate.id
     assert not half.powered_on
     plan = as_json(hopnhat(lab.env, "plan", "--system", "lgsp", "--json"))
@@ -421,13 +425,13 @@ def test_vcenter_stopped_mid_apply_is_a_clear_error_and_a_rerun_converges(
     memory, so the restarted one has none of the VMs: the rerun proves the error path and
     a clean convergence after it, not the finishing of half-made VMs (the test above)."""
     table = ProcessTable(lab.paths.lab)
-    vcsim.set_delays(lab.paths.lab, table, {"methods": {"CloneVM_Task": 3000}})
+    vcsim.set_delays(lab.paths.lab, table, {"methods": {"CloneVM_Task": 3000}}, name=VCSIM)
     log = tmp_path / "apply.log"
     proc = process.spawn([str(HOPNHAT), "apply", "--system", "dvc", "--yes"],
                          env={**lab.env, "COLUMNS": "200"}, log=log)
     try:
         wait_for("the clones to start", lambda: method_counts(lab).get("CloneVM_Task", 0) >= 3)
-        assert vcsim.stop(table)
+        assert vcsim.stop(table, name=VCSIM)
         code = proc.wait(timeout=60)
     finally:
         if proc.poll() is None:

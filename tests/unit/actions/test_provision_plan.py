@@ -381,3 +381,66 @@ def test_destroy_takes_only_the_systems_vms_this_estate_owns() -> None:
         ("qlvb-app-02", ("destroy",))]
     assert dplan.left_alone == ("qlvb-db-01 (DC-DaNang, no hopnhat mark)",)
     assert [a.name for a in dplan.data_bearing()] == ["old-qlvb-01"]  # unknown: assume data
+
+
+# ---------------------------------------------------------------- two vCenters
+
+
+def two_site_estate(estate_copy: Any) -> Estate:
+    """The example with system gis: one VM in Đà Nẵng (its vCenter), one in Quảng Nam's."""
+    estate_copy.write("systems/gis.yml", {
+        "name": "GIS", "code": "gis", "tier": 3, "vms": [
+            {"role": "app", "site": "danang", "cpu": 1, "memory_mb": 1024,
+             "disks_gb": [20], "network": "srv"},
+            {"role": "replica", "site": "quangnam", "cpu": 1, "memory_mb": 1024,
+             "disks_gb": [20], "network": "srv", "data": True}]})
+    return estate_copy.load()  # type: ignore[no-any-return]
+
+
+def test_each_site_is_planned_against_its_own_vcenter(estate_copy: Any) -> None:
+    estate = two_site_estate(estate_copy)
+    danang, quangnam = (estate.sites[s].vcenter.url for s in ("danang", "quangnam"))
+    assert danang != quangnam
+    vms = estate.vms_of("gis")
+    facts = {url: replace(lab_inventory(), url=url) for url in (danang, quangnam)}
+    plan = provision.plan(estate, vms, facts)
+    assert [(a.name, a.vcenter, a.kind) for a in plan.actions] == [
+        ("gis-app-01", danang, CREATE), ("gis-replica-01", quangnam, CREATE)]
+    with pytest.raises(KeyError):  # a vCenter not read is never taken for an empty one
+        provision.plan(estate, vms, {danang: facts[danang]})
+
+
+def test_a_vcenter_not_read_leaves_its_vms_out_and_is_named(estate_copy: Any) -> None:
+    estate = two_site_estate(estate_copy)
+    danang, quangnam = (estate.sites[s].vcenter.url for s in ("danang", "quangnam"))
+    error = VSphereError(f"{quangnam} (site quangnam): cannot reach vCenter (Connection "
+                         "refused)")
+    plan = provision.plan_reachable(estate, estate.vms_of("gis"), {danang: lab_inventory()},
+                                    {quangnam: error})
+    assert [(a.name, a.kind) for a in plan.actions] == [("gis-app-01", CREATE)]
+    (gone,) = plan.unreachable
+    assert (gone.url, gone.sites, gone.error, gone.vms) == (
+        quangnam, ("quangnam",), str(error), ("gis-replica-01",))
+    assert plan.as_dict()["unreachable"] == [{
+        "vcenter": quangnam, "sites": ["quangnam"], "error": str(error),
+        "vms": ["gis-replica-01"]}]
+    with pytest.raises(VSphereError) as caught:
+        provision.check(plan)
+    assert str(caught.value) == (
+        "1 vCenter(s) could not be read; the plan holds only the other sites' VMs:\n"
+        f"  - {error} — 1 VM(s) of site quangnam not planned (gis-replica-01)")
+    # refusals as well: both in one message, the refusal first
+    refused = replace(plan, refusals=("gis-app-01: a VM named gis-app-01 exists",))
+    with pytest.raises(PlanError) as both:
+        provision.check(refused)
+    assert "the plan is refused (1 problem(s))" in str(both.value)
+    assert f"and 1 vCenter(s) could not be read:\n  - {error}" in str(both.value)
+
+
+def test_every_vcenter_read_means_nothing_unreachable(estate_copy: Any) -> None:
+    estate = two_site_estate(estate_copy)
+    urls = {estate.sites[s].vcenter.url for s in estate.sites}
+    plan = provision.plan_reachable(estate, estate.vms_of("gis"),
+                                    {url: replace(lab_inventory(), url=url) for url in urls}, {})
+    assert plan.unreachable == () and len(plan.actions) == 2
+    provision.check(plan)

@@ -257,7 +257,7 @@ def test_a_tier_that_is_not_a_number_is_reported_at_its_key(estate_copy):
 @pytest.mark.parametrize(("file", "old", "new", "key", "fragment"), [
     pytest.param("systems/dvc.yml", "password: {vault: restic_password_dvc}",
                  "password: hunter2", "backup.password", "plain text", id="restic-password"),
-    pytest.param("sites/danang.yml", "password: {vault: vcenter_password}",
+    pytest.param("sites/danang.yml", "password: {vault: vcenter_danang_password}",
                  "password: hunter2", "vcenter.password", "plain text", id="vcenter-password"),
     pytest.param("systems/dvc.yml", "password: {vault: restic_password_dvc}",
                  "password: {vault: restic_password_dvc, value: hunter2}",
