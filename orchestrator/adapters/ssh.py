@@ -62,8 +62,32 @@ class RemoteResult:
     stderr: str
 
 
-def connect(target: Target, timeout: float = 15.0) -> paramiko.SSHClient:
-    """An SSH connection that trusts only the keys in ``target.known_hosts``."""
+#: a connection that stays silent this long (seconds between probes, probes) is given up:
+#: the same bound as OpenSSH's ServerAliveInterval x ServerAliveCountMax that hopnhat's ssh
+#: and restic's SFTP connections use
+ALIVE_INTERVAL, ALIVE_COUNT = 15, 4
+
+
+def watch_for_a_dead_link(sock: socket.socket, interval: int = ALIVE_INTERVAL,
+                          count: int = ALIVE_COUNT) -> None:
+    """Make the kernel give ``sock`` up once its peer stops answering: TCP keep-alive probes
+    after ``interval`` s of silence, every ``interval`` s, ``count`` of them (an idle
+    connection, e.g. waiting for a long command's output), and at most ``interval`` x
+    ``count`` s for sent data to be acknowledged (a busy one). paramiko's own keep-alive
+    expects no answer, so without this a cut link hangs a command until TCP's retries end
+    (about 15 minutes)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, interval)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, interval)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, count)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, interval * count * 1000)
+
+
+def connect(target: Target, timeout: float = 15.0, *,
+            alive: tuple[int, int] = (ALIVE_INTERVAL, ALIVE_COUNT)) -> paramiko.SSHClient:
+    """An SSH connection that trusts only the keys in ``target.known_hosts`` and is given up
+    when the host has not answered for ``alive`` (interval, count: see
+    :func:`watch_for_a_dead_link`)."""
     import paramiko
 
     client = paramiko.SSHClient()
@@ -85,6 +109,9 @@ def connect(target: Target, timeout: float = 15.0) -> paramiko.SSHClient:
         client.close()
         raise SSHError(f"{target.host} ({target.address}:{target.port}): cannot connect "
                        f"({exc.strerror or exc})") from None
+    transport = client.get_transport()
+    if transport is not None and isinstance(transport.sock, socket.socket):
+        watch_for_a_dead_link(transport.sock, *alive)
     return client
 
 
@@ -108,8 +135,19 @@ def execute(
         err = chan_err.read().decode(errors="replace")
         code = chan_out.channel.recv_exit_status()
     except (TimeoutError, paramiko.SSHException, OSError) as exc:
+        if not _alive(client):
+            raise SSHError(f"{target.host} ({target.address}): the connection was lost "
+                           f"(no answer from the host: {exc or 'timed out'})") from None
         raise SSHError(f"{target.host}: {command.split()[0]}: {exc or 'timed out'}") from None
+    if code == -1 and not _alive(client):  # paramiko's "no exit status": the link died
+        raise SSHError(f"{target.host} ({target.address}): the connection was lost while "
+                       f"{command.split()[0]} ran (no answer from the host)")
     return RemoteResult(target.host, command, code, "".join(out), err)
+
+
+def _alive(client: paramiko.SSHClient) -> bool:
+    transport = client.get_transport()
+    return transport is not None and transport.is_active()
 
 
 def _ssh_path(path: Path) -> str:

@@ -47,7 +47,7 @@ from orchestrator.adapters.restic import Repository, Restic
 from orchestrator.adapters.restic_argv import make_environment, sftp_option
 from orchestrator.backup_job import NO_SPACE_BELOW
 from orchestrator.estate import load_estate
-from orchestrator.lab import data, guests
+from orchestrator.lab import data, guests, link
 from orchestrator.lab.guests import guest_srv, guest_view, record_name
 from orchestrator.lab.processes import ProcessTable, is_alive
 from orchestrator.lab.repository import start_repository_host
@@ -461,6 +461,59 @@ def test_the_repository_host_going_down_mid_backup_fails_clearly_and_loses_nothi
     assert status["warnings"] == [
         f"removed a stale lock of PID {interrupted} on {faults.vm(FLT)} (created "
         f"{status['warnings'][0].split('(created ')[1]}"], status["warnings"]
+    assert lock_pids(faults, FLT) == []
+    assert any("no errors were found" in line for line in check_read_data(faults, FLT))
+
+
+def test_a_link_cut_mid_backup_is_connection_lost_within_the_keepalive_bound(
+        faults: ConfiguredEstate) -> None:
+    """The lab's link to the secondary site drops packets mid-transfer (nothing is refused):
+    the job must notice through ssh's keep-alives, not hang, and lose nothing."""
+    vm = faults.vm(FLT)
+    drop_in = f"/etc/ssh/ssh_config.d/hopnhat-restic-{FLT}.conf"
+    configured = faults.sh(vm, f"cat {drop_in}").stdout
+    assert "ServerAliveInterval 15" in configured and "ServerAliveCountMax 4" in configured
+    interval, count = 2, 2  # the bound this test waits for (an estate's default: 15 s x 4)
+    short = configured.replace("ServerAliveInterval 15", f"ServerAliveInterval {interval}")
+    short = short.replace("ServerAliveCountMax 4", f"ServerAliveCountMax {count}")
+    lab_dir = faults.session.paths.lab
+    before = snapshot_ids(faults, FLT)
+    last_success = status_file(faults, FLT)["last_success"]
+    add_incoming(faults, FLT, "scans-cut.bin", 32)
+    locked = lock_files(faults, FLT)
+    interrupted: int | None = None
+    try:
+        assert faults.sh(vm, f"cat > {drop_in}", stdin=short).returncode == 0
+        job = RunningCommand(faults, vm, job_command(FLT))
+        interrupted = restic_with_lock(faults, FLT, vm, locked, "backup")
+        # paused while the link goes down, so the backup is surely mid-way when it does
+        faults.pause(interrupted)
+        link.cut(lab_dir, faults.paths.estate)
+        cut_at = time.monotonic()
+        faults.resume(interrupted)
+        code, out, log = job.finish()
+        took = time.monotonic() - cut_at
+    finally:
+        if interrupted is not None:
+            faults.resume(interrupted)
+        link.restore(lab_dir)
+        faults.sh(vm, f"cat > {drop_in}", stdin=configured)
+    status = json.loads(out)
+    assert (code, status["result"], status["stage"]) == (1, "failed", "backup"), status
+    assert status["error"]["class"] == "ConnectionLost", status
+    assert "connection to the repository host failed or was lost" in status["error"]["message"]
+    # ssh gives a silent link up after interval x count seconds; a few more for restic to end
+    assert took < interval * count + 10, f"the job ended {took:.1f} s after the cut"
+    assert status["snapshot_id"] is None and status["last_success"] == last_success
+    assert "ConnectionLost" in log
+
+    # the link is back: nothing of the cut backup became a snapshot, the next run succeeds
+    assert snapshot_ids(faults, FLT) == before
+    code, status, log = run_job(faults, FLT)
+    assert (code, status["result"]) == (0, "ok"), log
+    assert snapshot_ids(faults, FLT) == [*before, status["snapshot_id"]]
+    assert any(f"removed a stale lock of PID {interrupted}" in w for w in status["warnings"]), \
+        status["warnings"]
     assert lock_pids(faults, FLT) == []
     assert any("no errors were found" in line for line in check_read_data(faults, FLT))
 

@@ -16,6 +16,7 @@ import json
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,7 +33,7 @@ from orchestrator.actions.drill_remote import list_snapshots
 from orchestrator.actions.drill_run import run_drill
 from orchestrator.adapters import vsphere
 from orchestrator.adapters.vsphere_facts import SYSTEM, Inventory, VMFacts, read_inventory
-from orchestrator.lab import data, guests
+from orchestrator.lab import data, guests, link, vcsim
 from orchestrator.lab.processes import ProcessTable
 from orchestrator.lab.repository import repository_dir
 from orchestrator.ledger import Ledger
@@ -55,14 +56,16 @@ def wait_for(what: str, condition: Callable[[], Any], timeout: float = 120) -> A
     return conftest.wait_for(what, condition, timeout, interval=0.1)
 
 
-def inventory(lab: Any) -> Inventory:
-    with vsphere.open_vcenter(lab.endpoint()) as vc:
+def inventory(lab: Any, site: str = "danang") -> Inventory:
+    """What the vCenter of ``site`` holds (each site has its own vCenter)."""
+    with vsphere.open_vcenter(lab.endpoint(site)) as vc:
         return read_inventory(vc)
 
 
 def scratch_left(lab: Any) -> list[str]:
-    """Scratch VMs in vCenter, and guests of scratch VMs the lab still runs or keeps."""
-    in_vcenter = [v.name for v in inventory(lab).vms
+    """Scratch VMs in either vCenter, and guests of scratch VMs the lab still runs or
+    keeps."""
+    in_vcenter = [v.name for site in lab.estate.sites for v in inventory(lab, site).vms
                   if (v.attributes.get(SYSTEM) or "").startswith(MARK_PREFIX)
                   or v.name.startswith("drill-")]
     root = lab.paths.lab / "guests"
@@ -144,17 +147,29 @@ class QlvbDrill:
     stdout: str
     before: dict[str, Any]
     after: dict[str, Any]
+    tasks: dict[str, dict[str, int]]  # site → the vCenter tasks its vCenter ran in the drill
+
+
+def vcenter_tasks(lab: Any, site: str) -> dict[str, int]:
+    """The tasks the vCenter of ``site`` ran since its counts were last reset."""
+    rec = lab.vcsim(site)
+    counts = vcsim.method_counts(rec.address, rec.details["cafile"])
+    return {name: n for name, n in counts.items() if name.endswith("_Task")}
 
 
 @pytest.fixture(scope="module")
 def qlvb_drill(lab: Any, backed_up: Paths) -> QlvbDrill:
     before = production_state(lab)
+    for site in lab.estate.sites:
+        rec = lab.vcsim(site)
+        vcsim.reset_method_counts(rec.address, rec.details["cafile"])
     done = hopnhat(lab.env, "drill", "run", "--system", "qlvb", "--json")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    tasks = {site: vcenter_tasks(lab, site) for site in lab.estate.sites}
     summary = json.loads(done.stdout)
     evidence = json.loads(Path(summary["evidence"]).read_text())
     no_scratch_left(lab)
-    return QlvbDrill(summary, evidence, done.stdout, before, production_state(lab))
+    return QlvbDrill(summary, evidence, done.stdout, before, production_state(lab), tasks)
 
 
 def test_a_qlvb_drill_passes_and_its_rpo_and_rto_agree_with_the_step_timings(
@@ -204,6 +219,26 @@ def test_a_qlvb_drill_passes_and_its_rpo_and_rto_agree_with_the_step_timings(
 
 def test_a_drill_changes_nothing_in_production(qlvb_drill: QlvbDrill) -> None:
     assert qlvb_drill.before == qlvb_drill.after
+
+
+def test_a_drills_scratch_vm_is_made_in_the_secondary_sites_vcenter(
+        lab: Any, qlvb_drill: QlvbDrill, backed_up: Paths) -> None:
+    """Quảng Nam's vCenter (the secondary site's own) cloned, powered and destroyed the
+    scratch VM; Đà Nẵng's vCenter, where production runs, ran no task at all."""
+    (vm,) = qlvb_drill.evidence["scratch_vms"]
+    assert vm["site"] == "quangnam"
+    assert qlvb_drill.tasks["danang"] == {}
+    made = qlvb_drill.tasks["quangnam"]
+    assert made.get("CloneVM_Task") == 1 and made.get("Destroy_Task") == 1, made
+    # the ledger says which vCenter made it
+    url = lab.estate.sites["quangnam"].vcenter.url
+    assert url != lab.estate.sites["danang"].vcenter.url
+    ledger = Ledger(backed_up.ledger)
+    made_in = [e.get("vcenter") for run in ledger.runs("provision", limit=20)
+               if run.params.get("drill") == qlvb_drill.evidence["drill_id"]
+               for e in ledger.events(run.id) if e["subject"] == vm["name"]]
+    ledger.close()
+    assert made_in == [url]
 
 
 def test_a_drill_from_a_snapshot_with_a_corrupted_pack_fails_at_restore_verification(
@@ -307,6 +342,59 @@ def test_sigint_mid_drill_tears_down_and_the_ledger_says_aborted(
     steps = [(e["step"], e.get("ok")) for e in ledger.events(drill_id)
              if e["kind"] == "step" and e["phase"] == "finished"]
     assert ("restore", False) in steps and steps[-1] == ("teardown", True)
+    ledger.close()
+    no_scratch_left(lab)
+
+
+def test_a_link_cut_mid_restore_fails_the_drill_tears_down_and_says_why(
+        lab: Any, backed_up: Paths, tmp_path: Path) -> None:
+    """The link to the secondary site drops packets while the scratch VM restores (its
+    restic held with SIGSTOP so the cut surely lands mid-restore): the drill must notice
+    within its SSH keep-alive bound, fail at the restore, and still tear down."""
+    log = tmp_path / "drill.log"
+    proc = process.spawn([str(HOPNHAT), "drill", "run", "--system", "lgsp", "--json"],
+                         env=lab.env, log=log)
+    ledger = Ledger(backed_up.ledger)
+    held: list[int] = []
+    try:
+        def restoring() -> tuple[str, str] | None:
+            for run in ledger.runs("drill", limit=5):
+                if run.params.get("pid") != proc.pid:
+                    continue
+                events = ledger.events(run.id)
+                if any(e.get("step") == "restore" and e.get("phase") == "started"
+                       for e in events):
+                    plan = next(e for e in events if e["kind"] == "plan")
+                    return run.id, plan["scratch_vms"][0]["name"]
+            assert proc.poll() is None, log.read_text()
+            return None
+        drill_id, scratch = wait_for("the drill to start its restore", restoring, 300)
+        held = wait_for("restic restore on the scratch VM", lambda: restores_in(lab, scratch))
+        for pid in held:
+            os.kill(pid, signal.SIGSTOP)
+        link.cut(lab.paths.lab, lab.estate)
+        cut_at = time.monotonic()
+        for pid in held:
+            os.kill(pid, signal.SIGCONT)
+        code = proc.wait(timeout=300)
+        took = time.monotonic() - cut_at
+    finally:
+        link.restore(lab.paths.lab)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    output = log.read_text()
+    assert code == 1, output
+    assert "Traceback" not in output
+    # hopnhat's SSH gives a silent host up after 15 s x 4 keep-alives (+ the first 15 s idle)
+    assert took < 15 * 5 + 45, f"the drill ended {took:.0f} s after the cut"
+    run = next(r for r in ledger.runs("drill") if r.id == drill_id)
+    assert run.status == "failed" and run.summary is not None
+    assert any("the connection was lost" in reason for reason in run.summary["reasons"]), \
+        run.summary
+    steps = [(e["step"], e.get("ok")) for e in ledger.events(drill_id)
+             if e["kind"] == "step" and e["phase"] == "finished"]
+    assert ("restore", False) in steps and steps[-1] == ("teardown", True), steps
     ledger.close()
     no_scratch_left(lab)
 
