@@ -10,11 +10,13 @@ the folder holds none.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
 import shutil
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -22,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.errors import AnsibleError
+from orchestrator import process
+from orchestrator.errors import AnsibleError, CommandError
 
 PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
 SITE = PLAYBOOKS / "site.yml"
@@ -277,6 +280,16 @@ def _write_private(path: Path, text: str) -> None:
         handle.write(text)
 
 
+def end_control_masters(control_dir: Path) -> None:
+    """Ask every ssh master whose socket is in ``control_dir`` to exit, then remove the
+    folder (a master that does not answer goes when its socket is gone and it is idle)."""
+    for socket_path in sorted(control_dir.glob("*")):
+        with contextlib.suppress(CommandError):
+            process.run(["ssh", "-F", "/dev/null", "-o", f"ControlPath={socket_path}", "-O",
+                         "exit", "hopnhat-control-master"], timeout=10, inherit_env=False)
+    shutil.rmtree(control_dir, ignore_errors=True)
+
+
 def run_playbook(request: PlaybookRequest, private_data_dir: Path, ident: str, *,
                  on_event: Callable[[HostEvent], None] | None = None,
                  on_task: Callable[[str], None] | None = None) -> PlaybookRun:
@@ -313,7 +326,17 @@ def run_playbook(request: PlaybookRequest, private_data_dir: Path, ident: str, *
             on_event(result)
         return True  # keep every event in the artifacts
 
-    env = {"ANSIBLE_CONFIG": str(ANSIBLE_CONFIG), "ANSIBLE_NOCOLOR": "1", "PATH": search_path()}
+    # ansible-runner sets ANSIBLE_HOST_KEY_CHECKING=False unless told otherwise (over
+    # ansible.cfg), and ansible then puts "-o StrictHostKeyChecking=no" before the
+    # inventory's own "=yes": ssh takes the first value, so unknown keys were trusted on
+    # first use and changed ones accepted. Host keys are checked, always.
+    # Each run has its own ssh control sockets (a short folder: a socket path has ~100
+    # bytes), ended with the run: a master connection left by an earlier run would carry
+    # commands to a host without its key being checked again.
+    control_dir = Path(tempfile.mkdtemp(prefix="hopnhat-cp."))
+    env = {"ANSIBLE_CONFIG": str(ANSIBLE_CONFIG), "ANSIBLE_NOCOLOR": "1", "PATH": search_path(),
+           "ANSIBLE_HOST_KEY_CHECKING": "True",
+           "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control_dir)}
     settings: dict[str, Any] = {}
     if request.timeout is not None:
         settings["job_timeout"] = int(request.timeout)
@@ -332,6 +355,8 @@ def run_playbook(request: PlaybookRequest, private_data_dir: Path, ident: str, *
     except Exception as exc:  # ansible-runner raises its own ConfigurationError and others
         raise AnsibleError(f"ansible-runner could not run {request.playbook.name}: "
                            f"{type(exc).__name__}: {exc}") from None
+    finally:
+        end_control_masters(control_dir)
     rc = runner.rc if isinstance(runner.rc, int) else 1
     return PlaybookRun(
         ident=ident, status=str(runner.status), rc=rc, hosts=stats_by_host(runner.stats),

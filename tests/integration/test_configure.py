@@ -13,7 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ JOB = "/usr/local/lib/hopnhat/backup_job.py"
 class Configured:
     paths: Paths
     first: ConfigureResult
-    secrets: dict[str, str]
+    secrets: dict[str, str] = field(repr=False)  # never in a failed test's report
 
 
 def _target(paths: Paths, name: str) -> ssh.Target:
@@ -259,6 +259,32 @@ def test_the_password_file_is_root_only_and_the_password_is_nowhere_else(
     for path in kept:
         assert secret.encode() not in path.read_bytes(), path
     assert secret not in ledger_dump(paths.ledger)
+
+
+def test_a_host_whose_key_hopnhat_does_not_know_is_refused_and_never_trusted(
+        configured: Configured) -> None:
+    """ansible-runner turns host-key checking off unless told; configure must refuse a host
+    whose key is not in hopnhat's known_hosts instead of trusting it on first use."""
+    paths = configured.paths
+    vm = next(vm for vm in paths.estate.vms if vm.name == "ioc-app-01")
+    original = paths.known_hosts.read_text()
+    kept = [line for line in original.splitlines(keepends=True)
+            if not line.startswith((f"{vm.ip} ", f"[{vm.ip}]:22 "))]
+    assert len(kept) < len(original.splitlines()), "the host's key was not pinned"
+    paths.known_hosts.write_text("".join(kept))
+    try:
+        ledger = Ledger(paths.ledger)
+        try:
+            result = configure(paths, plan(paths.estate, ("ioc",)), ledger=ledger)
+        finally:
+            ledger.close()
+        assert paths.known_hosts.read_text() == "".join(kept), "a host key was trusted"
+    finally:
+        paths.known_hosts.write_text(original)
+    assert result.exit_code != 0
+    assert result.run.hosts["ioc-app-01"].unreachable == 1, result.run.hosts
+    [failure] = [f for f in result.run.failures if f.host == "ioc-app-01"]
+    assert "Host key verification failed" in failure.message, failure
 
 
 def test_plain_ansible_playbook_runs_the_site_playbook(configured: Configured) -> None:
