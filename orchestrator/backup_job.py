@@ -304,10 +304,12 @@ ResticFactory = Callable[[Repository], ResticRunner]
 CommandRunner = Callable[[Sequence[str], float], Completed]
 
 
-def default_restic(config: JobConfig, read_space: SpaceReader | None = None) -> ResticFactory:
+def default_restic(config: JobConfig, read_space: SpaceReader | None = None, *,
+                   version: Version | None = None) -> ResticFactory:
     """restic for the job: waits ``lock_wait_seconds`` for a live lock, removes stale ones,
     and — with ``read_space`` — stops at restic's first retry of a write that the storage's
-    free space shows cannot succeed (rather than after its ten, about a minute)."""
+    free space shows cannot succeed (rather than after its ten, about a minute).
+    ``version``: restic's, when the caller has read it (else read here)."""
     def make(repo: Repository) -> ResticRunner:
         storage = next((r for r in (config.repository, config.copy)
                         if r is not None and r.url == repo.url), None)
@@ -315,9 +317,14 @@ def default_restic(config: JobConfig, read_space: SpaceReader | None = None) -> 
                    if storage is not None and read_space is not None else None)
         return Restic(repo, binary=config.restic, timeout=config.timeout_seconds,
                       lock_wait=config.lock_wait_seconds, remove_stale=True, give_up=give_up,
-                      version=version)
-    version = restic_version(config)
+                      version=known)
+    known = version or restic_version(config)
     return make
+
+
+def version_text(version: Version | None) -> str | None:
+    """``(0, 18, 1)`` → ``"0.18.1"``; None stays None."""
+    return ".".join(str(part) for part in version) if version else None
 
 
 def restic_version(config: JobConfig) -> Version | None:
@@ -523,6 +530,8 @@ class Status:
     last_success: str | None = None
     last_snapshot: str | None = None
     repository_space: dict[str, Any] | None = None
+    #: the version of the restic that ran (None: not known, e.g. restic not found)
+    restic_version: str | None = None
 
     @property
     def exit_code(self) -> int:
@@ -551,7 +560,7 @@ class Status:
             "files_changed": self.files_changed, "stage": self.stage, "error": self.error,
             "warnings": self.warnings, "forget": self.forget, "copy": self.copy,
             "last_success": self.last_success, "last_snapshot": self.last_snapshot,
-            "repository_space": self.repository_space,
+            "repository_space": self.repository_space, "restic_version": self.restic_version,
         }
 
 
@@ -594,9 +603,11 @@ def backup(config: JobConfig, *, make_restic: ResticFactory | None = None,
     ``read_space`` (the job passes :func:`repository_space`) reads a repository's free space
     when a failure may mean a full disk; None: no such check."""
     watch = SpaceWatch(read_space) if read_space is not None else None
-    make = make_restic or default_restic(config, watch)
+    version = restic_version(config) if make_restic is None else None
+    make = make_restic or default_restic(config, watch, version=version)
     primary = config.restic_repository(config.repository)
-    status = Status(config.system, config.tier, config.host, primary.display, started=now())
+    status = Status(config.system, config.tier, config.host, primary.display, started=now(),
+                    restic_version=version_text(version))
     previous = _previous(config.status_file)
     status.last_success = previous.get("last_success")
     status.last_snapshot = previous.get("last_snapshot")

@@ -69,6 +69,13 @@ class Paths:
             return path if path.is_absolute() else Path(self.estate.root) / path
         return self.state / "vault-password"
 
+    @property
+    def restic_binary(self) -> str:
+        """The restic program hopnhat runs on the control host: the estate's pinned
+        ``restic.binary`` (state-relative unless absolute), else ``restic`` on PATH."""
+        configured = self.estate.settings.restic.binary
+        return "restic" if configured is None else str(self._state_path(configured))
+
     def repository_key(self, code: str) -> Path:
         """The private key of system ``code``'s account on its repository host."""
         return self.state / "ssh" / f"restic-{code}"

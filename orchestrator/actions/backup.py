@@ -158,6 +158,8 @@ class HostBackup:
     error_message: str | None = None
     exit_code: int | None = None
     warnings: tuple[str, ...] = ()
+    #: the version of the restic the job ran, from its summary (None: not said)
+    restic_version: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -171,7 +173,7 @@ class HostBackup:
                 "error": None if self.error_class is None else {
                     "class": self.error_class, "message": self.error_message},
                 "exit_code": self.exit_code, "source": self.source,
-                "warnings": list(self.warnings)}
+                "warnings": list(self.warnings), "restic_version": self.restic_version}
 
 
 def job_summary(output: str) -> dict[str, Any] | None:
@@ -196,6 +198,7 @@ def result_from(client: BackupClient, data: Mapping[str, Any], source: str,
     error = data.get("error") if isinstance(data.get("error"), dict) else None
     duration = data.get("duration_seconds")
     warnings = data.get("warnings")
+    version = data.get("restic_version")
     return HostBackup(
         host=client.host, system=client.system, result=str(data.get("result")), source=source,
         snapshot_id=data.get("snapshot_id") or None, bytes=_number(data, "bytes"),
@@ -205,7 +208,8 @@ def result_from(client: BackupClient, data: Mapping[str, Any], source: str,
         error_class=str(error.get("class")) if error else None,
         error_message=str(error.get("message")) if error else None,
         exit_code=exit_code,
-        warnings=tuple(str(w) for w in warnings) if isinstance(warnings, list) else ())
+        warnings=tuple(str(w) for w in warnings) if isinstance(warnings, list) else (),
+        restic_version=version if isinstance(version, str) and version else None)
 
 
 def host_result(client: BackupClient, exit_code: int, output: str) -> HostBackup:

@@ -63,6 +63,8 @@ class LastRun:
     error_class: str | None = None
     error_message: str | None = None
     last_success: str | None = None
+    #: the version of the restic the host's job ran (None: an older job, or not known)
+    restic_version: str | None = None
 
     @classmethod
     def from_status(cls, data: Mapping[str, Any]) -> LastRun:
@@ -75,13 +77,15 @@ class LastRun:
                 not isinstance(value, bool) else None
 
         duration = data.get("duration_seconds")
+        version = data.get("restic_version")
         return cls(result=str(data.get("result")), time=data.get("time"),
                    duration_seconds=float(duration) if isinstance(duration, int | float)
                    else None, bytes=number("bytes"), files=number("files"),
                    snapshot_id=data.get("snapshot_id"),
                    error_class=str(error.get("class")) if error else None,
                    error_message=str(error.get("message")) if error else None,
-                   last_success=data.get("last_success"))
+                   last_success=data.get("last_success"),
+                   restic_version=version if isinstance(version, str) and version else None)
 
     def as_dict(self) -> dict[str, Any]:
         return {"result": self.result, "time": self.time,
@@ -89,7 +93,7 @@ class LastRun:
                 "files": self.files, "snapshot_id": self.snapshot_id,
                 "error": None if self.error_class is None else {
                     "class": self.error_class, "message": self.error_message},
-                "last_success": self.last_success}
+                "last_success": self.last_success, "restic_version": self.restic_version}
 
 
 def parse_status_file(text: str) -> LastRun:
@@ -253,7 +257,8 @@ def repository_snapshots(paths: Paths, code: str) -> list[Snapshot]:
     from orchestrator.adapters.restic import Restic
 
     with open_repository(paths, code) as repo:
-        return Restic(repo, timeout=300.0, lock_wait=60.0).snapshots()
+        return Restic(repo, binary=paths.restic_binary, timeout=300.0,
+                      lock_wait=60.0).snapshots()
 
 
 def host_status_file(paths: Paths, client: BackupClient) -> str | None:

@@ -10,10 +10,12 @@ from the vault themselves, with ``--vault-password-file``.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from orchestrator.adapters.ansible import (
@@ -203,6 +205,28 @@ def _require_vault(paths: Paths) -> None:
                           "$HOPNHAT_VAULT_PASSWORD_FILE or secrets.password_file)")
 
 
+def check_restic_binary(paths: Paths) -> None:
+    """The estate's pinned restic (``restic.binary``), when it has one, must be a file on the
+    control host whose SHA-256 is ``restic.sha256``; else :class:`PlanError` (exit 2) naming
+    the file and the key — before anything is shipped to a host."""
+    restic = paths.estate.settings.restic
+    if restic.binary is None:
+        return
+    path = Path(paths.restic_binary)
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as binary:
+            for block in iter(lambda: binary.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as exc:
+        raise PlanError(f"estate.yml: restic.binary: {path}: {exc.strerror or exc}",
+                        exit_code=EXIT_BAD_INPUT) from None
+    if digest.hexdigest() != restic.sha256:
+        raise PlanError(f"estate.yml: restic.binary: {path}: refused, its SHA-256 "
+                        f"{digest.hexdigest()} is not restic.sha256 {restic.sha256}",
+                        exit_code=EXIT_BAD_INPUT)
+
+
 def configure(paths: Paths, the_plan: ConfigurePlan, *, ledger: Ledger,
               on_event: Callable[[HostEvent], None] | None = None,
               on_task: Callable[[str], None] | None = None,
@@ -224,6 +248,7 @@ def configure(paths: Paths, the_plan: ConfigurePlan, *, ledger: Ledger,
     run_id = ledger.start("configure", the_plan.estate, the_plan.as_dict())
     try:
         _require_vault(paths)
+        check_restic_binary(paths)
         inventory = build_inventory(paths)
         wait = (paths.estate.settings.configuration.connect_wait.total_seconds()
                 if connect_wait is None else connect_wait)

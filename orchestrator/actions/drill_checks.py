@@ -292,7 +292,8 @@ def _script(remote: Remote, args: dict[str, Any], timeout: float,
 
 
 def snapshot_side(remote: Remote, repo: Repository, snapshot_id: str, roots: Sequence[str],
-                  *, samples: int, seed: str, timeout: float) -> SnapshotSide:
+                  *, samples: int, seed: str, timeout: float,
+                  restic: str = RESTIC) -> SnapshotSide:
     """The snapshot's counts under ``roots`` (``restic ls --json``, streamed, on the scratch
     VM) and the files sampled from it (no hashes yet: see :func:`read_samples`).
     Raises ResticError when restic cannot list the snapshot."""
@@ -306,7 +307,7 @@ def snapshot_side(remote: Remote, repo: Repository, snapshot_id: str, roots: Seq
         elif line and not line.startswith("{"):
             errors.append(line)
 
-    command = remote_command(repo, make_ls_argv(repo, snapshot_id)) + " 2>&1"
+    command = remote_command(repo, make_ls_argv(repo, snapshot_id), restic) + " 2>&1"
     done = remote.run(command, timeout=timeout, on_line=each)
     if done.returncode != 0:
         raise ResticError(f"restic ls {snapshot_id[:8]} on {remote.target.host}: "
@@ -316,14 +317,14 @@ def snapshot_side(remote: Remote, repo: Repository, snapshot_id: str, roots: Seq
 
 
 def read_samples(remote: Remote, repo: Repository, snapshot_id: str, side: SnapshotSide,
-                 timeout: float) -> SnapshotSide:
+                 timeout: float, restic: str = RESTIC) -> SnapshotSide:
     """``side`` with the SHA-256 of its sampled files as the snapshot holds them, read again
     from the repository by a restic of their own on the scratch VM. (Run beside the restore
     once the listing is read: a dozen files and one key derivation cost the restore less
     than they would add after it.)"""
     if not side.samples:
         return side
-    argv = [RESTIC, *read_only(("restic", "--repo", repo.url, "restore", snapshot_id))[1:]]
+    argv = [restic, *read_only(("restic", "--repo", repo.url, "restore", snapshot_id))[1:]]
     read = _script(remote, {"mode": "samples", "argv": argv, "target": SAMPLE_DIR,
                             "samples": list(side.samples)}, timeout, restic_env(repo) + " ")
     return SnapshotSide(side.counts, side.samples,

@@ -35,11 +35,11 @@ from orchestrator.adapters.restic_errors import classify
 from orchestrator.adapters.restic_results import parse_snapshots
 from orchestrator.errors import CommandError, ResticError, SSHError
 from orchestrator.estate.inventory import repository_user
-from orchestrator.estate.model import Estate
+from orchestrator.estate.model import DISTRIBUTION_RESTIC, Estate
 from orchestrator.process import run
 from orchestrator.settings import Paths
 
-RESTIC = "/usr/bin/restic"
+RESTIC = DISTRIBUTION_RESTIC  # on a scratch VM, unless the estate pins its own restic
 PASSWORD_FILE = "/etc/hopnhat/restic-{code}.password"  # noqa: S105 - a path: restic_client's
 CACHE_DIR = "/var/cache/hopnhat/restic-drill-{code}"
 REMOTE_TMP = "/tmp"  # noqa: S108 - the scratch VM's own, for restic's temporary files
@@ -58,7 +58,7 @@ def list_snapshots(paths: Paths, code: str, timeout: float = 300.0) -> list[Snap
     """System ``code``'s snapshots (oldest first), read from the control host through the
     system's own SFTP account, without a lock. Raises a classified ResticError."""
     with open_repository(paths, code) as repo:
-        argv = read_only(make_snapshots_argv(repo))
+        argv = (paths.restic_binary, *read_only(make_snapshots_argv(repo))[1:])
         env = make_environment(repo, path="/usr/bin:/bin", home=str(paths.state),
                                tmpdir=str(paths.state / "tmp"))
         try:
@@ -93,9 +93,10 @@ def restic_env(repo: Repository) -> str:
     return "env " + shlex.join([f"{k}={v}" for k, v in sorted(env.items())])
 
 
-def remote_command(repo: Repository, argv: Sequence[str]) -> str:
-    """The shell command that runs restic ``argv`` (read-only) on a scratch VM."""
-    return f"{restic_env(repo)} {shlex.join([RESTIC, *read_only(argv)[1:]])}"
+def remote_command(repo: Repository, argv: Sequence[str], restic: str = RESTIC) -> str:
+    """The shell command that runs restic ``argv`` (read-only) on a scratch VM, with the
+    restic program ``restic`` (the estate's ``restic.host_binary``)."""
+    return f"{restic_env(repo)} {shlex.join([restic, *read_only(argv)[1:]])}"
 
 
 @dataclass
@@ -138,9 +139,9 @@ class Remote:
             client.close()
 
 
-def restic_version(remote: Remote) -> str:
+def restic_version(remote: Remote, restic: str = RESTIC) -> str:
     """restic's version on the VM (``0.14.0``). Raises ResticError when it does not say."""
-    done = remote.run(shlex.join([RESTIC, *make_version_argv()[1:]]), timeout=60)
+    done = remote.run(shlex.join([restic, *make_version_argv()[1:]]), timeout=60)
     try:
         return ".".join(str(n) for n in parse_version(done.stdout))
     except ValueError:

@@ -91,6 +91,11 @@ class _Drill:
     remotes: dict[str, Remote] = field(default_factory=dict)
     provisioned: bool = False
 
+    @property
+    def restic(self) -> str:
+        """The restic program on the scratch VMs (the one configure gives every client)."""
+        return self.paths.estate.settings.restic.host_binary
+
     @contextmanager
     def step(self, name: str, cancellable: bool = True) -> Iterator[list[str]]:
         """Time step ``name``; the block may append a detail line. A HopnhatError in it
@@ -248,7 +253,8 @@ def _stages(drill: _Drill, book: AddressBook, selector: str, keep: bool, samples
         for scratch in plan.scratch:
             drill.remotes[scratch.vm.name] = drill.cancel.register(
                 Remote(drill_scratch.target(paths, scratch.vm)))
-        result.restic_version = restic_version(drill.remotes[plan.scratch[0].vm.name])
+        result.restic_version = restic_version(drill.remotes[plan.scratch[0].vm.name],
+                                               drill.restic)
     sides = {}
     def snapshot_of(scratch: ScratchVM) -> SnapshotSide:
         """The snapshot's listing, then its sampled files read again from the repository:
@@ -256,8 +262,8 @@ def _stages(drill: _Drill, book: AddressBook, selector: str, keep: bool, samples
         the restored side is left to read."""
         remote, repo = drill.remotes[scratch.vm.name], repository_for(estate, code)
         side = snapshot_side(remote, repo, scratch.snapshot.id, plan.paths, samples=samples,
-                             seed=result.drill_id, timeout=3600)
-        return read_samples(remote, repo, scratch.snapshot.id, side, 3600)
+                             seed=result.drill_id, timeout=3600, restic=drill.restic)
+        return read_samples(remote, repo, scratch.snapshot.id, side, 3600, drill.restic)
 
     with drill.step("restore"):
         workers = ThreadPoolExecutor(max_workers=2 * len(plan.scratch))
@@ -298,7 +304,8 @@ def _stages(drill: _Drill, book: AddressBook, selector: str, keep: bool, samples
 
 def _restore(drill: _Drill, vm_name: str, snapshot_id: str) -> None:
     repo = repository_for(drill.paths.estate, drill.result.system)
-    command = remote_command(repo, make_restore_argv(repo, snapshot_id, "/", verify=True))
+    command = remote_command(repo, make_restore_argv(repo, snapshot_id, "/", verify=True),
+                             drill.restic)
     done = drill.remotes[vm_name].run(command + " 2>&1", timeout=24 * 3600)
     if done.returncode != 0:
         lines = [line for line in done.stdout.splitlines() if line.strip()]

@@ -28,7 +28,7 @@ from orchestrator.adapters.ansible import PLAYBOOKS, PlaybookRequest, PlaybookRu
 from orchestrator.adapters.vsphere import VCenter
 from orchestrator.adapters.vsphere_facts import Inventory
 from orchestrator.errors import AnsibleError, HopnhatError, SSHError, VSphereError
-from orchestrator.estate.inventory import _connection, system_vars
+from orchestrator.estate.inventory import _connection, restic_vars, system_vars
 from orchestrator.estate.model import VM
 from orchestrator.ledger import Ledger
 from orchestrator.settings import Paths
@@ -100,7 +100,7 @@ def inventory(paths: Paths, plan: DrillPlan) -> dict[str, Any]:
                                   "vars": system_vars(paths.estate, plan.system)},
         "all": {"children": ["ungrouped", "backup_clients", "drill_scratch",
                              f"system_{plan.system}"],
-                "vars": {"hopnhat_estate": paths.estate.id}},
+                "vars": {"hopnhat_estate": paths.estate.id, **restic_vars(paths)}},
         "_meta": {"hostvars": hostvars},
     }
 

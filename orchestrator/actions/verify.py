@@ -95,6 +95,8 @@ class RepositoryReport:
     hosts: tuple[HostState, ...] = ()
     snapshots: int = 0
     duration_seconds: float = 0.0
+    #: the version of the control host's restic that checked the repository (None: unknown)
+    restic_version: str | None = None
 
     @property
     def verdict(self) -> str:
@@ -109,6 +111,7 @@ class RepositoryReport:
                 "where": self.where, "copy": t.copy, "verdict": self.verdict,
                 "rpo_seconds": t.rpo.total_seconds(), "read_data_subset": t.subset,
                 "snapshots": self.snapshots, "duration_seconds": round(self.duration_seconds, 3),
+                "restic_version": self.restic_version,
                 "hosts": [h.as_dict() for h in self.hosts],
                 "checks": [c.as_dict() for c in self.checks]}
 
@@ -182,11 +185,11 @@ def plan(estate: Estate, systems: Sequence[str], option: str, ledger: Ledger,
 # --- the run --------------------------------------------------------------------------------
 
 
-def default_restic(settings: VerificationSettings) -> ResticFactory:
+def default_restic(settings: VerificationSettings, binary: str = "restic") -> ResticFactory:
     def make(repo: Repository, lock_wait: float,
              on_start: Callable[[int], None] | None) -> Restic:
-        return Restic(repo, timeout=settings.timeout.total_seconds(), lock_wait=lock_wait,
-                      on_start=on_start)
+        return Restic(repo, binary=binary, timeout=settings.timeout.total_seconds(),
+                      lock_wait=lock_wait, on_start=on_start)
     return make
 
 
@@ -212,7 +215,7 @@ def verify(paths: Paths, the_plan: VerifyPlan, *, ledger: Ledger,
     settings = paths.estate.settings.verification
     secrets = secrets or Secrets(paths)
     require_secrets(paths, the_plan, secrets)
-    make = make_restic or default_restic(settings)
+    make = make_restic or default_restic(settings, paths.restic_binary)
     started = now or datetime.now(UTC)
     clock = time.monotonic()
     run_id = ledger.start("verify", the_plan.estate, {
@@ -265,6 +268,16 @@ class _CheckOutput:
             self.phases.setdefault(text, self.phase)
 
 
+def _damage_phases(exc: RepositoryDamaged, phases: dict[str, str]) -> dict[str, str]:
+    """The phase of each problem: from restic 0.18's JSON (which says which problems
+    reading data found, but prints no phase lines), else from the phase lines (0.14)."""
+    if exc.read_data_problems is None:
+        return phases
+    data = {line.strip() for line in exc.read_data_problems}
+    return {line.strip(): judge.READ_DATA if line.strip() in data else judge.STRUCTURE
+            for line in exc.problems}
+
+
 @dataclass
 class _CheckRun:
     phases: dict[str, str] = field(default_factory=dict)
@@ -298,7 +311,7 @@ def _run_check(repo: Repository, where: str, subset: str | None, make: ResticFac
         result = make(repo, 0.0, own_pids.add).check(subset, on_line=output)
         return _CheckRun(output.phases, notes=result.notes)
     except RepositoryDamaged as exc:
-        return _CheckRun(output.phases, problems=exc.problems)
+        return _CheckRun(_damage_phases(exc, output.phases), problems=exc.problems)
     except RepositoryLocked as exc:
         locked = exc
     except HopnhatError as exc:
@@ -311,7 +324,8 @@ def _run_check(repo: Repository, where: str, subset: str | None, make: ResticFac
         result = make(repo, lock_wait, own_pids.add).check(subset, on_line=output)
         return _CheckRun(output.phases, notes=result.notes, locks=locks)
     except RepositoryDamaged as exc:
-        return _CheckRun(output.phases, problems=exc.problems, locks=locks)
+        return _CheckRun(_damage_phases(exc, output.phases), problems=exc.problems,
+                         locks=locks)
     except HopnhatError as exc:
         return _CheckRun(output.phases, error=str(exc), locks=locks)
 
@@ -396,6 +410,7 @@ def verify_repository(paths: Paths, target: Target, *, secrets: Secrets, ledger:
     with open_repository(paths, target.system, secrets=secrets) as repo:
         where = repo.display
         meta = make_restic(repo, 0.0, None)
+        version = _restic_version(meta)
         with _lane(lambda: _run_check(repo, where, target.subset, make_restic,
                                       settings.lock_wait.total_seconds(), own_pids)) as ran:
             try:
@@ -404,7 +419,7 @@ def verify_repository(paths: Paths, target: Target, *, secrets: Secrets, ledger:
                 ran()  # the check fails the same way; wait for it before leaving
                 return RepositoryReport(target, where, judge.error_checks(
                     where, str(exc), copy=target.copy is not None, subset=target.subset),
-                    duration_seconds=time.monotonic() - clock)
+                    duration_seconds=time.monotonic() - clock, restic_version=version)
             log.debug("%s: %d snapshots listed after %.1f s", target.key, len(snapshots),
                       time.monotonic() - clock)
             hosts = target.expected_hosts or tuple(sorted({s.hostname for s in snapshots}))
@@ -435,4 +450,13 @@ def verify_repository(paths: Paths, target: Target, *, secrets: Secrets, ledger:
                                   shrink_pct=settings.shrink_pct,
                                   growth_pct=settings.growth_pct), copy, locks)
     return RepositoryReport(target, where, checks, states, len(snapshots),
-                            time.monotonic() - clock)
+                            time.monotonic() - clock, version)
+
+
+def _restic_version(restic: Restic) -> str | None:
+    """``0.18.1``: the version of the restic that checks the repository (None when it cannot
+    say: the check that follows then fails naming why)."""
+    try:
+        return ".".join(str(part) for part in restic.version())
+    except HopnhatError:
+        return None

@@ -60,12 +60,24 @@ class HostState:
     age_seconds: float | None = None
     bytes: int | None = None
     files: int | None = None
+    #: the restic that made the latest snapshot, as the snapshot records it (``0.18.1``);
+    #: None when it does not (made by restic 0.14 or 0.15)
+    restic_version: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"host": self.host, "expected": self.expected, "snapshots": self.snapshots,
                 "latest_id": self.latest_id,
                 "latest_time": self.latest_time.isoformat() if self.latest_time else None,
-                "age_seconds": self.age_seconds, "bytes": self.bytes, "files": self.files}
+                "age_seconds": self.age_seconds, "bytes": self.bytes, "files": self.files,
+                "restic_version": self.restic_version}
+
+
+def program_version(text: str | None) -> str | None:
+    """A snapshot's ``program_version`` (``restic 0.18.1``) → ``0.18.1``; other text as it
+    is; None stays None."""
+    if not text:
+        return None
+    return text.removeprefix("restic ").strip() or None
 
 
 def named(where: str, text: str) -> str:
@@ -202,7 +214,7 @@ def host_states(snapshots: Sequence[Snapshot], expected_hosts: Sequence[str], no
         states.append(HostState(
             host, host in expected_hosts, len(series), latest.id, latest.time,
             (now - latest.time).total_seconds(), size[0] if size else None,
-            size[1] if size else None))
+            size[1] if size else None, program_version(latest.program_version)))
     return tuple(states)
 
 

@@ -69,11 +69,13 @@ from orchestrator.adapters.restic_errors import (
     classify,
     futile_sftp_retry,
     parse_retry,
+    ssh_said_why,
     with_note,
 )
 from orchestrator.adapters.restic_results import (
     BackupResult,
     CheckResult,
+    CheckSummary,
     ForgetResult,
     Listing,
     LockInfo,
@@ -83,8 +85,10 @@ from orchestrator.adapters.restic_results import (
     StaleLockReport,
     Stats,
     lock_verdict,
+    message_lines,
     parse_backup_output,
     parse_check,
+    parse_check_json,
     parse_forget,
     parse_lock,
     parse_ls_line,
@@ -100,6 +104,7 @@ __all__ = [
     "AccessDenied",
     "BackupResult",
     "CheckResult",
+    "CheckSummary",
     "ConnectionLost",
     "Features",
     "ForgetResult",
@@ -141,7 +146,8 @@ class Restic:
     ``version``: restic's version when the caller knows it (else asked once, when needed).
     ``remove_stale``: a command that finds the repository locked first removes the locks
     restic itself calls stale (:meth:`remove_stale_locks`: a dead process's lock on this host,
-    or one older than 30 minutes) and tries again at once; live locks are waited for.
+    or one older than 30 minutes) and tries again at once; live locks are waited for (by
+    restic 0.16+ only after that: it waits for a stale lock like for a live one).
     A streamed command is stopped at restic's first retry that cannot succeed — on an SFTP
     repository whose ssh has gone (restic would retry ten times over about a minute), or when
     ``give_up`` (the caller's judgement of a :class:`Retry`) gives a reason — and fails with
@@ -201,11 +207,11 @@ class Restic:
                                 tmpdir=base["TMPDIR"], from_repo=from_repo,
                                 features=self.features if from_repo else None)
 
-    def _argv(self, argv: Sequence[str], *, locking: bool = True) -> tuple[str, ...]:
+    def _argv(self, argv: Sequence[str], wait: float = 0.0) -> tuple[str, ...]:
+        """``argv`` with this binary; ``wait`` > 0: restic waits that long for a lock itself
+        (``--retry-lock``, given only to restic 0.16+ by :meth:`_locking`)."""
         argv = (self.binary, *argv[1:])
-        if locking and self.lock_wait > 0 and self.features.retry_lock:
-            argv = with_retry_lock(argv, self.lock_wait)
-        return argv
+        return with_retry_lock(argv, wait) if wait > 0 else argv
 
     @contextlib.contextmanager
     def _named(self, command: str) -> Iterator[None]:
@@ -223,8 +229,9 @@ class Restic:
                          exit_codes=self.features.exit_codes)
         if (isinstance(error, ConnectionLost) and self.repo.sftp_command
                 and "unable to start the sftp session" in output
-                and "subprocess ssh:" not in output):
-            # restic 0.14 may exit before it has copied ssh's stderr (a race): ask ssh itself
+                and not ssh_said_why(output)):
+            # restic (0.14 and 0.18) may exit before it has copied ssh's stderr, or all of it
+            # (a race): ask ssh itself
             error = classify(output + "\n" + self._ssh_says(), returncode, repo=self.repo,
                              command=command, exit_codes=self.features.exit_codes)
         return error
@@ -243,23 +250,23 @@ class Restic:
 
     def _run(self, argv: Sequence[str], command: str, *, locking: bool = True,
              from_repo: Repository | None = None, ok_codes: tuple[int, ...] = (0,)) -> Completed:
-        def attempt() -> Completed:
+        def attempt(wait: float) -> Completed:
             with self._named(command):
-                done = run(self._argv(argv, locking=locking), env=self._env(from_repo),
+                done = run(self._argv(argv, wait), env=self._env(from_repo),
                            inherit_env=False, timeout=self.timeout, input="")
             if done.returncode not in ok_codes:
                 raise self._fail(done.stderr, done.returncode, command)
             return done
-        return self._locking(attempt) if locking else attempt()
+        return self._locking(attempt) if locking else attempt(0.0)
 
     def _stream(self, argv: Sequence[str], command: str, on_line: LineCallback | None = None,
                 *, keep: Callable[[str], bool] = lambda line: True,
                 ok_codes: tuple[int, ...] = (0,)) -> tuple[int, tuple[str, ...]]:
         """Run a streamed command to its end; returns (exit code, kept lines)."""
-        def attempt() -> tuple[int, tuple[str, ...]]:
+        def attempt(wait: float) -> tuple[int, tuple[str, ...]]:
             stopped: str | None = None
             with self._named(command):
-                stream = self._start(argv)
+                stream = self._start(argv, wait)
                 for line in stream.lines():
                     if keep(line):
                         stream.tail.append(line)
@@ -288,32 +295,44 @@ class Restic:
                 return reason
         return self.give_up(retry) if self.give_up is not None else None
 
-    def _start(self, argv: Sequence[str]) -> Stream:
-        stream = Stream(self._argv(argv), self._env(), self.timeout)
+    def _start(self, argv: Sequence[str], wait: float = 0.0) -> Stream:
+        stream = Stream(self._argv(argv, wait), self._env(), self.timeout)
         if self.on_start is not None:
             self.on_start(stream.pid)
         return stream
 
-    def _locking(self, attempt: Callable[[], T]) -> T:
-        """``attempt()``, tried again every ``lock_poll`` s while it fails as locked, until
-        ``lock_wait`` has passed (restic 0.16+ waits itself: then one attempt). With
-        ``remove_stale``, stale locks are removed and the attempt repeated at once first."""
+    def _locking(self, attempt: Callable[[float], T]) -> T:
+        """``attempt(wait)`` until it does not fail as locked, for up to ``lock_wait`` s.
+
+        restic 0.16+ waits for a lock itself: ``attempt`` gets the seconds left (it passes
+        them as ``--retry-lock``); with 0.14, hopnhat tries again every ``lock_poll`` s
+        (``attempt(0)``). With ``remove_stale``, the stale locks in the way are removed and
+        the attempt repeated at once — before restic is asked to wait, since restic waits
+        for a stale lock like for any other (it removes none by itself).
+        """
         deadline = time.monotonic() + self.lock_wait
         started = time.monotonic()
-        own_wait = self.lock_wait > 0 and not self.features.retry_lock
+        restic_waits = self.lock_wait > 0 and self.features.retry_lock
+        stale_tried = not self.remove_stale  # restic's own wait only once stale ones are gone
         removals = 0
         while True:
+            left = deadline - time.monotonic()
+            wait = left if restic_waits and stale_tried and left >= 1.0 else 0.0
             try:
-                return attempt()
+                return attempt(wait)
             except RepositoryLocked as exc:
                 if self.remove_stale and removals < _STALE_REMOVALS and self._unlock_stale():
                     removals += 1
                     continue
+                stale_tried = True
                 left = deadline - time.monotonic()
-                if not own_wait or left <= 0:
+                if self.lock_wait <= 0 or left <= 0 or (restic_waits and wait > 0):
                     waited = time.monotonic() - started
                     raise (exc.after_wait(waited) if self.lock_wait > 0 else exc) from None
-                threading.Event().wait(min(self.lock_poll, left))  # bounded pause between tries
+                if not restic_waits:
+                    threading.Event().wait(min(self.lock_poll, left))  # bounded pause
+                elif left < 1.0:
+                    threading.Event().wait(left)  # too little left for restic's --retry-lock
 
     def _unlock_stale(self) -> bool:
         """Remove the stale locks (if restic can do so safely); True when one went. A failure
@@ -381,11 +400,29 @@ class Restic:
 
     def check(self, read_data_subset: str | None = None, *,
               on_line: LineCallback | None = None) -> CheckResult:
-        """``check`` (plus ``--read-data``/``--read-data-subset``); restic 0.14 has no JSON for
-        it, so lines go to ``on_line`` as they come. Raises RepositoryDamaged naming the
-        problems when restic finds errors."""
-        _, lines = self._stream(make_check_argv(self.repo, read_data_subset), "check", on_line)
-        return parse_check(lines, read_data_subset)
+        """``check`` (plus ``--read-data``/``--read-data-subset``); lines go to ``on_line`` as
+        they come. restic 0.18+ runs with ``--json`` (:attr:`Features.check_json`): the result
+        carries its summary, and ``on_line`` gets the text of its messages (never the JSON);
+        before, check's text is all there is. Raises RepositoryDamaged naming the problems
+        when restic finds errors."""
+        if not self.features.check_json:
+            _, lines = self._stream(make_check_argv(self.repo, read_data_subset), "check",
+                                    on_line)
+            return parse_check(lines, read_data_subset)
+
+        def each(line: str) -> None:
+            if on_line is not None:
+                for text in message_lines(line) or ([] if line.startswith("{") else [line]):
+                    on_line(text)
+        _, lines = self._stream(make_check_argv(self.repo, read_data_subset, json=True),
+                                "check", each)
+        try:
+            return parse_check_json(lines, read_data_subset)
+        except ValueError as exc:
+            raise ResticCommandError(
+                f"restic check: repository {self.repo.display}: {exc}",
+                repository=self.repo.display, command="check", returncode=0,
+                detail=str(exc)) from None
 
     def restore(self, snapshot: str, target: str | Path, include: Sequence[str] | None = None,
                 verify: bool = True, *, host: str | None = None,
@@ -406,11 +443,11 @@ class Restic:
         end (or at once, if restic fails before listing anything)."""
         argv = make_ls_argv(self.repo, snapshot, paths, host=host)
 
-        def first() -> tuple[Stream, Iterator[str], list[str]]:
+        def first(wait: float) -> tuple[Stream, Iterator[str], list[str]]:
             # start, and read up to the first node: a lock failure comes before any node and
             # can still be retried by _locking
             with self._named("ls"):
-                stream = self._start(argv)
+                stream = self._start(argv, wait)
                 lines = stream.lines()
                 head: list[str] = []
                 for line in lines:
@@ -465,7 +502,7 @@ class Restic:
         ids = self._run(make_list_locks_argv(self.repo), "list locks", locking=False).stdout
         found = []
         for lock_id in ids.split():
-            done = run(self._argv(make_cat_lock_argv(self.repo, lock_id), locking=False),
+            done = run(self._argv(make_cat_lock_argv(self.repo, lock_id)),
                        env=self._env(), inherit_env=False, timeout=self.timeout, input="")
             if done.ok:
                 found.append(parse_lock(lock_id, done.stdout))

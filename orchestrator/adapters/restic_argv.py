@@ -97,8 +97,17 @@ class Features:
 
     @property
     def exit_codes(self) -> bool:
-        """Distinct exit codes: 10 no repository, 11 locked, 12 wrong password (0.17)."""
+        """Distinct exit codes: 10 no repository, 11 locked (0.17.0), 12 wrong password
+        (0.17.1; 0.17.0 still exits 1 for it, which the text then names)."""
         return self.version >= (0, 17, 0)
+
+    @property
+    def check_json(self) -> bool:
+        """``check --json`` (0.18): a summary object on stdout (``num_errors``,
+        ``broken_packs``, ``suggest_repair_index``, ``suggest_prune``) and each problem as an
+        ``{"message_type": "error", "message": …}`` line on stderr; before, check printed
+        text only (and ignored ``--json``)."""
+        return self.version >= (0, 18, 0)
 
 
 # --- ssh for sftp: repositories -------------------------------------------------------------
@@ -293,11 +302,14 @@ def make_forget_argv(repo: Repository, retention: Mapping[str, int | str], prune
     return argv
 
 
-def make_check_argv(repo: Repository, read_data_subset: str | None = None) -> tuple[str, ...]:
-    """``check``; ``read_data_subset``: None (structure only), ``"all"`` (``--read-data``) or
-    restic's subset ``n/t``, ``x%`` or a size (``500M``). Raises ValueError for another
-    subset."""
+def make_check_argv(repo: Repository, read_data_subset: str | None = None, *,
+                    json: bool = False) -> tuple[str, ...]:
+    """``check [--json]``; ``read_data_subset``: None (structure only), ``"all"``
+    (``--read-data``) or restic's subset ``n/t``, ``x%`` or a size (``500M``); ``json``: for
+    restic 0.18+ (:attr:`Features.check_json`). Raises ValueError for another subset."""
     argv = (*_base(repo), "check")
+    if json:
+        argv += ("--json",)
     if read_data_subset is None:
         return argv
     if read_data_subset == "all":

@@ -2,8 +2,9 @@
 
 restic 0.14 exits 1 for nearly every failure (3 for an incomplete backup), so the cause is read
 from stderr; restic 0.17+ adds exit codes 10 (no repository), 11 (locked) and 12 (wrong
-password), and 0.18 with ``--json`` prints the fatal error as a JSON ``exit_error`` line. Both
-are understood. Every message names the repository (name and URL, password masked) and the
+password), which then decide before any text does, and 0.18 with ``--json`` prints the fatal
+error as a JSON ``exit_error`` line and ``check``'s problems as JSON ``error`` lines. All are
+understood. Every message names the repository (name and URL, password masked) and the
 command, and quotes at most one line of restic's own output.
 """
 
@@ -16,7 +17,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.adapters.restic_argv import Repository, redact
-from orchestrator.adapters.restic_results import error_text
+from orchestrator.adapters.restic_results import check_summary, error_text, message_lines
 from orchestrator.errors import EXIT_PARTIAL, ResticError
 
 if TYPE_CHECKING:
@@ -32,6 +33,14 @@ _CHECK_PROGRESS = re.compile(
     r"^(?:using temporary cache|create exclusive lock|load indexes|check all packs|"
     r"check snapshots, trees and blobs|read all data|read group|created new cache|"
     r"repository \w+ opened|no errors were found|\[\d+:\d\d\])")
+# restic 0.16+'s advice after check's problems (how to repair), which is not a problem itself
+_CHECK_ADVICE = re.compile(
+    r"^(?:The repository (?:contains damaged pack files|is damaged and must be repaired|"
+    r"index is damaged)|restic repair |Damaged pack files can be caused|"
+    r"Duplicate packs are non-critical|Mixed packs with tree and data blobs are non-critical)")
+# what restic 0.18's check says of a pack whose data it read and found damaged (ErrPackData, or
+# a pack it could not download); its structure errors name a pack as "pack <id>: …"
+_READ_DATA_PROBLEM = re.compile(r"^(?:pack [0-9a-f]{64} contains \d+ errors?:|download error:)")
 _GO_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s|us|µs|μs|ns)")
 _GO_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "μs": 1e-6,
              "ns": 1e-9}
@@ -40,6 +49,7 @@ _NO_SPACE = ("no space left on device", "enospc", "disk quota exceeded")
 # sftp-server answers a failed write on a full disk with a bare SSH_FX_FAILURE
 _SFTP_FAILURE = ('sftp: "failure"', "ssh_fx_failure")
 _ACCESS = ("permission denied (publickey", "host key verification failed",
+           "you have requested strict checking",  # OpenSSH's line before the one above
            "remote host identification has changed", "no matching host key",
            "too many authentication failures")
 _NO_REPOSITORY = ("is there a repository at the following location", "unable to open config file",
@@ -87,6 +97,14 @@ def futile_sftp_retry(retry: Retry) -> str | None:
         return ("the SFTP connection is gone and restic does not open a new one: stopped at "
                 "its first retry")
     return None
+
+
+def ssh_said_why(output: str) -> bool:
+    """Whether restic's copy of its ssh's stderr (``subprocess ssh: …`` lines) says why the
+    connection failed. restic (0.14 and 0.18 alike) may exit before it has copied all of it,
+    or any of it: then only ssh itself can say."""
+    return any(needle in line.lower() for line in output.splitlines()
+               if line.startswith("subprocess ssh:") for needle in _ACCESS + _CONNECTION)
 
 
 def with_note(error: ResticCommandError, note: str) -> ResticCommandError:
@@ -213,11 +231,18 @@ class AccessDenied(ResticCommandError):
 
 
 class RepositoryDamaged(ResticCommandError):
-    """``check`` found errors; ``problems`` holds restic's lines about them."""
+    """``check`` found errors; ``problems`` holds restic's lines about them (its advice on
+    repairing left out). From restic 0.18's ``check --json``: ``broken_packs`` (the pack IDs
+    restic says to repair) and ``read_data_problems``, those of ``problems`` found while
+    reading data; None when the output does not say (0.14's text: its phase lines do)."""
 
-    def __init__(self, message: str, *, problems: tuple[str, ...] = (), **fields: Any) -> None:
+    def __init__(self, message: str, *, problems: tuple[str, ...] = (),
+                 broken_packs: tuple[str, ...] = (),
+                 read_data_problems: tuple[str, ...] | None = None, **fields: Any) -> None:
         super().__init__(message, **fields)
         self.problems = problems
+        self.broken_packs = broken_packs
+        self.read_data_problems = read_data_problems
 
 
 class IncompleteBackup(ResticCommandError):
@@ -236,18 +261,20 @@ class IncompleteBackup(ResticCommandError):
 
 
 def plain_stderr(stderr: str) -> str:
-    """``stderr`` with restic's JSON error lines (``exit_error`` of 0.18, ``error`` of backup)
-    replaced by their message text."""
+    """``stderr`` with restic's JSON error lines (``exit_error`` of 0.18, ``error`` of backup
+    and of 0.18's ``check --json``) replaced by their message text, and check's JSON summary
+    left out."""
     lines = []
     for line in stderr.splitlines():
         if line.startswith("{"):
+            messages = message_lines(line)
+            if messages is not None:
+                lines.extend(messages)
+                continue
             try:
                 data = json.loads(line)
             except ValueError:
                 lines.append(line)
-                continue
-            if isinstance(data, dict) and data.get("message_type") == "exit_error":
-                lines.extend(str(data.get("message", "")).splitlines())
                 continue
             if isinstance(data, dict) and data.get("message_type") == "error":
                 lines.append(f"error: {data.get('item', '')}: {error_text(data.get('error'))}")
@@ -289,25 +316,32 @@ def classify(stderr: str, returncode: int, *, repo: Repository, command: str,
              exit_codes: bool = False) -> ResticCommandError:
     """The typed error for a restic command that exited ``returncode`` with ``stderr``.
 
-    ``exit_codes``: the version has restic 0.17's distinct exit codes (10/11/12), which then
-    decide before the text does. Returns (does not raise) the error.
+    ``exit_codes``: the version has restic 0.17's distinct exit codes, which then decide
+    before the text does: 11 locked, 12 wrong password, 10 no repository. With them, "no
+    repository" is never read from the text alone: restic prints "unable to open config
+    file … Is there a repository at the following location?" also when reading the config
+    failed for another reason (a connection lost), and then exits 1, not 10. Without them
+    (0.14), the text decides. Returns (does not raise) the error.
     """
     text = plain_stderr(stderr)
     low = text.lower()
     where = repo.display
     fields: dict[str, Any] = {"repository": where, "command": command,
                              "returncode": returncode}
-    if (exit_codes and returncode == 11) or "repository is already locked" in low:
+    code = returncode if exit_codes else None
+    if code == 11 or (code not in (10, 12) and "repository is already locked" in low):
         holder = parse_lock_holder(text)
         who = holder.describe() if holder else key_line(text)
         how = "exclusively " if holder and holder.exclusive else ""
         detail = _line_with(text, ("repository is already locked",))
         return RepositoryLocked(f"restic {command}: repository {where} is locked {how}by {who}",
                                 holder=holder, detail=detail, **fields)
-    if (exit_codes and returncode == 12) or "wrong password or no key found" in low:
+    if code == 12 or (code != 10 and "wrong password or no key found" in low):
         return WrongPassword(
             f"restic {command}: repository {where}: wrong password or no key found "
             f"(password file {repo.password_file})", detail=key_line(text), **fields)
+    if code == 10:
+        return _no_repository(text, command, where, fields)
     if _is_no_space(low):
         detail = _line_with(text, _NO_SPACE + _SFTP_FAILURE)
         return NoSpace(f"restic {command}: repository {where}: no space left on the "
@@ -316,24 +350,42 @@ def classify(stderr: str, returncode: int, *, repo: Repository, command: str,
         detail = _line_with(text, _ACCESS)
         return AccessDenied(f"restic {command}: repository {where}: access refused by ssh "
                             f"({detail})", detail=detail, **fields)
-    if (exit_codes and returncode == 10) or any(n in low for n in _NO_REPOSITORY):
-        detail = key_line(text)
-        return NoRepository(f"restic {command}: no repository at {where} ({detail})",
-                            detail=detail, **fields)
+    if not exit_codes and any(n in low for n in _NO_REPOSITORY):
+        return _no_repository(text, command, where, fields)
     if any(n in low for n in _CONNECTION):
         detail = _line_with(text, _CONNECTION)
         return ConnectionLost(f"restic {command}: repository {where}: connection to the "
                               f"repository host failed or was lost ({detail})",
                               detail=detail, **fields)
     if "repository contains errors" in low:
-        problems = tuple(line.rstrip() for line in text.splitlines()
-                         if line.strip() and not line.startswith("Fatal:")
-                         and not _CHECK_PROGRESS.match(line.strip()))
-        first = problems[0].strip() if problems else key_line(text)
-        return RepositoryDamaged(
-            f"restic {command}: repository {where} contains errors "
-            f"({len(problems)} line(s) of report; first: {redact(first)[:200]})",
-            problems=problems, detail=key_line(text), **fields)
+        return _damaged(stderr, text, command, where, fields)
     detail = key_line(text) or f"exit status {returncode}"
     return ResticCommandError(f"restic {command}: repository {where}: {detail}",
                               detail=detail, **fields)
+
+
+def _no_repository(text: str, command: str, where: str,
+                   fields: dict[str, Any]) -> NoRepository:
+    detail = key_line(text)
+    return NoRepository(f"restic {command}: no repository at {where} ({detail})",
+                        detail=detail, **fields)
+
+
+def _damaged(stderr: str, text: str, command: str, where: str,
+             fields: dict[str, Any]) -> RepositoryDamaged:
+    """``check``'s report of damage: its problem lines (not its progress, phases or advice);
+    with restic 0.18's JSON summary, the broken packs and which problems reading data
+    found."""
+    problems = tuple(line.rstrip() for line in text.splitlines()
+                     if line.strip() and not line.startswith("Fatal:")
+                     and not _CHECK_PROGRESS.match(line.strip())
+                     and not _CHECK_ADVICE.match(line.strip()))
+    summary = check_summary(stderr.splitlines())
+    read_data = None if summary is None else tuple(
+        line for line in problems if _READ_DATA_PROBLEM.match(line.strip()))
+    first = problems[0].strip() if problems else key_line(text)
+    return RepositoryDamaged(
+        f"restic {command}: repository {where} contains errors "
+        f"({len(problems)} line(s) of report; first: {redact(first)[:200]})",
+        problems=problems, broken_packs=summary.broken_packs if summary else (),
+        read_data_problems=read_data, detail=key_line(text), **fields)

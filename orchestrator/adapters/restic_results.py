@@ -71,12 +71,17 @@ def error_text(error: Any) -> str:
 
 # --- backup ---------------------------------------------------------------------------------
 
+#: the length of restic's short snapshot IDs (``short_id``)
+SHORT_ID = 8
+
 
 @dataclass(frozen=True)
 class BackupResult:
     """``backup --json``'s summary. ``partial``: restic exited 3 (some files unreadable, listed
     in ``errors``) or skipped a requested path that does not exist (``skipped``) — a snapshot
-    exists but is not the whole truth, so it is not a success."""
+    exists but is not the whole truth, so it is not a success. ``snapshot_id`` is the short
+    ID (8 hex digits) whatever the version: restic 0.14's summary gives only that, 0.17+'s
+    the full ID, kept in ``snapshot_full_id`` (None from 0.14)."""
 
     snapshot_id: str | None
     files_new: int
@@ -92,6 +97,7 @@ class BackupResult:
     partial: bool = False
     errors: tuple[str, ...] = ()
     skipped: tuple[str, ...] = ()
+    snapshot_full_id: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -119,8 +125,10 @@ def parse_backup_output(lines: Iterable[str], returncode: int) -> BackupResult |
             errors.append(f"{data.get('item', '?')}: {error_text(data.get('error'))}")
     if summary is None:
         return None
+    snapshot = str(summary.get("snapshot_id") or "") or None
     return BackupResult(
-        snapshot_id=summary.get("snapshot_id") or None,
+        snapshot_id=snapshot[:SHORT_ID] if snapshot else None,
+        snapshot_full_id=snapshot if snapshot and len(snapshot) > SHORT_ID else None,
         files_new=_int(summary, "files_new"), files_changed=_int(summary, "files_changed"),
         files_unmodified=_int(summary, "files_unmodified"), dirs_new=_int(summary, "dirs_new"),
         dirs_changed=_int(summary, "dirs_changed"),
@@ -148,6 +156,8 @@ class Snapshot:
     parent: str | None = None
     #: the source snapshot's ID when this one was made by ``restic copy``
     original: str | None = None
+    #: the restic that made it (``restic 0.18.1``): restic 0.16+ records it, 0.14 does not
+    program_version: str | None = None
 
 
 def snapshot_from(data: Mapping[str, Any]) -> Snapshot:
@@ -158,7 +168,8 @@ def snapshot_from(data: Mapping[str, Any]) -> Snapshot:
         hostname=str(data.get("hostname", "")), username=str(data.get("username", "")),
         paths=tuple(data.get("paths") or ()), tags=tuple(data.get("tags") or ()),
         tree=str(data.get("tree", "")), parent=data.get("parent"),
-        original=data.get("original") or None)
+        original=data.get("original") or None,
+        program_version=str(data.get("program_version") or "") or None)
 
 
 def parse_snapshots(text: str) -> list[Snapshot]:
@@ -281,20 +292,93 @@ def parse_stats(text: str) -> Stats:
 
 
 @dataclass(frozen=True)
+class CheckSummary:
+    """restic 0.18's ``check --json`` summary. restic prints one on every ``check``, also
+    when it could not run (a lock in the way: ``num_errors`` 1), so it alone does not say
+    that the repository is damaged: the exit code does."""
+
+    num_errors: int
+    broken_packs: tuple[str, ...] = ()
+    suggest_repair_index: bool = False
+    suggest_prune: bool = False
+
+
+@dataclass(frozen=True)
 class CheckResult:
-    """A clean ``check``: its output lines, and restic's non-critical remarks (such as packs
-    not referenced in any index, which ``prune`` tidies)."""
+    """A clean ``check``: its output lines (0.18 with ``--json``: the text of its messages,
+    the summary left out), restic's non-critical remarks (such as packs not referenced in any
+    index, which ``prune`` tidies) and, from 0.18, its JSON summary."""
 
     lines: tuple[str, ...]
     notes: tuple[str, ...] = ()
     read_data_subset: str | None = None
+    summary: CheckSummary | None = None
+
+
+#: what a :class:`CheckResult`'s notes say of restic 0.18's hints (``check --json`` prints no
+#: prose for them)
+PRUNE_NOTE = ("restic suggests `restic prune`: the repository holds pack files no index "
+              "refers to, or packs mixing tree and data blobs (non-critical)")
+REPAIR_INDEX_NOTE = ("restic suggests `restic repair index`: the index lists duplicate "
+                     "packs (non-critical)")
 
 
 def parse_check(lines: Iterable[str], read_data_subset: str | None) -> CheckResult:
+    """A clean ``check``'s text output (restic 0.14–0.17) → CheckResult."""
     kept = tuple(line.rstrip() for line in lines if line.strip())
     notes = tuple(line for line in kept if "not referenced in any index" in line
                   or "non-critical" in line or "additional files were found" in line)
     return CheckResult(kept, notes, read_data_subset)
+
+
+def check_summary(lines: Iterable[str]) -> CheckSummary | None:
+    """The last ``{"message_type": "summary", …}`` line of ``check --json``'s output (stdout
+    and stderr in any order), or None when there is none (restic before 0.18, or a check cut
+    short)."""
+    found: CheckSummary | None = None
+    for line in lines:
+        data = json_object(line.strip())
+        if data is None or data.get("message_type") != "summary" or "num_errors" not in data:
+            continue
+        found = CheckSummary(
+            num_errors=_int(data, "num_errors"),
+            broken_packs=tuple(str(p) for p in data.get("broken_packs") or ()),
+            suggest_repair_index=bool(data.get("suggest_repair_index")),
+            suggest_prune=bool(data.get("suggest_prune")))
+    return found
+
+
+def message_lines(line: str) -> list[str] | None:
+    """The text lines of one of restic 0.18's JSON message lines that carry only a
+    ``message`` (``check --json``'s errors, any command's ``exit_error``); ``[]`` for its
+    summary line; None for any other line (prose, or another JSON shape)."""
+    data = json_object(line.strip())
+    if data is None:
+        return None
+    kind = data.get("message_type")
+    if kind == "summary" and "num_errors" in data:
+        return []
+    if kind in ("error", "exit_error") and isinstance(data.get("message"), str) \
+            and "item" not in data:
+        return [text for text in data["message"].splitlines() if text.strip()]
+    return None
+
+
+def parse_check_json(lines: Iterable[str], read_data_subset: str | None) -> CheckResult:
+    """A clean ``check --json``'s output (restic 0.18+) → CheckResult: the summary, its
+    hints as notes, the text of any message as lines. Raises ValueError when no summary came
+    (not restic 0.18's JSON)."""
+    kept = [line.strip() for line in lines if line.strip()]
+    summary = check_summary(kept)
+    if summary is None:
+        raise ValueError("check --json printed no summary")
+    text: list[str] = []
+    for line in kept:
+        messages = message_lines(line)
+        text.extend([line] if messages is None else messages)
+    notes = ((PRUNE_NOTE,) if summary.suggest_prune else ()) + (
+        (REPAIR_INDEX_NOTE,) if summary.suggest_repair_index else ())
+    return CheckResult(tuple(text), notes, read_data_subset, summary)
 
 
 # --- restore --------------------------------------------------------------------------------

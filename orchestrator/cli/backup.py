@@ -195,7 +195,7 @@ def render_status(report: StatusReport) -> None:
 
     table = Table(title=f"backups of estate {report.estate} at {_when(report.checked_at)} UTC",
                   show_edge=False, box=None)
-    for column in ("system", "host", "snapshot", "last run"):
+    for column in ("system", "host", "snapshot", "last run", "restic"):
         table.add_column(column, overflow="fold")
     notes: list[str] = []
     for system in report.systems:
@@ -211,13 +211,15 @@ def render_status(report: StatusReport) -> None:
                 f"{_styled(last.result)} {escape(last.time or '')}\n{_size(last.bytes)}, "
                 f"{last.files if last.files is not None else '-'} files, "
                 f"{_seconds(last.duration_seconds)}")
-            table.add_row(label if index == 0 else "", host.host, snapshot, run)
+            version = last.restic_version if last is not None and last.restic_version \
+                else "-"
+            table.add_row(label if index == 0 else "", host.host, snapshot, run, version)
             note = host.error or (f"{last.error_class}: {last.error_message}"
                                   if last and last.error_class else host.note)
             if note:
                 notes.append(f"{host.host}: {note}")
         if not system.hosts:
-            table.add_row(label, "-", "-", "no data-bearing VM")
+            table.add_row(label, "-", "-", "no data-bearing VM", "-")
         if system.repository_error:
             notes.append(f"repository {system.repository} of {system.system} could not be "
                          f"read: {system.repository_error}")

@@ -80,6 +80,14 @@ def _age_cell(report: RepositoryReport) -> str:
     return f"[{style}]{text}[/]" if style else text
 
 
+def _restic_cell(report: RepositoryReport) -> str:
+    """The restic that checked the repository, then the restic(s) that made each host's
+    latest snapshot (``< 0.16``: restic records its version from 0.16 on)."""
+    made = sorted({h.restic_version or "< 0.16" for h in report.hosts if h.latest_id})
+    cell = f"check {report.restic_version or '-'}"
+    return cell + (f"\nbackup {', '.join(made)}" if made else "")
+
+
 def render(result: VerifyResult) -> None:
     """The table for people, then why each check that did not pass did not."""
     from orchestrator.actions.verify_checks import CHECKS, ERROR, FAILED, OK, SKIPPED
@@ -89,7 +97,7 @@ def render(result: VerifyResult) -> None:
     verdicts = _verdicts()
     table = Table(show_edge=False, box=None, pad_edge=False)
     for column in ("system", "tier", "repository", *(c.replace("_", " ") for c in CHECKS),
-                   "age / RPO", "verdict"):
+                   "age / RPO", "restic", "verdict"):
         table.add_column(column)
     for report in result.reports:
         t = report.target
@@ -100,7 +108,7 @@ def render(result: VerifyResult) -> None:
                 cell += f" {t.subset}"
             cells.append(cell)
         table.add_row(t.system, str(t.tier), t.repository, *cells, _age_cell(report),
-                      verdicts[report.verdict])
+                      _restic_cell(report), verdicts[report.verdict])
     console.print(table)
     for report in result.reports:
         said: dict[tuple[str, str], list[str]] = {}  # one line per distinct problem

@@ -115,8 +115,21 @@ def build_inventory(paths: Paths) -> Inventory:
     groups.setdefault("backup_clients", {"hosts": []})
     top = sorted(groups)
     out: Inventory = {name: groups[name] for name in top}
-    out["all"] = {"children": ["ungrouped", *top], "vars": {"hopnhat_estate": estate.id}}
+    out["all"] = {"children": ["ungrouped", *top],
+                  "vars": {"hopnhat_estate": estate.id, **restic_vars(paths)}}
     out["_meta"] = {"hostvars": hostvars}
+    return out
+
+
+def restic_vars(paths: Paths) -> dict[str, Any]:
+    """Which restic the backup clients run (``hopnhat_restic_binary``, the path on a host)
+    and, when the estate pins a binary, where it is on the controller and its SHA-256 (the
+    restic_client role ships and checks it)."""
+    restic = paths.estate.settings.restic
+    out: dict[str, Any] = {"hopnhat_restic_binary": restic.host_binary}
+    if restic.binary is not None:
+        out["hopnhat_restic_source"] = paths.restic_binary
+        out["hopnhat_restic_sha256"] = restic.sha256
     return out
 
 

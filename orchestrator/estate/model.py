@@ -163,6 +163,36 @@ class VerificationSettings(Strict):
         return value
 
 
+class ResticSettings(Strict):
+    """Which restic the estate's backup clients run, and hopnhat with them.
+
+    ``binary`` unset: the distribution's restic (``/usr/bin/restic`` on a host, installed
+    from its package when missing; ``restic`` on PATH on the control host). Set: a restic
+    program on the control host (relative to the state folder unless absolute) whose
+    SHA-256 must be ``sha256``: ``configure`` ships it to every backup client (checked
+    before and after the copy) and hopnhat runs it on the control host too."""
+
+    binary: Annotated[str, Field(min_length=1)] | None = None
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> ResticSettings:
+        if (self.binary is None) != (self.sha256 is None):
+            raise ValueError("binary and sha256 go together: the binary shipped to every "
+                             "host is checked against the estate's sha256")
+        return self
+
+    @property
+    def host_binary(self) -> str:
+        """Where the restic program is on a backup client."""
+        if self.sha256 is None:
+            return DISTRIBUTION_RESTIC
+        return f"/usr/local/lib/hopnhat/restic-{self.sha256[:16]}"
+
+
+DISTRIBUTION_RESTIC = "/usr/bin/restic"
+
+
 class RepositoryHost(Strict):
     """A backup repository host (SFTP) — normally in the secondary data centre."""
 
@@ -186,6 +216,7 @@ class EstateFile(Strict):
     configuration: ConfigurationSettings = ConfigurationSettings()
     repository_hosts: list[RepositoryHost] = []
     verification: VerificationSettings = VerificationSettings()
+    restic: ResticSettings = ResticSettings()
 
 
 class VCenter(Strict):

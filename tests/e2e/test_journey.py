@@ -4,6 +4,7 @@ validate → lab up → plan → apply → configure (twice) → backup run → 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -12,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.lab import gobuild
 from orchestrator.lab.processes import ProcessTable, is_alive
-from tests.conftest import REPO, _prebuilt_vcsim, copy_estate, free_port
+from tests.conftest import REPO, _prebuilt_vcsim, copy_estate, free_ports
 
 HOPNHAT = str(REPO / ".venv" / "bin" / "hopnhat")
 SYSTEM = "opendata"  # tier 3, one data-bearing VM: the shortest whole journey
@@ -39,7 +41,7 @@ def terminal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Terminal]:
     if os.geteuid() != 0:
         pytest.fail("the journey needs root (the lab); run `make test` as root")
     base = tmp_path_factory.mktemp("journey")
-    estate = copy_estate(base / "inventory", port=free_port(), primary="127.230.",
+    estate = copy_estate(base / "inventory", ports=free_ports(2), primary="127.230.",
                          secondary="127.240.")
     state = base / "state"
     _prebuilt_vcsim(state / "lab")
@@ -66,11 +68,46 @@ def test_a_broken_estate_is_refused_with_file_and_key(tmp_path: Path) -> None:
     assert not (tmp_path / "state").exists(), "validate must change nothing"
 
 
-def test_the_whole_journey(terminal: Terminal) -> None:
+def pin_restic(terminal: Terminal) -> str:
+    """The estate's restic pinned to the lab's build of the newer release (written into
+    estate.yml with its SHA-256, as an operator would); its version."""
+    state = Path(terminal.env["HOPNHAT_STATE"])
+    binary = gobuild.restic_binary(state / "lab")
+    digest = hashlib.sha256(binary.read_bytes()).hexdigest()
+    estate_yml = Path(terminal.env["HOPNHAT_ESTATE"]) / "estate.yml"
+    text = estate_yml.read_text()
+    assert "\nrestic:" not in text
+    estate_yml.write_text(text + f"\nrestic:\n  binary: {binary}\n  sha256: {digest}\n")
+    return gobuild.RESTIC.binary_name().removeprefix("restic-")
+
+
+def unpin_restic(terminal: Terminal) -> None:
+    estate_yml = Path(terminal.env["HOPNHAT_ESTATE"]) / "estate.yml"
+    text = estate_yml.read_text()
+    estate_yml.write_text(text.split("\nrestic:\n")[0] + ("\n" if "\nrestic:\n" in text else ""))
+
+
+# Debian 12's restic on the hosts and the control host, then the estate's pinned newer one
+RESTIC_CHOICES = {"distribution": "0.14.0", "pinned": None}
+
+
+@pytest.mark.parametrize("restic", list(RESTIC_CHOICES))
+def test_the_whole_journey(terminal: Terminal, restic: str) -> None:
     terminal("estate", "validate")
     terminal("lab", "up")
-    parts = {p["kind"] for p in json.loads(terminal("lab", "status", "--json"))}
-    assert {"vcsim", "repository", "hypervisor"} <= parts
+    expected_restic = RESTIC_CHOICES[restic] or pin_restic(terminal)
+    try:
+        journey(terminal, expected_restic)
+    finally:
+        unpin_restic(terminal)
+
+
+def journey(terminal: Terminal, restic_version: str) -> None:
+    status = json.loads(terminal("lab", "status", "--json"))
+    assert {"vcsim", "repository", "hypervisor"} <= {p["kind"] for p in status}
+    # two vCenters, one per former province, each its own simulator
+    assert sorted((p["name"], p["alive"]) for p in status if p["kind"] == "vcsim") == [
+        ("vcsim-danang", True), ("vcsim-quangnam", True)]
 
     terminal("plan", "--system", SYSTEM, "--detailed-exitcode", expect=2)
     terminal("apply", "--system", SYSTEM, "--yes")
@@ -84,16 +121,27 @@ def test_the_whole_journey(terminal: Terminal) -> None:
     assert again["changed"] == 0, again
 
     terminal("backup", "run", "--system", SYSTEM)
-    status = terminal("backup", "status", "--system", SYSTEM, "--json")
-    assert "fresh" in status
+    status = json.loads(terminal("backup", "status", "--system", SYSTEM, "--json"))
+    [system] = [s for s in status["systems"] if s["system"] == SYSTEM]
+    [host] = system["hosts"]
+    assert host["freshness"] == "fresh", host
+    assert host["last_run"]["result"] == "ok", host
+    assert host["last_run"]["restic_version"] == restic_version, host
 
     junit = terminal.env["HOPNHAT_STATE"] + "/verify.xml"
     metrics = terminal.env["HOPNHAT_STATE"] + "/verify.prom"
-    terminal("verify", "--system", SYSTEM, "--junit", junit, "--metrics", metrics)
+    verified = json.loads(terminal("verify", "--system", SYSTEM, "--junit", junit,
+                                   "--metrics", metrics, "--json"))
+    [report] = [r for r in verified["repositories"] if r["system"] == SYSTEM]
+    assert report["verdict"] == "ok", report
+    assert report["restic_version"] == restic_version, report
     assert Path(junit).stat().st_size > 0 and "hopnhat_verify_ok" in Path(metrics).read_text()
 
     drill = json.loads(terminal("drill", "run", "--system", SYSTEM, "--json"))
     assert json.dumps(drill).count("passed") >= 1
+    evidence_dir = Path(terminal.env["HOPNHAT_STATE"]) / "evidence" / drill["drill_id"]
+    evidence = json.loads((evidence_dir / "evidence.json").read_text())
+    assert evidence["restic_version"] == restic_version, "the drill ran another restic"
     terminal("drill", "history")
 
     terminal("destroy", "--system", SYSTEM, "--yes")

@@ -135,6 +135,9 @@ def test_backup_run_makes_a_snapshot_per_data_host_and_status_shows_it_fresh(
     assert re.fullmatch(r"[0-9a-f]{8}", host["snapshot_id"])
     assert host["files"] > 100 and host["bytes"] > 10 * 2**20 and host["duration_seconds"] > 0
     assert host["error"] is None
+    # the restic the host's job ran, as the host itself says ("restic 0.14.0 compiled …")
+    ran = remote(configured.paths, "restic version").stdout.split()[1]
+    assert host["restic_version"] == ran
     with closing(Ledger(configured.paths.ledger)) as ledger:
         run = next(r for r in ledger.runs("backup") if r.id == backed_up["run"])
         events = ledger.events(run.id)
@@ -152,6 +155,9 @@ def test_backup_run_makes_a_snapshot_per_data_host_and_status_shows_it_fresh(
     assert seen["last_run"]["result"] == "ok"
     assert (seen["last_run"]["bytes"], seen["last_run"]["files"]) == (host["bytes"],
                                                                       host["files"])
+    assert seen["last_run"]["restic_version"] == ran
+    people = hopnhat(configured.env, "backup", "status", "--system", SYSTEM)
+    assert people.returncode == 0 and "restic" in people.stdout and ran in people.stdout
 
     secret = read_vault(configured.paths.vault_file, configured.paths.vault_password_file)[
         "restic_password_video"]

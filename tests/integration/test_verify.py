@@ -22,7 +22,7 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -80,7 +80,7 @@ class Verified:
     estate_dir: Path
     paths: Paths
     data: Path
-    secrets: dict[str, str]
+    secrets: dict[str, str] = field(repr=False)  # never in a failed test's report
     now: datetime  # snapshot times are set back from this moment
 
     @property
@@ -246,6 +246,13 @@ def test_a_healthy_subset_exits_0_with_every_metric_and_a_junit_case_per_check(
     assert reports["zok"]["read_data_subset"].endswith("/14")  # tier 2 rotates over 14 nights
     assert zok["copy"]["message"].startswith("every snapshot is in zok@repo-verify-02")
     assert [h["host"] for h in reports["zok"]["hosts"]] == ["zok-app-01", "zok-app-02"]
+    # the restic that checked each repository: the control host's, as verify runs it; the
+    # snapshots (made by that same restic in the setup) say theirs only from restic 0.16 on
+    control = Restic(Repository("/nonexistent", Path("/dev/null"))).version()
+    said = ".".join(map(str, control))
+    assert {s: r["restic_version"] for s, r in reports.items()} == {"zok": said, "zfresh": said}
+    assert {h["restic_version"] for r in reports.values() for h in r["hosts"]} == {
+        said if control >= (0, 16, 0) else None}
 
     # every metric, labelled by system, tier and repository, parsed by prometheus_client
     families = {f.name: f for f in text_string_to_metric_families(metrics.read_text())}

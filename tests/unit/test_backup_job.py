@@ -530,3 +530,18 @@ def test_a_damaged_version_cache_is_asked_again_and_a_missing_restic_gives_none(
         assert backup_job.restic_version(config) == (0, 16, 4)
     assert calls.read_text().count("x") == 3  # asked each time, never trusted
     assert backup_job.restic_version(make_config(tmp_path, restic="no-such-restic")) is None
+
+
+def test_the_run_says_which_restic_version_ran(tmp_path: Path) -> None:
+    # the job's real restic (no stand-in factory): its version goes into the status
+    # document, which `backup run` and `backup status` show; here the backup fails (no
+    # password file), and the version is still said
+    binary, calls = _counting_restic(tmp_path, "0.18.1")
+    config = make_config(tmp_path, restic=str(binary), pre_commands=[])
+    status = backup(config)
+    assert status.result == "failed" and status.stage == "backup"
+    assert status.error is not None and "password file" in status.error["message"]
+    assert status.as_dict()["restic_version"] == "0.18.1"
+    assert calls.read_text().count("x") == 1  # asked once, for the whole run
+    assert backup(make_config(tmp_path, restic="no-such-restic", pre_commands=[])
+                  ).as_dict()["restic_version"] is None

@@ -55,6 +55,7 @@ from orchestrator.actions.backup_status import (
     freshness,
     host_state,
     latest_by_host,
+    parse_status_file,
     read_status,
     system_state,
 )
@@ -319,6 +320,25 @@ def test_status_of_fresh_systems_exits_0(tmp_path: Path) -> None:
                          snapshots=lambda _, c: [snap("video-mcu-01", HOUR / 4)],
                          status_file=lambda _, c: json.dumps(status_doc()))
     assert (report.state, report.exit_code) == ("fresh", 0)
+
+
+def test_status_shows_each_hosts_restic_version_from_its_status_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    report = read_status(Paths(tmp_path, ESTATE), ["video"], now=NOW,
+                         snapshots=lambda _, c: [snap("video-mcu-01", HOUR / 4)],
+                         status_file=lambda _, c: json.dumps(
+                             status_doc(restic_version="0.18.1")))
+    [host] = report.as_dict()["systems"][0]["hosts"]
+    assert host["last_run"]["restic_version"] == "0.18.1"
+    older = parse_status_file(json.dumps(status_doc()))  # a job from before the version
+    assert older.restic_version is None
+    monkeypatch.setattr(backup_status, "repository_snapshots",
+                        lambda _, code: [snap("video-mcu-01", HOUR / 4)])
+    monkeypatch.setattr(backup_status, "host_status_file",
+                        lambda _, c: json.dumps(status_doc(restic_version="0.14.0")))
+    people = _cli(tmp_path, "backup", "status", "--system", "video")
+    assert people.exception is None or isinstance(people.exception, SystemExit), people.output
+    assert "restic" in people.stdout and "0.14.0" in people.stdout
 
 
 def test_status_of_an_unknown_system_is_bad_input(tmp_path: Path) -> None:

@@ -136,6 +136,33 @@ def test_every_expected_host_fresh_within_the_rpo_is_ok() -> None:
         ("db-01", "b" * 8, 1200.0), ("db-02", "c" * 8, 3000.0)]
 
 
+def test_each_hosts_restic_version_comes_from_its_latest_snapshot() -> None:
+    from dataclasses import replace
+
+    snapshots = [replace(snap("a", "db-01", HOUR), program_version="restic 0.14.0"),
+                 replace(snap("b", "db-01", HOUR / 2), program_version="restic 0.18.1"),
+                 snap("c", "db-02", HOUR / 2)]  # made by a restic that does not say (0.14)
+    states = host_states(snapshots, ("db-01", "db-02", "db-03"), NOW, {})
+    assert [(s.host, s.restic_version) for s in states] == [
+        ("db-01", "0.18.1"), ("db-02", None), ("db-03", None)]
+    assert states[0].as_dict()["restic_version"] == "0.18.1"
+
+
+def test_the_table_shows_the_restic_that_checked_and_those_that_backed_up() -> None:
+    from dataclasses import replace
+
+    from orchestrator.cli.verify import _restic_cell
+
+    result = _result()
+    good = result.reports[0]
+    assert _restic_cell(good) == "check -\nbackup < 0.16"  # a host whose restic did not say
+    checked = replace(good, restic_version="0.18.1",
+                      hosts=(replace(good.hosts[0], restic_version="0.18.1"),))
+    assert _restic_cell(checked) == "check 0.18.1\nbackup 0.18.1"
+    assert checked.as_dict()["restic_version"] == "0.18.1"
+    assert _restic_cell(replace(result.reports[2], restic_version="0.14.0")) == "check 0.14.0"
+
+
 def test_a_snapshot_older_than_the_rpo_is_stale_and_named() -> None:
     snapshots = [snap("a", "db-01", 3 * HOUR), snap("b", "db-02", timedelta(minutes=10))]
     check = judge_freshness(WHERE, host_states(snapshots, ("db-01", "db-02"), NOW, {}), HOUR)
@@ -653,6 +680,26 @@ def test_a_stale_lock_in_the_way_is_reported_at_once_without_waiting() -> None:
     assert waits == [0.0]  # no wait for a lock nobody will remove
     assert run.locks.status == FAILED and "stale lock" in run.locks.message
     assert "locked by PID 41" in (run.error or "")
+
+
+def test_restic_0_18s_json_says_which_damage_reading_data_found() -> None:
+    # check --json prints no phase lines: the problems' phases come from the error itself
+    from orchestrator.adapters.restic import RepositoryDamaged
+
+    pack = "ab" * 32
+    damaged = RepositoryDamaged(
+        "restic check: repository contains errors", repository=WHERE, command="check",
+        problems=(f"pack {pack} contains 1 errors: [blob 12: ciphertext verification failed]",
+                  "error for tree 1234:", "  blob 5678 not found in index"),
+        broken_packs=(pack,), read_data_problems=(
+            f"pack {pack} contains 1 errors: [blob 12: ciphertext verification failed]",))
+    run, _ = _run([damaged], [])
+    structure, data = judge_check_run(WHERE, "1/7", run.phases, problems=run.problems)
+    assert (structure.status, data.status) == (FAILED, FAILED)
+    assert structure.details["problems"] == ["error for tree 1234:",
+                                             "blob 5678 not found in index"]
+    assert data.details["problems"] == [
+        f"pack {pack} contains 1 errors: [blob 12: ciphertext verification failed]"]
 
 
 # --- the ledger's facts ---------------------------------------------------------------------
