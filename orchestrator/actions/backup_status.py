@@ -268,7 +268,7 @@ def host_status_file(paths: Paths, client: BackupClient) -> str | None:
     target = ssh.Target(host=client.host, address=client.address, port=client.port,
                         user=paths.estate.settings.ssh.user, key_file=paths.private_key,
                         known_hosts=paths.known_hosts)
-    connection = ssh.connect(target)
+    connection = ssh.connect(target, alive=paths.estate.settings.ssh.alive)
     try:
         done = ssh.execute(connection, target, status_command(client.system), timeout=60.0)
     finally:

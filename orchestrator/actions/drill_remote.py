@@ -106,6 +106,7 @@ class Remote:
     :meth:`close` (from any thread) ends whatever runs on it."""
 
     target: ssh.Target
+    alive: tuple[int, int] = (ssh.ALIVE_INTERVAL, ssh.ALIVE_COUNT)
     _clients: list[paramiko.SSHClient] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _closed: bool = False
@@ -116,7 +117,7 @@ class Remote:
                 raise SSHError(f"{self.target.host}: the drill was stopped")
             if self._clients:
                 return self._clients[0]
-        client = ssh.connect(self.target)
+        client = ssh.connect(self.target, alive=self.alive)
         with self._lock:
             if self._closed:
                 client.close()

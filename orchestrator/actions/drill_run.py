@@ -252,7 +252,8 @@ def _stages(drill: _Drill, book: AddressBook, selector: str, keep: bool, samples
         drill_scratch.configure_scratch(paths, plan)
         for scratch in plan.scratch:
             drill.remotes[scratch.vm.name] = drill.cancel.register(
-                Remote(drill_scratch.target(paths, scratch.vm)))
+                Remote(drill_scratch.target(paths, scratch.vm),
+                       paths.estate.settings.ssh.alive))
         result.restic_version = restic_version(drill.remotes[plan.scratch[0].vm.name],
                                                drill.restic)
     sides = {}

@@ -114,15 +114,19 @@ class Features:
 
 
 def ssh_command(destination: str, key_file: Path, known_hosts: Path, *, port: int = 22,
-                alive_interval: int = 15, alive_count: int = 4) -> tuple[str, ...]:
+                alive_interval: int = 15, alive_count: int = 4,
+                connect_timeout: int = 30) -> tuple[str, ...]:
     """The ssh argv for ``sftp.command``: only ``key_file``, host keys checked strictly against
-    ``known_hosts`` alone, never a prompt, keep-alives for long transfers, and ``-s sftp``
-    (restic's own form: ``ssh user@host -s sftp``; the URL's host is then only a label)."""
+    ``known_hosts`` alone, never a prompt, keep-alives for long transfers, a bound on
+    connecting (a cut link answers nothing: without it, ssh waits for TCP's SYN retries, 2+
+    minutes), and ``-s sftp`` (restic's own form: ``ssh user@host -s sftp``; the URL's host
+    is then only a label)."""
     return (
         "ssh", "-i", str(key_file), "-o", "IdentitiesOnly=yes",
         "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known_hosts}",
         "-o", "BatchMode=yes", "-o", f"ServerAliveInterval={alive_interval}",
-        "-o", f"ServerAliveCountMax={alive_count}", "-p", str(port),
+        "-o", f"ServerAliveCountMax={alive_count}", "-o", f"ConnectTimeout={connect_timeout}",
+        "-p", str(port),
         destination, "-s", "sftp",
     )
 

@@ -110,11 +110,29 @@ class VaultSettings(Strict):
 
 
 class SSHSettings(Strict):
-    """How hopnhat reaches hosts. Paths are relative to the state folder unless absolute."""
+    """How hopnhat reaches hosts. Paths are relative to the state folder unless absolute.
+    A session of hopnhat's own (drills, backup status) gives a host up once it has not
+    answered ``alive_count`` probes sent every ``alive_interval`` (as ssh's
+    ServerAliveInterval and ServerAliveCountMax)."""
 
     user: str = "root"
     private_key_file: str = "ssh/id_ed25519"
     known_hosts_file: str = "known_hosts"
+    alive_interval: Duration = timedelta(seconds=15)
+    alive_count: Annotated[int, Field(ge=1, le=100)] = 4
+
+    @field_validator("alive_interval")
+    @classmethod
+    def _whole_seconds(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=1) or value > timedelta(hours=1):
+            raise ValueError("alive_interval must be between 1s and 1h")
+        return value
+
+    @property
+    def alive(self) -> tuple[int, int]:
+        """(interval in whole seconds, count), as :func:`orchestrator.adapters.ssh.connect`
+        takes it."""
+        return int(self.alive_interval.total_seconds()), self.alive_count
 
 
 class ProvisioningSettings(Strict):

@@ -296,6 +296,26 @@ def restores_in(lab: Any, guest: str) -> list[int]:
     return found
 
 
+def restore_under_way(lab: Any, ledger: Ledger, proc: Any, log: Path
+                      ) -> tuple[str, list[int]]:
+    """Once the drill run by ``proc`` restores: its drill id and the PIDs of the restic
+    restoring on its scratch VM (fails when the drill ends first)."""
+    def restoring() -> tuple[str, str] | None:
+        for run in ledger.runs("drill", limit=5):
+            if run.params.get("pid") != proc.pid:
+                continue
+            events = ledger.events(run.id)
+            if any(e.get("step") == "restore" and e.get("phase") == "started"
+                   for e in events):
+                plan = next(e for e in events if e["kind"] == "plan")
+                return run.id, plan["scratch_vms"][0]["name"]
+        assert proc.poll() is None, log.read_text()
+        return None
+    drill_id, scratch = wait_for("the drill to start its restore", restoring, 300)
+    held = wait_for("restic restore on the scratch VM", lambda: restores_in(lab, scratch))
+    return drill_id, held
+
+
 def test_sigint_mid_drill_tears_down_and_the_ledger_says_aborted(
         lab: Any, backed_up: Paths, tmp_path: Path) -> None:
     """The drill's restore is held (its restic SIGSTOPped inside the scratch VM) so that the
@@ -306,19 +326,7 @@ def test_sigint_mid_drill_tears_down_and_the_ledger_says_aborted(
     ledger = Ledger(backed_up.ledger)
     held: list[int] = []
     try:
-        def restoring() -> tuple[str, str] | None:
-            for run in ledger.runs("drill", limit=5):
-                if run.params.get("pid") != proc.pid:
-                    continue
-                events = ledger.events(run.id)
-                if any(e.get("step") == "restore" and e.get("phase") == "started"
-                       for e in events):
-                    plan = next(e for e in events if e["kind"] == "plan")
-                    return run.id, plan["scratch_vms"][0]["name"]
-            assert proc.poll() is None, log.read_text()
-            return None
-        drill_id, scratch = wait_for("the drill to start its restore", restoring, 300)
-        held = wait_for("restic restore on the scratch VM", lambda: restores_in(lab, scratch))
+        drill_id, held = restore_under_way(lab, ledger, proc, log)
         for pid in held:
             os.kill(pid, signal.SIGSTOP)
         os.kill(proc.pid, signal.SIGINT)
@@ -352,24 +360,16 @@ def test_a_link_cut_mid_restore_fails_the_drill_tears_down_and_says_why(
     restic held with SIGSTOP so the cut surely lands mid-restore): the drill must notice
     within its SSH keep-alive bound, fail at the restore, and still tear down."""
     log = tmp_path / "drill.log"
+    interval, count = 2, 3  # the estate's SSH keep-alive (default 15 s x 4), kept short here
+    env = estate_copy(lab, tmp_path, lambda d: replace_in(
+        d / "estate.yml", "  user: root\n",
+        f"  user: root\n  alive_interval: {interval}s\n  alive_count: {count}\n"))
     proc = process.spawn([str(HOPNHAT), "drill", "run", "--system", "lgsp", "--json"],
-                         env=lab.env, log=log)
+                         env=env, log=log)
     ledger = Ledger(backed_up.ledger)
     held: list[int] = []
     try:
-        def restoring() -> tuple[str, str] | None:
-            for run in ledger.runs("drill", limit=5):
-                if run.params.get("pid") != proc.pid:
-                    continue
-                events = ledger.events(run.id)
-                if any(e.get("step") == "restore" and e.get("phase") == "started"
-                       for e in events):
-                    plan = next(e for e in events if e["kind"] == "plan")
-                    return run.id, plan["scratch_vms"][0]["name"]
-            assert proc.poll() is None, log.read_text()
-            return None
-        drill_id, scratch = wait_for("the drill to start its restore", restoring, 300)
-        held = wait_for("restic restore on the scratch VM", lambda: restores_in(lab, scratch))
+        drill_id, held = restore_under_way(lab, ledger, proc, log)
         for pid in held:
             os.kill(pid, signal.SIGSTOP)
         link.cut(lab.paths.lab, lab.estate)
@@ -386,8 +386,8 @@ def test_a_link_cut_mid_restore_fails_the_drill_tears_down_and_says_why(
     output = log.read_text()
     assert code == 1, output
     assert "Traceback" not in output
-    # hopnhat's SSH gives a silent host up after 15 s x 4 keep-alives (+ the first 15 s idle)
-    assert took < 15 * 5 + 45, f"the drill ended {took:.0f} s after the cut"
+    # hopnhat's SSH gives a silent host up after interval x count (+ the first interval idle)
+    assert took < interval * (count + 1) + 30, f"the drill ended {took:.0f} s after the cut"
     run = next(r for r in ledger.runs("drill") if r.id == drill_id)
     assert run.status == "failed" and run.summary is not None
     assert any("the connection was lost" in reason for reason in run.summary["reasons"]), \

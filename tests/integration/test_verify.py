@@ -39,13 +39,13 @@ from orchestrator.adapters.restic import Repository, Restic
 from orchestrator.adapters.ssh import ensure_keypair
 from orchestrator.adapters.vault import read_vault
 from orchestrator.estate import load_estate
-from orchestrator.lab import data, guests, repository
+from orchestrator.lab import data, guests, link, repository
 from orchestrator.lab.processes import ProcessTable
 from orchestrator.lab.secrets import ensure_lab_secrets
 from orchestrator.ledger import Ledger
 from orchestrator.reports.metrics import METRICS
 from orchestrator.settings import Paths
-from tests.conftest import ledger_dump
+from tests.conftest import ledger_dump, state_beside
 
 pytestmark = pytest.mark.lab
 
@@ -174,12 +174,7 @@ def setup(lab: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Verifi
     base = tmp_path_factory.mktemp("verify")
     estate_dir = _write_estate(lab, base / "inventory", base / "data")
     # a state folder of its own (ledger, keys, known_hosts), on the session's lab
-    state = base / "state"
-    state.mkdir()
-    shutil.copytree(lab.state_dir / "ssh", state / "ssh")
-    for name in ("known_hosts", "vault-password"):
-        shutil.copy2(lab.state_dir / name, state / name)
-    (state / "lab").symlink_to(lab.state_dir / "lab")
+    state = state_beside(lab, base / "state")
     paths = Paths(state, load_estate(estate_dir))
     ensure_lab_secrets(paths)  # this copy's vault gains the new systems' passwords
     table = ProcessTable(paths.lab)
@@ -363,6 +358,30 @@ def test_a_deleted_repository_is_an_error_for_its_system_while_others_are_checke
     families = {f.name: f for f in text_string_to_metric_families(metrics.read_text())}
     assert {s.labels["system"]: s.value for s in families["hopnhat_verify_ok"].samples} == {
         "zgone": 0.0, "zfresh": 1.0}
+
+
+def test_a_cut_link_is_an_error_naming_the_connection_within_the_connect_bound(
+        setup: Verified) -> None:
+    """The secondary site answers nothing (the lab's link drops packets): verify must say
+    the repository host could not be reached, within ssh's ConnectTimeout, not hang."""
+    lab_dir = setup.paths.lab
+    link.cut(lab_dir, setup.paths.estate)
+    started = time.monotonic()
+    try:
+        code, document, _ = verify(setup, "--system", "zfresh")
+    finally:
+        link.restore(lab_dir)
+    took = time.monotonic() - started
+    assert code == 1
+    report = by_system(document)["zfresh"]
+    assert report["verdict"] == "error", report
+    structure = checks(report)["structure"]
+    assert structure["status"] == "error"
+    assert "connection to the repository host failed or was lost" in structure["message"], \
+        structure
+    assert took < 30 + 30, f"verify took {took:.0f} s behind a cut link"  # ConnectTimeout 30 s
+    code, document, _ = verify(setup, "--system", "zfresh")
+    assert (code, by_system(document)["zfresh"]["verdict"]) == (0, "ok"), document
 
 
 def test_most_of_the_data_deleted_and_backed_up_is_an_anomaly(setup: Verified) -> None:

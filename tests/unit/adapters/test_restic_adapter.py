@@ -299,8 +299,8 @@ def test_ssh_command_pins_host_keys_and_keeps_the_link_alive() -> None:
     assert argv == (
         "ssh", "-i", "/k/id", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes",
         "-o", "UserKnownHostsFile=/k/known_hosts", "-o", "BatchMode=yes",
-        "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4", "-p", "2222",
-        "restic-qlvb@127.20.2.10", "-s", "sftp")
+        "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4",
+        "-o", "ConnectTimeout=30", "-p", "2222", "restic-qlvb@127.20.2.10", "-s", "sftp")
 
 
 @pytest.mark.parametrize("argv", [
