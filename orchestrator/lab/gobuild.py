@@ -205,3 +205,25 @@ def _read_text(path: Path) -> str:
         return path.read_text()
     except OSError:
         return ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python3 -m orchestrator.lab.gobuild LAB_DIR``: build every part (needs only the
+    standard library, so ``make`` runs it beside the virtualenv's install)."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python3 -m orchestrator.lab.gobuild LAB_DIR", file=sys.stderr)
+        return 2
+    try:
+        for name, binary in build_all(Path(args[0])).items():
+            print(f"{name}: {binary}")
+    except LabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
