@@ -146,6 +146,17 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHandle]:
         assert not leftovers, f"lab processes left running: {leftovers}"
 
 
+def state_beside(lab: LabHandle, state: Path) -> Path:
+    """A state folder of its own (ledger, device cache, vault copy) at ``state`` that uses
+    the session's lab: its SSH keys, known_hosts and vault password copied, its lab linked."""
+    state.mkdir()
+    shutil.copytree(lab.state_dir / "ssh", state / "ssh")
+    for name in ("known_hosts", "vault-password"):
+        shutil.copy2(lab.state_dir / name, state / name)
+    (state / "lab").symlink_to(lab.state_dir / "lab")
+    return state
+
+
 def ledger_dump(path: Path) -> str:
     """The ledger's whole content as SQL text, read by the sqlite3 program in another
     process: reading the file's bytes here would drop the SQLite locks that any connection

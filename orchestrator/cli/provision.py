@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from orchestrator.actions.backup_gate import GateDecision, GateRequest
     from orchestrator.actions.provision import Plan
     from orchestrator.actions.provision_destroy import DestroyPlan
-    from orchestrator.adapters.vsphere import VCenter
+    from orchestrator.adapters.vsphere import Endpoint, VCenter
     from orchestrator.adapters.vsphere_facts import Inventory
     from orchestrator.ledger import Ledger
 
@@ -66,11 +66,9 @@ _STYLE = {"create": "green", "reconfigure": "yellow", "power-on": "cyan", "resum
           "no-op": "dim", "foreign": "bold red", "refused": "bold red"}
 
 
-@contextmanager
-def _connected(c: Context, sites: Sequence[str], insecure: bool,
-               pool_size: int) -> Iterator[dict[str, VCenter]]:
+def _announced_endpoints(c: Context, sites: Sequence[str], insecure: bool) -> list[Endpoint]:
+    """The vCenters of ``sites``, said on stderr (with a warning when TLS is off)."""
     from orchestrator.actions import provision
-    from orchestrator.adapters.vsphere import open_vcenters
 
     if insecure:
         err_console.print("[bold yellow]warning:[/] TLS verification of vCenter is OFF "
@@ -80,7 +78,15 @@ def _connected(c: Context, sites: Sequence[str], insecure: bool,
         err_console.print(f"Connecting to {', '.join(e.label for e in endpoints)} …")
     else:
         err_console.print("The selection holds no VM: nothing to read.")
-    with open_vcenters(endpoints, pool_size) as vcenters:
+    return endpoints
+
+
+@contextmanager
+def _connected(c: Context, sites: Sequence[str], insecure: bool,
+               pool_size: int) -> Iterator[dict[str, VCenter]]:
+    from orchestrator.adapters.vsphere import open_vcenters
+
+    with open_vcenters(_announced_endpoints(c, sites, insecure), pool_size) as vcenters:
         yield vcenters
 
 
@@ -89,17 +95,9 @@ def _connected_each(c: Context, sites: Sequence[str], insecure: bool, pool_size:
                     ) -> Iterator[tuple[dict[str, VCenter], dict[str, VSphereError]]]:
     """As :func:`_connected`, but a vCenter that cannot be logged in to does not stop the
     others (plan shows the sites it could read, then names the one it could not)."""
-    from orchestrator.actions import provision
     from orchestrator.adapters.vsphere import open_each_vcenter
 
-    if insecure:
-        err_console.print("[bold yellow]warning:[/] TLS verification of vCenter is OFF "
-                          "(--insecure)")
-    endpoints = provision.endpoints(c.paths, sites, insecure)
-    if endpoints:
-        err_console.print(f"Connecting to {', '.join(e.label for e in endpoints)} …")
-    else:
-        err_console.print("The selection holds no VM: nothing to read.")
+    endpoints = _announced_endpoints(c, sites, insecure)
     with open_each_vcenter(endpoints, pool_size) as (vcenters, failed):
         yield vcenters, failed
 

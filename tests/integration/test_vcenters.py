@@ -38,7 +38,7 @@ from orchestrator.lab.processes import ProcessTable, is_alive
 from orchestrator.lab.secrets import ensure_lab_secrets
 from orchestrator.ledger import Ledger
 from orchestrator.settings import Paths
-from tests.conftest import wait_for
+from tests.conftest import state_beside, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -129,12 +129,7 @@ def _write_estate(lab: Any, root: Path, data_dir: Path) -> None:
 def two(lab: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoSites]:
     base = tmp_path_factory.mktemp("vcenters")
     _write_estate(lab, base / "inventory", base / "data")
-    state = base / "state"
-    state.mkdir()
-    shutil.copytree(lab.state_dir / "ssh", state / "ssh")
-    for name in ("known_hosts", "vault-password"):
-        shutil.copy2(lab.state_dir / name, state / name)
-    (state / "lab").symlink_to(lab.state_dir / "lab")
+    state = state_beside(lab, base / "state")
     paths = Paths(state, load_estate(base / "inventory"))
     assert ensure_lab_secrets(paths) == [f"restic_password_{CODE}"]  # the copy's vault
     key = ensure_keypair(paths.repository_key(CODE), f"restic-{CODE}").read_text().strip()
