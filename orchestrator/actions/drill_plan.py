@@ -225,7 +225,7 @@ class ScratchVM:
                 "cluster": self.vm.cluster, "datastore": self.vm.datastore,
                 "port_group": self.vm.port_group, "template": self.vm.template,
                 "cpu": self.vm.cpu, "memory_mb": self.vm.memory_mb,
-                "disks_gb": list(self.vm.disks_gb), "snapshot": self.snapshot.id}
+                "disks_gb": list(self.vm.disks_gb or ()), "snapshot": self.snapshot.id}
 
 
 @dataclass(frozen=True)
@@ -270,6 +270,10 @@ class DrillPlan:
                 "keep": self.keep}
 
 
+# the scratch VM of an adopted VM whose hardware the estate does not declare
+SCRATCH_CPU, SCRATCH_MEMORY_MB, SCRATCH_DISKS_GB = 2, 4096, (40,)
+
+
 def plan_drill(estate: Estate, code: str, drill_id: str, snapshots: Mapping[str, Snapshot],
                addresses: Sequence[ipaddress.IPv4Address], *, keep: bool = False) -> DrillPlan:
     """The drill of system ``code``: one scratch VM per source VM of ``snapshots`` (source
@@ -296,7 +300,10 @@ def plan_drill(estate: Estate, code: str, drill_id: str, snapshots: Mapping[str,
             "datastore": site.datastores[0], "template": site.templates[0],
             "network": site.drill_network, "port_group": net.port_group, "ip": ip,
             "prefix_length": net.subnet.prefixlen, "gateway": net.gateway,
-            "dns": list(net.dns)})
+            "dns": list(net.dns), "existing": None, "manage_hardware": True,
+            # an adopted VM whose hardware the estate does not say: a modest scratch VM
+            "cpu": source.cpu or SCRATCH_CPU, "memory_mb": source.memory_mb or SCRATCH_MEMORY_MB,
+            "disks_gb": list(source.disks_gb or SCRATCH_DISKS_GB)})
         scratch.append(ScratchVM(source, vm, snapshots[source.name]))
     return DrillPlan(
         drill_id=drill_id, estate=estate.id, system=code, system_name=system.name,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -29,6 +29,8 @@ from orchestrator.actions.provision_preflight import (
 from orchestrator.adapters.vsphere import Endpoint, VCenter
 from orchestrator.adapters.vsphere_cache import DeviceCache
 from orchestrator.adapters.vsphere_facts import (
+    ADOPTED,
+    OWNER,
     PROVISIONED,
     SYSTEM,
     TIER,
@@ -46,13 +48,15 @@ if TYPE_CHECKING:
     from orchestrator.actions.backup import LineCallback
 
 CREATE, RECONFIGURE, POWER_ON, RESUME = "create", "reconfigure", "power-on", "resume"
+ADOPT, DRIFT = "adopt", "drift"
 NO_OP, FOREIGN, REFUSED = "no-op", "foreign", "refused"
-CHANGING = (CREATE, RECONFIGURE, POWER_ON, RESUME)
+CHANGING = (CREATE, RECONFIGURE, POWER_ON, RESUME, ADOPT)
 
 # the steps of a VM's apply, in this order
 STEP_CLONE, STEP_MARK, STEP_RECONFIGURE = "clone", "mark", "reconfigure"
 STEP_CUSTOMIZE, STEP_POWER_ON, STEP_WAIT_IP = "customize", "power on", "wait for IP"
 STEP_FINISH = "mark provisioned"
+STEP_ADOPT = "mark adopted"
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,8 @@ class VMAction:
     add_cpu: int = 0
     add_memory_mb: int = 0
     add_disk_gb: int = 0
+    target: Any = field(default=None, compare=False, repr=False)  # the found VM (its ref)
+    vcenter_name: str = ""  # the found VM's name in vCenter, when it is not the estate's
 
     @property
     def name(self) -> str:
@@ -112,9 +118,9 @@ class VMAction:
         """The detail column: the changes, or the reason."""
         if self.kind == CREATE:
             vm = self.vm
-            return (f"from {vm.template} in {vm.cluster}/{vm.datastore}: {vm.cpu} vCPU, "
-                    f"{vm.memory_mb} MB, disks {_disks(vm.disks_gb)}, {vm.port_group}, "
-                    f"{vm.ip}")
+            cpu, memory_mb, disks_gb = built(vm)
+            return (f"from {vm.template} in {vm.cluster}/{vm.datastore}: {cpu} vCPU, "
+                    f"{memory_mb} MB, disks {_disks(disks_gb)}, {vm.port_group}, {vm.ip}")
         parts = [str(c) for c in self.changes]
         if self.reason:
             parts.append(self.reason)
@@ -122,7 +128,8 @@ class VMAction:
 
     def as_dict(self) -> dict[str, Any]:
         return {"vm": self.vm.name, "system": self.vm.system, "site": self.vm.site,
-                "action": self.kind, "changes": [c.as_dict() for c in self.changes],
+                "action": self.kind, "vcenter_vm": self.vcenter_name or self.vm.name,
+                "adopted": self.vm.adopted, "changes": [c.as_dict() for c in self.changes],
                 "steps": list(self.steps), "reason": self.reason, "detail": self.describe(),
                 "cluster": self.cluster, "datastore": self.datastore, "ip": str(self.vm.ip),
                 "add": {"cpu": self.add_cpu, "memory_mb": self.add_memory_mb,
@@ -169,7 +176,7 @@ class Plan:
         return bool(self.pending)
 
     def totals(self) -> dict[str, int]:
-        counts = {kind: 0 for kind in (*CHANGING, NO_OP, FOREIGN, REFUSED)}
+        counts = {kind: 0 for kind in (*CHANGING, DRIFT, NO_OP, FOREIGN, REFUSED)}
         for action in self.actions:
             counts[action.kind] += 1
         pending = self.pending
@@ -281,9 +288,24 @@ def read_facts(vcenters: Mapping[str, VCenter], names: Collection[str],
     :attr:`Paths.device_cache`) for VMs whose configuration has not changed since they were
     read, else from vCenter. Constant number of requests per vCenter. The first vCenter
     that fails raises its VSphereError."""
-    return {url: read_inventory(vc, lambda found: found.name in names,
+    return {url: read_inventory(vc, lambda found: found.name in names or (
+                                    found.uuid is not None and found.uuid in names),
                                 cache=DeviceCache.load(device_cache, url))
             for url, vc in vcenters.items()}
+
+
+def compared(vms: Iterable[VM]) -> set[str]:
+    """What :func:`read_facts` must read the devices of to plan ``vms``: their names, and
+    for an existing VM its name in vCenter and its instance UUID (a renamed VM is found by
+    it)."""
+    out: set[str] = set()
+    for vm in vms:
+        out.add(vm.name)
+        if vm.existing is not None:
+            out.add(vm.existing.vm)
+            if vm.existing.uuid:
+                out.add(vm.existing.uuid)
+    return out
 
 
 def read_each(vcenters: Mapping[str, VCenter], names: Collection[str],
@@ -328,9 +350,18 @@ def plan(estate: Estate, vms: Sequence[VM], facts: Mapping[str, Inventory]) -> P
     owner = estate.id
     refusals: list[str] = []
     warnings: list[str] = []
-    actions = [_action(owner, vm, vcenter_of(estate, vm), facts[vcenter_of(estate, vm)],
-                       warnings) for vm in vms]
+    # the VMs the estate's existing declarations point at are never mistaken for a VM
+    # hopnhat builds that happens to share a name (both provinces have a qlvb-db-01)
+    claimed = {id(found) for vm in estate.vms if vm.existing is not None
+               and vcenter_of(estate, vm) in facts
+               for found in locate(vm, facts[vcenter_of(estate, vm)])[0]}
+    actions = [_adopt_action(owner, vm, vcenter_of(estate, vm),
+                             facts[vcenter_of(estate, vm)], warnings)
+               if vm.existing is not None else
+               _action(owner, vm, vcenter_of(estate, vm), facts[vcenter_of(estate, vm)],
+                       warnings, claimed) for vm in vms]
     refusals += [f"{a.name}: {a.reason}" for a in actions if a.kind in (FOREIGN, REFUSED)]
+    refusals += _claimed_twice(actions)
     refusals += ip_conflicts(owner, actions, facts)
     refusals += host_fit(actions, facts)
     capacity = capacity_checks(estate.settings.provisioning.capacity_headroom_pct, actions,
@@ -362,7 +393,12 @@ def _require_placement(estate: Estate, vms: Sequence[VM],
     for vm in vms:
         url = vcenter_of(estate, vm)
         inv = facts[url]
-        matches = inv.vms_named(vm.name)
+        if vm.existing is not None:
+            if vm.datacenter not in inv.datacenters:
+                missing[f"{url}: no datacenter {vm.datacenter!r} (datacenters: "
+                        f"{_names(inv.datacenters)})"].append(vm.name)
+            continue  # located (or refused) by the plan; it needs nothing else
+        matches = [m for m in inv.vms_named(vm.name) if ADOPTED not in m.attributes]
         if len(matches) == 1 and matches[0].owner == estate.id:
             needed = ["network"]  # an existing VM of ours may only need its port group
         elif matches:
@@ -396,8 +432,10 @@ def _names(table: Mapping[str, Any]) -> str:
     return ", ".join(sorted(table)) or "none"
 
 
-def _action(owner: str, vm: VM, url: str, inv: Inventory, warnings: list[str]) -> VMAction:
-    matches = inv.vms_named(vm.name)
+def _action(owner: str, vm: VM, url: str, inv: Inventory, warnings: list[str],
+            claimed: Collection[int] = ()) -> VMAction:
+    matches = [m for m in inv.vms_named(vm.name)
+               if id(m) not in claimed and ADOPTED not in m.attributes]
     templates = [t for (_, name), t in inv.templates.items() if name == vm.name]
     base: dict[str, Any] = {"vm": vm, "vcenter": url}
     if templates:
@@ -413,8 +451,12 @@ def _action(owner: str, vm: VM, url: str, inv: Inventory, warnings: list[str]) -
     if found.owner != owner:
         whose = "without hopnhat's mark" if found.owner is None else \
             f"owned by estate {found.owner!r}"
+        hint = " (to take it over, declare it under existing: — see `hopnhat discover`)" \
+            if found.owner is None else ""
         return VMAction(**base, kind=FOREIGN, reason=f"a VM named {vm.name} exists in "
-                        f"{found.datacenter}/{found.cluster} {whose}: not ours, left alone")
+                        f"{found.datacenter}/{found.cluster} {whose}: not ours, left "
+                        f"alone{hint}")
+    base["target"] = found.ref
     if found.datacenter != vm.datacenter:
         return VMAction(**base, kind=REFUSED, reason=f"it lives in datacenter "
                         f"{found.datacenter}, the estate wants {vm.datacenter}: hopnhat "
@@ -422,18 +464,156 @@ def _action(owner: str, vm: VM, url: str, inv: Inventory, warnings: list[str]) -
     return _existing(vm, found, base, warnings)
 
 
+def locate(vm: VM, inv: Inventory) -> tuple[list[VMFacts], str]:
+    """The VMs of ``inv`` an existing VM's declaration matches, in its datacenter: by
+    instance UUID when the estate gives one, else by name (in its folder when given).
+    Out: (matches, why none matched: "" when some did)."""
+    existing = vm.existing
+    assert existing is not None
+    here = f"{vm.datacenter} ({existing.describe(vm.datacenter)})"
+    if existing.uuid:
+        found = [m for m in inv.vms_with_uuid(existing.uuid) if m.datacenter == vm.datacenter]
+        if found:
+            return found, ""
+        elsewhere = [m for m in inv.vms_with_uuid(existing.uuid)]
+        if elsewhere:
+            return [], (f"the VM with instance UUID {existing.uuid} is now in datacenter "
+                        f"{elsewhere[0].datacenter}, the estate says {vm.datacenter}")
+        by_name = [m for m in inv.vms_named(existing.vm) if m.datacenter == vm.datacenter]
+        then = f" ({len(by_name)} VM(s) named {existing.vm} there have other UUIDs: " \
+            "re-created or restored?)" if by_name else ""
+        return [], f"no VM with instance UUID {existing.uuid} in {here}: it is gone{then}"
+    found = [m for m in inv.vms_named(existing.vm) if m.datacenter == vm.datacenter
+             and (existing.folder is None or m.folder == existing.folder)]
+    if found:
+        return found, ""
+    return [], f"no VM named {existing.vm} in {here}"
+
+
+def _adopt_action(owner: str, vm: VM, url: str, inv: Inventory,
+                  warnings: list[str]) -> VMAction:
+    """An existing VM the estate takes over: adopt (write the marks), drift (what differs
+    from the estate: shown; changed only where the estate manages its hardware), or why
+    not."""
+    existing = vm.existing
+    assert existing is not None
+    base: dict[str, Any] = {"vm": vm, "vcenter": url}
+    matches, missing = locate(vm, inv)
+    if missing:
+        return VMAction(**base, kind=REFUSED, reason=f"existing VM: {missing}")
+    if len(matches) > 1:
+        where = ", ".join(sorted(f"{m.datacenter}/{m.folder + '/' if m.folder else ''}"
+                                 f"{m.name} (uuid {m.uuid})" for m in matches))
+        how = "two VMs claim one instance UUID" if existing.uuid else \
+            f"{len(matches)} VMs match"
+        return VMAction(**base, kind=REFUSED, reason=f"existing VM {existing.vm}: {how}: "
+                        f"{where}; hopnhat does not guess: write its folder: or uuid: in "
+                        "the estate")
+    found = matches[0]
+    base.update(target=found.ref, vcenter_name=found.name,
+                cluster=found.cluster or "", datastore=(found.datastores or ("",))[0])
+    if found.owner is not None and found.owner != owner:
+        return VMAction(**base, kind=FOREIGN, reason=f"existing VM "
+                        f"{existing.describe(vm.datacenter)} is owned by estate "
+                        f"{found.owner!r}: hopnhat does not take a VM from another estate")
+    changes: list[Change] = []
+    if found.name != existing.vm:
+        changes.append(Change("vCenter name", existing.vm, found.name))
+        warnings.append(f"{vm.name}: the VM {existing.vm} was renamed {found.name} in "
+                        f"vCenter (found by its instance UUID {found.uuid}): write vm: "
+                        f"{found.name} in the estate")
+    if not found.powered_on:
+        warnings.append(f"{vm.name} ({found.name}) is {found.power_state}: hopnhat does not "
+                        "power on a VM it adopted")
+    drift, refusal = diff_declared(found, vm)
+    marks = [Change(f"mark {label}", found.attributes.get(key) or "none", want)
+             for label, key, want in (("owner", OWNER, owner), ("system", SYSTEM, vm.system),
+                                      ("tier", TIER, str(vm.tier)))
+             if found.attributes.get(key) != want]
+    if ADOPTED not in found.attributes:
+        shown = f"; differs from the estate: {', '.join(map(str, drift))} (not changed by " \
+            "adopting)" if drift else ""
+        return VMAction(**base, kind=ADOPT, steps=(STEP_ADOPT,), changes=tuple(changes + marks),
+                        reason=f"adopt {existing.describe(vm.datacenter)}, uuid "
+                               f"{found.uuid}: ownership marks only, no hardware change"
+                               f"{shown}")
+    steps: list[str] = [STEP_MARK] if marks else []
+    managed = vm.manage_hardware and drift and not refusal
+    if managed:
+        steps.append(STEP_RECONFIGURE)
+        base.update(add_cpu=(vm.cpu or found.cpu) - found.cpu,
+                    add_memory_mb=(vm.memory_mb or found.memory_mb) - found.memory_mb)
+    if steps:
+        return VMAction(**base, kind=RECONFIGURE, steps=tuple(steps),
+                        changes=tuple(changes + marks + (drift if managed else [])),
+                        reason="" if managed or not drift else
+                        f"differs from the estate: {', '.join(map(str, drift))} (shown only)")
+    if drift:
+        why = refusal if refusal and vm.manage_hardware else \
+            "shown only: the estate does not manage this VM's hardware"
+        return VMAction(**base, kind=DRIFT, changes=tuple(changes + drift), reason=why)
+    return VMAction(**base, kind=NO_OP, changes=tuple(changes),
+                    reason=f"adopted ({existing.describe(vm.datacenter)}), matches the estate")
+
+
+def diff_declared(found: VMFacts, vm: VM) -> tuple[list[Change], str]:
+    """What of an existing VM differs from the hardware the estate declares (only what
+    it declares). Out: (changes, refusal text when a change would shrink or remove a
+    disk)."""
+    changes: list[Change] = []
+    if vm.cpu is not None and found.cpu != vm.cpu:
+        changes.append(Change("cpu", str(found.cpu), str(vm.cpu)))
+    if vm.memory_mb is not None and found.memory_mb != vm.memory_mb:
+        changes.append(Change("memory", f"{found.memory_mb} MB", f"{vm.memory_mb} MB"))
+    refusal = ""
+    if vm.disks_gb is not None and found.disks_kb is not None:
+        disk_changes, refusal = diff_disks(found.disks_kb, vm.disks_gb)
+        if refusal:
+            have = [round(kb / KB_PER_GB) for kb in found.disks_kb]
+            changes.append(Change("disks", _disks(have), _disks(vm.disks_gb)))
+        changes += disk_changes
+    groups = found.port_groups
+    if groups is not None and (groups[0] if groups else None) != vm.port_group:
+        changes.append(Change("network", (groups[0] if groups else None) or "none",
+                              vm.port_group))
+    return changes, refusal
+
+
+def _claimed_twice(actions: Sequence[VMAction]) -> list[str]:
+    """Two actions of the plan on one vCenter VM (an existing declaration matching a VM
+    the estate also builds or adopts under another name)."""
+    seen: dict[int, str] = {}
+    out = []
+    for action in actions:
+        if action.target is None or action.kind in (FOREIGN, REFUSED):
+            continue
+        other = seen.setdefault(id(action.target), action.name)
+        if other != action.name:
+            out.append(f"{action.name}: it is the same vCenter VM as {other}")
+    return out
+
+
+def built(vm: VM) -> tuple[int, int, list[int]]:
+    """CPU, memory and disks of a VM hopnhat builds (always declared: the estate refuses
+    a role without them unless its VMs are existing ones)."""
+    assert vm.cpu is not None and vm.memory_mb is not None and vm.disks_gb is not None, \
+        f"{vm.name}: a VM hopnhat builds has its hardware"
+    return vm.cpu, vm.memory_mb, vm.disks_gb
+
+
 def _create(vm: VM, inv: Inventory, base: dict[str, Any]) -> VMAction:
+    cpu, memory_mb, disks_gb = built(vm)
     template = inv.templates.get((vm.datacenter, vm.template))
     template_disks = template.disks_kb if template is not None and \
         template.disks_kb is not None else ()
-    _, refusal = diff_disks(template_disks, vm.disks_gb)
+    _, refusal = diff_disks(template_disks, disks_gb)
     if refusal:
         return VMAction(**base, kind=REFUSED, reason=f"template {vm.template}: {refusal}")
     steps = (STEP_CLONE, STEP_MARK, STEP_RECONFIGURE, STEP_CUSTOMIZE, STEP_POWER_ON,
              STEP_WAIT_IP, STEP_FINISH)
     return VMAction(**base, kind=CREATE, steps=steps, cluster=vm.cluster,
-                    datastore=vm.datastore, add_cpu=vm.cpu, add_memory_mb=vm.memory_mb,
-                    add_disk_gb=sum(vm.disks_gb))
+                    datastore=vm.datastore, add_cpu=cpu, add_memory_mb=memory_mb,
+                    add_disk_gb=sum(disks_gb))
 
 
 def diff_disks(current_kb: Sequence[int], wanted_gb: Sequence[int]) -> tuple[list[Change], str]:
@@ -460,12 +640,13 @@ def diff_disks(current_kb: Sequence[int], wanted_gb: Sequence[int]) -> tuple[lis
 def diff_hardware(found: VMFacts, vm: VM) -> tuple[list[Change], str]:
     """CPU, memory, disks and port group of an existing VM vs the estate.
     Out: (changes, refusal text or "")."""
+    cpu, memory_mb, disks_gb = built(vm)
     changes: list[Change] = []
-    if found.cpu != vm.cpu:
-        changes.append(Change("cpu", str(found.cpu), str(vm.cpu)))
-    if found.memory_mb != vm.memory_mb:
-        changes.append(Change("memory", f"{found.memory_mb} MB", f"{vm.memory_mb} MB"))
-    disk_changes, refusal = diff_disks(found.disks_kb or (), vm.disks_gb)
+    if found.cpu != cpu:
+        changes.append(Change("cpu", str(found.cpu), str(cpu)))
+    if found.memory_mb != memory_mb:
+        changes.append(Change("memory", f"{found.memory_mb} MB", f"{memory_mb} MB"))
+    disk_changes, refusal = diff_disks(found.disks_kb or (), disks_gb)
     if refusal:
         return [], refusal
     changes += disk_changes
@@ -480,17 +661,18 @@ def _existing(vm: VM, found: VMFacts, base: dict[str, Any], warnings: list[str])
     hardware, refusal = diff_hardware(found, vm)
     if refusal:
         return VMAction(**base, kind=REFUSED, reason=refusal)
+    cpu, memory_mb, disks_gb = built(vm)
     marks = [Change(f"mark {label}", found.attributes.get(key) or "none", want)
              for label, key, want in (("system", SYSTEM, vm.system),
                                       ("tier", TIER, str(vm.tier)))
              if found.attributes.get(key) != want]
-    grow_kb = sum(max(0, vm.disks_gb[i] * KB_PER_GB - (found.disks_kb or ())[i])
-                  if i < len(found.disks_kb or ()) else vm.disks_gb[i] * KB_PER_GB
-                  for i in range(len(vm.disks_gb)))
+    grow_kb = sum(max(0, disks_gb[i] * KB_PER_GB - (found.disks_kb or ())[i])
+                  if i < len(found.disks_kb or ()) else disks_gb[i] * KB_PER_GB
+                  for i in range(len(disks_gb)))
     datastore = vm.datastore if vm.datastore in found.datastores or not found.datastores \
         else found.datastores[0]
     deltas: dict[str, Any] = {"cluster": found.cluster or vm.cluster, "datastore": datastore,
-              "add_cpu": vm.cpu - found.cpu, "add_memory_mb": vm.memory_mb - found.memory_mb,
+              "add_cpu": cpu - found.cpu, "add_memory_mb": memory_mb - found.memory_mb,
               "add_disk_gb": grow_kb // KB_PER_GB}
     if found.cluster is not None and found.cluster != vm.cluster:
         warnings.append(f"{vm.name} runs in cluster {found.cluster}, the estate says "
@@ -524,5 +706,5 @@ def _existing(vm: VM, found: VMFacts, base: dict[str, Any], warnings: list[str])
         return VMAction(**base, kind=POWER_ON, steps=tuple(steps),
                         changes=(Change("power", found.power_state, "poweredOn"),), **deltas)
     return VMAction(**base, kind=NO_OP, cluster=deltas["cluster"], datastore=datastore,
-                    reason=f"matches the estate ({vm.cpu} vCPU, {vm.memory_mb} MB, disks "
-                           f"{_disks(vm.disks_gb)}, {vm.port_group}, powered on)")
+                    reason=f"matches the estate ({cpu} vCPU, {memory_mb} MB, disks "
+                           f"{_disks(disks_gb)}, {vm.port_group}, powered on)")

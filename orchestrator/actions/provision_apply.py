@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 from orchestrator.actions.provision import (
     CREATE,
+    STEP_ADOPT,
     STEP_CLONE,
     STEP_CUSTOMIZE,
     STEP_FINISH,
@@ -39,7 +40,15 @@ from orchestrator.actions.provision import (
     VMAction,
 )
 from orchestrator.adapters.vsphere import VCenter
-from orchestrator.adapters.vsphere_facts import MARKS, OWNER, PROVISIONED, SYSTEM, TIER, Inventory
+from orchestrator.adapters.vsphere_facts import (
+    ADOPTED,
+    MARKS,
+    OWNER,
+    PROVISIONED,
+    SYSTEM,
+    TIER,
+    Inventory,
+)
 from orchestrator.adapters.vsphere_specs import (
     clone_spec,
     customization_spec,
@@ -226,8 +235,7 @@ def _converge(run: _Run, action: VMAction) -> VMOutcome:
     vc = run.vcenters[action.vcenter]
     inv = run.facts[action.vcenter]
     fields = run.fields[action.vcenter]
-    found = inv.vms_named(vm.name)
-    ref: Any = found[0].ref if found and action.kind != CREATE else None
+    ref: Any = action.target if action.kind != CREATE else None
     done: list[str] = []
     started = time.monotonic()
     run.progress.started(vm.name, action.steps)
@@ -296,7 +304,7 @@ def _reconfigure(run: _Run, vc: VCenter, inv: Inventory, fields: dict[str, int],
     spec = reconfig_spec(vc.vm_devices(ref, vm.name),
                          cpu=vm.cpu if new or "cpu" in changed else None,
                          memory_mb=vm.memory_mb if new or "memory" in changed else None,
-                         disks_gb=vm.disks_gb, nic=backing)
+                         disks_gb=vm.disks_gb or (), nic=backing)
     if spec is not None:
         vc.reconfigure_vm(ref, vm.name, spec)
     return ref
@@ -332,7 +340,19 @@ def _finish(run: _Run, vc: VCenter, inv: Inventory, fields: dict[str, int],
     return ref
 
 
+def _adopt(run: _Run, vc: VCenter, inv: Inventory, fields: dict[str, int],
+           action: VMAction, ref: Any) -> Any:
+    """The one thing adopting does: this estate's marks on the VM, at once (no hardware,
+    power or name change)."""
+    del inv
+    vm = action.vm
+    vc.set_fields(ref, vm.name, {fields[OWNER]: run.plan.estate, fields[SYSTEM]: vm.system,
+                                 fields[TIER]: str(vm.tier), fields[ADOPTED]: run.run_id})
+    return ref
+
+
 _STEPS: dict[str, Step] = {
+    STEP_ADOPT: _adopt,
     STEP_CLONE: _clone, STEP_MARK: _mark, STEP_RECONFIGURE: _reconfigure,
     STEP_CUSTOMIZE: _customize, STEP_POWER_ON: _power_on, STEP_WAIT_IP: _wait_ip,
     STEP_FINISH: _finish,

@@ -23,8 +23,8 @@ from orchestrator.actions.provision_apply import (
     run_all,
 )
 from orchestrator.adapters.vsphere import VCenter
-from orchestrator.adapters.vsphere_facts import SYSTEM, Inventory
-from orchestrator.errors import HopnhatError, VSphereError
+from orchestrator.adapters.vsphere_facts import ADOPTED, SYSTEM, Inventory
+from orchestrator.errors import EXIT_BAD_INPUT, HopnhatError, PlanError, VSphereError
 from orchestrator.estate.model import VM, Estate
 from orchestrator.ledger import Ledger
 
@@ -60,6 +60,18 @@ class DestroyPlan:
     system: str
     actions: tuple[DestroyAction, ...]
     left_alone: tuple[str, ...] = ()  # VMs with the system's names that are not ours
+    adopted: tuple[str, ...] = ()  # VMs hopnhat took over: destroy never touches them
+
+    def check(self) -> None:
+        """Raise PlanError (exit 2) when the system holds VMs hopnhat adopted: destroy
+        never destroys a VM it did not build; closing such a system is ``hopnhat
+        retire``."""
+        if self.adopted:
+            raise PlanError(
+                f"system {self.system} has VM(s) hopnhat adopted rather than built: "
+                f"{', '.join(self.adopted)}; destroy never destroys an adopted VM (closing "
+                "a system that runs on them is `hopnhat retire`); nothing was destroyed",
+                exit_code=EXIT_BAD_INPUT)
 
     def data_bearing(self) -> list[DestroyAction]:
         return [a for a in self.actions if a.data]
@@ -71,7 +83,7 @@ class DestroyPlan:
     def as_dict(self) -> dict[str, Any]:
         return {"estate": self.estate, "system": self.system,
                 "destroy": [a.as_dict() for a in self.actions],
-                "left_alone": list(self.left_alone)}
+                "left_alone": list(self.left_alone), "adopted": list(self.adopted)}
 
 
 def plan_destroy(estate: Estate, system: str, facts: Mapping[str, Inventory],
@@ -85,6 +97,9 @@ def plan_destroy(estate: Estate, system: str, facts: Mapping[str, Inventory],
     wanted = {vm.name: vm for vm in (estate.vms_of(system) if vms is None else vms)}
     actions: list[DestroyAction] = []
     left_alone: list[str] = []
+    adopted: list[str] = []
+    declared = {vm.existing.uuid for vm in wanted.values()
+                if vm.existing is not None and vm.existing.uuid}
     for url, inv in sorted(facts.items()):
         for found in sorted(inv.vms, key=lambda v: v.name):
             if datacenters and found.datacenter not in datacenters:
@@ -92,7 +107,10 @@ def plan_destroy(estate: Estate, system: str, facts: Mapping[str, Inventory],
             mark = found.attributes.get(SYSTEM)
             ours = found.owner == estate.id and (
                 mark == system or (mark is None and found.name in wanted))
-            if ours:
+            if ours and (ADOPTED in found.attributes or (found.uuid or "-") in declared):
+                adopted.append(f"{found.name} ({found.datacenter}"
+                               f"{'/' + found.folder if found.folder else ''})")
+            elif ours:
                 known = wanted.get(found.name)
                 actions.append(DestroyAction(
                     name=found.name, vcenter=url, datacenter=found.datacenter or "",
@@ -104,7 +122,7 @@ def plan_destroy(estate: Estate, system: str, facts: Mapping[str, Inventory],
                     f"owned by estate {found.owner!r}" if found.owner != estate.id else \
                     f"marked for system {mark!r}"
                 left_alone.append(f"{found.name} ({found.datacenter}, {whose})")
-    return DestroyPlan(estate.id, system, tuple(actions), tuple(left_alone))
+    return DestroyPlan(estate.id, system, tuple(actions), tuple(left_alone), tuple(adopted))
 
 
 def destroy(dplan: DestroyPlan, vcenters: Mapping[str, VCenter], *, ledger: Ledger,

@@ -94,10 +94,10 @@ def host_fit(actions: Sequence[VMAction], facts: Mapping[str, Inventory]) -> lis
             out.append(f"{vm.name}: cluster {vm.datacenter}/{action.cluster} has no connected "
                        "host")
             continue
-        if vm.cpu > max(h.cpu_threads for h in hosts):
+        if vm.cpu is not None and vm.cpu > max(h.cpu_threads for h in hosts):
             out.append(f"{vm.name}: {vm.cpu} vCPU exceed every host of {action.cluster} "
                        f"(largest: {max(h.cpu_threads for h in hosts)} threads)")
-        if vm.memory_mb > max(h.memory_mb for h in hosts):
+        if vm.memory_mb is not None and vm.memory_mb > max(h.memory_mb for h in hosts):
             out.append(f"{vm.name}: {vm.memory_mb} MB exceed every host of {action.cluster} "
                        f"(largest: {max(h.memory_mb for h in hosts)} MB)")
         if action.creates and not any(vm.datastore in h.datastores for h in hosts):

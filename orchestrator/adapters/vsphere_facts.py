@@ -29,7 +29,10 @@ OWNER = "hopnhat.owner"
 SYSTEM = "hopnhat.system"
 TIER = "hopnhat.tier"
 PROVISIONED = "hopnhat.provisioned"
-MARKS = (OWNER, SYSTEM, TIER, PROVISIONED)
+ADOPTED = "hopnhat.adopted"  # a VM hopnhat took over rather than built (the run that did)
+MARKS = (OWNER, SYSTEM, TIER, PROVISIONED, ADOPTED)
+# where a province's team may record a VM's SSH host key fingerprint (``SHA256:…``)
+HOST_KEY_FINGERPRINT = "guestinfo.hopnhat.ssh-host-key-sha256"
 
 Where = tuple[str, str]  # (datacenter, name)
 
@@ -37,10 +40,11 @@ VM_PATHS = ("name", "parent", "config.template", "config.hardware.numCPU",
             "config.hardware.memoryMB", "config.tools.pendingCustomization",
             "runtime.powerState", "runtime.host", "resourcePool", "datastore",
             "guest.ipAddress", "guest.hostName", "customValue", "config.changeVersion",
-            "config.modified")
+            "config.modified", "config.instanceUuid", "config.guestFullName",
+            "guest.toolsRunningStatus")
 PROPERTIES: dict[type, tuple[str, ...]] = {
     vim.Datacenter: ("name", "parent", "vmFolder"),
-    vim.Folder: ("parent",),
+    vim.Folder: ("name", "parent"),
     vim.ComputeResource: ("name", "parent", "resourcePool", "summary.numCpuThreads",
                           "summary.effectiveMemory"),
     vim.HostSystem: ("name", "parent", "summary.hardware.numCpuThreads",
@@ -78,6 +82,11 @@ class VMFacts:
     disks_kb: tuple[int, ...] | None = None
     port_groups: tuple[str | None, ...] | None = None
     clone_mark: str | None = None  # extraConfig hopnhat.owner, set by hopnhat's clone spec
+    uuid: str | None = None  # vCenter's instance UUID (lower case): survives a rename
+    folder: str = ""  # folder path under its datacenter's VM folder ("" at the top)
+    guest_os: str | None = None
+    tools: str | None = None  # VMware Tools: guestToolsRunning, guestToolsNotRunning…
+    host_key_fingerprint: str | None = None  # extraConfig HOST_KEY_FINGERPRINT, when read
     # changes with every change of the configuration (its text differs between the lean
     # reader and pyVmomi's, so it is not part of a VM's facts when they are compared)
     config_version: str | None = field(default=None, compare=False)
@@ -158,6 +167,19 @@ class Inventory:
     fields: dict[str, int] = field(default_factory=dict)  # custom attribute name → key
     _by_name: tuple[list[VMFacts], int, dict[str, list[VMFacts]]] | None = field(
         default=None, repr=False, compare=False)
+    _by_uuid: tuple[list[VMFacts], int, dict[str, list[VMFacts]]] | None = field(
+        default=None, repr=False, compare=False)
+
+    def vms_with_uuid(self, uuid: str) -> list[VMFacts]:
+        """The VMs whose instance UUID is ``uuid`` (one, unless vCenter was tampered with)."""
+        indexed = self._by_uuid
+        if indexed is None or indexed[0] is not self.vms or indexed[1] != len(self.vms):
+            index: dict[str, list[VMFacts]] = {}
+            for vm in self.vms:
+                if vm.uuid:
+                    index.setdefault(vm.uuid, []).append(vm)
+            indexed = self._by_uuid = (self.vms, len(self.vms), index)
+        return list(indexed[2].get(uuid.lower(), ()))
 
     def vms_named(self, name: str) -> list[VMFacts]:
         """The VMs (not templates) called ``name``: usually one or none. Indexed on first
@@ -178,6 +200,21 @@ class _Tree:
         self.parent: dict[str, str] = {}
         self.datacenter_names: dict[str, str] = {}
         self._memo: dict[str, str | None] = {}
+        self.folder_names: dict[str, str] = {}
+        self.vm_folders: set[str] = set()  # each datacenter's root VM folder
+        self._paths: dict[str, str] = {}
+
+    def folder_path(self, key: str | None) -> str:
+        """The path of folder ``key`` under its datacenter's VM folder (``Legacy/QLVB``;
+        "" for the VM folder itself or a folder outside one)."""
+        if key is None or key in self.vm_folders or key not in self.folder_names:
+            return ""
+        known = self._paths.get(key)
+        if known is None:
+            above = self.folder_path(self.parent.get(key))
+            name = self.folder_names[key]
+            known = self._paths[key] = f"{above}/{name}" if above else name
+        return known
 
     def datacenter(self, key: str | None) -> str | None:
         seen: list[str] = []
@@ -293,6 +330,10 @@ def build_inventory(url: str, rows: list[dict[str, Any]]) -> Inventory:
             tree.parent[key] = moref_key(row["parent"])
         if isinstance(obj, vim.Datacenter):
             tree.datacenter_names[key] = str(row.get("name"))
+            if row.get("vmFolder") is not None:
+                tree.vm_folders.add(moref_key(row["vmFolder"]))
+        elif isinstance(obj, vim.Folder):
+            tree.folder_names[key] = str(row.get("name") or "")
 
     inv = Inventory(url=url, fields={name: key for key, name in field_names.items()})
     for row in by_type.get("Datacenter", []):
@@ -387,6 +428,11 @@ def build_inventory(url: str, rows: list[dict[str, Any]]) -> Inventory:
             attributes=_attributes(row.get("customValue"), field_names),
             config_version=config_version(row.get("config.changeVersion"),
                                           row.get("config.modified")),
+            uuid=str(row["config.instanceUuid"]).lower() if row.get("config.instanceUuid")
+            else None, folder=tree.folder_path(_ref_key(row.get("parent"))),
+            guest_os=row.get("config.guestFullName") or None,
+            tools=str(row["guest.toolsRunningStatus"]) if row.get("guest.toolsRunningStatus")
+            else None,
             ref=row["obj"])
         if vm.template and vm.datacenter is not None:
             inv.templates[(vm.datacenter, vm.name)] = vm

@@ -63,7 +63,8 @@ ReasonOption = Annotated[str | None, typer.Option(
     "--reason", help="Why the backup gate is overridden (with --no-backup-gate).")]
 
 _STYLE = {"create": "green", "reconfigure": "yellow", "power-on": "cyan", "resume": "magenta",
-          "no-op": "dim", "foreign": "bold red", "refused": "bold red"}
+          "no-op": "dim", "foreign": "bold red", "refused": "bold red", "adopt": "blue",
+          "drift": "yellow"}
 
 
 def _announced_endpoints(c: Context, sites: Sequence[str], insecure: bool) -> list[Endpoint]:
@@ -107,7 +108,7 @@ def _make_plan(c: Context, vcenters: dict[str, VCenter], vms: list[Any]
     from orchestrator.actions import provision
 
     err_console.print("Reading vCenter …")
-    facts = provision.read_facts(vcenters, {vm.name for vm in vms}, c.paths.device_cache)
+    facts = provision.read_facts(vcenters, provision.compared(vms), c.paths.device_cache)
     return provision.plan(c.estate, vms, facts), facts
 
 
@@ -133,8 +134,10 @@ def render_plan(plan: Plan, verbose: bool = False) -> None:
             table.add_column(column, overflow="fold")
         for action in shown:
             style = _STYLE.get(action.kind, "")
-            table.add_row(action.name, action.vm.system, action.vm.site,
-                          f"[{style}]{action.kind}[/]", action.describe())
+            name = action.name if not action.vm.adopted else \
+                f"{action.name}\n[dim]= {escape(action.vm.where())}[/]"
+            table.add_row(name, action.vm.system, action.vm.site,
+                          f"[{style}]{action.kind}[/]", escape(action.describe()))
         console.print(table)
     if not list_unchanged:
         console.print(f"{len(unchanged)} VMs match the estate (listed with -v or --json).")
@@ -151,11 +154,12 @@ def render_plan(plan: Plan, verbose: bool = False) -> None:
                         "[green]ok[/]" if check.ok else f"[red]short by {check.short_by:,.0f}[/]")
         console.print(cap)
     for warning in plan.warnings:
-        console.print(f"[yellow]note:[/] {warning}")
+        console.print(f"[yellow]note:[/] {escape(warning)}")
     t = plan.totals()
     console.print(
-        f"[bold]Plan:[/] {t['create']} to create, {t['reconfigure']} to reconfigure, "
-        f"{t['power-on']} to power on, {t['resume']} to finish, {t['no-op']} unchanged, "
+        f"[bold]Plan:[/] {t['create']} to create, {t['adopt']} to adopt, "
+        f"{t['reconfigure']} to reconfigure, {t['power-on']} to power on, {t['resume']} to "
+        f"finish, {t['no-op']} unchanged, {t['drift']} drifted (shown only), "
         f"{t['foreign'] + t['refused']} refused; +{t['add_cpu']} vCPU, "
         f"+{t['add_memory_mb']:,} MB memory, +{t['add_disk_gb']:,} GB disk")
     for gone in plan.unreachable:
@@ -173,7 +177,9 @@ def render_destroy(dplan: DestroyPlan) -> None:
                       " → ".join(action.steps))
     console.print(table)
     for line in dplan.left_alone:
-        console.print(f"[yellow]left alone (not ours):[/] {line}")
+        console.print(f"[yellow]left alone (not ours):[/] {escape(line)}")
+    for line in dplan.adopted:
+        console.print(f"[bold red]adopted, never destroyed:[/] {escape(line)}")
 
 
 def _render_result(result: provision_apply.ApplyResult, verb: str) -> None:
@@ -296,7 +302,7 @@ def plan(
         vms = provision.select(c.estate, system or (), site or ())
         with _connected_each(c, _sites_of(vms), insecure, 2) as (vcenters, failed):
             err_console.print("Reading vCenter …")
-            facts, lost = provision.read_each(vcenters, {vm.name for vm in vms},
+            facts, lost = provision.read_each(vcenters, provision.compared(vms),
                                               c.paths.device_cache)
             the_plan = provision.plan_reachable(c.estate, vms, facts, {**failed, **lost})
         if want_json(ctx, json):
@@ -400,13 +406,14 @@ def destroy(
     provision.select(estate, (), site or ())  # refuses an unknown site
     sites = list(site or estate.sites)
     datacenters = [estate.sites[s].datacenter for s in site or ()]
-    names = {vm.name for vm in estate.vms_of(system)}
+    names = provision.compared(estate.vms_of(system))
     with _connected(c, sites, insecure, settings.concurrency) as vcenters:
         err_console.print("Reading vCenter …")
         facts = provision.read_facts(vcenters, names, c.paths.device_cache)
         dplan = provision_destroy.plan_destroy(estate, system, facts, datacenters)
         if not as_json:
             render_destroy(dplan)
+        dplan.check()
         if not dplan.actions:
             if as_json:
                 print_json({"plan": dplan.as_dict(), "result": None})

@@ -1,6 +1,7 @@
 """Derive the estate's VMs: names, placement and IP addresses.
 
-Addresses: a role may pin its VMs' addresses (``ips``); the others take, in a fixed order
+Addresses: an existing VM (one hopnhat adopts) keeps its own (``existing[].address``); a
+role may pin its VMs' addresses (``ips``); the others take, in a fixed order
 (system code, role as written, VM number), the first free addresses of their network's
 pool. Pinned addresses, gateways and repository hosts are never handed out. Pin addresses
 of a running estate when a new system would otherwise shift them.
@@ -13,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 
 from orchestrator.estate.checks import Problems
-from orchestrator.estate.model import VM, EstateFile, Site, System, VMRole
+from orchestrator.estate.model import VM, EstateFile, ExistingVM, Site, System, VMRole
 
 
 def vm_name(code: str, role: str, index: int) -> str:
@@ -51,7 +52,7 @@ def derive_vms(settings: EstateFile | None, sites: dict[str, Site],
         for net in site.networks.values():
             owners.setdefault(net.gateway, f"the gateway of {site.name}/{net.port_group}")
 
-    # pinned addresses first, so the pool never hands them out
+    # pinned addresses and those of existing VMs first, so the pool never hands them out
     for code in sorted(systems):
         system = systems[code]
         rel = files[f"system:{code}"]
@@ -59,6 +60,9 @@ def derive_vms(settings: EstateFile | None, sites: dict[str, Site],
             if role.ips is not None and _role_ok(role, sites):
                 for j, ip in enumerate(role.ips):
                     claim(ip, vm_name(code, role.role, j + 1), rel, f"vms[{i}].ips[{j}]")
+            for j, declared in enumerate(role.existing or ()):
+                claim(declared.address, f"{vm_name(code, role.role, j + 1)} (existing VM "
+                      f"{declared.vm})", rel, f"vms[{i}].existing[{j}].address")
 
     free: dict[tuple[str, str], Iterator[ipaddress.IPv4Address]] = {}
     wanted: dict[tuple[str, str], int] = defaultdict(int)
@@ -86,7 +90,11 @@ def derive_vms(settings: EstateFile | None, sites: dict[str, Site],
                                      f"{names[name]}")
                     continue
                 names[name] = f"a VM of {rel}"
-                if role.ips is not None:
+                existing: ExistingVM | None = \
+                    role.existing[n - 1] if role.existing is not None else None
+                if existing is not None:
+                    ip = existing.address
+                elif role.ips is not None:
                     ip = role.ips[n - 1]
                 else:
                     wanted[pool_key] += 1
@@ -106,8 +114,10 @@ def derive_vms(settings: EstateFile | None, sites: dict[str, Site],
                     template=role.template or site.templates[0],
                     network=role.network, port_group=net.port_group, ip=ip,
                     prefix_length=net.subnet.prefixlen, gateway=net.gateway, dns=list(net.dns),
-                    cpu=role.cpu, memory_mb=role.memory_mb, disks_gb=list(role.disks_gb),
-                    data=role.data,
+                    cpu=role.cpu, memory_mb=role.memory_mb,
+                    disks_gb=None if role.disks_gb is None else list(role.disks_gb),
+                    data=role.data, existing=existing,
+                    manage_hardware=existing is None or role.manage_hardware,
                 ))
     for (site_name, network), short in unserved.items():
         pool = sites[site_name].networks[network].pool

@@ -47,6 +47,33 @@ def cross_check(
         _check_system(settings, sites, systems, system, files[f"system:{code}"], problems,
                       invalid_sites, invalid_systems)
     _check_cycles(systems, files, problems)
+    _check_existing(sites, systems, files, problems)
+
+
+def _check_existing(sites: dict[str, Site], systems: dict[str, System], files: dict[str, str],
+                    problems: Problems) -> None:
+    """One existing VM declared twice (by UUID, or by name in the same folder of the same
+    datacenter) would be adopted by two systems."""
+    seen: dict[tuple[str, ...], str] = {}
+    for code in sorted(systems):
+        rel = files[f"system:{code}"]
+        for i, role in enumerate(systems[code].vms):
+            site = sites.get(role.site)
+            if site is None:
+                continue
+            for j, existing in enumerate(role.existing or ()):
+                where = f"{rel} vms[{i}].existing[{j}]"
+                keys: list[tuple[str, ...]] = [("name", site.vcenter.url, site.datacenter,
+                                                existing.folder or "", existing.vm)]
+                if existing.uuid:
+                    keys.insert(0, ("uuid", site.vcenter.url, existing.uuid))
+                for key in keys:
+                    if key in seen:
+                        problems.add(rel, f"vms[{i}].existing[{j}]", f"VM "
+                                     f"{existing.describe(site.datacenter)} is also declared "
+                                     f"by {seen[key]}: one VM belongs to one system")
+                        break
+                    seen[key] = where
 
 
 def _check_sites(sites: dict[str, Site], files: dict[str, str], problems: Problems,

@@ -309,21 +309,92 @@ class Site(Strict):
     drill_network: Name | None = None
 
 
+FolderPath = Annotated[str, Field(
+    max_length=255, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]*(/[A-Za-z0-9][A-Za-z0-9 ._-]*)*$")]
+InstanceUUID = Annotated[str, Field(
+    pattern=r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")]
+
+
+class ExistingVM(Strict):
+    """A VM that already runs and that hopnhat takes over (adopts) rather than builds: found
+    in its site's datacenter by ``uuid`` (vCenter's instance UUID, which survives a rename)
+    when given, else by its vCenter name ``vm`` (in ``folder``, a path under the
+    datacenter's VM folder, when two VMs share the name). hopnhat reaches it at
+    ``address``."""
+
+    vm: Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[^\x00-\x1f\x7f/]+$")]
+    folder: FolderPath | None = None
+    uuid: InstanceUUID | None = None
+    address: IPv4
+
+    @field_validator("uuid")
+    @classmethod
+    def _lower(cls, value: str | None) -> str | None:
+        return None if value is None else value.lower()
+
+    def describe(self, datacenter: str) -> str:
+        """``DC-QuangNam/QLVB/qlvb-db-01``: where an operator finds it in vCenter."""
+        return "/".join(p for p in (datacenter, self.folder, self.vm) if p)
+
+
+HARDWARE = ("cpu", "memory_mb", "disks_gb")
+
+
 class VMRole(Strict):
-    """A group of identical VMs of a system: ``<code>-<role>-NN``."""
+    """A group of identical VMs of a system: ``<code>-<role>-NN``. hopnhat builds them,
+    unless ``existing`` lists VMs that already run: hopnhat then adopts them (one each,
+    ``count`` is their number), never builds, moves or destroys them, and changes their
+    hardware only when ``manage_hardware`` says so (the hardware written here is then what
+    they must have; without it, what differs is only shown)."""
 
     role: Annotated[str, Field(pattern=r"^[a-z][a-z0-9]{0,15}$")]
     count: Annotated[int, Field(ge=1, le=500)] = 1
     site: Name
-    cpu: Annotated[int, Field(ge=1, le=128)]
-    memory_mb: Annotated[int, Field(ge=256, le=4 * 1024 * 1024)]
-    disks_gb: Annotated[list[Annotated[int, Field(ge=1, le=65536)]], Field(min_length=1)]
+    cpu: Annotated[int, Field(ge=1, le=128)] | None = None
+    memory_mb: Annotated[int, Field(ge=256, le=4 * 1024 * 1024)] | None = None
+    disks_gb: Annotated[list[Annotated[int, Field(ge=1, le=65536)]],
+                        Field(min_length=1)] | None = None
     network: Name
     cluster: Name | None = None
     datastore: Name | None = None
     template: Name | None = None
     data: bool = False
     ips: list[IPv4] | None = None
+    existing: Annotated[list[ExistingVM], Field(min_length=1, max_length=500)] | None = None
+    manage_hardware: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _count_of_existing(cls, value: Any) -> Any:
+        if isinstance(value, dict) and isinstance(value.get("existing"), list) \
+                and "count" not in value:
+            return {**value, "count": len(value["existing"]) or 1}
+        return value
+
+    @model_validator(mode="after")
+    def _hardware(self) -> VMRole:
+        missing = [name for name in HARDWARE if getattr(self, name) is None]
+        if self.existing is None:
+            if missing:
+                raise ValueError(f"{', '.join(missing)} missing: hopnhat builds these VMs and "
+                                 "needs their hardware (or list the VMs that already run "
+                                 "under existing:)")
+            if self.manage_hardware:
+                raise ValueError("manage_hardware is for existing VMs (hopnhat always "
+                                 "manages the hardware of the VMs it builds)")
+            return self
+        if self.count != len(self.existing):
+            raise ValueError(f"count is {self.count} but existing lists {len(self.existing)} "
+                             "VM(s): leave count out")
+        if self.ips is not None:
+            raise ValueError("ips is for VMs hopnhat builds: an existing VM's address is its "
+                             "existing[].address")
+        if self.template is not None:
+            raise ValueError("template is for VMs hopnhat builds: an existing VM is not cloned")
+        if self.manage_hardware and missing:
+            raise ValueError(f"manage_hardware needs the hardware the VMs must have: "
+                             f"{', '.join(missing)} missing")
+        return self
 
 
 class Retention(Strict):
@@ -397,14 +468,28 @@ class VM(BaseModel):
     prefix_length: int
     gateway: IPv4
     dns: list[IPv4]
-    cpu: int
-    memory_mb: int
-    disks_gb: list[int]
+    cpu: int | None  # None: an existing VM whose hardware the estate does not say
+    memory_mb: int | None
+    disks_gb: list[int] | None
     data: bool
+    existing: ExistingVM | None = None  # a VM hopnhat adopts rather than builds
+    manage_hardware: bool = True
 
     @property
     def hostname(self) -> str:
         return self.name
+
+    @property
+    def adopted(self) -> bool:
+        """True for a VM the estate takes over (declared under ``existing``)."""
+        return self.existing is not None
+
+    def where(self) -> str:
+        """Where an operator finds it in vCenter: ``DC-QuangNam/QLVB/qlvb-db-01`` for an
+        existing VM, its estate name in its datacenter otherwise."""
+        if self.existing is not None:
+            return self.existing.describe(self.datacenter)
+        return f"{self.datacenter}/{self.name}"
 
 
 class Estate(BaseModel):
