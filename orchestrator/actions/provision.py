@@ -346,15 +346,15 @@ def plan(estate: Estate, vms: Sequence[VM], facts: Mapping[str, Inventory]) -> P
     Raises VSphereError naming each datacenter, cluster, datastore, port group or template
     the estate names and vCenter lacks (for the VMs that need them).
     """
-    _require_placement(estate, vms, facts)
-    owner = estate.id
-    refusals: list[str] = []
-    warnings: list[str] = []
     # the VMs the estate's existing declarations point at are never mistaken for a VM
     # hopnhat builds that happens to share a name (both provinces have a qlvb-db-01)
     claimed = {id(found) for vm in estate.vms if vm.existing is not None
                and vcenter_of(estate, vm) in facts
                for found in locate(vm, facts[vcenter_of(estate, vm)])[0]}
+    _require_placement(estate, vms, facts, claimed)
+    owner = estate.id
+    refusals: list[str] = []
+    warnings: list[str] = []
     actions = [_adopt_action(owner, vm, vcenter_of(estate, vm),
                              facts[vcenter_of(estate, vm)], warnings)
                if vm.existing is not None else
@@ -387,8 +387,8 @@ def check(plan: Plan) -> None:
                            f"holds only the other sites' VMs:\n{unread}")
 
 
-def _require_placement(estate: Estate, vms: Sequence[VM],
-                       facts: Mapping[str, Inventory]) -> None:
+def _require_placement(estate: Estate, vms: Sequence[VM], facts: Mapping[str, Inventory],
+                       claimed: Collection[int] = ()) -> None:
     missing: dict[str, list[str]] = defaultdict(list)  # problem → VMs
     for vm in vms:
         url = vcenter_of(estate, vm)
@@ -398,7 +398,8 @@ def _require_placement(estate: Estate, vms: Sequence[VM],
                 missing[f"{url}: no datacenter {vm.datacenter!r} (datacenters: "
                         f"{_names(inv.datacenters)})"].append(vm.name)
             continue  # located (or refused) by the plan; it needs nothing else
-        matches = [m for m in inv.vms_named(vm.name) if ADOPTED not in m.attributes]
+        matches = [m for m in inv.vms_named(vm.name)
+                   if ADOPTED not in m.attributes and id(m) not in claimed]
         if len(matches) == 1 and matches[0].owner == estate.id:
             needed = ["network"]  # an existing VM of ours may only need its port group
         elif matches:

@@ -16,9 +16,9 @@ import re
 import socket
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from orchestrator import process
 from orchestrator.errors import CommandError, SSHError
@@ -253,3 +253,202 @@ def wait_for_port(address: str, port: int, timeout: float) -> bool:
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.1)
+
+
+# --- taking over hosts hopnhat did not build -------------------------------------------------
+
+
+def key_fingerprint(blob: bytes) -> str:
+    """``SHA256:<base64, no padding>`` of a public key's wire form, as ``ssh-keygen -lf``
+    prints it."""
+    import base64
+    import hashlib
+
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+
+
+@dataclass(frozen=True)
+class HostKey:
+    """A host's public key as its server offered it."""
+
+    kind: str  # ssh-ed25519, ecdsa-sha2-nistp256, rsa-sha2-512 …
+    blob: bytes
+
+    @property
+    def fingerprint(self) -> str:
+        return key_fingerprint(self.blob)
+
+    def line(self) -> str:
+        """The key as known_hosts writes it after the address (``ssh-ed25519 AAAA…``)."""
+        import base64
+
+        return f"{self.kind} {base64.b64encode(self.blob).decode()}"
+
+
+def known_hosts_name(address: str, port: int) -> str:
+    """How known_hosts names ``address:port`` (``[a]:p`` unless the port is 22)."""
+    return address if port == 22 else f"[{address}]:{port}"
+
+
+def scan_host_key(address: str, port: int, timeout: float = 15.0) -> HostKey:
+    """The key ``address:port``'s SSH server offers (no authentication, nothing trusted):
+    what an operator compares before trusting it. Raises SSHError naming the address when
+    it does not answer or is not an SSH server."""
+    import paramiko
+
+    where = f"{address}:{port}"
+    try:
+        sock = socket.create_connection((address, port), timeout=timeout)
+    except OSError as exc:
+        raise SSHError(f"{where}: cannot connect ({exc.strerror or exc})") from None
+    transport = paramiko.Transport(sock)
+    transport.banner_timeout = timeout
+    try:
+        transport.start_client(timeout=timeout)
+        key = transport.get_remote_server_key()
+        return HostKey(key.get_name(), key.asbytes())
+    except (paramiko.SSHException, OSError, EOFError) as exc:
+        raise SSHError(f"{where}: no SSH host key offered ({exc or 'timed out'})") from None
+    finally:
+        transport.close()
+
+
+def known_keys(known_hosts: Path, address: str, port: int) -> list[HostKey]:
+    """The keys ``known_hosts`` holds for ``address:port`` (plain or hashed lines)."""
+    import paramiko
+
+    if not known_hosts.exists():
+        return []
+    try:
+        keys = paramiko.HostKeys(str(known_hosts))
+    except (OSError, paramiko.SSHException) as exc:
+        raise SSHError(f"{known_hosts}: cannot read known_hosts ({exc})") from None
+    found: dict[str, Any] = dict(keys.lookup(known_hosts_name(address, port)) or {})
+    return [HostKey(kind, key.asbytes()) for kind, key in found.items()]
+
+
+def record_host_key(known_hosts: Path, address: str, port: int, key: HostKey) -> None:
+    """Write ``key`` as the one key of ``address:port`` in ``known_hosts`` (lines of other
+    hosts kept; written whole to a temporary file, then renamed; 0644)."""
+    import os
+
+    name = known_hosts_name(address, port)
+    lines = known_hosts.read_text().splitlines() if known_hosts.exists() else []
+    kept = [line for line in lines if not line.split(" ", 1)[0].split(",").count(name)]
+    kept.append(f"{name} {key.line()}")
+    known_hosts.parent.mkdir(parents=True, exist_ok=True)
+    tmp = known_hosts.with_name(f".{known_hosts.name}.{os.getpid()}.tmp")
+    tmp.write_text("\n".join(kept) + "\n")
+    tmp.chmod(0o644)
+    tmp.replace(known_hosts)
+
+
+def forget_host_key(known_hosts: Path, address: str, port: int) -> int:
+    """Remove every line of ``address:port`` from ``known_hosts``; how many were removed."""
+    import os
+
+    if not known_hosts.exists():
+        return 0
+    name = known_hosts_name(address, port)
+    lines = known_hosts.read_text().splitlines()
+    kept = [line for line in lines if not line.split(" ", 1)[0].split(",").count(name)]
+    if len(kept) != len(lines):
+        tmp = known_hosts.with_name(f".{known_hosts.name}.{os.getpid()}.tmp")
+        tmp.write_text("".join(f"{line}\n" for line in kept))
+        tmp.chmod(0o644)
+        tmp.replace(known_hosts)
+    return len(lines) - len(kept)
+
+
+@dataclass(frozen=True)
+class Login:
+    """The operator's own way into a host hopnhat did not build: their key file, or a
+    password (asked at the terminal, kept in memory only, never written or logged)."""
+
+    user: str
+    key_file: Path | None = None
+    password: str | None = field(default=None, repr=False)
+
+    def describe(self) -> str:
+        return f"{self.user} with the key {self.key_file}" if self.key_file is not None \
+            else f"{self.user} with a password"
+
+
+def _pinned_client(address: str, port: int, key: HostKey) -> paramiko.SSHClient:
+    import paramiko
+
+    client = paramiko.SSHClient()
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    client.get_host_keys().add(known_hosts_name(address, port), key.kind,
+                               paramiko.PKey.from_type_string(key.kind, key.blob))
+    return client
+
+
+def accepts_key(address: str, port: int, host_key: HostKey, user: str, key_file: Path,
+                timeout: float = 15.0) -> bool:
+    """Whether the host (its key pinned to ``host_key``) lets ``user`` in with
+    ``key_file``. Raises SSHError when it cannot be reached or its key differs."""
+    import paramiko
+
+    client = _pinned_client(address, port, host_key)
+    try:
+        client.connect(address, port=port, username=user, key_filename=str(key_file),
+                       timeout=timeout, banner_timeout=timeout, auth_timeout=timeout,
+                       allow_agent=False, look_for_keys=False)
+        return True
+    except paramiko.AuthenticationException:
+        return False
+    except (paramiko.SSHException, OSError) as exc:
+        raise SSHError(f"{address}:{port}: {exc or 'cannot connect'}") from None
+    finally:
+        client.close()
+
+
+def install_authorized_key(address: str, port: int, host_key: HostKey, login: Login,
+                           public_key: str, timeout: float = 15.0) -> bool:
+    """Add ``public_key`` (one OpenSSH line) to ``login.user``'s ``~/.ssh/authorized_keys``
+    on the host, over SFTP (no shell: nothing of the key or the path is interpreted), the
+    host's key pinned to ``host_key``. Out: True when added, False when it was there.
+    Raises SSHError naming the host when the login is refused or the file cannot be
+    written."""
+    import paramiko
+
+    where = f"{address}:{port}"
+    client = _pinned_client(address, port, host_key)
+    try:
+        client.connect(address, port=port, username=login.user,
+                       key_filename=str(login.key_file) if login.key_file else None,
+                       password=login.password, timeout=timeout, banner_timeout=timeout,
+                       auth_timeout=timeout, allow_agent=False, look_for_keys=False)
+    except paramiko.AuthenticationException:
+        client.close()
+        raise SSHError(f"{where}: the host refused {login.describe()}") from None
+    except (paramiko.SSHException, OSError) as exc:
+        client.close()
+        raise SSHError(f"{where}: {exc or 'cannot connect'}") from None
+    try:
+        sftp = client.open_sftp()
+        home = sftp.normalize(".")
+        folder, file = f"{home.rstrip('/')}/.ssh", f"{home.rstrip('/')}/.ssh/authorized_keys"
+        try:
+            sftp.stat(folder)
+        except OSError:
+            sftp.mkdir(folder, mode=0o700)
+        try:
+            with sftp.open(file, "r") as handle:
+                current = handle.read().decode(errors="replace")
+        except OSError:
+            current = ""
+        wanted = " ".join(public_key.split()[:2])
+        if any(" ".join(line.split()[:2]) == wanted for line in current.splitlines()):
+            return False
+        with sftp.open(file, "a") as handle:
+            handle.write(("" if not current or current.endswith("\n") else "\n")
+                         + public_key.strip() + "\n")
+        sftp.chmod(file, 0o600)
+        return True
+    except (paramiko.SSHException, OSError) as exc:
+        raise SSHError(f"{where}: cannot add hopnhat's key to {login.user}'s "
+                       f"authorized_keys ({exc})") from None
+    finally:
+        client.close()

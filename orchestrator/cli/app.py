@@ -27,6 +27,8 @@ class RootGroup(HandledGroup):
         "apply": ("orchestrator.cli.provision", "apply"),
         "destroy": ("orchestrator.cli.provision", "destroy"),
         "configure": ("orchestrator.cli.configure", "configure"),
+        "discover": ("orchestrator.cli.discover", "discover"),
+        "hosts": ("orchestrator.cli.hosts", "app"),
     }
 
 

@@ -69,9 +69,9 @@ def estate_document(estate: Estate) -> dict[str, Any]:
                 "depends_on": list(system.depends_on),
                 "repository_host": system.backup.repository_host if system.backup else None,
                 "vms": []})
-            entry["vms"].append(vm.model_dump(mode="json", include={
+            entry["vms"].append({**vm.model_dump(mode="json", include={
                 "name", "role", "ip", "cpu", "memory_mb", "disks_gb", "cluster", "datastore",
-                "port_group", "data"}))
+                "port_group", "data"}), "existing": vm.where() if vm.adopted else None})
     return {"estate": estate.id, "name": estate.settings.name, "sites": sites,
             "repository_hosts": [h.model_dump(mode="json")
                                  for h in estate.settings.repository_hosts]}
@@ -99,8 +99,10 @@ def show(ctx: typer.Context, json: JsonOption = False) -> None:
                 first = i == 0
                 table.add_row(code if first else "", str(system["tier"]) if first else "",
                               system["rpo"] if first else "", system["rto"] if first else "",
-                              vm["name"], vm["ip"], str(vm["cpu"]), str(vm["memory_mb"]),
-                              "+".join(str(d) for d in vm["disks_gb"]),
+                              vm["name"] + (f" [dim]= {escape(vm['existing'])}[/]"
+                                            if vm["existing"] else ""),
+                              vm["ip"], str(vm["cpu"] or "?"), str(vm["memory_mb"] or "?"),
+                              "+".join(str(d) for d in vm["disks_gb"] or ()) or "?",
                               "yes" if vm["data"] else "")
         if site["systems"]:
             branch.add(table)

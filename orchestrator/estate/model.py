@@ -309,8 +309,10 @@ class Site(Strict):
     drill_network: Name | None = None
 
 
+# a vCenter folder path under a datacenter's VM folder: names of any script (vCenter
+# writes a "/" inside a name as %2f), no control characters, "/" between folders
 FolderPath = Annotated[str, Field(
-    max_length=255, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]*(/[A-Za-z0-9][A-Za-z0-9 ._-]*)*$")]
+    max_length=255, pattern=r"^[^\x00-\x1f\x7f/]+(/[^\x00-\x1f\x7f/]+)*$")]
 InstanceUUID = Annotated[str, Field(
     pattern=r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")]
 
