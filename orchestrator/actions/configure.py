@@ -117,6 +117,7 @@ class Verdict:
     exit_code: int
     failed_hosts: tuple[str, ...]
     unreachable_hosts: tuple[str, ...]
+    untrusted_hosts: tuple[str, ...] = ()  # adopted hosts whose key is not trusted yet
 
 
 def judge(run: PlaybookRun) -> Verdict:
@@ -132,6 +133,27 @@ def judge(run: PlaybookRun) -> Verdict:
     if (failed or unreachable) and good and run.status in ("successful", "failed"):
         return Verdict(PARTIAL, EXIT_PARTIAL, failed, unreachable)
     return Verdict("failed", EXIT_FAILURE, failed, unreachable)
+
+
+def untrusted_hosts(paths: Paths, hosts: Sequence[str]) -> tuple[str, ...]:
+    """The adopted hosts among ``hosts`` whose SSH key hopnhat's known_hosts does not hold:
+    never trusted on first use, they wait for ``hopnhat hosts trust``. (A host hopnhat
+    built has its key recorded when it is made.)"""
+    from orchestrator.adapters.ssh import known_keys  # paramiko: imported when used
+
+    wanted = set(hosts)
+    return tuple(vm.name for vm in paths.estate.vms if vm.adopted and vm.name in wanted
+                 and not known_keys(paths.known_hosts, str(vm.ip), 22))
+
+
+def leave_out(verdict: Verdict, untrusted: tuple[str, ...], ran: bool) -> Verdict:
+    """The verdict once the hosts left out for an untrusted key count: partial (exit 3)
+    when others were configured, failed when none was."""
+    if not untrusted:
+        return verdict
+    status, code = (PARTIAL, EXIT_PARTIAL) if ran and verdict.status != "failed" \
+        else ("failed", EXIT_FAILURE)
+    return Verdict(status, code, verdict.failed_hosts, verdict.unreachable_hosts, untrusted)
 
 
 @dataclass(frozen=True)
@@ -150,6 +172,7 @@ class ConfigureResult:
                 "exit_code": self.verdict.exit_code, "plan": self.plan.as_dict(),
                 "failed_hosts": list(self.verdict.failed_hosts),
                 "unreachable_hosts": list(self.verdict.unreachable_hosts),
+                "untrusted_hosts": list(self.verdict.untrusted_hosts),
                 "changed": self.run.changed, "runner_status": self.run.status,
                 **{k: v for k, v in self.run.as_dict().items() if k not in ("ident", "status")}}
 
@@ -250,22 +273,31 @@ def configure(paths: Paths, the_plan: ConfigurePlan, *, ledger: Ledger,
         _require_vault(paths)
         check_restic_binary(paths)
         inventory = build_inventory(paths)
+        untrusted = untrusted_hosts(paths, the_plan.hosts)
+        for host in untrusted:
+            ledger.event(run_id, host, "untrusted-key",
+                         message=f"its SSH host key is not trusted yet: run `hopnhat hosts "
+                                 f"trust --host {host}`")
+        hosts = tuple(h for h in the_plan.hosts if h not in untrusted)
         wait = (paths.estate.settings.configuration.connect_wait.total_seconds()
                 if connect_wait is None else connect_wait)
-        silent = wait_for_hosts(inventory, the_plan.hosts, wait, on_wait=on_wait, probe=probe)
+        silent = wait_for_hosts(inventory, hosts, wait, on_wait=on_wait, probe=probe)
         for host in silent:
             ledger.event(run_id, host, "not-answering", waited_seconds=wait)
+        limit = the_plan.limit
+        if untrusted:  # the others go on; Ansible never sees the untrusted ones
+            limit = ",".join([limit or "all", *(f"!{host}" for host in untrusted)])
         request = PlaybookRequest(
             playbook=SITE, inventory=inventory,
             extravars=extra_vars(paths, the_plan.systems),
             vault_password_file=paths.vault_password_file, forks=the_plan.forks,
-            limit=the_plan.limit, check=the_plan.check, diff=the_plan.diff, timeout=timeout)
+            limit=limit, check=the_plan.check, diff=the_plan.diff, timeout=timeout)
         run = (runner or run_playbook)(request, paths.state / "runs" / run_id, run_id,
                                        on_event=on_event, on_task=on_task)
     except HopnhatError as exc:
         ledger.finish(run_id, "failed", {"error": str(exc)})
         raise
-    verdict = judge(run)
+    verdict = leave_out(judge(run), untrusted, bool(run.hosts))
     for host, stats in sorted(run.hosts.items()):
         ledger.event(run_id, host, "host", **stats.as_dict())
     for notice in run.notices:
@@ -279,6 +311,7 @@ def configure(paths: Paths, the_plan: ConfigurePlan, *, ledger: Ledger,
         "hosts": len(run.hosts), "changed": run.changed,
         "failed_hosts": list(verdict.failed_hosts),
         "unreachable_hosts": list(verdict.unreachable_hosts),
+        "untrusted_hosts": list(verdict.untrusted_hosts),
         "notices": len(run.notices), "runner_status": run.status, "rc": run.rc,
         "duration_seconds": round(run.duration, 2), "check": the_plan.check,
         "artifacts": str(run.artifacts)})

@@ -115,6 +115,10 @@ def render(result: ConfigureResult) -> None:
         console.print(f"[bold red]{failure.outcome}:[/] {failure.host}: "
                       f"{escape(failure.task)}: {escape(failure.message)}", soft_wrap=True)
     verdict = result.verdict
+    for host in verdict.untrusted_hosts:
+        console.print(f"[bold red]not configured:[/] {host}: its SSH host key is not trusted "
+                      f"yet (hopnhat never trusts an adopted host on first use): run `hopnhat "
+                      f"hosts trust --host {host}`", soft_wrap=True)
     mode = " (check mode: nothing was changed)" if result.plan.check else ""
     console.print(f"configure [bold]{verdict.status}[/]{mode}: {len(result.run.hosts)} host(s), "
                   f"{result.run.changed} change(s), {len(verdict.failed_hosts)} failed, "
