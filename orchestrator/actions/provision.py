@@ -380,8 +380,14 @@ def check(plan: Plan) -> None:
         lines = "\n".join(f"  - {r}" for r in plan.refusals)
         also = f"\nand {len(plan.unreachable)} vCenter(s) could not be read:\n{unread}" \
             if unread else ""
+        # an existing VM the estate declares wrongly (absent, ambiguous, another estate's)
+        # is bad input; anything else refused (capacity, a shrink, a conflict) a failure
+        bad = [a for a in plan.actions if a.kind in (FOREIGN, REFUSED)]
+        declared = bool(bad) and len(bad) == len(plan.refusals) and all(
+            a.vm.adopted for a in bad)
         raise PlanError(f"the plan is refused ({len(plan.refusals)} problem(s)); nothing "
-                        f"was changed:\n{lines}{also}")
+                        f"was changed:\n{lines}{also}",
+                        exit_code=EXIT_BAD_INPUT if declared else None)
     if plan.unreachable:
         raise VSphereError(f"{len(plan.unreachable)} vCenter(s) could not be read; the plan "
                            f"holds only the other sites' VMs:\n{unread}")
