@@ -12,10 +12,21 @@ step "start the lab: a vcsim per vCenter (Đà Nẵng's, Quảng Nam's), the rep
 hopnhat lab up
 step "the estate: sites → systems → VMs with tiers and targets"
 hopnhat estate show
-step "plan: what provisioning would change in vCenter (nothing is touched yet)"
+step "discover: what both former provinces' vCenters run that the estate does not describe"
+hopnhat discover
+drafts=.hopnhat/discovered
+mkdir -p "$drafts" && rm -f "$drafts"/*.yml
+hopnhat discover --write "$drafts" >/dev/null
+echo "drafts written to $drafts (tier, backup paths and probes are left for a person to fill):"
+ls "$drafts"
+step "plan: what provisioning would change in vCenter — build the new systems, adopt the legacy QLVBs (nothing is touched yet)"
 hopnhat plan
-step "apply: clone → customize → power on → wait for IP → mark ownership, 8 at a time"
+step "apply: clone → customize → power on → wait for IP → mark ownership, 8 at a time; adopt = marks only"
 hopnhat apply --yes
+step "trust the adopted hosts: compare each SSH key with vCenter's record, put hopnhat's key on them with the province team's own key"
+for host in qlvbdn-db-01 qlvbqn-db-01; do
+  hopnhat hosts trust --host "$host" --yes --login-key .hopnhat/lab/operator/id_ed25519
+done
 step "plan again: nothing left to do (a second apply would make no vCenter task)"
 hopnhat plan --detailed-exitcode
 step "the lab's parts: every powered-on VM is now a real SSH host"
@@ -32,5 +43,7 @@ step "verify every repository, as the nightly timer does: check + read-data subs
 hopnhat verify --junit .hopnhat/reports/verify.xml --metrics .hopnhat/textfile/hopnhat_verify.prom
 step "restore drill of a tier-1 system: QLVB restored in the secondary DC, probes, RPO/RTO evidence"
 hopnhat drill run --system qlvb
+step "restore drill of an adopted system: Quảng Nam's former QLVB, never built by hopnhat"
+hopnhat drill run --system qlvbqn
 echo
 echo "The lab keeps running; stop it with: .venv/bin/hopnhat lab down"
