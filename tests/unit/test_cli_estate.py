@@ -46,14 +46,14 @@ def test_validate_accepts_the_example_estate_and_exits_0(estate_copy):
     result = hopnhat(estate_copy.root, "estate", "validate")
     assert result.exit_code == 0, result.output
     assert "estate danang" in result.stdout
-    assert "is valid: 2 sites, 8 systems, 13 VMs" in result.stdout
+    assert "is valid: 2 sites, 10 systems, 15 VMs" in result.stdout
 
 
 def test_validate_json_summarises_a_valid_estate(estate_copy):
     result = hopnhat(estate_copy.root, "estate", "validate", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == {
-        "valid": True, "estate": "danang", "sites": 2, "systems": 8, "vms": 13}
+        "valid": True, "estate": "danang", "sites": 2, "systems": 10, "vms": 15}
 
 
 @pytest.mark.parametrize(("plant", "file", "key", "message"), [
@@ -144,7 +144,7 @@ def test_show_json_lists_sites_then_systems_then_vms_with_tier_and_targets(estat
     assert (danang["role"], danang["datacenter"]) == ("primary", "DC-DaNang")
     # systems by tier, then code
     assert list(danang["systems"]) == [
-        "dvc", "qlvb", "video", "email", "lgsp", "sso", "ioc", "opendata"]
+        "dvc", "qlvb", "video", "email", "lgsp", "qlvbdn", "sso", "ioc", "opendata"]
     qlvb = danang["systems"]["qlvb"]
     assert {k: qlvb[k] for k in ("tier", "rpo", "rto", "drill_interval", "depends_on",
                                  "repository_host")} == {
@@ -153,8 +153,20 @@ def test_show_json_lists_sites_then_systems_then_vms_with_tier_and_targets(estat
     assert [(vm["name"], vm["ip"], vm["data"]) for vm in qlvb["vms"]] == [
         ("qlvb-app-01", "127.10.1.16", False), ("qlvb-app-02", "127.10.1.17", False),
         ("qlvb-db-01", "127.10.2.11", True)]
+    assert [vm["existing"] for vm in qlvb["vms"]] == [None, None, None]
     assert danang["systems"]["ioc"]["rto"] == "3d"
-    assert doc["sites"]["quangnam"]["systems"] == {}
+    # an adopted VM: where it is in vCenter; hardware the estate does not declare is null
+    [legacy] = danang["systems"]["qlvbdn"]["vms"]
+    assert {k: legacy[k] for k in ("name", "ip", "existing", "cpu", "memory_mb",
+                                   "disks_gb", "data")} == {
+        "name": "qlvbdn-db-01", "ip": "127.10.1.5",
+        "existing": "DC-DaNang/Legacy/QLVB/qlvb-db-01", "cpu": None, "memory_mb": None,
+        "disks_gb": None, "data": True}
+    # the secondary site runs only Quảng Nam's legacy QLVB, which hopnhat adopts
+    assert list(doc["sites"]["quangnam"]["systems"]) == ["qlvbqn"]
+    assert [(vm["name"], vm["ip"], vm["existing"], vm["cpu"], vm["disks_gb"])
+            for vm in doc["sites"]["quangnam"]["systems"]["qlvbqn"]["vms"]] == [
+        ("qlvbqn-db-01", "127.20.1.5", "DC-QuangNam/QLVB/qlvb-db-01", 4, [40, 200])]
     assert [h["name"] for h in doc["repository_hosts"]] == ["repo-qnam-01"]
 
 

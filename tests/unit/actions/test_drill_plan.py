@@ -119,8 +119,9 @@ def test_scratch_vms_are_found_by_their_mark_and_owner() -> None:
 
 
 def test_rehearsal_groups_follow_the_dependencies(estate: Estate) -> None:
-    assert select(estate, 1, False) == ["dvc", "lgsp", "qlvb", "sso", "video"]
-    assert levels(estate, select(estate, 1, False)) == [["sso"], ["lgsp", "video"],
+    # qlvbqn (tier 1, adopted, backed up) depends on nothing: it goes first, beside sso
+    assert select(estate, 1, False) == ["dvc", "lgsp", "qlvb", "qlvbqn", "sso", "video"]
+    assert levels(estate, select(estate, 1, False)) == [["qlvbqn", "sso"], ["lgsp", "video"],
                                                         ["dvc", "qlvb"]]
     assert levels(estate, ["qlvb", "ioc"]) == [["ioc", "qlvb"]]
     with pytest.raises(PlanError, match="--tier N or --all"):

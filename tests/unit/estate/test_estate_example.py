@@ -1,5 +1,6 @@
 """The example estate (inventory/) is valid, and its VMs are derived the same way every time:
-names ``<code>-<role>-NN``, placement, and addresses from the pools in a fixed order."""
+names ``<code>-<role>-NN``, placement, and addresses from the pools in a fixed order (an
+adopted VM keeps the address its ``existing`` entry declares)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ EXPECTED_VMS = [
     ("lgsp-esb-01", "127.10.1.14"),
     ("opendata-portal-01", "127.10.1.15"),
     ("qlvb-app-01", "127.10.1.16"), ("qlvb-app-02", "127.10.1.17"), ("qlvb-db-01", "127.10.2.11"),
+    # adopted VMs keep their declared addresses (outside the pools): nothing after them shifts
+    ("qlvbdn-db-01", "127.10.1.5"),
+    ("qlvbqn-db-01", "127.20.1.5"),
     ("sso-idp-01", "127.10.1.18"), ("sso-db-01", "127.10.2.12"),
     ("video-mcu-01", "127.10.1.19"),
 ]
@@ -31,12 +35,12 @@ def _tree_digest(root: Path) -> str:
     return digest.hexdigest()
 
 
-def test_the_example_estate_is_valid_with_two_sites_and_eight_systems(estate_copy):
+def test_the_example_estate_is_valid_with_two_sites_and_ten_systems(estate_copy):
     estate = estate_copy.load()
     assert estate.id == "danang"
     assert sorted(estate.sites) == ["danang", "quangnam"]
     assert sorted(estate.systems) == [
-        "dvc", "email", "ioc", "lgsp", "opendata", "qlvb", "sso", "video"]
+        "dvc", "email", "ioc", "lgsp", "opendata", "qlvb", "qlvbdn", "qlvbqn", "sso", "video"]
     assert [h.name for h in estate.settings.repository_hosts] == ["repo-qnam-01"]
 
 
@@ -56,6 +60,29 @@ def test_a_vm_takes_its_roles_placement_or_else_its_sites_first_choice(estate_co
             vms["dvc-db-01"].prefix_length) == ("PG-DN-DB", "127.10.2.1", 24)
     assert (vms["dvc-db-01"].tier, vms["dvc-db-01"].data, vms["dvc-db-01"].disks_gb) == (
         1, True, [40, 300])
+
+
+def test_the_legacy_qlvb_vms_are_adopted_as_declared_and_only_qlvbqn_declares_hardware(
+        estate_copy):
+    vms = {vm.name: vm for vm in estate_copy.load().vms}
+    danang, quangnam = vms["qlvbdn-db-01"], vms["qlvbqn-db-01"]
+    # both are qlvb-db-01 in their own vCenter: told apart by site and folder
+    assert (danang.adopted, danang.site, danang.existing.vm, danang.existing.folder,
+            str(danang.existing.address), str(danang.ip)) == (
+        True, "danang", "qlvb-db-01", "Legacy/QLVB", "127.10.1.5", "127.10.1.5")
+    assert (quangnam.adopted, quangnam.site, quangnam.existing.vm, quangnam.existing.folder,
+            str(quangnam.existing.address), str(quangnam.ip)) == (
+        True, "quangnam", "qlvb-db-01", "QLVB", "127.20.1.5", "127.20.1.5")
+    assert (danang.where(), quangnam.where()) == (
+        "DC-DaNang/Legacy/QLVB/qlvb-db-01", "DC-QuangNam/QLVB/qlvb-db-01")
+    # Đà Nẵng's declares no hardware: nothing to compare, nothing to change
+    assert (danang.cpu, danang.memory_mb, danang.disks_gb, danang.manage_hardware) == (
+        None, None, None, False)
+    # Quảng Nam's declares what it has, shown as drift but not managed
+    assert (quangnam.cpu, quangnam.memory_mb, quangnam.disks_gb, quangnam.manage_hardware) == (
+        4, 8192, [40, 200], False)
+    # the VMs hopnhat builds are not adopted
+    assert not vms["qlvb-db-01"].adopted and vms["qlvb-db-01"].existing is None
 
 
 def test_a_pinned_address_is_never_handed_out_from_the_pool(estate_copy):

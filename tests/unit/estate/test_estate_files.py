@@ -90,4 +90,4 @@ def test_a_missing_estate_folder_is_reported(tmp_path):
 def test_files_other_than_yaml_are_ignored(estate_copy):
     estate_copy.path("systems/README.md").write_text("# notes\n", encoding="utf-8")
     estate_copy.path("systems/sso.yml.orig").write_text("not: [yaml\n", encoding="utf-8")
-    assert len(estate_copy.load().systems) == 8
+    assert len(estate_copy.load().systems) == 10

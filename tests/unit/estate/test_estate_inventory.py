@@ -10,8 +10,9 @@ import pytest
 from orchestrator.estate.inventory import build_inventory, host_vars
 from orchestrator.settings import Paths
 
+# adopted VMs are backup clients too: hopnhat backs up the legacy QLVB it never builds
 DATA_VMS = ["dvc-db-01", "email-mail-01", "ioc-app-01", "lgsp-esb-01", "opendata-portal-01",
-            "qlvb-db-01", "sso-db-01", "video-mcu-01"]
+            "qlvb-db-01", "qlvbdn-db-01", "qlvbqn-db-01", "sso-db-01", "video-mcu-01"]
 
 
 @pytest.fixture
@@ -34,14 +35,17 @@ def _vault_keys(estate):
 @pytest.mark.parametrize(("group", "hosts"), [
     ("site_danang", ["dvc-web-01", "dvc-web-02", "dvc-db-01", "email-mail-01", "ioc-app-01",
                      "lgsp-esb-01", "opendata-portal-01", "qlvb-app-01", "qlvb-app-02",
-                     "qlvb-db-01", "sso-idp-01", "sso-db-01", "video-mcu-01"]),
-    ("site_quangnam", ["repo-qnam-01"]),
+                     "qlvb-db-01", "qlvbdn-db-01", "sso-idp-01", "sso-db-01", "video-mcu-01"]),
+    ("site_quangnam", ["qlvbqn-db-01", "repo-qnam-01"]),
+    ("system_qlvbdn", ["qlvbdn-db-01"]),
     ("system_qlvb", ["qlvb-app-01", "qlvb-app-02", "qlvb-db-01"]),
     ("system_sso", ["sso-idp-01", "sso-db-01"]),
     ("tier_1", ["dvc-web-01", "dvc-web-02", "dvc-db-01", "qlvb-app-01", "qlvb-app-02",
-                "qlvb-db-01", "video-mcu-01"]),
+                "qlvb-db-01", "qlvbqn-db-01", "video-mcu-01"]),
+    ("tier_2", ["email-mail-01", "lgsp-esb-01", "qlvbdn-db-01", "sso-idp-01", "sso-db-01"]),
     ("tier_3", ["ioc-app-01", "opendata-portal-01"]),
     ("role_dvc_web", ["dvc-web-01", "dvc-web-02"]),
+    ("role_qlvbqn_db", ["qlvbqn-db-01"]),
     ("repository_hosts", ["repo-qnam-01"]),
     ("backup_clients", DATA_VMS),
 ])
@@ -76,7 +80,8 @@ def test_system_variables_carry_tier_targets_and_backup_repositories(inventory):
 def test_the_repository_host_has_one_account_per_system_it_keeps(inventory):
     accounts = inventory["_meta"]["hostvars"]["repo-qnam-01"]["hopnhat_repository_accounts"]
     assert accounts == [f"restic-{code}" for code in
-                        ("dvc", "email", "ioc", "lgsp", "opendata", "qlvb", "sso", "video")]
+                        ("dvc", "email", "ioc", "lgsp", "opendata", "qlvb", "qlvbdn",
+                         "qlvbqn", "sso", "video")]
 
 
 def test_the_host_answer_is_that_hosts_variables_and_empty_for_an_unknown_host(
