@@ -60,7 +60,9 @@ _TMP = "/tmp"  # noqa: S108 - the guest's own /tmp mount point, not a temporary 
 class GuestSpec:
     """Everything guest_init needs, as ``start_guest`` writes it to ``<guest root>/guest.json``.
 
-    ``storage``/``capacity_mb``/``accounts`` are set for a repository host only.
+    ``storage``/``capacity_mb``/``accounts`` are set for a repository host only;
+    ``known_hosts`` is the file its host key line was written into, "" for a legacy guest
+    (whose key the lab does not pin).
     """
 
     name: str

@@ -11,12 +11,16 @@ A guest lives under ``<lab dir>/guests/<name>/``:
 Its sshd runs as ``unshare --mount --uts --propagation private <python> -m
 orchestrator.lab.guest_init <guest.json>``, which execs sshd in place, so the recorded PID is
 sshd itself. hopnhat reaches guests with strict host-key checking only: :func:`start_guest`
-writes each guest's key line into the lab's known_hosts.
+writes each guest's key line into the lab's known_hosts — except a legacy guest's (started
+with ``known_hosts=None``), whose key hopnhat must learn and check by itself.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import fcntl
+import hashlib
 import ipaddress
 import os
 import re
@@ -27,7 +31,7 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -49,6 +53,12 @@ INIT_ENV = dict(GUEST_ENV, PYTHONPATH=str(_PROJECT), PYTHONDONTWRITEBYTECODE="1"
 # Popen objects of the guests this process started, kept so Python does not warn about (or
 # lose track of) live children; the ProcessTable remains the record that counts.
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def is_guest_name(name: str) -> bool:
+    """True when ``name`` can name a guest (its folder under ``guests/`` and its process
+    record): letters, digits, '.', '_', '-', starting with a letter or digit, at most 63."""
+    return bool(_NAME.match(name))
 
 
 def record_name(name: str) -> str:
@@ -95,6 +105,37 @@ def ensure_host_key(root: Path, name: str) -> str:
         pub.write_text(run(["ssh-keygen", "-y", "-f", str(key)], check=True).stdout)
     fields = pub.read_text().split()
     return f"{fields[0]} {fields[1]}"
+
+
+def host_key(lab_dir: Path, name: str) -> str:
+    """Guest ``name``'s public host key, ``ssh-ed25519 AAAA…`` (no comment), as its folder
+    holds it. Raises LabError when it has none (the guest never started)."""
+    pub = guest_root(lab_dir, name) / f"{HOST_KEY}.pub"
+    try:
+        fields = pub.read_text().split()
+    except OSError as exc:
+        raise LabError(f"guest {name} has no host key ({pub}: {exc.strerror})") from None
+    if len(fields) < 2:
+        raise LabError(f"guest {name}: {pub} is not a public key")
+    return f"{fields[0]} {fields[1]}"
+
+
+def fingerprint(public_key: str) -> str:
+    """``SHA256:<base64, no padding>`` of an OpenSSH public key line (``ssh-ed25519 AAAA…``),
+    as ``ssh-keygen -lf`` prints it. Raises LabError on a line that is not one."""
+    try:
+        blob = base64.b64decode(public_key.split()[1], validate=True)
+    except (IndexError, binascii.Error) as exc:
+        raise LabError("not an OpenSSH public key line") from exc
+    digest = base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+    return f"SHA256:{digest}"
+
+
+def host_key_fingerprint(lab_dir: Path, name: str) -> str:
+    """The SHA-256 fingerprint (``SHA256:…``) of guest ``name``'s host key: what the
+    hypervisor publishes in vCenter for a legacy VM, and what hopnhat must compare before it
+    trusts that guest. Raises LabError when the guest has no host key."""
+    return fingerprint(host_key(lab_dir, name))
 
 
 def known_hosts_address(ip: str, port: int) -> str:
@@ -289,25 +330,37 @@ def _mount_namespace(pid: int) -> str | None:
 
 
 def start_guest(lab_dir: Path, table: ProcessTable, name: str, hostname: str, ip: str,
-                authorized_keys: list[str], known_hosts: Path, port: int = 22, *,
+                authorized_keys: list[str], known_hosts: Path | None, port: int = 22, *,
                 storage: str | None = None, capacity_mb: int | None = None,
-                accounts: dict[str, str] | None = None) -> ProcessRecord:
+                accounts: dict[str, str] | None = None,
+                on_ready: Callable[[], None] | None = None) -> ProcessRecord:
     """Start guest ``name`` (an sshd as root on ``ip:port`` in its own namespaces), or return
     the record of the live one already on that address.
 
     ``authorized_keys`` go to the guest's /root/.ssh/authorized_keys; the guest's host key line
-    is written into ``known_hosts`` (replacing any older line for that address). The process is
+    is written into ``known_hosts`` (replacing any older line for that address), unless
+    ``known_hosts`` is None: a legacy guest, whose key hopnhat must not find trusted (it
+    is never written there, nor removed by :func:`destroy_guest`). The process is
     recorded in ``table`` as ``guest-<name>`` (kind ``guest``, address ``ip:port``).
     The keyword-only extras make a repository host (see :mod:`orchestrator.lab.repository`):
     ``storage`` (a path under /srv), ``capacity_mb`` (a tmpfs of that size as storage) and
     ``accounts`` (system code → public key, merged into those the guest already has). A live
     guest is reused as it runs when its address and storage are unchanged (with the keys it
     booted with; the repository module applies new accounts), else restarted.
+    ``on_ready`` is called once a newly started sshd answers, before it is recorded (so
+    whoever sees the guest recorded finds done what it does); if it raises, the guest is
+    stopped and the exception propagates.
     Raises LabError on bad input, a taken address, or an sshd that does not come up.
     """
     root = _validate(lab_dir, name, hostname, ip, port, authorized_keys)
-    known_hosts = known_hosts.resolve()
+    known_hosts = None if known_hosts is None else known_hosts.resolve()
     address = f"{ip}:{port}"
+    pinned = known_hosts_address(ip, port)
+
+    def pin(key: str | None) -> None:
+        if known_hosts is not None:
+            set_known_host(known_hosts, pinned, key)
+
     with guest_lock(lab_dir, name):
         old = _load_spec(root)
         live = table.running(record_name(name))
@@ -315,8 +368,7 @@ def start_guest(lab_dir: Path, table: ProcessTable, name: str, hostname: str, ip
             same_storage = old is not None and (old.storage, old.capacity_mb) == (
                 storage, capacity_mb)
             if live.address == address and same_storage:
-                set_known_host(known_hosts, known_hosts_address(ip, port),
-                               ensure_host_key(root, name))
+                pin(ensure_host_key(root, name))
                 return live
             _stop(table, name)
         table.forget(record_name(name))
@@ -326,7 +378,8 @@ def start_guest(lab_dir: Path, table: ProcessTable, name: str, hostname: str, ip
         merged.update(accounts or {})
         spec = GuestSpec(
             name=name, hostname=hostname, ip=ip, port=port, root=str(root),
-            config=str(root / "sshd_config"), sshd=SSHD, known_hosts=str(known_hosts),
+            config=str(root / "sshd_config"), sshd=SSHD,
+            known_hosts="" if known_hosts is None else str(known_hosts),
             authorized_keys=[check_public_key(k) for k in authorized_keys],
             storage=storage, capacity_mb=capacity_mb, accounts=merged,
         )
@@ -336,8 +389,7 @@ def start_guest(lab_dir: Path, table: ProcessTable, name: str, hostname: str, ip
         spec.save()
         # pin the key before sshd listens: whoever sees the port open (a test, a hopnhat
         # command waiting for the VM) must find the key already in known_hosts
-        pinned = known_hosts_address(ip, port)
-        set_known_host(known_hosts, pinned, host_key)
+        pin(host_key)
         log = root / "sshd.log"
         proc = spawn(["unshare", "--mount", "--uts", "--propagation", "private",
                       sys.executable, "-m", "orchestrator.lab.guest_init", str(spec.path)],
@@ -347,13 +399,20 @@ def start_guest(lab_dir: Path, table: ProcessTable, name: str, hostname: str, ip
             _wait_ready(proc, ip, port, log, name)
         except LabError:
             _CHILDREN.pop(proc.pid, None)
-            set_known_host(known_hosts, pinned, None)
+            pin(None)
             raise
         namespace = _mount_namespace(proc.pid)
         if namespace is None or namespace == _mount_namespace(os.getpid()):
             _kill_process(proc.pid)
-            set_known_host(known_hosts, pinned, None)
+            pin(None)
             raise LabError(f"guest {name}: sshd is not in a namespace of its own")
+        if on_ready is not None:
+            try:
+                on_ready()
+            except BaseException:
+                _kill_process(proc.pid)
+                pin(None)
+                raise
         details = {"root": str(root), "hostname": hostname, "mntns": namespace}
         if storage is not None:
             details["role"] = "repository"
@@ -482,12 +541,17 @@ def stop_guest(table: ProcessTable, name: str) -> bool:
 
 
 def destroy_guest(lab_dir: Path, table: ProcessTable, name: str) -> None:
-    """Stop guest ``name``, remove its root (disk, host key) and its known_hosts line."""
+    """Stop guest ``name``, remove its root (disk, host key) and the known_hosts line it
+    wrote. A legacy guest (started without known_hosts) wrote none, so known_hosts is left
+    as it is: a line for its address is hopnhat's own (``hosts trust`` put it there after
+    comparing fingerprints), a decision the lab does not undo — as deleting a VM in vCenter
+    edits no one's known_hosts. A machine later at that address with another key is then
+    refused by strict checking, the safe outcome."""
     root = guest_root(lab_dir, name)
     with guest_lock(lab_dir, name):
         spec = _load_spec(root)
         _stop(table, name)
-        if spec is not None:
+        if spec is not None and spec.known_hosts:
             set_known_host(Path(spec.known_hosts), known_hosts_address(spec.ip, spec.port), None)
         if root.exists():
             shutil.rmtree(root)
