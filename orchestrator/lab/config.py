@@ -6,17 +6,19 @@ lab.yml says how big the simulated hardware is. Only the lab reads lab.yml.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from orchestrator.errors import EstateError, LabError
 from orchestrator.estate.checks import Problems
 from orchestrator.estate.loader import read_yaml, validate_file
-from orchestrator.estate.model import Estate, SecretRef, Site
+from orchestrator.estate.model import Estate, IPv4, SecretRef, Site
+from orchestrator.lab.guests import is_guest_name
 
 
 class _Strict(BaseModel):
@@ -53,10 +55,36 @@ class DataSpec(_Strict):
     change_rate: Annotated[float, Field(ge=0, le=1)] = 0.05
 
 
-class ForeignVM(_Strict):
-    """A VM that exists in vCenter but is not hopnhat's (tests of ownership)."""
+#: A folder name under a datacenter's VM folder (one part of ``LabVM.folder``).
+_FOLDER_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,79}$")
+#: The guest's own hostname (what ``SET.guest.hostName`` reports and the guest's UTS name).
+_HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+#: ``data``: a folder name under the guest's /srv.
+_DATA_FOLDER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
+#: What main.go writes before a legacy VM's guest key in its ``config.annotation``; the
+#: hypervisor keys that VM's guest by what follows.
+GUEST_ANNOTATION = "hopnhat-lab-guest: "
+#: The extraConfig key under which a lab VM's guest's SSH host key fingerprint is published
+#: (``SHA256:<base64, no padding>``, as ``ssh-keygen -lf`` prints it).
+FINGERPRINT_KEY = "guestinfo.hopnhat.ssh-host-key-sha256"
 
-    name: str
+
+class LabVM(_Strict):
+    """A VM that exists in vCenter when the lab starts, not built by hopnhat: a plain
+    "foreign" VM (tests of ownership), or a **legacy** VM when it runs a real guest (an
+    sshd, as hopnhat's own VMs do) — one a former province built by hand, reachable only
+    with the province team's own SSH key (the lab's operator key).
+
+    ``folder``: a path of folders under the datacenter's VM folder (``Legacy/QLVB``, made
+    as needed); ``ip``/``hostname``: the guest info vCenter reports; ``attributes``: custom
+    attribute values; ``extra_config``: plain extraConfig keys; ``data``: a folder under
+    the guest's /srv seeded once with the lab's synthetic application data; ``guest``: run
+    a real guest (default: when ``ip`` is set); ``power_on`` (default: when it has a
+    guest); ``publish_fingerprint``: write the guest's host key fingerprint into the VM's
+    extraConfig (:data:`FINGERPRINT_KEY`) once its sshd is up, as a province's team would
+    have recorded it."""
+
+    name: Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[^\x00-\x1f\x7f/]+$")]
     datacenter: str
     cluster: str
     datastore: str
@@ -64,7 +92,149 @@ class ForeignVM(_Strict):
     cpu: int = 1
     memory_mb: int = 1024
     disk_gb: int = 10
-    power_on: bool = False
+    power_on: bool | None = None
+    folder: str = ""
+    extra_disks_gb: list[Annotated[float, Field(gt=0)]] = []
+    ip: IPv4 | None = None
+    hostname: str | None = None
+    attributes: dict[Annotated[str, Field(min_length=1, max_length=80)], str] = {}
+    extra_config: dict[Annotated[str, Field(min_length=1, max_length=255)], str] = {}
+    data: str | None = None
+    guest: bool | None = None
+    publish_fingerprint: bool = False
+
+    @field_validator("folder")
+    @classmethod
+    def _folder(cls, value: str) -> str:
+        if value and not all(_FOLDER_PART.match(part) for part in value.split("/")):
+            raise ValueError(f"folder {value!r}: a path of folder names (letters, digits, "
+                             "' ', '.', '_', '-'; each starting with a letter or digit) "
+                             "joined by '/'")
+        return value
+
+    @field_validator("hostname")
+    @classmethod
+    def _hostname(cls, value: str | None) -> str | None:
+        if value is not None and not _HOSTNAME.match(value):
+            raise ValueError(f"hostname {value!r}: letters, digits and '-' (at most 63)")
+        return value
+
+    @field_validator("data")
+    @classmethod
+    def _data(cls, value: str | None) -> str | None:
+        if value is not None and not _DATA_FOLDER.match(value):
+            raise ValueError(f"data {value!r}: a folder name under /srv (letters, digits, "
+                             "'_', '-')")
+        return value
+
+    @field_validator("extra_config")
+    @classmethod
+    def _extra_config(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if key.startswith("SET.") or key == "ip0" or key == FINGERPRINT_KEY:
+                raise ValueError(f"extra_config {key!r}: the simulator takes SET.* and ip0 "
+                                 "as instructions (write ip and hostname instead), and "
+                                 f"{FINGERPRINT_KEY} is publish_fingerprint's")
+        return value
+
+    @model_validator(mode="after")
+    def _guest(self) -> LabVM:
+        if self.runs_guest:
+            if self.ip is None:
+                raise ValueError(f"{self.name}: a guest needs an ip")
+            if not self.ip.is_loopback:
+                raise ValueError(f"{self.name}: ip {self.ip}: the lab's guests listen on "
+                                 "loopback addresses only (127.0.0.0/8)")
+            if self.hostname is None and not _HOSTNAME.match(self.name):
+                raise ValueError(f"{self.name}: the name cannot be a hostname: give the "
+                                 "VM a hostname")
+        else:
+            for what, value in (("data", self.data is not None),
+                                ("publish_fingerprint", self.publish_fingerprint)):
+                if value:
+                    raise ValueError(f"{self.name}: {what} needs a guest (an ip, and guest "
+                                     "not false)")
+        return self
+
+    @property
+    def runs_guest(self) -> bool:
+        """It runs a real guest (is a legacy VM): ``guest``, by default when it has an ip."""
+        return self.ip is not None if self.guest is None else self.guest
+
+    @property
+    def powered_on(self) -> bool:
+        """Powered on at start: ``power_on``, by default when it runs a guest."""
+        return self.runs_guest if self.power_on is None else self.power_on
+
+    @property
+    def guest_key(self) -> str:
+        """``<name>.<datacenter lowercased>``: names its guest (folder ``guests/<key>``,
+        process ``guest-<key>``) apart from hopnhat's own VMs and the other province's VM
+        of the same name."""
+        return f"{self.name}.{self.datacenter.lower()}"
+
+    def model_spec(self) -> dict[str, Any]:
+        """The VM as vcsim's model file says it (main.go's ``vmSpec``)."""
+        spec: dict[str, Any] = {
+            "name": self.name, "cluster": self.cluster, "datastore": self.datastore,
+            "portgroup": self.portgroup, "cpu": self.cpu, "memory_mb": self.memory_mb,
+            "disk_gb": self.disk_gb, "power_on": self.powered_on,
+        }
+        extra = {
+            "folder": self.folder, "extra_disks_gb": list(self.extra_disks_gb),
+            "ip": "" if self.ip is None else str(self.ip), "hostname": self.hostname or "",
+            "attributes": dict(self.attributes), "extra_config": dict(self.extra_config),
+            "annotation": f"{GUEST_ANNOTATION}{self.guest_key}" if self.runs_guest else "",
+        }
+        spec.update({key: value for key, value in extra.items() if value})
+        return spec
+
+
+#: The name lab.yml's ``foreign_vms`` entries first had.
+ForeignVM = LabVM
+
+
+def legacy_vms(estate: Estate, config: LabConfig) -> dict[str, LabVM]:
+    """The lab's legacy VMs (those that run a guest) by guest key.
+
+    Raises LabError naming them when two share a guest key or an address, when one's
+    guest key is the name of a VM hopnhat builds or of a repository host, when its address
+    is one hopnhat gives a VM of its own or a repository host, or when its datacenter is
+    no site's."""
+    datacenters = {site.datacenter for site in estate.sites.values()}
+    taken_names = {vm.name: f"VM {vm.name} of the estate" for vm in estate.vms}
+    taken_names.update({host.name: f"repository host {host.name}"
+                        for host in estate.settings.repository_hosts})
+    taken_ips = {str(vm.ip): f"VM {vm.name} of the estate" for vm in estate.vms
+                 if getattr(vm, "existing", None) is None}  # an adopted VM may be this one
+    taken_ips.update({str(host.address): f"repository host {host.name}"
+                      for host in estate.settings.repository_hosts})
+    out: dict[str, LabVM] = {}
+    for vm in config.foreign_vms:
+        if not vm.runs_guest:
+            continue
+        where = f"lab.yml: {vm.datacenter}/{vm.folder + '/' if vm.folder else ''}{vm.name}"
+        if vm.datacenter not in datacenters:
+            raise LabError(f"{where}: no site has datacenter {vm.datacenter} "
+                           f"(datacenters: {', '.join(sorted(datacenters))})")
+        key = vm.guest_key
+        if not is_guest_name(key):
+            raise LabError(f"{where}: its guest key {key!r} (<name>.<datacenter lowercased>) "
+                           "is not a usable guest name (letters, digits, '.', '_', '-'; at "
+                           "most 63)")
+        other = out.get(key)
+        if other is not None:
+            raise LabError(f"{where} and {other.datacenter}/{other.folder}/{other.name} have "
+                           f"the same guest key {key}: rename one")
+        if key in taken_names:
+            raise LabError(f"{where}: its guest key {key} is the name of "
+                           f"{taken_names[key]}")
+        ip = str(vm.ip)
+        if ip in taken_ips:
+            raise LabError(f"{where}: ip {ip} is also the address of {taken_ips[ip]}")
+        taken_ips[ip] = f"legacy VM {vm.datacenter}/{vm.name}"
+        out[key] = vm
+    return out
 
 
 class LabConfig(_Strict):
@@ -74,7 +244,7 @@ class LabConfig(_Strict):
     delays: Delays = Delays()
     data: DataSpec = DataSpec()
     repository_capacity_mb: dict[str, int] = {}
-    foreign_vms: list[ForeignVM] = []
+    foreign_vms: list[LabVM] = []
 
     def cluster(self, name: str) -> ClusterSpec:
         return self.clusters.get(name) or self.clusters.get("default") or ClusterSpec()
@@ -192,7 +362,7 @@ def vcsim_model(estate: Estate, config: LabConfig, lab_dir: Path,
             "templates": [{"name": t, **config.template.model_dump(),
                            "datastore": site.datastores[0], "portgroup": first_net.port_group,
                            "cluster": site.clusters[0]} for t in site.templates],
-            "vms": [vm.model_dump(exclude={"datacenter"}) for vm in config.foreign_vms
+            "vms": [vm.model_spec() for vm in config.foreign_vms
                     if vm.datacenter == site.datacenter],
         })
     return {

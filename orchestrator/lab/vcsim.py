@@ -17,6 +17,12 @@ or ``vcsim-<site>`` in a lab with one simulator per vCenter)::
      "datacenters": [{"name": ..., "clusters": [...], "datastores": [...],
                       "portgroups": [...], "templates": [...], "vms": [...]}]}
 
+A template or VM is ``{"name", "cluster", "datastore", "portgroup", "cpu", "memory_mb",
+"disk_gb"}``; a VM also takes ``power_on`` and, all optional (``config.py: LabVM``), ``folder``
+("Legacy/QLVB", under the datacenter's VM folder), ``extra_disks_gb``, ``ip`` and
+``hostname`` (its guest info), ``annotation``, ``attributes`` (custom attribute values) and
+``extra_config``.
+
 :func:`start` fills ``tls``, ``ready_file`` and ``storage_dir`` under ``lab_dir/<name>`` when
 the model leaves them out. The server also answers, for tests and benchmarks only,
 ``GET /lab/methods`` (SOAP method call counts), ``POST /lab/methods/reset`` and

@@ -6,8 +6,9 @@
 //
 // The model file names the listen address, the TLS certificate and key (generated when
 // missing), the credentials file, the ready file, method delays and the inventory:
-// datacenters with clusters of hosts, datastores, port groups, templates and plain VMs.
-// See orchestrator/lab/vcsim.py for the format.
+// datacenters with clusters of hosts, datastores, port groups, templates and plain VMs
+// (the lab's "foreign" and legacy VMs: in folders, with more disks, guest info, extraConfig,
+// an annotation and custom attribute values). See orchestrator/lab/vcsim.py for the format.
 //
 // Signals: SIGHUP re-reads the model file and applies its "delays" only; SIGTERM and
 // SIGINT stop the server and exit 0.
@@ -98,6 +99,14 @@ type vmSpec struct {
 	Cluster   string  `json:"cluster"`
 	PowerOn   bool    `json:"power_on"`
 	GuestID   string  `json:"guest_id"`
+	// plain VMs only: all optional
+	Folder       string            `json:"folder"`         // "Legacy/QLVB": under the datacenter's VM folder
+	ExtraDisksGB []float64         `json:"extra_disks_gb"` // disks after the first
+	IP           string            `json:"ip"`             // guest.ipAddress (SET.guest.ipAddress)
+	Hostname     string            `json:"hostname"`       // guest.hostName (SET.guest.hostName)
+	Annotation   string            `json:"annotation"`     // config.annotation
+	Attributes   map[string]string `json:"attributes"`     // custom attribute name -> value
+	ExtraConfig  map[string]string `json:"extra_config"`   // plain extraConfig keys
 }
 
 type datacenterSpec struct {
@@ -183,6 +192,45 @@ func (m *modelSpec) check() error {
 			if vm.Name == "" || vm.DiskGB <= 0 || vm.CPU < 0 || vm.MemoryMB < 0 {
 				return fmt.Errorf("%s: VM %q needs a name, disk_gb > 0, cpu and memory_mb >= 0", dc.Name, vm.Name)
 			}
+			if err := vm.checkExtras(); err != nil {
+				return fmt.Errorf("%s: VM %q: %v", dc.Name, vm.Name, err)
+			}
+		}
+		for _, t := range dc.Templates {
+			if t.Folder != "" || len(t.ExtraDisksGB) != 0 || t.IP != "" || t.Hostname != "" ||
+				t.Annotation != "" || len(t.Attributes) != 0 || len(t.ExtraConfig) != 0 {
+				return fmt.Errorf("%s: template %q: folder, extra disks, guest info, annotation, attributes and extra_config are for VMs", dc.Name, t.Name)
+			}
+		}
+	}
+	return nil
+}
+
+// checkExtras refuses what a plain VM's optional fields cannot mean.
+func (vm *vmSpec) checkExtras() error {
+	if vm.Folder != "" {
+		for _, part := range strings.Split(vm.Folder, "/") {
+			if part == "" || part == "." || part == ".." {
+				return fmt.Errorf("folder %q: a path of folder names joined by '/'", vm.Folder)
+			}
+		}
+	}
+	for _, gb := range vm.ExtraDisksGB {
+		if gb <= 0 {
+			return errors.New("extra_disks_gb must be > 0")
+		}
+	}
+	if vm.IP != "" && net.ParseIP(vm.IP).To4() == nil {
+		return fmt.Errorf("ip %q is not an IPv4 address", vm.IP)
+	}
+	for key := range vm.ExtraConfig {
+		if key == "" || strings.HasPrefix(key, "SET.") || key == "ip0" {
+			return fmt.Errorf("extra_config %q: SET.* and ip0 are the simulator's instructions (use ip and hostname)", key)
+		}
+	}
+	for name := range vm.Attributes {
+		if name == "" {
+			return errors.New("an attribute needs a name")
 		}
 	}
 	return nil
@@ -312,16 +360,19 @@ type builder struct {
 	sim     *simulator.Context  // the service's context, for registry calls that need one
 	reg     *simulator.Registry // the simulator's objects (per service: no simulator.Map since govmomi 0.49)
 	storage string
+	fields  map[string]int32 // custom attribute (on VMs) name -> key, as made
 }
 
 type dcState struct {
-	spec     datacenterSpec
-	dc       *object.Datacenter
-	folders  *object.DatacenterFolders
-	clusters map[string]*object.ClusterComputeResource
-	hosts    []types.ManagedObjectReference
-	networks map[string]types.ManagedObjectReference
-	stores   map[string]types.ManagedObjectReference
+	spec      datacenterSpec
+	dc        *object.Datacenter
+	folders   *object.DatacenterFolders
+	clusters  map[string]*object.ClusterComputeResource
+	hosts     []types.ManagedObjectReference
+	networks  map[string]types.ManagedObjectReference
+	stores    map[string]types.ManagedObjectReference
+	vmFolders map[string]*object.Folder  // "Legacy/QLVB" -> the folder made for it
+	vmDirs    map[string]map[string]bool // datastore -> VM directories taken on it
 }
 
 func (b *builder) wait(task *object.Task, err error) (types.AnyType, error) {
@@ -349,9 +400,11 @@ func (b *builder) build(spec *modelSpec) error {
 		}
 		st := &dcState{
 			spec: dspec, dc: dc, folders: folders,
-			clusters: map[string]*object.ClusterComputeResource{},
-			networks: map[string]types.ManagedObjectReference{},
-			stores:   map[string]types.ManagedObjectReference{},
+			clusters:  map[string]*object.ClusterComputeResource{},
+			networks:  map[string]types.ManagedObjectReference{},
+			stores:    map[string]types.ManagedObjectReference{},
+			vmFolders: map[string]*object.Folder{},
+			vmDirs:    map[string]map[string]bool{},
 		}
 		for _, cspec := range dspec.Clusters {
 			if err := b.cluster(st, cspec); err != nil {
@@ -611,8 +664,79 @@ func (b *builder) setDatastoreSpace(ref types.ManagedObjectReference, spec datas
 	info.MaxMemoryFileSize = ds.Summary.FreeSpace
 }
 
-// vm creates a powered-off VM with one disk and one NIC in the named cluster's root pool;
-// a template is then marked as template, a plain VM powered on when asked.
+// vmFolder returns the folder at path (folder names joined by '/') under the datacenter's
+// VM folder, making each missing part: "" is the VM folder itself.
+func (b *builder) vmFolder(st *dcState, folderPath string) (*object.Folder, error) {
+	if folderPath == "" {
+		return st.folders.VmFolder, nil
+	}
+	if f, ok := st.vmFolders[folderPath]; ok {
+		return f, nil
+	}
+	parentPath, name := "", folderPath
+	if i := strings.LastIndex(folderPath, "/"); i >= 0 {
+		parentPath, name = folderPath[:i], folderPath[i+1:]
+	}
+	parent, err := b.vmFolder(st, parentPath)
+	if err != nil {
+		return nil, err
+	}
+	f, err := parent.CreateFolder(b.ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("folder %s: %v", folderPath, err)
+	}
+	st.vmFolders[folderPath] = f
+	return f, nil
+}
+
+// vmDir returns the directory of a new VM called name on datastore: name, or name_1,
+// name_2... when a VM of the model already took it (two VMs of one name in two folders),
+// as vCenter names them. A VM's instance UUID follows from its path, so a name used once
+// keeps the UUID it always had.
+func (st *dcState) vmDir(datastore, name string) string {
+	taken := st.vmDirs[datastore]
+	if taken == nil {
+		taken = map[string]bool{}
+		st.vmDirs[datastore] = taken
+	}
+	dir := name
+	for i := 1; taken[dir]; i++ {
+		dir = fmt.Sprintf("%s_%d", name, i)
+	}
+	taken[dir] = true
+	return dir
+}
+
+// fieldKey returns the key of the custom attribute (on VMs) called name, defined on first use.
+func (b *builder) fieldKey(name string) (int32, error) {
+	if key, ok := b.fields[name]; ok {
+		return key, nil
+	}
+	def, err := object.NewCustomFieldsManager(b.c).Add(b.ctx, name, "VirtualMachine", nil, nil)
+	if err != nil {
+		return 0, fmt.Errorf("custom attribute %s: %v", name, err)
+	}
+	if b.fields == nil {
+		b.fields = map[string]int32{}
+	}
+	b.fields[name] = def.Key
+	return def.Key, nil
+}
+
+// sortedKeys returns m's keys in order (the model's maps give no order of their own).
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// vm creates a powered-off VM with its disks and one NIC in the named cluster's root pool
+// (in its folder; with its guest info, extraConfig and annotation); a template is then
+// marked as template, a plain VM given its custom attribute values and powered on when
+// asked.
 func (b *builder) vm(st *dcState, spec vmSpec, template bool) error {
 	cluster, ok := st.clusters[spec.Cluster]
 	if !ok {
@@ -630,6 +754,10 @@ func (b *builder) vm(st *dcState, spec vmSpec, template bool) error {
 	if err != nil {
 		return err
 	}
+	folder, err := b.vmFolder(st, spec.Folder)
+	if err != nil {
+		return err
+	}
 	guest := spec.GuestID
 	if guest == "" {
 		guest = defaultGuestID
@@ -642,12 +770,31 @@ func (b *builder) vm(st *dcState, spec vmSpec, template bool) error {
 		mem = 1024
 	}
 	dsPath := fmt.Sprintf("[%s]", spec.Datastore)
+	dir := st.vmDir(spec.Datastore, spec.Name)
 	config := types.VirtualMachineConfigSpec{
-		Name:     spec.Name,
-		GuestId:  guest,
-		NumCPUs:  cpu,
-		MemoryMB: mem,
-		Files:    &types.VirtualMachineFileInfo{VmPathName: dsPath},
+		Name:       spec.Name,
+		GuestId:    guest,
+		NumCPUs:    cpu,
+		MemoryMB:   mem,
+		Annotation: spec.Annotation,
+		Files: &types.VirtualMachineFileInfo{
+			VmPathName: fmt.Sprintf("%s %s", dsPath, path.Join(dir, spec.Name+".vmx"))},
+	}
+	// SET.<property>: the simulator sets that property of the VM (guest info a VM's tools
+	// would report); it survives power-on, which changes guest info only to apply a
+	// customization. Other keys are kept as extraConfig.
+	extra := map[string]string{}
+	for k, v := range spec.ExtraConfig {
+		extra[k] = v
+	}
+	if spec.IP != "" {
+		extra["SET.guest.ipAddress"] = spec.IP
+	}
+	if spec.Hostname != "" {
+		extra["SET.guest.hostName"] = spec.Hostname
+	}
+	for _, k := range sortedKeys(extra) {
+		config.ExtraConfig = append(config.ExtraConfig, &types.OptionValue{Key: k, Value: extra[k]})
 	}
 	var devices object.VirtualDeviceList
 	scsi, err := devices.CreateSCSIController("pvscsi")
@@ -655,11 +802,17 @@ func (b *builder) vm(st *dcState, spec vmSpec, template bool) error {
 		return err
 	}
 	devices = append(devices, scsi)
-	disk := devices.CreateDisk(scsi.(types.BaseVirtualController), dsRef,
-		fmt.Sprintf("%s %s", dsPath, path.Join(spec.Name, spec.Name+".vmdk")))
-	disk.CapacityInBytes = gbToBytes(spec.DiskGB)
-	disk.CapacityInKB = disk.CapacityInBytes / 1024
-	devices = append(devices, disk)
+	for i, gb := range append([]float64{spec.DiskGB}, spec.ExtraDisksGB...) {
+		file := spec.Name + ".vmdk"
+		if i > 0 {
+			file = fmt.Sprintf("%s_%d.vmdk", spec.Name, i)
+		}
+		disk := devices.CreateDisk(scsi.(types.BaseVirtualController), dsRef,
+			fmt.Sprintf("%s %s", dsPath, path.Join(dir, file)))
+		disk.CapacityInBytes = gbToBytes(gb)
+		disk.CapacityInKB = disk.CapacityInBytes / 1024
+		devices = append(devices, disk)
+	}
 	backing, err := object.NewNetwork(b.c, netRef).EthernetCardBackingInfo(b.ctx)
 	if err != nil {
 		return err
@@ -672,7 +825,7 @@ func (b *builder) vm(st *dcState, spec vmSpec, template bool) error {
 	if config.DeviceChange, err = devices.ConfigSpec(types.VirtualDeviceConfigSpecOperationAdd); err != nil {
 		return err
 	}
-	res, err := b.wait(st.folders.VmFolder.CreateVM(b.ctx, config, pool, nil))
+	res, err := b.wait(folder.CreateVM(b.ctx, config, pool, nil))
 	if err != nil {
 		return err
 	}
@@ -685,6 +838,16 @@ func (b *builder) vm(st *dcState, spec vmSpec, template bool) error {
 		rp := b.reg.Get(pool.Reference()).(*simulator.ResourcePool)
 		simulator.RemoveReference(&rp.Vm, vm.Reference())
 		return nil
+	}
+	fields := object.NewCustomFieldsManager(b.c)
+	for _, name := range sortedKeys(spec.Attributes) {
+		key, err := b.fieldKey(name)
+		if err != nil {
+			return err
+		}
+		if err := fields.Set(b.ctx, vm.Reference(), key, spec.Attributes[name]); err != nil {
+			return fmt.Errorf("custom attribute %s: %v", name, err)
+		}
 	}
 	if spec.PowerOn {
 		if _, err := b.wait(vm.PowerOn(b.ctx)); err != nil {
@@ -796,10 +959,15 @@ func (h filterHandler) UpdateObject(ctx *simulator.Context, obj mo.Reference, ch
 //   - a clone gets a new MAC address for each NIC whose address is not manual (v0.56 copies
 //     the source's MAC, so every clone of a template had the template's MAC).
 //
-// Only the datacenters' VM folders are of this type, not folders made in them later.
-// Simulator code that wants the concrete *simulator.Folder fails on them: SearchIndex
-// FindChild and FindByInventoryPath below a VM folder, ImportVApp, CreateVApp, RelocateVM
-// to a folder, Destroy of a folder made in one; hopnhat uses none of these.
+// Only the datacenters' VM folders are of this type, not folders made in them (the model's
+// own, such as a legacy VM's "Legacy/QLVB", made before these fixes are installed, or made
+// later): those are the simulator's, where CreateVM_Task takes a name already there
+// (CloneVM_Task does refuse it) and a clone keeps its source's MAC, but whose VMs can be
+// moved out of them. Creating folders under a VM folder and VMs in those folders works.
+// Simulator code that wants the concrete *simulator.Folder fails on the VM folders:
+// SearchIndex FindChild and FindByInventoryPath below a VM folder, ImportVApp, CreateVApp,
+// RelocateVM or MoveIntoFolder out of one, Destroy of a folder made in one; hopnhat uses
+// none of these.
 type labVMFolder struct {
 	*simulator.Folder
 }
