@@ -1,10 +1,12 @@
 """``lab up | status | down``: start, inspect and stop the lab's real parts.
 
-Order of ``up``: secrets and keys → one vcsim per vCenter of the estate (built if needed;
-each its own port, certificate, credentials and folder ``lab/<name>/``) → repository
-host(s) with a chrooted SFTP account per system → the hypervisor that follows every vCenter
-and turns powered-on VMs into sshd guests. ``down`` stops everything recorded, by PID,
-hypervisor first.
+Order of ``up``: secrets and keys (hopnhat's control key, and the operator key: the former
+provinces' IT teams' own, the only key their legacy VMs accept) → one vcsim per vCenter of
+the estate (built if needed; each its own port, certificate, credentials and folder
+``lab/<name>/``; each holding lab.yml's VMs, legacy ones included) → repository host(s) with
+a chrooted SFTP account per system → the hypervisor that follows every vCenter and turns
+powered-on VMs into sshd guests. ``down`` stops everything recorded, by PID, hypervisor
+first.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +26,9 @@ from orchestrator.lab import gobuild, guests, link, repository, vcsim
 from orchestrator.lab.config import (
     LabConfig,
     LabVCenter,
+    LabVM,
     lab_vcenters,
+    legacy_vms,
     load_lab_config,
     vcsim_model,
 )
@@ -33,6 +38,10 @@ from orchestrator.process import spawn
 from orchestrator.settings import Paths
 
 STOP_ORDER = ("hypervisor", "guest", "vcsim")
+#: How long `lab up` waits for the legacy VMs' guests once it started a part (seconds).
+LEGACY_TIMEOUT = 60.0
+#: The operator key's place under the lab's folder (see :func:`operator_key`).
+OPERATOR_KEY = Path("operator") / "id_ed25519"
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,25 @@ class Part:
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "address": self.address,
                 "pid": self.pid, "alive": self.alive}
+
+
+def operator_key(where: Paths | Path) -> Path:
+    """The private operator key, ``<state>/lab/operator/id_ed25519`` (``where``: the
+    estate's Paths, or the lab folder ``<state>/lab``): the former provinces' IT teams' own
+    SSH key, the only one the lab's legacy guests accept (its public half beside it, with
+    ``.pub``). ``lab up`` makes it; hopnhat itself never holds it — it is what an operator
+    hands to ``hopnhat hosts trust`` to install hopnhat's key on a legacy VM."""
+    lab_dir = where.lab if isinstance(where, Paths) else where
+    return lab_dir / OPERATOR_KEY
+
+
+def ensure_operator_key(paths: Paths) -> str:
+    """Make the operator key pair once (private key 0600 in a 0700 folder); its public
+    line."""
+    private = operator_key(paths)
+    public = ensure_keypair(private, f"province-it@{paths.estate.id}")
+    private.parent.chmod(0o700)
+    return public.read_text().strip()
 
 
 def require_root() -> None:
@@ -89,12 +117,14 @@ def check_ca_bundles(paths: Paths, vcenters: list[LabVCenter]) -> None:
 
 
 def _hypervisor_config(paths: Paths, config: LabConfig, vcenters: list[LabVCenter],
-                       control_pub: str) -> Path:
+                       control_pub: str, operator_pub: str,
+                       legacy: dict[str, LabVM]) -> dict[str, Any]:
+    """The hypervisor's config (``lab/hypervisor.json``), as JSON reads it back."""
     estate = paths.estate
+    sizes = {"size_mb": config.data.size_mb, "files": config.data.files,
+             "change_rate": config.data.change_rate}
     data = {
-        vm.name: {"code": vm.system, "seed": f"{estate.id}/{vm.name}",
-                  "size_mb": config.data.size_mb, "files": config.data.files,
-                  "change_rate": config.data.change_rate}
+        vm.name: {"code": vm.system, "seed": f"{estate.id}/{vm.name}", **sizes}
         for vm in estate.vms if vm.data and estate.systems[vm.system].backup is not None
     }
     doc = {
@@ -102,12 +132,16 @@ def _hypervisor_config(paths: Paths, config: LabConfig, vcenters: list[LabVCente
                       "credentials_file": str(vc.folder(paths.lab) / "credentials.json")}
                      for vc in vcenters],
         "lab_dir": str(paths.lab), "known_hosts": str(paths.known_hosts),
-        "authorized_keys": [control_pub], "data": data,
+        "authorized_keys": [control_pub], "operator_keys": [operator_pub], "data": data,
+        # a legacy guest's data is seeded once, like hopnhat's data VMs, under its guest key
+        "legacy": {key: {"publish_fingerprint": vm.publish_fingerprint, "data": None
+                         if vm.data is None else {"code": vm.data,
+                                                  "seed": f"{estate.id}/legacy/{key}", **sizes}}
+                   for key, vm in legacy.items()},
         "unmanaged": [host.name for host in estate.settings.repository_hosts],
     }
-    target = paths.lab / "hypervisor.json"
-    target.write_text(json.dumps(doc, indent=2))
-    return target
+    parsed: dict[str, Any] = json.loads(json.dumps(doc))
+    return parsed
 
 
 def up(paths: Paths, delays: dict[str, int] | None = None) -> list[Part]:
@@ -118,16 +152,20 @@ def up(paths: Paths, delays: dict[str, int] | None = None) -> list[Part]:
     paths.lab.mkdir(parents=True, exist_ok=True)
     ensure_lab_secrets(paths)
     control_pub = ensure_keypair(paths.private_key, f"hopnhat@{estate.id}").read_text().strip()
+    operator_pub = ensure_operator_key(paths)
     paths.known_hosts.parent.mkdir(parents=True, exist_ok=True)
     paths.known_hosts.touch(mode=0o644, exist_ok=True)
 
     config = load_lab_config(estate)
     vcenters = lab_vcenters(estate)
+    legacy = legacy_vms(estate, config)
     check_ca_bundles(paths, vcenters)
     secrets = Secrets(paths)
     gobuild.build_all(paths.lab)
     _stop_stale_vcsims(table, vcenters)
+    started = False  # a vCenter or the hypervisor: its legacy guests are then awaited
     for vcenter in vcenters:
+        started = started or table.running(vcenter.name) is None
         model = vcsim_model(estate, config, paths.lab, vcenter)
         if delays:
             model["delays"]["methods"].update(delays)
@@ -144,15 +182,35 @@ def up(paths: Paths, delays: dict[str, int] | None = None) -> list[Part]:
             [control_pub], paths.known_hosts, _backup_users(paths, host.name),
             capacity_mb=config.repository_capacity_mb.get(host.name))
 
+    hypervisor = _hypervisor_config(paths, config, vcenters, control_pub, operator_pub, legacy)
     if table.running("hypervisor") is not None and \
-            _followed(paths.lab) != [vc.url for vc in vcenters]:
-        table.stop("hypervisor")  # it follows other vCenters than the estate's now
+            not _same(_running_config(paths.lab), hypervisor, RESTART_ON):
+        # it follows other vCenters than the estate's now, or lab.yml's legacy VMs changed
+        table.stop("hypervisor")
     if table.running("hypervisor") is None:
-        cfg = _hypervisor_config(paths, config, vcenters, control_pub)
+        cfg = paths.lab / "hypervisor.json"
+        cfg.write_text(json.dumps(hypervisor, indent=2))
         proc = spawn([sys.executable, "-m", "orchestrator.lab.hypervisor", str(cfg)],
                      log=paths.lab / "hypervisor.log", cwd=_package_root())
         table.record("hypervisor", "hypervisor", proc.pid)
+        started = True
+    if started:
+        _wait_for_legacy_guests(paths.lab, table, legacy)
     return status(paths.lab)
+
+
+def _wait_for_legacy_guests(lab_dir: Path, table: ProcessTable, legacy: dict[str, LabVM],
+                            timeout: float = LEGACY_TIMEOUT) -> None:
+    """Wait until the guest of every legacy VM lab.yml powers on runs (its data seeded and
+    its fingerprint published before it is recorded), so that `lab up` returns with the
+    former provinces' VMs answering. Raises LabError naming those not running in time."""
+    wanted = [key for key, vm in legacy.items() if vm.powered_on]
+    deadline = time.monotonic() + timeout
+    while missing := [k for k in wanted if table.running(guests.record_name(k)) is None]:
+        if table.running("hypervisor") is None or time.monotonic() > deadline:
+            raise LabError(f"the guests of legacy VMs {', '.join(missing)} did not start "
+                           f"in {timeout:.0f} s: see {lab_dir / 'hypervisor.log'}")
+        time.sleep(0.1)  # poll interval of the bounded wait above
 
 
 def _stop_stale_vcsims(table: ProcessTable, vcenters: list[LabVCenter]) -> None:
@@ -165,13 +223,21 @@ def _stop_stale_vcsims(table: ProcessTable, vcenters: list[LabVCenter]) -> None:
             table.stop(record.name)
 
 
-def _followed(lab_dir: Path) -> list[str] | None:
-    """The vCenter URLs the running hypervisor was started to follow (None: unknown)."""
+#: What a running hypervisor is restarted for when its config says otherwise.
+RESTART_ON = ("vcenters", "operator_keys", "legacy")
+
+
+def _same(running: dict[str, Any] | None, wanted: dict[str, Any], keys: tuple[str, ...]) -> bool:
+    return running is not None and all(running.get(k) == wanted.get(k) for k in keys)
+
+
+def _running_config(lab_dir: Path) -> dict[str, Any] | None:
+    """The config the running hypervisor was started with (None: unreadable)."""
     try:
         doc = json.loads((lab_dir / "hypervisor.json").read_text())
-        return [str(vc["url"]) for vc in doc["vcenters"]]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError):
         return None
+    return doc if isinstance(doc, dict) else None
 
 
 def _package_root() -> Path:

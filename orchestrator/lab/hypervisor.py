@@ -4,8 +4,15 @@ A daemon that follows every vCenter of the lab (one vcsim per vCenter, one threa
 session each) through the PropertyCollector (WaitForUpdatesEx over a ContainerView of VMs)
 and keeps one real sshd guest running for every powered-on VM that has a guest IP (from its
 customization): started when the VM powers on, stopped when it powers off, removed with its
-disk when the VM is destroyed. A data-bearing VM of the estate gets its synthetic
-application data when its guest first comes up.
+disk when the VM is destroyed. A data-bearing VM of the estate (or a legacy VM with
+``data``) gets its synthetic application data just before its guest first comes up.
+
+A guest is keyed by its VM's name, or, for a legacy VM (one lab.yml puts in vCenter before
+hopnhat, whose ``config.annotation`` is ``hopnhat-lab-guest: <key>``), by that key
+(``qlvb-db-01.dc-quangnam``): names repeat between the provinces and hopnhat's own VMs. A
+legacy guest gets only the operator key (the province team's own) in its authorized_keys and
+its host key is not written into hopnhat's known_hosts; when lab.yml asks, its host key
+fingerprint is published into its VM's extraConfig once its sshd is up.
 
 Guests are reconciled only once every vCenter has been read in full (a guest of a vCenter
 not read yet is not mistaken for a destroyed VM); a vCenter that goes away keeps its last
@@ -17,6 +24,7 @@ records its PID.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -34,12 +42,23 @@ from pyVmomi import vim, vmodl
 from orchestrator.adapters import vsphere
 from orchestrator.errors import HopnhatError
 from orchestrator.lab import data, guests
+from orchestrator.lab.config import FINGERPRINT_KEY, GUEST_ANNOTATION
 from orchestrator.lab.processes import ProcessTable
 
 log = logging.getLogger("hopnhat.lab.hypervisor")
 
-VM_PATHS = ("name", "runtime.powerState", "guest.ipAddress", "guest.hostName", "config.template")
+VM_PATHS = ("name", "runtime.powerState", "guest.ipAddress", "guest.hostName", "config.template",
+            "config.annotation")
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+
+
+def guest_key_of(name: str, annotation: str | None) -> tuple[str, bool]:
+    """(guest key, legacy?) of a VM: the key its annotation names after
+    ``hopnhat-lab-guest: `` (a legacy VM), else its name."""
+    for line in (annotation or "").splitlines():
+        if line.startswith(GUEST_ANNOTATION) and line[len(GUEST_ANNOTATION):].strip():
+            return line[len(GUEST_ANNOTATION):].strip(), True
+    return name, False
 
 
 @dataclass(frozen=True)
@@ -49,13 +68,23 @@ class VMState:
     ip: str | None
     hostname: str | None
     template: bool
+    annotation: str | None = None
+
+    @property
+    def guest_key(self) -> str:
+        """What names its guest: the annotation's key for a legacy VM, else its name."""
+        return guest_key_of(self.name, self.annotation)[0]
+
+    @property
+    def legacy(self) -> bool:
+        return guest_key_of(self.name, self.annotation)[1]
 
 
 def desired_guests(vms: Mapping[Any, VMState]) -> dict[str, VMState]:
-    """The guests that should run: powered-on, non-template VMs with a guest IP and a
-    name usable as a folder name."""
-    return {vm.name: vm for vm in vms.values()
-            if vm.powered_on and vm.ip and not vm.template and _SAFE.match(vm.name)}
+    """The guests that should run, by guest key: powered-on, non-template VMs with a guest
+    IP and a key usable as a folder name."""
+    return {vm.guest_key: vm for vm in vms.values()
+            if vm.powered_on and vm.ip and not vm.template and _SAFE.match(vm.guest_key)}
 
 
 class Hypervisor:
@@ -65,6 +94,10 @@ class Hypervisor:
         self.table = ProcessTable(self.lab_dir)
         self.known_hosts = Path(config["known_hosts"])
         self.authorized_keys: list[str] = list(config["authorized_keys"])
+        # the province team's own key: the only one a legacy guest accepts
+        self.operator_keys: list[str] = list(config.get("operator_keys", []))
+        # legacy guest key → {"publish_fingerprint": bool, "data": a data spec or None}
+        self.legacy: dict[str, dict[str, Any]] = config.get("legacy", {})
         self.data: dict[str, dict[str, Any]] = config.get("data", {})
         # guests the lab runs that are not VMs (the repository hosts): never ours to touch
         self.unmanaged: set[str] = set(config.get("unmanaged", []))
@@ -73,13 +106,15 @@ class Hypervisor:
         self.read: set[str] = set()  # the vCenters read in full at least once
         self.lock = threading.Lock()  # one reconciliation at a time
         self.running = True
+        self.sessions: dict[str, Any] = {}  # URL → the ServiceInstance following it
+        self.published: set[tuple[str, str]] = set()  # (URL, moref id): fingerprint written
 
     # ---- reconciliation ------------------------------------------------------------
     def reconcile(self) -> None:
         want = desired_guests(self.vms)
         have = {r.name.removeprefix("guest-"): r for r in self.table.all()
                 if r.kind == "guest" and r.name.removeprefix("guest-") not in self.unmanaged}
-        known_names = {vm.name for vm in self.vms.values()}
+        known_names = {vm.guest_key for vm in self.vms.values()}
         for name, record in have.items():
             vm = want.get(name)
             if name not in known_names:
@@ -92,17 +127,53 @@ class Hypervisor:
             if self.table.running(f"guest-{name}") is not None:
                 continue
             assert vm.ip is not None
-            log.info("starting guest %s at %s", name, vm.ip)
+            if vm.legacy and not self.operator_keys:
+                log.error("legacy guest %s not started: no operator key in the config", name)
+                continue
+            log.info("starting %sguest %s at %s", "legacy " if vm.legacy else "", name, vm.ip)
             try:
-                guests.start_guest(self.lab_dir, self.table, name, vm.hostname or name, vm.ip,
-                                   self.authorized_keys, self.known_hosts)
+                # its data is on its disk before it boots: there once its guest answers
                 self._seed(name)
+                if vm.legacy:  # the province team's key only; its host key is not pinned
+                    guests.start_guest(self.lab_dir, self.table, name, vm.hostname or vm.name,
+                                       vm.ip, self.operator_keys, None,
+                                       on_ready=functools.partial(
+                                           self._publish_fingerprints, name))
+                else:
+                    guests.start_guest(self.lab_dir, self.table, name, vm.hostname or name,
+                                       vm.ip, self.authorized_keys, self.known_hosts)
             except HopnhatError as exc:
                 log.error("guest %s did not start: %s", name, exc)
         self._remove_orphans(known_names)
+        self._publish_fingerprints()
+
+    def _publish_fingerprints(self, starting: str | None = None) -> None:
+        """Write each running legacy guest's host key fingerprint into its VM's extraConfig
+        (:data:`FINGERPRINT_KEY`) when lab.yml asks, once per VM and session (``starting``:
+        only that guest's, whose sshd just came up and is not recorded yet). A failure is
+        logged and tried again at the next reconciliation."""
+        for (url, moid), vm in self.vms.items():
+            key = vm.guest_key
+            if not vm.legacy or (url, moid) in self.published \
+                    or not self.legacy.get(key, {}).get("publish_fingerprint"):
+                continue
+            if key != starting and (starting is not None
+                                    or self.table.running(f"guest-{key}") is None):
+                continue
+            si = self.sessions.get(url)
+            if si is None:
+                continue
+            try:
+                value = guests.host_key_fingerprint(self.lab_dir, key)
+                publish_fingerprint(si, moid, value)
+            except Exception as exc:  # whatever went wrong, the guest runs on
+                log.warning("fingerprint of %s not published (retried later): %s", key, exc)
+                continue
+            self.published.add((url, moid))
+            log.info("published the host key fingerprint of %s: %s", key, value)
 
     def _seed(self, name: str) -> None:
-        spec = self.data.get(name)
+        spec = self.data.get(name) or self.legacy.get(name, {}).get("data")
         marker = self.lab_dir / "guests" / name / ".seeded"
         if spec is None or marker.exists():
             return
@@ -138,7 +209,8 @@ class Hypervisor:
                 props: dict[str, Any] = {} if current is None else {
                     "name": current.name, "runtime.powerState": "poweredOn"
                     if current.powered_on else "poweredOff", "guest.ipAddress": current.ip,
-                    "guest.hostName": current.hostname, "config.template": current.template}
+                    "guest.hostName": current.hostname, "config.template": current.template,
+                    "config.annotation": current.annotation}
                 for change in obj.changeSet or []:
                     props[change.name] = None if change.op == "remove" else change.val
                 self.vms[key] = VMState(
@@ -147,6 +219,7 @@ class Hypervisor:
                     ip=props.get("guest.ipAddress") or None,
                     hostname=props.get("guest.hostName") or None,
                     template=bool(props.get("config.template")),
+                    annotation=props.get("config.annotation") or None,
                 )
 
     def updated(self, url: str, update_set: Any, full: bool = False) -> None:
@@ -157,6 +230,8 @@ class Hypervisor:
             if full:
                 for key in [k for k in self.vms if k[0] == url]:
                     del self.vms[key]
+                # a restarted vCenter's VMs lack what was published in its former VMs
+                self.published = {k for k in self.published if k[0] != url}
             if update_set is not None:
                 self._apply(url, update_set)
             self.read.add(url)
@@ -171,6 +246,7 @@ class Hypervisor:
         pfilter = collector.CreateFilter(vsphere._filter_spec(view, vim.VirtualMachine, VM_PATHS),
                                          partialUpdates=True)
         version = ""
+        self.sessions[url] = si
         try:
             while self.running:
                 update = collector.WaitForUpdatesEx(
@@ -182,8 +258,26 @@ class Hypervisor:
                 self.updated(url, update, full=not version)
                 version = update.version
         finally:
+            self.sessions.pop(url, None)
             pfilter.Destroy()
             view.Destroy()
+
+
+def publish_fingerprint(si: Any, moid: str, value: str) -> None:
+    """ReconfigVM_Task of VM ``moid`` setting extraConfig :data:`FINGERPRINT_KEY` to
+    ``value``. Raises HopnhatError when the task fails, vmodl.MethodFault when vCenter
+    refuses it."""
+    vm = vim.VirtualMachine(moid, si._stub)
+    spec = vim.vm.ConfigSpec(extraConfig=[vim.option.OptionValue(key=FINGERPRINT_KEY,
+                                                                 value=value)])
+    task = vm.ReconfigVM_Task(spec=spec)
+    deadline = time.monotonic() + 60
+    while (state := str(task.info.state)) not in ("success", "error"):
+        if time.monotonic() > deadline:
+            raise HopnhatError(f"reconfiguring {moid}: the task did not finish in 60 s")
+        time.sleep(0.1)  # the lab's vCenter answers a task once done: rarely reached
+    if state == "error":
+        raise HopnhatError(f"reconfiguring {moid}: {task.info.error}")
 
 
 def _endpoint(vcenter: dict[str, str]) -> vsphere.Endpoint:

@@ -154,16 +154,19 @@ def test_a_restarted_vcenters_full_read_replaces_what_was_known_of_it(
     assert hypervisor.calls[-1] == {"app-01", "new-01", "more-01"}
 
 
-def test_a_hypervisor_started_for_other_vcenters_is_known_by_its_config(
+def test_a_hypervisor_started_with_another_config_is_known_by_its_config(
         tmp_path: Path) -> None:
-    """`lab up` restarts a running hypervisor that follows other vCenters than the estate's
-    (one started before each site had its own): what it follows is read from its config."""
-    from orchestrator.lab.control import _followed
+    """`lab up` restarts a running hypervisor started with another config than the one it
+    would write now (other vCenters: one started before each site had its own; other keys,
+    legacy VMs or data): what it runs with is read back from its config file."""
+    from orchestrator.lab.control import _running_config
 
-    assert _followed(tmp_path) is None  # no config: unknown
-    (tmp_path / "hypervisor.json").write_text('{"url": "https://127.0.0.1:8989/sdk"}')
-    assert _followed(tmp_path) is None  # the one-vCenter format of before
+    assert _running_config(tmp_path) is None  # no config: unknown
+    (tmp_path / "hypervisor.json").write_text("[not json")
+    assert _running_config(tmp_path) is None
+    (tmp_path / "hypervisor.json").write_text('["a list"]')
+    assert _running_config(tmp_path) is None
     (tmp_path / "hypervisor.json").write_text(
-        '{"vcenters": [{"url": "https://127.0.0.1:8989/sdk"}, '
-        '{"url": "https://127.0.0.1:8990/sdk"}]}')
-    assert _followed(tmp_path) == ["https://127.0.0.1:8989/sdk", "https://127.0.0.1:8990/sdk"]
+        '{"vcenters": [{"url": "https://127.0.0.1:8989/sdk"}], "operator_keys": []}')
+    assert _running_config(tmp_path) == {
+        "vcenters": [{"url": "https://127.0.0.1:8989/sdk"}], "operator_keys": []}
