@@ -97,7 +97,8 @@ def test_each_sites_vcenter_over_tls_models_that_site_alone(lab: LabHandle) -> N
             assert sorted(d.name for d in dc.datastore) == sorted(site.datastores)
             networks = {n.name for n in dc.network}
             assert {net.port_group for net in site.networks.values()} <= networks
-            templates = [vm.name for vm in dc.vmFolder.childEntity if vm.config.template]
+            templates = [vm.name for vm in dc.vmFolder.childEntity  # folders too
+                         if isinstance(vm, vim.VirtualMachine) and vm.config.template]
             assert sorted(templates) == sorted(site.templates)
             rows = vsphere.retrieve(service, vim.ClusterComputeResource,
                                     ["name", "summary.numHosts"])
