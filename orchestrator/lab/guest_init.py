@@ -9,7 +9,8 @@ orchestrator.lab.guest_init <guest.json>``; this module then, inside those fresh
   survives a restart, like a VM's disk);
 - bind-mounts the guest's own /srv, mounts private tmpfs on /run and /tmp (and, for a repository
   host with a capacity, on its storage);
-- writes root's authorized_keys inside its own /root/.ssh, creates the repository accounts;
+- writes root's authorized_keys inside its own /root/.ssh (or, for a legacy guest, adds the
+  keys it lacks to what its disk already holds), creates the repository accounts;
 - and ``execve``s ``sshd -D -e -f <config>``, so the PID the lab recorded is sshd itself.
 
 ``python -m orchestrator.lab.guest_init --accounts <guest.json>``, run through ``nsenter``
@@ -62,7 +63,9 @@ class GuestSpec:
 
     ``storage``/``capacity_mb``/``accounts`` are set for a repository host only;
     ``known_hosts`` is the file its host key line was written into, "" for a legacy guest
-    (whose key the lab does not pin).
+    (whose key the lab does not pin); ``keep_authorized_keys`` (a legacy guest's): root's
+    authorized_keys keeps what it holds (keys installed since, as by ``hosts trust``, survive a
+    restart, as on a VM's disk) and gets those of ``authorized_keys`` it lacks.
     """
 
     name: str
@@ -78,6 +81,7 @@ class GuestSpec:
     storage: str | None = None
     capacity_mb: int | None = None
     accounts: dict[str, str] = field(default_factory=dict)
+    keep_authorized_keys: bool = False
 
     @property
     def path(self) -> Path:
@@ -234,12 +238,17 @@ def _unlock_root() -> None:
             run(["usermod", "-p", "*", "root"], env=GUEST_ENV, inherit_env=False, check=True)
 
 
-def _root_keys(keys: list[str]) -> None:
+def _root_keys(keys: list[str], keep: bool = False) -> None:
+    """Root's authorized_keys: ``keys`` (``keep``: the lines it holds, then those of ``keys``
+    it lacks)."""
     ssh_dir = Path("/root/.ssh")
     ssh_dir.mkdir(mode=0o700, exist_ok=True)
     os.chmod(ssh_dir, 0o700)  # StrictModes: sshd ignores keys in a group/world-writable dir
-    text = "".join(check_public_key(k) + "\n" for k in keys)
-    _write_file(ssh_dir / "authorized_keys", text, 0o600)
+    target = ssh_dir / "authorized_keys"
+    lines = target.read_text().splitlines() if keep and target.exists() else []
+    held = {tuple(line.split()[:2]) for line in lines}
+    lines += [check_public_key(k) for k in keys if tuple(k.split()[:2]) not in held]
+    _write_file(target, "".join(line + "\n" for line in lines), 0o600)
 
 
 def _ensure_dir(path: Path, uid: int, gid: int, mode: int) -> None:
@@ -323,7 +332,7 @@ def boot(spec: GuestSpec) -> NoReturn:
     _storage(spec)
     _identity(spec)
     _unlock_root()
-    _root_keys(spec.authorized_keys)
+    _root_keys(spec.authorized_keys, spec.keep_authorized_keys)
     apply_accounts(spec)
     os.chdir("/")
     # test the config first (it needs /run/sshd), so a mistake reads as sshd's own message

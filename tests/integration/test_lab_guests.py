@@ -19,6 +19,8 @@ from orchestrator.lab.guests import (
     guest_root,
     guest_srv,
     guest_view,
+    host_key,
+    set_known_host,
     start_guest,
     stop_guest,
 )
@@ -35,6 +37,7 @@ pytestmark = pytest.mark.lab
 
 GUEST_A, GUEST_B, GUEST_C, GUEST_D = ("127.10.250.11", "127.10.250.12", "127.10.250.13",
                                       "127.10.250.14")
+GUEST_LEGACY = "127.10.250.15"
 REPO_IP, FULL_REPO_IP = "127.20.250.10", "127.20.250.11"
 STORAGE = "/srv/restic"
 
@@ -353,3 +356,39 @@ def test_a_repository_host_with_a_capacity_runs_out_of_disk(lab: Lab) -> None:
             client.close()
     finally:
         stop_guest(lab.table, "full")
+
+
+def test_a_legacy_guest_pins_no_key_and_keeps_the_keys_added_to_its_disk(
+        lab: Lab, tmp_path: Path) -> None:
+    """A legacy VM's guest (no known_hosts, keep_keys): nothing is written to known_hosts;
+    only the key it was started with opens it (here "a", the province team's); a key
+    installed since (as `hosts trust` does) survives a restart; and its destroy leaves a
+    known_hosts line hopnhat wrote for it."""
+    before = lab.known_hosts.read_text()
+    start_guest(lab.dir, lab.table, "legacy", "lab-legacy", GUEST_LEGACY, [lab.pub("a")], None,
+                keep_keys=True)
+    try:
+        assert lab.known_hosts.read_text() == before
+        pinned = tmp_path / "known_hosts"
+        pinned.write_text(f"{GUEST_LEGACY} {host_key(lab.dir, 'legacy')}\n")
+        with pytest.raises(paramiko.AuthenticationException):
+            _client(GUEST_LEGACY, pinned, lab.keys["hopnhat"]).close()
+        client = _client(GUEST_LEGACY, pinned, lab.keys["a"])
+        try:
+            _in, out, _err = client.exec_command(
+                f"echo '{lab.pub('hopnhat')}' >> /root/.ssh/authorized_keys", timeout=30)
+            assert out.channel.recv_exit_status() == 0
+        finally:
+            client.close()
+        stop_guest(lab.table, "legacy")  # powered off and on again
+        start_guest(lab.dir, lab.table, "legacy", "lab-legacy", GUEST_LEGACY, [lab.pub("a")],
+                    None, keep_keys=True)
+        for who in ("hopnhat", "a"):
+            _client(GUEST_LEGACY, pinned, lab.keys[who]).close()
+        set_known_host(lab.known_hosts, GUEST_LEGACY, host_key(lab.dir, "legacy"))
+    finally:
+        destroy_guest(lab.dir, lab.table, "legacy")
+    try:
+        assert f"{GUEST_LEGACY} ssh-ed25519 " in lab.known_hosts.read_text()
+    finally:
+        set_known_host(lab.known_hosts, GUEST_LEGACY, None)

@@ -235,11 +235,11 @@ def _hypervisor(tmp_path: Path, operator_keys: list[str]) -> Hypervisor:
 
 def test_a_legacy_guest_gets_the_operator_key_only_and_no_known_hosts_line(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    started: dict[str, tuple[str, list[str], Path | None]] = {}
+    started: dict[str, tuple[str, list[str], Path | None, bool]] = {}
 
     def start(_lab: Path, _table: Any, name: str, hostname: str, _ip: str, keys: list[str],
-              known_hosts: Path | None, **_: Any) -> None:
-        started[name] = (hostname, keys, known_hosts)
+              known_hosts: Path | None, **options: Any) -> None:
+        started[name] = (hostname, keys, known_hosts, options.get("keep_keys", False))
 
     monkeypatch.setattr(guests, "start_guest", start)
     hv = _hypervisor(tmp_path, ["ssh-ed25519 AAAAoperator"])
@@ -248,9 +248,11 @@ def test_a_legacy_guest_gets_the_operator_key_only_and_no_known_hosts_line(
               ("u", "vm-2"): VMState("qlvb-db-01", True, "127.10.2.10", None, False)}
     hv.reconcile()
     assert started == {
-        # no hostname reported: the VM's name, never the guest key
-        "qlvb-db-01.dc-danang": ("qlvb-db-01", ["ssh-ed25519 AAAAoperator"], None),
-        "qlvb-db-01": ("qlvb-db-01", ["ssh-ed25519 AAAAhopnhat"], tmp_path / "known_hosts")}
+        # no hostname reported: the VM's name, never the guest key; keys added to its disk
+        # since (hopnhat's, by `hosts trust`) are kept across restarts
+        "qlvb-db-01.dc-danang": ("qlvb-db-01", ["ssh-ed25519 AAAAoperator"], None, True),
+        "qlvb-db-01": ("qlvb-db-01", ["ssh-ed25519 AAAAhopnhat"], tmp_path / "known_hosts",
+                       False)}
 
     started.clear()  # a config without an operator key never opens a legacy guest to hopnhat
     hv = _hypervisor(tmp_path, [])
