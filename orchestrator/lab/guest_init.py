@@ -11,6 +11,7 @@ orchestrator.lab.guest_init <guest.json>``; this module then, inside those fresh
   host with a capacity, on its storage);
 - writes root's authorized_keys inside its own /root/.ssh (or, for a legacy guest, adds the
   keys it lacks to what its disk already holds), creates the repository accounts;
+- (a legacy guest) takes the hostname its disk says (/etc/hostname) from its second boot on;
 - and ``execve``s ``sshd -D -e -f <config>``, so the PID the lab recorded is sshd itself.
 
 ``python -m orchestrator.lab.guest_init --accounts <guest.json>``, run through ``nsenter``
@@ -48,6 +49,8 @@ GUEST_ENV = {
     "LANG": "C.UTF-8",
 }
 
+#: A hostname a guest takes from its own /etc/hostname (as guests.py accepts one).
+_HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 #: A repository account is ``restic-<code>``; the code goes into a user name and a path.
 ACCOUNT_CODE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,23}$")
 ACCOUNT_PREFIX = "restic-"
@@ -63,9 +66,11 @@ class GuestSpec:
 
     ``storage``/``capacity_mb``/``accounts`` are set for a repository host only;
     ``known_hosts`` is the file its host key line was written into, "" for a legacy guest
-    (whose key the lab does not pin); ``keep_authorized_keys`` (a legacy guest's): root's
-    authorized_keys keeps what it holds (keys installed since, as by ``hosts trust``, survive a
-    restart, as on a VM's disk) and gets those of ``authorized_keys`` it lacks.
+    (whose key the lab does not pin); ``legacy``: a legacy VM's guest, whose disk says who
+    it is, as a VM's does: root's authorized_keys keeps what it holds (keys installed since,
+    as by ``hosts trust``, survive a restart) and gets those of ``authorized_keys`` it lacks,
+    and from its second boot on its hostname is its own /etc/hostname (as set there since)
+    rather than ``hostname``.
     """
 
     name: str
@@ -81,7 +86,7 @@ class GuestSpec:
     storage: str | None = None
     capacity_mb: int | None = None
     accounts: dict[str, str] = field(default_factory=dict)
-    keep_authorized_keys: bool = False
+    legacy: bool = False
 
     @property
     def path(self) -> Path:
@@ -230,6 +235,19 @@ def _identity(spec: GuestSpec) -> None:
         _write_file(hosts, text + f"{spec.ip}\t{spec.hostname}\n", 0o644)
 
 
+def _own_hostname(root: Path, spec: GuestSpec) -> str:
+    """The hostname to boot with: ``spec.hostname``, or for a legacy guest the one its own
+    /etc/hostname holds (its /etc layer, written at its first boot or since)."""
+    if not spec.legacy:
+        return spec.hostname
+    written = root / "overlay" / "etc" / "upper" / "hostname"
+    try:
+        name = written.read_text().strip()
+    except OSError:
+        return spec.hostname
+    return name if _HOSTNAME.match(name) else spec.hostname
+
+
 def _unlock_root() -> None:
     """With UsePAM no, sshd refuses even key logins to a locked account ('!' password)."""
     for line in Path("/etc/shadow").read_text().splitlines():
@@ -312,6 +330,7 @@ def boot(spec: GuestSpec) -> NoReturn:
     raises LabError/CommandError/OSError before the exec when a step fails."""
     _require_own_namespace()
     root = Path(spec.root)
+    spec.hostname = _own_hostname(root, spec)
     socket.sethostname(spec.hostname)
     for target in spec.overlays:
         _overlay(root, target)
@@ -332,7 +351,7 @@ def boot(spec: GuestSpec) -> NoReturn:
     _storage(spec)
     _identity(spec)
     _unlock_root()
-    _root_keys(spec.authorized_keys, spec.keep_authorized_keys)
+    _root_keys(spec.authorized_keys, spec.legacy)
     apply_accounts(spec)
     os.chdir("/")
     # test the config first (it needs /run/sshd), so a mistake reads as sshd's own message

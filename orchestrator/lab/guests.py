@@ -334,7 +334,7 @@ def start_guest(lab_dir: Path, table: ProcessTable, name: str, hostname: str, ip
                 storage: str | None = None, capacity_mb: int | None = None,
                 accounts: dict[str, str] | None = None,
                 on_ready: Callable[[], None] | None = None,
-                keep_keys: bool = False) -> ProcessRecord:
+                legacy: bool = False) -> ProcessRecord:
     """Start guest ``name`` (an sshd as root on ``ip:port`` in its own namespaces), or return
     the record of the live one already on that address.
 
@@ -348,9 +348,11 @@ def start_guest(lab_dir: Path, table: ProcessTable, name: str, hostname: str, ip
     ``accounts`` (system code → public key, merged into those the guest already has). A live
     guest is reused as it runs when its address and storage are unchanged (with the keys it
     booted with; the repository module applies new accounts), else restarted.
-    ``keep_keys`` (a legacy guest): root's authorized_keys keeps what the guest's disk holds
-    (keys installed since survive a restart) and gets those of ``authorized_keys`` it lacks;
-    otherwise it is ``authorized_keys`` exactly, at every start.
+    ``legacy`` (a legacy VM's guest): its disk says who it is, as a VM's does — root's
+    authorized_keys keeps what it holds (keys installed since survive a restart) and gets
+    those of ``authorized_keys`` it lacks, and from its second start on it takes the hostname
+    of its own /etc/hostname; otherwise root's authorized_keys is ``authorized_keys`` and the
+    hostname ``hostname``, at every start.
     ``on_ready`` is called once a newly started sshd answers, before it is recorded (so
     whoever sees the guest recorded finds done what it does); if it raises, the guest is
     stopped and the exception propagates.
@@ -386,7 +388,7 @@ def start_guest(lab_dir: Path, table: ProcessTable, name: str, hostname: str, ip
             known_hosts="" if known_hosts is None else str(known_hosts),
             authorized_keys=[check_public_key(k) for k in authorized_keys],
             storage=storage, capacity_mb=capacity_mb, accounts=merged,
-            keep_authorized_keys=keep_keys,
+            legacy=legacy,
         )
         host_key = ensure_host_key(root, name)
         (root / "srv").mkdir(mode=0o755, exist_ok=True)

@@ -11,8 +11,8 @@ A guest is keyed by its VM's name, or, for a legacy VM (one lab.yml puts in vCen
 hopnhat, whose ``config.annotation`` is ``hopnhat-lab-guest: <key>``), by that key
 (``qlvb-db-01.dc-quangnam``): names repeat between the provinces and hopnhat's own VMs. A
 legacy guest gets only the operator key (the province team's own) in its authorized_keys
-(which, as on a VM's disk, keeps what was added since across restarts) and its host key is
-not written into hopnhat's known_hosts; when lab.yml asks, its host key
+(which, as on a VM's disk, keeps what was added since across restarts, as its hostname does)
+and its host key is not written into hopnhat's known_hosts; when lab.yml asks, its host key
 fingerprint is published into its VM's extraConfig once its sshd is up.
 
 Guests are reconciled only once every vCenter has been read in full (a guest of a vCenter
@@ -137,7 +137,7 @@ class Hypervisor:
                 self._seed(name)
                 if vm.legacy:  # the province team's key only; its host key is not pinned
                     guests.start_guest(self.lab_dir, self.table, name, vm.hostname or vm.name,
-                                       vm.ip, self.operator_keys, None, keep_keys=True,
+                                       vm.ip, self.operator_keys, None, legacy=True,
                                        on_ready=functools.partial(
                                            self._publish_fingerprints, name))
                 else:

@@ -101,8 +101,8 @@ def _client(ip: str, known_hosts: Path, key: Path, user: str = "root",
     return client
 
 
-def _sh(lab: Lab, ip: str, command: str) -> tuple[int, str]:
-    client = _client(ip, lab.known_hosts, lab.keys["hopnhat"])
+def _sh(lab: Lab, ip: str, command: str, known_hosts: Path | None = None) -> tuple[int, str]:
+    client = _client(ip, known_hosts or lab.known_hosts, lab.keys["hopnhat"])
     try:
         _in, out, _err = client.exec_command(command, timeout=30)
         text = out.read().decode()
@@ -360,13 +360,13 @@ def test_a_repository_host_with_a_capacity_runs_out_of_disk(lab: Lab) -> None:
 
 def test_a_legacy_guest_pins_no_key_and_keeps_the_keys_added_to_its_disk(
         lab: Lab, tmp_path: Path) -> None:
-    """A legacy VM's guest (no known_hosts, keep_keys): nothing is written to known_hosts;
+    """A legacy VM's guest (no known_hosts, legacy): nothing is written to known_hosts;
     only the key it was started with opens it (here "a", the province team's); a key
-    installed since (as `hosts trust` does) survives a restart; and its destroy leaves a
-    known_hosts line hopnhat wrote for it."""
+    installed since (as `hosts trust` does) and a hostname set on its disk survive a
+    restart; and its destroy leaves a known_hosts line hopnhat wrote for it."""
     before = lab.known_hosts.read_text()
     start_guest(lab.dir, lab.table, "legacy", "lab-legacy", GUEST_LEGACY, [lab.pub("a")], None,
-                keep_keys=True)
+                legacy=True)
     try:
         assert lab.known_hosts.read_text() == before
         pinned = tmp_path / "known_hosts"
@@ -376,15 +376,17 @@ def test_a_legacy_guest_pins_no_key_and_keeps_the_keys_added_to_its_disk(
         client = _client(GUEST_LEGACY, pinned, lab.keys["a"])
         try:
             _in, out, _err = client.exec_command(
-                f"echo '{lab.pub('hopnhat')}' >> /root/.ssh/authorized_keys", timeout=30)
+                f"echo '{lab.pub('hopnhat')}' >> /root/.ssh/authorized_keys"
+                " && echo lab-renamed > /etc/hostname", timeout=30)
             assert out.channel.recv_exit_status() == 0
         finally:
             client.close()
         stop_guest(lab.table, "legacy")  # powered off and on again
         start_guest(lab.dir, lab.table, "legacy", "lab-legacy", GUEST_LEGACY, [lab.pub("a")],
-                    None, keep_keys=True)
+                    None, legacy=True)
         for who in ("hopnhat", "a"):
             _client(GUEST_LEGACY, pinned, lab.keys[who]).close()
+        assert _sh(lab, GUEST_LEGACY, "hostname", pinned) == (0, "lab-renamed\n")
         set_known_host(lab.known_hosts, GUEST_LEGACY, host_key(lab.dir, "legacy"))
     finally:
         destroy_guest(lab.dir, lab.table, "legacy")

@@ -239,7 +239,7 @@ def test_a_legacy_guest_gets_the_operator_key_only_and_no_known_hosts_line(
 
     def start(_lab: Path, _table: Any, name: str, hostname: str, _ip: str, keys: list[str],
               known_hosts: Path | None, **options: Any) -> None:
-        started[name] = (hostname, keys, known_hosts, options.get("keep_keys", False))
+        started[name] = (hostname, keys, known_hosts, options.get("legacy", False))
 
     monkeypatch.setattr(guests, "start_guest", start)
     hv = _hypervisor(tmp_path, ["ssh-ed25519 AAAAoperator"])
