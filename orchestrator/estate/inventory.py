@@ -88,6 +88,8 @@ def build_inventory(paths: Paths) -> Inventory:
             "hopnhat_site": vm.site,
             "hopnhat_role": vm.role,
             "hopnhat_data": vm.data,
+            # an adopted host keeps the name its province gave it: hopnhat never renames it
+            **({"hopnhat_adopted": True, "base_manage_hostname": False} if vm.adopted else {}),
         }
         member(f"site_{vm.site}", vm.name)
         member(f"system_{vm.system}", vm.name)
