@@ -252,8 +252,9 @@ def read_inventory(vc: VCenter, wants_devices: Callable[[VMFacts], bool] = lambd
     """Read the vCenter behind ``vc``. The device lists (disks, NICs) of templates and of
     the VMs for which ``wants_devices`` says True come from ``cache`` when their
     configuration has not changed since they were read, else from a second call; the clone
-    mark (extraConfig) of those among them that carry no ``hopnhat.owner`` attribute in a
-    third, only when there are such VMs (rare: a clone cut off before it was marked).
+    mark (extraConfig) of those among them that carry no ``hopnhat.owner`` attribute and
+    sit in their datacenter's VM folder (where hopnhat clones) in a third, only when there
+    are such VMs (rare: a clone cut off before it was marked).
     ``lean`` (default): answers parsed by :mod:`vsphere_xml`, 5-10x faster than pyVmomi's
     deserializer on large reads; False reads through pyVmomi (same facts). ``cache``
     (:class:`DeviceCache` of this vCenter) is updated and saved; None reads every list.
@@ -285,7 +286,9 @@ def read_inventory(vc: VCenter, wants_devices: Callable[[VMFacts], bool] = lambd
     existing = {moref_key(vm.ref) for vm in [*inventory.vms, *inventory.templates.values()]}
     if missing or not existing.issuperset(cache.entries):
         cache.save(existing)
-    unmarked = [vm for vm in chosen if OWNER not in vm.attributes]
+    # hopnhat clones into a datacenter's VM folder itself: a VM in a sub-folder without
+    # the mark is someone else's (a province's own), never a clone of hopnhat's cut off
+    unmarked = [vm for vm in chosen if OWNER not in vm.attributes and not vm.folder]
     if unmarked:
         extra_rows = vc.object_properties("reading clone marks", [vm.ref for vm in unmarked],
                                           vim.VirtualMachine, ["config.extraConfig"],

@@ -94,7 +94,9 @@ def inventory(lab: Any) -> Inventory:
 
 
 def the_vm(inv: Inventory, name: str) -> VMFacts:
-    found = inv.vms_named(name)
+    """The VM ``name`` that hopnhat builds, in its datacenter's VM folder (Đà Nẵng's own
+    legacy qlvb-db-01, in folder Legacy/QLVB, shares the name)."""
+    found = [vm for vm in inv.vms_named(name) if vm.folder == ""]
     assert len(found) == 1, f"{len(found)} VMs named {name}"
     return found[0]
 
