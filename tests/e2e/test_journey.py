@@ -87,8 +87,12 @@ def unpin_restic(terminal: Terminal) -> None:
     estate_yml.write_text(text.split("\nrestic:\n")[0] + ("\n" if "\nrestic:\n" in text else ""))
 
 
-# Debian 12's restic on the hosts and the control host, then the estate's pinned newer one
-RESTIC_CHOICES = {"distribution": "0.14.0", "pinned": None}
+# The journey runs with the estate's pinned newer restic (shipped by configure to every
+# host, run by hopnhat too): the one path no integration test takes end to end. Debian 12's
+# restic (0.14.0, every estate's default) runs under every integration test of backups,
+# verify and drills, and its journey ("distribution": "0.14.0") is left out to keep the
+# whole test run within its time budget.
+RESTIC_CHOICES: dict[str, str | None] = {"pinned": None}
 
 
 @pytest.mark.parametrize("restic", list(RESTIC_CHOICES))

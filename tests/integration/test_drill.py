@@ -402,7 +402,7 @@ def test_a_link_cut_mid_restore_fails_the_drill_tears_down_and_says_why(
 def test_a_tier_1_rehearsal_respects_the_dependency_order(
         lab: Any, backed_up: Paths, tmp_path: Path) -> None:
     def only_qlvb_in_tier_1(root: Path) -> None:
-        for code in ("dvc", "video"):
+        for code in ("dvc", "video", "qlvbqn"):
             replace_in(root / "systems" / f"{code}.yml", "tier: 1", "tier: 3")
     env = estate_copy(lab, tmp_path, only_qlvb_in_tier_1)
     done = hopnhat(env, "drill", "rehearse", "--tier", "1", "--parallel", "2", "--json")

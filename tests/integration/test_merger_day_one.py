@@ -183,9 +183,26 @@ def test_an_adopted_host_is_trusted_only_on_a_word_for_its_key(lab: LabHandle) -
     doc = as_json(done)
     assert doc["check"]["vcenter_fingerprint"] == offered == doc["result"]["fingerprint"]
     assert doc["result"]["confirmed_by"] == "vcenter" and doc["result"]["key_installed"]
+    # the other province's: the operator's own fingerprint, vCenter not asked
+    other = guests.host_key_fingerprint(lab.state_dir / "lab", "qlvb-db-01.dc-danang")
+    assert other != offered
+    by_hand = hopnhat(lab.env, "hosts", "trust", "--host", "qlvbdn-db-01", "--no-vcenter",
+                      "--fingerprint", other, "--login-key", str(operator_key(lab)))
+    assert by_hand.returncode == 0, by_hand.stderr
+    assert "vouched for by --fingerprint" in by_hand.stdout
     again = as_json(hopnhat(lab.env, "hosts", "trust", "--host", HOST, "--json"))
     assert (again["result"]["recorded"], again["result"]["key_installed"],
             again["result"]["hopnhat_key_works"]) == (False, False, True)
+
+
+def test_a_host_that_does_not_answer_is_named(lab: LabHandle, tmp_path: Path) -> None:
+    env = estate_copy(lab, tmp_path, lambda d: replace_in(
+        d / "systems" / f"{DN}.yml", "1.5}", "1.99}"))
+    done = hopnhat(env, "hosts", "trust", "--host", "qlvbdn-db-01", "--yes")
+    assert done.returncode == 2 and "cannot connect" in done.stderr
+    assert "qlvbdn-db-01" in done.stderr and "nothing was recorded" in done.stderr
+    unknown = hopnhat(env, "hosts", "trust", "--host", "nobody-01")
+    assert unknown.returncode == 2 and "no host 'nobody-01'" in unknown.stderr
 
 
 def test_an_adopted_host_is_configured_backed_up_and_drilled(lab: LabHandle) -> None:

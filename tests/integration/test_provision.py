@@ -26,6 +26,7 @@ from orchestrator import process
 from orchestrator.adapters import ssh, vsphere, vsphere_specs
 from orchestrator.adapters.vault import read_vault, write_vault
 from orchestrator.adapters.vsphere_facts import (
+    ADOPTED,
     OWNER,
     PROVISIONED,
     SYSTEM,
@@ -301,7 +302,11 @@ def test_destroy_removes_only_the_vms_hopnhat_owns(
     assert done.returncode == 0, done.stderr
     assert "qlvb-db-01" in done.stdout and "qlvb-legacy-01" not in done.stdout
     inv = inventory(lab)
-    assert not [v for v in inv.vms if v.name.startswith("qlvb-") and v.owner == lab.estate.id]
+    # everything of qlvb that hopnhat built is gone; a VM it adopted (Đà Nẵng's own
+    # qlvb-db-01, system qlvbdn, once test_merger_day_one adopted it) never is
+    assert not [v for v in inv.vms if v.name.startswith("qlvb-") and v.owner == lab.estate.id
+                and ADOPTED not in v.attributes]
+    assert [v.folder for v in inv.vms_named("qlvb-db-01")] == ["Legacy/QLVB"]
     assert the_vm(inv, "qlvb-legacy-01").owner == "hue"  # never touched
     assert the_vm(inv, "sso-idp-01").owner is None
     for vm in lab.estate.vms_of("qlvb"):  # the lab's hypervisor takes the guests away
