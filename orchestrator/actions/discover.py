@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.actions.provision import locate, vcenter_of
+from orchestrator.actions.provision import each_vcenter, locate, vcenter_of
 from orchestrator.adapters.vsphere import VCenter
 from orchestrator.adapters.vsphere_cache import DeviceCache
 from orchestrator.adapters.vsphere_facts import (
@@ -29,7 +29,7 @@ from orchestrator.adapters.vsphere_facts import (
     read_inventory,
 )
 from orchestrator.adapters.vsphere_specs import KB_PER_GB
-from orchestrator.errors import EXIT_BAD_INPUT, HopnhatError, VSphereError
+from orchestrator.errors import EXIT_BAD_INPUT, HopnhatError
 from orchestrator.estate.model import Estate
 
 CODE_LIMIT = 16  # a system code: ^[a-z][a-z0-9]{1,15}$
@@ -120,15 +120,11 @@ def read(estate: Estate, vcenters: Mapping[str, VCenter],
     """Read each vCenter as ``plan`` does (a constant number of requests), with the device
     lists of every VM this estate does not own. Out: (URL → Inventory, URL → why it could
     not be read)."""
-    facts: dict[str, Inventory] = {}
-    failed: dict[str, str] = {}
-    for url, vc in vcenters.items():
-        try:
-            facts[url] = read_inventory(vc, lambda vm: vm.owner != estate.id,
-                                        cache=DeviceCache.load(device_cache, url))
-        except VSphereError as exc:
-            failed[url] = str(exc)
-    return facts, failed
+    def one(url: str, vc: VCenter) -> Inventory:
+        return read_inventory(vc, lambda vm: vm.owner != estate.id,
+                              cache=DeviceCache.load(device_cache, url))
+    facts, failed = each_vcenter(vcenters, one)
+    return facts, {url: str(exc) for url, exc in failed.items()}
 
 
 def described_vms(estate: Estate, facts: Mapping[str, Inventory]) -> set[int]:

@@ -14,10 +14,11 @@ is :mod:`orchestrator.actions.provision_apply`; destroying is
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from orchestrator.actions.backup_gate import GateDecision, GateRequest, gate
 from orchestrator.actions.provision_preflight import (
@@ -46,6 +47,8 @@ from orchestrator.settings import Paths
 
 if TYPE_CHECKING:
     from orchestrator.actions.backup import LineCallback
+
+T = TypeVar("T")
 
 CREATE, RECONFIGURE, POWER_ON, RESUME = "create", "reconfigure", "power-on", "resume"
 ADOPT, DRIFT = "adopt", "drift"
@@ -281,17 +284,55 @@ def endpoints(paths: Paths, sites: Iterable[str], insecure: bool = False) -> lis
     return list(out.values())
 
 
+def each_vcenter(vcenters: Mapping[str, VCenter], read: Callable[[str, VCenter], T]
+                 ) -> tuple[dict[str, T], dict[str, VSphereError]]:
+    """``read(url, vc)`` for every vCenter at once (a thread each: one province's vCenter
+    answering slowly does not hold up the other's). Out: (URL → result, URL → the
+    VSphereError of each that failed), both in URL order."""
+    if len(vcenters) <= 1:
+        jobs = {url: _attempt(read, url, vc) for url, vc in vcenters.items()}
+    else:
+        with ThreadPoolExecutor(max_workers=len(vcenters),
+                                thread_name_prefix="vcenter") as pool:
+            futures = {url: pool.submit(_attempt, read, url, vc)
+                       for url, vc in vcenters.items()}
+            jobs = {url: future.result() for url, future in futures.items()}
+    done = {url: value for url, (value, error) in sorted(jobs.items()) if error is None}
+    failed = {url: error for url, (_, error) in sorted(jobs.items()) if error is not None}
+    return done, failed  # type: ignore[return-value]
+
+
+def _attempt(read: Callable[[str, VCenter], T], url: str,
+             vc: VCenter) -> tuple[T | None, VSphereError | None]:
+    try:
+        return read(url, vc), None
+    except VSphereError as exc:
+        return None, exc
+
+
 def read_facts(vcenters: Mapping[str, VCenter], names: Collection[str],
                device_cache: Path | None = None) -> dict[str, Inventory]:
-    """Read each vCenter (URL → Inventory), with the device lists of the VMs named in
-    ``names`` (the ones a plan compares): from ``device_cache`` (the state folder's
-    :attr:`Paths.device_cache`) for VMs whose configuration has not changed since they were
-    read, else from vCenter. Constant number of requests per vCenter. The first vCenter
-    that fails raises its VSphereError."""
-    return {url: read_inventory(vc, lambda found: found.name in names or (
-                                    found.uuid is not None and found.uuid in names),
-                                cache=DeviceCache.load(device_cache, url))
-            for url, vc in vcenters.items()}
+    """Read each vCenter (URL → Inventory), all at once, with the device lists of the VMs
+    named in ``names`` (the ones a plan compares: :func:`compared`): from ``device_cache``
+    (the state folder's :attr:`Paths.device_cache`) for VMs whose configuration has not
+    changed since they were read, else from vCenter. Constant number of requests per
+    vCenter. The first vCenter (in URL order) that failed raises its VSphereError."""
+    facts, failed = read_each(vcenters, names, device_cache)
+    for error in failed.values():
+        raise error
+    return facts
+
+
+def read_each(vcenters: Mapping[str, VCenter], names: Collection[str],
+              device_cache: Path | None = None
+              ) -> tuple[dict[str, Inventory], dict[str, VSphereError]]:
+    """:func:`read_facts`, but a vCenter lost mid-read does not hide the others: out are
+    the facts of those read and the failures (URL → the VSphereError naming it)."""
+    def one(url: str, vc: VCenter) -> Inventory:
+        return read_inventory(vc, lambda found: found.name in names or (
+                                  found.uuid is not None and found.uuid in names),
+                              cache=DeviceCache.load(device_cache, url))
+    return each_vcenter(vcenters, one)
 
 
 def compared(vms: Iterable[VM]) -> set[str]:
@@ -306,21 +347,6 @@ def compared(vms: Iterable[VM]) -> set[str]:
             if vm.existing.uuid:
                 out.add(vm.existing.uuid)
     return out
-
-
-def read_each(vcenters: Mapping[str, VCenter], names: Collection[str],
-              device_cache: Path | None = None
-              ) -> tuple[dict[str, Inventory], dict[str, VSphereError]]:
-    """:func:`read_facts`, but a vCenter lost mid-read does not hide the others: out are
-    the facts of those read and the failures (URL → the VSphereError naming it)."""
-    facts: dict[str, Inventory] = {}
-    failed: dict[str, VSphereError] = {}
-    for url, vc in vcenters.items():
-        try:
-            facts.update(read_facts({url: vc}, names, device_cache))
-        except VSphereError as exc:
-            failed[url] = exc
-    return facts, failed
 
 
 def plan_reachable(estate: Estate, vms: Sequence[VM], facts: Mapping[str, Inventory],

@@ -19,6 +19,7 @@ full read the next time. A VM whose version is unknown is never cached.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -95,6 +96,17 @@ class DeviceCache:
             log.debug("device cache %s not used (%s): reading every device list", path, exc)
             return cls(path, url)
 
+    def _sections_now(self) -> dict[str, Any]:
+        """The sections of the file as it is now ({} when it cannot be read)."""
+        assert self.path is not None
+        try:
+            document = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        sections = document.get("vcenters") if isinstance(document, dict) and \
+            document.get("format") == FORMAT else None
+        return sections if isinstance(sections, dict) else {}
+
     def get(self, key: str, version: str | None) -> list[Device] | None:
         """The device list of VM ``key`` if it was read at ``version``, else None."""
         if version is None:
@@ -121,17 +133,23 @@ class DeviceCache:
         alive = set(existing)
         section = {key: [version, [_record(d) for d in devices]]
                    for key, (version, devices) in self.entries.items() if key in alive}
-        document = {"format": FORMAT, "vcenters": {**self._others, self.url: section}}
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd, tmp = tempfile.mkstemp(prefix=".devices-", dir=self.path.parent)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as out:
-                    json.dump(document, out, separators=(",", ":"))
-                os.replace(tmp, self.path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            # vCenters are read at once (a thread each): under the lock, the other
+            # vCenters' sections are taken from the file as it is now, not as it was
+            with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                others = {**self._others, **self._sections_now()}
+                others.pop(self.url, None)
+                document = {"format": FORMAT, "vcenters": {**others, self.url: section}}
+                fd, tmp = tempfile.mkstemp(prefix=".devices-", dir=self.path.parent)
+                try:
+                    with os.fdopen(fd, "w", encoding="utf-8") as out:
+                        json.dump(document, out, separators=(",", ":"))
+                    os.replace(tmp, self.path)
+                except BaseException:
+                    Path(tmp).unlink(missing_ok=True)
+                    raise
         except OSError as exc:
             log.warning("could not write the device cache %s (%s); the next read is a "
                         "full one", self.path, exc)

@@ -82,3 +82,16 @@ def test_cached_devices_splits_hits_from_what_must_be_read(tmp_path: Path) -> No
     assert missing == ["VirtualMachine:vm-2", "VirtualMachine:vm-3"]
     assert cache.hits == 1
 
+
+
+def test_two_vcenters_read_at_once_both_keep_their_section(tmp_path: Path) -> None:
+    """Both loaded before either saved (a thread per vCenter): neither save drops the
+    other's section."""
+    path = tmp_path / "d.json"
+    first, second = DeviceCache.load(path, URL), DeviceCache.load(path, OTHER)
+    first.put("VirtualMachine:vm-1", "t1", [DISK])
+    second.put("VirtualMachine:vm-9", "t9", [NIC])
+    first.save(["VirtualMachine:vm-1"])
+    second.save(["VirtualMachine:vm-9"])
+    assert DeviceCache.load(path, URL).get("VirtualMachine:vm-1", "t1") == [DISK]
+    assert DeviceCache.load(path, OTHER).get("VirtualMachine:vm-9", "t9") == [NIC]
