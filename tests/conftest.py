@@ -7,10 +7,12 @@ developer's `make demo` lab and the tests never collide.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
@@ -20,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from orchestrator import process
 from orchestrator.lab import control
 from orchestrator.lab.handle import LabDirs
 from orchestrator.lab.processes import ProcessTable, is_alive
@@ -77,6 +80,22 @@ class LabHandle(LabDirs):
         """Environment for running the `hopnhat` command against this lab."""
         return {**os.environ, "HOPNHAT_ESTATE": str(self.estate_dir),
                 "HOPNHAT_STATE": str(self.state_dir)}
+
+
+HOPNHAT = Path(sys.executable).with_name("hopnhat")
+
+
+def hopnhat(env: dict[str, str], *args: str, timeout: float = 300,
+            input: str = "") -> process.Completed:
+    """Run the ``hopnhat`` command as an operator types it (no terminal: stdin ``input``)."""
+    return process.run([str(HOPNHAT), *args], env={**env, "COLUMNS": "200"}, timeout=timeout,
+                       input=input)
+
+
+def as_json(done: process.Completed) -> Any:
+    """The JSON document a command printed on stdout."""
+    assert done.stdout.strip(), f"no JSON on stdout (exit {done.returncode}): {done.stderr}"
+    return json.loads(done.stdout)
 
 
 def wait_for(what: str, condition: Callable[[], Any], timeout: float = 60, *,

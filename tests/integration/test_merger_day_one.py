@@ -11,35 +11,22 @@ tests run in order on the session's lab and its state.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from orchestrator import process
 from orchestrator.adapters import vsphere
 from orchestrator.adapters.vsphere_facts import ADOPTED, OWNER, SYSTEM, TIER, read_inventory
 from orchestrator.lab import guests
-from tests.conftest import LabHandle, estate_copy, replace_in
+from tests.conftest import LabHandle, as_json, estate_copy, hopnhat, replace_in
 
 pytestmark = pytest.mark.lab
 
-HOPNHAT = Path(sys.executable).with_name("hopnhat")
 QN, DN = "qlvbqn", "qlvbdn"
 HOST = "qlvbqn-db-01"
 ADOPTABLE = ("--system", QN, "--system", DN)
-
-
-def hopnhat(env: dict[str, str], *args: str, timeout: float = 300) -> process.Completed:
-    return process.run([str(HOPNHAT), *args], env={**env, "COLUMNS": "200"}, timeout=timeout,
-                       input="")
-
-
-def as_json(done: process.Completed) -> Any:
-    assert done.stdout.strip(), f"no JSON on stdout (exit {done.returncode}): {done.stderr}"
-    return json.loads(done.stdout)
 
 
 def vcenter_vms(lab: LabHandle) -> dict[tuple[str, str, str], Any]:
