@@ -7,6 +7,8 @@ secret: restic passwords are read from the vault at configure time.
 
 from __future__ import annotations
 
+import shlex
+from pathlib import Path
 from typing import Any
 
 from orchestrator.estate.model import Estate
@@ -20,15 +22,23 @@ def repository_user(code: str) -> str:
     return f"restic-{code}"
 
 
+def ssh_common_args(known_hosts: Path) -> str:
+    """The ssh options Ansible adds to every connection: hopnhat's known_hosts, checked
+    strictly. Ansible splits this text as a shell would (shlex), and ssh splits an option's
+    value at blanks and expands ``%`` tokens in it: the path is quoted for both, so a state
+    folder with a space, or a path written to look like ``x -o ProxyCommand=…``, stays one
+    file name."""
+    option = 'UserKnownHostsFile="' + str(known_hosts).replace("%", "%%") + '"'
+    return f"-o {shlex.quote(option)} -o StrictHostKeyChecking=yes"
+
+
 def _connection(paths: Paths, address: str, port: int) -> dict[str, Any]:
     return {
         "ansible_host": address,
         "ansible_port": port,
         "ansible_user": paths.estate.settings.ssh.user,
         "ansible_ssh_private_key_file": str(paths.private_key),
-        "ansible_ssh_common_args": (
-            f"-o UserKnownHostsFile={paths.known_hosts} -o StrictHostKeyChecking=yes"
-        ),
+        "ansible_ssh_common_args": ssh_common_args(paths.known_hosts),
         "ansible_python_interpreter": "auto_silent",
     }
 

@@ -109,15 +109,19 @@ class VaultSettings(Strict):
     password_file: str | None = None
 
 
+# a file ssh reads: no double quote (ssh's own quoting) and no control character
+SSHPath = Annotated[str, Field(min_length=1, max_length=4096, pattern=r'^[^"\x00-\x1f\x7f]+$')]
+
+
 class SSHSettings(Strict):
     """How hopnhat reaches hosts. Paths are relative to the state folder unless absolute.
     A session of hopnhat's own (drills, backup status) gives a host up once it has not
     answered ``alive_count`` probes sent every ``alive_interval`` (as ssh's
     ServerAliveInterval and ServerAliveCountMax)."""
 
-    user: str = "root"
-    private_key_file: str = "ssh/id_ed25519"
-    known_hosts_file: str = "known_hosts"
+    user: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_-]{0,31}$")] = "root"
+    private_key_file: SSHPath = "ssh/id_ed25519"
+    known_hosts_file: SSHPath = "known_hosts"
     alive_interval: Duration = timedelta(seconds=15)
     alive_count: Annotated[int, Field(ge=1, le=100)] = 4
 

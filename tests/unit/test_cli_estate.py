@@ -185,7 +185,7 @@ def test_inventory_list_is_an_ansible_dynamic_inventory(estate_copy, tmp_path):
     assert result.exit_code == 0, result.output
     inventory = json.loads(result.stdout)
     assert inventory["system_qlvb"]["hosts"] == ["qlvb-app-01", "qlvb-app-02", "qlvb-db-01"]
-    assert f"UserKnownHostsFile={tmp_path / 'st' / 'known_hosts'}" in (
+    assert f'UserKnownHostsFile="{tmp_path / "st" / "known_hosts"}"' in (
         inventory["_meta"]["hostvars"]["qlvb-db-01"]["ansible_ssh_common_args"])
     assert result.stdout.count("vault") == result.stdout.count("password_vault_key")
     assert result.stdout.count("restic_password_") == sum(

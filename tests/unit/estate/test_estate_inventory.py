@@ -4,10 +4,13 @@ host keys strictly against hopnhat's own known_hosts, the ``--host`` answer, no 
 from __future__ import annotations
 
 import json
+import shlex
+import subprocess
+from pathlib import Path
 
 import pytest
 
-from orchestrator.estate.inventory import build_inventory, host_vars
+from orchestrator.estate.inventory import build_inventory, host_vars, ssh_common_args
 from orchestrator.settings import Paths
 
 # adopted VMs are backup clients too: hopnhat backs up the legacy QLVB it never builds
@@ -62,7 +65,8 @@ def test_every_host_has_its_address_and_strict_host_key_checking_under_the_state
     for host, variables in hostvars.items():
         args = variables["ansible_ssh_common_args"]
         assert "-o StrictHostKeyChecking=yes" in args, host
-        assert f"-o UserKnownHostsFile={paths.state / 'known_hosts'}" in args, host
+        assert shlex.split(args)[:2] == [
+            "-o", f'UserKnownHostsFile="{paths.state / "known_hosts"}"'], host
         assert variables["ansible_ssh_private_key_file"] == str(paths.state / "ssh/id_ed25519")
         assert variables["ansible_user"] == "root"
 
@@ -108,3 +112,28 @@ def test_the_inventory_holds_no_secret_only_the_names_of_vault_keys(inventory, p
             assert document.count(f'"{key}"') == 1
         else:
             assert key not in document
+
+
+def test_the_known_hosts_path_reaches_ssh_as_one_file_name() -> None:
+    """A state folder with a space, or a path written to smuggle an ssh option in, stays
+    one UserKnownHostsFile as Ansible (shlex) and then ssh split it."""
+    hostile = Path("/srv/st ate/x -o ProxyCommand=touch /tmp/pwn/k%h")
+    argv = shlex.split(ssh_common_args(hostile))
+    assert argv == ["-o", 'UserKnownHostsFile="/srv/st ate/x -o ProxyCommand=touch '
+                    '/tmp/pwn/k%%h"', "-o", "StrictHostKeyChecking=yes"]
+    done = subprocess.run(["ssh", "-F", "/dev/null", "-G", *argv, "example"],
+                          capture_output=True, text=True, timeout=30, check=True)
+    options = dict(line.split(" ", 1) for line in done.stdout.splitlines() if " " in line)
+    assert options["userknownhostsfile"] == str(hostile)
+    assert "proxycommand" not in options
+
+
+def test_an_ssh_path_with_a_double_quote_or_a_newline_is_refused() -> None:
+    from pydantic import ValidationError
+
+    from orchestrator.estate.model import SSHSettings
+
+    for bad in ('known"hosts', "known\nhosts"):
+        with pytest.raises(ValidationError, match="known_hosts_file"):
+            SSHSettings(known_hosts_file=bad)
+    assert SSHSettings(known_hosts_file="state dir/known_hosts").known_hosts_file
