@@ -10,7 +10,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 HOPNHAT := $(VENV)/bin/hopnhat
 STAMPS := .hopnhat/stamps
-APT_PACKAGES := restic openssh-server openssh-client nftables \
+APT_PACKAGES := tzdata restic openssh-server openssh-client nftables \
 	sqlite3 util-linux iproute2 systemd python3-venv chromium
 PYTEST_ARGS ?=
 

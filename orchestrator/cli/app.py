@@ -29,6 +29,7 @@ class RootGroup(HandledGroup):
         "configure": ("orchestrator.cli.configure", "configure"),
         "discover": ("orchestrator.cli.discover", "discover"),
         "hosts": ("orchestrator.cli.hosts", "app"),
+        "migrate": ("orchestrator.cli.migrate", "app"),
     }
 
 

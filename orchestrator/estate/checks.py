@@ -6,9 +6,9 @@ Each check appends to :class:`Problems`; none stops at the first problem.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 
-from orchestrator.estate.model import Backup, EstateFile, Site, System
+from orchestrator.estate.model import Backup, EstateFile, Site, System, VMRole
 
 
 class Problems:
@@ -143,8 +143,22 @@ def _check_system(settings: EstateFile | None, sites: dict[str, Site],
     for role_name, count in roles.items():
         if count > 1:
             problems.add(rel, "vms", f"role {role_name!r} is declared {count} times")
-    for i, role in enumerate(system.vms):
-        at = f"vms[{i}]"
+    _check_roles(sites, system.vms, "vms", rel, problems, invalid_sites)
+    if system.migration is not None:
+        _check_migration(sites, system, rel, problems, invalid_sites)
+    if settings is not None and system.backup is not None:
+        _check_backup(settings, system.backup, rel, problems)
+    for j, dep in enumerate(system.depends_on):
+        if dep == system.code:
+            problems.add(rel, f"depends_on[{j}]", "a system cannot depend on itself")
+        elif dep not in systems and dep not in invalid_systems:
+            problems.add(rel, f"depends_on[{j}]", f"unknown system {dep!r}" + _known(systems))
+
+
+def _check_roles(sites: dict[str, Site], roles: Sequence[VMRole], key: str, rel: str,
+                 problems: Problems, invalid_sites: Collection[str]) -> None:
+    for i, role in enumerate(roles):
+        at = f"{key}[{i}]"
         site = sites.get(role.site)
         if site is None:
             if role.site not in invalid_sites:
@@ -170,13 +184,42 @@ def _check_system(settings: EstateFile | None, sites: dict[str, Site],
                     if ip not in network.subnet:
                         problems.add(rel, f"{at}.ips[{j}]", f"{ip} is outside the subnet "
                                      f"{network.subnet} of network {role.network!r}")
-    if settings is not None and system.backup is not None:
-        _check_backup(settings, system.backup, rel, problems)
-    for j, dep in enumerate(system.depends_on):
-        if dep == system.code:
-            problems.add(rel, f"depends_on[{j}]", "a system cannot depend on itself")
-        elif dep not in systems and dep not in invalid_systems:
-            problems.add(rel, f"depends_on[{j}]", f"unknown system {dep!r}" + _known(systems))
+
+
+def _check_migration(sites: dict[str, Site], system: System, rel: str, problems: Problems,
+                     invalid_sites: Collection[str]) -> None:
+    """A move by restore: to a known site, from a system with a backup, each data-bearing
+    role received by a target role of the same name and count."""
+    migration = system.migration
+    assert migration is not None
+    if migration.to not in sites:
+        if migration.to not in invalid_sites:
+            problems.add(rel, "migration.to", f"unknown site {migration.to!r}" + _known(sites))
+        return
+    if system.backup is None:
+        problems.add(rel, "migration", "a migration restores the system's backup: the "
+                     "system has no backup section")
+    targets = Counter(role.role for role in migration.vms)
+    for role_name, count in targets.items():
+        if count > 1:
+            problems.add(rel, "migration.vms", f"role {role_name!r} is declared {count} times")
+    _check_roles(sites, migration.vms, "migration.vms", rel, problems, invalid_sites)
+    by_role = {role.role: (i, role) for i, role in enumerate(migration.vms)}
+    for role in system.vms:
+        if not role.data:
+            continue
+        found = by_role.get(role.role)
+        if found is None:
+            problems.add(rel, "migration.vms", f"no role {role.role!r}: the data of "
+                         f"{system.code}'s {role.role} VMs must go somewhere")
+            continue
+        i, target = found
+        if not target.data:
+            problems.add(rel, f"migration.vms[{i}].data", f"role {role.role!r} receives "
+                         "data: write data: true")
+        if target.count != role.count:
+            problems.add(rel, f"migration.vms[{i}].count", f"{target.count} VM(s) to "
+                         f"receive the data of {role.count} {role.role} VM(s)")
 
 
 def _check_backup(settings: EstateFile, backup: Backup, rel: str, problems: Problems) -> None:

@@ -208,11 +208,11 @@ def load_estate(root: Path | str) -> Estate:
     # references to what an invalid file declares are not reported again
     cross_check(settings, sites, systems, files, problems,
                 invalid_sites=invalid_sites, invalid_systems=invalid_systems)
-    vms = derive_vms(settings, sites, systems, files, problems)
+    vms, targets = derive_vms(settings, sites, systems, files, problems)
     if problems:
         raise EstateError(problems.items)
     assert settings is not None
     return Estate(
         root=str(base.resolve()), settings=settings, sites=sites, systems=systems,
-        vms=vms, files=files,
+        vms=vms, files=files, targets=targets,
     )

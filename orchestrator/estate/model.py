@@ -239,6 +239,21 @@ class EstateFile(Strict):
     repository_hosts: list[RepositoryHost] = []
     verification: VerificationSettings = VerificationSettings()
     restic: ResticSettings = ResticSettings()
+    # where people read the reports: handover evidence shows times here, offset written
+    timezone: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$",
+                                   max_length=64)] = "Asia/Ho_Chi_Minh"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (write it like "
+                             "Asia/Ho_Chi_Minh)") from None
+        return value
 
 
 class VCenter(Strict):
@@ -441,6 +456,49 @@ class Drill(Strict):
     probes: list[Probe] = []
 
 
+class Migration(Strict):
+    """``migration:`` of a system: its move to site ``to`` by restore (``hopnhat migrate``).
+
+    ``vms`` is the target description: the roles hopnhat builds at ``to`` (their ``site``
+    may be left out). Each data-bearing role of the system has one here of the same name
+    and count, whose VMs receive its data; they are named ``<code>-<role>-NN`` numbered
+    after the system's own VMs of that role (``qlvbqn-db-01`` moves to ``qlvbqn-db-02``).
+    At cutover ``stop_writes`` run on each source VM (the application goes read-only) and,
+    should the cutover fail, ``start_writes`` put it back; the source then keeps running
+    for ``parallel_run`` (one to two years in the provinces' plans). ``from_unit`` and
+    ``to_unit`` name the units that sign the handover."""
+
+    to: Name
+    vms: Annotated[list[VMRole], Field(min_length=1)]
+    stop_writes: list[Annotated[str, Field(min_length=1)]] = []
+    start_writes: list[Annotated[str, Field(min_length=1)]] = []
+    parallel_run: Duration = timedelta(days=365)
+    from_unit: Annotated[str, Field(max_length=200)] = ""
+    to_unit: Annotated[str, Field(max_length=200)] = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _site_is_to(cls, value: Any) -> Any:
+        if isinstance(value, dict) and isinstance(value.get("vms"), list):
+            roles = [{"site": value.get("to"), **r} if isinstance(r, dict) else r
+                     for r in value["vms"]]
+            return {**value, "vms": roles}
+        return value
+
+    @model_validator(mode="after")
+    def _built_here(self) -> Migration:
+        for i, role in enumerate(self.vms):
+            if role.site != self.to:
+                raise ValueError(f"vms[{i}].site is {role.site!r}: a migration builds at "
+                                 f"its site to ({self.to!r})")
+            if role.existing is not None:
+                raise ValueError(f"vms[{i}].existing: a migration builds its VMs; it "
+                                 "never adopts one")
+        if self.parallel_run < timedelta(days=1):
+            raise ValueError("parallel_run shorter than a day: write it like 365d")
+        return self
+
+
 class System(Strict):
     """``systems/<code>.yml``: one system (QLVB, DVC, …)."""
 
@@ -451,6 +509,7 @@ class System(Strict):
     backup: Backup | None = None
     drill: Drill = Drill()
     depends_on: list[Code] = []
+    migration: Migration | None = None
 
 
 class VM(BaseModel):
@@ -480,6 +539,7 @@ class VM(BaseModel):
     data: bool
     existing: ExistingVM | None = None  # a VM hopnhat adopts rather than builds
     manage_hardware: bool = True
+    source: str | None = None  # a migration's target VM: the VM whose data it receives
 
     @property
     def hostname(self) -> str:
@@ -509,6 +569,7 @@ class Estate(BaseModel):
     systems: dict[str, System]
     vms: list[VM]
     files: dict[str, str] = {}
+    targets: list[VM] = []  # the VMs migrations build (``System.migration``), not in vms
 
     @property
     def id(self) -> str:
@@ -525,6 +586,10 @@ class Estate(BaseModel):
 
     def vms_of(self, system: str) -> list[VM]:
         return [vm for vm in self.vms if vm.system == system]
+
+    def targets_of(self, system: str) -> list[VM]:
+        """The VMs system ``system``'s migration builds at its target site."""
+        return [vm for vm in self.targets if vm.system == system]
 
     def file_of(self, kind: str, name: str) -> str:
         """The file that declares ``kind`` (``site`` or ``system``) ``name``, for messages."""

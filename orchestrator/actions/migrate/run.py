@@ -1,0 +1,634 @@
+"""``migrate run | sync | cutover``: move a system to another site by restore, keep the copy
+in step during the parallel run, and hand over.
+
+Each is one ledger run (kind ``migrate``, params ``system``, ``to``, ``step``) made of timed
+steps, and ends with handover evidence (:mod:`orchestrator.actions.migrate.evidence`):
+
+- **run**: ``backup`` (the source now: never move without a fresh snapshot; skipped when
+  ``--snapshot`` names one) → ``plan`` (the snapshots, the target VMs' provisioning plan and
+  capacity) → ``provision`` (idempotent: a target VM an earlier run built is kept, not
+  rebuilt, unless ``--clean``) → ``configure`` (``playbooks/migrate.yml``: restic client, no
+  backup schedule) → ``restore`` (``restic restore --verify``; on restic 0.17 or newer each
+  backup path with ``--delete``) → ``check`` (the manifest: every entry of the snapshot
+  against the restored tree, entries the snapshot lacks deleted first — restic 0.14 has no
+  ``--delete``) → ``probes`` (the system's own).
+- **sync**: the same over the target the run made (configure only for a target VM rebuilt):
+  a delta, then the manifest again, and what changed since the last manifest.
+- **cutover**: ``stop writes`` (the estate's commands on each source VM) → a sync →
+  ``schedule`` (the backup schedule installed on the targets) → recorded with the end of the
+  parallel run. If any step fails or the operator stops it, ``start writes`` puts each source
+  back and nothing is recorded as cut over.
+
+The source is only ever read — its backup job runs, restic reads with ``--no-lock`` — except
+for the stop-writes and start-writes commands at cutover.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import socket
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from orchestrator.actions import provision, provision_apply, provision_destroy
+from orchestrator.actions.backup import run_backups, select_clients
+from orchestrator.actions.configure import extra_vars, judge
+from orchestrator.actions.drill_checks import ProbeResult, run_probe
+from orchestrator.actions.drill_remote import (
+    Remote,
+    list_snapshots,
+    remote_command,
+    restic_version,
+)
+from orchestrator.actions.drill_remote import scratch_repository as repository_for
+from orchestrator.actions.drill_result import StepRecord
+from orchestrator.actions.drill_scratch import target as ssh_target
+from orchestrator.actions.drill_scratch import wait_for_ssh
+from orchestrator.actions.migrate import manifest
+from orchestrator.actions.migrate.plan import (
+    LATEST,
+    MigrationPlan,
+    choose,
+    migration_of,
+    plan_migration,
+    sources,
+)
+from orchestrator.actions.migrate.state import CUT_OVER, state_of
+from orchestrator.adapters.ansible import PLAYBOOKS, PlaybookRequest, run_playbook
+from orchestrator.adapters.restic_argv import make_ls_argv, make_restore_argv
+from orchestrator.adapters.restic_results import parse_ls_line
+from orchestrator.adapters.vsphere import open_vcenters
+from orchestrator.errors import (
+    EXIT_BAD_INPUT,
+    AnsibleError,
+    HopnhatError,
+    PlanError,
+    ResticError,
+    VSphereError,
+)
+from orchestrator.estate.inventory import _connection, restic_vars, system_vars
+from orchestrator.estate.model import VM
+from orchestrator.ledger import Ledger, operator_name
+from orchestrator.settings import Paths
+
+KIND = "migrate"
+RUN, SYNC, CUTOVER = "run", "sync", "cutover"
+STEPS = (RUN, SYNC, CUTOVER)
+PASSED, FAILED, ABORTED = "passed", "failed", "aborted"
+MIGRATE_PLAYBOOK = PLAYBOOKS / "migrate.yml"
+TREE_SCRIPT = Path(__file__).with_name("tree.py")
+RESTORE_TIMEOUT = 24 * 3600.0
+DELETE_SINCE = (0, 17, 0)  # restic restore --delete
+
+
+class _StepFailed(Exception):
+    def __init__(self, step: str, reasons: list[str], exit_code: int = 1) -> None:
+        super().__init__("; ".join(reasons))
+        self.step = step
+        self.reasons = reasons
+        self.exit_code = exit_code
+
+
+class MigrationAborted(HopnhatError):
+    """The operator stopped a migration (Ctrl-C, SIGTERM)."""
+
+    exit_code = 130
+
+
+@dataclass
+class TargetCheck:
+    """One target VM's manifest check."""
+
+    vm: str
+    source: str
+    snapshot: str
+    differences: manifest.Differences
+    totals: dict[str, dict[str, int]]
+    deleted: int = 0
+    changes: manifest.Changes | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"vm": self.vm, "source": self.source, "snapshot": self.snapshot,
+                "ok": self.differences.ok, "differences": self.differences.as_dict(),
+                "per_path": self.totals, "deleted_before_check": self.deleted,
+                "changes": None if self.changes is None else self.changes.as_dict()}
+
+
+@dataclass
+class MigrationResult:
+    """What one run, sync or cutover did."""
+
+    run_id: str
+    step: str
+    estate: str
+    system: str
+    to: str
+    operator: str
+    started_at: float
+    finished_at: float = 0.0
+    plan: MigrationPlan | None = None
+    steps: list[StepRecord] = field(default_factory=list)
+    verdict: str = FAILED
+    failed_step: str = ""
+    reasons: list[str] = field(default_factory=list)
+    backup_run: str | None = None
+    restic_version: str = ""
+    checks: list[TargetCheck] = field(default_factory=list)
+    probes: list[ProbeResult] = field(default_factory=list)
+    manifest_sha256: str | None = None
+    manifest_file: str | None = None
+    writes_stopped: bool = False
+    writes_restored: bool | None = None
+    parallel_until: float | None = None
+    snapshot_reason: str = ""
+    failed_exit: int = 1
+    evidence: str = ""
+    html: str = ""
+    sha256: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict == PASSED
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.passed else 130 if self.verdict == ABORTED else self.failed_exit
+
+    def summary(self) -> dict[str, Any]:
+        return {"verdict": self.verdict, "step": self.step, "to": self.to,
+                "failed_step": self.failed_step or None, "reasons": self.reasons[:20],
+                "targets": [vm.name for vm in self.plan.targets] if self.plan else [],
+                "snapshots": {p.source.name: p.snapshot.id for p in self.plan.pairs
+                              if p.snapshot is not None} if self.plan else {},
+                "manifest_sha256": self.manifest_sha256, "manifest_ok":
+                    all(c.differences.ok for c in self.checks) if self.checks else None,
+                "changes": {c.vm: c.changes.counts for c in self.checks
+                            if c.changes is not None},
+                "cut_over": self.step == CUTOVER and self.passed,
+                "parallel_until": self.parallel_until,
+                "evidence_sha256": self.sha256 or None, "evidence": self.evidence or None,
+                "seconds": round(self.finished_at - self.started_at, 3)}
+
+
+class Progress(Protocol):
+    """What a migration tells as it goes (the CLI prints it)."""
+
+    def step_started(self, name: str) -> None: ...
+
+    def step_finished(self, record: StepRecord) -> None: ...
+
+    def line(self, text: str) -> None: ...
+
+
+class NoProgress:
+    def step_started(self, name: str) -> None:
+        del name
+
+    def step_finished(self, record: StepRecord) -> None:
+        del record
+
+    def line(self, text: str) -> None:
+        del text
+
+
+@dataclass
+class _Move:
+    paths: Paths
+    result: MigrationResult
+    ledger: Ledger
+    progress: Progress
+    mono0: float
+    remotes: dict[str, Remote] = field(default_factory=dict)
+
+    @property
+    def restic(self) -> str:
+        return self.paths.estate.settings.restic.host_binary
+
+    def remote(self, vm: VM) -> Remote:
+        if vm.name not in self.remotes:
+            self.remotes[vm.name] = Remote(ssh_target(self.paths, vm),
+                                           self.paths.estate.settings.ssh.alive)
+        return self.remotes[vm.name]
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[list[str]]:
+        start = time.monotonic() - self.mono0
+        detail: list[str] = []
+        self.ledger.event(self.result.run_id, self.result.system, "step", step=name,
+                          phase="started", at_seconds=round(start, 3))
+        self.progress.step_started(name)
+        ok = False
+        try:
+            yield detail
+            ok = True
+        except HopnhatError as exc:
+            detail.append(str(exc))
+            # bad input found on the way (an unknown or too old snapshot) stays exit 2
+            bad = EXIT_BAD_INPUT if exc.exit_code == EXIT_BAD_INPUT else 1
+            raise _StepFailed(name, [f"{name}: {exc}"], bad) from None
+        except _StepFailed as exc:
+            detail.extend(exc.reasons)
+            raise
+        finally:
+            record = StepRecord(name, start, time.monotonic() - self.mono0 - start, ok,
+                                "; ".join(detail)[:4000])
+            self.result.steps.append(record)
+            self.ledger.event(self.result.run_id, self.result.system, "step", step=name,
+                              phase="finished", ok=ok, seconds=round(record.seconds, 3),
+                              detail=record.detail)
+            self.progress.step_finished(record)
+
+
+# ---------------------------------------------------------------- the entry point
+
+
+def migrate(paths: Paths, code: str, to: str, step: str, *, ledger: Ledger,
+            snapshot: str = LATEST, reason: str = "", clean: bool = False, lang: str = "vi",
+            progress: Progress | None = None) -> MigrationResult:
+    """Run ``step`` (run, sync or cutover) of system ``code``'s move to site ``to``.
+
+    Out: :class:`MigrationResult` (verdict passed or failed; its evidence written). Raises
+    PlanError (exit 2) before anything is recorded for a system, site or state that does
+    not allow the step, and MigrationAborted (exit 130) after recording a run the operator
+    stopped."""
+    from orchestrator.actions.migrate.evidence import write_evidence
+
+    if step not in STEPS:
+        raise PlanError(f"unknown migration step {step!r}", exit_code=EXIT_BAD_INPUT)
+    migration_of(paths.estate, code, to)
+    state = state_of(ledger, paths.estate.id, code)
+    if state.name == CUT_OVER:
+        raise PlanError(f"system {code} was cut over to {state.to} on {state.cut_over_at}: "
+                        "nothing to move any more (its parallel run ends "
+                        f"{state.parallel_until})", exit_code=EXIT_BAD_INPUT)
+    if step in (SYNC, CUTOVER) and state.last_copy is None:
+        raise PlanError(f"system {code} has not been copied to {to} yet: run `hopnhat "
+                        f"migrate run --system {code} --to {to}` first",
+                        exit_code=EXIT_BAD_INPUT)
+    if snapshot != LATEST and step == CUTOVER:
+        raise PlanError("--snapshot is for run and sync: a cutover always moves the "
+                        "snapshot it takes once writes are stopped", exit_code=EXIT_BAD_INPUT)
+    if snapshot != LATEST and not re.fullmatch(r"[0-9a-f]{8,64}", snapshot):
+        raise PlanError(f"--snapshot {snapshot!r}: give a snapshot id (8 to 64 hex digits)",
+                        exit_code=EXIT_BAD_INPUT)
+    started, mono0 = time.time(), time.monotonic()
+    run_id = ledger.start(KIND, paths.estate.id, {
+        "system": code, "to": to, "step": step, "snapshot": snapshot, "reason": reason,
+        "clean": clean, "pid": os.getpid(), "host": socket.gethostname()})
+    result = MigrationResult(run_id, step, paths.estate.id, code, to, operator_name(),
+                             started, snapshot_reason=reason)
+    move = _Move(paths, result, ledger, progress or NoProgress(), mono0)
+    aborted = False
+    try:
+        _stages(move, step, snapshot, reason, clean, state.last_manifest)
+        result.verdict = PASSED
+    except _StepFailed as exc:
+        result.failed_step, result.reasons = exc.step, exc.reasons
+        result.failed_exit = exc.exit_code
+    except KeyboardInterrupt:
+        aborted = True
+        result.verdict = ABORTED
+        result.reasons = ["stopped by the operator"]
+    finally:
+        for remote in move.remotes.values():
+            remote.close()
+        move.remotes.clear()
+        if result.writes_stopped and not result.passed:
+            _start_writes(move)
+        if result.passed and step == CUTOVER:
+            result.parallel_until = time.time() + \
+                paths.estate.systems[code].migration.parallel_run.total_seconds()  # type: ignore[union-attr]
+        result.finished_at = time.time()
+        write_evidence(paths, result, ledger, lang)
+        ledger.finish(run_id, result.verdict, result.summary())
+    if aborted:
+        raise MigrationAborted(f"migration {run_id} of {code} was stopped; the target VMs are "
+                               f"kept: `hopnhat migrate {step} --system {code} --to {to}` "
+                               "goes on from there")
+    return result
+
+
+def _stages(move: _Move, step: str, selector: str, reason: str, clean: bool,
+            last_manifest: str | None) -> None:
+    paths, result = move.paths, move.result
+    estate, code = paths.estate, result.system
+    tier = estate.tier(estate.systems[code].tier)
+    source_vms = sources(estate, code)
+    migration = estate.systems[code].migration
+    assert migration is not None
+    if step == CUTOVER:
+        with move.step("stop writes") as detail:
+            result.writes_stopped = True
+            _run_commands(move, source_vms, migration.stop_writes, "stop-writes", detail)
+    if selector == LATEST:
+        with move.step("backup") as detail:
+            clients = select_clients(estate, [code], [vm.name for vm in source_vms])
+            backup = run_backups(paths, clients, ledger=move.ledger,
+                                 params={"migration": result.run_id},
+                                 on_line=lambda host, line: move.progress.line(f"{host}: {line}"))
+            result.backup_run = backup.run_id
+            bad = [h for h in backup.hosts if not h.ok]
+            if bad:
+                raise _StepFailed("backup", [
+                    f"backup: {h.host}: {h.result}: {h.error_message or h.stage or 'no result'}"
+                    for h in bad])
+            detail.append(", ".join(f"{h.host}: {h.snapshot_id and h.snapshot_id[:8]}"
+                                    for h in backup.hosts))
+    with move.step("plan") as detail:
+        snapshots = list_snapshots(paths, code)
+        chosen = choose(code, source_vms, snapshots, selector, tier.rpo.total_seconds(),
+                        reason)
+        targets = estate.targets_of(code)
+        with open_vcenters(provision.endpoints(paths, [result.to])) as vcenters:
+            facts = provision.read_facts(vcenters, {vm.name for vm in targets})
+            if clean and step == RUN:
+                gone = _clean(paths, targets, vcenters, facts, move.ledger)
+                detail.append(f"--clean: destroyed {', '.join(gone) or 'nothing'}")
+                facts = provision.read_facts(vcenters, {vm.name for vm in targets})
+            the_plan = provision.plan(estate, targets, facts)
+            provision.check(the_plan)
+        result.plan = plan_migration(estate, code, result.to, the_plan, chosen,
+                                     "named: " + reason if selector != LATEST else "fresh")
+        move.ledger.event(result.run_id, code, "plan", **result.plan.as_dict())
+        detail.append(f"{len(the_plan.pending)} VM(s) to build, "
+                      f"{len(targets) - len(the_plan.pending)} already there")
+    plan = result.plan
+    rebuilt = False
+    with move.step("provision") as detail:
+        if plan.provision is not None and plan.provision.has_changes:
+            rebuilt = True
+            settings = estate.settings.provisioning
+            with open_vcenters(provision.endpoints(paths, [result.to])) as vcenters:
+                facts = provision.read_facts(vcenters, {vm.name for vm in plan.targets})
+                fresh = provision.plan(estate, list(plan.targets), facts)
+                provision.check(fresh)
+                applied = provision_apply.apply(
+                    fresh, facts, vcenters, ledger=move.ledger,
+                    concurrency=settings.concurrency, clones_per_host=settings.clones_per_host,
+                    clones_per_datastore=settings.clones_per_datastore,
+                    guest_ip_timeout=settings.guest_ip_timeout.total_seconds(),
+                    params={"migration": result.run_id, "system": code})
+            if applied.failed:
+                broken = applied.failed[0]
+                raise VSphereError(f"target VM {broken.vm}: {broken.failed_step}: {broken.error}")
+            detail.append(f"built {', '.join(a.name for a in fresh.pending)}")
+        for vm in plan.targets:
+            wait_for_ssh(paths, vm)
+    if step == RUN or rebuilt:
+        with move.step("configure") as detail:
+            detail.append(_configure(paths, plan, schedule=False))
+    with move.step("restore") as detail:
+        first = move.remote(plan.pairs[0].target)
+        result.restic_version = restic_version(first, move.restic)
+        version = tuple(int(n) for n in result.restic_version.split("."))
+        for pair in plan.pairs:
+            assert pair.snapshot is not None
+            _restore(move, pair.target, pair.snapshot.id, plan.paths,
+                     delete=version >= DELETE_SINCE)
+        detail.append(f"restic {result.restic_version}, "
+                      + ("--delete" if version >= DELETE_SINCE else "listing-based deletion"))
+    with move.step("check") as detail:
+        previous = manifest.read(Path(last_manifest)) if last_manifest and \
+            Path(last_manifest).is_file() else {}
+        manifests: dict[str, dict[str, manifest.Entry]] = {}
+        problems: list[str] = []
+        for pair in plan.pairs:
+            assert pair.snapshot is not None
+            check, entries = _check(move, pair.target, pair.source.name, pair.snapshot.id,
+                                    plan.paths)
+            if step != RUN or previous:
+                check.changes = manifest.changes(previous.get(pair.target.name, {}), entries)
+            result.checks.append(check)
+            manifests[pair.target.name] = entries
+            problems += check.differences.sentences(pair.target.name)
+        from orchestrator.actions.migrate.evidence import store_manifest
+
+        result.manifest_file, result.manifest_sha256 = store_manifest(paths, result.run_id,
+                                                                      manifests)
+        detail.append(f"manifest {result.manifest_sha256[:16]}: "
+                      f"{sum(len(m) for m in manifests.values())} entries")
+        if problems:
+            raise _StepFailed("check", [f"check: {p}" for p in problems])
+    with move.step("probes"):
+        for pair in plan.pairs:
+            for probe in estate.systems[code].drill.probes:
+                result.probes.append(run_probe(move.remote(pair.target), probe))
+        failed = [p.describe() for p in result.probes if not p.ok]
+        if failed:
+            raise _StepFailed("probes", [f"probes: {f}" for f in failed])
+    if step == CUTOVER:
+        with move.step("schedule") as detail:
+            detail.append(_configure(paths, plan, schedule=True))
+
+
+# ---------------------------------------------------------------- the pieces
+
+
+def _clean(paths: Paths, targets: Sequence[VM], vcenters: Any, facts: Any,
+           ledger: Ledger) -> list[str]:
+    """Destroy the target VMs this estate built (``--clean``): those of the targets' names
+    that carry the system's mark, never a VM of the system's own."""
+    names = {vm.name for vm in targets}
+    dplan = provision_destroy.plan_destroy(paths.estate, targets[0].system, facts,
+                                           datacenters=[targets[0].datacenter], vms=targets)
+    mine = tuple(a for a in dplan.actions if a.name in names)
+    from dataclasses import replace
+
+    done = provision_destroy.destroy(replace(dplan, actions=mine, adopted=()), vcenters,
+                                     ledger=ledger, concurrency=max(1, len(mine)))
+    if done.failed:
+        raise VSphereError(f"--clean: {done.failed[0].vm}: {done.failed[0].error}")
+    return [o.vm for o in done.outcomes if o.ok]
+
+
+def _inventory(paths: Paths, plan: MigrationPlan) -> dict[str, Any]:
+    names = [vm.name for vm in plan.targets]
+    hostvars = {vm.name: {**_connection(paths, str(vm.ip), 22), "hopnhat_site": vm.site,
+                          "hopnhat_role": vm.role, "hopnhat_data": vm.data,
+                          "ansible_python_interpreter": "/usr/bin/python3"}
+                for vm in plan.targets}
+    return {
+        "migration_targets": {"hosts": names},
+        "backup_clients": {"hosts": [vm.name for vm in plan.targets if vm.data]},
+        f"system_{plan.system}": {"hosts": names,
+                                  "vars": system_vars(paths.estate, plan.system)},
+        "all": {"children": ["ungrouped", "backup_clients", "migration_targets",
+                             f"system_{plan.system}"],
+                "vars": {"hopnhat_estate": paths.estate.id, **restic_vars(paths)}},
+        "_meta": {"hostvars": hostvars},
+    }
+
+
+def _configure(paths: Paths, plan: MigrationPlan, *, schedule: bool) -> str:
+    """Run ``playbooks/migrate.yml`` on the target VMs (the backup schedule too when
+    ``schedule``). Out: a line for the step's detail. Raises AnsibleError naming the failed
+    tasks."""
+    request = PlaybookRequest(
+        playbook=MIGRATE_PLAYBOOK, inventory=_inventory(paths, plan),
+        extravars={**extra_vars(paths, [plan.system]), "migrate_schedule": schedule},
+        vault_password_file=paths.vault_password_file,
+        forks=max(1, len(plan.targets)), timeout=900)
+    ident = f"migrate-{plan.system}-{int(time.time() * 1000)}"
+    run = run_playbook(request, paths.state / "runs" / ident, ident)
+    verdict = judge(run)
+    if verdict.status != "ok":
+        why = "; ".join(f"{f.host}: {f.task}: {f.message}" for f in run.failures[:3]) \
+            or f"ansible-runner {run.status} (rc {run.rc})"
+        raise AnsibleError(f"configuring the target VMs failed: {why}")
+    return f"{len(run.hosts)} host(s), {run.changed} change(s)"
+
+
+def _run_commands(move: _Move, vms: Sequence[VM], commands: Sequence[str], what: str,
+                  detail: list[str]) -> None:
+    """The estate's ``commands`` on each of ``vms`` in order; the first that fails stops
+    them and raises HopnhatError naming the VM, the command and its output."""
+    for vm in vms:
+        for command in commands:
+            done = move.remote(vm).run(command, timeout=600)
+            if done.returncode != 0:
+                tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+                raise HopnhatError(f"{vm.name}: {what} command {json.dumps(command)} exited "
+                                   f"{done.returncode}: {tail[0][:300]!r}")
+            detail.append(f"{vm.name}: {command}")
+
+
+def _start_writes(move: _Move) -> None:
+    """Put each source back as it was before the cutover (its start-writes commands)."""
+    migration = move.paths.estate.systems[move.result.system].migration
+    assert migration is not None
+    try:
+        with move.step("start writes") as detail:
+            _run_commands(move, sources(move.paths.estate, move.result.system),
+                          migration.start_writes, "start-writes", detail)
+        move.result.writes_restored = True
+    except _StepFailed as exc:
+        move.result.writes_restored = False
+        move.result.reasons += exc.reasons
+    finally:
+        for remote in move.remotes.values():
+            remote.close()
+        move.remotes.clear()
+
+
+def restore_argv(restic: str, repo: Any, snapshot_id: str, paths: Sequence[str],
+                 delete: bool) -> list[tuple[str, ...]]:
+    """The restic command lines that bring a target's tree to the snapshot: one restore of
+    the whole snapshot onto ``/``, or (``delete``, restic 0.17+) one per backup path, each
+    confined to its own folder, deleting what the snapshot lacks there."""
+    if not delete:
+        return [(restic, *make_restore_argv(repo, snapshot_id, "/", verify=True)[1:])]
+    out = []
+    for path in paths:
+        argv = make_restore_argv(repo, f"{snapshot_id}:{path}", path, verify=True)
+        out.append((restic, *argv[1:], "--delete"))
+    return out
+
+
+def _restore(move: _Move, vm: VM, snapshot_id: str, paths: Sequence[str], *,
+             delete: bool) -> None:
+    repo = repository_for(move.paths.estate, move.result.system)
+    for argv in restore_argv(move.restic, repo, snapshot_id, paths, delete):
+        command = remote_command(repo, argv, move.restic)
+        done = move.remote(vm).run(command + " 2>&1", timeout=RESTORE_TIMEOUT)
+        if done.returncode != 0:
+            lines = [line for line in done.stdout.splitlines() if line.strip()]
+            errors = [line for line in lines
+                      if "error" in line.lower() or "fatal" in line.lower()]
+            raise ResticError(f"{vm.name}: restic restore --verify of {snapshot_id[:8]} "
+                              f"exited {done.returncode}: "
+                              f"{(errors or lines or ['no output'])[-1][:300]!r}")
+        if "finished verifying" not in done.stdout:
+            raise ResticError(f"{vm.name}: restic restore did not report its verification")
+
+
+def tree_command(args: dict[str, Any]) -> str:
+    """The command that runs :mod:`~orchestrator.actions.migrate.tree` on a VM: its text
+    and one JSON argument, each quoted (no value reaches the shell unquoted)."""
+    return shlex.join(["python3", "-c", TREE_SCRIPT.read_text(), json.dumps(args)])
+
+
+def scan(remote: Remote, paths: Sequence[str], *, hashes: bool,
+         timeout: float = RESTORE_TIMEOUT) -> tuple[dict[str, manifest.Entry], list[str]]:
+    """The tree under ``paths`` on a VM: path → Entry, and the paths that do not exist.
+    Raises HopnhatError when the scan fails."""
+    entries: dict[str, manifest.Entry] = {}
+    end: dict[str, Any] = {}
+
+    def each(line: str) -> None:
+        if not line.startswith("{"):
+            return
+        data = json.loads(line)
+        if "end" in data:
+            end.update(data)
+        else:
+            entry = manifest.from_scan(data)
+            entries[entry.path] = entry
+
+    done = remote.run(tree_command({"mode": "scan", "paths": list(paths), "hash": hashes}),
+                      timeout=timeout, on_line=each)
+    if done.returncode != 0 or not end:
+        tail = done.stderr.strip().splitlines()[-1:] or [f"exit {done.returncode}"]
+        raise HopnhatError(f"{remote.target.host}: scanning {', '.join(paths)} failed: "
+                           f"{tail[0][:300]!r}")
+    return entries, list(end.get("missing", []))
+
+
+def _listing(move: _Move, vm: VM, snapshot_id: str,
+             roots: Sequence[str]) -> dict[str, manifest.Entry]:
+    repo = repository_for(move.paths.estate, move.result.system)
+    out: dict[str, manifest.Entry] = {}
+    errors: list[str] = []
+    prefixes = tuple(r.rstrip("/") + "/" for r in roots)
+
+    def each(line: str) -> None:
+        node = parse_ls_line(line)
+        if node is None:
+            if line and not line.startswith("{"):
+                errors.append(line)
+            return
+        if node.path in roots or node.path.startswith(prefixes):
+            out[node.path] = manifest.from_node(node)
+
+    command = remote_command(repo, make_ls_argv(repo, snapshot_id), move.restic) + " 2>&1"
+    done = move.remote(vm).run(command, timeout=RESTORE_TIMEOUT, on_line=each)
+    if done.returncode != 0:
+        raise ResticError(f"restic ls {snapshot_id[:8]} on {vm.name}: "
+                          f"{(errors or [f'exit {done.returncode}'])[-1][:300]!r}")
+    return out
+
+
+def _check(move: _Move, vm: VM, source: str, snapshot_id: str,
+           roots: Sequence[str]) -> tuple[TargetCheck, dict[str, manifest.Entry]]:
+    """The snapshot's listing against the target's tree: entries the snapshot lacks are
+    deleted first (a sync on restic without ``--delete``), then every entry compared; the
+    manifest's entries are the restored tree's (with their SHA-256)."""
+    wanted = _listing(move, vm, snapshot_id, roots)
+    remote = move.remote(vm)
+    found, _ = scan(remote, roots, hashes=True)
+    extra = sorted((p for p in found if p not in wanted and p not in roots),
+                   key=lambda p: (-p.count("/"), p))
+    deleted = 0
+    if extra:
+        done = remote.run(tree_command({"mode": "delete", "paths": list(roots)}),
+                          stdin="".join(json.dumps(p) + "\n" for p in extra), timeout=3600)
+        report = json.loads(done.stdout.strip().splitlines()[-1]) if done.stdout.strip() \
+            else {"deleted": 0, "errors": [done.stderr.strip()[-300:]]}
+        deleted = int(str(report.get("deleted", 0)))
+        found, _ = scan(remote, roots, hashes=True)
+    differences = manifest.compare(wanted, found)
+    totals = manifest.totals(found.values(), roots)
+    return TargetCheck(vm.name, source, snapshot_id, differences, totals, deleted), found
+
+
+def parallel_until_text(ts: float | None) -> str:
+    return "" if ts is None else time.strftime("%Y-%m-%d", time.gmtime(ts))
+
+
+ProgressLine = Callable[[str], None]

@@ -1,0 +1,220 @@
+"""A system moved between the data centres against the lab, as an operator types it:
+Quảng Nam's adopted QLVB (``qlvbqn``, on the secondary site) moves to Đà Nẵng (primary) by
+restore — plan, run, sync after changes at the source, a cutover whose probe fails (the
+source is put back), a cutover that passes (the target's schedule, the source's parallel
+run), the handover record checked, rendered and refused once changed.
+
+Runs after ``test_merger_day_one`` on the session's lab (which adopts, trusts and configures
+``qlvbqn``); each precondition is made here again, idempotently, so the module also runs
+alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator import process
+from orchestrator.adapters import ssh
+from orchestrator.adapters.vsphere_facts import OWNER, SYSTEM
+from orchestrator.ledger import Ledger
+from tests.conftest import LabHandle, as_json, estate_copy, hopnhat, replace_in
+from tests.integration.test_merger_day_one import HOST, QN, operator_key, vcenter_vms
+
+pytestmark = pytest.mark.lab
+
+TARGET = "qlvbqn-db-02"
+MOVE = ("--system", QN, "--to", "danang")
+TIMER = "/etc/systemd/system/hopnhat-backup-qlvbqn.timer"
+FLAG = "/srv/qlvb-readonly"
+
+
+def on(lab: LabHandle, name: str, command: str) -> ssh.RemoteResult:
+    vm = next(v for v in [*lab.paths.estate.vms, *lab.paths.estate.targets] if v.name == name)
+    target = ssh.Target(host=name, address=str(vm.ip), port=22,
+                        user=lab.paths.estate.settings.ssh.user,
+                        key_file=lab.paths.private_key, known_hosts=lab.paths.known_hosts)
+    client = ssh.connect(target)
+    try:
+        return ssh.execute(client, target, command, timeout=120)
+    finally:
+        client.close()
+
+
+def tree_sums(lab: LabHandle, name: str) -> dict[str, str]:
+    done = on(lab, name, "cd /srv/qlvb && find . -type f -print0 | sort -z | "
+                         "xargs -0 sha256sum")
+    assert done.returncode == 0, done.stderr
+    return {line[66:]: line[:64] for line in done.stdout.splitlines()}
+
+
+@pytest.fixture(scope="module")
+def adopted(lab: LabHandle) -> LabHandle:
+    """qlvbqn adopted, its host trusted and configured (already so after the merger tests:
+    configure runs only when the host has no backup job yet)."""
+    steps = [("apply", "--system", QN, "--yes"),
+             ("hosts", "trust", "--host", HOST, "--yes", "--login-key", str(operator_key(lab)))]
+    for args in steps:
+        done = hopnhat(lab.env, *args, timeout=600)
+        assert done.returncode == 0, f"{args}: {done.stdout[-1500:]}{done.stderr[-1500:]}"
+    if on(lab, HOST, "test -s /etc/hopnhat/backup-qlvbqn.json").returncode != 0:
+        done = hopnhat(lab.env, "configure", "--system", QN, timeout=600)
+        assert done.returncode == 0, done.stdout[-1500:] + done.stderr[-1500:]
+    return lab
+
+
+def test_plan_shows_the_move_and_changes_nothing(adopted: LabHandle) -> None:
+    lab = adopted
+    doc = as_json(hopnhat(lab.env, "migrate", "plan", *MOVE, "--json"))
+    assert [t["name"] for t in doc["targets"]] == [TARGET]
+    assert doc["targets"][0]["receives"] == HOST and doc["from_sites"] == ["quangnam"]
+    assert [a["action"] for a in doc["provision"]["actions"]] == ["create"]
+    assert [s["name"] for s in doc["staying"]] == [HOST]
+    assert not any(key[2] == TARGET for key in vcenter_vms(lab))
+    wrong = hopnhat(lab.env, "migrate", "plan", "--system", QN, "--to", "quangnam")
+    assert wrong.returncode == 2 and "migration.to is 'danang'" in wrong.stderr
+    assert hopnhat(lab.env, "migrate", "run", "--system", "qlvb", "--to", "danang"
+                   ).returncode == 2  # no migration declared
+    assert hopnhat(lab.env, "migrate", "sync", *MOVE).returncode == 2  # nothing copied yet
+    old = hopnhat(lab.env, "migrate", "run", *MOVE, "--snapshot", "zz")
+    assert old.returncode == 2 and "--snapshot" in old.stderr
+
+
+def test_run_copies_the_system_with_a_complete_manifest(adopted: LabHandle,
+                                                        tmp_path: Path) -> None:
+    lab = adopted
+    done = hopnhat(lab.env, "migrate", "run", *MOVE, "--json", timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = as_json(done)
+    assert result["verdict"] == "passed" and result["manifest_ok"] is True
+    [check] = result["checks"]
+    assert check["vm"] == TARGET and check["differences"]["counts"] == {
+        "missing": 0, "extra": 0, "different": 0}
+    assert check["per_path"]["/srv/qlvb"]["files"] > 100
+    assert all(p["ok"] for p in result["probes"]) and result["probes"]
+    # every file's bytes equal at both ends (the source is unchanged since its backup)
+    assert tree_sums(lab, TARGET) == tree_sums(lab, HOST)
+    # the target is a restic client of the system, but not backing up yet
+    assert on(lab, TARGET, f"test -e {TIMER}").returncode == 1
+    assert on(lab, TARGET, "test -s /etc/hopnhat/restic-qlvbqn.password").returncode == 0
+    found = {key[2]: vm for key, vm in vcenter_vms(lab).items()}
+    assert found[TARGET].attributes[SYSTEM] == QN and found[TARGET].owner == lab.paths.estate.id
+    assert found[TARGET].datacenter == "DC-DaNang"
+    # evidence: canonical JSON whose hash the ledger holds, the manifest beside it
+    evidence = Path(result["evidence"])
+    data = evidence.read_bytes()
+    assert hashlib.sha256(data).hexdigest() == result["evidence_sha256"]
+    ledger = Ledger(lab.paths.ledger)
+    try:
+        events = ledger.events(result["run_id"])
+    finally:
+        ledger.close()
+    assert [e["sha256"] for e in events if e["kind"] == "evidence"] == [
+        result["evidence_sha256"]]
+    doc = json.loads(data)
+    assert doc["to"]["site"] == "danang" and "Quảng Nam" in doc["from"]["unit"]
+    assert doc["started_at"].endswith("Z") and doc["manifest"]["sha256"] == \
+        result["manifest_sha256"]
+    manifest = evidence.with_name("manifest.jsonl.gz")
+    lines = process.run(["zcat", str(manifest)], timeout=30).stdout.splitlines()
+    assert len(lines) == doc["manifest"]["entries"]
+    some = next(json.loads(line) for line in lines if json.loads(line)["type"] == "f")
+    assert some["sha256"] == tree_sums(lab, TARGET)["." + some["path"].removeprefix("/srv/qlvb")]
+    # the HTML record, in Vietnamese, times in UTC+07:00, rendered by a real browser
+    page = Path(result["html"])
+    shot = tmp_path / "record.png"
+    chromium = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                "--user-data-dir=" + str(tmp_path / "chromium")]
+    taken = process.run([*chromium, f"--screenshot={shot}", "--window-size=1280,2400",
+                         page.as_uri()], timeout=120)
+    assert taken.ok and shot.stat().st_size > 20_000, taken.stderr[-500:]
+    dom = process.run([*chromium, "--dump-dom", page.as_uri()], timeout=120).stdout
+    assert "Biên bản bàn giao dữ liệu điện tử" in dom and "ĐẦY ĐỦ" in dom
+    assert "UTC+07:00" in dom and result["manifest_sha256"] in dom
+    assert "Đại diện bên nhận" in dom
+
+
+def test_sync_after_changes_at_the_source_makes_the_target_equal(adopted: LabHandle) -> None:
+    lab = adopted
+    change = on(lab, HOST, "cd /srv/qlvb/documents && find . -type f | sort | head -2 | "
+                           "cut -c3- > /tmp/picked && "
+                           "echo new > added-by-sync.txt && "
+                           "echo changed >> \"$(sed -n 1p /tmp/picked)\" && "
+                           "rm -f -- \"$(sed -n 2p /tmp/picked)\" && cat /tmp/picked")
+    assert change.returncode == 0, change.stderr
+    changed, removed = change.stdout.split()
+    drift = as_json(hopnhat(lab.env, "migrate", "status", "--json"))
+    [before] = [m for m in drift["migrations"] if m["system"] == QN]
+    assert before["state"] == "copied"
+    counts = before["drift"][0]["counts"]
+    assert counts["added"] >= 1 and counts["changed"] >= 1 and counts["removed"] >= 1
+    done = hopnhat(lab.env, "migrate", "sync", *MOVE, "--json", timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = as_json(done)
+    [check] = result["checks"]
+    assert check["differences"]["ok"] is True
+    since = check["changes"]
+    assert "/srv/qlvb/documents/added-by-sync.txt" in since["added"]
+    assert f"/srv/qlvb/documents/{changed}" in since["changed"]
+    assert f"/srv/qlvb/documents/{removed}" in since["removed"]
+    assert tree_sums(lab, TARGET) == tree_sums(lab, HOST)
+    after = as_json(hopnhat(lab.env, "migrate", "status", "--json"))
+    [now] = [m for m in after["migrations"] if m["system"] == QN]
+    assert now["state"] == "in sync" and now["last_manifest_ok"] is True
+
+
+def test_a_cutover_that_fails_puts_the_source_back(adopted: LabHandle,
+                                                   tmp_path: Path) -> None:
+    lab = adopted
+
+    def failing_probe(root: Path) -> None:
+        replace_in(root / "systems" / "qlvbqn.yml", "    - name: documents present\n",
+                   "    - name: never answers\n      command: \"false\"\n"
+                   "    - name: documents present\n")
+    env = estate_copy(lab, tmp_path, failing_probe)
+    done = hopnhat(env, "migrate", "cutover", *MOVE, "--json", "--lang", "en", timeout=900)
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    result = as_json(done)
+    assert result["failed_step"] == "probes" and not result["cut_over"]
+    assert "never answers" in " ".join(result["reasons"])
+    assert on(lab, HOST, f"test -e {FLAG}").returncode == 1  # writes put back
+    assert on(lab, TARGET, f"test -e {TIMER}").returncode == 1
+    doc = json.loads(Path(result["evidence"]).read_text())
+    assert doc["writes_stopped"] is True and doc["writes_restored"] is True
+    status = as_json(hopnhat(lab.env, "migrate", "status", "--no-drift", "--json"))
+    [now] = [m for m in status["migrations"] if m["system"] == QN]
+    assert now["state"] == "in sync" and now["last_run_verdict"] == "failed"
+
+
+def test_cutover_hands_over_and_the_record_is_checked(adopted: LabHandle) -> None:
+    lab = adopted
+    done = hopnhat(lab.env, "migrate", "cutover", *MOVE, "--json", timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = as_json(done)
+    assert result["cut_over"] is True
+    assert abs(result["parallel_until"] - (time.time() + 365 * 86400)) < 3600
+    assert on(lab, HOST, f"test -e {FLAG}").returncode == 0  # the source stays read-only
+    assert on(lab, TARGET, f"test -e {TIMER}").returncode == 0  # the target's schedule
+    status = as_json(hopnhat(lab.env, "migrate", "status", "--json"))
+    [now] = [m for m in status["migrations"] if m["system"] == QN]
+    assert now["state"] == "cut over" and now["parallel_until"].startswith(
+        time.strftime("%Y", time.gmtime(time.time() + 365 * 86400)))
+    assert now["drift"][0]["counts"] == {"added": 0, "changed": 0, "removed": 0}
+    again = hopnhat(lab.env, "migrate", "sync", *MOVE)
+    assert again.returncode == 2 and "cut over" in again.stderr
+    # the record renders again in English; once changed, it is refused
+    report = hopnhat(lab.env, "migrate", "report", result["run_id"], "--lang", "en")
+    assert report.returncode == 0, report.stderr
+    html = Path(result["html"]).read_text()
+    assert "Electronic data handover record" in html and "UTC+07:00" in html
+    evidence = Path(result["evidence"])
+    evidence.write_bytes(evidence.read_bytes().replace(b'"passed"', b'"PASSED"', 1))
+    tampered = hopnhat(lab.env, "migrate", "report", result["run_id"])
+    assert tampered.returncode == 2 and "was changed" in tampered.stderr
+    assert hopnhat(lab.env, "migrate", "report", "migrate-nope").returncode == 2
+    owner = {key[2]: vm.owner for key, vm in vcenter_vms(lab).items()}
+    assert owner[TARGET] == lab.paths.estate.id and OWNER
