@@ -152,12 +152,13 @@ def test_an_address_pinned_on_a_gateway_is_reported(estate_copy):
 
 
 def test_a_pool_too_small_for_its_vms_is_reported_at_the_pool(estate_copy):
-    # three database VMs (dvc, qlvb, sso) on the db network, two addresses
+    # four database VMs (dvc, qlvb, sso, and qlvbqn's move's target) on the db network,
+    # two addresses
     estate_copy.edit("sites/danang.yml", _set("networks.db.pool", "127.10.2.10-127.10.2.11"))
     estate_copy.assert_only_problems(
         ("sites/danang.yml", "networks.db.pool",
-         "pool 127.10.2.10-127.10.2.11 is too small: 3 VM(s) need an address from it, "
-         "1 get none"))
+         "pool 127.10.2.10-127.10.2.11 is too small: 4 VM(s) need an address from it, "
+         "2 get none"))
 
 
 def test_a_pool_holding_its_gateway_is_reported(estate_copy):
