@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -22,7 +24,7 @@ from orchestrator import process
 from orchestrator.adapters import ssh
 from orchestrator.adapters.vsphere_facts import OWNER, SYSTEM
 from orchestrator.ledger import Ledger
-from tests.conftest import LabHandle, as_json, estate_copy, hopnhat, replace_in
+from tests.conftest import HOPNHAT, LabHandle, as_json, estate_copy, hopnhat, replace_in
 from tests.integration.test_merger_day_one import HOST, QN, operator_key, vcenter_vms
 
 pytestmark = pytest.mark.lab
@@ -34,8 +36,12 @@ FLAG = "/srv/qlvb-readonly"
 
 
 def on(lab: LabHandle, name: str, command: str) -> ssh.RemoteResult:
-    vm = next(v for v in [*lab.paths.estate.vms, *lab.paths.estate.targets] if v.name == name)
-    target = ssh.Target(host=name, address=str(vm.ip), port=22,
+    """``command`` as root on a VM of the estate (or a migration's) or a repository host."""
+    hosts = {v.name: (str(v.ip), 22) for v in [*lab.paths.estate.vms, *lab.paths.estate.targets]}
+    hosts |= {h.name: (str(h.address), h.port)
+              for h in lab.paths.estate.settings.repository_hosts}
+    address, port = hosts[name]
+    target = ssh.Target(host=name, address=address, port=port,
                         user=lab.paths.estate.settings.ssh.user,
                         key_file=lab.paths.private_key, known_hosts=lab.paths.known_hosts)
     client = ssh.connect(target)
@@ -67,7 +73,7 @@ def adopted(lab: LabHandle) -> LabHandle:
     return lab
 
 
-def test_plan_shows_the_move_and_changes_nothing(adopted: LabHandle) -> None:
+def test_plan_shows_the_move_and_changes_nothing(adopted: LabHandle, tmp_path: Path) -> None:
     lab = adopted
     doc = as_json(hopnhat(lab.env, "migrate", "plan", *MOVE, "--json"))
     assert [t["name"] for t in doc["targets"]] == [TARGET]
@@ -82,6 +88,18 @@ def test_plan_shows_the_move_and_changes_nothing(adopted: LabHandle) -> None:
     assert hopnhat(lab.env, "migrate", "sync", *MOVE).returncode == 2  # nothing copied yet
     old = hopnhat(lab.env, "migrate", "run", *MOVE, "--snapshot", "zz")
     assert old.returncode == 2 and "--snapshot" in old.stderr
+
+    # a target site without room: refused at the plan, naming the datastore; nothing built
+    def too_big(root: Path) -> None:
+        replace_in(root / "systems" / "qlvbqn.yml", "disks_gb: [40, 200], network: db",
+                   "disks_gb: [40, 60000], network: db")
+    env = estate_copy(lab, tmp_path, too_big)
+    full = hopnhat(env, "migrate", "run", *MOVE, "--json", timeout=600)
+    assert full.returncode == 1, full.stderr[-2000:]
+    refused = as_json(full)
+    assert refused["failed_step"] == "plan" and "disk GB short" in " ".join(refused["reasons"])
+    assert "DS-DN-SSD-01" in " ".join(refused["reasons"])
+    assert not any(key[2] == TARGET for key in vcenter_vms(lab))
 
 
 def test_run_copies_the_system_with_a_complete_manifest(adopted: LabHandle,
@@ -165,6 +183,72 @@ def test_sync_after_changes_at_the_source_makes_the_target_equal(adopted: LabHan
     after = as_json(hopnhat(lab.env, "migrate", "status", "--json"))
     [now] = [m for m in after["migrations"] if m["system"] == QN]
     assert now["state"] == "in sync" and now["last_manifest_ok"] is True
+
+
+def test_a_source_that_does_not_answer_is_named_and_nothing_changes(
+        adopted: LabHandle, tmp_path: Path) -> None:
+    lab = adopted
+    secondary = str(lab.paths.estate.sites["quangnam"].networks["srv"].gateway).rsplit(".", 1)[0]
+    env = estate_copy(lab, tmp_path, lambda root: replace_in(
+        root / "systems" / "qlvbqn.yml", f"address: {secondary}.5", f"address: {secondary}.249"))
+    before = tree_sums(lab, TARGET)
+    done = hopnhat(env, "migrate", "sync", *MOVE, "--json", timeout=600)
+    assert done.returncode == 1, done.stderr[-2000:]
+    result = as_json(done)
+    assert result["failed_step"] == "backup" and HOST in " ".join(result["reasons"])
+    assert tree_sums(lab, TARGET) == before
+
+
+def test_a_corrupted_pack_fails_the_restore_and_says_so(adopted: LabHandle) -> None:
+    lab = adopted
+    repo_host = lab.paths.estate.settings.repository_hosts[0]
+    data = f"{repo_host.storage_path}/{QN}/repo/data"
+    # every pack damaged in its first blob (the repository is put back afterwards): the
+    # restore must read some of them (tree packs are in the target's cache, data packs not).
+    # The snapshot is named, so that no backup (whose forget would trip first) runs.
+    status = as_json(hopnhat(lab.env, "migrate", "status", "--no-drift", "--json"))
+    [snapshot] = next(m for m in status["migrations"] if m["system"] == QN)["snapshots"].values()
+    corrupt = on(lab, repo_host.name, f"rm -rf /tmp/data.saved && cp -a {data} /tmp/data.saved"
+                                      f" && find {data} -type f | while read -r pack; do "
+                                      "printf 'hopnhat-corrupt' | dd of=\"$pack\" bs=1 "
+                                      "seek=64 conv=notrunc status=none; done")
+    assert corrupt.returncode == 0, corrupt.stderr
+    try:
+        done = hopnhat(lab.env, "migrate", "sync", *MOVE, "--snapshot", snapshot, "--json",
+                       timeout=600)
+    finally:
+        put_back = on(lab, repo_host.name, f"rm -rf {data} && cp -a /tmp/data.saved {data}")
+        assert put_back.returncode == 0, put_back.stderr
+    assert done.returncode == 1, done.stderr[-2000:]
+    result = as_json(done)
+    assert result["failed_step"] == "restore", result["reasons"]
+    assert "restic restore" in result["reasons"][0] and TARGET in result["reasons"][0]
+    assert not result["cut_over"] and result["manifest_ok"] is None
+
+
+def test_a_stopped_sync_keeps_the_target_and_the_next_one_finishes(
+        adopted: LabHandle) -> None:
+    lab = adopted
+    proc = subprocess.Popen([str(HOPNHAT), "migrate", "sync", *MOVE], env=lab.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if "✓ backup" in line:
+            proc.send_signal(signal.SIGINT)
+            break
+    rest = proc.communicate(timeout=300)[1]
+    assert proc.returncode == 130, "".join(seen) + rest
+    assert "the target VMs are kept" in rest
+    status = as_json(hopnhat(lab.env, "migrate", "status", "--no-drift", "--json"))
+    [now] = [m for m in status["migrations"] if m["system"] == QN]
+    assert now["last_run_verdict"] == "aborted" and now["state"] == "in sync"
+    assert any(key[2] == TARGET for key in vcenter_vms(lab))
+    again = hopnhat(lab.env, "migrate", "sync", *MOVE, "--json", timeout=600)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert as_json(again)["manifest_ok"] is True
+    assert tree_sums(lab, TARGET) == tree_sums(lab, HOST)
 
 
 def test_a_cutover_that_fails_puts_the_source_back(adopted: LabHandle,
