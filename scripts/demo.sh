@@ -45,5 +45,21 @@ step "restore drill of a tier-1 system: QLVB restored in the secondary DC, probe
 hopnhat drill run --system qlvb
 step "restore drill of an adopted system: Quảng Nam's former QLVB, never built by hopnhat"
 hopnhat drill run --system qlvbqn
+step "migrate plan: Quảng Nam's QLVB moves to the primary DC (Đà Nẵng) by restore — what would be built, from which snapshot"
+hopnhat migrate plan --system qlvbqn --to danang
+state=$(hopnhat migrate status --system qlvbqn --no-drift --json |
+  .venv/bin/python -c 'import json, sys; print(json.load(sys.stdin)["migrations"][0]["state"])')
+if [ "$state" = "cut over" ]; then
+  echo "qlvbqn was already cut over in this state folder (a previous demo): nothing to move"
+else
+  step "migrate run: back up the source now, build qlvbqn-db-02 in Đà Nẵng, restore, check every file (manifest), probes, handover record"
+  hopnhat migrate run --system qlvbqn --to danang
+  step "migrate sync: during the parallel run, a new snapshot restored over the target as a delta"
+  hopnhat migrate sync --system qlvbqn --to danang
+  step "migrate cutover: stop writes at the source, final sync and checks, the target's backup schedule; the source runs in parallel for a year"
+  hopnhat migrate cutover --system qlvbqn --to danang
+fi
+step "migrate status: every migration, its state, the last manifest, the end of the parallel run, drift at the source"
+hopnhat migrate status
 echo
 echo "The lab keeps running; stop it with: .venv/bin/hopnhat lab down"

@@ -41,8 +41,8 @@ app = typer.Typer(
     add_completion=False,
     help=(
         "hopnhat (hợp nhất): consolidate merged provinces' data centres into one estate — "
-        "provision VMs, configure backups to the secondary data centre, verify repositories "
-        "and rehearse restores.\n\n"
+        "provision VMs, configure backups to the secondary data centre, verify repositories, "
+        "rehearse restores and move systems between the data centres.\n\n"
         "Exit codes: 0 ok, 1 failure, 2 bad input (estate, vault, options), 3 partial."
     ),
 )
