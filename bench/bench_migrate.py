@@ -23,8 +23,8 @@ before), with restic's whole environment from ``make_environment`` (nothing inhe
    (``/srv/bench`` → ``<root>/srv/bench``, ``/`` → ``<root>``); against the physical bound,
    a raw ``restic restore <id> --target <empty folder>`` (no ``--verify``). The migration
    restores with ``--verify`` (it proves the bytes), so its ratio includes restic reading
-   every restored file back; for reference the same raw restore with ``--verify`` and the
-   migration's argv without ``--verify`` are timed too (unless ``--no-reference``);
+   every restored file back: the same raw restore with ``--verify`` is timed too, and the
+   migration's argv without ``--verify`` (unless ``--no-reference``);
 2. **manifest check** (the ``check`` step) over the tree the migration restored:
    ``restic ls --json`` of the snapshot parsed line by line (``parse_ls_line`` +
    ``manifest.from_node``), ``orchestrator/actions/migrate/tree.py`` run as the migration
@@ -47,11 +47,13 @@ before), with restic's whole environment from ``make_environment`` (nothing inhe
 
 Every timed step starts after an untimed ``sync(2)`` (no dirty pages of the step before are
 written back inside it) and runs warm-cache: the page cache is never dropped, so the repository
-(just written) and the restored trees are read from memory as far as they fit (23 GiB here: at
-10 GiB, the source, the repository and two trees do not, and part of the reads go to disk for
-baseline and measured alike). Each figure is the best (minimum) of ``--rounds`` rounds (every
-run is printed beside it); the baseline and the migration's step run in one order in even
-rounds and the reverse in odd ones, so neither always runs first. A sync round after the first starts from the tree of step 1 made
+(just written) and the restored trees are read from memory as far as they fit (at 10 GiB the
+source, the repository and two trees outgrow a 23 GiB machine's memory, and part of the reads
+go to disk for baseline and measured alike). Each figure is the best (minimum) of ``--rounds``
+rounds, every run printed beside it (the best is the run least disturbed by anything else on
+the machine; the 1-minute load average at the start and the end is printed too); the baseline
+and the migration's step run in one order in even rounds and the reverse in odd ones, so
+neither always runs first. A sync round after the first starts from the tree of step 1 made
 again (untimed). Fixed overhead (provision + configure + probes) needs VMs: not measured here;
 ``--from-evidence PATH`` prints it from a migration's ``evidence.json`` (its ``steps``).
 
@@ -468,9 +470,9 @@ def bench_version(lab: Lab, restic: Restic, s1: str, s2: str, rounds: int,
     # 1. migrate run: restore
     for r in range(rounds):
         say(f"  run: restore of {s1[:8]}, round {r + 1}/{rounds}")
-        steps = [raw("raw", s1), measured]
+        steps = [raw("raw", s1), measured, raw("raw_verify", s1, verify=True)]
         if reference:
-            steps += [raw("raw_verify", s1, verify=True), measured_no_verify]
+            steps.append(measured_no_verify)
         alternate(r, steps)
     # root holds the migration's restore of the last round: the target after `restore`
 
@@ -588,7 +590,8 @@ def table(doc: dict[str, Any]) -> str:
     d = doc["data"]
     out = [f"hopnhat migrate benchmark (issue 17): {d['files']:,} files, "
            f"{d['bytes'] / GIB:.2f} GiB (seed {doc['seed']}); best of {doc['rounds']} "
-           f"round(s), warm page cache (never dropped), {doc['cpus']} CPUs",
+           f"round(s), warm page cache (never dropped), {doc['cpus']} CPUs, load average "
+           f"{doc['load'][0]:.2f} at the start, {doc['load'][1]:.2f} at the end (1 min)",
            f"data generated in {d['generate_s']:.1f} s, backup {d['backup_s']:.1f} s "
            f"(snapshot {d['snapshot'][:8]}); day 1 ({d['day1_changes']}, app.db included) "
            f"generated in {d['generate1_s']:.1f} s, backup {d['backup1_s']:.1f} s (snapshot "
@@ -689,8 +692,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--restic", nargs="+", metavar="PATH",
                         help=f"restic programs (default: {PINNED} and {DEBIAN})")
     parser.add_argument("--no-reference", action="store_true",
-                        help="skip the reference restores (raw --verify, migration argv "
-                             "without --verify)")
+                        help="skip the reference restore (the migration's argv without "
+                             "--verify)")
     parser.add_argument("--tmp", type=Path, help="where the temporary folder goes")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
@@ -714,6 +717,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not versions:
         raise SystemExit("no restic program: give --restic PATH")
     newest = versions[0]
+    load0 = os.getloadavg()[0]
     base = Path(tempfile.mkdtemp(prefix="hopnhat-bench-migrate-", dir=args.tmp))
     say(f"working in {base}")
     try:
@@ -743,7 +747,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = [bench_version(lab, r, s1, s2, args.rounds, not args.no_reference)
                    for r in versions]
         doc = {"bench": "migrate", "seed": args.seed, "rounds": args.rounds,
-               "cpus": os.cpu_count(), "python3": PYTHON3, "backup_restic": newest.label,
+               "cpus": os.cpu_count(), "load": [load0, os.getloadavg()[0]],
+               "python3": PYTHON3, "backup_restic": newest.label,
                "data": {"files": day0.files, "bytes": day0.bytes, "generate_s": generate_s,
                         "backup_s": backup_s, "snapshot": s1, "files_day1": day1.files,
                         "bytes_day1": day1.bytes, "day1_changes": changes,

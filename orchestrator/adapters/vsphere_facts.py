@@ -30,6 +30,8 @@ SYSTEM = "hopnhat.system"
 TIER = "hopnhat.tier"
 PROVISIONED = "hopnhat.provisioned"
 ADOPTED = "hopnhat.adopted"  # a VM hopnhat took over rather than built (the run that did)
+# a migrated system's source: the date its parallel run ends (YYYY-MM-DD, UTC)
+PARALLEL_RUN_UNTIL = "hopnhat.parallel-run-until"
 MARKS = (OWNER, SYSTEM, TIER, PROVISIONED, ADOPTED)
 # where a province's team may record a VM's SSH host key fingerprint (``SHA256:…``)
 HOST_KEY_FINGERPRINT = "guestinfo.hopnhat.ssh-host-key-sha256"

@@ -22,7 +22,7 @@ import pytest
 
 from orchestrator import process
 from orchestrator.adapters import ssh
-from orchestrator.adapters.vsphere_facts import OWNER, SYSTEM
+from orchestrator.adapters.vsphere_facts import PARALLEL_RUN_UNTIL, SYSTEM
 from orchestrator.ledger import Ledger
 from tests.conftest import HOPNHAT, LabHandle, as_json, estate_copy, hopnhat, replace_in
 from tests.integration.test_merger_day_one import HOST, QN, operator_key, vcenter_vms
@@ -269,6 +269,8 @@ def test_a_cutover_that_fails_puts_the_source_back(adopted: LabHandle,
     assert on(lab, TARGET, f"test -e {TIMER}").returncode == 1
     doc = json.loads(Path(result["evidence"]).read_text())
     assert doc["writes_stopped"] is True and doc["writes_restored"] is True
+    source = vcenter_vms(lab)[("DC-QuangNam", "QLVB", "qlvb-db-01")]
+    assert not source.attributes.get(PARALLEL_RUN_UNTIL)
     status = as_json(hopnhat(lab.env, "migrate", "status", "--no-drift", "--json"))
     [now] = [m for m in status["migrations"] if m["system"] == QN]
     assert now["state"] == "in sync" and now["last_run_verdict"] == "failed"
@@ -300,5 +302,7 @@ def test_cutover_hands_over_and_the_record_is_checked(adopted: LabHandle) -> Non
     tampered = hopnhat(lab.env, "migrate", "report", result["run_id"])
     assert tampered.returncode == 2 and "was changed" in tampered.stderr
     assert hopnhat(lab.env, "migrate", "report", "migrate-nope").returncode == 2
-    owner = {key[2]: vm.owner for key, vm in vcenter_vms(lab).items()}
-    assert owner[TARGET] == lab.paths.estate.id and OWNER
+    # vCenter shows the source's parallel run too
+    source = vcenter_vms(lab)[("DC-QuangNam", "QLVB", "qlvb-db-01")]
+    assert source.attributes[PARALLEL_RUN_UNTIL] == time.strftime(
+        "%Y-%m-%d", time.gmtime(result["parallel_until"]))

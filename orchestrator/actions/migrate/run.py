@@ -146,6 +146,7 @@ class MigrationResult:
     manifest_file: str | None = None
     writes_stopped: bool = False
     writes_restored: bool | None = None
+    source_marked: bool = False
     parallel_until: float | None = None
     snapshot_reason: str = ""
     failed_exit: int = 1
@@ -302,9 +303,10 @@ def migrate(paths: Paths, code: str, to: str, step: str, *, ledger: Ledger,
         move.remotes.clear()
         if result.writes_stopped and not result.passed:
             _start_writes(move)
-        if result.passed and step == CUTOVER:
-            result.parallel_until = time.time() + \
-                paths.estate.systems[code].migration.parallel_run.total_seconds()  # type: ignore[union-attr]
+        if result.source_marked and not result.passed:
+            _unmark_sources(move)
+        if not result.passed:
+            result.parallel_until = None
         result.finished_at = time.time()
         write_evidence(paths, result, ledger, lang)
         ledger.finish(run_id, result.verdict, result.summary())
@@ -424,8 +426,13 @@ def _stages(move: _Move, step: str, selector: str, reason: str, clean: bool,
         if failed:
             raise _StepFailed("probes", [f"probes: {f}" for f in failed])
     if step == CUTOVER:
+        until = time.time() + migration.parallel_run.total_seconds()
+        with move.step("mark source") as detail:
+            result.source_marked = True
+            detail.append(_mark_sources(move, parallel_until_text(until)))
         with move.step("schedule") as detail:
             detail.append(_configure(paths, plan, schedule=True))
+        result.parallel_until = until
 
 
 # ---------------------------------------------------------------- the pieces
@@ -483,6 +490,45 @@ def _configure(paths: Paths, plan: MigrationPlan, *, schedule: bool) -> str:
             or f"ansible-runner {run.status} (rc {run.rc})"
         raise AnsibleError(f"configuring the target VMs failed: {why}")
     return f"{len(run.hosts)} host(s), {run.changed} change(s)"
+
+
+def _mark_sources(move: _Move, value: str) -> str:
+    """Write ``value`` (the end of the parallel run, or "" to clear it) into each source
+    VM's ``hopnhat.parallel-run-until`` attribute, so that vCenter shows it too. Out: a line
+    for the step's detail. Raises VSphereError naming a VM not found."""
+    from orchestrator.adapters.vsphere_facts import PARALLEL_RUN_UNTIL
+
+    estate = move.paths.estate
+    vms = sources(estate, move.result.system)
+    marked = []
+    with open_vcenters(provision.endpoints(move.paths, sorted({vm.site for vm in vms}))
+                       ) as vcenters:
+        facts = provision.read_facts(vcenters, provision.compared(vms))
+        for vm in vms:
+            url = provision.vcenter_of(estate, vm)
+            inv = facts[url]
+            if vm.existing is not None:
+                found, why = provision.locate(vm, inv)
+            else:
+                found = [f for f in inv.vms_named(vm.name) if f.owner == estate.id]
+                why = f"no VM {vm.name} of this estate in {vm.datacenter}"
+            if len(found) != 1:
+                raise VSphereError(f"marking the source {vm.name}: "
+                                   f"{why or f'{len(found)} VMs match'}")
+            vc = vcenters[url]
+            fields = vc.ensure_fields([PARALLEL_RUN_UNTIL], dict(inv.fields))
+            vc.set_fields(found[0].ref, vm.name, {fields[PARALLEL_RUN_UNTIL]: value})
+            marked.append(f"{vm.where()}: {PARALLEL_RUN_UNTIL}={value or '(cleared)'}")
+    return "; ".join(marked)
+
+
+def _unmark_sources(move: _Move) -> None:
+    """Clear the parallel-run mark a failed cutover wrote."""
+    try:
+        with move.step("unmark source") as detail:
+            detail.append(_mark_sources(move, ""))
+    except _StepFailed as exc:
+        move.result.reasons += exc.reasons
 
 
 def _run_commands(move: _Move, vms: Sequence[VM], commands: Sequence[str], what: str,
