@@ -11,6 +11,7 @@ trust only hopnhat's key and known_hosts.
 
 from __future__ import annotations
 
+import collections
 import functools
 import re
 import socket
@@ -115,11 +116,16 @@ def connect(target: Target, timeout: float = 15.0, *,
     return client
 
 
+STREAMED_TAIL = 200  # stdout lines a streamed command's result keeps
+
+
 def execute(
     client: paramiko.SSHClient, target: Target, command: str, *, timeout: float = 600.0,
     on_line: Callable[[str], None] | None = None, stdin: str | None = None,
 ) -> RemoteResult:
-    """Run ``command`` on the host; stream stdout lines to ``on_line`` as they come."""
+    """Run ``command`` on the host; stream stdout lines to ``on_line`` as they come (then
+    the result's ``stdout`` keeps only the last :data:`STREAMED_TAIL` lines: a listing of
+    millions of files is not held twice)."""
     import paramiko
 
     try:
@@ -127,7 +133,8 @@ def execute(
         if stdin is not None:
             chan_in.write(stdin)
             chan_in.channel.shutdown_write()
-        out: list[str] = []
+        out: collections.deque[str] | list[str] = \
+            collections.deque(maxlen=STREAMED_TAIL) if on_line is not None else []
         for line in iter(chan_out.readline, ""):
             out.append(line)
             if on_line is not None:
