@@ -134,11 +134,18 @@ def build_inventory(paths: Paths) -> Inventory:
 
 
 def restic_vars(paths: Paths) -> dict[str, Any]:
-    """Which restic the backup clients run (``hopnhat_restic_binary``, the path on a host)
-    and, when the estate pins a binary, where it is on the controller and its SHA-256 (the
-    restic_client role ships and checks it)."""
+    """Which restic the backup clients run (``hopnhat_restic_binary``, the path on a host),
+    the keep-alive bound of its SFTP connections and, when the estate pins a binary, where
+    it is on the controller and its SHA-256 (the restic_client role ships and checks it)."""
     restic = paths.estate.settings.restic
-    out: dict[str, Any] = {"hopnhat_restic_binary": restic.host_binary}
+    interval, count = paths.estate.settings.ssh.alive
+    out: dict[str, Any] = {
+        "hopnhat_restic_binary": restic.host_binary,
+        # restic's SFTP connections give a silent repository host up within the same bound
+        # as hopnhat's own sessions (ssh.alive_interval × ssh.alive_count)
+        "restic_client_server_alive_interval": interval,
+        "restic_client_server_alive_count_max": count,
+    }
     if restic.binary is not None:
         out["hopnhat_restic_source"] = paths.restic_binary
         out["hopnhat_restic_sha256"] = restic.sha256

@@ -73,20 +73,32 @@ def adopted(lab: LabHandle) -> LabHandle:
     return lab
 
 
-def test_plan_shows_the_move_and_changes_nothing(adopted: LabHandle, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def move_env(adopted: LabHandle, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The estate with a short SSH keep-alive bound (2 s × 3: hopnhat's sessions and restic's
+    SFTP connections on the target, which configure writes), so that a host or repository
+    that goes silent is noticed in seconds."""
+    def short(root: Path) -> None:
+        replace_in(root / "estate.yml", "  known_hosts_file: known_hosts",
+                   "  known_hosts_file: known_hosts\n  alive_interval: 2s\n  alive_count: 3")
+    return estate_copy(adopted, tmp_path_factory.mktemp("move"), short)
+
+
+def test_plan_shows_the_move_and_changes_nothing(
+        adopted: LabHandle, tmp_path: Path, move_env: dict[str, str]) -> None:
     lab = adopted
-    doc = as_json(hopnhat(lab.env, "migrate", "plan", *MOVE, "--json"))
+    doc = as_json(hopnhat(move_env, "migrate", "plan", *MOVE, "--json"))
     assert [t["name"] for t in doc["targets"]] == [TARGET]
     assert doc["targets"][0]["receives"] == HOST and doc["from_sites"] == ["quangnam"]
     assert [a["action"] for a in doc["provision"]["actions"]] == ["create"]
     assert [s["name"] for s in doc["staying"]] == [HOST]
     assert not any(key[2] == TARGET for key in vcenter_vms(lab))
-    wrong = hopnhat(lab.env, "migrate", "plan", "--system", QN, "--to", "quangnam")
+    wrong = hopnhat(move_env, "migrate", "plan", "--system", QN, "--to", "quangnam")
     assert wrong.returncode == 2 and "migration.to is 'danang'" in wrong.stderr
-    assert hopnhat(lab.env, "migrate", "run", "--system", "qlvb", "--to", "danang"
+    assert hopnhat(move_env, "migrate", "run", "--system", "qlvb", "--to", "danang"
                    ).returncode == 2  # no migration declared
-    assert hopnhat(lab.env, "migrate", "sync", *MOVE).returncode == 2  # nothing copied yet
-    old = hopnhat(lab.env, "migrate", "run", *MOVE, "--snapshot", "zz")
+    assert hopnhat(move_env, "migrate", "sync", *MOVE).returncode == 2  # nothing copied yet
+    old = hopnhat(move_env, "migrate", "run", *MOVE, "--snapshot", "zz")
     assert old.returncode == 2 and "--snapshot" in old.stderr
 
     # a target site without room: refused at the plan, naming the datastore; nothing built
@@ -102,10 +114,10 @@ def test_plan_shows_the_move_and_changes_nothing(adopted: LabHandle, tmp_path: P
     assert not any(key[2] == TARGET for key in vcenter_vms(lab))
 
 
-def test_run_copies_the_system_with_a_complete_manifest(adopted: LabHandle,
-                                                        tmp_path: Path) -> None:
+def test_run_copies_the_system_with_a_complete_manifest(
+        adopted: LabHandle, tmp_path: Path, move_env: dict[str, str]) -> None:
     lab = adopted
-    done = hopnhat(lab.env, "migrate", "run", *MOVE, "--json", timeout=900)
+    done = hopnhat(move_env, "migrate", "run", *MOVE, "--json", timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = as_json(done)
     assert result["verdict"] == "passed" and result["manifest_ok"] is True
@@ -156,7 +168,8 @@ def test_run_copies_the_system_with_a_complete_manifest(adopted: LabHandle,
     assert "Đại diện bên nhận" in dom
 
 
-def test_sync_after_changes_at_the_source_makes_the_target_equal(adopted: LabHandle) -> None:
+def test_sync_after_changes_at_the_source_makes_the_target_equal(
+        adopted: LabHandle, move_env: dict[str, str]) -> None:
     lab = adopted
     change = on(lab, HOST, "cd /srv/qlvb/documents && find . -type f | sort | head -2 | "
                            "cut -c3- > /tmp/picked && "
@@ -165,12 +178,12 @@ def test_sync_after_changes_at_the_source_makes_the_target_equal(adopted: LabHan
                            "rm -f -- \"$(sed -n 2p /tmp/picked)\" && cat /tmp/picked")
     assert change.returncode == 0, change.stderr
     changed, removed = change.stdout.split()
-    drift = as_json(hopnhat(lab.env, "migrate", "status", "--json"))
+    drift = as_json(hopnhat(move_env, "migrate", "status", "--json"))
     [before] = [m for m in drift["migrations"] if m["system"] == QN]
     assert before["state"] == "copied"
     counts = before["drift"][0]["counts"]
     assert counts["added"] >= 1 and counts["changed"] >= 1 and counts["removed"] >= 1
-    done = hopnhat(lab.env, "migrate", "sync", *MOVE, "--json", timeout=900)
+    done = hopnhat(move_env, "migrate", "sync", *MOVE, "--json", timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = as_json(done)
     [check] = result["checks"]
@@ -180,7 +193,7 @@ def test_sync_after_changes_at_the_source_makes_the_target_equal(adopted: LabHan
     assert f"/srv/qlvb/documents/{changed}" in since["changed"]
     assert f"/srv/qlvb/documents/{removed}" in since["removed"]
     assert tree_sums(lab, TARGET) == tree_sums(lab, HOST)
-    after = as_json(hopnhat(lab.env, "migrate", "status", "--json"))
+    after = as_json(hopnhat(move_env, "migrate", "status", "--json"))
     [now] = [m for m in after["migrations"] if m["system"] == QN]
     assert now["state"] == "in sync" and now["last_manifest_ok"] is True
 
@@ -199,14 +212,15 @@ def test_a_source_that_does_not_answer_is_named_and_nothing_changes(
     assert tree_sums(lab, TARGET) == before
 
 
-def test_a_corrupted_pack_fails_the_restore_and_says_so(adopted: LabHandle) -> None:
+def test_a_corrupted_pack_fails_the_restore_and_says_so(
+        adopted: LabHandle, move_env: dict[str, str]) -> None:
     lab = adopted
     repo_host = lab.paths.estate.settings.repository_hosts[0]
     data = f"{repo_host.storage_path}/{QN}/repo/data"
     # every pack damaged in its first blob (the repository is put back afterwards): the
     # restore must read some of them (tree packs are in the target's cache, data packs not).
     # The snapshot is named, so that no backup (whose forget would trip first) runs.
-    status = as_json(hopnhat(lab.env, "migrate", "status", "--no-drift", "--json"))
+    status = as_json(hopnhat(move_env, "migrate", "status", "--no-drift", "--json"))
     [snapshot] = next(m for m in status["migrations"] if m["system"] == QN)["snapshots"].values()
     corrupt = on(lab, repo_host.name, f"rm -rf /tmp/data.saved && cp -a {data} /tmp/data.saved"
                                       f" && find {data} -type f | while read -r pack; do "
@@ -214,7 +228,7 @@ def test_a_corrupted_pack_fails_the_restore_and_says_so(adopted: LabHandle) -> N
                                       "seek=64 conv=notrunc status=none; done")
     assert corrupt.returncode == 0, corrupt.stderr
     try:
-        done = hopnhat(lab.env, "migrate", "sync", *MOVE, "--snapshot", snapshot, "--json",
+        done = hopnhat(move_env, "migrate", "sync", *MOVE, "--snapshot", snapshot, "--json",
                        timeout=600)
     finally:
         put_back = on(lab, repo_host.name, f"rm -rf {data} && cp -a /tmp/data.saved {data}")
@@ -227,9 +241,9 @@ def test_a_corrupted_pack_fails_the_restore_and_says_so(adopted: LabHandle) -> N
 
 
 def test_a_stopped_sync_keeps_the_target_and_the_next_one_finishes(
-        adopted: LabHandle) -> None:
+        adopted: LabHandle, move_env: dict[str, str]) -> None:
     lab = adopted
-    proc = subprocess.Popen([str(HOPNHAT), "migrate", "sync", *MOVE], env=lab.env,
+    proc = subprocess.Popen([str(HOPNHAT), "migrate", "sync", *MOVE], env=move_env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
     seen = []
@@ -241,18 +255,18 @@ def test_a_stopped_sync_keeps_the_target_and_the_next_one_finishes(
     rest = proc.communicate(timeout=300)[1]
     assert proc.returncode == 130, "".join(seen) + rest
     assert "the target VMs are kept" in rest
-    status = as_json(hopnhat(lab.env, "migrate", "status", "--no-drift", "--json"))
+    status = as_json(hopnhat(move_env, "migrate", "status", "--no-drift", "--json"))
     [now] = [m for m in status["migrations"] if m["system"] == QN]
     assert now["last_run_verdict"] == "aborted" and now["state"] == "in sync"
     assert any(key[2] == TARGET for key in vcenter_vms(lab))
-    again = hopnhat(lab.env, "migrate", "sync", *MOVE, "--json", timeout=600)
+    again = hopnhat(move_env, "migrate", "sync", *MOVE, "--json", timeout=600)
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
     assert as_json(again)["manifest_ok"] is True
     assert tree_sums(lab, TARGET) == tree_sums(lab, HOST)
 
 
-def test_a_cutover_that_fails_puts_the_source_back(adopted: LabHandle,
-                                                   tmp_path: Path) -> None:
+def test_a_cutover_that_fails_puts_the_source_back(
+        adopted: LabHandle, tmp_path: Path, move_env: dict[str, str]) -> None:
     lab = adopted
 
     def failing_probe(root: Path) -> None:
@@ -271,37 +285,38 @@ def test_a_cutover_that_fails_puts_the_source_back(adopted: LabHandle,
     assert doc["writes_stopped"] is True and doc["writes_restored"] is True
     source = vcenter_vms(lab)[("DC-QuangNam", "QLVB", "qlvb-db-01")]
     assert not source.attributes.get(PARALLEL_RUN_UNTIL)
-    status = as_json(hopnhat(lab.env, "migrate", "status", "--no-drift", "--json"))
+    status = as_json(hopnhat(move_env, "migrate", "status", "--no-drift", "--json"))
     [now] = [m for m in status["migrations"] if m["system"] == QN]
     assert now["state"] == "in sync" and now["last_run_verdict"] == "failed"
 
 
-def test_cutover_hands_over_and_the_record_is_checked(adopted: LabHandle) -> None:
+def test_cutover_hands_over_and_the_record_is_checked(
+        adopted: LabHandle, move_env: dict[str, str]) -> None:
     lab = adopted
-    done = hopnhat(lab.env, "migrate", "cutover", *MOVE, "--json", timeout=900)
+    done = hopnhat(move_env, "migrate", "cutover", *MOVE, "--json", timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = as_json(done)
     assert result["cut_over"] is True
     assert abs(result["parallel_until"] - (time.time() + 365 * 86400)) < 3600
     assert on(lab, HOST, f"test -e {FLAG}").returncode == 0  # the source stays read-only
     assert on(lab, TARGET, f"test -e {TIMER}").returncode == 0  # the target's schedule
-    status = as_json(hopnhat(lab.env, "migrate", "status", "--json"))
+    status = as_json(hopnhat(move_env, "migrate", "status", "--json"))
     [now] = [m for m in status["migrations"] if m["system"] == QN]
     assert now["state"] == "cut over" and now["parallel_until"].startswith(
         time.strftime("%Y", time.gmtime(time.time() + 365 * 86400)))
     assert now["drift"][0]["counts"] == {"added": 0, "changed": 0, "removed": 0}
-    again = hopnhat(lab.env, "migrate", "sync", *MOVE)
+    again = hopnhat(move_env, "migrate", "sync", *MOVE)
     assert again.returncode == 2 and "cut over" in again.stderr
     # the record renders again in English; once changed, it is refused
-    report = hopnhat(lab.env, "migrate", "report", result["run_id"], "--lang", "en")
+    report = hopnhat(move_env, "migrate", "report", result["run_id"], "--lang", "en")
     assert report.returncode == 0, report.stderr
     html = Path(result["html"]).read_text()
     assert "Electronic data handover record" in html and "UTC+07:00" in html
     evidence = Path(result["evidence"])
     evidence.write_bytes(evidence.read_bytes().replace(b'"passed"', b'"PASSED"', 1))
-    tampered = hopnhat(lab.env, "migrate", "report", result["run_id"])
+    tampered = hopnhat(move_env, "migrate", "report", result["run_id"])
     assert tampered.returncode == 2 and "was changed" in tampered.stderr
-    assert hopnhat(lab.env, "migrate", "report", "migrate-nope").returncode == 2
+    assert hopnhat(move_env, "migrate", "report", "migrate-nope").returncode == 2
     # vCenter shows the source's parallel run too
     source = vcenter_vms(lab)[("DC-QuangNam", "QLVB", "qlvb-db-01")]
     assert source.attributes[PARALLEL_RUN_UNTIL] == time.strftime(

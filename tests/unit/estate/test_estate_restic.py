@@ -25,7 +25,10 @@ def test_by_default_hosts_and_hopnhat_run_the_distributions_restic(
         estate_copy: EstateCopy, tmp_path: Path) -> None:
     paths = Paths(tmp_path / "state", estate_copy.load())
     assert paths.restic_binary == "restic"
-    assert restic_vars(paths) == {"hopnhat_restic_binary": "/usr/bin/restic"}
+    assert restic_vars(paths) == {"hopnhat_restic_binary": "/usr/bin/restic",
+                                  # the estate's ssh keep-alive bound, also restic's
+                                  "restic_client_server_alive_interval": 15,
+                                  "restic_client_server_alive_count_max": 4}
     check_restic_binary(paths)  # nothing to check
 
 
@@ -37,7 +40,8 @@ def test_a_pinned_binary_is_shipped_to_its_own_path_and_run_here_too(
     assert restic_vars(paths) == {
         "hopnhat_restic_binary": f"/usr/local/lib/hopnhat/restic-{SHA[:16]}",
         "hopnhat_restic_source": str(tmp_path / "state" / "lab/bin/restic-0.18.1"),
-        "hopnhat_restic_sha256": SHA}
+        "hopnhat_restic_sha256": SHA, "restic_client_server_alive_interval": 15,
+        "restic_client_server_alive_count_max": 4}
 
 
 @pytest.mark.parametrize(("restic", "key", "fragment"), [
