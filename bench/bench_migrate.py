@@ -274,8 +274,20 @@ def migration_restore(lab: Lab, restic: Restic, snapshot: str, root: Path, *,
             moved = tuple(a for a in moved if a != "--verify")
         commands.append(lab.argv(restic, ("restic", *moved[1:])))
 
+    fix: list[str] = []
+    if restic.delete:  # as run._root_metadata: the backup paths' own owner, mode and mtime
+        roots = {p: e for p, e in listing(lab, restic, snapshot).items() if p in ROOTS}
+        meta = {str(root) + p: {"m": e.mode, "u": None, "g": None, "n": e.mtime_ns}
+                for p, e in roots.items()}
+        fix = tree_argv({"mode": "meta", "paths": list(meta), "meta": meta})
+
     def run_all() -> list[str]:
-        return [_output(lab.run(restic, argv)) for argv in commands]
+        outputs = [_output(lab.run(restic, argv)) for argv in commands]
+        if fix:
+            done = process.run(fix, env={"PATH": PATH}, inherit_env=False, timeout=600)
+            if json.loads(done.stdout.strip().splitlines()[-1]).get("errors"):
+                say(f"WARNING: tree.py meta: {done.stdout.strip()[-300:]}")
+        return outputs
 
     seconds, outputs = timed(run_all, Path(repo.url))
     if verify and not all("finished verifying" in out for out in outputs):
@@ -375,8 +387,8 @@ def listing(lab: Lab, restic: Restic, snapshot: str) -> dict[str, manifest.Entry
     return out
 
 
-def scan(root: Path) -> dict[str, manifest.Entry]:
-    """``run.scan`` with hashes, over the roots below the scratch ``root``."""
+def scan(root: Path, hashes: bool = True) -> dict[str, manifest.Entry]:
+    """``run.scan`` (with hashes unless told), over the roots below the scratch ``root``."""
     entries: dict[str, manifest.Entry] = {}
     end: dict[str, Any] = {}
     cut = len(str(root))
@@ -392,7 +404,7 @@ def scan(root: Path) -> dict[str, manifest.Entry]:
             entry = manifest.from_scan(d)
             entries[entry.path] = entry
 
-    args = {"mode": "scan", "paths": [str(root) + r for r in ROOTS], "hash": True}
+    args = {"mode": "scan", "paths": [str(root) + r for r in ROOTS], "hash": hashes}
     done = process.stream(tree_argv(args), on_line=each, env={"PATH": PATH},
                           inherit_env=False)
     if done.returncode != 0 or not end:
@@ -422,7 +434,10 @@ def check(lab: Lab, restic: Restic, snapshot: str, root: Path, out: Path,
         result.deleted = int(report.get("deleted", 0))
         if report.get("errors"):
             say(f"WARNING: tree.py delete: {report['errors'][:3]}")
-        found = scan(root)
+        # as run._check: what is left, without hashing again (kept files were just hashed)
+        hashed, found = found, scan(root, hashes=False)
+        found = {p: replace(e, sha256=hashed[p].sha256) if p in hashed else e
+                 for p, e in found.items()}
     t3 = time.perf_counter()
     differences = manifest.compare(wanted, found)
     manifest.totals(found.values(), ROOTS)

@@ -230,6 +230,8 @@ class Node:
     size: int | None = None
     mode: int | None = None
     mtime: str | None = None
+    uid: int | None = None
+    gid: int | None = None
 
 
 def parse_ls_line(line: str) -> Node | None:
@@ -241,9 +243,12 @@ def parse_ls_line(line: str) -> Node | None:
     if "path" not in data:
         return None
     size = data.get("size")
+    uid, gid = data.get("uid"), data.get("gid")
     return Node(path=str(data["path"]), name=str(data.get("name", "")),
                 type=str(data.get("type", "")), size=int(size) if size is not None else None,
-                mode=data.get("mode"), mtime=data.get("mtime"))
+                mode=data.get("mode"), mtime=data.get("mtime"),
+                uid=int(uid) if isinstance(uid, int) else None,
+                gid=int(gid) if isinstance(gid, int) else None)
 
 
 @dataclass

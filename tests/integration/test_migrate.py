@@ -23,6 +23,7 @@ import pytest
 from orchestrator import process
 from orchestrator.adapters import ssh
 from orchestrator.adapters.vsphere_facts import PARALLEL_RUN_UNTIL, SYSTEM
+from orchestrator.lab import gobuild
 from orchestrator.ledger import Ledger
 from tests.conftest import HOPNHAT, LabHandle, as_json, estate_copy, hopnhat, replace_in
 from tests.integration.test_merger_day_one import HOST, QN, operator_key, vcenter_vms
@@ -73,15 +74,33 @@ def adopted(lab: LabHandle) -> LabHandle:
     return lab
 
 
+def short_alive(root: Path) -> None:
+    """A short SSH keep-alive bound (2 s × 3: hopnhat's sessions and restic's SFTP
+    connections on the target, which configure writes): a silent host is noticed in seconds."""
+    replace_in(root / "estate.yml", "  known_hosts_file: known_hosts",
+               "  known_hosts_file: known_hosts\n  alive_interval: 2s\n  alive_count: 3")
+
+
 @pytest.fixture(scope="module")
 def move_env(adopted: LabHandle, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """The estate with a short SSH keep-alive bound (2 s × 3: hopnhat's sessions and restic's
-    SFTP connections on the target, which configure writes), so that a host or repository
-    that goes silent is noticed in seconds."""
-    def short(root: Path) -> None:
-        replace_in(root / "estate.yml", "  known_hosts_file: known_hosts",
-                   "  known_hosts_file: known_hosts\n  alive_interval: 2s\n  alive_count: 3")
-    return estate_copy(adopted, tmp_path_factory.mktemp("move"), short)
+    """The estate pinned to the lab's newer restic (0.18.1: ``restore --delete``, which the
+    run ships to the target), with a short keep-alive bound. Debian's 0.14.0 (no
+    ``--delete``: hopnhat deletes from the listing) runs the sync after changes."""
+    binary = gobuild.restic_binary(adopted.state_dir / "lab")
+    digest = hashlib.sha256(binary.read_bytes()).hexdigest()
+
+    def pinned(root: Path) -> None:
+        short_alive(root)
+        with (root / "estate.yml").open("a") as estate_yml:
+            estate_yml.write(f"\nrestic:\n  binary: {binary}\n  sha256: {digest}\n")
+    return estate_copy(adopted, tmp_path_factory.mktemp("move"), pinned)
+
+
+@pytest.fixture(scope="module")
+def debian_restic_env(adopted: LabHandle,
+                      tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The estate as the example has it (Debian's restic 0.14.0), short keep-alive bound."""
+    return estate_copy(adopted, tmp_path_factory.mktemp("move014"), short_alive)
 
 
 def test_plan_shows_the_move_and_changes_nothing(
@@ -122,6 +141,8 @@ def test_run_copies_the_system_with_a_complete_manifest(
     result = as_json(done)
     assert result["verdict"] == "passed" and result["manifest_ok"] is True
     [check] = result["checks"]
+    # restic 0.18.1 restores each backup path's contents; hopnhat gives the path itself its
+    # owner, mode and mtime, so that nothing in the listing differs
     assert check["vm"] == TARGET and check["differences"]["counts"] == {
         "missing": 0, "extra": 0, "different": 0}
     assert check["per_path"]["/srv/qlvb"]["files"] > 100
@@ -146,6 +167,9 @@ def test_run_copies_the_system_with_a_complete_manifest(
     assert [e["sha256"] for e in events if e["kind"] == "evidence"] == [
         result["evidence_sha256"]]
     doc = json.loads(data)
+    assert doc["restic_version"] == "0.18.1"
+    assert on(lab, TARGET, "stat -c %a /srv/qlvb").stdout.strip() == \
+        on(lab, HOST, "stat -c %a /srv/qlvb").stdout.strip()
     assert doc["to"]["site"] == "danang" and "Quảng Nam" in doc["from"]["unit"]
     assert doc["started_at"].endswith("Z") and doc["manifest"]["sha256"] == \
         result["manifest_sha256"]
@@ -169,7 +193,7 @@ def test_run_copies_the_system_with_a_complete_manifest(
 
 
 def test_sync_after_changes_at_the_source_makes_the_target_equal(
-        adopted: LabHandle, move_env: dict[str, str]) -> None:
+        adopted: LabHandle, debian_restic_env: dict[str, str]) -> None:
     lab = adopted
     change = on(lab, HOST, "cd /srv/qlvb/documents && find . -type f | sort | head -2 | "
                            "cut -c3- > /tmp/picked && "
@@ -178,22 +202,25 @@ def test_sync_after_changes_at_the_source_makes_the_target_equal(
                            "rm -f -- \"$(sed -n 2p /tmp/picked)\" && cat /tmp/picked")
     assert change.returncode == 0, change.stderr
     changed, removed = change.stdout.split()
-    drift = as_json(hopnhat(move_env, "migrate", "status", "--json"))
+    drift = as_json(hopnhat(debian_restic_env, "migrate", "status", "--json"))
     [before] = [m for m in drift["migrations"] if m["system"] == QN]
     assert before["state"] == "copied"
     counts = before["drift"][0]["counts"]
     assert counts["added"] >= 1 and counts["changed"] >= 1 and counts["removed"] >= 1
-    done = hopnhat(move_env, "migrate", "sync", *MOVE, "--json", timeout=900)
+    done = hopnhat(debian_restic_env, "migrate", "sync", *MOVE, "--json", timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = as_json(done)
     [check] = result["checks"]
     assert check["differences"]["ok"] is True
+    # Debian's restic 0.14 has no restore --delete: hopnhat deleted from the listing
+    assert result["restic_version"] == "0.14.0"
+    assert check["deleted_before_check"] >= 1
     since = check["changes"]
     assert "/srv/qlvb/documents/added-by-sync.txt" in since["added"]
     assert f"/srv/qlvb/documents/{changed}" in since["changed"]
     assert f"/srv/qlvb/documents/{removed}" in since["removed"]
     assert tree_sums(lab, TARGET) == tree_sums(lab, HOST)
-    after = as_json(hopnhat(move_env, "migrate", "status", "--json"))
+    after = as_json(hopnhat(debian_restic_env, "migrate", "status", "--json"))
     [now] = [m for m in after["migrations"] if m["system"] == QN]
     assert now["state"] == "in sync" and now["last_manifest_ok"] is True
 
@@ -213,14 +240,15 @@ def test_a_source_that_does_not_answer_is_named_and_nothing_changes(
 
 
 def test_a_corrupted_pack_fails_the_restore_and_says_so(
-        adopted: LabHandle, move_env: dict[str, str]) -> None:
+        adopted: LabHandle, debian_restic_env: dict[str, str]) -> None:
     lab = adopted
     repo_host = lab.paths.estate.settings.repository_hosts[0]
     data = f"{repo_host.storage_path}/{QN}/repo/data"
     # every pack damaged in its first blob (the repository is put back afterwards): the
     # restore must read some of them (tree packs are in the target's cache, data packs not).
-    # The snapshot is named, so that no backup (whose forget would trip first) runs.
-    status = as_json(hopnhat(move_env, "migrate", "status", "--no-drift", "--json"))
+    # The snapshot is named, so that no backup (whose forget would trip first) runs; restic
+    # 0.14 reads every file again (0.18 reads only what the target's files lack).
+    status = as_json(hopnhat(debian_restic_env, "migrate", "status", "--no-drift", "--json"))
     [snapshot] = next(m for m in status["migrations"] if m["system"] == QN)["snapshots"].values()
     corrupt = on(lab, repo_host.name, f"rm -rf /tmp/data.saved && cp -a {data} /tmp/data.saved"
                                       f" && find {data} -type f | while read -r pack; do "
@@ -228,8 +256,8 @@ def test_a_corrupted_pack_fails_the_restore_and_says_so(
                                       "seek=64 conv=notrunc status=none; done")
     assert corrupt.returncode == 0, corrupt.stderr
     try:
-        done = hopnhat(move_env, "migrate", "sync", *MOVE, "--snapshot", snapshot, "--json",
-                       timeout=600)
+        done = hopnhat(debian_restic_env, "migrate", "sync", *MOVE, "--snapshot", snapshot,
+                       "--json", timeout=600)
     finally:
         put_back = on(lab, repo_host.name, f"rm -rf {data} && cp -a /tmp/data.saved {data}")
         assert put_back.returncode == 0, put_back.stderr

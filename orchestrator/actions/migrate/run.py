@@ -33,7 +33,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -164,6 +164,7 @@ class MigrationResult:
 
     def summary(self) -> dict[str, Any]:
         return {"verdict": self.verdict, "step": self.step, "to": self.to,
+                "restic_version": self.restic_version or None,
                 "failed_step": self.failed_step or None, "reasons": self.reasons[:20],
                 "targets": [vm.name for vm in self.plan.targets] if self.plan else [],
                 "snapshots": {p.source.name: p.snapshot.id for p in self.plan.pairs
@@ -390,10 +391,16 @@ def _stages(move: _Move, step: str, selector: str, reason: str, clean: bool,
         first = move.remote(plan.pairs[0].target)
         result.restic_version = restic_version(first, move.restic)
         version = tuple(int(n) for n in result.restic_version.split("."))
+        listings: dict[str, dict[str, manifest.Entry]] = {}
         for pair in plan.pairs:
             assert pair.snapshot is not None
+            listings[pair.target.name], owners = _listing(move, pair.target, pair.snapshot.id,
+                                                          plan.paths)
             _restore(move, pair.target, pair.snapshot.id, plan.paths,
                      delete=version >= DELETE_SINCE)
+            if version >= DELETE_SINCE:  # a sub-folder's restore leaves the folder itself
+                _root_metadata(move, pair.target, plan.paths, listings[pair.target.name],
+                               owners)
         detail.append(f"restic {result.restic_version}, "
                       + ("--delete" if version >= DELETE_SINCE else "listing-based deletion"))
     with move.step("check") as detail:
@@ -404,7 +411,7 @@ def _stages(move: _Move, step: str, selector: str, reason: str, clean: bool,
         for pair in plan.pairs:
             assert pair.snapshot is not None
             check, entries = _check(move, pair.target, pair.source.name, pair.snapshot.id,
-                                    plan.paths)
+                                    plan.paths, listings[pair.target.name])
             if step != RUN or previous:
                 check.changes = manifest.changes(previous.get(pair.target.name, {}), entries)
             result.checks.append(check)
@@ -446,7 +453,6 @@ def _clean(paths: Paths, targets: Sequence[VM], vcenters: Any, facts: Any,
     dplan = provision_destroy.plan_destroy(paths.estate, targets[0].system, facts,
                                            datacenters=[targets[0].datacenter], vms=targets)
     mine = tuple(a for a in dplan.actions if a.name in names)
-    from dataclasses import replace
 
     done = provision_destroy.destroy(replace(dplan, actions=mine, adopted=()), vcenters,
                                      ledger=ledger, concurrency=max(1, len(mine)))
@@ -626,10 +632,13 @@ def scan(remote: Remote, paths: Sequence[str], *, hashes: bool,
     return entries, list(end.get("missing", []))
 
 
-def _listing(move: _Move, vm: VM, snapshot_id: str,
-             roots: Sequence[str]) -> dict[str, manifest.Entry]:
+def _listing(move: _Move, vm: VM, snapshot_id: str, roots: Sequence[str]
+             ) -> tuple[dict[str, manifest.Entry], dict[str, tuple[int | None, int | None]]]:
+    """The snapshot's entries under ``roots`` (``restic ls --json`` on the VM, streamed), and
+    the owner (uid, gid) of each root."""
     repo = repository_for(move.paths.estate, move.result.system)
     out: dict[str, manifest.Entry] = {}
+    owners: dict[str, tuple[int | None, int | None]] = {}
     errors: list[str] = []
     prefixes = tuple(r.rstrip("/") + "/" for r in roots)
 
@@ -639,6 +648,8 @@ def _listing(move: _Move, vm: VM, snapshot_id: str,
             if line and not line.startswith("{"):
                 errors.append(line)
             return
+        if node.path in roots:
+            owners[node.path] = (node.uid, node.gid)
         if node.path in roots or node.path.startswith(prefixes):
             out[node.path] = manifest.from_node(node)
 
@@ -647,15 +658,32 @@ def _listing(move: _Move, vm: VM, snapshot_id: str,
     if done.returncode != 0:
         raise ResticError(f"restic ls {snapshot_id[:8]} on {vm.name}: "
                           f"{(errors or [f'exit {done.returncode}'])[-1][:300]!r}")
-    return out
+    return out, owners
 
 
-def _check(move: _Move, vm: VM, source: str, snapshot_id: str,
-           roots: Sequence[str]) -> tuple[TargetCheck, dict[str, manifest.Entry]]:
-    """The snapshot's listing against the target's tree: entries the snapshot lacks are
-    deleted first (a sync on restic without ``--delete``), then every entry compared; the
+def _root_metadata(move: _Move, vm: VM, roots: Sequence[str],
+                   listing: dict[str, manifest.Entry],
+                   owners: dict[str, tuple[int | None, int | None]]) -> None:
+    """Give each backup path on the VM its owner, mode and mtime from the snapshot (restic
+    0.17+ restoring ``<id>:<path>`` fills the folder, not the folder's own metadata).
+    Raises HopnhatError naming the paths it could not set."""
+    wanted = {root: {"m": listing[root].mode, "u": owners.get(root, (None, None))[0],
+                     "g": owners.get(root, (None, None))[1], "n": listing[root].mtime_ns}
+              for root in roots if root in listing}
+    done = move.remote(vm).run(tree_command({"mode": "meta", "paths": list(roots),
+                                             "meta": wanted}), timeout=600)
+    report = json.loads(done.stdout.strip().splitlines()[-1]) if done.stdout.strip() \
+        else {"errors": [done.stderr.strip()[-300:] or f"exit {done.returncode}"]}
+    if report.get("errors"):
+        raise HopnhatError(f"{vm.name}: setting the backup paths' own metadata: "
+                           f"{'; '.join(map(str, report['errors']))[:300]}")
+
+
+def _check(move: _Move, vm: VM, source: str, snapshot_id: str, roots: Sequence[str],
+           wanted: dict[str, manifest.Entry]) -> tuple[TargetCheck, dict[str, manifest.Entry]]:
+    """The snapshot's listing (``wanted``) against the target's tree: entries the snapshot
+    lacks are deleted first (restic without ``--delete``), then every entry compared; the
     manifest's entries are the restored tree's (with their SHA-256)."""
-    wanted = _listing(move, vm, snapshot_id, roots)
     remote = move.remote(vm)
     found, _ = scan(remote, roots, hashes=True)
     extra = sorted((p for p in found if p not in wanted and p not in roots),
@@ -667,7 +695,11 @@ def _check(move: _Move, vm: VM, source: str, snapshot_id: str,
         report = json.loads(done.stdout.strip().splitlines()[-1]) if done.stdout.strip() \
             else {"deleted": 0, "errors": [done.stderr.strip()[-300:]]}
         deleted = int(str(report.get("deleted", 0)))
-        found, _ = scan(remote, roots, hashes=True)
+        # what is left, by a scan without hashing: the files kept were hashed just now
+        hashed = found
+        found, _ = scan(remote, roots, hashes=False)
+        found = {p: replace(e, sha256=hashed[p].sha256) if p in hashed else e
+                 for p, e in found.items()}
     differences = manifest.compare(wanted, found)
     totals = manifest.totals(found.values(), roots)
     return TargetCheck(vm.name, source, snapshot_id, differences, totals, deleted), found

@@ -8,6 +8,11 @@ symbolic link) and prints one JSON object per entry, as it goes (memory stays fl
 "h": SHA-256 of a file's bytes (with ``hash``)}``, then ``{"end": true, "missing": [...]}``
 naming the paths that do not exist.
 
+``{"mode": "meta", "paths": [...], "meta": {path: {"m": mode, "u": uid, "g": gid, "n": mtime
+ns}}}`` gives each of ``paths`` (the backup paths themselves: a restore of a snapshot's
+sub-folder fills the folder but leaves the folder's own metadata alone) its owner,
+permission bits and mtime. Prints ``{"fixed": n, "errors": [...]}``.
+
 ``{"mode": "delete", "paths": [...]}`` reads JSON strings from stdin, one a line: entries to
 remove, each strictly below one of ``paths``; files and links first, then folders deepest
 first (a folder that is not empty stays and is named). Prints ``{"deleted": n, "errors":
@@ -143,6 +148,25 @@ def delete(paths: list[str]) -> None:
     print(json.dumps({"deleted": deleted, "errors": errors}))
 
 
+def meta(paths: list[str], wanted: dict[str, dict[str, int]]) -> None:
+    fixed = 0
+    errors = []
+    for path in paths:
+        want = wanted.get(path)
+        if not want:
+            continue
+        try:
+            if want.get("u") is not None and want.get("g") is not None:
+                os.chown(path, int(want["u"]), int(want["g"]), follow_symlinks=False)
+            if not os.path.islink(path):
+                os.chmod(path, int(want["m"]))
+            os.utime(path, ns=(int(want["n"]), int(want["n"])), follow_symlinks=False)
+            fixed += 1
+        except OSError as exc:
+            errors.append(f"{path!r}: {exc.strerror}")
+    print(json.dumps({"fixed": fixed, "errors": errors}))
+
+
 def main() -> int:
     args = json.loads(sys.argv[1])
     paths = [p for p in args["paths"] if isinstance(p, str) and p.startswith("/")]
@@ -150,6 +174,8 @@ def main() -> int:
         scan(paths, bool(args.get("hash")))
     elif args["mode"] == "delete":
         delete(paths)
+    elif args["mode"] == "meta":
+        meta(paths, dict(args.get("meta") or {}))
     else:
         print(f"unknown mode {args['mode']!r}", file=sys.stderr)
         return 2
