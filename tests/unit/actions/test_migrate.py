@@ -231,6 +231,14 @@ def test_tree_script_scans_and_deletes_only_below_the_paths(tmp_path: Path) -> N
                   "".join(json.dumps(p) + "\n" for p in doomed))[-1]
     assert report["deleted"] == 2 and len(report["errors"]) == 2
     assert outside.exists() and not (root / "gone").exists()
+    # a backup path's own metadata, as the snapshot has it
+    (root / "d").chmod(0o700)
+    fixed = tree({"mode": "meta", "paths": [str(root / "d")],
+                  "meta": {str(root / "d"): {"m": 0o750, "u": None, "g": None,
+                                             "n": 1_700_000_000_123_456_789}}})[-1]
+    assert fixed == {"fixed": 1, "errors": []}
+    st = (root / "d").stat()
+    assert (st.st_mode & 0o7777, st.st_mtime_ns) == (0o750, 1_700_000_000_123_456_789)
     # the command quotes the script and its argument: nothing reaches a shell unquoted
     assert tree_command({"mode": "scan", "paths": ["/srv/$(reboot)"]}).startswith(
         "python3 -c '")
