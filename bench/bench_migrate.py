@@ -611,7 +611,7 @@ def split(c: dict[str, Any]) -> list[str]:
     parts = [("  restic ls --json + parse", c["ls"]),
              ("  tree.py scan with SHA-256 + parse", c["scan"])]
     if c["extra"]:
-        parts.append((f"  delete {c['extra']} extra entries + rescan with SHA-256",
+        parts.append((f"  delete {c['extra']} extra entries + rescan (no hashing)",
                       c["delete_and_rescan"]))
     parts.append(("  compare + totals + changes + manifest write", c["compare_and_write"]))
     return [ROW.format(label, f"{v:.2f} s", "", "").rstrip() for label, v in parts]
