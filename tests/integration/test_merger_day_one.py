@@ -1,6 +1,6 @@
 """The merger's first day against the lab: the VMs the two former provinces built by hand
 (``lab.yml``'s legacy VMs, with real guests and data) are discovered, adopted, trusted,
-configured, backed up and drilled — as an operator types it.
+configured and backed up — as an operator types it (test_migrate then moves one).
 
 The example estate declares two of them (``qlvbdn``: Đà Nẵng's own ``qlvb-db-01`` in folder
 Legacy/QLVB; ``qlvbqn``: Quảng Nam's ``qlvb-db-01`` in folder QLVB) and leaves two out
@@ -10,7 +10,6 @@ tests run in order on the session's lab and its state.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -192,14 +191,12 @@ def test_a_host_that_does_not_answer_is_named(lab: LabHandle, tmp_path: Path) ->
     assert unknown.returncode == 2 and "no host 'nobody-01'" in unknown.stderr
 
 
-def test_an_adopted_host_is_configured_backed_up_and_drilled(lab: LabHandle) -> None:
+def test_an_adopted_host_is_configured_and_backed_up(lab: LabHandle) -> None:
+    """Its backup restored elsewhere and checked file by file is test_migrate's (the move of
+    qlvbqn to Đà Nẵng, a superset of a drill of it); `make demo` also drills it."""
     configured = hopnhat(lab.env, "configure", "--system", QN)
     assert configured.returncode == 0, configured.stdout + configured.stderr
     backup = as_json(hopnhat(lab.env, "backup", "run", "--system", QN, "--json"))
     assert backup["status"] == "ok", backup
-    drill = hopnhat(lab.env, "drill", "run", "--system", QN, "--json", timeout=600)
-    assert drill.returncode == 0, drill.stdout[-2000:] + drill.stderr[-2000:]
-    result = as_json(drill)
-    assert result["verdict"] == "passed", result.get("reasons")
-    evidence = json.loads(Path(result["evidence"]).read_text())
-    assert evidence["system"]["code"] == QN
+    [host] = backup["hosts"]
+    assert host["host"] == HOST and host["snapshot_id"]

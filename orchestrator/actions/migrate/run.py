@@ -326,6 +326,21 @@ def _stages(move: _Move, step: str, selector: str, reason: str, clean: bool,
     source_vms = sources(estate, code)
     migration = estate.systems[code].migration
     assert migration is not None
+    # first what needs no change anywhere: the target site has room (else nothing is
+    # backed up, stopped or built), then the source's fresh snapshot
+    targets = estate.targets_of(code)
+    with move.step("plan") as detail:
+        with open_vcenters(provision.endpoints(paths, [result.to])) as vcenters:
+            facts = provision.read_facts(vcenters, {vm.name for vm in targets})
+            if clean and step == RUN:
+                gone = _clean(paths, targets, vcenters, facts, move.ledger)
+                detail.append(f"--clean: destroyed {', '.join(gone) or 'nothing'}")
+                facts = provision.read_facts(vcenters, {vm.name for vm in targets})
+            the_plan = provision.plan(estate, targets, facts)
+            provision.check(the_plan)
+        result.plan = plan_migration(estate, code, result.to, the_plan)
+        detail.append(f"{len(the_plan.pending)} VM(s) to build, "
+                      f"{len(targets) - len(the_plan.pending)} already there")
     if step == CUTOVER:
         with move.step("stop writes") as detail:
             result.writes_stopped = True
@@ -344,24 +359,15 @@ def _stages(move: _Move, step: str, selector: str, reason: str, clean: bool,
                     for h in bad])
             detail.append(", ".join(f"{h.host}: {h.snapshot_id and h.snapshot_id[:8]}"
                                     for h in backup.hosts))
-    with move.step("plan") as detail:
+    with move.step("snapshot") as detail:
         snapshots = list_snapshots(paths, code)
         chosen = choose(code, source_vms, snapshots, selector, tier.rpo.total_seconds(),
                         reason)
-        targets = estate.targets_of(code)
-        with open_vcenters(provision.endpoints(paths, [result.to])) as vcenters:
-            facts = provision.read_facts(vcenters, {vm.name for vm in targets})
-            if clean and step == RUN:
-                gone = _clean(paths, targets, vcenters, facts, move.ledger)
-                detail.append(f"--clean: destroyed {', '.join(gone) or 'nothing'}")
-                facts = provision.read_facts(vcenters, {vm.name for vm in targets})
-            the_plan = provision.plan(estate, targets, facts)
-            provision.check(the_plan)
         result.plan = plan_migration(estate, code, result.to, the_plan, chosen,
                                      "named: " + reason if selector != LATEST else "fresh")
         move.ledger.event(result.run_id, code, "plan", **result.plan.as_dict())
-        detail.append(f"{len(the_plan.pending)} VM(s) to build, "
-                      f"{len(targets) - len(the_plan.pending)} already there")
+        detail.append(", ".join(f"{name}: {snap.short_id} of {snap.time:%Y-%m-%d %H:%M:%S}"
+                                for name, snap in chosen.items()))
     plan = result.plan
     rebuilt = False
     with move.step("provision") as detail:
