@@ -8,17 +8,21 @@ Exit codes: 0 passed (``due``: nothing overdue), 1 failed (``due``: something ov
 
 from __future__ import annotations
 
-import signal
-from collections.abc import Iterator
-from contextlib import contextmanager
-from types import FrameType
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from orchestrator.cli.common import JsonOption, console, context, err_console, print_json, want_json
+from orchestrator.cli.common import (
+    JsonOption,
+    console,
+    context,
+    err_console,
+    interrupts,
+    print_json,
+    want_json,
+)
 
 if TYPE_CHECKING:
     from orchestrator.actions.drill_plan import DrillPlan
@@ -71,22 +75,6 @@ class StepLines:
                           f"{detail}", soft_wrap=True)
 
 
-@contextmanager
-def _interrupts() -> Iterator[None]:
-    """SIGINT and SIGTERM stop a drill like Ctrl-C: teardown, then exit 130 — even when
-    hopnhat was started with SIGINT ignored (a background job of a script)."""
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        del signum, frame
-        raise KeyboardInterrupt
-
-    old = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
-
-
 def render_result(result: DrillResult) -> None:
     from orchestrator.actions.drill_svg import human
 
@@ -133,7 +121,7 @@ def run(
     label_set(lang)
     ledger = Ledger(c.paths.ledger)
     try:
-        with _interrupts():
+        with interrupts():
             result = run_drill(c.paths, system, ledger=ledger, snapshot=snapshot, keep=keep,
                                lang=lang, progress=StepLines())
     finally:
@@ -175,7 +163,7 @@ def rehearse(
             err_console.print(f"group {i}: {', '.join(group)}")
     ledger = Ledger(c.paths.ledger)
     try:
-        with _interrupts():
+        with interrupts():
             result = drill_rehearse.rehearse(c.paths, groups, ledger=ledger, parallel=parallel,
                                              lang=lang, progress=StepLines(prefix=True))
     finally:

@@ -9,17 +9,21 @@ for the next run).
 
 from __future__ import annotations
 
-import signal
-from collections.abc import Iterator
-from contextlib import contextmanager
-from types import FrameType
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from orchestrator.cli.common import JsonOption, console, context, err_console, print_json, want_json
+from orchestrator.cli.common import (
+    JsonOption,
+    console,
+    context,
+    err_console,
+    interrupts,
+    print_json,
+    want_json,
+)
 
 if TYPE_CHECKING:
     from orchestrator.actions.drill_result import StepRecord
@@ -52,21 +56,6 @@ class StepLines:
 
     def line(self, text: str) -> None:
         err_console.print(f"  {escape(text[:300])}", highlight=False, soft_wrap=True)
-
-
-@contextmanager
-def _interrupts() -> Iterator[None]:
-    """SIGINT and SIGTERM stop a migration like Ctrl-C (exit 130, target VMs kept)."""
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        del signum, frame
-        raise KeyboardInterrupt
-
-    old = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
 
 
 def _render(result: MigrationResult) -> None:
@@ -113,7 +102,7 @@ def _step(ctx: typer.Context, step: str, system: str, to: str, snapshot: str, re
     paths = c.paths
     ledger = Ledger(paths.ledger)
     try:
-        with _interrupts():
+        with interrupts():
             result = migrate(paths, system, to, step, ledger=ledger, snapshot=snapshot,
                              reason=reason, clean=clean, lang=lang, progress=StepLines())
     finally:
