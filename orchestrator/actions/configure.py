@@ -32,6 +32,7 @@ from orchestrator.errors import (
     EXIT_FAILURE,
     EXIT_OK,
     EXIT_PARTIAL,
+    AnsibleError,
     HopnhatError,
     PlanError,
     SecretError,
@@ -133,6 +134,24 @@ def judge(run: PlaybookRun) -> Verdict:
     if (failed or unreachable) and good and run.status in ("successful", "failed"):
         return Verdict(PARTIAL, EXIT_PARTIAL, failed, unreachable)
     return Verdict("failed", EXIT_FAILURE, failed, unreachable)
+
+
+def converge(paths: Paths, playbook: Path, inventory: dict[str, Any],
+             extravars: dict[str, Any], ident: str, what: str, *, forks: int,
+             timeout: float) -> tuple[PlaybookRun, Verdict]:
+    """Run ``playbook`` on an inventory of a run's own VMs (a drill's scratch VMs, a
+    migration's targets) in ``<state>/runs/<ident>``. Raises AnsibleError naming the first
+    failed tasks unless every host converged (``what``: whose configuring failed)."""
+    request = PlaybookRequest(playbook=playbook, inventory=inventory, extravars=extravars,
+                              vault_password_file=paths.vault_password_file,
+                              forks=max(1, forks), timeout=timeout)
+    run = run_playbook(request, paths.state / "runs" / ident, ident)
+    verdict = judge(run)
+    if verdict.status != OK:
+        why = "; ".join(f"{f.host}: {f.task}: {f.message}" for f in run.failures[:3]) \
+            or f"ansible-runner {run.status} (rc {run.rc})"
+        raise AnsibleError(f"configuring {what} failed: {why}")
+    return run, verdict
 
 
 def untrusted_hosts(paths: Paths, hosts: Sequence[str]) -> tuple[str, ...]:

@@ -108,16 +108,23 @@ def choose_snapshots(code: str, sources: Sequence[VM], selector: str,
                                 "back it up before a drill")
             chosen[vm.name] = max(own, key=lambda s: s.time)
         return chosen
+    named = snapshot_by_id(code, selector, snapshots)
+    vm = next((v for v in sources if v.name == named.hostname), sources[0])
+    return {vm.name: named}
+
+
+def snapshot_by_id(code: str, selector: str, snapshots: Sequence[Snapshot]) -> Snapshot:
+    """The snapshot whose id (or short id, or a prefix of at least 8 hex digits) is
+    ``selector``. Raises PlanError (exit 2) for another form, none or more than one."""
     if not re.fullmatch(r"[0-9a-f]{8,64}", selector):
-        raise PlanError(f"--snapshot {selector!r}: give 'latest' or a snapshot id",
-                        exit_code=EXIT_BAD_INPUT)
+        raise PlanError(f"--snapshot {selector!r}: give 'latest' or a snapshot id (8 to 64 "
+                        "hex digits)", exit_code=EXIT_BAD_INPUT)
     found = [s for s in snapshots if s.id.startswith(selector)]
     if len(found) != 1:
         raise PlanError(f"system {code}'s repository holds no snapshot {selector}"
                         if not found else f"snapshot id {selector} is ambiguous",
                         exit_code=EXIT_BAD_INPUT)
-    vm = next((v for v in sources if v.name == found[0].hostname), sources[0])
-    return {vm.name: found[0]}
+    return found[0]
 
 
 # ---------------------------------------------------------------- addresses

@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.actions import provision, provision_apply, provision_destroy
-from orchestrator.actions.configure import Verdict, extra_vars, judge
+from orchestrator.actions.configure import Verdict, converge, extra_vars
 from orchestrator.actions.drill_plan import DrillPlan, drill_mark, is_leftover, scratch_vms_in
 from orchestrator.adapters import ssh
-from orchestrator.adapters.ansible import PLAYBOOKS, PlaybookRequest, PlaybookRun, run_playbook
+from orchestrator.adapters.ansible import PLAYBOOKS, PlaybookRun
 from orchestrator.adapters.vsphere import VCenter
 from orchestrator.adapters.vsphere_facts import Inventory
-from orchestrator.errors import AnsibleError, HopnhatError, SSHError, VSphereError
+from orchestrator.errors import HopnhatError, SSHError, VSphereError
 from orchestrator.estate.inventory import _connection, restic_vars, system_vars
 from orchestrator.estate.model import VM
 from orchestrator.ledger import Ledger
@@ -120,18 +120,9 @@ class ConfigureOutcome:
 def configure_scratch(paths: Paths, plan: DrillPlan) -> ConfigureOutcome:
     """Give the scratch VMs the system's restic client (``playbooks/drill.yml``). Raises
     AnsibleError naming the failed tasks unless every scratch VM was configured."""
-    request = PlaybookRequest(
-        playbook=DRILL_PLAYBOOK, inventory=inventory(paths, plan),
-        extravars=extra_vars(paths, [plan.system]),
-        vault_password_file=paths.vault_password_file,
-        forks=max(1, len(plan.vms)), timeout=600)
-    ident = f"{plan.drill_id}-configure"
-    run = run_playbook(request, paths.state / "runs" / ident, ident)
-    verdict = judge(run)
-    if verdict.status != "ok":
-        why = "; ".join(f"{f.host}: {f.task}: {f.message}" for f in run.failures[:3]) \
-            or f"ansible-runner {run.status} (rc {run.rc})"
-        raise AnsibleError(f"configuring the scratch VMs failed: {why}")
+    run, verdict = converge(paths, DRILL_PLAYBOOK, inventory(paths, plan),
+                            extra_vars(paths, [plan.system]), f"{plan.drill_id}-configure",
+                            "the scratch VMs", forks=len(plan.vms), timeout=600)
     return ConfigureOutcome(run, verdict)
 
 

@@ -10,13 +10,13 @@ and what keeps running at the source.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.actions import provision
+from orchestrator.actions.drill_plan import snapshot_by_id
 from orchestrator.adapters.restic import Snapshot
 from orchestrator.errors import EXIT_BAD_INPUT, PlanError
 from orchestrator.estate.model import VM, Estate, Migration
@@ -140,15 +140,7 @@ def choose(code: str, source_vms: Sequence[VM], snapshots: Sequence[Snapshot], s
     now = time.time() if now is None else now
     named: Snapshot | None = None
     if selector != LATEST:
-        if not re.fullmatch(r"[0-9a-f]{8,64}", selector):
-            raise PlanError(f"--snapshot {selector!r}: give a snapshot id (8 to 64 hex digits)",
-                            exit_code=EXIT_BAD_INPUT)
-        found = [s for s in snapshots if s.id.startswith(selector)]
-        if len(found) != 1:
-            raise PlanError(f"system {code}'s repository holds no snapshot {selector}"
-                            if not found else f"snapshot id {selector} is ambiguous",
-                            exit_code=EXIT_BAD_INPUT)
-        named = found[0]
+        named = snapshot_by_id(code, selector, snapshots)
         if named.hostname not in {vm.name for vm in source_vms}:
             raise PlanError(f"snapshot {named.short_id} was made by {named.hostname!r}, not by "
                             f"a data-bearing VM of {code}", exit_code=EXIT_BAD_INPUT)

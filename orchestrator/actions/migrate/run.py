@@ -39,7 +39,7 @@ from typing import Any, Protocol
 
 from orchestrator.actions import provision, provision_apply, provision_destroy
 from orchestrator.actions.backup import run_backups, select_clients
-from orchestrator.actions.configure import extra_vars, judge
+from orchestrator.actions.configure import converge, extra_vars
 from orchestrator.actions.drill_checks import ProbeResult, run_probe
 from orchestrator.actions.drill_remote import (
     Remote,
@@ -61,13 +61,12 @@ from orchestrator.actions.migrate.plan import (
     sources,
 )
 from orchestrator.actions.migrate.state import CUT_OVER, state_of
-from orchestrator.adapters.ansible import PLAYBOOKS, PlaybookRequest, run_playbook
+from orchestrator.adapters.ansible import PLAYBOOKS
 from orchestrator.adapters.restic_argv import make_ls_argv, make_restore_argv
 from orchestrator.adapters.restic_results import parse_ls_line
 from orchestrator.adapters.vsphere import open_vcenters
 from orchestrator.errors import (
     EXIT_BAD_INPUT,
-    AnsibleError,
     HopnhatError,
     PlanError,
     ResticError,
@@ -489,18 +488,10 @@ def _configure(paths: Paths, plan: MigrationPlan, *, schedule: bool) -> str:
     """Run ``playbooks/migrate.yml`` on the target VMs (the backup schedule too when
     ``schedule``). Out: a line for the step's detail. Raises AnsibleError naming the failed
     tasks."""
-    request = PlaybookRequest(
-        playbook=MIGRATE_PLAYBOOK, inventory=_inventory(paths, plan),
-        extravars={**extra_vars(paths, [plan.system]), "migrate_schedule": schedule},
-        vault_password_file=paths.vault_password_file,
-        forks=max(1, len(plan.targets)), timeout=900)
-    ident = f"migrate-{plan.system}-{int(time.time() * 1000)}"
-    run = run_playbook(request, paths.state / "runs" / ident, ident)
-    verdict = judge(run)
-    if verdict.status != "ok":
-        why = "; ".join(f"{f.host}: {f.task}: {f.message}" for f in run.failures[:3]) \
-            or f"ansible-runner {run.status} (rc {run.rc})"
-        raise AnsibleError(f"configuring the target VMs failed: {why}")
+    run, _ = converge(paths, MIGRATE_PLAYBOOK, _inventory(paths, plan),
+                      {**extra_vars(paths, [plan.system]), "migrate_schedule": schedule},
+                      f"migrate-{plan.system}-{int(time.time() * 1000)}", "the target VMs",
+                      forks=len(plan.targets), timeout=900)
     return f"{len(run.hosts)} host(s), {run.changed} change(s)"
 
 
