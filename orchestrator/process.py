@@ -1,7 +1,8 @@
 """The one door to subprocesses.
 
 Every external program hopnhat runs goes through :func:`run` (:func:`stream` when its
-output is wanted line by line as it comes; :func:`spawn` for long-lived lab daemons): argv
+output is wanted line by line as it comes; :func:`reading` when it is bytes to read as a
+stream; :func:`spawn` for long-lived lab daemons): argv
 lists, never shell strings; secrets travel through files or the environment, never through
 argv.
 """
@@ -12,9 +13,11 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from orchestrator.errors import CommandError
 
@@ -168,3 +171,66 @@ def stream(
     if silent.is_set():
         raise CommandError(f"{args[0]}: no output for {silence_timeout:.0f} s; stopped")
     return Completed(args, returncode, "".join(out), b"".join(errors).decode(errors="replace"))
+
+
+@dataclass
+class Reading:
+    """A running program's stdout (bytes, read by the caller); once the block has ended,
+    its ``returncode`` and the last 64 KiB of its stderr."""
+
+    stdout: Any
+    returncode: int | None = None
+    stderr: str = ""
+    _errors: list[bytes] = field(default_factory=list)
+
+
+@contextmanager
+def reading(argv: Sequence[str], *, env: Mapping[str, str] | None = None,
+            inherit_env: bool = True, timeout: float | None = None) -> Iterator[Reading]:
+    """Run ``argv`` with its stdout a binary pipe for the block to read. Leaving the block
+    early (or on an error) kills the program; ``timeout`` (s) bounds the whole run. Raises
+    CommandError for a missing program or a passed timeout."""
+    args = tuple(str(a) for a in argv)
+    try:
+        proc = subprocess.Popen(  # argv list, no shell
+            args, env=_environment(env, inherit_env), stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except FileNotFoundError as exc:
+        raise CommandError(f"{args[0]}: program not found") from exc
+    assert proc.stdout is not None and proc.stderr is not None
+    result = Reading(proc.stdout)
+
+    def drain() -> None:
+        assert proc.stderr is not None
+        for chunk in iter(lambda: proc.stderr.read(65536), b""):  # type: ignore[union-attr]
+            result._errors.append(chunk)
+            while sum(map(len, result._errors)) > 65536 and len(result._errors) > 1:
+                result._errors.pop(0)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    expired = threading.Event()
+    timer = None
+    if timeout is not None:
+        def expire() -> None:
+            expired.set()
+            proc.kill()
+        timer = threading.Timer(timeout, expire)
+        timer.daemon = True
+        timer.start()
+    try:
+        yield result
+        proc.stdout.read()  # what the block left unread, so that the program can end
+        result.returncode = proc.wait()
+    finally:
+        if timer is not None:
+            timer.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        reader.join(timeout=5)
+        proc.stderr.close()
+        result.stderr = b"".join(result._errors).decode(errors="replace")
+    if expired.is_set():
+        raise CommandError(f"{args[0]}: no answer within {timeout:.0f} s")

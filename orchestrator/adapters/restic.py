@@ -21,6 +21,7 @@ import json
 import os
 import re
 import socket
+import tarfile
 import tempfile
 import threading
 import time
@@ -28,7 +29,7 @@ from collections import deque
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, BinaryIO, TypeVar
 from zoneinfo import ZoneInfo
 
 from orchestrator.adapters.restic_argv import (
@@ -39,6 +40,7 @@ from orchestrator.adapters.restic_argv import (
     make_cat_lock_argv,
     make_check_argv,
     make_copy_argv,
+    make_dump_argv,
     make_environment,
     make_forget_argv,
     make_init_argv,
@@ -47,6 +49,7 @@ from orchestrator.adapters.restic_argv import (
     make_restore_argv,
     make_snapshots_argv,
     make_stats_argv,
+    make_tag_argv,
     make_unlock_argv,
     make_version_argv,
     parse_version,
@@ -98,7 +101,7 @@ from orchestrator.adapters.restic_results import (
 )
 from orchestrator.adapters.restic_stream import KEEP_LINES, Stream, process_state
 from orchestrator.errors import CommandError, ResticError
-from orchestrator.process import Completed, run
+from orchestrator.process import Completed, reading, run
 
 __all__ = [
     "AccessDenied",
@@ -473,6 +476,48 @@ class Restic:
             stream.close()
         if stream.returncode != 0:
             raise self._fail("\n".join(errors), stream.returncode or 1, "ls")
+
+    def _read(self, argv: Sequence[str], command: str, consume: Callable[[Any], T]) -> T:
+        """Run ``argv`` and hand its binary stdout to ``consume``; restic's failure (or the
+        consumer's wrong turn) classified, naming the repository. No lock retry: the
+        commands read (a shared lock)."""
+        with self._named(command), reading(self._argv(argv), env=self._env(),
+                                           inherit_env=False, timeout=self.timeout) as out:
+            value = consume(out.stdout)
+        if out.returncode != 0:
+            raise self._fail(out.stderr, out.returncode or 1, command)
+        return value
+
+    def dump(self, snapshot: str, path: str, sink: BinaryIO) -> int:
+        """Write the bytes of file ``path`` of ``snapshot`` to ``sink`` (restic checks each
+        blob against its hash as it reads it). Out: the number of bytes."""
+        def copy(stdout: Any) -> int:
+            total = 0
+            for chunk in iter(lambda: stdout.read(1 << 20), b""):
+                sink.write(chunk)
+                total += len(chunk)
+            return total
+        return self._read(make_dump_argv(self.repo, snapshot, path), "dump", copy)
+
+    def dump_tree(self, snapshot: str, each: Callable[[tarfile.TarInfo, IO[bytes] | None],
+                                                      None], path: str = "/") -> None:
+        """Stream ``path`` (a folder; the whole snapshot by default) of ``snapshot`` as tar
+        and call ``each(member, its bytes or None)`` per entry, in restic's order (names:
+        paths without the leading ``/``). Memory stays flat whatever the size."""
+        def walk(stdout: Any) -> None:
+            with tarfile.open(fileobj=stdout, mode="r|") as archive:
+                for member in archive:
+                    each(member, archive.extractfile(member) if member.isfile() else None)
+        try:
+            self._read(make_dump_argv(self.repo, snapshot, path), "dump", walk)
+        except tarfile.TarError as exc:
+            raise ResticCommandError(f"restic dump: repository {self.repo.display}: not a "
+                                     f"tar stream: {exc}", repository=self.repo.display,
+                                     command="dump", detail=str(exc)) from None
+
+    def tag(self, snapshot_ids: Sequence[str], add: Sequence[str]) -> None:
+        """Add ``add`` to each of ``snapshot_ids`` (restic writes each again: new IDs)."""
+        self._run(make_tag_argv(self.repo, snapshot_ids, add), "tag")
 
     def listing(self, snapshot: str, paths: Sequence[str] = ()) -> Listing:
         """Counts and total file size of ``snapshot`` (streamed through :meth:`ls`)."""

@@ -288,12 +288,21 @@ def retention_flags(retention: Mapping[str, int | str]) -> tuple[str, ...]:
     return tuple(flags)
 
 
+# Snapshots a retirement keeps (``hopnhat retire``): every forget hopnhat runs keeps them,
+# whatever the system's retention says
+KEPT_TAGS = ("final", "archived")
+
+
 def make_forget_argv(repo: Repository, retention: Mapping[str, int | str], prune: bool = True,
                      *, host: str | None = None, tags: Sequence[str] = (),
                      group_by: str | None = None, dry_run: bool = False) -> tuple[str, ...]:
-    """``forget --json <policy> [--prune]`` (see :func:`retention_flags`), optionally only for
-    ``host``/``tags`` and grouped by ``group_by`` (restic's default: ``host,paths``)."""
+    """``forget --json <policy> --keep-tag final --keep-tag archived [--prune]`` (see
+    :func:`retention_flags`; the snapshots of :data:`KEPT_TAGS` are kept whatever the
+    policy), optionally only for ``host``/``tags`` and grouped by ``group_by`` (restic's
+    default: ``host,paths``)."""
     argv = (*_base(repo), "forget", "--json", *retention_flags(retention))
+    for tag in KEPT_TAGS:
+        argv += ("--keep-tag", tag)
     if host:
         argv += ("--host", host)
     argv += _repeat("--tag", tags)
@@ -349,6 +358,24 @@ def make_ls_argv(repo: Repository, snapshot: str, paths: Sequence[str] = (),
     if host:
         argv += ("--host", host)
     return (*argv, snapshot, *paths)
+
+
+def make_tag_argv(repo: Repository, snapshot_ids: Sequence[str], add: Sequence[str]
+                  ) -> tuple[str, ...]:
+    """``tag --add T… ID…``: restic writes each snapshot again with the tags added (its ID
+    changes; ``original`` keeps the first one). Raises ValueError without a snapshot or a
+    tag (restic would then tag every snapshot, or do nothing)."""
+    if not snapshot_ids or not add:
+        raise ValueError("tag: name at least one snapshot and one tag")
+    return (*_base(repo), "tag", *_repeat("--add", add), "--", *snapshot_ids)
+
+
+def make_dump_argv(repo: Repository, snapshot: str, path: str) -> tuple[str, ...]:
+    """``dump SNAPSHOT PATH``: a file's bytes on stdout; for a folder (``/`` for all) a tar
+    stream whose member names are the paths without their leading ``/``."""
+    if not path.startswith("/"):
+        raise ValueError(f"dump: {path!r} is not an absolute path in the snapshot")
+    return (*_base(repo), "dump", "--", snapshot, path)
 
 
 def make_stats_argv(repo: Repository, snapshot_ids: Sequence[str] = (),

@@ -33,6 +33,7 @@ from orchestrator.adapters.restic_argv import (
     make_cat_lock_argv,
     make_check_argv,
     make_copy_argv,
+    make_dump_argv,
     make_environment,
     make_forget_argv,
     make_init_argv,
@@ -41,6 +42,7 @@ from orchestrator.adapters.restic_argv import (
     make_restore_argv,
     make_snapshots_argv,
     make_stats_argv,
+    make_tag_argv,
     make_unlock_argv,
     make_version_argv,
     parse_version,
@@ -132,14 +134,26 @@ def test_snapshots_argv_with_filters() -> None:
 def test_forget_argv_puts_the_policy_in_restics_order_and_prunes() -> None:
     argv = make_forget_argv(LOCAL, {"within": "30d", "daily": 7, "keep_weekly": 4, "last": 3})
     assert argv == (*BASE, "forget", "--json", "--keep-last", "3", "--keep-daily", "7",
-                    "--keep-weekly", "4", "--keep-within", "30d", "--prune")
+                    "--keep-weekly", "4", "--keep-within", "30d", "--keep-tag", "final",
+                    "--keep-tag", "archived", "--prune")
 
 
 def test_forget_argv_without_prune_with_filters() -> None:
     argv = make_forget_argv(LOCAL, {"keep-monthly": 6}, prune=False, host="h", tags=["system=x"],
                             group_by="host,tags", dry_run=True)
-    assert argv == (*BASE, "forget", "--json", "--keep-monthly", "6", "--host", "h",
-                    "--tag", "system=x", "--group-by", "host,tags", "--dry-run")
+    assert argv == (*BASE, "forget", "--json", "--keep-monthly", "6", "--keep-tag", "final",
+                    "--keep-tag", "archived", "--host", "h", "--tag", "system=x",
+                    "--group-by", "host,tags", "--dry-run")
+
+
+def test_tag_and_dump_argv() -> None:
+    assert make_tag_argv(LOCAL, ["abc", "def"], ["final", "archived"]) == (
+        *BASE, "tag", "--add", "final", "--add", "archived", "--", "abc", "def")
+    assert make_dump_argv(LOCAL, "abc", "/srv/-x") == (*BASE, "dump", "--", "abc", "/srv/-x")
+    with pytest.raises(ValueError, match="at least one snapshot"):
+        make_tag_argv(LOCAL, [], ["final"])  # restic would tag every snapshot
+    with pytest.raises(ValueError, match="absolute"):
+        make_dump_argv(LOCAL, "abc", "srv/x")
 
 
 @pytest.mark.parametrize(("policy", "message"), [
