@@ -150,6 +150,13 @@ class Ledger:
                 found.update((r[0], json.loads(r[1])) for r in rows)
         return found
 
+    def facts_of(self, scope: str) -> dict[str, Any]:
+        """Every value kept under ``scope``."""
+        with self._lock:
+            rows = self._db.execute("SELECT key, value FROM facts WHERE scope=?",
+                                    (scope,)).fetchall()
+        return {r[0]: json.loads(r[1]) for r in rows}
+
     def set_fact(self, scope: str, key: str, value: Any) -> None:
         """Keep ``value`` (JSON-serialisable) under (``scope``, ``key``), replacing any."""
         with self._tx() as db:

@@ -1,0 +1,1 @@
+"""The archive of retired systems: a catalogue per system, find, get and the page."""
