@@ -87,13 +87,14 @@ class DestroyPlan:
 
 
 def plan_destroy(estate: Estate, system: str, facts: Mapping[str, Inventory],
-                 datacenters: Sequence[str] = (), vms: Sequence[VM] | None = None
-                 ) -> DestroyPlan:
+                 datacenters: Sequence[str] = (), vms: Sequence[VM] | None = None,
+                 adopted_too: bool = False) -> DestroyPlan:
     """The VMs of ``system`` this estate owns, in ``datacenters`` (all when empty), and the
     same-named VMs it does not own (left alone). Pure: reads only ``facts``.
 
     ``vms``: the VMs that carry ``system``'s mark, when they are not the estate's own (a
-    drill's scratch VMs, marked ``drill:<id>``); default: the estate's VMs of ``system``."""
+    drill's scratch VMs, marked ``drill:<id>``); default: the estate's VMs of ``system``.
+    ``adopted_too``: the VMs hopnhat adopted are destroyed as well (``retire`` only)."""
     wanted = {vm.name: vm for vm in (estate.vms_of(system) if vms is None else vms)}
     actions: list[DestroyAction] = []
     left_alone: list[str] = []
@@ -107,7 +108,8 @@ def plan_destroy(estate: Estate, system: str, facts: Mapping[str, Inventory],
             mark = found.attributes.get(SYSTEM)
             ours = found.owner == estate.id and (
                 mark == system or (mark is None and found.name in wanted))
-            if ours and (ADOPTED in found.attributes or (found.uuid or "-") in declared):
+            if ours and not adopted_too and (ADOPTED in found.attributes
+                                             or (found.uuid or "-") in declared):
                 adopted.append(f"{found.name} ({found.datacenter}"
                                f"{'/' + found.folder if found.folder else ''})")
             elif ours:

@@ -33,6 +33,7 @@ from typing import Any
 
 from orchestrator.actions import verify_checks as judge
 from orchestrator.actions.repositories import open_repository
+from orchestrator.actions.retire.state import retirements
 from orchestrator.actions.verify_checks import Check, HostState
 from orchestrator.adapters.restic import (
     NoRepository,
@@ -70,6 +71,8 @@ class Target:
     expected_paths: tuple[str, ...]
     subset: str | None
     position: int | None
+    finals: dict[str, str] = field(default_factory=dict)  # retired host → final snapshot
+    retired_at: str | None = None  # the system was retired whole (no backups expected)
 
     @property
     def key(self) -> str:
@@ -161,6 +164,7 @@ def plan(estate: Estate, systems: Sequence[str], option: str, ledger: Ledger,
                for s in bare])
     chosen = list(dict.fromkeys(systems)) or [
         code for code, system in estate.systems.items() if system.backup is not None]
+    retired = retirements(ledger, estate.id)
     targets = []
     for code in chosen:
         system = estate.systems[code]
@@ -169,15 +173,22 @@ def plan(estate: Estate, systems: Sequence[str], option: str, ledger: Ledger,
         tier = estate.tier(system.tier)
         key = f"{code}@{backup.repository_host}"
         last = ledger.fact(ROTATION, key)
+        closed = retired.get(code)
+        whole = closed is not None and not closed.moved
+        rotation = tier.read_data_rotation
+        if whole and estate.settings.verification.archive_read_data_rotation:
+            rotation = estate.settings.verification.archive_read_data_rotation
         subset, position = judge.restic_subset(
-            option, int(last["position"]) if isinstance(last, dict) else None,
-            tier.read_data_rotation)
+            option, int(last["position"]) if isinstance(last, dict) else None, rotation)
         targets.append(Target(
             system=code, tier=system.tier, repository=backup.repository_host,
             copy=backup.copy_to.repository_host if backup.copy_to else None, rpo=tier.rpo,
-            rotation=tier.read_data_rotation,
+            rotation=rotation,
             expected_hosts=tuple(vm.name for vm in estate.vms_of(code) if vm.data),
-            expected_paths=tuple(backup.paths), subset=subset, position=position))
+            expected_paths=tuple(backup.paths), subset=subset, position=position,
+            finals=dict(closed.finals) if closed else {},
+            retired_at=datetime.fromtimestamp(closed.at, UTC).strftime("%Y-%m-%d")
+            if whole and closed else None))
     return VerifyPlan(estate.id, option,
                       concurrency or estate.settings.verification.concurrency, tuple(targets))
 
@@ -233,7 +244,8 @@ def verify(paths: Paths, the_plan: VerifyPlan, *, ledger: Ledger,
             log.exception("verify of %s failed unexpectedly", target.key)
             report = RepositoryReport(target, target.key, judge.error_checks(
                 target.key, f"internal error: {type(exc).__name__}: {exc}",
-                copy=target.copy is not None, subset=target.subset))
+                copy=target.copy is not None, subset=target.subset,
+                retired=bool(target.finals)))
         ledger.event(run_id, target.system, "repository", **report.as_dict())
         if on_report is not None:
             on_report(report)
@@ -418,7 +430,8 @@ def verify_repository(paths: Paths, target: Target, *, secrets: Secrets, ledger:
             except HopnhatError as exc:
                 ran()  # the check fails the same way; wait for it before leaving
                 return RepositoryReport(target, where, judge.error_checks(
-                    where, str(exc), copy=target.copy is not None, subset=target.subset),
+                    where, str(exc), copy=target.copy is not None, subset=target.subset,
+                    retired=bool(target.finals)),
                     duration_seconds=time.monotonic() - clock, restic_version=version)
             log.debug("%s: %d snapshots listed after %.1f s", target.key, len(snapshots),
                       time.monotonic() - clock)
@@ -443,12 +456,17 @@ def verify_repository(paths: Paths, target: Target, *, secrets: Secrets, ledger:
         ledger.set_fact(ROTATION, target.key, {"position": target.position,
                                                "total": target.rotation})
     states = judge.host_states(snapshots, target.expected_hosts, now, sizes)
-    checks = (structure, data, judge.judge_freshness(where, states, target.rpo),
-              judge.judge_anomaly(where, snapshots, target.expected_hosts,
-                                  target.expected_paths, sizes, history=settings.history,
-                                  min_history=settings.min_history,
-                                  shrink_pct=settings.shrink_pct,
-                                  growth_pct=settings.growth_pct), copy, locks)
+    if target.retired_at is not None:
+        fresh, anomaly = judge.retired_checks(target.retired_at)
+    else:
+        fresh = judge.judge_freshness(where, states, target.rpo)
+        anomaly = judge.judge_anomaly(where, snapshots, target.expected_hosts,
+                                      target.expected_paths, sizes, history=settings.history,
+                                      min_history=settings.min_history,
+                                      shrink_pct=settings.shrink_pct,
+                                      growth_pct=settings.growth_pct)
+    checks = (structure, data, fresh, anomaly, copy, locks,
+              judge.judge_final(where, snapshots, target.finals))
     return RepositoryReport(target, where, checks, states, len(snapshots),
                             time.monotonic() - clock, version)
 

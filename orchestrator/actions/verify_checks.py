@@ -19,10 +19,10 @@ from typing import Any
 from orchestrator.adapters.restic_errors import format_age
 from orchestrator.adapters.restic_results import LockInfo, ProcessState, Snapshot, lock_verdict
 
-STRUCTURE, READ_DATA, FRESHNESS, ANOMALY, COPY, LOCKS = (
-    "structure", "read_data", "freshness", "anomaly", "copy", "locks")
+STRUCTURE, READ_DATA, FRESHNESS, ANOMALY, COPY, LOCKS, FINAL = (
+    "structure", "read_data", "freshness", "anomaly", "copy", "locks", "final")
 #: every check, in the order reports show them
-CHECKS = (STRUCTURE, READ_DATA, FRESHNESS, ANOMALY, COPY, LOCKS)
+CHECKS = (STRUCTURE, READ_DATA, FRESHNESS, ANOMALY, COPY, LOCKS, FINAL)
 OK, FAILED, ERROR, SKIPPED = "ok", "failed", "error", "skipped"
 
 _SUBSET = re.compile(r"^(?:(?P<n>[1-9]\d*)/(?P<t>[1-9]\d*)|\d+(?:\.\d+)?%)$")
@@ -407,12 +407,42 @@ def verdict(checks: Iterable[Check]) -> str:
     return FAILED if FAILED in statuses else OK
 
 
-def error_checks(where: str, error: str, *, copy: bool, subset: str | None) -> tuple[Check, ...]:
+def judge_final(where: str, snapshots: Sequence[Snapshot], finals: Mapping[str, str]) -> Check:
+    """A retirement's final snapshots (host → ID) must all still be in the repository,
+    tagged ``final``: the records kept for years are there."""
+    if not finals:
+        return Check(FINAL, SKIPPED, "not retired")
+    present = {s.id: s for s in snapshots}
+    problems = []
+    for host, ident in sorted(finals.items()):
+        found = present.get(ident)
+        if found is None:
+            problems.append(f"host {host}: the final snapshot {ident[:8]} of its retirement "
+                            "is missing")
+        elif "final" not in found.tags:
+            problems.append(f"host {host}: snapshot {ident[:8]} lost its final tag")
+    if problems:
+        return Check(FINAL, FAILED, f"{where}: " + "; ".join(problems), {"finals": dict(finals)})
+    return Check(FINAL, OK, "the final snapshot of every retired host is kept: "
+                 + ", ".join(f"{h} {i[:8]}" for h, i in sorted(finals.items())),
+                 {"finals": dict(finals)})
+
+
+def retired_checks(retired_at: str) -> tuple[Check, Check]:
+    """Freshness and anomalies of a system retired whole: no backup is expected any more."""
+    why = f"retired on {retired_at}: no new snapshot is expected"
+    return Check(FRESHNESS, SKIPPED, why), Check(ANOMALY, SKIPPED, why)
+
+
+def error_checks(where: str, error: str, *, copy: bool, subset: str | None,
+                 retired: bool = False) -> tuple[Check, ...]:
     """Every check of a repository that could not be read at all (``error`` says why)."""
     checks = []
     for name in CHECKS:
         if name == COPY and not copy:
             checks.append(Check(name, SKIPPED, "no second copy configured"))
+        elif name == FINAL and not retired:
+            checks.append(Check(name, SKIPPED, "not retired"))
         elif name == READ_DATA and subset is None:
             checks.append(Check(name, SKIPPED, "not asked for"))
         else:

@@ -30,6 +30,8 @@ class RootGroup(HandledGroup):
         "discover": ("orchestrator.cli.discover", "discover"),
         "hosts": ("orchestrator.cli.hosts", "app"),
         "migrate": ("orchestrator.cli.migrate", "app"),
+        "retire": ("orchestrator.cli.retire", "retire"),
+        "archive": ("orchestrator.cli.archive", "app"),
     }
 
 
@@ -42,7 +44,8 @@ app = typer.Typer(
     help=(
         "hopnhat (hợp nhất): consolidate merged provinces' data centres into one estate — "
         "provision VMs, configure backups to the secondary data centre, verify repositories, "
-        "rehearse restores and move systems between the data centres.\n\n"
+        "rehearse restores, move systems between the data centres, retire old ones and find "
+        "their records in the archive.\n\n"
         "Exit codes: 0 ok, 1 failure, 2 bad input (estate, vault, options), 3 partial."
     ),
 )

@@ -46,10 +46,19 @@ class Context:
     _loaded: dict[str, Any] = field(default_factory=dict)
 
     @cached_property
-    def estate(self) -> Estate:
+    def declared(self) -> Estate:
+        """The estate as its files declare it."""
         from orchestrator.estate import load_estate
 
         return load_estate(self.estate_dir)
+
+    @cached_property
+    def estate(self) -> Estate:
+        """The estate as it stands: its files, less what ``retire`` closed (the ledger)."""
+        from orchestrator.actions.retire.state import load
+        from orchestrator.settings import Paths
+
+        return load(self.declared, Paths(self.state_dir, self.declared).ledger)
 
     @cached_property
     def paths(self) -> Paths:

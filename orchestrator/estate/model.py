@@ -176,6 +176,9 @@ class VerificationSettings(Strict):
     timeout: Duration = timedelta(hours=6)
     notify_command: str | None = None
     notify_url: str | SecretRef | None = None
+    #: read-data rotation (nights) of a system retired whole: its repository is read
+    #: through once every so many nights (default: its tier's rotation)
+    archive_read_data_rotation: Annotated[int | None, Field(ge=1, le=3650)] = None
 
     @field_validator("notify_url")
     @classmethod

@@ -108,13 +108,14 @@ _WORDS: dict[str, tuple[str, str]] = {
 }
 
 
-def labels(lang: str) -> dict[str, str]:
-    """The report's words in ``lang`` (vi or en). Raises HopnhatError (exit 2) otherwise."""
+def labels(lang: str, words: dict[str, tuple[str, str]] | None = None) -> dict[str, str]:
+    """A report's words (``words``, rows of (English, Vietnamese); default: this record's)
+    in ``lang`` (vi or en). Raises HopnhatError (exit 2) for another language."""
     if lang not in LANGS:
         raise HopnhatError(f"--lang {lang!r}: choose one of {', '.join(LANGS)}",
                            exit_code=EXIT_BAD_INPUT)
-    index = LANGS.index(lang) ^ 1  # _WORDS rows are (English, Vietnamese)
-    return {key: pair[index] for key, pair in _WORDS.items()}
+    index = LANGS.index(lang) ^ 1  # rows are (English, Vietnamese)
+    return {key: pair[index] for key, pair in (words or _WORDS).items()}
 
 
 def local_time(value: str | None, zone: str) -> str:
@@ -227,7 +228,7 @@ def load(paths: Paths, ledger: Ledger, run_id: str) -> tuple[dict[str, Any], str
 
 
 @cache
-def _environment() -> Environment:
+def environment() -> Environment:
     return Environment(loader=FileSystemLoader(str(TEMPLATES)),
                        autoescape=select_autoescape(["html", "j2"]),
                        undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
@@ -236,7 +237,7 @@ def _environment() -> Environment:
 def render(paths: Paths, doc: dict[str, Any], sha256: str, lang: str) -> Path:
     """Write ``report.html`` of the evidence ``doc``. Out: its path."""
     zone = doc.get("timezone") or paths.estate.settings.timezone
-    html = _environment().get_template("migration-report.html.j2").render(
+    html = environment().get_template("migration-report.html.j2").render(
         doc=doc, sha256=sha256, t=labels(lang), lang=lang, zone=zone,
         when=lambda v: local_time(v, zone))
     out = evidence_dir(paths, doc["run_id"]) / "report.html"

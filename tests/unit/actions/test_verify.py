@@ -27,6 +27,7 @@ from orchestrator.actions.verify_checks import (
     COPY,
     ERROR,
     FAILED,
+    FINAL,
     FRESHNESS,
     LOCKS,
     OK,
@@ -421,7 +422,8 @@ def _result() -> VerifyResult:
     good_checks = (*(Check(name, OK, "fine") for name in CHECKS[:4]),
                    Check(COPY, OK, "every snapshot is in the copy",
                          {"missing": [], "lag_seconds": 0.0}),
-                   Check(LOCKS, OK, "no lock", {"locks": [], "stale": 0}))
+                   Check(LOCKS, OK, "no lock", {"locks": [], "stale": 0}),
+                   Check(FINAL, OK, "the final snapshot of every retired host is kept"))
     host = verify_checks.HostState("qlvb-db-01", True, 8, "a" * 64, NOW - HOUR / 2, 1800.0,
                                    5 * 2**20, 120)
     stale = _target("video", subset=None)
@@ -429,7 +431,8 @@ def _result() -> VerifyResult:
                     Check(READ_DATA, SKIPPED, "not asked for"),
                     Check(FRESHNESS, FAILED, 'video@repo: host "x" stale <&>'),
                     Check(ANOMALY, OK, "fine"), Check(COPY, SKIPPED, "no second copy"),
-                    Check(LOCKS, OK, "no lock", {"locks": [], "stale": 0}))
+                    Check(LOCKS, OK, "no lock", {"locks": [], "stale": 0}),
+                    Check(FINAL, SKIPPED, "not retired"))
     gone = _target("dvc")
     gone_checks = verify_checks.error_checks("dvc@repo-qnam-01", "no repository at sftp:x",
                                              copy=False, subset="3/7")
@@ -444,7 +447,7 @@ def test_the_junit_report_parses_with_a_case_per_repository_and_check(tmp_path: 
     root = ET.fromstring(text)
     assert root.tag == "testsuites"
     assert (root.get("tests"), root.get("failures"), root.get("errors"),
-            root.get("skipped")) == ("18", "1", "5", "3")
+            root.get("skipped")) == ("21", "1", "5", "5")
     path = tmp_path / "verify.xml"
     path.write_text(text)
     suites = {suite.name: suite for suite in JUnitXml.fromfile(str(path))}
@@ -456,7 +459,7 @@ def test_the_junit_report_parses_with_a_case_per_repository_and_check(tmp_path: 
     assert cases[FRESHNESS].classname == "hopnhat.verify.video.repo-qnam-01"
     assert isinstance(cases[READ_DATA].result[0], Skipped)
     assert all(isinstance(c.result[0], Error) for c in suites["dvc@repo-qnam-01"]
-               if c.name != COPY)
+               if c.name not in (COPY, FINAL))
     assert all(not c.result for c in suites["qlvb@repo-qnam-01"])
 
 

@@ -1,0 +1,233 @@
+"""``hopnhat archive index | find | get``: the records of retired systems, found in
+milliseconds from a catalogue on the control host and brought back checked.
+
+Thin: parse, call the archive actions, render. Exit codes: 0 done (a query that matches
+nothing too), 1 a file not brought back (it did not match its record), 2 bad input (query,
+path, snapshot, a catalogue missing or changed).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from orchestrator.cli.common import (
+    JsonOption,
+    console,
+    context,
+    err_console,
+    print_json,
+    want_json,
+)
+from orchestrator.errors import EXIT_BAD_INPUT, HopnhatError
+
+if TYPE_CHECKING:
+    from orchestrator.adapters.restic import Restic
+    from orchestrator.cli.common import Context
+    from orchestrator.ledger import Ledger
+
+app = typer.Typer(no_args_is_help=True, help=(
+    "The archive of retired systems: index builds a system's catalogue (every file of its "
+    "kept snapshots, under <state>/archive/), find searches it without touching the "
+    "repository, get brings files back checked against their recorded SHA-256. Every "
+    "retrieval is recorded in the ledger."))
+
+SystemOption = Annotated[str, typer.Option("--system", help="The system (by code).")]
+
+
+def _known(c: Context, system: str) -> None:
+    estate = c.estate
+    if system not in estate.systems:
+        raise HopnhatError(f"no system {system!r} in the estate (known: "
+                           f"{', '.join(sorted(estate.systems))})", exit_code=EXIT_BAD_INPUT)
+    if estate.systems[system].backup is None:
+        raise HopnhatError(f"system {system} has no backup: nothing is archived",
+                           exit_code=EXIT_BAD_INPUT)
+
+
+@contextmanager
+def _restic(c: Context, system: str) -> Iterator[Restic]:
+    from orchestrator.actions.repositories import open_repository
+    from orchestrator.adapters.restic import Restic
+
+    paths = c.paths
+    with open_repository(paths, system) as repo:
+        yield Restic(repo, binary=paths.restic_binary, timeout=24 * 3600.0,
+                     lock_wait=paths.estate.settings.verification.lock_wait.total_seconds())
+
+
+def _ledger(c: Context) -> Ledger:
+    from orchestrator.ledger import Ledger
+
+    return Ledger(c.paths.ledger)
+
+
+@app.command("index")
+def index(ctx: typer.Context, system: SystemOption, json: JsonOption = False) -> None:
+    """Build (or rebuild) the system's catalogue from its repository: for a retired system
+    the snapshots its retirement kept, for another every snapshot; each file's SHA-256 from
+    the retirement's manifest where there is one. Its own SHA-256 goes to the ledger."""
+    from orchestrator.actions.archive.index import index as build_index
+    from orchestrator.actions.migrate.evidence import MANIFEST
+    from orchestrator.actions.retire.state import retirements
+
+    c = context(ctx)
+    as_json = want_json(ctx, json)
+    _known(c, system)
+    ledger = _ledger(c)
+    try:
+        retired = retirements(ledger, c.estate.id).get(system)
+        manifest = None
+        if retired is not None:
+            from orchestrator.actions.drill_evidence import evidence_dir
+
+            manifest = evidence_dir(c.paths, retired.run_id) / MANIFEST
+        with _restic(c, system) as restic:
+            built = build_index(
+                c.paths, ledger, system, restic,
+                hosts=retired.hosts if retired is not None else None, manifest=manifest,
+                on_snapshot=None if as_json else lambda s, n: err_console.print(
+                    f"  {s.id[:8]} {s.host} {s.time}: {n:,} files", highlight=False))
+    finally:
+        ledger.close()
+    if as_json:
+        print_json(built.as_dict())
+    else:
+        console.print(f"catalogue of {system}: {built.versions:,} file versions from "
+                      f"{built.snapshots} snapshot(s) ({built.entries:,} entries read) in "
+                      f"{built.seconds:.1f} s; {built.file} ({built.bytes:,} bytes), "
+                      f"SHA-256 {built.sha256}")
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+@app.command("find")
+def find(ctx: typer.Context, query: Annotated[str, typer.Argument(
+             help="Words ('quyet dinh 118'), a glob ('qd-118-*.pdf', '*/2023/*.odt') or a "
+             "path prefix ('/srv/qlvb/2023/').")],
+         system: Annotated[list[str] | None, typer.Option(
+             "--system", help="Search this system's catalogue (repeatable).")] = None,
+         every: Annotated[bool, typer.Option("--all", help="Search every catalogue.")] = False,
+         year: Annotated[int | None, typer.Option(
+             "--year", help="Only files last changed in this year (estate's time zone).")
+         ] = None,
+         limit: Annotated[int, typer.Option("--limit", min=1, max=10_000,
+                                            help="At most this many results.")] = 50,
+         json: JsonOption = False) -> None:
+    """Search the catalogues: each matching file version with its size, date, and the
+    snapshot that holds it — read from the catalogue only, never from the repository. A
+    query that matches nothing prints nothing found and exits 0."""
+    from orchestrator.actions.archive import catalogue, search
+
+    c = context(ctx)
+    as_json = want_json(ctx, json)
+    started = time.perf_counter()
+    parsed = search.parse(query, year)
+    if bool(system) == every:
+        raise HopnhatError("give --system S (repeatable) or --all", exit_code=EXIT_BAD_INPUT)
+    ledger = _ledger(c)
+    try:
+        codes = list(dict.fromkeys(system or ())) or sorted(
+            catalogue.catalogued(ledger, c.estate.id))
+        for code in codes:
+            _known(c, code)
+        found: list[search.Match] = []
+        more = False
+        for code in codes:
+            db = catalogue.open_checked(ledger, c.paths.state, c.estate.id, code)
+            try:
+                hits, extra = search.search(db, code, parsed, limit=limit - len(found),
+                                            zone=c.estate.settings.timezone)
+            finally:
+                db.close()
+            found += hits
+            more = more or extra
+            if len(found) >= limit:
+                more = more or code != codes[-1]
+                break
+    finally:
+        ledger.close()
+    ms = (time.perf_counter() - started) * 1000
+    if as_json:
+        print_json({"query": parsed.as_dict(), "systems": codes, "milliseconds": round(ms, 1),
+                    "more": more, "results": [m.as_dict() for m in found]})
+        return
+    if not found:
+        console.print(f"nothing found for {escape(repr(query))} in "
+                      f"{', '.join(codes) or 'no catalogue'} ({ms:.0f} ms)")
+        return
+    table = Table(title=f"{len(found)}{'+' if more else ''} file(s) for {escape(repr(query))}")
+    for column in ("system", "path", "size", "last changed", "snapshot", "SHA-256"):
+        table.add_column(column, overflow="fold")
+    for m in found:
+        table.add_row(m.system, escape(m.path), _size(m.size),
+                      datetime.fromtimestamp(m.mtime_ns / 1e9).strftime("%Y-%m-%d %H:%M"),
+                      m.snapshot[:8] + (" final" if m.final else ""),
+                      (m.sha256 or "—")[:16])
+    console.print(table)
+    console.print(f"{ms:.0f} ms{'; more: narrow the query or raise --limit' if more else ''}")
+
+
+@app.command("get")
+def get(ctx: typer.Context, system: SystemOption,
+        paths: Annotated[list[str], typer.Argument(help="Files as find shows them.")],
+        to: Annotated[Path, typer.Option("--to", help="The folder they are brought back "
+                                         "under (<to>/<path>).")],
+        snapshot: Annotated[str | None, typer.Option(
+            "--snapshot", help="This snapshot's version (an ID of 8+ hex digits) instead of "
+            "the newest.")] = None,
+        host: Annotated[str | None, typer.Option(
+            "--host", help="The VM whose file it is, when several kept one.")] = None,
+        json: JsonOption = False) -> None:
+    """Bring files back from the kept snapshots: each restored from the snapshot that holds
+    it, checked against its recorded size and SHA-256, and only then left under --to; a file
+    that does not match is removed and named (exit 1). Every retrieval is recorded in the
+    ledger: who, which files, which snapshot, when."""
+    from orchestrator.actions.archive import catalogue
+    from orchestrator.actions.archive import get as archive_get
+
+    c = context(ctx)
+    as_json = want_json(ctx, json)
+    _known(c, system)
+    ledger = _ledger(c)
+    try:
+        db = catalogue.open_checked(ledger, c.paths.state, c.estate.id, system)
+        try:
+            wanted = archive_get.resolve(db, system, paths, to.absolute(), snapshot=snapshot,
+                                         host=host)
+        finally:
+            db.close()
+        with _restic(c, system) as restic:
+            result = archive_get.get(
+                ledger, c.estate.id, system, wanted, restic.dump, to=to.absolute(),
+                on_file=None if as_json else lambda r: err_console.print(
+                    f"{'✓' if r.result == 'ok' else '✗'} {escape(r.wanted.path)}: "
+                    f"{escape(r.detail)}", highlight=False, soft_wrap=True))
+    finally:
+        ledger.close()
+    if as_json:
+        print_json(result.as_dict())
+    else:
+        for f in result.files:
+            if f.result == "ok":
+                console.print(f"{escape(str(f.wanted.destination))} ({f.bytes:,} bytes, "
+                              f"snapshot {f.wanted.snapshot[:8]}, SHA-256 {f.sha256})",
+                              soft_wrap=True)
+        console.print(f"retrieval {result.run_id}: {sum(f.result == 'ok' for f in result.files)}"
+                      f" of {len(result.files)} file(s) brought back")
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
