@@ -963,6 +963,32 @@ def test_restic_0_14_checks_without_json(tmp_path: Path) -> None:
     assert (result.lines, result.summary) == (("no errors were found",), None)
 
 
+GONE, HELD = "a1" * 32, "b2" * 32
+
+
+@pytest.mark.parametrize("missing", [
+    f"open /repo/locks/{GONE}: no such file or directory",  # a local repository
+    "file does not exist",                                   # an SFTP one
+])
+def test_a_lock_gone_before_it_is_read_is_left_out_at_restic_0_14s_first_retry(
+        tmp_path: Path, missing: str) -> None:
+    # restic 0.14 retries reading a missing file ten times (about 45 s) before it fails:
+    # a lock removed between the listing and its reading (its holder just ended) is let go
+    # at the first retry
+    restic, calls = fake_restic(tmp_path, "0.14.0", f"""case "$*" in
+  *"list locks"*) echo {GONE}; echo {HELD}; exit 0;;
+  *{GONE}*) echo "Load(<lock/{GONE[:10]}>, 0, 0) returned error, retrying after 552ms: \
+{missing}" >&2; exec sleep 60;;
+  *) printf '{{\\n  "time": "2026-11-21T10:31:45.5Z",\\n  "exclusive": true,\\n  \
+"hostname": "vm",\\n  "username": "root",\\n  "pid": 9707\\n}}\\n';;
+esac""")
+    started = time.monotonic()
+    [lock] = restic.locks()
+    assert time.monotonic() - started < 10
+    assert (lock.id, lock.pid, lock.exclusive, lock.hostname) == (HELD, 9707, True, "vm")
+    assert [line.split()[-2] for line in calls.read_text().splitlines()[1:]] == [GONE, HELD]
+
+
 def test_a_hung_restic_is_stopped_and_named(tmp_path: Path) -> None:
     restic, _ = fake_restic(tmp_path, "0.14.0", "exec sleep 30")
     restic.timeout = 1
