@@ -547,13 +547,34 @@ class Restic:
         ids = self._run(make_list_locks_argv(self.repo), "list locks", locking=False).stdout
         found = []
         for lock_id in ids.split():
-            done = run(self._argv(make_cat_lock_argv(self.repo, lock_id)),
-                       env=self._env(), inherit_env=False, timeout=self.timeout, input="")
-            if done.ok:
-                found.append(parse_lock(lock_id, done.stdout))
-            elif "does not exist" not in done.stderr and "no such file" not in done.stderr:
-                raise self._fail(done.stderr, done.returncode, "cat lock")
+            lock = self._cat_lock(lock_id)
+            if lock is not None:
+                found.append(lock)
         return found
+
+    def _cat_lock(self, lock_id: str) -> LockInfo | None:
+        """The lock ``lock_id``, or None when it went before it was read (its holder ended
+        meanwhile). restic before 0.16 retries reading a missing file ten times, over about
+        45 s, before it says so: it is stopped at its first retry of the missing lock."""
+        gone = False
+        with self._named("cat lock"):
+            stream = Stream(self._argv(make_cat_lock_argv(self.repo, lock_id)), self._env(),
+                            self.timeout)
+            for line in stream.lines():
+                stream.tail.append(line)
+                retry = parse_retry(line)
+                if (not gone and retry is not None and retry.subject.startswith("<lock/")
+                        and _missing(retry.error)):
+                    gone = True
+                    stream.stop()
+        lines = list(stream.tail)
+        if gone or (stream.returncode != 0 and _missing("\n".join(lines))):
+            return None
+        if stream.returncode != 0:
+            raise self._fail("\n".join(lines), stream.returncode or 1, "cat lock")
+        # stdout and stderr come as one stream: the lock's JSON starts at a line of "{"
+        start = next((i for i, line in enumerate(lines) if line.startswith("{")), len(lines))
+        return parse_lock(lock_id, "\n".join(lines[start:]))
 
     def wait_for_unlock(self, max_wait: float, poll: float = 5.0, *,
                         exclusive: bool = True) -> None:
@@ -616,6 +637,11 @@ def _json(line: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError("not an object")
     return data
+
+
+def _missing(text: str) -> bool:
+    """Whether restic's ``text`` says a file is not there (local or SFTP repository)."""
+    return "does not exist" in text or "no such file" in text
 
 
 def _not_status(line: str) -> bool:

@@ -978,7 +978,9 @@ def test_a_lock_gone_before_it_is_read_is_left_out_at_restic_0_14s_first_retry(
     restic, calls = fake_restic(tmp_path, "0.14.0", f"""case "$*" in
   *"list locks"*) echo {GONE}; echo {HELD}; exit 0;;
   *{GONE}*) echo "Load(<lock/{GONE[:10]}>, 0, 0) returned error, retrying after 552ms: \
-{missing}" >&2; exec sleep 60;;
+{missing}" >&2
+    trap 'kill $w; exit 130' INT; sleep 60 >/dev/null 2>&1 & w=$!; wait $w
+    echo "Load(<lock/{GONE[:10]}>, 0, 0) failed: {missing}" >&2; exit 1;;
   *) printf '{{\\n  "time": "2026-11-21T10:31:45.5Z",\\n  "exclusive": true,\\n  \
 "hostname": "vm",\\n  "username": "root",\\n  "pid": 9707\\n}}\\n';;
 esac""")
