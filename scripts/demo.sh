@@ -45,13 +45,13 @@ step "restore drill of a tier-1 system: QLVB restored in the secondary DC, probe
 hopnhat drill run --system qlvb
 step "restore drill of an adopted system: Quảng Nam's former QLVB, never built by hopnhat"
 hopnhat drill run --system qlvbqn
-step "migrate plan: Quảng Nam's QLVB moves to the primary DC (Đà Nẵng) by restore — what would be built, from which snapshot"
-hopnhat migrate plan --system qlvbqn --to danang
 state=$(hopnhat migrate status --system qlvbqn --no-drift --json |
   .venv/bin/python -c 'import json, sys; print(json.load(sys.stdin)["migrations"][0]["state"])')
 if [ "$state" = "cut over" ]; then
   echo "qlvbqn was already cut over in this state folder (a previous demo): nothing to move"
 else
+  step "migrate plan: Quảng Nam's QLVB moves to the primary DC (Đà Nẵng) by restore — what would be built, from which snapshot"
+  hopnhat migrate plan --system qlvbqn --to danang
   step "migrate run: back up the source now, build qlvbqn-db-02 in Đà Nẵng, restore, check every file (manifest), probes, handover record"
   hopnhat migrate run --system qlvbqn --to danang
   step "migrate sync: during the parallel run, a new snapshot restored over the target as a delta"
@@ -61,5 +61,13 @@ else
 fi
 step "migrate status: every migration, its state, the last manifest, the end of the parallel run, drift at the source"
 hopnhat migrate status
+if hopnhat retire --system qlvbqn --plan --reason "demo" >/dev/null 2>&1; then
+  step "retire: the parallel run ended early (by decision, --reason): final backup, full read-data check, kept snapshots, manifest, catalogue, record — then the adopted source VM destroyed"
+  hopnhat retire --system qlvbqn --reason "demo: the parallel run ends today by decision" --yes
+else
+  echo "qlvbqn's source was already retired in this state folder (a previous demo)"
+fi
+step "archive find: the retired source's records, from its catalogue in milliseconds (words without diacritics match)"
+hopnhat archive find --system qlvbqn "quyet dinh" --limit 5
 echo
 echo "The lab keeps running; stop it with: .venv/bin/hopnhat lab down"

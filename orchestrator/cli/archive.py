@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from orchestrator.cli.common import (
@@ -25,6 +24,7 @@ from orchestrator.cli.common import (
     context,
     err_console,
     print_json,
+    shown,
     want_json,
 )
 from orchestrator.errors import EXIT_BAD_INPUT, HopnhatError
@@ -167,14 +167,14 @@ def find(ctx: typer.Context, query: Annotated[str, typer.Argument(
                     "more": more, "results": [m.as_dict() for m in found]})
         return
     if not found:
-        console.print(f"nothing found for {escape(repr(query))} in "
+        console.print(f"nothing found for {shown(repr(query))} in "
                       f"{', '.join(codes) or 'no catalogue'} ({ms:.0f} ms)")
         return
-    table = Table(title=f"{len(found)}{'+' if more else ''} file(s) for {escape(repr(query))}")
+    table = Table(title=f"{len(found)}{'+' if more else ''} file(s) for {shown(repr(query))}")
     for column in ("system", "path", "size", "last changed", "snapshot", "SHA-256"):
         table.add_column(column, overflow="fold")
     for m in found:
-        table.add_row(m.system, escape(m.path), _size(m.size),
+        table.add_row(m.system, shown(m.path), _size(m.size),
                       datetime.fromtimestamp(m.mtime_ns / 1e9).strftime("%Y-%m-%d %H:%M"),
                       m.snapshot[:8] + (" final" if m.final else ""),
                       (m.sha256 or "—")[:16])
@@ -215,8 +215,8 @@ def get(ctx: typer.Context, system: SystemOption,
             result = archive_get.get(
                 ledger, c.estate.id, system, wanted, restic.dump, to=to.absolute(),
                 on_file=None if as_json else lambda r: err_console.print(
-                    f"{'✓' if r.result == 'ok' else '✗'} {escape(r.wanted.path)}: "
-                    f"{escape(r.detail)}", highlight=False, soft_wrap=True))
+                    f"{'✓' if r.result == 'ok' else '✗'} {shown(r.wanted.path)}: "
+                    f"{shown(r.detail)}", highlight=False, soft_wrap=True))
     finally:
         ledger.close()
     if as_json:
@@ -224,7 +224,7 @@ def get(ctx: typer.Context, system: SystemOption,
     else:
         for f in result.files:
             if f.result == "ok":
-                console.print(f"{escape(str(f.wanted.destination))} ({f.bytes:,} bytes, "
+                console.print(f"{shown(str(f.wanted.destination))} ({f.bytes:,} bytes, "
                               f"snapshot {f.wanted.snapshot[:8]}, SHA-256 {f.sha256})",
                               soft_wrap=True)
         console.print(f"retrieval {result.run_id}: {sum(f.result == 'ok' for f in result.files)}"

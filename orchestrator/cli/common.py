@@ -77,6 +77,15 @@ def want_json(ctx: typer.Context, local: bool) -> bool:
     return local or context(ctx).json
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def shown(text: str) -> str:
+    """Text that came from a host or a repository, made safe for the terminal: control
+    characters (escape sequences included) written as ``\\xNN``, rich markup escaped."""
+    return escape(_CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text))
+
+
 def print_json(data: Any) -> None:
     """Machine output on stdout: one JSON document."""
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")

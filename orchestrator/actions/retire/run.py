@@ -4,8 +4,9 @@ source VMs at the end of the parallel run) and keep its records findable.
 One ledger run (kind ``retire``), in timed steps; nothing is destroyed before every step
 that keeps the data has passed:
 
-1. **final backup** — the backup job on each data-bearing VM; each must succeed and its
-   snapshot be in the repository (the backup gate's rule);
+1. **final backup** — the VMs' earlier snapshots tagged ``archived`` first (the job's own
+   ``forget`` then keeps them), then the backup job on each data-bearing VM; each must
+   succeed and its snapshot be in the repository (the backup gate's rule);
 2. **check** — ``restic check --read-data`` of the whole repository, from the control host:
    every byte read; damage stops the retirement and is named;
 3. **retention** — every snapshot of the retired VMs tagged ``archived``, the final ones
@@ -47,6 +48,7 @@ from orchestrator.actions.retire.state import KIND
 from orchestrator.adapters.restic import Restic, Snapshot
 from orchestrator.adapters.vsphere import open_vcenters
 from orchestrator.errors import EXIT_BAD_INPUT, HopnhatError, PlanError, ResticError
+from orchestrator.estate.model import VM
 from orchestrator.estate.secrets import Secrets
 from orchestrator.ledger import Ledger, operator_name
 from orchestrator.settings import Paths
@@ -224,6 +226,11 @@ def _keep(work: _Retirement, restic: Restic) -> None:
     """Steps 1–5: everything that keeps the data."""
     paths, result, plan = work.paths, work.result, work.result.plan
     with work.step("final backup") as detail:
+        # the history first: the job's own forget (which runs after its backup) then keeps it
+        history = [s.id for s in restic.snapshots() if s.hostname in plan.hosts
+                   and ARCHIVED not in s.tags]
+        if history:
+            restic.tag(history, [ARCHIVED])
         started = time.time()
         run = run_backups(paths, select_clients(paths.estate, [plan.system],
                                                 hosts=list(plan.hosts)),
@@ -244,7 +251,8 @@ def _keep(work: _Retirement, restic: Restic) -> None:
                 raise HopnhatError(f"{host}: the final snapshot {ident[:8]} is not in "
                                    f"repository {restic.repo.display}")
         detail.append(", ".join(f"{h} → {i[:8]}" for h, i in sorted(made.items()))
-                      + f" in {time.time() - started:.1f} s (backup run {run.run_id})")
+                      + f" in {time.time() - started:.1f} s (backup run {run.run_id}; "
+                      f"{len(history)} earlier snapshot(s) tagged {ARCHIVED} first)")
     with work.step("check") as detail:
         try:
             result.restic_version = ".".join(map(str, restic.version()))
@@ -370,30 +378,53 @@ def _close(work: _Retirement) -> None:
         detail.append(", ".join(result.destroyed) or "nothing left to destroy")
 
 
+def _located(paths: Paths, vms: list[VM], facts: dict[str, Any]) -> dict[str, list[Any]]:
+    """Each retired VM → what vCenter has of it: an adopted one found by its UUID or vCenter
+    name (as adoption found it), a built one by its name and this estate's mark."""
+    estate = paths.estate
+    out: dict[str, list[Any]] = {}
+    for vm in vms:
+        inv = facts[provision.vcenter_of(estate, vm)]
+        if vm.existing is not None:
+            out[vm.name] = provision.locate(vm, inv)[0]
+        else:
+            out[vm.name] = [f for f in inv.vms_named(vm.name) if f.owner == estate.id]
+    return out
+
+
 def _gone(paths: Paths, plan: RetirePlan) -> set[str]:
     """The retired VMs vCenter no longer has."""
     vms = [vm for vm in paths.estate.vms if vm.name in plan.vms]
     with open_vcenters(provision.endpoints(paths, sorted({vm.site for vm in vms}))
                        ) as vcenters:
-        facts = provision.read_facts(vcenters, [])
-    present = {f.name for inv in facts.values() for f in inv.vms}
-    return {vm.name for vm in vms if vm.name not in present}
+        found = _located(paths, vms, provision.read_facts(vcenters, []))
+    return {name for name, there in found.items() if not there}
 
 
 def _destroy(work: _Retirement) -> list[str]:
+    """Destroy the retired VMs that vCenter still has; each must be gone afterwards."""
     paths, plan = work.paths, work.result.plan
     vms = [vm for vm in paths.estate.vms if vm.name in plan.vms]
     with open_vcenters(provision.endpoints(paths, sorted({vm.site for vm in vms}))
                        ) as vcenters:
         facts = provision.read_facts(vcenters, [])
+        located = _located(paths, vms, facts)
+        wanted = {(f.name, f.datacenter) for there in located.values() for f in there}
         dplan = provision_destroy.plan_destroy(paths.estate, plan.system, facts, vms=vms,
                                                adopted_too=True)
-        mine = tuple(a for a in dplan.actions if a.name in plan.vms)
-        if not mine:
-            return []
-        done = provision_destroy.destroy(replace(dplan, actions=mine, adopted=()), vcenters,
-                                         ledger=work.ledger, concurrency=max(1, len(mine)))
-    if done.failed:
+        mine = tuple(a for a in dplan.actions if (a.name, a.datacenter) in wanted)
+        strangers = wanted - {(a.name, a.datacenter) for a in mine}
+        if strangers:
+            raise PlanError(", ".join(f"{n} ({dc})" for n, dc in sorted(strangers))
+                            + f": not marked as system {plan.system}'s VM of estate "
+                            f"{paths.estate.id}; not destroyed (the data is kept)")
+        done = None
+        if mine:
+            done = provision_destroy.destroy(replace(dplan, actions=mine, adopted=()),
+                                             vcenters, ledger=work.ledger,
+                                             concurrency=max(1, len(mine)))
+    if done is not None and done.failed:
         raise PlanError("; ".join(f"{o.vm}: {o.error}" for o in done.failed)
                         + " (run retire again to finish: the data is kept)")
-    return [o.vm for o in done.outcomes if o.ok]
+    estate_name = {f.name: name for name, there in located.items() for f in there}
+    return [estate_name.get(o.vm, o.vm) for o in done.outcomes if o.ok] if done else []

@@ -202,3 +202,9 @@ def test_a_dump_that_fails_leaves_nothing(built: tuple[Ledger, Path], tmp_path: 
     result = archive_get.get(ledger, "danang", "qlvbqn", [wanted], broken, to=to)
     assert result.files[0].result == "failed" and "ciphertext" in result.files[0].detail
     assert [p for p in to.rglob("*") if p.is_file()] == []
+
+
+def test_paths_from_a_repository_reach_the_terminal_harmless() -> None:
+    from orchestrator.cli.common import shown
+
+    assert shown("/srv/a\x1b[2J\x07[red]b[/]") == "/srv/a\\x1b[2J\\x07\\[red]b\\[/]"
