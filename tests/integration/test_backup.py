@@ -2,9 +2,11 @@
 break-glass restore, against the lab: real sshd guests, the real repository host, restic.
 
 One system, video (tier 1, RPO 1 h; no other module keeps it: test_provision only needs it
-absent, so the module destroys it at the end), is provisioned with ``hopnhat apply`` and
-configured once; every command runs as an operator types it. Staleness needs no waiting: a
-copy of the estate gives tier 1 an RPO of 0 s, so any snapshot is older than that.
+absent, so the backup estate of tests/integration/backup_estate.py destroys it after its last
+test), is provisioned with ``hopnhat apply`` and configured once, together with the backup
+fault and security tests' systems; every command runs as an operator types it. Staleness
+needs no waiting: a copy of the estate gives tier 1 an RPO of 0 s, so any snapshot is older
+than that.
 """
 
 from __future__ import annotations
@@ -14,8 +16,6 @@ import os
 import re
 import shutil
 import sys
-import time
-from collections.abc import Callable, Iterator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,6 @@ from typing import Any
 import pytest
 
 from orchestrator import process
-from orchestrator.actions.configure import configure, plan
 from orchestrator.adapters import ssh, vsphere
 from orchestrator.adapters.vault import read_vault, write_vault
 from orchestrator.adapters.vsphere_facts import read_inventory
@@ -31,6 +30,7 @@ from orchestrator.errors import SSHError
 from orchestrator.ledger import Ledger
 from orchestrator.settings import Paths
 from tests.conftest import ledger_dump
+from tests.integration.backup_estate import VIDEO
 
 pytestmark = pytest.mark.lab
 
@@ -49,14 +49,6 @@ def hopnhat(env: dict[str, str], *args: str, timeout: float = 300) -> process.Co
 def as_json(done: process.Completed) -> Any:
     assert done.stdout.strip(), f"no JSON on stdout (exit {done.returncode}): {done.stderr}"
     return json.loads(done.stdout)
-
-
-def wait_for(what: str, ready: Callable[[], Any], timeout: float = 120.0) -> None:
-    """Poll ``ready()`` until it is true; fail naming ``what`` when ``timeout`` passes."""
-    deadline = time.monotonic() + timeout
-    while not ready():
-        assert time.monotonic() < deadline, f"{what}: not ready after {timeout:.0f} s"
-        time.sleep(0.2)  # poll interval of the deadline loop
 
 
 def estate_copy(lab: Any, tmp_path: Path, *edits: tuple[str, str, str]) -> dict[str, str]:
@@ -93,27 +85,17 @@ def remote(paths: Paths, command: str) -> ssh.RemoteResult:
 
 
 @pytest.fixture(scope="module")
-def configured(lab: Any) -> Iterator[Any]:
-    """video provisioned and configured; destroyed (gate overridden) at the end."""
-    done = hopnhat(lab.env, "apply", "--system", SYSTEM, "--yes")
-    assert done.ok, done.stderr
+def configured(lab: Any, backup_estate: Any) -> Any:
+    """video provisioned with ``hopnhat apply`` and configured, in the same apply and
+    configure as the other systems of the backup estate (tests/integration/backup_estate.py),
+    which destroys it (gate overridden) after its last test; its VM answers SSH and holds
+    the lab's data."""
+    assert VIDEO == SYSTEM
     paths: Paths = lab.paths
     vm = next(vm for vm in paths.estate.vms if vm.name == HOST)
-    wait_for(f"ssh on {HOST}", lambda: ssh.wait_for_port(str(vm.ip), 22, 1.0))
-    wait_for(f"data on {HOST}", lambda: (paths.lab / "guests" / HOST / ".seeded").exists())
-    ledger = Ledger(paths.ledger)
-    try:
-        result = configure(paths, plan(paths.estate, [SYSTEM]), ledger=ledger)
-    finally:
-        ledger.close()
-    assert result.exit_code == 0, result.run.failures
-    try:
-        yield lab
-    finally:
-        gone = hopnhat(lab.env, "destroy", "--system", SYSTEM, "--yes", "--no-backup-gate",
-                       "--reason", "end of tests/integration/test_backup.py")
-        assert gone.ok, gone.stderr
-        wait_for(f"guest {HOST} to go", lambda: not (paths.lab / "guests" / HOST).exists())
+    assert ssh.wait_for_port(str(vm.ip), 22, 1.0)
+    assert (paths.lab / "guests" / HOST / ".seeded").exists()
+    return lab
 
 
 @pytest.fixture(scope="module")

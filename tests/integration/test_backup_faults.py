@@ -3,18 +3,13 @@
 in the secondary DC — and what its status file says when the link, the disk, a lock or the
 password goes wrong, and that nothing already backed up is lost.
 
-The module adds two one-VM systems to a copy of the session's estate (pinned addresses, so no
-other VM moves; vault keys and SFTP keys made as ``lab up`` makes them), both keeping every
-snapshot (no retention), so that "earlier snapshots intact" is exact:
-
-- ``flt`` backs up to ``repo-flt-01``, a repository host of its own (stopped and started
-  again here: no other module's repository goes down with it);
-- ``full`` backs up to ``repo-full-01``, whose storage is a tmpfs of ``FULL_CAPACITY_MB``.
-
-Both repository hosts are lab guests in a lab folder of this module's own, so the lab's
-hypervisor (which manages the VMs' guests) never touches them; the module stops them by PID.
-Variants of the job's config (a short lock wait, a retention) are copies of the configured
-file next to it, changed in one key and run by the same job.
+The systems are ``flt`` and ``full`` of the session's backup estate
+(:mod:`tests.integration.backup_estate`, shared with test_backup_security): ``flt`` backs up
+to a repository host of its own, which the tests stop and start again; ``full``'s repository
+host has a storage of ``FULL_CAPACITY_MB``. Both keep every snapshot (no retention), so that
+"earlier snapshots intact" is exact. Variants of the job's config (a short lock wait, a
+retention) are copies of the configured file next to it, changed in one key and run by the
+same job.
 """
 
 from __future__ import annotations
@@ -23,235 +18,55 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import paramiko
 import pytest
-import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from orchestrator import process
-from orchestrator.actions.configure import configure, plan
 from orchestrator.actions.repositories import open_repository
 from orchestrator.adapters import ssh
 from orchestrator.adapters.restic import Repository, Restic
 from orchestrator.adapters.restic_argv import make_environment, sftp_option
 from orchestrator.backup_job import NO_SPACE_BELOW
-from orchestrator.estate import load_estate
-from orchestrator.lab import data, guests, link
-from orchestrator.lab.guests import guest_srv, guest_view, record_name
-from orchestrator.lab.processes import ProcessTable, is_alive
-from orchestrator.lab.repository import start_repository_host
-from orchestrator.lab.secrets import ensure_lab_secrets
-from orchestrator.ledger import Ledger
-from orchestrator.settings import Paths
-from tests.conftest import wait_for
+from orchestrator.lab import guests, link
+from orchestrator.lab.guests import guest_srv
+from tests.integration.backup_estate import (
+    FLT,
+    FLT_REPO,
+    FULL,
+    FULL_CAPACITY_MB,
+    FULL_REPO,
+    ConfiguredEstate,
+    poll,
+    process_state,
+)
 
 pytestmark = pytest.mark.lab
 
-BIN = Path(sys.executable).parent
 JOB = "/usr/local/lib/hopnhat/backup_job.py"
-FLT, FULL = "flt", "full"
-FLT_REPO, FULL_REPO = "repo-flt-01", "repo-full-01"
-STORAGE = "/srv/restic"
-FULL_CAPACITY_MB = 40
 MIB = 1024 * 1024
 #: the lock wait of the job's short-wait config variants (the configured one is 10 minutes)
 LOCK_WAIT = 6
-KEEP_EVERYTHING = {"hourly": 0, "daily": 0, "weekly": 0, "monthly": 0, "yearly": 0}
-
-
-def poll(what: str, ready: Callable[[], Any], timeout: float = 60.0,
-         interval: float = 0.2) -> Any:
-    """``ready()``'s first true value; fails naming ``what`` when ``timeout`` passes first."""
-    return wait_for(what, ready, timeout, interval=interval)
-
-
-def system_file(code: str, repository_host: str, ip: str) -> dict[str, Any]:
-    """A one-VM system on the primary site, at a pinned address, backing up /srv/<code>."""
-    return {
-        "name": f"test system {code}", "code": code, "tier": 2,
-        "vms": [{"role": "app", "count": 1, "site": "danang", "cpu": 1, "memory_mb": 1024,
-                 "disks_gb": [20], "network": "srv", "ips": [ip], "data": True}],
-        "backup": {"repository_host": repository_host,
-                   "password": {"vault": f"restic_password_{code}"},
-                   "paths": [f"/srv/{code}"], "schedule": "*-*-* 03:00:00",
-                   "retention": KEEP_EVERYTHING},
-    }
-
-
-def copy_estate_with(lab: Any, dest: Path, systems: dict[str, dict[str, Any]],
-                     repository_hosts: dict[str, str]) -> Path:
-    """The session's estate (its vault included) plus ``systems`` (code → system file) and
-    ``repository_hosts`` (name → address, in the secondary site)."""
-    shutil.copytree(lab.estate_dir, dest)
-    settings = yaml.safe_load((dest / "estate.yml").read_text())
-    site = settings["repository_hosts"][0]["site"]
-    for name, address in repository_hosts.items():
-        settings["repository_hosts"].append({"name": name, "site": site, "address": address,
-                                             "storage_path": STORAGE, "capacity_gb": 1})
-    (dest / "estate.yml").write_text(yaml.safe_dump(settings, sort_keys=False))
-    for code, system in systems.items():
-        (dest / "systems" / f"{code}.yml").write_text(yaml.safe_dump(system, sort_keys=False))
-    return dest
-
-
-def octets(lab: Any) -> tuple[str, str]:
-    """``127.X`` of the session's primary site and of its secondary site."""
-    estate = lab.estate
-    primary = str(estate.vms[0].ip).rsplit(".", 2)[0]
-    secondary = str(estate.settings.repository_hosts[0].address).rsplit(".", 2)[0]
-    return primary, secondary
-
-
-# --- the estate of this module ---------------------------------------------------------------
-
-
-@dataclass
-class ConfiguredEstate:
-    """Systems added to a copy of the session's estate and configured: the copy's Paths, the
-    environment for ``hopnhat`` with it, the session's lab, and the repository hosts this
-    module runs itself (in ``hosts_dir``, apart from the lab's table)."""
-
-    session: Any
-    paths: Paths
-    env: dict[str, str]
-    hosts_dir: Path
-    control_pub: str
-    paused: list[int] = field(default_factory=list)
-
-    @property
-    def hosts_table(self) -> ProcessTable:
-        return ProcessTable(self.hosts_dir)
-
-    def vm(self, code: str) -> str:
-        return next(vm.name for vm in self.paths.estate.vms if vm.system == code)
-
-    def target(self, name: str) -> ssh.Target:
-        estate = self.paths.estate
-        hosts = {h.name: h for h in estate.settings.repository_hosts}
-        if name in hosts:
-            address, port = str(hosts[name].address), hosts[name].port
-        else:
-            address, port = str(next(v.ip for v in estate.vms if v.name == name)), 22
-        return ssh.Target(host=name, address=address, port=port, user="root",
-                          key_file=self.paths.private_key, known_hosts=self.paths.known_hosts)
-
-    def sh(self, name: str, command: str, stdin: str | None = None,
-           timeout: float = 300) -> ssh.RemoteResult:
-        """``command`` as root on host ``name`` (host key pinned in hopnhat's known_hosts)."""
-        target = self.target(name)
-        client = ssh.connect(target)
-        try:
-            return ssh.execute(client, target, command, timeout=timeout, stdin=stdin)
-        finally:
-            client.close()
-
-    def start_repository_host(self, name: str, code: str, capacity_mb: int | None) -> None:
-        """Start (again) repository host ``name`` with system ``code``'s account, as
-        ``lab up`` starts the estate's."""
-        host = self.paths.estate.repository_host(name)
-        public = self.paths.repository_key(code).with_suffix(".pub").read_text().strip()
-        start_repository_host(self.hosts_dir, self.hosts_table, name, name, str(host.address),
-                              STORAGE, [self.control_pub], self.paths.known_hosts,
-                              {code: public}, capacity_mb=capacity_mb)
-
-    def namespace(self, vm: str) -> str:
-        """The mount namespace of VM ``vm``'s guest (the processes that run "on" it)."""
-        rec = ProcessTable(self.session.paths.lab).running(record_name(vm))
-        assert rec is not None, f"guest {vm} is not running"
-        return str(rec.details["mntns"])
-
-    def locks_dir(self, code: str) -> Path:
-        """The locks folder of system ``code``'s repository, as its repository host sees it
-        (a host of this module's, or the session's)."""
-        backup = self.paths.estate.systems[code].backup
-        assert backup is not None
-        host = self.paths.estate.repository_host(backup.repository_host)
-        own = self.hosts_table.running(record_name(host.name)) is not None
-        table = self.hosts_table if own else ProcessTable(self.session.paths.lab)
-        return guest_view(table, host.name, f"{host.storage_path}/{code}/repo/locks")
-
-    def pause(self, pid: int) -> None:
-        """SIGSTOP ``pid`` and return once it is stopped (remembered, to be let go at the
-        end whatever happens)."""
-        self.paused.append(pid)
-        os.kill(pid, signal.SIGSTOP)
-        poll(f"process {pid} stopped", lambda: process_state(pid) in ("T", "gone"), 30, 0.01)
-
-    def resume(self, pid: int) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGCONT)
-        with contextlib.suppress(ValueError):
-            self.paused.remove(pid)
-
-
-def provision_and_configure(fl: ConfiguredEstate, sizes_mb: dict[str, int], seed: str) -> None:
-    """``hopnhat apply`` of the systems of ``sizes_mb`` (code → MiB of data), their data
-    generated once each answers SSH, then ``configure`` of them."""
-    codes = list(sizes_mb)
-    done = process.run([str(BIN / "hopnhat"), "apply", *(a for c in codes for a in
-                                                         ("--system", c)), "--yes"],
-                       env=fl.env, timeout=300)
-    assert done.ok, done.stderr
-    for code, size_mb in sizes_mb.items():
-        vm = next(v for v in fl.paths.estate.vms if v.system == code)
-        poll(f"ssh on {vm.name}", lambda ip=str(vm.ip): ssh.wait_for_port(ip, 22, 1.0), 120)
-        data.generate(guest_srv(fl.session.paths.lab, vm.name) / code, seed=f"{seed}/{code}",
-                      size_mb=size_mb, files=120)
-    ledger = Ledger(fl.paths.ledger)
-    try:
-        result = configure(fl.paths, plan(fl.paths.estate, tuple(codes)), ledger=ledger)
-    finally:
-        ledger.close()
-    assert result.exit_code == 0, result.run.failures
 
 
 @pytest.fixture(scope="module")
-def faults(lab: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConfiguredEstate]:
-    base = tmp_path_factory.mktemp("backup-faults")
-    primary, secondary = octets(lab)
-    estate_dir = copy_estate_with(
-        lab, base / "inventory",
-        {FLT: system_file(FLT, FLT_REPO, f"{primary}.1.241"),
-         FULL: system_file(FULL, FULL_REPO, f"{primary}.1.242")},
-        {FLT_REPO: f"{secondary}.2.18", FULL_REPO: f"{secondary}.2.19"})
-    paths = Paths(lab.state_dir, load_estate(estate_dir))
-    ensure_lab_secrets(paths)  # the new systems' repository passwords, in the copied vault
+def faults(backup_estate: ConfiguredEstate) -> Iterator[ConfiguredEstate]:
+    """The backup estate, flt and full each with a first snapshot: what must never be lost
+    (the estate itself ends after test_backup_security, which shares it)."""
     for code in (FLT, FULL):
-        ssh.ensure_keypair(paths.repository_key(code), f"restic-{code}@{paths.estate.id}")
-    env = {**os.environ, "HOPNHAT_ESTATE": str(estate_dir), "HOPNHAT_STATE": str(lab.state_dir)}
-    fl = ConfiguredEstate(lab, paths, env, base / "hosts",
-                  paths.private_key.with_suffix(".pub").read_text().strip())
-    fl.hosts_dir.mkdir()
+        first, status, log = run_job(backup_estate, code)
+        assert (first, status["result"]) == (0, "ok"), log
     try:
-        fl.start_repository_host(FLT_REPO, FLT, None)
-        fl.start_repository_host(FULL_REPO, FULL, FULL_CAPACITY_MB)
-        provision_and_configure(fl, {FLT: 24, FULL: 6}, "faults")
-        for code in (FLT, FULL):  # each system's first snapshot: what must never be lost
-            first, status, log = run_job(fl, code)
-            assert (first, status["result"]) == (0, "ok"), log
-        yield fl
+        yield backup_estate
     finally:
-        for pid in list(fl.paused):
-            fl.resume(pid)
-        destroyed = [process.run([str(BIN / "hopnhat"), "destroy", "--system", code, "--yes",
-                                  "--no-backup-gate", "--reason", "end of the backup fault tests"],
-                                 env=env, timeout=300) for code in (FLT, FULL)]
-        for name in (FLT_REPO, FULL_REPO):
-            guests.destroy_guest(fl.hosts_dir, fl.hosts_table, name)
-        left = [r.name for r in fl.hosts_table.all() if is_alive(r)]
-        assert not left, f"repository hosts left running: {left}"
-        assert all(done.ok for done in destroyed), [d.stderr for d in destroyed]
+        backup_estate.resume_all()
 
 
 # --- the job on the host -----------------------------------------------------------------------
@@ -355,15 +170,6 @@ def restic_with_lock(fl: ConfiguredEstate, code: str, vm: str, before: set[str],
     assert len(pids) == 1, pids
     poll(f"its lock in {code}'s repository", lambda: lock_files(fl, code) - before, 60, 0.005)
     return int(pids[0])
-
-
-def process_state(pid: int) -> str:
-    """The state letter of ``pid`` (R, S, T…), or "gone"."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return "gone"
-    return raw[raw.rindex(")") + 2]
 
 
 def repository(fl: ConfiguredEstate, code: str) -> contextlib.AbstractContextManager[Repository]:

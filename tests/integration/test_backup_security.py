@@ -3,10 +3,11 @@ to another system's repository on the shared repository host, and where the repo
 password is never to be found — with the keys, ssh configs and password files that
 ``hopnhat configure`` put on real hosts, and the backup job it installed running.
 
-Two one-VM systems, ``seca`` and ``secb``, are added to a copy of the session's estate
-(pinned addresses), both backing up to the session's repository host; ``lab up`` with that
-estate gives them their vault passwords, keys and SFTP accounts, as it does for any system.
-The other helpers are the fault module's.
+The systems are ``seca`` and ``secb`` of the session's backup estate
+(:mod:`tests.integration.backup_estate`, shared with test_backup_faults): both back up to the
+session's repository host; ``lab up`` with an estate holding them gave them their vault
+passwords, keys and SFTP accounts, as it does for any system. The other helpers are the
+fault module's.
 """
 
 from __future__ import annotations
@@ -16,69 +17,39 @@ import hashlib
 import json
 import os
 import shlex
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from test_backup_faults import (
-    ConfiguredEstate,
     RunningCommand,
     config_variant,
-    copy_estate_with,
     job_command,
     lock_files,
-    octets,
-    process_state,
-    provision_and_configure,
     restic_with_lock,
     run_job,
     snapshot_ids,
-    system_file,
 )
 
-from orchestrator import process
 from orchestrator.adapters.vault import read_vault
-from orchestrator.estate import load_estate
-from orchestrator.lab import control
 from orchestrator.lab.guests import guest_view
 from orchestrator.lab.processes import ProcessTable
-from orchestrator.settings import Paths
 from tests.conftest import ledger_dump
+from tests.integration.backup_estate import A, B, ConfiguredEstate, process_state
 
 pytestmark = pytest.mark.lab
 
-BIN = Path(sys.executable).parent
-A, B = "seca", "secb"
-
 
 @pytest.fixture(scope="module")
-def estate(lab: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConfiguredEstate]:
-    base = tmp_path_factory.mktemp("backup-security")
-    primary, _ = octets(lab)
-    shared = lab.estate.settings.repository_hosts[0].name
-    estate_dir = copy_estate_with(
-        lab, base / "inventory", {A: system_file(A, shared, f"{primary}.1.243"),
-                                  B: system_file(B, shared, f"{primary}.1.244")}, {})
-    paths = Paths(lab.state_dir, load_estate(estate_dir))
-    env = {**os.environ, "HOPNHAT_ESTATE": str(estate_dir), "HOPNHAT_STATE": str(lab.state_dir)}
-    control.up(paths)  # as `lab up` with this estate: passwords, keys, SFTP accounts
-    configured = ConfiguredEstate(lab, paths, env, base / "hosts",
-                                  paths.private_key.with_suffix(".pub").read_text().strip())
+def estate(backup_estate: ConfiguredEstate) -> Iterator[ConfiguredEstate]:
+    """The backup estate, secb with a snapshot: something worth protecting (the estate
+    itself ends after this module's last test)."""
+    code, status, log = run_job(backup_estate, B)
+    assert (code, status["result"]) == (0, "ok"), log
     try:
-        provision_and_configure(configured, {A: 24, B: 24}, "security")
-        code, status, log = run_job(configured, B)  # B has something worth protecting
-        assert (code, status["result"]) == (0, "ok"), log
-        yield configured
+        yield backup_estate
     finally:
-        for pid in list(configured.paused):
-            configured.resume(pid)
-        destroyed = [process.run([str(BIN / "hopnhat"), "destroy", "--system", code, "--yes",
-                                  "--no-backup-gate", "--reason",
-                                  "end of the backup security tests"], env=env, timeout=300)
-                     for code in (A, B)]
-        assert all(done.ok for done in destroyed), [d.stderr for d in destroyed]
+        backup_estate.resume_all()
 
 
 def passwords(estate: ConfiguredEstate) -> dict[str, str]:
