@@ -9,8 +9,13 @@ One SQLite file per system under ``<state>/archive/<estate>/<system>.sqlite`` (0
   and newest snapshot that hold it, how many do, and the SHA-256 from a manifest when one
   recorded it (the retirement's, for the final snapshot); rows are in path order;
 - ``names``: an FTS5 index over the paths folded (lower case, no diacritics, ``đ`` as
-  ``d``: ``quyet dinh`` finds ``Quyết định``); contentless and ``detail=none`` — words and
-  prefixes only, the smallest index.
+  ``d``: ``quyet dinh`` finds ``Quyết định``); contentless and ``detail=none`` (words and
+  prefixes only), with prefix indexes of 1 to 6 characters so that a word's prefix is one
+  lookup;
+- ``terms``: the index's vocabulary (tens of thousands of words), so that a glob's word cut
+  on both sides (``*118*``) becomes the few words that contain it;
+- ``days``: the days (UTC) some file was last changed, so that ``--year`` of a year without
+  files answers at once.
 
 Built from ``restic ls --json`` streamed per snapshot into a staging table, grouped once by
 SQLite (memory stays flat for millions of entries), written to a temporary file and renamed
@@ -36,7 +41,8 @@ from orchestrator.errors import EXIT_BAD_INPUT, HopnhatError
 from orchestrator.ledger import Ledger
 
 FACT = "archive.catalogue"  # ledger facts: "<estate>/<system>" → hash and fingerprint
-VERSION = 1
+VERSION = 2
+DAY_NS = 86_400 * 1_000_000_000
 SUFFIX = ".sqlite"
 
 SCHEMA = """
@@ -63,10 +69,16 @@ CREATE TABLE files (
 """
 INDEXES = """
 CREATE INDEX files_path ON files(path);
-CREATE VIRTUAL TABLE names USING fts5(path, content='',
-  tokenize="unicode61 remove_diacritics 2", detail=none);
+CREATE VIRTUAL TABLE names USING fts5(path, content='', columnsize=0,
+  tokenize="unicode61 remove_diacritics 2", detail=none, prefix='1 2 3 4 5 6');
 INSERT INTO names(rowid, path) SELECT id, fold(path) FROM files;
 INSERT INTO names(names) VALUES ('optimize');
+CREATE VIRTUAL TABLE temp.vocabulary USING fts5vocab(main, names, row);
+CREATE TABLE terms (term TEXT PRIMARY KEY) WITHOUT ROWID;
+INSERT INTO terms SELECT term FROM temp.vocabulary;
+DROP TABLE temp.vocabulary;
+CREATE TABLE days (day INTEGER PRIMARY KEY);
+INSERT INTO days SELECT DISTINCT mtime_ns / 86400000000000 FROM files;
 """
 
 

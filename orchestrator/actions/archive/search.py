@@ -46,7 +46,7 @@ class QueryError(HopnhatError):
 class Query:
     kind: str
     text: str
-    words: tuple[str, ...] = ()  # FTS prefix terms (words; a glob's whole words)
+    words: tuple[str, ...] = ()  # the words' FTS prefix terms
     pattern: str = ""  # the glob, folded
     whole_path: bool = False  # the glob has a '/': match the path, not the name
     year: int | None = None
@@ -63,20 +63,27 @@ def fold(text: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
-def _glob_words(pattern: str) -> tuple[str, ...]:
-    """The words of a glob that begin a word of any matching path: a word counts when it
-    starts the pattern (the name's start), or follows a literal non-word character; a word
-    cut by a wildcard is kept as a prefix, one that follows a wildcard is dropped."""
-    out: list[str] = []
-    for literal in re.finditer(r"[^*?\[\]]+|\[[^\]]*\]|[*?\[\]]", pattern):
-        piece = literal.group(0)
-        if piece in "*?" or piece.startswith("["):
-            continue
-        for word in _WORD.finditer(piece):
-            at = literal.start() + word.start()
-            if at == 0 or not (pattern[at - 1].isalnum() or pattern[at - 1] in "*?]_"):
-                out.append(word.group(0))
-    return tuple(dict.fromkeys(fold(w) for w in out))
+def glob_terms(pattern: str) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """A (folded) glob's words, by how they sit in any matching name or path: ``exact`` (a
+    whole word: a literal separator or the pattern's edge on both sides), ``prefix`` (the
+    word begins there, a wildcard follows) and ``inner`` (a wildcard comes before it: it is
+    somewhere inside a word). A set (``[…]``) counts as a wildcard."""
+    masked = re.sub(r"\[[^\]]*\]", "?", pattern)
+    exact: list[str] = []
+    prefix: list[str] = []
+    inner: list[str] = []
+    for word in _WORD.finditer(masked):
+        at, end = word.start(), word.end()
+        before = masked[at - 1] if at else ""
+        after = masked[end] if end < len(masked) else ""
+        if before in ("*", "?"):
+            inner.append(word.group(0))
+        elif after in ("*", "?"):
+            prefix.append(word.group(0))
+        else:
+            exact.append(word.group(0))
+    return (tuple(dict.fromkeys(exact)), tuple(dict.fromkeys(prefix)),
+            tuple(dict.fromkeys(inner)))
 
 
 def parse(text: str, year: int | None = None) -> Query:
@@ -100,9 +107,7 @@ def parse(text: str, year: int | None = None) -> Query:
         if depth:
             raise QueryError(f"query {raw!r}: '[' opens a set of characters that no ']' "
                              "closes")
-        whole = "/" in raw
-        return Query(GLOB, raw, _glob_words(raw.rsplit("/", 1)[-1] if not whole else raw),
-                     fold(raw), whole, year)
+        return Query(GLOB, raw, (), fold(raw), "/" in raw, year)
     if raw.startswith("/"):
         if any(part in (".", "..") for part in raw.split("/")):
             raise QueryError(f"query {raw!r}: a path with '.' or '..' names no archived "
@@ -143,39 +148,78 @@ def _year_bounds(year: int, zone: str) -> tuple[int, int]:
     return int(start * 1e9), int(end * 1e9)
 
 
-_SELECT = ("SELECT f.host, f.path, f.size, f.mtime_ns, s.id, s.time, f.count, f.sha256, "
-           "s.final FROM files f JOIN snapshots s ON s.n = f.last")
+_FROM_FILES = ("SELECT f.host, f.path, f.size, f.mtime_ns, s.id, s.time, f.count, f.sha256, "
+               "s.final FROM files f JOIN snapshots s ON s.n = f.last")
+_FROM_NAMES = ("SELECT f.host, f.path, f.size, f.mtime_ns, s.id, s.time, f.count, f.sha256, "
+               "s.final FROM names JOIN files f ON f.id = names.rowid "
+               "JOIN snapshots s ON s.n = f.last")
+CONTAINED = 200  # words a cut word may stand for before it no longer narrows the search
 
 
-def _fts(words: tuple[str, ...]) -> str:
-    return " AND ".join('"' + w.replace('"', '""') + '"*' for w in words)
+def _quoted(word: str) -> str:
+    return '"' + word.replace('"', '""') + '"'
+
+
+def _match(db: sqlite3.Connection, query: Query) -> str | None:
+    """The FTS expression of ``query`` ("" when nothing narrows it; None when no word of the
+    index can match, so nothing does)."""
+    if query.kind == WORDS:
+        return " AND ".join(_quoted(w) + "*" for w in query.words)
+    subject = query.pattern if query.whole_path else query.pattern.rsplit("/", 1)[-1]
+    exact, prefix, inner = glob_terms(subject)
+    parts = [_quoted(w) for w in exact] + [_quoted(w) + "*" for w in prefix]
+    for word in inner:
+        terms = [r[0] for r in db.execute("SELECT term FROM terms WHERE instr(term, ?) > 0 "
+                                          "LIMIT ?", (word, CONTAINED + 1))]
+        if not terms:
+            return None
+        if len(terms) <= CONTAINED:
+            parts.append("(" + " OR ".join(map(_quoted, terms)) + ")")
+    return " AND ".join(parts)
 
 
 def search(db: sqlite3.Connection, system: str, query: Query, *, limit: int = 50,
            zone: str = "UTC") -> tuple[list[Match], bool]:
     """The first ``limit`` matches of ``query`` in the catalogue ``db``, and whether there
-    are more."""
+    are more. Each answer is one index lookup (a path range, or FTS terms in row order)
+    read up to the limit: milliseconds whatever the catalogue's size, but for a glob whose
+    words do not narrow it."""
     where: list[str] = []
     args: list[Any] = []
-    if query.year is not None:
-        where.append("f.mtime_ns >= ? AND f.mtime_ns < ?")
-        args += list(_year_bounds(query.year, zone))
-    if query.kind == PREFIX:
-        prefix = query.text
-        where.append("f.path >= ? AND f.path < ?")
-        args += [prefix, prefix + "\U0010ffff"]
-        if not prefix.endswith("/"):
-            where.append("(f.path = ? OR substr(f.path, ?, 1) = '/')")
-            args += [prefix, len(prefix) + 1]
-    elif query.words:
-        where.append("f.id IN (SELECT rowid FROM names WHERE names MATCH ?)")
-        args.append(_fts(query.words))
-    sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY f.id"
-    found: list[Match] = []
     try:
+        if query.year is not None:
+            low, high = _year_bounds(query.year, zone)
+            day = 86_400 * 1_000_000_000
+            if db.execute("SELECT 1 FROM days WHERE day BETWEEN ? AND ? LIMIT 1",
+                          (low // day - 1, high // day + 1)).fetchone() is None:
+                return [], False
+            where.append("f.mtime_ns >= ? AND f.mtime_ns < ?")
+            args += [low, high]
+        if query.kind == PREFIX:
+            prefix = query.text
+            if prefix.endswith("/"):
+                where.append("f.path >= ? AND f.path < ?")
+                args += [prefix, prefix + "\U0010ffff"]
+            else:  # the file itself, or what is under it as a folder
+                where.append("f.path >= ? AND f.path < ? AND (f.path = ? OR "
+                             "substr(f.path, ?, 1) = '/')")
+                args += [prefix, prefix + "/\U0010ffff", prefix, len(prefix) + 1]
+            sql = _FROM_FILES + " WHERE " + " AND ".join(where) + " ORDER BY f.path, f.id"
+        else:
+            expression = _match(db, query)
+            if expression is None:
+                return [], False
+            if expression:
+                where.insert(0, "names MATCH ?")
+                args.insert(0, expression)
+                sql = _FROM_NAMES + " WHERE " + " AND ".join(where) + " ORDER BY names.rowid"
+            else:
+                sql = _FROM_FILES + (" WHERE " + " AND ".join(where) if where else "") \
+                    + " ORDER BY f.id"
+        found: list[Match] = []
         if query.kind != GLOB:
             rows = db.execute(sql + " LIMIT ?", (*args, limit + 1)).fetchall()
-            found = [_match(system, r) for r in rows]
+            found = [_match_row(system, r) for r in rows]
         else:
             cursor = db.execute(sql, args)
             while len(found) <= limit:
@@ -183,9 +227,9 @@ def search(db: sqlite3.Connection, system: str, query: Query, *, limit: int = 50
                 if not rows:
                     break
                 for r in rows:
-                    subject = r[1] if query.whole_path else r[1].rsplit("/", 1)[-1]
-                    if fnmatch.fnmatchcase(fold(subject), query.pattern):
-                        found.append(_match(system, r))
+                    name = r[1] if query.whole_path else r[1].rsplit("/", 1)[-1]
+                    if fnmatch.fnmatchcase(fold(name), query.pattern):
+                        found.append(_match_row(system, r))
                         if len(found) > limit:
                             break
             cursor.close()
@@ -194,6 +238,6 @@ def search(db: sqlite3.Connection, system: str, query: Query, *, limit: int = 50
     return found[:limit], len(found) > limit
 
 
-def _match(system: str, r: tuple[Any, ...]) -> Match:
+def _match_row(system: str, r: tuple[Any, ...]) -> Match:
     return Match(system, r[0], r[1], int(r[2]), int(r[3]), r[4], r[5], int(r[6]), r[7],
                  bool(r[8]))

@@ -76,10 +76,20 @@ def _find(built: tuple[Ledger, Path], text: str, year: int | None = None,
     ("/srv/qlvb/new.odt", ["/srv/qlvb/new.odt"]),
     ("script alert", [SCRIPT, SCRIPT]),
     ("nothing-like-this", []),
+    ("*118*", [DECISION]),  # a word cut on both sides: the words that contain it
+    ("*zzz*", []),  # no word contains it: answered from the vocabulary alone
+    ("q[a-d]-118*", [DECISION]),
 ])
 def test_queries_find_words_globs_and_prefixes(built: tuple[Ledger, Path], query: str,
                                                expected: list[str]) -> None:
     assert [m.path for m in _find(built, query)] == expected
+
+
+def test_a_globs_words_are_whole_begun_or_cut() -> None:
+    assert search.glob_terms("qd-118-*.pdf") == (("qd", "118", "pdf"), (), ())
+    assert search.glob_terms("qd-11*") == (("qd",), ("11",), ())
+    assert search.glob_terms("*118*") == ((), (), ("118",))
+    assert search.glob_terms("[qx]d-1?8.pdf") == (("pdf",), ("1",), ("d", "8"))
 
 
 def test_a_match_names_its_snapshot_and_hash_and_year_filters(
@@ -90,6 +100,7 @@ def test_a_match_names_its_snapshot_and_hash_and_year_filters(
     [decision] = _find(built, "qd", year=2023)
     assert decision.versions_in == 2  # in both snapshots, one version
     assert _find(built, "qd", year=2024) == []
+    assert _find(built, "qlvb", year=2019) == []  # no file of that year at all
     assert len(_find(built, "qlvb", limit=2)) == 2
 
 
