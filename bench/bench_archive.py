@@ -484,7 +484,13 @@ QUERIES: tuple[tuple[str, int | None], ...] = (
 
 
 def kind_of(query: search.Query) -> str:
-    return BARE if query.kind == search.GLOB and not query.words else query.kind
+    """The query's kind; a glob none of whose words begins a word of the name is "bare"
+    (``*118*``: only the vocabulary can narrow it)."""
+    if query.kind != search.GLOB:
+        return query.kind
+    subject = query.pattern if query.whole_path else query.pattern.rsplit("/", 1)[-1]
+    exact, prefix, _ = search.glob_terms(subject)
+    return BARE if not exact and not prefix else query.kind
 
 
 @dataclass

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -231,3 +231,65 @@ def get(ctx: typer.Context, system: SystemOption,
                       f" of {len(result.files)} file(s) brought back")
     if result.exit_code:
         raise typer.Exit(result.exit_code)
+
+
+@app.command("serve")
+def serve(ctx: typer.Context,
+          listen: Annotated[str, typer.Option(
+              "--listen", help="Address and port to listen on (localhost by default; "
+              "another address makes the page reachable from the network).")
+          ] = "127.0.0.1:8765") -> None:
+    """A read-only page to search the catalogues and download files (restored on demand
+    and checked against their SHA-256), in Vietnamese with an English switch. Every request
+    needs the token kept in <state>/archive/serve.token (0600, made on first use); open
+    http://ADDRESS/?token=TOKEN once and the browser keeps it. Every download is recorded
+    in the ledger with the address that asked. Stop with Ctrl-C."""
+    import secrets as token_source
+
+    from orchestrator.actions.archive import catalogue
+    from orchestrator.actions.archive.serve import Archive
+    from orchestrator.actions.archive.serve import serve as make_server
+    from orchestrator.adapters.vault import write_private
+
+    c = context(ctx)
+    host, _, port_text = listen.rpartition(":")
+    if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise HopnhatError(f"--listen {listen!r}: give ADDRESS:PORT, such as "
+                           "127.0.0.1:8765", exit_code=EXIT_BAD_INPUT)
+    ledger = _ledger(c)
+    try:
+        systems = tuple(sorted(s for s in catalogue.catalogued(ledger, c.estate.id)
+                               if s in c.estate.systems))
+    finally:
+        ledger.close()
+    if not systems:
+        raise HopnhatError("no catalogue to serve: build one with `hopnhat archive index "
+                           "--system S` (retire builds it too)", exit_code=EXIT_BAD_INPUT)
+    token_file = c.paths.state / "archive" / "serve.token"
+    token_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not token_file.is_file():
+        write_private(token_file, token_source.token_urlsafe(32).encode())
+    token = token_file.read_text().strip()
+
+    @contextmanager
+    def dump_for(system: str) -> Iterator[Any]:
+        with _restic(c, system) as restic:
+            yield restic.dump
+
+    archive = Archive(c.paths.state, c.estate.id, c.paths.ledger,
+                      c.estate.settings.timezone, systems, dump_for)
+    try:
+        server = make_server(archive, token, host.strip("[]"), int(port_text))
+    except OSError as exc:
+        raise HopnhatError(f"--listen {listen}: {exc.strerror}",
+                           exit_code=EXIT_BAD_INPUT) from None
+    where = f"http://{host}:{server.server_address[1]}/"
+    err_console.print(f"serving the catalogues of {', '.join(systems)} at {where}; open "
+                      f"{where}?token=… with the token in {token_file}. Ctrl-C stops.",
+                      highlight=False, soft_wrap=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

@@ -209,11 +209,13 @@ def retrieve(wanted: Wanted, dump: Dump) -> Retrieved:
 
 
 def get(ledger: Ledger, estate: str, system: str, wanted: Sequence[Wanted], dump: Dump, *,
-        to: Path, on_file: Callable[[Retrieved], None] | None = None) -> GetResult:
-    """Retrieve each of ``wanted``; the run and each file's result go to the ledger."""
+        to: Path, on_file: Callable[[Retrieved], None] | None = None,
+        via: str | None = None) -> GetResult:
+    """Retrieve each of ``wanted``; the run and each file's result go to the ledger
+    (``via``: who asked, when not the operator at the command line)."""
     started = time.monotonic()
     run_id = ledger.start(KIND, estate, {
-        "system": system, "operator": operator_name(), "to": str(to),
+        "system": system, "operator": operator_name(), "via": via, "to": str(to),
         "paths": [w.path for w in wanted],
         "snapshots": sorted({w.snapshot for w in wanted})})
     result = GetResult(run_id, system)

@@ -219,3 +219,73 @@ def test_paths_from_a_repository_reach_the_terminal_harmless() -> None:
     from orchestrator.cli.common import shown
 
     assert shown("/srv/a\x1b[2J\x07[red]b[/]") == "/srv/a\\x1b[2J\\x07\\[red]b\\[/]"
+
+
+@pytest.fixture
+def page(built: tuple[Ledger, Path]) -> Iterator[tuple[str, Ledger]]:
+    import threading
+    from contextlib import contextmanager
+
+    from orchestrator.actions.archive.serve import Archive, serve
+
+    ledger, state = built
+    content = {**CONTENT, "/srv/qlvb/new.odt": b"NEW!"}  # tampered: refused
+
+    @contextmanager
+    def restic_for(system: str) -> Iterator[archive_get.Dump]:
+        yield _dump(content)
+    server = serve(Archive(state, "danang", state / "ledger.sqlite", "Asia/Ho_Chi_Minh",
+                           ("qlvbqn",), restic_for), "s3cret-token", "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", ledger
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _http(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, dict(answer.headers), answer.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+def test_the_page_needs_the_token_escapes_names_and_downloads_checked_files(
+        page: tuple[str, Ledger]) -> None:
+    from urllib.parse import quote
+
+    base, ledger = page
+    assert _http(f"{base}/?q=alert")[0] == 401
+    assert _http(f"{base}/?q=alert&token=wrong")[0] == 401
+    assert _http(f"{base}/file?system=qlvbqn&path={quote(DECISION)}")[0] == 401
+    status, headers, body = _http(f"{base}/?q=alert&token=s3cret-token")
+    assert status == 200 and "HttpOnly" in headers["Set-Cookie"]
+    html = body.decode()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>" not in html
+    assert "Tra cứu hồ sơ lưu trữ" in html
+    cookie = {"Cookie": "hopnhat_archive=s3cret-token"}
+    english = _http(f"{base}/?q=quyet+dinh&lang=en", cookie)[2].decode()
+    assert "Archive of retired systems" in english and "qd-118-2023.pdf" in english
+    status, headers, body = _http(
+        f"{base}/file?system=qlvbqn&path={quote(DECISION)}", cookie)
+    assert status == 200 and body == CONTENT[DECISION]
+    assert headers["Content-Disposition"] == "attachment; filename*=UTF-8''qd-118-2023.pdf"
+    for bad, code in [(f"/file?system=qlvbqn&path={quote('/etc/passwd')}", 400),
+                      (f"/file?system=qlvbqn&path={quote('/srv/qlvb/../../etc/passwd')}", 400),
+                      (f"/file?system=other&path={quote(DECISION)}", 400),
+                      ("/../../etc/passwd", 404),
+                      (f"/file?system=qlvbqn&path={quote('/srv/qlvb/new.odt')}", 500),
+                      ("/?q=%5Babc", 400)]:
+        status, _, body = _http(base + bad, cookie)
+        assert status == code, (bad, status)
+        assert b"NEW!" not in body
+    runs = ledger.runs("archive-get")
+    assert [r.status for r in runs] == ["failed", "passed"]
+    assert runs[1].params["via"].startswith("archive serve, for 127.0.0.1")
