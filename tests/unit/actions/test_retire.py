@@ -121,3 +121,57 @@ def test_verify_flags_a_final_snapshot_missing_or_untagged() -> None:
     assert gone.status == FAILED and "host db-02: the final snapshot eeeeeeee" in gone.message
     untagged = judge_final("q@repo", [kept[0], _snap("e" * 64, "db-02")], finals)
     assert untagged.status == FAILED and "lost its final tag" in untagged.message
+
+
+def test_damage_found_by_the_check_stops_the_retirement_before_anything_is_destroyed(
+        estate_copy: EstateCopy, monkeypatch: pytest.MonkeyPatch) -> None:
+    from contextlib import contextmanager
+    from pathlib import Path
+    from typing import Any
+
+    from orchestrator.actions.backup import BackupRun, HostBackup
+    from orchestrator.actions.retire import run as retire_run
+    from orchestrator.adapters.restic_errors import RepositoryDamaged
+    from orchestrator.settings import Paths
+
+    estate = estate_copy.load()
+    ledger = Ledger(estate_copy.root / "ledger.sqlite")
+    plan = plan_retire(estate, ledger, "qlvb", now=NOW)
+    made = "c" * 64
+
+    def backups(paths: Any, clients: Any, **kw: Any) -> BackupRun:
+        return BackupRun("backup-1", tuple(HostBackup(h, "qlvb", "ok", "job", made)
+                                           for h in plan.hosts), 1.0)
+
+    class Damaged:
+        repo = type("R", (), {"display": "qlvb@repo-qnam-01"})()
+
+        def snapshots(self) -> list[Snapshot]:
+            return [_snap(made, h) for h in plan.hosts]
+
+        def tag(self, ids: Any, tags: Any) -> None:
+            del ids, tags
+
+        def version(self) -> tuple[int, int, int]:
+            return (0, 18, 1)
+
+        def check(self, subset: str, on_line: Any = None) -> None:
+            assert subset == "all"  # every byte read
+            raise RepositoryDamaged("restic check: pack 1234abcd: ciphertext verification "
+                                    "failed", repository="qlvb@repo-qnam-01", command="check")
+
+    @contextmanager
+    def repository(*a: Any, **kw: Any) -> Any:
+        yield None
+    closed: list[str] = []
+    monkeypatch.setattr(retire_run, "run_backups", backups)
+    monkeypatch.setattr(retire_run, "open_repository", repository)
+    monkeypatch.setattr(retire_run, "_close", lambda work: closed.append("destroyed"))
+    paths = Paths(Path(estate_copy.root) / "state", estate)
+    result = retire_run.retire(paths, plan, ledger=ledger, secrets=object(),  # type: ignore[arg-type]
+                               make_restic=lambda repo: Damaged())  # type: ignore[arg-type,return-value]
+    assert result.verdict == "failed" and result.failed_step == "check"
+    assert "1234abcd" in result.reasons[0] and "nothing was destroyed" in result.reasons[0]
+    assert closed == [] and [s.name for s in result.steps] == ["final backup", "check"]
+    assert ledger.runs("retire")[0].status == "failed"
+    assert retirements(ledger, estate.id) == {}  # the system is not retired
