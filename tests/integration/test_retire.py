@@ -14,18 +14,24 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import re
+import subprocess
+import urllib.error
+import urllib.request
+from html import unescape
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from orchestrator import process
 from orchestrator.actions.archive import catalogue
 from orchestrator.actions.repositories import open_repository
 from orchestrator.adapters.restic import Restic
 from orchestrator.estate import load_estate
 from orchestrator.ledger import Ledger
 from orchestrator.settings import Paths
-from tests.conftest import LabHandle, as_json, hopnhat
+from tests.conftest import HOPNHAT, LabHandle, as_json, free_port, hopnhat, wait_for
 from tests.integration.test_merger_day_one import HOST, QN, vcenter_vms
 from tests.integration.test_migrate import MOVE, TARGET, TIMER, adopted, move_env, on
 
@@ -239,3 +245,63 @@ def test_verify_flags_a_final_snapshot_that_disappeared(
     checks = {c["name"]: c for c in as_json(gone)["repositories"][0]["checks"]}
     assert checks["final"]["status"] == "failed"
     assert "final snapshot" in checks["final"]["message"] and HOST in checks["final"]["message"]
+
+
+def status_of(url: str) -> int:
+    """The HTTP status of a GET without credentials (0: nothing answers yet)."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0
+
+
+def test_the_page_finds_and_serves_a_record_in_chromium(
+        adopted: LabHandle, cut_over: dict[str, str], retired: dict[str, Any],
+        tmp_path: Path) -> None:
+    lab, env = adopted, cut_over
+    [first] = as_json(hopnhat(env, "archive", "find", "--system", QN, "/srv/qlvb/documents",
+                              "--json", "--limit", "1"))["results"]
+    port = free_port()
+    server = subprocess.Popen([str(HOPNHAT), "archive", "serve", "--listen",
+                               f"127.0.0.1:{port}"], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE)
+    token_file = lab.state_dir / "archive" / "serve.token"
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for("the archive page", lambda: token_file.is_file()
+                 and status_of(base + "/") == 401, timeout=60)
+        assert token_file.stat().st_mode & 0o777 == 0o600
+        token = token_file.read_text().strip()
+        name = first["path"].rsplit("/", 1)[-1]
+        url = f"{base}/?token={token}&q={name}&system={QN}"
+        chromium = ["chromium", "--headless", "--no-sandbox", "--disable-gpu",
+                    "--user-data-dir=" + str(tmp_path / "chromium")]
+        shot = tmp_path / "archive-page.png"
+        taken = process.run([*chromium, f"--screenshot={shot}", "--window-size=1280,900",
+                             url], timeout=120)
+        assert shot.is_file() and shot.stat().st_size > 10_000, taken.stderr[-500:]
+        dom = process.run([*chromium, "--dump-dom", url], timeout=120).stdout
+        assert "Tra cứu hồ sơ lưu trữ" in dom and first["path"] in unescape(dom)
+        [href] = re.findall(r'class="download" href="([^"]+)"', dom)[:1]
+        # the download link, fetched as the browser would with the page's cookie
+        request = urllib.request.Request(base + unescape(href),
+                                         headers={"Cookie": f"hopnhat_archive={token}"})
+        with urllib.request.urlopen(request, timeout=120) as answer:
+            body = answer.read()
+            disposition = answer.headers["Content-Disposition"]
+        assert hashlib.sha256(body).hexdigest() == first["sha256"]
+        assert disposition.startswith("attachment;")
+        assert status_of(base + unescape(href)) == 401  # no token, no file
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    ledger = Ledger(lab.paths.ledger)
+    try:
+        [last] = ledger.runs("archive-get", limit=1)
+    finally:
+        ledger.close()
+    assert last.params["paths"] == [first["path"]]
+    assert last.params["via"].startswith("archive serve, for 127.0.0.1")
