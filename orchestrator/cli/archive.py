@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -162,22 +161,25 @@ def find(ctx: typer.Context, query: Annotated[str, typer.Argument(
     finally:
         ledger.close()
     ms = (time.perf_counter() - started) * 1000
+    zone = c.estate.settings.timezone
     if as_json:
         print_json({"query": parsed.as_dict(), "systems": codes, "milliseconds": round(ms, 1),
-                    "more": more, "results": [m.as_dict() for m in found]})
+                    "more": more, "results": [m.as_dict(zone) for m in found]})
         return
     if not found:
         console.print(f"nothing found for {shown(repr(query))} in "
                       f"{', '.join(codes) or 'no catalogue'} ({ms:.0f} ms)")
         return
     table = Table(title=f"{len(found)}{'+' if more else ''} file(s) for {shown(repr(query))}")
-    for column in ("system", "path", "size", "last changed", "snapshot", "SHA-256"):
-        table.add_column(column, overflow="fold")
+    table.add_column("system", no_wrap=True)
+    table.add_column("path", overflow="fold", ratio=1)
+    for column in ("size", "last changed", "snapshot", "SHA-256"):
+        table.add_column(column, no_wrap=True)
     for m in found:
         table.add_row(m.system, shown(m.path), _size(m.size),
-                      datetime.fromtimestamp(m.mtime_ns / 1e9).strftime("%Y-%m-%d %H:%M"),
+                      m.changed(zone).strftime("%Y-%m-%d %H:%M"),
                       m.snapshot[:8] + (" final" if m.final else ""),
-                      (m.sha256 or "—")[:16])
+                      (m.sha256 or "—")[:12])
     console.print(table)
     console.print(f"{ms:.0f} ms{'; more: narrow the query or raise --limit' if more else ''}")
 

@@ -258,8 +258,9 @@ def open_checked(ledger: Ledger, state: Path, estate: str, system: str) -> sqlit
     rebuild = f"rebuild it with `hopnhat archive index --system {system}`"
     if not isinstance(recorded, dict) or not path.is_file():
         what = "is missing" if isinstance(recorded, dict) else "was never built"
+        build = rebuild if isinstance(recorded, dict) else rebuild.replace("rebuild", "build")
         raise CatalogueError(f"system {system}: the archive catalogue {path} {what}; "
-                             f"{rebuild}")
+                             f"{build}")
     now = fingerprint(path)
     if any(now.get(k) != recorded.get(k) for k in ("size", "ino", "mtime_ns", "ctime_ns")):
         found = sha256_of(path)

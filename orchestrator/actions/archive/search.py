@@ -132,10 +132,13 @@ class Match:
     sha256: str | None
     final: bool  # the version is in the final snapshot
 
-    def as_dict(self) -> dict[str, Any]:
+    def changed(self, zone: str) -> datetime:
+        """When the file was last changed, in ``zone``."""
+        return datetime.fromtimestamp(self.mtime_ns / 1e9, ZoneInfo(zone))
+
+    def as_dict(self, zone: str = "UTC") -> dict[str, Any]:
         return {"system": self.system, "host": self.host, "path": self.path,
-                "size": self.size, "mtime": datetime.fromtimestamp(
-                    self.mtime_ns / 1e9).astimezone().isoformat(timespec="seconds"),
+                "size": self.size, "mtime": self.changed(zone).isoformat(timespec="seconds"),
                 "mtime_ns": self.mtime_ns, "snapshot": self.snapshot,
                 "snapshot_time": self.snapshot_time, "snapshots": self.versions_in,
                 "sha256": self.sha256, "final": self.final}

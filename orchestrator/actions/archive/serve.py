@@ -181,7 +181,7 @@ class _Handler(BaseHTTPRequestHandler):
                         break
             finally:
                 ledger.close()
-            values["results"] = [{**m.as_dict(), "href": "/file?" + urlencode(
+            values["results"] = [{**m.as_dict(self.archive.zone), "href": "/file?" + urlencode(
                 {"system": m.system, "path": m.path, "snapshot": m.snapshot,
                  "host": m.host})} for m in found]
             values["more"] = more
