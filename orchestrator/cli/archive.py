@@ -171,17 +171,19 @@ def find(ctx: typer.Context, query: Annotated[str, typer.Argument(
                       f"{', '.join(codes) or 'no catalogue'} ({ms:.0f} ms)")
         return
     table = Table(title=f"{len(found)}{'+' if more else ''} file(s) for {shown(repr(query))}")
-    table.add_column("system", no_wrap=True)
+    several = len({m.system for m in found}) > 1
+    if several:
+        table.add_column("system", no_wrap=True)
     table.add_column("path", overflow="fold", ratio=1)
-    for column in ("size", "last changed", "snapshot", "SHA-256"):
+    for column in ("size", "last changed", "snapshot"):
         table.add_column(column, no_wrap=True)
-    for m in found:
-        table.add_row(m.system, shown(m.path), _size(m.size),
-                      m.changed(zone).strftime("%Y-%m-%d %H:%M"),
-                      m.snapshot[:8] + (" final" if m.final else ""),
-                      (m.sha256 or "—")[:12])
+    for m in found:  # (--json adds the host, the SHA-256 and the snapshot's whole ID)
+        table.add_row(*([m.system] if several else []), shown(m.path), _size(m.size),
+                      m.changed(zone).strftime("%Y-%m-%d"),
+                      m.snapshot[:8] + ("*" if m.final else ""))
     console.print(table)
-    console.print(f"{ms:.0f} ms{'; more: narrow the query or raise --limit' if more else ''}")
+    console.print(f"{ms:.0f} ms; * the final snapshot"
+                  f"{'; more: narrow the query or raise --limit' if more else ''}")
 
 
 @app.command("get")
