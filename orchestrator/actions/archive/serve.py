@@ -53,7 +53,7 @@ WORDS: dict[str, tuple[str, str]] = {
              "Còn nhiều kết quả khác: hãy thu hẹp tìm kiếm."),
     "found": ("files found", "tệp tìm thấy"),
     "error": ("Error", "Lỗi"),
-    "other": ("English", "Tiếng Việt"),
+    "other": ("Tiếng Việt", "English"),  # the link to the other language
     "note": ("Every download is recorded (who, what, when).",
              "Mọi lượt tải về đều được ghi nhận (ai, tệp nào, khi nào)."),
 }
