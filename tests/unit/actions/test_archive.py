@@ -269,10 +269,11 @@ def test_the_page_needs_the_token_escapes_names_and_downloads_checked_files(
     assert status == 200 and "HttpOnly" in headers["Set-Cookie"]
     html = body.decode()
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>" not in html
-    assert "Tra cứu hồ sơ lưu trữ" in html
+    assert "Tra cứu hồ sơ lưu trữ" in html and 'id="lang">English</a>' in html
     cookie = {"Cookie": "hopnhat_archive=s3cret-token"}
     english = _http(f"{base}/?q=quyet+dinh&lang=en", cookie)[2].decode()
     assert "Archive of retired systems" in english and "qd-118-2023.pdf" in english
+    assert 'id="lang">Tiếng Việt</a>' in english
     status, headers, body = _http(
         f"{base}/file?system=qlvbqn&path={quote(DECISION)}", cookie)
     assert status == 200 and body == CONTENT[DECISION]
