@@ -14,8 +14,9 @@ One SQLite file per system under ``<state>/archive/<estate>/<system>.sqlite`` (0
   lookup;
 - ``terms``: the index's vocabulary (tens of thousands of words), so that a glob's word cut
   on both sides (``*118*``) becomes the few words that contain it;
-- ``days``: the days (UTC) some file was last changed, so that ``--year`` of a year without
-  files answers at once.
+- ``days``: the days (UTC) some file was last changed, with the first and last change of
+  each, so that ``--year`` of a year without files answers at once (exactly: a year's edge
+  days are judged by their first and last change).
 
 Built from ``restic ls --json`` streamed per snapshot into a staging table, grouped once by
 SQLite (memory stays flat for millions of entries), written to a temporary file and renamed
@@ -77,8 +78,9 @@ CREATE VIRTUAL TABLE temp.vocabulary USING fts5vocab(main, names, row);
 CREATE TABLE terms (term TEXT PRIMARY KEY) WITHOUT ROWID;
 INSERT INTO terms SELECT term FROM temp.vocabulary;
 DROP TABLE temp.vocabulary;
-CREATE TABLE days (day INTEGER PRIMARY KEY);
-INSERT INTO days SELECT DISTINCT mtime_ns / 86400000000000 FROM files;
+CREATE TABLE days (day INTEGER PRIMARY KEY, low_ns INTEGER NOT NULL, high_ns INTEGER NOT NULL);
+INSERT INTO days SELECT mtime_ns / 86400000000000, min(mtime_ns), max(mtime_ns) FROM files
+  GROUP BY mtime_ns / 86400000000000;
 """
 
 

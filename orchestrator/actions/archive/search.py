@@ -193,8 +193,9 @@ def search(db: sqlite3.Connection, system: str, query: Query, *, limit: int = 50
         if query.year is not None:
             low, high = _year_bounds(query.year, zone)
             day = 86_400 * 1_000_000_000
-            if db.execute("SELECT 1 FROM days WHERE day BETWEEN ? AND ? LIMIT 1",
-                          (low // day - 1, high // day + 1)).fetchone() is None:
+            if db.execute("SELECT 1 FROM days WHERE day BETWEEN ? AND ? AND high_ns >= ? "
+                          "AND low_ns < ? LIMIT 1",
+                          (low // day, high // day, low, high)).fetchone() is None:
                 return [], False
             where.append("f.mtime_ns >= ? AND f.mtime_ns < ?")
             args += [low, high]

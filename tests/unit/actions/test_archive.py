@@ -290,3 +290,20 @@ def test_the_page_needs_the_token_escapes_names_and_downloads_checked_files(
     runs = ledger.runs("archive-get")
     assert [r.status for r in runs] == ["failed", "passed"]
     assert runs[1].params["via"].startswith("archive serve, for 127.0.0.1")
+
+
+def test_a_year_is_the_estates_local_year_at_its_edges(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    edge = int(datetime(2022, 12, 31, 17, 30, tzinfo=UTC).timestamp()) * NS  # 00:30 +07
+    target = tmp_path / "edge.sqlite"
+    catalogue.build(target, estate="e", system="s", snapshots=[FINAL],
+                    files_of=lambda snap: iter([FileEntry("/srv/new-year.txt", 1, edge)]))
+    db = catalogue.sqlite3.connect(target)
+    try:
+        for year, zone, found in [(2023, "Asia/Ho_Chi_Minh", 1), (2022, "Asia/Ho_Chi_Minh", 0),
+                                  (2022, "UTC", 1), (2023, "UTC", 0)]:
+            hits, _ = search.search(db, "s", search.parse("new year", year), zone=zone)
+            assert len(hits) == found, (year, zone)
+    finally:
+        db.close()
