@@ -1,10 +1,10 @@
 """The configured backup estate of test_backup, test_backup_faults, test_backup_security and
 test_drill (their fixture, made visible by tests/integration/conftest.py): systems of the
 session's estate and four one-VM systems added to a copy of it, provisioned and configured
-with one ``configure`` (an ansible run costs ~30 s whatever its hosts, and a few seconds more
-per host), and destroyed right after the last test that uses them — not at the session's end
-— so that the modules after them (test_provision, which builds these systems itself) find the
-lab as they would without them.
+with one ``configure`` (an ansible run takes 30-45 s on two cores even for one host, each
+further host adds 5-10 s), and destroyed right after the last test that uses them — not at
+the session's end — so that the modules after them (test_provision, which builds these
+systems itself) find the lab as they would without them.
 
 - ``video`` (tier 1; its data seeded by the lab as for any VM of the example), provisioned
   with ``hopnhat apply``, is test_backup's;
