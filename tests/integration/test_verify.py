@@ -237,7 +237,7 @@ def test_a_healthy_subset_exits_0_with_every_metric_and_a_junit_case_per_check(
     zok = checks(reports["zok"])
     assert {n: c["status"] for n, c in zok.items()} == {
         "structure": "ok", "read_data": "ok", "freshness": "ok", "anomaly": "ok", "copy": "ok",
-        "locks": "ok"}
+        "locks": "ok", "final": "skipped"}  # not retired
     assert reports["zok"]["read_data_subset"].endswith("/14")  # tier 2 rotates over 14 nights
     assert zok["copy"]["message"].startswith("every snapshot is in zok@repo-verify-02")
     assert [h["host"] for h in reports["zok"]["hosts"]] == ["zok-app-01", "zok-app-02"]
@@ -265,10 +265,10 @@ def test_a_healthy_subset_exits_0_with_every_metric_and_a_junit_case_per_check(
 
     # the JUnit file: a test case per repository and check, none failed
     root = ET.parse(junit).getroot()
-    assert (root.get("tests"), root.get("failures"), root.get("errors")) == ("12", "0", "0")
+    assert (root.get("tests"), root.get("failures"), root.get("errors")) == ("14", "0", "0")
     suites = {suite.name: [case.name for case in suite] for suite in JUnitXml.fromfile(str(junit))}
     assert suites == {f"{s}@{FIRST}": ["structure", "read_data", "freshness", "anomaly",
-                                       "copy", "locks"] for s in ("zok", "zfresh")}
+                                       "copy", "locks", "final"] for s in ("zok", "zfresh")}
 
     # healthchecks-style pings; the failing command is only a warning
     assert _Ping.seen == ["/ping/0f1e2d3c/start", "/ping/0f1e2d3c"]
@@ -338,7 +338,7 @@ def test_a_snapshot_older_than_the_rpo_is_stale(setup: Verified) -> None:
     assert 7200 <= report["hosts"][0]["age_seconds"] <= 7200 + setup.since
     assert {n: c["status"] for n, c in checks(report).items() if n != "freshness"} == {
         "structure": "ok", "read_data": "skipped", "anomaly": "ok", "copy": "skipped",
-        "locks": "ok"}
+        "locks": "ok", "final": "skipped"}
 
 
 def test_a_deleted_repository_is_an_error_for_its_system_while_others_are_checked(

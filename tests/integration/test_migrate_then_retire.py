@@ -5,8 +5,9 @@ snapshots, the manifest, the catalogue and the evidence, and only then the VM de
 Then its records: found in the catalogue, brought back byte for byte, refused when the
 repository was tampered with, and verify flags a final snapshot that disappeared.
 
-Runs after ``test_migrate`` on the session's lab; the cutover is made again here,
-idempotently, so the module also runs alone.
+Runs right after ``test_migrate`` on the session's lab (its name keeps it there: before
+``test_provision``, whose last test restarts Đà Nẵng's vCenter, which loses the migration's
+target VM); the cutover is made again here, idempotently, so the module also runs alone.
 """
 
 from __future__ import annotations
