@@ -163,9 +163,13 @@ def up(paths: Paths, delays: dict[str, int] | None = None) -> list[Part]:
     secrets = Secrets(paths)
     gobuild.build_all(paths.lab)
     _stop_stale_vcsims(table, vcenters)
-    started = False  # a vCenter or the hypervisor: its legacy guests are then awaited
+    # the datacenters whose vCenter starts now (seeded afresh with lab.yml's legacy VMs):
+    # their legacy guests are awaited; a vCenter that runs on keeps what was done to it (a
+    # legacy VM retired since is gone for good), unless the hypervisor starts too
+    fresh: set[str] = set()
     for vcenter in vcenters:
-        started = started or table.running(vcenter.name) is None
+        if table.running(vcenter.name) is None:
+            fresh |= {estate.sites[site].datacenter for site in vcenter.sites}
         model = vcsim_model(estate, config, paths.lab, vcenter)
         if delays:
             model["delays"]["methods"].update(delays)
@@ -193,9 +197,10 @@ def up(paths: Paths, delays: dict[str, int] | None = None) -> list[Part]:
         proc = spawn([sys.executable, "-m", "orchestrator.lab.hypervisor", str(cfg)],
                      log=paths.lab / "hypervisor.log", cwd=_package_root())
         table.record("hypervisor", "hypervisor", proc.pid)
-        started = True
-    if started:
-        _wait_for_legacy_guests(paths.lab, table, legacy)
+        fresh |= {site.datacenter for site in estate.sites.values()}
+    if fresh:
+        _wait_for_legacy_guests(paths.lab, table, {
+            key: vm for key, vm in legacy.items() if vm.datacenter in fresh})
     return status(paths.lab)
 
 
