@@ -1,28 +1,26 @@
-"""The configured backup estate of test_backup, test_backup_faults, test_backup_security and
-test_drill (their fixture, made visible by tests/integration/conftest.py): systems of the
-session's estate and four one-VM systems added to a copy of it, provisioned and configured
-with one ``configure`` (an ansible run takes 30-45 s on two cores even for one host, each
-further host adds 5-10 s), and destroyed right after the last test that uses them — not at
-the session's end — so that the modules after them (test_provision, which builds these
-systems itself) find the lab as they would without them.
+"""The configured backup estate of test_backup, test_backup_faults and test_backup_security
+(their fixture, made visible by tests/integration/conftest.py): the session estate's video
+and four one-VM systems added to a copy of it, provisioned with one ``hopnhat apply`` and
+configured with one ``configure`` (an ansible run takes 30-45 s on two cores even for one
+host, and 5-10 s more per further host until both cores are busy: test_drill's three hosts
+added to it made it as long as their own run, so they have theirs), and destroyed right after
+the last test that uses them — not at the session's end — so that the modules after them
+find the lab as they would without them.
 
-- ``video`` (tier 1; its data seeded by the lab as for any VM of the example), provisioned
-  with ``hopnhat apply``, is test_backup's;
-- ``sso``, ``lgsp`` and ``qlvb``: only their data VMs, provisioned through hopnhat's
-  provisioning code, are test_drill's production;
+- ``video`` (tier 1; its data seeded by the lab as for any VM of the example) is
+  test_backup's;
 - ``flt`` backs up to ``repo-flt-01``, a repository host of its own (stopped and started
   again by the fault tests: no other system's repository goes down with it);
 - ``full`` backs up to ``repo-full-01``, whose storage is a tmpfs of ``FULL_CAPACITY_MB``;
 - ``seca`` and ``secb`` back up to the session's repository host, which they share; ``lab
   up`` with an estate holding them (and nothing else new) gives them their vault passwords,
   keys and SFTP accounts, as it does for any system. flt's and full's are made as ``lab up``
-  makes them. The four are provisioned with ``hopnhat apply``.
+  makes them.
 
-The four have pinned addresses, so no other VM moves (the session's systems keep their
-addresses), and keep every snapshot (no retention), so that "earlier snapshots intact" is
-exact. flt's and full's repository hosts are lab guests in a lab folder of this fixture's
-own, so the lab's hypervisor (which manages the VMs' guests) never touches them; they are
-stopped by PID.
+The four have pinned addresses, so no other VM moves (video's address is the session's),
+and keep every snapshot (no retention), so that "earlier snapshots intact" is exact. flt's
+and full's repository hosts are lab guests in a lab folder of this fixture's own, so the
+lab's hypervisor (which manages the VMs' guests) never touches them; they are stopped by PID.
 """
 
 from __future__ import annotations
@@ -41,11 +39,9 @@ import pytest
 import yaml
 
 from orchestrator import process
-from orchestrator.actions import provision, provision_apply
-from orchestrator.actions.configure import ConfigurePlan, configure, plan
-from orchestrator.adapters import ssh, vsphere
+from orchestrator.actions.configure import configure, plan
+from orchestrator.adapters import ssh
 from orchestrator.estate import load_estate
-from orchestrator.estate.model import VM
 from orchestrator.lab import control, data, guests
 from orchestrator.lab.guests import guest_srv, guest_view, record_name
 from orchestrator.lab.processes import ProcessTable, is_alive
@@ -60,14 +56,10 @@ FLT, FULL = "flt", "full"
 FLT_REPO, FULL_REPO = "repo-flt-01", "repo-full-01"
 A, B = "seca", "secb"
 VIDEO = "video"
-#: test_drill's systems: their data VMs alone
-DRILLED = ("sso", "lgsp", "qlvb")
-#: the session estate's systems here
-OWN = (VIDEO, *DRILLED)
 STORAGE = "/srv/restic"
 FULL_CAPACITY_MB = 40
 KEEP_EVERYTHING = {"hourly": 0, "daily": 0, "weekly": 0, "monthly": 0, "yearly": 0}
-#: MiB of synthetic data on the VM of each added system (the others' is the lab's own)
+#: MiB of synthetic data on the VM of each added system (video's is the lab's own)
 DATA_MB = {FLT: 24, FULL: 6, A: 24, B: 24}
 
 
@@ -207,59 +199,29 @@ class ConfiguredEstate:
             self.resume(pid)
 
 
-def provision_data_vms(paths: Paths, codes: tuple[str, ...]) -> list[VM]:
-    """The data VMs alone of systems ``codes``, made by hopnhat's provisioning code."""
-    estate = paths.estate
-    vms = [vm for code in codes for vm in estate.vms_of(code) if vm.data]
-    settings = estate.settings.provisioning
-    ledger = Ledger(paths.ledger)
-    try:
-        with vsphere.open_vcenters(provision.endpoints(paths, {vm.site for vm in vms})) as vcs:
-            facts = provision.read_facts(vcs, {vm.name for vm in vms})
-            the_plan = provision.plan(estate, vms, facts)
-            provision.check(the_plan)
-            applied = provision_apply.apply(
-                the_plan, facts, vcs, ledger=ledger, concurrency=settings.concurrency,
-                clones_per_host=settings.clones_per_host,
-                clones_per_datastore=settings.clones_per_datastore, guest_ip_timeout=120)
-    finally:
-        ledger.close()
-    assert applied.status == "ok", applied.as_dict()
-    return vms
-
-
 def provision_and_configure(fl: ConfiguredEstate, sizes_mb: dict[str, int], seed: str,
-                            seeded: tuple[str, ...] = (),
-                            data_vms_of: tuple[str, ...] = ()) -> None:
+                            seeded: tuple[str, ...] = ()) -> None:
     """``hopnhat apply`` of the systems of ``sizes_mb`` (code → MiB of data, generated once
-    its VM answers SSH) and of ``seeded``, the data VMs alone of systems ``data_vms_of``
-    (:func:`provision_data_vms`) — the data of both laid down by the lab's hypervisor, as
-    for the example's VMs — then one ``configure`` of them all."""
-    applied = [*sizes_mb, *seeded]
-    done = process.run([str(BIN / "hopnhat"), "apply", *(a for c in applied for a in
+    its VM answers SSH) and of ``seeded`` (whose data the lab's hypervisor lays down, as for
+    the example's VMs), then one ``configure`` of them all."""
+    codes = [*sizes_mb, *seeded]
+    done = process.run([str(BIN / "hopnhat"), "apply", *(a for c in codes for a in
                                                          ("--system", c)), "--yes"],
                        env=fl.env, timeout=300)
     assert done.ok, done.stderr
-    estate = fl.paths.estate
-    vms = [*(vm for vm in estate.vms if vm.system in applied),
-           *provision_data_vms(fl.paths, data_vms_of)]
     lab_dir = fl.session.paths.lab
-    for vm in vms:
+    for code in codes:
+        vm = next(v for v in fl.paths.estate.vms if v.system == code)
         poll(f"ssh on {vm.name}", lambda ip=str(vm.ip): ssh.wait_for_port(ip, 22, 1.0), 120)
-        if vm.system in sizes_mb:
-            data.generate(guest_srv(lab_dir, vm.name) / vm.system, seed=f"{seed}/{vm.system}",
-                          size_mb=sizes_mb[vm.system], files=120)
+        if code in sizes_mb:
+            data.generate(guest_srv(lab_dir, vm.name) / code, seed=f"{seed}/{code}",
+                          size_mb=sizes_mb[code], files=120)
         else:
             poll(f"data on {vm.name}", lambda n=vm.name: (lab_dir / "guests" / n /
                                                           ".seeded").exists(), 120)
-    every = plan(estate, (*applied, *data_vms_of))
-    hosts = (*(vm.name for vm in vms), *(h for h in every.hosts
-                                          if h not in {vm.name for vm in estate.vms}))
     ledger = Ledger(fl.paths.ledger)
     try:
-        result = configure(fl.paths, ConfigurePlan(every.estate, every.systems, ",".join(hosts),
-                                                   hosts, False, False, every.forks),
-                           ledger=ledger)
+        result = configure(fl.paths, plan(fl.paths.estate, tuple(codes)), ledger=ledger)
     finally:
         ledger.close()
     assert result.exit_code == 0, result.run.failures
@@ -285,10 +247,8 @@ def backup_estate(lab: Any, tmp_path_factory: pytest.TempPathFactory,
          FULL: system_file(FULL, FULL_REPO, f"{primary}.1.242")},
         {FLT_REPO: f"{secondary}.2.18", FULL_REPO: f"{secondary}.2.19"})
     paths = Paths(lab.state_dir, load_estate(estate_dir))
-    made = [vm.name for vm in paths.estate.vms
-            if vm.system in (VIDEO, *DATA_MB) or (vm.system in DRILLED and vm.data)]
-    assert {(vm.name, vm.ip) for vm in lab.estate.vms} <= {
-        (vm.name, vm.ip) for vm in paths.estate.vms}, "an added system moved a VM"
+    assert [vm.ip for vm in paths.estate.vms_of(VIDEO)] == \
+        [vm.ip for vm in lab.estate.vms_of(VIDEO)], "an added system moved video's address"
     ensure_lab_secrets(paths)  # flt's and full's repository passwords, in the copied vault
     for code in (FLT, FULL):
         ssh.ensure_keypair(paths.repository_key(code), f"restic-{code}@{paths.estate.id}")
@@ -306,22 +266,22 @@ def backup_estate(lab: Any, tmp_path_factory: pytest.TempPathFactory,
         fl.resume_all()
         destroyed = [process.run([str(BIN / "hopnhat"), "destroy", "--system", code, "--yes",
                                   "--no-backup-gate", "--reason",
-                                  "end of the backup, backup fault, security and drill tests"],
-                                 env=env, timeout=300) for code in (*OWN, *DATA_MB)]
+                                  "end of the backup, backup fault and security tests"],
+                                 env=env, timeout=300) for code in (VIDEO, *DATA_MB)]
         for name in (FLT_REPO, FULL_REPO):
             guests.destroy_guest(fl.hosts_dir, fl.hosts_table, name)
         left = [r.name for r in fl.hosts_table.all() if is_alive(r)]
         assert not left, f"repository hosts left running: {left}"
         assert all(done.ok for done in destroyed), [d.stderr for d in destroyed]
-        for vm in made:
+        for code in (VIDEO, *DATA_MB):
+            vm = fl.vm(code)
             poll(f"guest {vm} to go", lambda v=vm: not (lab.paths.lab / "guests" / v).exists())
 
     request.session.stash[TEARDOWN] = teardown
     try:
         fl.start_repository_host(FLT_REPO, FLT, None)
         fl.start_repository_host(FULL_REPO, FULL, FULL_CAPACITY_MB)
-        provision_and_configure(fl, DATA_MB, "backup-estate", seeded=(VIDEO,),
-                                data_vms_of=DRILLED)
+        provision_and_configure(fl, DATA_MB, "backup-estate", seeded=(VIDEO,))
         yield fl
     finally:
         teardown()

@@ -2,10 +2,9 @@
 provisioning code, configured by ansible-runner, real ``restic restore --verify`` over SFTP
 from the repository host, probes on the restored copy, teardown, evidence.
 
-The module backs up sso, lgsp and qlvb once (``hopnhat backup run``) on their data VMs
-only, which the backup estate of tests/integration/backup_estate.py provisions and configures
-(in one ansible run with the backup tests' systems) and destroys after this module, so
-test_provision (which uses the same systems later) finds the site as it would without it.
+The module backs up sso, lgsp and qlvb once (their data VMs only: provisioned, configured,
+``hopnhat backup run``) and destroys those VMs at its end, so test_provision (which uses the
+same systems later) finds the site as it would without this module.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +26,8 @@ from typing import Any
 import pytest
 
 from orchestrator import process
+from orchestrator.actions import provision, provision_apply, provision_destroy
+from orchestrator.actions.configure import ConfigurePlan, configure
 from orchestrator.actions.drill_plan import MARK_PREFIX
 from orchestrator.actions.drill_remote import list_snapshots
 from orchestrator.actions.drill_run import run_drill
@@ -39,7 +40,6 @@ from orchestrator.ledger import Ledger
 from orchestrator.settings import Paths
 from tests import conftest
 from tests.conftest import estate_copy, replace_in
-from tests.integration.backup_estate import DRILLED
 
 pytestmark = pytest.mark.lab
 
@@ -100,15 +100,44 @@ def production_state(lab: Any) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def backed_up(lab: Any, backup_estate: Any) -> Paths:
-    """sso, lgsp and qlvb: data VMs provisioned and configured (by the backup estate, which
-    destroys them after this module), one backup each."""
+def backed_up(lab: Any) -> Iterator[Paths]:
+    """sso, lgsp and qlvb: data VMs provisioned and configured, one backup each."""
     paths: Paths = lab.paths
-    assert DRILLED == SYSTEMS
-    backup = hopnhat(lab.env, "backup", "run", *(a for c in SYSTEMS for a in
-                                                  ("--system", c)))
-    assert backup.returncode == 0, backup.stdout + backup.stderr
-    return paths
+    estate = paths.estate
+    vms = [vm for code in SYSTEMS for vm in estate.vms_of(code) if vm.data]
+    ledger = Ledger(paths.ledger)
+    settings = estate.settings.provisioning
+    try:
+        with vsphere.open_vcenters(provision.endpoints(paths, {vm.site for vm in vms})) as vcs:
+            facts = provision.read_facts(vcs, {vm.name for vm in vms})
+            the_plan = provision.plan(estate, vms, facts)
+            provision.check(the_plan)
+            applied = provision_apply.apply(
+                the_plan, facts, vcs, ledger=ledger, concurrency=settings.concurrency,
+                clones_per_host=settings.clones_per_host,
+                clones_per_datastore=settings.clones_per_datastore, guest_ip_timeout=120)
+        assert applied.status == "ok", applied.as_dict()
+        for vm in vms:
+            wait_for(f"data on {vm.name}",
+                     lambda n=vm.name: (paths.lab / "guests" / n / ".seeded").exists())
+        hosts = (*(vm.name for vm in vms), "repo-qnam-01")
+        done = configure(paths, ConfigurePlan(estate.id, SYSTEMS, ",".join(hosts), hosts,
+                                              False, False, 10), ledger=ledger)
+        assert done.exit_code == 0, done.run.failures
+        backup = hopnhat(lab.env, "backup", "run", *(a for c in SYSTEMS for a in
+                                                      ("--system", c)))
+        assert backup.returncode == 0, backup.stdout + backup.stderr
+        yield paths
+    finally:
+        with vsphere.open_vcenters(provision.endpoints(paths, {vm.site for vm in vms})) as vcs:
+            facts = provision.read_facts(vcs, {vm.name for vm in vms})
+            for code in SYSTEMS:
+                provision_destroy.destroy(provision_destroy.plan_destroy(estate, code, facts),
+                                          vcs, ledger=ledger, concurrency=4)
+        ledger.close()
+        for vm in vms:
+            wait_for(f"guest {vm.name} to go",
+                     lambda n=vm.name: not (paths.lab / "guests" / n).exists(), 60)
 
 
 @dataclass
