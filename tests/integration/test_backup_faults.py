@@ -131,8 +131,9 @@ def textfile_results(fl: ConfiguredEstate, code: str) -> dict[str, float]:
 
 def restic_processes(namespace: str, *words: str) -> list[int]:
     """PIDs of the restic processes in mount namespace ``namespace`` (a guest's) whose argv
-    holds every one of ``words``."""
-    found = []
+    holds every one of ``words`` — not counting a child that restic has just forked to run
+    its ssh: until it execs, that child carries restic's name and argv."""
+    found: dict[int, int] = {}  # PID -> parent PID
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -142,11 +143,12 @@ def restic_processes(namespace: str, *words: str) -> list[int]:
             if os.readlink(f"/proc/{entry}/ns/mnt") != namespace:
                 continue
             argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            stat = Path(f"/proc/{entry}/stat").read_text()
         except OSError:
             continue
         if all(word.encode() in argv for word in words):
-            found.append(int(entry))
-    return found
+            found[int(entry)] = int(stat[stat.rindex(")") + 2:].split()[1])
+    return sorted(pid for pid, parent in found.items() if parent not in found)
 
 
 def lock_files(fl: ConfiguredEstate, code: str) -> set[str]:
