@@ -47,6 +47,7 @@ def cross_check(
         _check_system(settings, sites, systems, system, files[f"system:{code}"], problems,
                       invalid_sites, invalid_systems)
     _check_cycles(systems, files, problems)
+    _check_rest_ports(systems, files, problems)
     _check_existing(sites, systems, files, problems)
 
 
@@ -227,6 +228,8 @@ def _check_backup(settings: EstateFile, backup: Backup, rel: str, problems: Prob
     if backup.repository_host not in repo_names:
         problems.add(rel, "backup.repository_host", f"unknown repository host "
                      f"{backup.repository_host!r}" + _known(repo_names))
+    else:
+        _check_rest_backup(settings, backup, rel, problems)
     copy = backup.copy_to
     if copy is not None:
         if copy.repository_host not in repo_names:
@@ -235,6 +238,41 @@ def _check_backup(settings: EstateFile, backup: Backup, rel: str, problems: Prob
         elif copy.repository_host == backup.repository_host:
             problems.add(rel, "backup.copy.repository_host", "the second copy must go to "
                          "another repository host than the first")
+
+
+def _check_rest_backup(settings: EstateFile, backup: Backup, rel: str,
+                       problems: Problems) -> None:
+    host = next(h for h in settings.repository_hosts if h.name == backup.repository_host)
+    if host.protocol != "rest":
+        for key, value in (("port", backup.port), ("quota_gb", backup.quota_gb),
+                           ("rest_password", backup.rest_password)):
+            if value is not None:
+                problems.add(rel, f"backup.{key}", f"repository host {host.name!r} serves "
+                             f"SFTP: backup.{key} is for a rest repository host")
+        return
+    if backup.port is None:
+        problems.add(rel, "backup.port", f"repository host {host.name!r} serves REST: give "
+                     "this system's own port on it (backup.port)")
+    elif backup.port in (host.port, host.maintenance_port):
+        problems.add(rel, "backup.port", f"port {backup.port} of {host.name!r} is its "
+                     + ("ssh port" if backup.port == host.port else "maintenance port"))
+
+
+def _check_rest_ports(systems: dict[str, System], files: dict[str, str],
+                      problems: Problems) -> None:
+    """Two systems on one rest repository host cannot share a port."""
+    seen: dict[tuple[str, int], str] = {}
+    for code in sorted(systems):
+        backup = systems[code].backup
+        if backup is None or backup.port is None:
+            continue
+        key = (backup.repository_host, backup.port)
+        if key in seen:
+            problems.add(files.get(f"system:{code}", f"systems/{code}.yml"), "backup.port",
+                         f"port {backup.port} of {backup.repository_host!r} is system "
+                         f"{seen[key]!r}'s")
+        else:
+            seen[key] = code
 
 
 def _check_cycles(systems: dict[str, System], files: dict[str, str], problems: Problems) -> None:

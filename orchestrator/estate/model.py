@@ -218,15 +218,58 @@ class ResticSettings(Strict):
 DISTRIBUTION_RESTIC = "/usr/bin/restic"
 
 
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
 class RepositoryHost(Strict):
-    """A backup repository host (SFTP) — normally in the secondary data centre."""
+    """A backup repository host — normally in the secondary data centre.
+
+    ``protocol: rest`` (what an estate should use): restic's rest-server, one append-only
+    server per system on the system's own ``backup.port`` (its htpasswd holds that system's
+    user only; ``backup.quota_gb`` is its ``--max-size``), and one server without
+    append-only on ``maintenance_port`` whose only user is the control host's
+    (``maintain``, ``retire``, reads from the control host). TLS with a certificate the
+    estate's CA signed: ``tls_ca`` (relative to the state folder unless absolute) is that
+    CA, which clients check the server against (never skipped). A client's credentials can
+    add data to its own repository and do nothing else (lock files aside).
+
+    ``protocol: sftp``: one chrooted SFTP account per system, reached with ssh on ``port``.
+    NOT protected against a compromised client: the account that writes a system's
+    backups can delete them too. For sites that only have SSH.
+    """
 
     name: Name
     site: Name
     address: IPv4
-    port: Annotated[int, Field(ge=1, le=65535)] = 22
+    port: Port = 22
     storage_path: Annotated[str, Field(pattern=r"^/")]
     capacity_gb: Annotated[float, Field(gt=0)]
+    protocol: Literal["rest", "sftp"] = "sftp"
+    maintenance_port: Port | None = None
+    tls_ca: Annotated[str, Field(min_length=1)] | None = None
+
+    @model_validator(mode="after")
+    def _rest_settings(self) -> RepositoryHost:
+        if self.protocol == "rest":
+            if self.maintenance_port is None or self.tls_ca is None:
+                raise ValueError("a rest repository host needs maintenance_port (the control "
+                                 "host's endpoint) and tls_ca (the CA that signed its "
+                                 "certificate)")
+            if self.maintenance_port == self.port:
+                raise ValueError(f"maintenance_port {self.maintenance_port} is the ssh port")
+        elif self.maintenance_port is not None or self.tls_ca is not None:
+            raise ValueError("maintenance_port and tls_ca are for protocol: rest")
+        return self
+
+    @property
+    def maintenance_user(self) -> str:
+        """The control host's user on the maintenance endpoint."""
+        return "hopnhat-maintenance"
+
+    @property
+    def maintenance_secret(self) -> str:
+        """The vault key of the maintenance endpoint's password."""
+        return "rest_maintenance_" + re.sub(r"[^A-Za-z0-9_]", "_", self.name)
 
 
 class EstateFile(Strict):
@@ -443,6 +486,18 @@ class Backup(Strict):
     randomized_delay: Duration = timedelta(minutes=5)
     retention: Retention = Retention()
     copy_to: SecondCopy | None = Field(default=None, alias="copy")
+    #: a rest repository host: the port of this system's own append-only rest-server
+    port: Port | None = None
+    #: a rest repository host: the most this system's repository may hold (its server's
+    #: --max-size); past it, its backups fail with "quota" and other systems' go on
+    quota_gb: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    #: the vault key of this system's password on its rest-server (default
+    #: rest_password_<code>)
+    rest_password: SecretRef | None = None
+
+    def rest_secret(self, code: str) -> str:
+        """The vault key of system ``code``'s rest-server password."""
+        return self.rest_password.vault if self.rest_password else f"rest_password_{code}"
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
