@@ -80,6 +80,11 @@ class Paths:
         """The private key of system ``code``'s account on its repository host."""
         return self.state / "ssh" / f"restic-{code}"
 
+    def tls_ca(self, configured: str | None) -> Path | None:
+        """A rest repository host's CA (``tls_ca``): relative paths are under the state
+        folder."""
+        return None if configured is None else self._state_path(configured)
+
     def ca_bundle(self, configured: str | None) -> Path | None:
         """A site's vCenter CA bundle: relative paths are under the state folder."""
         return None if configured is None else self._state_path(configured)

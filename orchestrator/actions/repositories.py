@@ -1,9 +1,11 @@
 """A system's restic repository, opened from the control host.
 
-``backup status``, the backup gate, ``verify`` and drills read repositories from the control
-host with the system's own SFTP account (its key in the state folder), host keys pinned in
-hopnhat's known_hosts, and the password from the vault in a private file that lives only as
-long as the work.
+``backup status``, the backup gate, ``verify``, ``maintain``, ``retire`` and drills reach
+repositories from the control host: on a rest repository host through its maintenance
+endpoint with the control host's own credentials (the CA pinned), on an SFTP one with the
+system's own account (its key in the state folder, host keys pinned in hopnhat's
+known_hosts). The repository password (and a rest location with credentials) live in
+private files only as long as the work.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from pathlib import Path
 from orchestrator.adapters.restic import Repository, ssh_command
 from orchestrator.adapters.vault import write_private
 from orchestrator.errors import EstateError
+from orchestrator.estate.endpoints import maintenance_location, maintenance_url
 from orchestrator.estate.inventory import repository_user
+from orchestrator.estate.model import SecretRef
 from orchestrator.estate.secrets import Secrets
 from orchestrator.settings import Paths
 
@@ -56,8 +60,19 @@ def open_repository(paths: Paths, code: str, *, second_copy: bool = False,
     fd, name = tempfile.mkstemp(prefix=f"restic-{code}.", dir=scratch)
     os.close(fd)
     password_file = Path(name)
+    location_file = password_file.with_name(password_file.name + ".location")
     try:
         write_private(password_file, password.encode())
+        host = estate.repository_host(host_name)
+        if host.protocol == "rest":
+            # the control host's own endpoint: it may prune and tag (clients only add)
+            secret = (secrets or Secrets(paths)).get(SecretRef(vault=host.maintenance_secret))
+            write_private(location_file, maintenance_location(host, code, secret).encode())
+            yield Repository(
+                url=maintenance_url(host, code), password_file=password_file,
+                location_file=location_file, cacert=paths.tls_ca(host.tls_ca),
+                cache_dir=paths.state / "cache" / "restic", name=f"{code}@{host_name}")
+            return
         user = repository_user(code)
         yield Repository(
             url=f"sftp:{user}@{address}:{REPOSITORY_PATH}",
@@ -69,3 +84,4 @@ def open_repository(paths: Paths, code: str, *, second_copy: bool = False,
         )
     finally:
         password_file.unlink(missing_ok=True)
+        location_file.unlink(missing_ok=True)

@@ -35,11 +35,16 @@ _RETENTION_DURATIONS = ("within", "within-hourly", "within-daily", "within-weekl
 class Repository:
     """One restic repository and how to open it.
 
-    ``url``: restic's location (``sftp:user@host:/repo``, ``sftp://user@host:port//repo`` or a
-    local path). ``password_file``: the file restic reads the password from (its path goes in
-    the environment, the password itself nowhere). ``sftp_command``: the ssh argv restic runs
-    for an ``sftp:`` repository (see :func:`ssh_command`). ``cache_dir``: restic's cache; None
-    runs with ``--no-cache``. ``name``: how messages name it (system code / repository host).
+    ``url``: restic's location (``sftp:user@host:/repo``, ``sftp://user@host:port//repo``,
+    ``rest:https://host:port/code/`` or a local path). ``password_file``: the file restic
+    reads the password from (its path goes in the environment, the password itself nowhere).
+    ``sftp_command``: the ssh argv restic runs for an ``sftp:`` repository (see
+    :func:`ssh_command`). ``location_file``: a private file holding the location restic
+    opens instead of ``url`` (``--repository-file``): a rest URL with its credentials, which
+    must never reach argv; ``url`` is then that location without them, for messages.
+    ``cacert``: the CA a ``rest:https`` server's certificate is checked against
+    (``--cacert``; never skipped). ``cache_dir``: restic's cache; None runs with
+    ``--no-cache``. ``name``: how messages name it (system code / repository host).
     """
 
     url: str
@@ -47,6 +52,8 @@ class Repository:
     sftp_command: tuple[str, ...] | None = None
     cache_dir: Path | None = None
     name: str = ""
+    location_file: Path | None = None
+    cacert: Path | None = None
 
     @property
     def display(self) -> str:
@@ -179,11 +186,29 @@ def make_environment(repo: Repository, *, path: str, home: str, tmpdir: str,
 # --- argv builders --------------------------------------------------------------------------
 
 
-def _base(repo: Repository, *, sftp_command: tuple[str, ...] | None = None) -> tuple[str, ...]:
-    argv: tuple[str, ...] = ("restic", "--repo", repo.url)
+def _location(repo: Repository) -> tuple[str, ...]:
+    if repo.location_file is not None:
+        return ("--repository-file", str(repo.location_file))
+    return ("--repo", repo.url)
+
+
+def _from_location(repo: Repository, flag: str) -> tuple[str, ...]:
+    """The source repository of ``copy`` or ``init --copy-chunker-params``: its file
+    (``--from-repository-file``) when it has one, else ``flag`` and its URL."""
+    if repo.location_file is not None:
+        return ("--from-repository-file", str(repo.location_file))
+    return (flag, repo.url)
+
+
+def _base(repo: Repository, *, sftp_command: tuple[str, ...] | None = None,
+          cacert: Path | None = None) -> tuple[str, ...]:
+    argv: tuple[str, ...] = ("restic", *_location(repo))
     command = sftp_command if sftp_command is not None else repo.sftp_command
     if command:
         argv += ("-o", sftp_option(command))
+    ca = cacert if cacert is not None else repo.cacert
+    if ca is not None:
+        argv += ("--cacert", str(ca))
     if repo.cache_dir is None:
         argv += ("--no-cache",)
     return argv
@@ -211,7 +236,7 @@ def make_init_argv(repo: Repository, *, chunker_from: Repository | None = None,
     argv = (*_base(repo), "init")
     if chunker_from is not None:
         flag = "--from-repo" if features is None or features.copy_from_repo else "--repo2"
-        argv += ("--copy-chunker-params", flag, chunker_from.url)
+        argv += ("--copy-chunker-params", *_from_location(chunker_from, flag))
     return argv
 
 
@@ -403,8 +428,12 @@ def make_copy_argv(from_repo: Repository, to_repo: Repository, snapshot_ids: Seq
                          f"{from_repo.display} and {to_repo.display} need different ones")
     command = to_repo.sftp_command or from_repo.sftp_command
     if features is None or features.copy_from_repo:
-        return (*_base(to_repo, sftp_command=command), "copy", "--from-repo", from_repo.url,
-                *snapshot_ids)
+        argv = _base(to_repo, sftp_command=command)
+        if from_repo.cacert is not None and from_repo.cacert != to_repo.cacert:
+            argv += ("--cacert", str(from_repo.cacert))  # restic takes several
+        return (*argv, "copy", *_from_location(from_repo, "--from-repo"), *snapshot_ids)
+    if from_repo.location_file is not None or to_repo.location_file is not None:
+        raise ValueError("copy: this restic reads no repository location from a file")
     return (*_base(from_repo, sftp_command=command), "copy", "--repo2", to_repo.url,
             *snapshot_ids)
 

@@ -22,7 +22,7 @@ from typing import Any
 from orchestrator.adapters.ssh import ensure_keypair
 from orchestrator.errors import LabError
 from orchestrator.estate.secrets import Secrets
-from orchestrator.lab import gobuild, guests, link, repository, vcsim
+from orchestrator.lab import gobuild, guests, link, repository, rest, vcsim
 from orchestrator.lab.config import (
     LabConfig,
     LabVCenter,
@@ -86,7 +86,9 @@ def require_root() -> None:
 
 def _backup_users(paths: Paths, host_name: str) -> dict[str, str]:
     """system code → public key of its account, for the systems backing up to ``host_name``."""
-    out = {}
+    out: dict[str, str] = {}
+    if paths.estate.repository_host(host_name).protocol == "rest":
+        return out  # its systems reach it through their rest-servers
     for code, system in paths.estate.systems.items():
         backup = system.backup
         if backup is None:
@@ -181,10 +183,11 @@ def up(paths: Paths, delays: dict[str, int] | None = None) -> list[Part]:
             raise LabError(f"vCenter {vcenter.describe()}: {exc}") from exc
 
     for host in estate.settings.repository_hosts:
-        repository.start_repository_host(
+        guest = repository.start_repository_host(
             paths.lab, table, host.name, host.name, str(host.address), host.storage_path,
             [control_pub], paths.known_hosts, _backup_users(paths, host.name),
             capacity_mb=config.repository_capacity_mb.get(host.name))
+        rest.start_rest_servers(paths, table, host, guest, secrets)
 
     hypervisor = _hypervisor_config(paths, config, vcenters, control_pub, operator_pub, legacy)
     if table.running("hypervisor") is not None and \

@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from orchestrator.adapters.vault import read_vault, write_private, write_vault
+from orchestrator.estate.endpoints import rest_secret_keys
 from orchestrator.estate.model import SecretRef
 from orchestrator.settings import Paths
 
@@ -36,7 +37,8 @@ def ensure_lab_secrets(paths: Paths) -> list[str]:
         write_private(paths.vault_password_file, (_random.token_urlsafe(32) + "\n").encode())
     estate = paths.estate
     wanted = sorted({ref.vault for ref in secret_refs(
-        [estate.settings, list(estate.sites.values()), list(estate.systems.values())])})
+        [estate.settings, list(estate.sites.values()), list(estate.systems.values())])}
+        | set(rest_secret_keys(estate)))
     current = read_vault(paths.vault_file, paths.vault_password_file) \
         if paths.vault_file.exists() else {}
     added = [key for key in wanted if key not in current]
