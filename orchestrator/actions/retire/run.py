@@ -45,6 +45,7 @@ from orchestrator.actions.migrate.run import NoProgress, Progress
 from orchestrator.actions.repositories import open_repository
 from orchestrator.actions.retire.plan import RetirePlan
 from orchestrator.actions.retire.state import KIND
+from orchestrator.actions.snapshot_log import record_removed
 from orchestrator.adapters.restic import Restic, Snapshot
 from orchestrator.adapters.vsphere import open_vcenters
 from orchestrator.errors import EXIT_BAD_INPUT, HopnhatError, PlanError, ResticError
@@ -222,6 +223,19 @@ def _take_up(ledger: Ledger, run_id: str, result: RetireResult) -> None:
     result.catalogue = {"sha256": summary.get("catalogue_sha256")}
 
 
+def _retag(work: _Retirement, restic: Restic, ids: list[str], add: list[str]) -> None:
+    """``restic tag``: each snapshot is written again under a new ID and the old one
+    deleted. The old IDs are recorded first as replaced by hopnhat, so that verify's
+    ``vanished`` check does not take them for an attack."""
+    system = work.result.plan.system
+    backup = work.paths.estate.systems[system].backup
+    assert backup is not None, "a system without a backup is never retired with one"
+    record_removed(work.ledger, system, backup.repository_host, ids,
+                   f"retire: tagged {', '.join(add)} (restic tag writes a new ID)",
+                   work.result.run_id)
+    restic.tag(ids, add)
+
+
 def _keep(work: _Retirement, restic: Restic) -> None:
     """Steps 1–5: everything that keeps the data."""
     paths, result, plan = work.paths, work.result, work.result.plan
@@ -230,7 +244,7 @@ def _keep(work: _Retirement, restic: Restic) -> None:
         history = [s.id for s in restic.snapshots() if s.hostname in plan.hosts
                    and ARCHIVED not in s.tags]
         if history:
-            restic.tag(history, [ARCHIVED])
+            _retag(work, restic, history, [ARCHIVED])
         started = time.time()
         run = run_backups(paths, select_clients(paths.estate, [plan.system],
                                                 hosts=list(plan.hosts)),
@@ -264,7 +278,7 @@ def _keep(work: _Retirement, restic: Restic) -> None:
                         "errors": 0, "notes": list(checked.notes)}
         detail.append(f"restic check --read-data: no errors ({restic.repo.display})")
     with work.step("retention") as detail:
-        detail.append(_tag(restic, plan.hosts, made, result))
+        detail.append(_tag(work, restic, made))
     with work.step("manifest") as detail:
         detail.append(_manifest(work, restic))
     with work.step("catalogue") as detail:
@@ -280,18 +294,19 @@ def _keep(work: _Retirement, restic: Restic) -> None:
                       f"{built.bytes:,} bytes, SHA-256 {built.sha256[:16]}…")
 
 
-def _tag(restic: Restic, hosts: tuple[str, ...], made: dict[str, str],
-         result: RetireResult) -> str:
+def _tag(work: _Retirement, restic: Restic, made: dict[str, str]) -> str:
     """Tag the retired hosts' snapshots ``archived``, the final ones ``final`` too; find the
     final snapshots' new IDs."""
+    result = work.result
+    hosts = result.plan.hosts
     snapshots = [s for s in restic.snapshots() if s.hostname in hosts]
     finals = [s for s in snapshots if s.id.startswith(made[s.hostname])]
     history = [s for s in snapshots if s not in finals and ARCHIVED not in s.tags]
     if history:
-        restic.tag([s.id for s in history], [ARCHIVED])
+        _retag(work, restic, [s.id for s in history], [ARCHIVED])
     todo = [s for s in finals if FINAL not in s.tags or ARCHIVED not in s.tags]
     if todo:
-        restic.tag([s.id for s in todo], [FINAL, ARCHIVED])
+        _retag(work, restic, [s.id for s in todo], [FINAL, ARCHIVED])
     after = [s for s in restic.snapshots() if s.hostname in hosts]
     result.finals = {}
     for host in hosts:
