@@ -11,7 +11,10 @@ each repository, at most ``concurrency`` at once, from the control host:
   snapshot and kept in the ledger) and the second copy's snapshots;
 - the judgements of :mod:`~orchestrator.actions.verify_checks`: structure, read data,
   freshness against the RPO, anomalies against the median of earlier snapshots, the copy,
-  locks.
+  locks, a retirement's final snapshots; and of :mod:`~orchestrator.actions.verify_attacks`:
+  snapshots dated in the future, of a host not the system's, or gone since the previous
+  verification without hopnhat removing them (the snapshots seen are kept in the ledger,
+  :mod:`~orchestrator.actions.snapshot_log`).
 
 One repository that cannot be read is an error for that system; the others are still checked.
 The run, each repository's report and the rotation go to the ledger. Verify changes nothing
@@ -31,9 +34,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from orchestrator.actions import snapshot_log
 from orchestrator.actions import verify_checks as judge
 from orchestrator.actions.repositories import open_repository
 from orchestrator.actions.retire.state import retirements
+from orchestrator.actions.verify_attacks import (
+    judge_foreign,
+    judge_future,
+    judge_vanished,
+    vanished_skip_reason,
+)
 from orchestrator.actions.verify_checks import Check, HostState
 from orchestrator.adapters.restic import (
     NoRepository,
@@ -73,6 +83,15 @@ class Target:
     position: int | None
     finals: dict[str, str] = field(default_factory=dict)  # retired host → final snapshot
     retired_at: str | None = None  # the system was retired whole (no backups expected)
+    #: every host the declared estate gives the system (retired and migration targets
+    #: too): a snapshot of any other is foreign
+    system_hosts: tuple[str, ...] = ()
+    protocol: str = "sftp"  # the repository host's: rest clients can only add
+
+    @property
+    def vanished_skipped(self) -> str | None:
+        """Why ``vanished`` is not judged here (None: it is)."""
+        return vanished_skip_reason(self.protocol)
 
     @property
     def key(self) -> str:
@@ -148,12 +167,23 @@ class VerifyResult:
 # --- the plan -------------------------------------------------------------------------------
 
 
+def system_hosts(code: str, estates: Sequence[Estate], retired: Sequence[str] = ()
+                 ) -> tuple[str, ...]:
+    """Every host that may write system ``code``'s snapshots: its VMs and its migration's
+    targets in each of ``estates`` (the declared one keeps VMs that retire or a migration
+    took away), and the ``retired`` VMs the ledger names."""
+    names = {vm.hostname for estate in estates
+             for vm in (*estate.vms_of(code), *estate.targets_of(code))}
+    return tuple(sorted(names | set(retired)))
+
+
 def plan(estate: Estate, systems: Sequence[str], option: str, ledger: Ledger,
-         concurrency: int | None = None) -> VerifyPlan:
+         concurrency: int | None = None, *, declared: Estate | None = None) -> VerifyPlan:
     """The repositories of ``systems`` (every system with a backup when empty) and what each
-    reads tonight for ``option`` (see :func:`verify_checks.parse_subset_option`). Raises
-    EstateError (exit 2) for an unknown system or one without a backup, ValueError for a bad
-    option."""
+    reads tonight for ``option`` (see :func:`verify_checks.parse_subset_option`).
+    ``estate`` as it stands (after retirements), ``declared`` as its files declare it
+    (every host a system ever had: the ``foreign`` check's). Raises EstateError (exit 2)
+    for an unknown system or one without a backup, ValueError for a bad option."""
     option = judge.parse_subset_option(option)
     unknown = [s for s in systems if s not in estate.systems]
     bare = [s for s in systems if s in estate.systems and estate.systems[s].backup is None]
@@ -188,7 +218,10 @@ def plan(estate: Estate, systems: Sequence[str], option: str, ledger: Ledger,
             expected_paths=tuple(backup.paths), subset=subset, position=position,
             finals=dict(closed.finals) if closed else {},
             retired_at=datetime.fromtimestamp(closed.at, UTC).strftime("%Y-%m-%d")
-            if whole and closed else None))
+            if whole and closed else None,
+            system_hosts=system_hosts(code, (estate, declared or estate),
+                                      closed.vms if closed else ()),
+            protocol=estate.repository_host(backup.repository_host).protocol))
     return VerifyPlan(estate.id, option,
                       concurrency or estate.settings.verification.concurrency, tuple(targets))
 
@@ -239,13 +272,11 @@ def verify(paths: Paths, the_plan: VerifyPlan, *, ledger: Ledger,
     def one(target: Target) -> RepositoryReport:
         try:
             report = verify_repository(paths, target, secrets=secrets, ledger=ledger,
-                                       make_restic=make, now=started)
+                                       make_restic=make, now=started, run_id=run_id)
         except Exception as exc:  # a bug in one repository's run must not stop the others
             log.exception("verify of %s failed unexpectedly", target.key)
-            report = RepositoryReport(target, target.key, judge.error_checks(
-                target.key, f"internal error: {type(exc).__name__}: {exc}",
-                copy=target.copy is not None, subset=target.subset,
-                retired=bool(target.finals)))
+            report = RepositoryReport(target, target.key, _error_checks(
+                target, target.key, f"internal error: {type(exc).__name__}: {exc}"))
         ledger.event(run_id, target.system, "repository", **report.as_dict())
         if on_report is not None:
             on_report(report)
@@ -411,10 +442,35 @@ def _lane(fn: Callable[[], Any]) -> Iterator[Callable[[], Any]]:
         thread.join()
 
 
+def _error_checks(target: Target, where: str, error: str) -> tuple[Check, ...]:
+    return judge.error_checks(where, error, copy=target.copy is not None,
+                              subset=target.subset, retired=bool(target.finals),
+                              vanished_skipped=target.vanished_skipped)
+
+
+def _attack_checks(target: Target, where: str, snapshots: Sequence[Snapshot],
+                   ledger: Ledger, now: datetime, clock_skew: timedelta,
+                   run_id: str) -> tuple[Check, Check, Check]:
+    """``future``, ``foreign`` and ``vanished``; then the snapshots seen are kept for the
+    next verification's ``vanished``."""
+    previous = snapshot_log.last_seen(ledger, target.system, target.repository)
+    removed = snapshot_log.removed_ids(ledger, target.system, target.repository) \
+        if previous is not None else frozenset()
+    checks = (judge_future(where, snapshots, now, clock_skew),
+              judge_foreign(where, snapshots, target.system_hosts),
+              judge_vanished(where, previous.snapshots if previous else None,
+                             previous.run_id if previous else "", snapshots, removed,
+                             target.protocol))
+    snapshot_log.record_seen(ledger, target.system, target.repository, snapshots, run_id)
+    return checks
+
+
 def verify_repository(paths: Paths, target: Target, *, secrets: Secrets, ledger: Ledger,
-                      make_restic: ResticFactory, now: datetime) -> RepositoryReport:
-    """Every check of one repository. A repository that cannot be read gives a report whose
-    checks are errors naming the system, the repository and why; never raises for it."""
+                      make_restic: ResticFactory, now: datetime,
+                      run_id: str = "") -> RepositoryReport:
+    """Every check of one repository (``run_id``: the verify run, kept with the snapshots
+    seen). A repository that cannot be read gives a report whose checks are errors naming
+    the system, the repository and why; never raises for it."""
     settings = paths.estate.settings.verification
     clock = time.monotonic()
     where = target.key
@@ -427,12 +483,14 @@ def verify_repository(paths: Paths, target: Target, *, secrets: Secrets, ledger:
                                       settings.lock_wait.total_seconds(), own_pids)) as ran:
             try:
                 snapshots = meta.snapshots(no_lock=True)
+                # the future is judged from when the list was read, not from the run's
+                # start: a backup made while a long run goes on is no attack
+                listed = datetime.now(UTC)
             except HopnhatError as exc:
                 ran()  # the check fails the same way; wait for it before leaving
-                return RepositoryReport(target, where, judge.error_checks(
-                    where, str(exc), copy=target.copy is not None, subset=target.subset,
-                    retired=bool(target.finals)),
-                    duration_seconds=time.monotonic() - clock, restic_version=version)
+                return RepositoryReport(target, where, _error_checks(target, where, str(exc)),
+                                        duration_seconds=time.monotonic() - clock,
+                                        restic_version=version)
             log.debug("%s: %d snapshots listed after %.1f s", target.key, len(snapshots),
                       time.monotonic() - clock)
             hosts = target.expected_hosts or tuple(sorted({s.hostname for s in snapshots}))
@@ -466,7 +524,9 @@ def verify_repository(paths: Paths, target: Target, *, secrets: Secrets, ledger:
                                       shrink_pct=settings.shrink_pct,
                                       growth_pct=settings.growth_pct)
     checks = (structure, data, fresh, anomaly, copy, locks,
-              judge.judge_final(where, snapshots, target.finals))
+              judge.judge_final(where, snapshots, target.finals),
+              *_attack_checks(target, where, snapshots, ledger, max(now, listed),
+                              settings.clock_skew, run_id))
     return RepositoryReport(target, where, checks, states, len(snapshots),
                             time.monotonic() - clock, version)
 

@@ -164,7 +164,8 @@ class VerificationSettings(Strict):
     ``check``; snapshots younger than ``copy_grace`` may still be on their way to the second
     copy; ``timeout`` for one restic command; ``notify_command`` (split like a shell would,
     run without one) and ``notify_url`` (healthchecks-style) hear of start, success and
-    failure."""
+    failure; a snapshot dated more than ``clock_skew`` after verify's own clock is one
+    planted in the future (the ``future`` check)."""
 
     concurrency: Annotated[int, Field(ge=1, le=64)] = 4
     shrink_pct: Annotated[float, Field(gt=0, le=100)] = 50.0
@@ -174,6 +175,7 @@ class VerificationSettings(Strict):
     lock_wait: Duration = timedelta(minutes=10)
     copy_grace: Duration = timedelta(hours=1)
     timeout: Duration = timedelta(hours=6)
+    clock_skew: Duration = timedelta(minutes=10)
     notify_command: str | None = None
     notify_url: str | SecretRef | None = None
     #: read-data rotation (nights) of a system retired whole: its repository is read

@@ -10,7 +10,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from orchestrator.actions.verify_checks import COPY, LOCKS, READ_DATA, SKIPPED
+from orchestrator.actions.verify_checks import (
+    COPY,
+    FAILED,
+    FOREIGN,
+    FUTURE,
+    LOCKS,
+    OK,
+    READ_DATA,
+    SKIPPED,
+    VANISHED,
+)
 
 if TYPE_CHECKING:
     from orchestrator.actions.verify import RepositoryReport, VerifyResult
@@ -40,6 +50,15 @@ METRICS: dict[str, str] = {
                                        "copy (0 when none is).",
     "hopnhat_backup_locks": "Locks in the repository (other than verify's own).",
     "hopnhat_backup_stale_locks": "Stale locks in the repository (verify removes none).",
+    "hopnhat_backup_future_snapshots": "Snapshots dated later than verify's clock plus the "
+                                       "allowed clock skew (planted to push real ones out "
+                                       "of retention).",
+    "hopnhat_backup_foreign_snapshots": "Snapshots of a host that is not one of the "
+                                        "system's (written under another host's name).",
+    "hopnhat_backup_vanished_snapshots": "Snapshots the previous verification saw that are "
+                                         "gone without hopnhat removing them (rest "
+                                         "repository hosts only: on sftp ones clients "
+                                         "prune).",
     "hopnhat_verify_last_run_timestamp_seconds": "When this verification started.",
     "hopnhat_verify_run_duration_seconds": "How long the whole verification took.",
     "hopnhat_verify_exit_code": "Exit code of the verification: 0 all good, 1 a check "
@@ -111,6 +130,12 @@ def _repository(samples: _Samples, report: RepositoryReport) -> None:
     if "locks" in locks.details:
         samples.add("hopnhat_backup_locks", base, len(locks.details["locks"]))
         samples.add("hopnhat_backup_stale_locks", base, locks.details["stale"])
+    for name, metric in ((FUTURE, "hopnhat_backup_future_snapshots"),
+                         (FOREIGN, "hopnhat_backup_foreign_snapshots"),
+                         (VANISHED, "hopnhat_backup_vanished_snapshots")):
+        judged = next((c for c in report.checks if c.name == name), None)
+        if judged is not None and judged.status in (OK, FAILED) and "count" in judged.details:
+            samples.add(metric, base, judged.details["count"])
 
 
 def render_metrics(result: VerifyResult) -> str:

@@ -28,12 +28,15 @@ from orchestrator.actions.verify_checks import (
     ERROR,
     FAILED,
     FINAL,
+    FOREIGN,
     FRESHNESS,
+    FUTURE,
     LOCKS,
     OK,
     READ_DATA,
     SKIPPED,
     STRUCTURE,
+    VANISHED,
     Check,
     check_phases,
     host_states,
@@ -423,7 +426,11 @@ def _result() -> VerifyResult:
                    Check(COPY, OK, "every snapshot is in the copy",
                          {"missing": [], "lag_seconds": 0.0}),
                    Check(LOCKS, OK, "no lock", {"locks": [], "stale": 0}),
-                   Check(FINAL, OK, "the final snapshot of every retired host is kept"))
+                   Check(FINAL, OK, "the final snapshot of every retired host is kept"),
+                   Check(FUTURE, OK, "no snapshot dated in the future", {"count": 0}),
+                   Check(FOREIGN, OK, "every snapshot is of the system's hosts", {"count": 0}),
+                   Check(VANISHED, OK, "none of the 8 snapshot(s) seen before is gone",
+                         {"count": 0}))
     host = verify_checks.HostState("qlvb-db-01", True, 8, "a" * 64, NOW - HOUR / 2, 1800.0,
                                    5 * 2**20, 120)
     stale = _target("video", subset=None)
@@ -432,10 +439,15 @@ def _result() -> VerifyResult:
                     Check(FRESHNESS, FAILED, 'video@repo: host "x" stale <&>'),
                     Check(ANOMALY, OK, "fine"), Check(COPY, SKIPPED, "no second copy"),
                     Check(LOCKS, OK, "no lock", {"locks": [], "stale": 0}),
-                    Check(FINAL, SKIPPED, "not retired"))
+                    Check(FINAL, SKIPPED, "not retired"),
+                    Check(FUTURE, OK, "no snapshot dated in the future", {"count": 0}),
+                    Check(FOREIGN, FAILED, "video@repo: 2 snapshot(s) of intruder",
+                          {"count": 2}),
+                    Check(VANISHED, SKIPPED, "sftp repository: its clients prune it"))
     gone = _target("dvc")
     gone_checks = verify_checks.error_checks("dvc@repo-qnam-01", "no repository at sftp:x",
-                                             copy=False, subset="3/7")
+                                             copy=False, subset="3/7",
+                                             vanished_skipped="sftp repository")
     return VerifyResult("verify-1", "danang", "auto", NOW, 12.5, (
         RepositoryReport(good, "qlvb@repo-qnam-01 (sftp:…)", good_checks, (host,), 8, 2.0),
         RepositoryReport(stale, "video@repo-qnam-01", stale_checks, (), 3, 1.0),
@@ -447,7 +459,7 @@ def test_the_junit_report_parses_with_a_case_per_repository_and_check(tmp_path: 
     root = ET.fromstring(text)
     assert root.tag == "testsuites"
     assert (root.get("tests"), root.get("failures"), root.get("errors"),
-            root.get("skipped")) == ("21", "1", "5", "5")
+            root.get("skipped")) == ("30", "2", "7", "7")
     path = tmp_path / "verify.xml"
     path.write_text(text)
     suites = {suite.name: suite for suite in JUnitXml.fromfile(str(path))}
@@ -459,7 +471,7 @@ def test_the_junit_report_parses_with_a_case_per_repository_and_check(tmp_path: 
     assert cases[FRESHNESS].classname == "hopnhat.verify.video.repo-qnam-01"
     assert isinstance(cases[READ_DATA].result[0], Skipped)
     assert all(isinstance(c.result[0], Error) for c in suites["dvc@repo-qnam-01"]
-               if c.name not in (COPY, FINAL))
+               if c.name not in (COPY, FINAL, VANISHED))
     assert all(not c.result for c in suites["qlvb@repo-qnam-01"])
 
 
