@@ -10,8 +10,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 HOPNHAT := $(VENV)/bin/hopnhat
 STAMPS := .hopnhat/stamps
+# prometheus: for its promtool, which checks and unit-tests the alert rules (hopnhat alerts)
 APT_PACKAGES := tzdata restic openssh-server openssh-client nftables \
-	sqlite3 util-linux iproute2 systemd python3-venv chromium
+	sqlite3 util-linux iproute2 systemd python3-venv chromium prometheus
 PYTEST_ARGS ?=
 
 .PHONY: demo test deps apt venv bytecode lab-build lint unit integration e2e bench clean lab-down
@@ -61,6 +62,9 @@ lab-build: $(STAMPS)/apt
 lint: venv
 	$(PY) -m ruff check orchestrator tests bench
 	$(PY) -m mypy
+	@mkdir -p .hopnhat
+	$(HOPNHAT) alerts --print > .hopnhat/alerts.yml
+	promtool check rules .hopnhat/alerts.yml
 	$(VENV)/bin/ansible-lint --profile production -c playbooks/.ansible-lint playbooks/
 
 unit: deps

@@ -22,6 +22,7 @@ class RootGroup(HandledGroup):
         "backup": ("orchestrator.cli.backup", "app"),
         "lab": ("orchestrator.cli.lab", "app"),
         "verify": ("orchestrator.cli.verify", "app"),
+        "alerts": ("orchestrator.cli.alerts", "alerts"),
         "schedule": ("orchestrator.cli.schedule", "app"),
         "plan": ("orchestrator.cli.provision", "plan"),
         "apply": ("orchestrator.cli.provision", "apply"),
