@@ -116,10 +116,15 @@ class PreCommandFailed(HopnhatError):
 @dataclass(frozen=True)
 class RepositoryConfig:
     """A restic repository as the job reaches it: ``name`` (the repository host) and restic's
-    ``url`` (``sftp:restic-<code>@<host>:/repo``; the host's ssh config maps it)."""
+    ``url`` (``sftp:restic-<code>@<host>:/repo``, which the host's ssh config maps; or a rest
+    server's URL without credentials, for messages). A rest repository also has
+    ``location_file`` (its URL with the system's credentials, which restic reads with
+    ``--repository-file``) and ``cacert`` (the CA its server is checked against)."""
 
     name: str
     url: str
+    location_file: Path | None = None
+    cacert: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -151,7 +156,8 @@ class JobConfig:
 
     def restic_repository(self, which: RepositoryConfig) -> Repository:
         return Repository(url=which.url, password_file=self.password_file,
-                          cache_dir=self.cache_dir, name=f"{self.system}@{which.name}")
+                          cache_dir=self.cache_dir, name=f"{self.system}@{which.name}",
+                          location_file=which.location_file, cacert=which.cacert)
 
 
 _REQUIRED = ("version", "system", "tier", "host", "paths", "repository", "password_file",
@@ -168,10 +174,18 @@ def _strings(data: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
 
 
 def _repository(value: Any, key: str, where: str) -> RepositoryConfig:
-    if (not isinstance(value, dict) or set(value) != {"name", "url"}
+    if (not isinstance(value, dict) or not {"name", "url"} <= set(value)
+            or not set(value) <= {"name", "url", "location_file", "cacert"}
             or not all(isinstance(v, str) and v for v in value.values())):
-        raise ConfigError(f"{where}: '{key}' must be {{name, url}} (non-empty strings)")
-    return RepositoryConfig(name=value["name"], url=value["url"])
+        raise ConfigError(f"{where}: '{key}' must be {{name, url}} and, for a rest "
+                          "repository, location_file and cacert (non-empty strings)")
+    if ("location_file" in value) != ("cacert" in value):
+        raise ConfigError(f"{where}: '{key}': location_file and cacert go together")
+    return RepositoryConfig(
+        name=value["name"], url=value["url"],
+        location_file=_absolute(value, "location_file", f"{where}: '{key}'")
+        if "location_file" in value else None,
+        cacert=_absolute(value, "cacert", f"{where}: '{key}'") if "cacert" in value else None)
 
 
 def _absolute(data: Mapping[str, Any], key: str, where: str) -> Path:

@@ -39,6 +39,7 @@ from orchestrator.errors import (
 )
 from orchestrator.estate.inventory import build_inventory
 from orchestrator.estate.model import Estate
+from orchestrator.lab import gobuild
 from orchestrator.ledger import Ledger
 from orchestrator.settings import Paths
 
@@ -108,6 +109,8 @@ def extra_vars(paths: Paths, systems: Sequence[str] = ()) -> dict[str, Any]:
         "hopnhat_estate_dir": str(estate.root),
         "hopnhat_vault_file": str(paths.vault_file),
         "hopnhat_known_hosts_file": str(paths.known_hosts),
+        # rest repository hosts run the rest-server the project builds at a pinned release
+        "hopnhat_rest_server_source": str(gobuild.rest_server_binary(paths.lab)),
         **selected,
     }
 

@@ -250,6 +250,10 @@ def _check_rest_backup(settings: EstateFile, backup: Backup, rel: str,
                 problems.add(rel, f"backup.{key}", f"repository host {host.name!r} serves "
                              f"SFTP: backup.{key} is for a rest repository host")
         return
+    if backup.copy_to is not None:
+        problems.add(rel, "backup.copy", f"repository host {host.name!r} serves REST, whose "
+                     "clients only add: a second copy is pulled by the control host (the "
+                     "estate's vault repository), never pushed by a client")
     if backup.port is None:
         problems.add(rel, "backup.port", f"repository host {host.name!r} serves REST: give "
                      "this system's own port on it (backup.port)")

@@ -10,7 +10,10 @@ append-only rest-server on ``backup.port`` (user ``<code>``, repository ``/<code
 
 from __future__ import annotations
 
+import hashlib
 from urllib.parse import quote
+
+import bcrypt
 
 from orchestrator.estate.model import Estate, RepositoryHost
 
@@ -65,3 +68,13 @@ def rest_secret_keys(estate: Estate) -> list[str]:
         if system.backup is not None and system.backup.repository_host in rest:
             keys.add(system.backup.rest_secret(code))
     return sorted(keys)
+
+
+def htpasswd_line(user: str, password: str) -> str:
+    """``user:$2b$…`` with a salt derived from both: the same line for the same password
+    (a file rewritten unchanged restarts nothing), another for another password."""
+    digest = hashlib.sha256(f"hopnhat-htpasswd\0{user}\0{password}".encode()).digest()
+    alphabet = b"./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+    salt = bytes(alphabet[b % 64] for b in digest[:21]) + b"."  # 22 chars, last one's low bits 0
+    hashed = bcrypt.hashpw(password.encode(), b"$2b$10$" + salt)
+    return f"{user}:{hashed.decode()}"

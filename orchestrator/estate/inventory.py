@@ -11,7 +11,8 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from orchestrator.estate.model import Estate
+from orchestrator.estate.endpoints import client_url, rest_systems
+from orchestrator.estate.model import Backup, Estate, RepositoryHost
 from orchestrator.settings import Paths
 
 Inventory = dict[str, Any]
@@ -65,14 +66,9 @@ def system_vars(estate: Estate, code: str) -> dict[str, Any]:
             "schedule": backup.schedule,
             "randomized_delay_seconds": int(backup.randomized_delay.total_seconds()),
             "retention": backup.retention.model_dump(),
-            "repository": {
-                "host": host.name,
-                "address": str(host.address),
-                "port": host.port,
-                "user": repository_user(code),
-                "path": "/repo",
-            },
+            "repository": _repository_vars(host, code, backup),
             "copy": None if backup.copy_to is None else {
+                "protocol": "sftp",
                 "host": backup.copy_to.repository_host,
                 "address": str(estate.repository_host(backup.copy_to.repository_host).address),
                 "port": estate.repository_host(backup.copy_to.repository_host).port,
@@ -81,6 +77,19 @@ def system_vars(estate: Estate, code: str) -> dict[str, Any]:
             },
         }
     return out
+
+
+def _repository_vars(host: RepositoryHost, code: str, backup: Backup) -> dict[str, Any]:
+    """How a client reaches system ``code``'s repository on ``host``: its SFTP account, or
+    (rest) its own server's port, user and the vault key of its password — no secret."""
+    if host.protocol == "rest":
+        assert backup.port is not None
+        return {"protocol": "rest", "host": host.name, "address": str(host.address),
+                "port": backup.port, "user": code, "path": f"/{code}/",
+                "url": client_url(host, code, backup.port),
+                "password_vault_key": backup.rest_secret(code)}
+    return {"protocol": "sftp", "host": host.name, "address": str(host.address),
+            "port": host.port, "user": repository_user(code), "path": "/repo"}
 
 
 def build_inventory(paths: Paths) -> Inventory:
@@ -108,14 +117,24 @@ def build_inventory(paths: Paths) -> Inventory:
         if vm.data and estate.systems[vm.system].backup is not None:
             member("backup_clients", vm.name)
     for code in estate.systems:
-        groups.setdefault(f"system_{code}", {"hosts": []})["vars"] = system_vars(estate, code)
+        group_vars = system_vars(estate, code)
+        backup = estate.systems[code].backup
+        if backup is not None:
+            host = estate.repository_host(backup.repository_host)
+            if host.protocol == "rest":
+                # the CA its clients check the repository host's certificate against
+                group_vars["hopnhat_rest_ca"] = str(paths.tls_ca(host.tls_ca))
+        groups.setdefault(f"system_{code}", {"hosts": []})["vars"] = group_vars
     groups["repository_hosts"] = {"hosts": []}
     for host in estate.settings.repository_hosts:
         hostvars[host.name] = {
             **_connection(paths, str(host.address), host.port),
             "hopnhat_site": host.site,
             "hopnhat_storage_path": host.storage_path,
-            "hopnhat_repository_accounts": sorted(
+            "hopnhat_repository_protocol": host.protocol,
+            **_rest_host_vars(paths, host),
+            # SFTP accounts (a rest host serves its systems through rest-servers)
+            "hopnhat_repository_accounts": [] if host.protocol == "rest" else sorted(
                 repository_user(code) for code, s in estate.systems.items()
                 if s.backup is not None and host.name in (
                     s.backup.repository_host,
@@ -131,6 +150,29 @@ def build_inventory(paths: Paths) -> Inventory:
                   "vars": {"hopnhat_estate": estate.id, **restic_vars(paths)}}
     out["_meta"] = {"hostvars": hostvars}
     return out
+
+
+def _rest_host_vars(paths: Paths, host: RepositoryHost) -> dict[str, Any]:
+    """A rest repository host's servers: each system's port and quota (bytes; 0 for none),
+    the maintenance port and user, and where the controller keeps its certificate and key
+    (``<tls_ca's folder>/<host>.pem`` and ``.key``)."""
+    if host.protocol != "rest":
+        return {}
+    ca = paths.tls_ca(host.tls_ca)
+    assert ca is not None
+    systems = {}
+    for code, port in rest_systems(paths.estate, host.name).items():
+        backup = paths.estate.systems[code].backup
+        assert backup is not None
+        systems[code] = {"port": port, "password_vault_key": backup.rest_secret(code),
+                         "quota_bytes": 0 if backup.quota_gb is None
+                         else int(backup.quota_gb * 1024 ** 3)}
+    return {"hopnhat_rest_systems": systems,
+            "hopnhat_rest_maintenance": {"port": host.maintenance_port,
+                                         "user": host.maintenance_user,
+                                         "password_vault_key": host.maintenance_secret},
+            "hopnhat_rest_tls_cert": str(ca.parent / f"{host.name}.pem"),
+            "hopnhat_rest_tls_key": str(ca.parent / f"{host.name}.key")}
 
 
 def restic_vars(paths: Paths) -> dict[str, Any]:

@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import bcrypt
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -41,7 +40,7 @@ from cryptography.x509.oid import NameOID
 
 from orchestrator.adapters.vault import write_private
 from orchestrator.errors import LabError
-from orchestrator.estate.endpoints import rest_systems
+from orchestrator.estate.endpoints import htpasswd_line, rest_systems
 from orchestrator.estate.model import Estate, RepositoryHost, SecretRef
 from orchestrator.estate.secrets import Secrets
 from orchestrator.lab import gobuild
@@ -93,16 +92,6 @@ def servers(estate: Estate, secrets: Secrets, host: RepositoryHost) -> list[Serv
         out.append(Server(code, port, f"{host.storage_path}/{code}", code,
                           secrets.get(SecretRef(vault=backup.rest_secret(code))), True, quota))
     return out
-
-
-def htpasswd_line(user: str, password: str) -> str:
-    """``user:$2b$…`` with a salt derived from both: the same line for the same password
-    (a file rewritten unchanged restarts nothing), another for another password."""
-    digest = hashlib.sha256(f"hopnhat-htpasswd\0{user}\0{password}".encode()).digest()
-    alphabet = b"./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-    salt = bytes(alphabet[b % 64] for b in digest[:21]) + b"."  # 22 chars, last one's low bits 0
-    hashed = bcrypt.hashpw(password.encode(), b"$2b$10$" + salt)
-    return f"{user}:{hashed.decode()}"
 
 
 # --- certificates ---------------------------------------------------------------------------
