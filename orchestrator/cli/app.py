@@ -33,6 +33,7 @@ class RootGroup(HandledGroup):
         "migrate": ("orchestrator.cli.migrate", "app"),
         "retire": ("orchestrator.cli.retire", "retire"),
         "archive": ("orchestrator.cli.archive", "app"),
+        "maintain": ("orchestrator.cli.maintain", "maintain"),
     }
 
 

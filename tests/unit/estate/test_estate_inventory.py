@@ -76,7 +76,8 @@ def test_system_variables_carry_tier_targets_and_backup_repositories(inventory):
     assert (variables["hopnhat_tier"], variables["hopnhat_rpo_seconds"],
             variables["hopnhat_rto_seconds"]) == (1, 3600, 4 * 3600)
     assert variables["hopnhat_backup"]["repository"] == {
-        "protocol": "sftp", "host": "repo-qnam-01", "address": "127.20.2.10", "port": 22, "user": "restic-qlvb",
+        "protocol": "sftp", "host": "repo-qnam-01", "address": "127.20.2.10", "port": 22,
+        "user": "restic-qlvb",
         "path": "/repo"}
     assert variables["hopnhat_backup"]["copy"] is None
 
