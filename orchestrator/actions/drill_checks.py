@@ -34,7 +34,7 @@ from orchestrator.actions.drill_remote import (
     restic_env,
 )
 from orchestrator.adapters.restic import Repository
-from orchestrator.adapters.restic_argv import make_ls_argv
+from orchestrator.adapters.restic_argv import base_argv, make_ls_argv
 from orchestrator.adapters.restic_results import Listing, Node, parse_ls_line
 from orchestrator.errors import HopnhatError, ResticError
 from orchestrator.estate.model import Probe
@@ -324,7 +324,7 @@ def read_samples(remote: Remote, repo: Repository, snapshot_id: str, side: Snaps
     than they would add after it.)"""
     if not side.samples:
         return side
-    argv = [restic, *read_only(("restic", "--repo", repo.url, "restore", snapshot_id))[1:]]
+    argv = [restic, *read_only((*base_argv(repo), "restore", snapshot_id))[1:]]
     read = _script(remote, {"mode": "samples", "argv": argv, "target": SAMPLE_DIR,
                             "samples": list(side.samples)}, timeout, restic_env(repo) + " ")
     return SnapshotSide(side.counts, side.samples,

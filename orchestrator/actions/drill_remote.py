@@ -34,6 +34,7 @@ from orchestrator.adapters.restic_argv import (
 from orchestrator.adapters.restic_errors import classify
 from orchestrator.adapters.restic_results import parse_snapshots
 from orchestrator.errors import CommandError, ResticError, SSHError
+from orchestrator.estate.endpoints import CLIENT_CACERT, CLIENT_LOCATION_FILE, client_url
 from orchestrator.estate.inventory import repository_user
 from orchestrator.estate.model import DISTRIBUTION_RESTIC, Estate
 from orchestrator.process import run
@@ -79,6 +80,17 @@ def scratch_repository(estate: Estate, code: str) -> Repository:
     file the restic_client role wrote, a cache of the drill's own."""
     backup = estate.systems[code].backup
     assert backup is not None
+    host = estate.repository_host(backup.repository_host)
+    if host.protocol == "rest":
+        assert backup.port is not None
+        # the location file and CA the restic_client role wrote: the system's own
+        # append-only server, which a restore only reads
+        return Repository(
+            url=client_url(host, code, backup.port),
+            password_file=Path(PASSWORD_FILE.format(code=code)),
+            location_file=Path(CLIENT_LOCATION_FILE.format(code=code)),
+            cacert=Path(CLIENT_CACERT),
+            cache_dir=Path(CACHE_DIR.format(code=code)), name=f"{code}@{host.name}")
     return Repository(
         url=f"sftp:{repository_user(code)}@{backup.repository_host}:{REPOSITORY_PATH}",
         password_file=Path(PASSWORD_FILE.format(code=code)),

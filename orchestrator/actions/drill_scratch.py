@@ -97,7 +97,7 @@ def inventory(paths: Paths, plan: DrillPlan) -> dict[str, Any]:
         "drill_scratch": {"hosts": names},
         "backup_clients": {"hosts": names},
         f"system_{plan.system}": {"hosts": names,
-                                  "vars": system_vars(paths.estate, plan.system)},
+                                  "vars": system_vars(paths, plan.system)},
         "all": {"children": ["ungrouped", "backup_clients", "drill_scratch",
                              f"system_{plan.system}"],
                 "vars": {"hopnhat_estate": paths.estate.id, **restic_vars(paths)}},

@@ -214,6 +214,12 @@ def _base(repo: Repository, *, sftp_command: tuple[str, ...] | None = None,
     return argv
 
 
+def base_argv(repo: Repository) -> tuple[str, ...]:
+    """``restic`` and how it opens ``repo`` (location, ssh command, CA, cache), for a
+    command this module has no builder of."""
+    return _base(repo)
+
+
 def _repeat(flag: str, values: Iterable[str]) -> tuple[str, ...]:
     return tuple(part for value in values for part in (flag, value))
 

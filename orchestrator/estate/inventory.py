@@ -44,8 +44,11 @@ def _connection(paths: Paths, address: str, port: int) -> dict[str, Any]:
     }
 
 
-def system_vars(estate: Estate, code: str) -> dict[str, Any]:
-    """Group variables of ``system_<code>``: what the backup roles need, no secrets."""
+def system_vars(paths: Paths, code: str) -> dict[str, Any]:
+    """Group variables of ``system_<code>``: what the backup roles need, no secrets (for a
+    rest repository host, ``hopnhat_rest_ca``: the CA on the controller its clients check
+    the host's certificate against)."""
+    estate = paths.estate
     system = estate.systems[code]
     tier = estate.tier(system.tier)
     out: dict[str, Any] = {
@@ -58,6 +61,8 @@ def system_vars(estate: Estate, code: str) -> dict[str, Any]:
     backup = system.backup
     if backup is not None:
         host = estate.repository_host(backup.repository_host)
+        if host.protocol == "rest":
+            out["hopnhat_rest_ca"] = str(paths.tls_ca(host.tls_ca))
         out["hopnhat_backup"] = {
             "paths": list(backup.paths),
             "exclude": list(backup.exclude),
@@ -117,14 +122,7 @@ def build_inventory(paths: Paths) -> Inventory:
         if vm.data and estate.systems[vm.system].backup is not None:
             member("backup_clients", vm.name)
     for code in estate.systems:
-        group_vars = system_vars(estate, code)
-        backup = estate.systems[code].backup
-        if backup is not None:
-            host = estate.repository_host(backup.repository_host)
-            if host.protocol == "rest":
-                # the CA its clients check the repository host's certificate against
-                group_vars["hopnhat_rest_ca"] = str(paths.tls_ca(host.tls_ca))
-        groups.setdefault(f"system_{code}", {"hosts": []})["vars"] = group_vars
+        groups.setdefault(f"system_{code}", {"hosts": []})["vars"] = system_vars(paths, code)
     groups["repository_hosts"] = {"hosts": []}
     for host in estate.settings.repository_hosts:
         hostvars[host.name] = {

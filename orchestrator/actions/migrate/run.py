@@ -476,7 +476,7 @@ def _inventory(paths: Paths, plan: MigrationPlan) -> dict[str, Any]:
         "migration_targets": {"hosts": names},
         "backup_clients": {"hosts": [vm.name for vm in plan.targets if vm.data]},
         f"system_{plan.system}": {"hosts": names,
-                                  "vars": system_vars(paths.estate, plan.system)},
+                                  "vars": system_vars(paths, plan.system)},
         "all": {"children": ["ungrouped", "backup_clients", "migration_targets",
                              f"system_{plan.system}"],
                 "vars": {"hopnhat_estate": paths.estate.id, **restic_vars(paths)}},
