@@ -39,6 +39,8 @@ step "back up every system now (the same job the timers run)"
 hopnhat backup run
 step "backup status: last snapshot per system and host, age against the RPO"
 hopnhat backup status
+step "maintain: the control host prunes each repository by its retention (clients cannot: their rest-servers are append-only)"
+hopnhat maintain
 step "verify every repository, as the nightly timer does: check + read-data subset, freshness vs RPO, anomalies, locks"
 hopnhat verify --junit .hopnhat/reports/verify.xml --metrics .hopnhat/textfile/hopnhat_verify.prom
 step "restore drill of a tier-1 system: QLVB restored in the secondary DC, probes, RPO/RTO evidence"
