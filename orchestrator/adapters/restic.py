@@ -64,12 +64,14 @@ from orchestrator.adapters.restic_errors import (
     LockHolder,
     NoRepository,
     NoSpace,
+    QuotaExceeded,
     RepositoryDamaged,
     RepositoryLocked,
     ResticCommandError,
     Retry,
     WrongPassword,
     classify,
+    futile_quota_retry,
     futile_sftp_retry,
     parse_retry,
     ssh_said_why,
@@ -118,6 +120,7 @@ __all__ = [
     "NoRepository",
     "NoSpace",
     "Node",
+    "QuotaExceeded",
     "Repository",
     "RepositoryDamaged",
     "RepositoryLocked",
@@ -296,6 +299,9 @@ class Restic:
             reason = futile_sftp_retry(retry)
             if reason is not None:
                 return reason
+        reason = futile_quota_retry(retry)
+        if reason is not None:
+            return reason
         return self.give_up(retry) if self.give_up is not None else None
 
     def _start(self, argv: Sequence[str], wait: float = 0.0) -> Stream:

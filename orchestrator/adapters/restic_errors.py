@@ -46,6 +46,9 @@ _GO_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e
              "ns": 1e-9}
 
 _NO_SPACE = ("no space left on device", "enospc", "disk quota exceeded")
+#: rest-server refusing a write past its --max-size (the system's quota): 507 with its words
+_QUOTA = ("507 insufficient storage", "would exceed maximum size of repository",
+          "repository has reached maximum size")
 # sftp-server answers a failed write on a full disk with a bare SSH_FX_FAILURE
 _SFTP_FAILURE = ('sftp: "failure"', "ssh_fx_failure")
 _ACCESS = ("permission denied (publickey", "host key verification failed",
@@ -96,6 +99,15 @@ def futile_sftp_retry(retry: Retry) -> str | None:
     if any(word in low for word in _SFTP_GONE):
         return ("the SFTP connection is gone and restic does not open a new one: stopped at "
                 "its first retry")
+    return None
+
+
+def futile_quota_retry(retry: Retry) -> str | None:
+    """Why retrying ``retry`` cannot succeed on a rest repository, or None: a write its
+    server refused for the quota is refused again until the repository is pruned."""
+    low = retry.error.lower()
+    if any(word in low for word in _QUOTA):
+        return "the repository is at its quota: stopped at restic's first retry"
     return None
 
 
@@ -222,6 +234,12 @@ class NoSpace(ResticCommandError):
     """The repository's storage is full."""
 
 
+class QuotaExceeded(ResticCommandError):
+    """The system's repository is at its quota (its rest-server's ``--max-size``): this
+    system's backups fail until the control host prunes it or the quota grows; the other
+    systems' go on."""
+
+
 class ConnectionLost(ResticCommandError):
     """The repository host could not be reached, or the link broke during the command."""
 
@@ -342,6 +360,11 @@ def classify(stderr: str, returncode: int, *, repo: Repository, command: str,
             f"(password file {repo.password_file})", detail=key_line(text), **fields)
     if code == 10:
         return _no_repository(text, command, where, fields)
+    if any(n in low for n in _QUOTA):
+        detail = _line_with(text, _QUOTA)
+        return QuotaExceeded(f"restic {command}: repository {where}: quota reached: the "
+                             f"repository holds as much as its system may store ({detail})",
+                             detail=detail, **fields)
     if _is_no_space(low):
         detail = _line_with(text, _NO_SPACE + _SFTP_FAILURE)
         return NoSpace(f"restic {command}: repository {where}: no space left on the "

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.estate.endpoints import client_url, rest_systems
-from orchestrator.estate.model import Backup, Estate, RepositoryHost
+from orchestrator.estate.model import Backup, RepositoryHost
 from orchestrator.settings import Paths
 
 Inventory = dict[str, Any]
