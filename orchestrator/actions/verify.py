@@ -130,7 +130,8 @@ class RepositoryReport:
     def as_dict(self) -> dict[str, Any]:
         t = self.target
         return {"system": t.system, "tier": t.tier, "repository": t.repository,
-                "where": self.where, "copy": t.copy, "verdict": self.verdict,
+                "where": self.where, "protocol": t.protocol, "copy": t.copy,
+                "verdict": self.verdict,
                 "rpo_seconds": t.rpo.total_seconds(), "read_data_subset": t.subset,
                 "snapshots": self.snapshots, "duration_seconds": round(self.duration_seconds, 3),
                 "restic_version": self.restic_version,
