@@ -12,10 +12,11 @@ find the lab as they would without them.
 - ``flt`` backs up to ``repo-flt-01``, a repository host of its own (stopped and started
   again by the fault tests: no other system's repository goes down with it);
 - ``full`` backs up to ``repo-full-01``, whose storage is a tmpfs of ``FULL_CAPACITY_MB``;
-- ``seca`` and ``secb`` back up to the session's repository host, which they share; ``lab
-  up`` with an estate holding them (and nothing else new) gives them their vault passwords,
-  keys and SFTP accounts, as it does for any system. flt's and full's are made as ``lab up``
-  makes them.
+- ``seca`` and ``secb`` back up to ``repo-sec-01``, an SFTP repository host they share (the
+  session's serves REST); their vault passwords, keys and SFTP accounts are made as ``lab
+  up`` makes them, as are flt's and full's;
+- ``qta`` backs up to the session's rest repository host with a quota of ``QUOTA_MB``, less
+  than its data: its server (added to that host as ``lab up`` adds one) refuses the rest.
 
 The four have pinned addresses, so no other VM moves (video's address is the session's),
 and keep every snapshot (no retention), so that "earlier snapshots intact" is exact. flt's
@@ -42,7 +43,8 @@ from orchestrator import process
 from orchestrator.actions.configure import configure, plan
 from orchestrator.adapters import ssh
 from orchestrator.estate import load_estate
-from orchestrator.lab import control, data, guests
+from orchestrator.estate.secrets import Secrets
+from orchestrator.lab import data, guests, rest
 from orchestrator.lab.guests import guest_srv, guest_view, record_name
 from orchestrator.lab.processes import ProcessTable, is_alive
 from orchestrator.lab.repository import start_repository_host
@@ -53,14 +55,17 @@ from tests.conftest import wait_for
 
 BIN = Path(sys.executable).parent
 FLT, FULL = "flt", "full"
-FLT_REPO, FULL_REPO = "repo-flt-01", "repo-full-01"
+FLT_REPO, FULL_REPO, SEC_REPO = "repo-flt-01", "repo-full-01", "repo-sec-01"
 A, B = "seca", "secb"
+QTA = "qta"
+QUOTA_MB = 8
+QTA_PORT = 8190
 VIDEO = "video"
 STORAGE = "/srv/restic"
 FULL_CAPACITY_MB = 40
 KEEP_EVERYTHING = {"hourly": 0, "daily": 0, "weekly": 0, "monthly": 0, "yearly": 0}
 #: MiB of synthetic data on the VM of each added system (video's is the lab's own)
-DATA_MB = {FLT: 24, FULL: 6, A: 24, B: 24}
+DATA_MB = {FLT: 24, FULL: 6, A: 24, B: 24, QTA: 24}
 
 
 def poll(what: str, ready: Callable[[], Any], timeout: float = 60.0,
@@ -155,14 +160,16 @@ class ConfiguredEstate:
         finally:
             client.close()
 
-    def start_repository_host(self, name: str, code: str, capacity_mb: int | None) -> None:
-        """Start (again) repository host ``name`` with system ``code``'s account, as
-        ``lab up`` starts the estate's."""
+    def start_repository_host(self, name: str, codes: tuple[str, ...],
+                              capacity_mb: int | None) -> None:
+        """Start (again) repository host ``name`` with the SFTP accounts of systems
+        ``codes``, as ``lab up`` starts the estate's."""
         host = self.paths.estate.repository_host(name)
-        public = self.paths.repository_key(code).with_suffix(".pub").read_text().strip()
+        keys = {code: self.paths.repository_key(code).with_suffix(".pub").read_text().strip()
+                for code in codes}
         start_repository_host(self.hosts_dir, self.hosts_table, name, name, str(host.address),
                               STORAGE, [self.control_pub], self.paths.known_hosts,
-                              {code: public}, capacity_mb=capacity_mb)
+                              keys, capacity_mb=capacity_mb)
 
     def namespace(self, vm: str) -> str:
         """The mount namespace of VM ``vm``'s guest (the processes that run "on" it)."""
@@ -237,20 +244,21 @@ def backup_estate(lab: Any, tmp_path_factory: pytest.TempPathFactory,
     base = tmp_path_factory.mktemp("backup-estate")
     primary, secondary = octets(lab)
     shared = lab.estate.settings.repository_hosts[0].name
-    security = copy_estate_with(lab.estate_dir, base / "security",
-                                {A: system_file(A, shared, f"{primary}.1.243"),
-                                 B: system_file(B, shared, f"{primary}.1.244")}, {})
-    control.up(Paths(lab.state_dir, load_estate(security)))  # as `lab up` with seca, secb
+    quota = system_file(QTA, shared, f"{primary}.1.245")
+    quota["backup"].update({"port": QTA_PORT, "quota_gb": QUOTA_MB / 1024})
     estate_dir = copy_estate_with(
-        security, base / "inventory",
+        lab.estate_dir, base / "inventory",
         {FLT: system_file(FLT, FLT_REPO, f"{primary}.1.241"),
-         FULL: system_file(FULL, FULL_REPO, f"{primary}.1.242")},
-        {FLT_REPO: f"{secondary}.2.18", FULL_REPO: f"{secondary}.2.19"})
+         FULL: system_file(FULL, FULL_REPO, f"{primary}.1.242"),
+         A: system_file(A, SEC_REPO, f"{primary}.1.243"),
+         B: system_file(B, SEC_REPO, f"{primary}.1.244"), QTA: quota},
+        {FLT_REPO: f"{secondary}.2.18", FULL_REPO: f"{secondary}.2.19",
+         SEC_REPO: f"{secondary}.2.17"})
     paths = Paths(lab.state_dir, load_estate(estate_dir))
     assert [vm.ip for vm in paths.estate.vms_of(VIDEO)] == \
         [vm.ip for vm in lab.estate.vms_of(VIDEO)], "an added system moved video's address"
-    ensure_lab_secrets(paths)  # flt's and full's repository passwords, in the copied vault
-    for code in (FLT, FULL):
+    ensure_lab_secrets(paths)  # the added systems' passwords, in the copied vault
+    for code in (FLT, FULL, A, B):
         ssh.ensure_keypair(paths.repository_key(code), f"restic-{code}@{paths.estate.id}")
     env = {**os.environ, "HOPNHAT_ESTATE": str(estate_dir), "HOPNHAT_STATE": str(lab.state_dir)}
     fl = ConfiguredEstate(lab, paths, env, base / "hosts",
@@ -268,8 +276,10 @@ def backup_estate(lab: Any, tmp_path_factory: pytest.TempPathFactory,
                                   "--no-backup-gate", "--reason",
                                   "end of the backup, backup fault and security tests"],
                                  env=env, timeout=300) for code in (VIDEO, *DATA_MB)]
-        for name in (FLT_REPO, FULL_REPO):
+        for name in (FLT_REPO, FULL_REPO, SEC_REPO):
             guests.destroy_guest(fl.hosts_dir, fl.hosts_table, name)
+        lab_table = ProcessTable(lab.paths.lab)
+        lab_table.stop(rest.process_name(shared, QTA))
         left = [r.name for r in fl.hosts_table.all() if is_alive(r)]
         assert not left, f"repository hosts left running: {left}"
         assert all(done.ok for done in destroyed), [d.stderr for d in destroyed]
@@ -279,8 +289,15 @@ def backup_estate(lab: Any, tmp_path_factory: pytest.TempPathFactory,
 
     request.session.stash[TEARDOWN] = teardown
     try:
-        fl.start_repository_host(FLT_REPO, FLT, None)
-        fl.start_repository_host(FULL_REPO, FULL, FULL_CAPACITY_MB)
+        fl.start_repository_host(FLT_REPO, (FLT,), None)
+        fl.start_repository_host(FULL_REPO, (FULL,), FULL_CAPACITY_MB)
+        fl.start_repository_host(SEC_REPO, (A, B), None)
+        # qta's server on the session's rest repository host, as `lab up` adds it
+        lab_table = ProcessTable(lab.paths.lab)
+        guest = lab_table.running(record_name(shared))
+        assert guest is not None, f"the session's repository host {shared} is not running"
+        rest.start_rest_servers(paths, lab_table, paths.estate.repository_host(shared), guest,
+                                Secrets(paths))
         provision_and_configure(fl, DATA_MB, "backup-estate", seeded=(VIDEO,))
         yield fl
     finally:

@@ -258,7 +258,7 @@ def test_the_repository_host_going_down_mid_backup_fails_clearly_and_loses_nothi
     assert textfile_results(faults, FLT)["failed"] == 1.0
     assert "ConnectionLost" in log
 
-    faults.start_repository_host(FLT_REPO, FLT, None)
+    faults.start_repository_host(FLT_REPO, (FLT,), None)
     # the interrupted backup could not remove its lock; nothing of it became a snapshot
     assert lock_pids(faults, FLT) == [(interrupted, faults.vm(FLT))]
     assert snapshot_ids(faults, FLT) == before

@@ -5,7 +5,7 @@ password is never to be found — with the keys, ssh configs and password files 
 
 The systems are ``seca`` and ``secb`` of the session's backup estate
 (:mod:`tests.integration.backup_estate`, shared with test_backup_faults): both back up to the
-session's repository host; ``lab up`` with an estate holding them gave them their vault
+SFTP repository host repo-sec-01 of that estate; it gave them, as ``lab up`` would, their vault
 passwords, keys and SFTP accounts, as it does for any system. The other helpers are the
 fault module's.
 """
@@ -33,7 +33,6 @@ from test_backup_faults import (
 
 from orchestrator.adapters.vault import read_vault
 from orchestrator.lab.guests import guest_view
-from orchestrator.lab.processes import ProcessTable
 from tests.conftest import ledger_dump
 from tests.integration.backup_estate import A, B, ConfiguredEstate, process_state
 
@@ -73,7 +72,7 @@ def repository_files(estate: ConfiguredEstate, code: str) -> dict[str, str]:
     """SHA-256 of every file of ``code``'s repository, seen on the repository host."""
     host = estate.paths.estate.repository_host(
         estate.paths.estate.systems[code].backup.repository_host)  # type: ignore[union-attr]
-    root = guest_view(ProcessTable(estate.session.paths.lab), host.name,
+    root = guest_view(estate.hosts_table, host.name,
                       f"{host.storage_path}/{code}/repo")
     return {str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
             for path in sorted(root.rglob("*")) if path.is_file()}

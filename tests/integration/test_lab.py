@@ -5,7 +5,6 @@ and the repository host taking restic backups over SFTP."""
 from __future__ import annotations
 
 import json
-import shlex
 import subprocess
 import time
 from collections.abc import Iterator
@@ -19,7 +18,8 @@ from pyVmomi import vim
 from orchestrator import process
 from orchestrator.adapters import ssh, vsphere
 from orchestrator.adapters.vault import read_vault
-from orchestrator.estate.inventory import repository_user
+from orchestrator.estate.endpoints import client_location
+from orchestrator.estate.model import SecretRef
 from orchestrator.estate.secrets import Secrets
 from orchestrator.lab import control, data, guests
 from orchestrator.lab.processes import ProcessTable, is_alive
@@ -193,11 +193,15 @@ def test_a_powered_on_vm_becomes_an_ssh_host_at_its_ip(lab: LabHandle, si: Any) 
 
 def test_restic_on_a_guest_backs_up_to_the_repository_host_and_restores(
         lab: LabHandle) -> None:
-    """The path operators rely on: a host's data → restic over SFTP (chrooted account, pinned
-    host key) → the repository host in the secondary DC → restored identical."""
+    """The path operators rely on: a host's data → restic over REST (the system's own
+    append-only rest-server, its certificate checked against the estate's CA, the
+    credentials in a location file) → the repository host in the secondary DC → restored
+    identical."""
     estate, paths = lab.estate, lab.paths
     code = "ioc"
-    repo_host = estate.repository_host(estate.systems[code].backup.repository_host)  # type: ignore[union-attr]
+    backup = estate.systems[code].backup
+    assert backup is not None and backup.port is not None
+    repo_host = estate.repository_host(backup.repository_host)
     name = "labtest-restic"
     ip = str(estate.sites["quangnam"].networks["drill"].pool.start)
     pub = paths.private_key.with_name(paths.private_key.name + ".pub").read_text().strip()
@@ -210,19 +214,17 @@ def test_restic_on_a_guest_backs_up_to_the_repository_host_and_restores(
         client = ssh.connect(target)
         try:
             sftp = client.open_sftp()
-            sftp.put(str(paths.repository_key(code)), "/root/repo.key")
-            sftp.chmod("/root/repo.key", 0o600)
-            sftp.put(str(paths.known_hosts), "/root/known_hosts")
+            secrets = Secrets(paths)
             with sftp.open("/root/restic.pw", "w") as fh:
-                fh.write(Secrets(paths).get(estate.systems[code].backup.password))  # type: ignore[union-attr]
+                fh.write(secrets.get(backup.password))
             sftp.chmod("/root/restic.pw", 0o600)
-            ssh_cmd = shlex.join(["ssh", "-i", "/root/repo.key", "-o",
-                                  "UserKnownHostsFile=/root/known_hosts", "-o",
-                                  "StrictHostKeyChecking=yes", "-o", "BatchMode=yes",
-                                  f"{repository_user(code)}@{repo_host.address}", "-s", "sftp"])
-            restic = (f"RESTIC_PASSWORD_FILE=/root/restic.pw restic --no-cache -o "
-                      f"sftp.command={shlex.quote(ssh_cmd)} -r "
-                      f"sftp:{repository_user(code)}@{repo_host.address}:/repo")
+            with sftp.open("/root/restic.repository", "w") as fh:
+                fh.write(client_location(repo_host, code, backup.port, secrets.get(
+                    SecretRef(vault=backup.rest_secret(code)))))
+            sftp.chmod("/root/restic.repository", 0o600)
+            sftp.put(str(paths.tls_ca(repo_host.tls_ca)), "/root/ca.pem")
+            restic = ("RESTIC_PASSWORD_FILE=/root/restic.pw restic --no-cache "
+                      "--repository-file /root/restic.repository --cacert /root/ca.pem")
             steps = [f"{restic} cat config >/dev/null 2>&1 || {restic} init",
                      f"{restic} backup --json --tag lab-test /srv/{code} | tail -n1",
                      f"{restic} restore latest --target /tmp/restore --verify",
