@@ -24,6 +24,8 @@ from orchestrator.process import run
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 DEFAULT_CALENDAR = "*-*-* 03:30:00"
+#: weekly, after that night's verification (a prune is the repository host's heaviest work)
+DEFAULT_MAINTAIN_CALENDAR = "Sun *-*-* 05:30:00"
 DEFAULT_METRICS_DIR = Path("/var/lib/prometheus/node-exporter")
 DEFAULT_REPORTS_DIR = Path("/var/lib/hopnhat/reports")
 DEFAULT_UNIT_DIR = Path("/etc/systemd/system")
@@ -64,7 +66,7 @@ class Units:
     timer: str
     unit_dir: Path
     metrics_file: Path
-    junit_file: Path
+    junit_file: Path | None  # verify's only
     on_calendar: str
 
     @property
@@ -88,7 +90,8 @@ class Installed:
         return {"unit": self.units.name, "files": [str(p) for p in self.written],
                 "on_calendar": self.units.on_calendar, "next_elapse": self.next_elapse,
                 "metrics_file": str(self.units.metrics_file),
-                "junit_file": str(self.units.junit_file), "enabled": self.enabled,
+                "junit_file": None if self.units.junit_file is None
+                else str(self.units.junit_file), "enabled": self.enabled,
                 "why_not": self.why_not}
 
 
@@ -97,27 +100,38 @@ def hopnhat_program() -> Path:
     return Path(sys.executable).with_name("hopnhat")
 
 
+#: what each job's units run: ``verify`` nightly, ``maintain`` (prune) weekly
+TITLES = {"verify": "nightly verification of the backups",
+          "maintain": "maintenance of the rest repositories"}
+
+
 def render_units(estate: str, estate_dir: Path, state_dir: Path, *,
                  on_calendar: str = DEFAULT_CALENDAR,
                  randomized_delay: timedelta = timedelta(minutes=10),
                  metrics_dir: Path = DEFAULT_METRICS_DIR, reports_dir: Path = DEFAULT_REPORTS_DIR,
                  unit_dir: Path = DEFAULT_UNIT_DIR, program: Path | None = None,
                  environment: dict[str, str] | None = None,
-                 timeout: timedelta = timedelta(hours=12)) -> Units:
-    """The service and timer of estate ``estate`` (pure: nothing is written or run)."""
+                 timeout: timedelta = timedelta(hours=12), job: str = "verify") -> Units:
+    """The service and timer of estate ``estate``'s ``job`` (``verify`` or ``maintain``;
+    pure: nothing is written or run)."""
     from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-    name = f"hopnhat-verify-{estate}"
-    metrics_file = metrics_dir / f"hopnhat_verify_{estate.replace('-', '_')}.prom"
-    junit_file = reports_dir / f"verify-{estate}.xml"
-    argv = [program or hopnhat_program(), "--estate", estate_dir, "--state", state_dir,
-            "verify", "--metrics", metrics_file, "--junit", junit_file]
+    if job not in TITLES:
+        raise ValueError(f"no scheduled job {job!r}")
+    name = f"hopnhat-{job}-{estate}"
+    metrics_file = metrics_dir / f"hopnhat_{job}_{estate.replace('-', '_')}.prom"
+    junit_file = reports_dir / f"verify-{estate}.xml" if job == "verify" else None
+    argv: list[object] = [program or hopnhat_program(), "--estate", estate_dir, "--state",
+                          state_dir, job, "--metrics", metrics_file]
+    if junit_file is not None:
+        argv += ["--junit", junit_file]
     # systemd units, not HTML: values are escaped for systemd by the filters instead
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), undefined=StrictUndefined,
                       autoescape=False, keep_trailing_newline=True, trim_blocks=True,  # noqa: S701
                       lstrip_blocks=True)
     env.filters.update(systemd_word=systemd_word, systemd_path=systemd_path)
-    values = {"estate": estate, "unit": name, "estate_dir": estate_dir,
+    values = {"estate": estate, "unit": name, "estate_dir": estate_dir, "job": job,
+              "title": TITLES[job],
               "state_dir": state_dir, "metrics_file": metrics_file, "junit_file": junit_file,
               "exec_start": " ".join(systemd_exec_word(a) for a in argv),
               "environment": dict(sorted((environment or {}).items())),
@@ -178,7 +192,8 @@ def install(units: Units, *, enable: bool = True) -> Installed:
 
     next_elapse = validate(units)
     try:
-        for folder in (units.unit_dir, units.metrics_file.parent, units.junit_file.parent):
+        for folder in (units.unit_dir, units.metrics_file.parent,
+                       *([units.junit_file.parent] if units.junit_file else [])):
             folder.mkdir(parents=True, exist_ok=True)
         for path, text in units.files.items():
             write_atomically(path, text, 0o644)

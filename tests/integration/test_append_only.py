@@ -1,0 +1,197 @@
+"""A compromised backup client, against the lab's rest repository host (issue 19).
+
+The client is ``video-mcu-01`` of the session's backup estate (:mod:`backup_estate`): root on
+it, with everything that host holds — the system's password file, its location file with
+its rest-server credentials, the CA. From there, as an attacker would: ``restic forget
+--prune`` (with a restic of the attacker's choosing: the current one, which gives up at
+once where Debian's 0.14 retries for a minute), raw HTTP deletes and overwrites of every
+kind of file, reading another system's repository, the maintenance endpoint. Only adding
+works (and deleting a lock, which restic needs). Then the control side: every snapshot is
+intact and ``check --read-data`` clean, a planted future snapshot is flagged by ``verify``,
+``maintain`` keeps every real snapshot and records what it prunes, and a system past its
+quota fails with "quota" while another backs up beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from orchestrator.actions.repositories import open_repository
+from orchestrator.adapters import ssh
+from orchestrator.adapters.restic import Restic
+from orchestrator.estate.model import SecretRef
+from orchestrator.estate.secrets import Secrets
+from orchestrator.lab import gobuild
+from tests.conftest import as_json, hopnhat
+from tests.integration.backup_estate import QTA, VIDEO, ConfiguredEstate
+
+HOST_RESTIC = "/root/restic-attacker"
+LOCATION = f"/etc/hopnhat/restic-{VIDEO}.repository"
+CLIENT = (f"RESTIC_PASSWORD_FILE=/etc/hopnhat/restic-{VIDEO}.password {HOST_RESTIC} "
+          f"--no-cache --repository-file {LOCATION} --cacert /etc/hopnhat/restic-ca.pem")
+
+#: run on the client with python3: every request of the attack, each answered by its status
+ATTACK = r"""
+import json, ssl, sys, urllib.request, urllib.error, base64, os
+from urllib.parse import urlsplit, unquote
+loc = open(sys.argv[1]).read().strip().removeprefix("rest:")
+url = urlsplit(loc)
+auth = base64.b64encode(f"{unquote(url.username)}:{unquote(url.password)}".encode()).decode()
+ctx = ssl.create_default_context(cafile="/etc/hopnhat/restic-ca.pem")
+base = f"https://{url.hostname}:{url.port}"
+def call(method, path, body=None, port=None, v2=False):
+    where = f"https://{url.hostname}:{port}" if port else base
+    req = urllib.request.Request(where + path, data=body, method=method)
+    req.add_header("Authorization", "Basic " + auth)
+    if v2:
+        req.add_header("Accept", "application/vnd.x.restic.rest.v2")
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=30) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, b""
+repo = url.path.rstrip("/")
+out = {}
+for kind in ("snapshots", "index", "keys", "data"):
+    status, listing = call("GET", f"{repo}/{kind}/", v2=True)
+    names = [entry["name"] for entry in json.loads(listing or b"[]")]
+    out[f"list {kind}"] = status
+    if names:
+        out[f"delete {kind}"] = call("DELETE", f"{repo}/{kind}/{names[0]}")[0]
+        out[f"overwrite {kind}"] = call("POST", f"{repo}/{kind}/{names[0]}", b"ransom")[0]
+out["delete config"] = call("DELETE", f"{repo}/config")[0]
+lock = "f" * 64
+out["add lock"] = call("POST", f"{repo}/locks/{lock}", b"{}")[0]
+out["delete lock"] = call("DELETE", f"{repo}/locks/{lock}")[0]
+other = sys.argv[2]
+out["other repository"] = call("GET", f"/{other}/config")[0]
+out["other server"] = call("GET", f"/{other}/config", port=int(sys.argv[3]))[0]
+out["maintenance endpoint"] = call("GET", f"/{url.username}/{url.username}/config",
+                                   port=int(sys.argv[4]))[0]
+print(json.dumps(out))
+"""
+
+
+def snapshot_ids(estate: ConfiguredEstate, code: str) -> set[str]:
+    with open_repository(estate.paths, code) as repo:
+        return {s.id for s in Restic(repo, binary=estate.paths.restic_binary).snapshots()}
+
+
+def client_sh(estate: ConfiguredEstate, command: str, stdin: str | None = None) -> Any:
+    return estate.sh(estate.vm(VIDEO), command, stdin=stdin, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def attacked(backup_estate: ConfiguredEstate) -> Iterator[ConfiguredEstate]:
+    """video backed up twice, and the current restic put on its host (the attacker's)."""
+    for _ in range(2):
+        done = hopnhat(backup_estate.env, "backup", "run", "--system", VIDEO, "--json")
+        assert done.returncode == 0, done.stdout + done.stderr
+    target = backup_estate.target(backup_estate.vm(VIDEO))
+    client = ssh.connect(target)
+    try:
+        sftp = client.open_sftp()
+        sftp.put(str(gobuild.restic_binary(backup_estate.session.paths.lab)), HOST_RESTIC)
+        sftp.chmod(HOST_RESTIC, 0o755)
+    finally:
+        client.close()
+    yield backup_estate
+
+
+def test_a_compromised_client_can_add_and_nothing_else(attacked: ConfiguredEstate) -> None:
+    estate = attacked
+    before = snapshot_ids(estate, VIDEO)
+    assert len(before) >= 2
+    host = estate.paths.estate.repository_host(estate.paths.estate.systems[VIDEO].backup.repository_host)  # type: ignore[union-attr]  # noqa: E501
+    qta_port = estate.paths.estate.systems[QTA].backup.port  # type: ignore[union-attr]
+
+    forget = client_sh(estate, f"{CLIENT} forget --keep-last 1 --prune")
+    assert forget.returncode != 0, forget.stdout
+    assert "403" in forget.stderr or "forbidden" in forget.stderr.lower(), forget.stderr[-800:]
+
+    done = client_sh(estate, shlex.join(["python3", "-", LOCATION, QTA, str(qta_port),
+                                         str(host.maintenance_port)]), stdin=ATTACK)
+    assert done.returncode == 0, done.stderr
+    answers = json.loads(done.stdout)
+    for kind in ("snapshots", "index", "keys", "data"):
+        assert answers[f"list {kind}"] == 200, answers  # it may read its own repository
+        assert answers[f"delete {kind}"] == 403, answers
+        assert answers[f"overwrite {kind}"] == 403, answers
+    assert answers["delete config"] == 403, answers
+    assert (answers["add lock"], answers["delete lock"]) == (200, 200), answers
+    assert answers["other repository"] in (401, 403, 404), answers  # private repositories
+    assert answers["other server"] == 401, answers  # qta's server knows no video user
+    assert answers["maintenance endpoint"] == 401, answers
+
+    # every snapshot still there, and the whole repository reads back clean
+    assert snapshot_ids(estate, VIDEO) >= before
+    with open_repository(estate.paths, VIDEO) as repo:
+        Restic(repo, binary=estate.paths.restic_binary, timeout=900).check("all")
+
+    # what the host holds: its own credentials, never the maintenance endpoint's
+    secrets = Secrets(estate.paths)
+    maintenance = secrets.get(SecretRef(vault=host.maintenance_secret))
+    found = client_sh(estate, "grep -rlF -f /dev/stdin /etc /root /var/lib /usr/local "
+                      "2>/dev/null; true", stdin=maintenance + "\n")
+    assert found.stdout.strip() == "", found.stdout
+    listed = client_sh(estate, "ls /etc/hopnhat /etc/hopnhat/ssh 2>&1; true").stdout
+    assert f"restic-{VIDEO}.repository" in listed and f"restic-{VIDEO}" not in \
+        listed.replace(f"restic-{VIDEO}.repository", "").replace(f"restic-{VIDEO}.password", "")
+
+
+def test_a_planted_future_snapshot_is_flagged_and_maintenance_keeps_every_real_one(
+        attacked: ConfiguredEstate) -> None:
+    estate = attacked
+    real = snapshot_ids(estate, VIDEO)
+    # the attacker adds: snapshots dated far ahead (to push real ones out of keep-last
+    # rules) — and, to see maintenance prune by its policy, an old one
+    for when in ("2031-01-01 00:00:00", "2031-01-02 00:00:00", "2020-01-01 00:00:00"):
+        planted = client_sh(estate, f"{CLIENT} backup --time {shlex.quote(when)} "
+                            "--tag planted /etc/hostname")
+        assert planted.returncode == 0, planted.stderr[-500:]
+    after_plant = snapshot_ids(estate, VIDEO)
+    planted_ids = after_plant - real
+    assert len(planted_ids) == 3
+
+    verify = hopnhat(estate.env, "verify", "--system", VIDEO, "--json", timeout=900)
+    assert verify.returncode == 1, verify.stdout + verify.stderr
+    doc = as_json(verify)
+    checks = {c["name"]: c for r in doc["repositories"] for c in r["checks"]}
+    assert checks["future"]["status"] == "failed", checks["future"]
+    assert "2031" in checks["future"]["message"]
+
+    done = hopnhat(estate.env, "maintain", "--system", VIDEO, "--json", timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = as_json(done)
+    removed = set(result["repositories"][0]["removed"])
+    left = snapshot_ids(estate, VIDEO)
+    assert real <= left, "maintenance removed a real snapshot"
+    old = [i for i in planted_ids if i not in left]
+    assert removed == set(old) and len(old) == 1, (removed, old)  # the 2020 one, by policy
+
+    # the ledger says what it removed: verify's vanished check finds nothing unexplained
+    verify = hopnhat(estate.env, "verify", "--system", VIDEO, "--json", timeout=900)
+    checks = {c["name"]: c for r in as_json(verify)["repositories"] for c in r["checks"]}
+    assert checks["vanished"]["status"] == "ok", checks["vanished"]
+
+
+def test_past_its_quota_a_system_fails_with_quota_while_another_backs_up(
+        attacked: ConfiguredEstate) -> None:
+    estate = attacked
+
+    def run(code: str) -> Any:
+        return hopnhat(estate.env, "backup", "run", "--system", code, "--json", timeout=900)
+
+    with ThreadPoolExecutor(2) as pool:
+        quota, video = pool.map(run, (QTA, VIDEO))
+    assert video.returncode == 0, video.stdout + video.stderr
+    assert quota.returncode != 0, quota.stdout
+    host = as_json(quota)["hosts"][0]
+    assert host["result"] == "failed", host
+    assert "quota" in json.dumps(host).lower(), host
