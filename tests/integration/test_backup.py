@@ -341,26 +341,29 @@ def test_the_readmes_break_glass_restore_works_with_restic_alone(
     lab = configured
     paths: Paths = lab.paths
     repository_host = paths.estate.repository_host("repo-qnam-01")
+    backup = paths.estate.systems[SYSTEM].backup
+    assert backup is not None
     work = tmp_path / "break-glass"
     env = {"PATH": f"{BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
-           "HOME": str(tmp_path), "CODE": SYSTEM, "HOST": HOST, "REPO_HOST": "repo-qnam-01",
-           "REPO_ADDRESS": str(repository_host.address), "REPO_PORT": str(repository_host.port),
+           "HOME": str(tmp_path), "CODE": SYSTEM, "HOST": HOST,
+           "REPO_ADDRESS": str(repository_host.address), "SYSTEM_PORT": str(backup.port),
+           "CA": str(paths.tls_ca(repository_host.tls_ca)),
            "VAULT": str(paths.vault_file), "VAULT_PASSWORD_FILE": str(paths.vault_password_file),
-           "KEY": str(paths.repository_key(SYSTEM)), "KNOWN_HOSTS": str(paths.known_hosts),
            "WORK": str(work)}
     block = _break_glass_block()
-    assert "ansible-vault view" in block and "-o sftp.command=" in block
+    assert "ansible-vault view" in block and "--repository-file" in block
     done = process.run(["bash", "-euo", "pipefail", "-c", block], env=env, inherit_env=False,
                        timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     status = as_json(hopnhat(lab.env, "backup", "status", "--system", SYSTEM, "--json"))
     latest = status["systems"][0]["hosts"][0]["latest_snapshot"]["id"]
     assert latest in done.stdout  # the snapshots listing
-    assert not (work / "password").exists()  # the password file is gone again
+    assert not {"password", "repository", "vault"} & {p.name for p in work.iterdir()}
     restored = work / "restore" / "srv" / SYSTEM / "app.db"
     assert restored.is_file()
     # the restored database is the one on the host when the latest snapshot was taken
     original = remote(paths, f"sha256sum /srv/{SYSTEM}/app.db").stdout.split()[0]
     assert process.run(["sha256sum", str(restored)]).stdout.split()[0] == original
-    secret = read_vault(paths.vault_file, paths.vault_password_file)["restic_password_video"]
-    assert secret not in done.stdout + done.stderr
+    secrets = read_vault(paths.vault_file, paths.vault_password_file)
+    for key in ("restic_password_video", "rest_password_video"):
+        assert secrets[key] not in done.stdout + done.stderr
