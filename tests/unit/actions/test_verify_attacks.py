@@ -147,7 +147,7 @@ def test_a_retired_or_migrated_hosts_old_snapshots_are_not_foreign(
     before = plan(declared, ["qlvbqn", "qlvb"], "none", ledger).targets
     assert before[0].system_hosts == ("qlvbqn-db-01", "qlvbqn-db-02")
     assert before[1].system_hosts == ("qlvb-app-01", "qlvb-app-02", "qlvb-db-01")
-    assert before[1].protocol == "sftp"
+    assert before[1].protocol == declared.repository_host("repo-qnam-01").protocol
     ledger.close()
 
 
