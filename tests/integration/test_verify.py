@@ -1,10 +1,12 @@
 """``hopnhat verify`` against the lab: real restic repositories on the lab's repository hosts,
 read over SFTP from the control host, as the nightly job reads them.
 
-The module works on its own copy of the session's estate with eight systems of its own
+The module works on its own copy of the session's estate with nine systems of its own
 (``z…``: sorted last, so nobody else's VM addresses move), its own state folder (ledger,
-keys) and a second repository host for the second copies (started here, recorded in the
-lab's process table, stopped at the end).
+keys) and two SFTP repository hosts of its own at the secondary site, one for the systems'
+repositories and one for their second copies (started here, recorded in the lab's process
+table, stopped at the end): the example estate's repository host serves REST, whose
+clients cannot push a second copy.
 Their snapshots are made from the control host with each system's own account and the tags
 a real backup carries (``system=``, ``tier=``, ``host=``, ``--host <vm>``), at honest past
 times (``restic backup --time``). No VM is needed: verify reads repositories only.
@@ -34,7 +36,9 @@ from junitparser import Failure, JUnitXml
 from prometheus_client.parser import text_string_to_metric_families
 
 from orchestrator import process
+from orchestrator.actions import snapshot_log
 from orchestrator.actions.repositories import open_repository
+from orchestrator.adapters import restic_argv
 from orchestrator.adapters.restic import Repository, Restic
 from orchestrator.adapters.ssh import ensure_keypair
 from orchestrator.adapters.vault import read_vault
@@ -50,7 +54,7 @@ from tests.conftest import ledger_dump, state_beside
 pytestmark = pytest.mark.lab
 
 BIN = Path(sys.executable).parent
-FIRST = "repo-qnam-01"
+FIRST = "repo-verify-01"  # the module's systems' SFTP repository host, its own
 SECOND = "repo-verify-02"  # the second copies' host, this module's own
 DAY, HOUR = timedelta(days=1), timedelta(hours=1)
 
@@ -72,6 +76,7 @@ SYSTEMS = {
     "zgone": Spec(2, (HOUR,)),
     "zshrink": Spec(2, tuple(d * DAY for d in range(8, 1, -1))),
     "zlock": Spec(3, (HOUR,)),
+    "zplant": Spec(2, (3 * DAY, 2 * DAY, DAY, HOUR)),
 }
 
 
@@ -124,11 +129,12 @@ def tags(code: str, tier: int, host: str) -> list[str]:
 def _write_estate(lab: Any, root: Path, data_dir: Path) -> Path:
     shutil.copytree(lab.estate_dir, root)
     settings = yaml.safe_load((root / "estate.yml").read_text())
-    first = next(h for h in settings["repository_hosts"] if h["name"] == FIRST)
-    prefix = first["address"].rsplit(".", 2)[0]
-    settings["repository_hosts"].append({
-        "name": SECOND, "site": first["site"], "address": f"{prefix}.2.12",
-        "storage_path": "/srv/restic", "capacity_gb": 100})
+    example = settings["repository_hosts"][0]  # at the secondary site
+    prefix = example["address"].rsplit(".", 2)[0]
+    for name, octet in ((FIRST, 11), (SECOND, 12)):
+        settings["repository_hosts"].append({
+            "name": name, "site": example["site"], "address": f"{prefix}.2.{octet}",
+            "storage_path": "/srv/restic", "capacity_gb": 100, "protocol": "sftp"})
     (root / "estate.yml").write_text(yaml.safe_dump(settings, allow_unicode=True))
     for code, spec in SYSTEMS.items():
         backup: dict[str, Any] = {
@@ -181,12 +187,12 @@ def setup(lab: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Verifi
     control = ensure_keypair(paths.private_key, "control").read_text().strip()
     keys = {code: ensure_keypair(paths.repository_key(code), f"restic-{code}").read_text()
             .strip() for code in SYSTEMS}
-    for code, key in keys.items():
-        repository.add_system_account(paths.lab, table, FIRST, code, key)
-    second = paths.estate.repository_host(SECOND)
-    repository.start_repository_host(
-        paths.lab, table, SECOND, SECOND, str(second.address), second.storage_path, [control],
-        paths.known_hosts, {c: keys[c] for c, s in SYSTEMS.items() if s.copy})
+    for name, systems in ((FIRST, keys), (SECOND, {c: keys[c] for c, s in SYSTEMS.items()
+                                                  if s.copy})):
+        host = paths.estate.repository_host(name)
+        repository.start_repository_host(
+            paths.lab, table, name, name, str(host.address), host.storage_path, [control],
+            paths.known_hosts, systems)
     setup = Verified(estate_dir, paths, base / "data",
                      read_vault(paths.vault_file, paths.vault_password_file), datetime.now(UTC))
     try:
@@ -195,6 +201,7 @@ def setup(lab: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Verifi
         yield setup
     finally:
         guests.stop_guest(table, SECOND)
+        guests.stop_guest(table, FIRST)
 
 
 # --- a healthy estate -----------------------------------------------------------------------
@@ -237,7 +244,8 @@ def test_a_healthy_subset_exits_0_with_every_metric_and_a_junit_case_per_check(
     zok = checks(reports["zok"])
     assert {n: c["status"] for n, c in zok.items()} == {
         "structure": "ok", "read_data": "ok", "freshness": "ok", "anomaly": "ok", "copy": "ok",
-        "locks": "ok", "final": "skipped"}  # not retired
+        "locks": "ok", "final": "skipped",  # not retired
+        "future": "ok", "foreign": "ok", "vanished": "skipped"}  # the lab's hosts are sftp
     assert reports["zok"]["read_data_subset"].endswith("/14")  # tier 2 rotates over 14 nights
     assert zok["copy"]["message"].startswith("every snapshot is in zok@repo-verify-02")
     assert [h["host"] for h in reports["zok"]["hosts"]] == ["zok-app-01", "zok-app-02"]
@@ -249,9 +257,13 @@ def test_a_healthy_subset_exits_0_with_every_metric_and_a_junit_case_per_check(
     assert {h["restic_version"] for r in reports.values() for h in r["hosts"]} == {
         said if control >= (0, 16, 0) else None}
 
-    # every metric, labelled by system, tier and repository, parsed by prometheus_client
+    # every metric, labelled by system, tier and repository, parsed by prometheus_client;
+    # vanished snapshots are not known of an sftp repository (its clients prune it)
     families = {f.name: f for f in text_string_to_metric_families(metrics.read_text())}
-    assert set(families) == set(METRICS)
+    assert set(families) == set(METRICS) - {"hopnhat_backup_vanished_snapshots"}
+    for metric in ("hopnhat_backup_future_snapshots", "hopnhat_backup_foreign_snapshots"):
+        assert {s.labels["system"]: s.value for s in families[metric].samples} == {
+            "zok": 0.0, "zfresh": 0.0}
     ok = {(s.labels["system"], s.labels["tier"], s.labels["repository"]): s.value
           for s in families["hopnhat_verify_ok"].samples}
     assert ok == {("zok", "2", FIRST): 1.0, ("zfresh", "1", FIRST): 1.0}
@@ -265,10 +277,11 @@ def test_a_healthy_subset_exits_0_with_every_metric_and_a_junit_case_per_check(
 
     # the JUnit file: a test case per repository and check, none failed
     root = ET.parse(junit).getroot()
-    assert (root.get("tests"), root.get("failures"), root.get("errors")) == ("14", "0", "0")
+    assert (root.get("tests"), root.get("failures"), root.get("errors")) == ("20", "0", "0")
     suites = {suite.name: [case.name for case in suite] for suite in JUnitXml.fromfile(str(junit))}
     assert suites == {f"{s}@{FIRST}": ["structure", "read_data", "freshness", "anomaly",
-                                       "copy", "locks", "final"] for s in ("zok", "zfresh")}
+                                       "copy", "locks", "final", "future", "foreign",
+                                       "vanished"] for s in ("zok", "zfresh")}
 
     # healthchecks-style pings; the failing command is only a warning
     assert _Ping.seen == ["/ping/0f1e2d3c/start", "/ping/0f1e2d3c"]
@@ -315,13 +328,13 @@ def test_a_corrupted_pack_fails_the_read_data_naming_system_and_repository(
     code, out, _ = verify(setup, "--system", "zbroken", "--read-data-subset", "1/1",
                           "--junit", str(junit), json_out=False)
     assert code == 1
-    assert "zbroken@repo-qnam-01" in out and "read_data" in out
+    assert f"zbroken@{FIRST}" in out and "read_data" in out
     assert "found damaged data" in out and "restic-zbroken@" in out
 
     code, document, _ = verify(setup, "--system", "zbroken", "--read-data-subset", "1/1")
     found = checks(by_system(document)["zbroken"])
     assert (found["structure"]["status"], found["read_data"]["status"]) == ("ok", "failed")
-    assert found["read_data"]["message"].startswith("zbroken@repo-qnam-01 (sftp:restic-zbroken@")
+    assert found["read_data"]["message"].startswith(f"zbroken@{FIRST} (sftp:restic-zbroken@")
     assert "Pack ID does not match" in found["read_data"]["message"]
     case = next(c for s in JUnitXml.fromfile(str(junit)) for c in s if c.name == "read_data")
     assert isinstance(case.result[0], Failure) and "zbroken" in case.result[0].message
@@ -338,7 +351,8 @@ def test_a_snapshot_older_than_the_rpo_is_stale(setup: Verified) -> None:
     assert 7200 <= report["hosts"][0]["age_seconds"] <= 7200 + setup.since
     assert {n: c["status"] for n, c in checks(report).items() if n != "freshness"} == {
         "structure": "ok", "read_data": "skipped", "anomaly": "ok", "copy": "skipped",
-        "locks": "ok", "final": "skipped"}
+        "locks": "ok", "final": "skipped", "future": "ok", "foreign": "ok",
+        "vanished": "skipped"}
 
 
 def test_a_deleted_repository_is_an_error_for_its_system_while_others_are_checked(
@@ -354,7 +368,7 @@ def test_a_deleted_repository_is_an_error_for_its_system_while_others_are_checke
     assert (reports["zgone"]["verdict"], reports["zfresh"]["verdict"]) == ("error", "ok")
     structure = checks(reports["zgone"])["structure"]
     assert structure["status"] == "error"
-    assert "no repository at zgone@repo-qnam-01 (sftp:restic-zgone@" in structure["message"]
+    assert f"no repository at zgone@{FIRST} (sftp:restic-zgone@" in structure["message"]
     families = {f.name: f for f in text_string_to_metric_families(metrics.read_text())}
     assert {s.labels["system"]: s.value for s in families["hopnhat_verify_ok"].samples} == {
         "zgone": 0.0, "zfresh": 1.0}
@@ -462,6 +476,76 @@ def test_history_shows_each_run_and_a_systems_problems(setup: Verified) -> None:
     (row,) = json.loads(done.stdout)
     assert (row["run_id"], row["verdict"], row["status"]) == (document["run_id"], "failed",
                                                              "failed")
-    assert any(p.startswith("freshness failed: zstale@repo-qnam-01") for p in row["problems"])
+    assert any(p.startswith(f"freshness failed: zstale@{FIRST}") for p in row["problems"])
     table = process.run([str(BIN / "hopnhat"), "verify", "history"], env=setup.env, timeout=60)
     assert table.returncode == 0 and document["run_id"] in table.stdout
+
+
+# --- an attack on a repository --------------------------------------------------------------
+
+
+def test_planted_snapshots_fail_future_and_foreign_and_a_deletion_is_not_judged_on_sftp(
+        setup: Verified, tmp_path: Path) -> None:
+    """With the system's own credentials, from the control host: a snapshot dated a month
+    ahead (to push real ones out of keep-last retention), one under a host that is not the
+    system's, and one real snapshot forgotten. The first two fail their checks, naming them;
+    on an SFTP repository host the deletion cannot be told from the clients' own pruning, so
+    vanished is skipped saying why (its REST test waits for the lab's REST hosts)."""
+    code, document, stderr = verify(setup, "--system", "zplant", "--read-data-subset", "none")
+    assert code == 0, (stderr, document)
+    vanished = checks(by_system(document)["zplant"])["vanished"]
+    assert vanished["status"] == "skipped"
+    assert "prune it themselves" in vanished["message"] and "rest" in vanished["message"]
+
+    host = "zplant-app-01"
+    source = setup.data / "zplant"
+    with open_repository(setup.paths, "zplant") as repo:
+        restic = Restic(repo, timeout=300)
+        before = restic.snapshots()
+        future = restic.backup([source], tags("zplant", 2, host), host=host,
+                               time=setup.now + 30 * DAY)
+        intruder = restic.backup([source], tags("zplant", 2, "intruder"), host="intruder",
+                                 time=setup.now - HOUR)
+        victim = min(before, key=lambda s: s.time)
+        # `restic forget <id>` as the system's account may run it: the adapter has no
+        # forget by ID (hopnhat removes snapshots by policy only), so its argv is built here
+        restic._run((*restic_argv._base(repo), "forget", victim.id), "forget")
+        assert victim.id not in {s.id for s in restic.snapshots()}
+
+    metrics = tmp_path / "verify.prom"
+    code, document, _ = verify(setup, "--system", "zplant", "--read-data-subset", "none",
+                               "--metrics", str(metrics))
+    assert code == 1
+    report = by_system(document)["zplant"]
+    assert report["verdict"] == "failed"
+    found = checks(report)
+    assert found["future"]["status"] == "failed"
+    assert f"host {host} snapshot {future.snapshot_id[:8]} at " in found["future"]["message"]
+    planted_at = (setup.now + 30 * DAY).astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+    assert planted_at in found["future"]["message"]
+    assert "beyond a clock skew of 10m0s" in found["future"]["message"]
+    assert found["foreign"]["status"] == "failed"
+    assert "that are not the system's: intruder (1 snapshot)" in found["foreign"]["message"]
+    assert intruder.snapshot_id[:8] not in found["future"]["message"]
+    assert found["vanished"]["status"] == "skipped"
+    families = {f.name: f for f in text_string_to_metric_families(metrics.read_text())}
+    assert families["hopnhat_backup_future_snapshots"].samples[0].value == 1.0
+    assert families["hopnhat_backup_foreign_snapshots"].samples[0].value == 1.0
+    assert "hopnhat_backup_vanished_snapshots" not in families
+    # the ledger keeps what this verification saw, the forgotten snapshot no longer in it
+    ledger = Ledger(setup.paths.ledger)
+    seen = snapshot_log.last_seen(ledger, "zplant", FIRST)
+    ledger.close()
+    assert seen is not None and seen.run_id == document["run_id"]
+    assert victim.id[:16] not in seen.snapshots and len(seen.snapshots) == len(before) + 1
+    assert any(i.startswith(str(future.snapshot_id)) for i in seen.snapshots)
+
+    # the table for people, in 80 columns, names both checks and the exit code says so
+    done = process.run([str(BIN / "hopnhat"), "verify", "--system", "zplant",
+                        "--read-data-subset", "none"], env={**setup.env, "COLUMNS": "80"},
+                       timeout=300)
+    assert done.returncode == 1
+    table = done.stdout.split("\nfailed:")[0]
+    assert all(len(line) <= 80 for line in table.splitlines()), table
+    assert "future," in table and "foreign" in table and "FAILED" in table, table  # may wrap
+    assert f"failed: zplant@{FIRST} future: " in done.stdout
