@@ -175,6 +175,68 @@ def test_an_unreadable_config_exits_2(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main(["--config", str(path)]) == 2
 
 
+REST_REPOSITORY = {"name": "repo-qnam-01", "url": "rest:https://127.20.2.10:8101/qlvb/",
+                   "location_file": "/etc/hopnhat/restic-qlvb.repository",
+                   "cacert": "/etc/hopnhat/restic-ca.pem"}
+
+
+def test_a_rest_repository_is_read_with_its_location_file_and_ca(tmp_path: Path) -> None:
+    config = make_config(tmp_path, repository=REST_REPOSITORY)
+    assert config.repository.location_file == Path("/etc/hopnhat/restic-qlvb.repository")
+    assert config.repository.cacert == Path("/etc/hopnhat/restic-ca.pem")
+    repo = config.restic_repository(config.repository)
+    assert (repo.url, repo.location_file, repo.cacert) == (
+        "rest:https://127.20.2.10:8101/qlvb/", Path("/etc/hopnhat/restic-qlvb.repository"),
+        Path("/etc/hopnhat/restic-ca.pem"))
+    assert (repo.password_file, repo.cache_dir) == (config.password_file, config.cache_dir)
+    assert repo.name == "qlvb@repo-qnam-01"
+
+
+def test_an_sftp_repository_has_no_location_file_or_ca(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    repo = config.restic_repository(config.repository)
+    assert (repo.location_file, repo.cacert) == (None, None)
+
+
+@pytest.mark.parametrize(("change", "fragment"), [
+    pytest.param({"cacert": None}, "location_file and cacert go together", id="no-cacert"),
+    pytest.param({"location_file": None}, "location_file and cacert go together",
+                 id="no-location-file"),
+    pytest.param({"location_file": "etc/restic-qlvb.repository"},
+                 "'location_file' must be an absolute path", id="relative-location-file"),
+    pytest.param({"cacert": "restic-ca.pem"}, "'cacert' must be an absolute path",
+                 id="relative-cacert"),
+    pytest.param({"cacert": ""}, "non-empty strings", id="empty-cacert"),
+    pytest.param({"password": "s3cret"}, "must be {name, url}", id="unknown-key"),
+])
+def test_a_bad_rest_repository_is_refused_naming_it(tmp_path: Path, change: dict[str, Any],
+                                                    fragment: str) -> None:
+    repository = {k: v for k, v in {**REST_REPOSITORY, **change}.items() if v is not None}
+    with pytest.raises(ConfigError) as caught:
+        parse_config(config_data(tmp_path, repository=repository), "backup-qlvb.json")
+    assert fragment in str(caught.value)
+    assert str(caught.value).startswith("backup-qlvb.json: 'repository'")
+
+
+def test_a_rest_client_backs_up_through_its_location_file_and_never_forgets(
+        tmp_path: Path) -> None:
+    """The role renders no retention for a rest client: its server is append-only and the
+    control host prunes."""
+    log, make, command = fakes()
+    opened: list[Repository] = []
+
+    def recording(repo: Repository) -> Any:
+        opened.append(repo)
+        return make(repo)
+
+    config = make_config(tmp_path, repository=REST_REPOSITORY, retention={})
+    status = backup(config, make_restic=recording, run_command=command)
+    assert [step for step, _ in log] == ["command", "backup"]
+    assert [(r.location_file, r.cacert) for r in opened] == [
+        (Path("/etc/hopnhat/restic-qlvb.repository"), Path("/etc/hopnhat/restic-ca.pem"))]
+    assert (status.result, status.forget) == ("ok", None)
+
+
 # --- the run --------------------------------------------------------------------------------
 
 
