@@ -250,17 +250,42 @@ def _comment(text: str) -> str:
     return re.sub(r"[\x00-\x1f\x7f]", " ", text)
 
 
-def draft(estate: Estate, candidate: Candidate, when: str) -> str:
+def draft_repository(estate: Estate) -> str | None:
+    """The repository host a draft backs up to: the secondary site's (else the first)."""
+    return next((h.name for h in estate.settings.repository_hosts
+                 if estate.sites.get(h.site) and estate.sites[h.site].role == "secondary"),
+                estate.settings.repository_hosts[0].name
+                if estate.settings.repository_hosts else None)
+
+
+def free_rest_ports(estate: Estate, host_name: str, count: int) -> list[int]:
+    """``count`` ports of rest repository host ``host_name`` no system (nor its ssh or
+    maintenance endpoint) uses yet, from the highest system port up (8101 when none)."""
+    host = estate.repository_host(host_name)
+    used = {s.backup.port for s in estate.systems.values()
+            if s.backup is not None and s.backup.repository_host == host_name
+            and s.backup.port is not None} | {host.port, host.maintenance_port}
+    port = max((p for p in used if p is not None and p > 8100), default=8100)
+    out: list[int] = []
+    while len(out) < count:
+        port += 1
+        if port not in used:
+            out.append(port)
+    return out
+
+
+def draft(estate: Estate, candidate: Candidate, when: str, port: int | None = None) -> str:
     """The draft ``systems/<code>.yml`` of ``candidate``: the facts filled in, a role per
     name role with its VMs under ``existing:``, and ``FILL IN`` placeholders (tier, backup
     paths, probes; a network or address vCenter did not tell) that ``estate validate``
     refuses until a person fills them."""
     site = estate.sites[candidate.site]
     where = "/".join(p for p in (site.datacenter, candidate.folder) if p)
-    repo = next((h.name for h in estate.settings.repository_hosts
-                 if estate.sites.get(h.site) and estate.sites[h.site].role == "secondary"),
-                estate.settings.repository_hosts[0].name
-                if estate.settings.repository_hosts else None)
+    repo = draft_repository(estate)
+    if repo is None or estate.repository_host(repo).protocol != "rest":
+        port = None
+    elif port is None:
+        port = free_rest_ports(estate, repo, 1)[0]
     lines = [
         f"# Draft written by `hopnhat discover` on {when} from {_comment(site.vcenter.url)} "
         f"(site {candidate.site}, {_comment(where)}).",
@@ -311,6 +336,9 @@ def draft(estate: Estate, candidate: Candidate, when: str) -> str:
     lines += [
         "backup:",
         f"  repository_host: {repo or '                # FILL IN: a repository host'}",
+        *([f"  port: {port}                  # its own rest-server on {repo} (free today)",
+           "  quota_gb: 100               # the most its repository may hold; adjust"]
+          if port is not None else []),
         f"  password: {{vault: restic_password_{candidate.code}}}   # add this key to the vault",
         "  paths:                     # FILL IN: what to back up, e.g. [/srv/data]",
         '  schedule: "*-*-* 01:00:00"  # a systemd calendar event; meet the tier\'s RPO',
@@ -333,8 +361,13 @@ def write_drafts(estate: Estate, chosen: Sequence[Candidate], folder: Path,
                             "already exist(s); nothing was written")
     folder.mkdir(parents=True, exist_ok=True)
     written = []
+    # drafts written together propose distinct ports on a rest repository host
+    repo = draft_repository(estate)
+    rest = repo is not None and estate.repository_host(repo).protocol == "rest"
+    ports = iter(free_rest_ports(estate, repo, len(targets)) if rest and repo else [])
     for path, candidate in targets:
+        text = draft(estate, candidate, when, next(ports, None))
         with path.open("x", encoding="utf-8") as handle:  # exclusive: never overwrite
-            handle.write(draft(estate, candidate, when))
+            handle.write(text)
         written.append(path)
     return written

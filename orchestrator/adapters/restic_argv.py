@@ -239,9 +239,15 @@ def make_init_argv(repo: Repository, *, chunker_from: Repository | None = None,
                    features: Features | None = None) -> tuple[str, ...]:
     """``init``; with ``chunker_from``, the chunker parameters are copied from that repository
     (so ``copy`` into this one deduplicates); its password goes through the environment."""
-    argv = (*_base(repo), "init")
+    argv = _base(repo)
+    if chunker_from is not None and chunker_from.cacert not in (None, repo.cacert):
+        argv += ("--cacert", str(chunker_from.cacert))  # restic takes several
+    argv += ("init",)
     if chunker_from is not None:
-        flag = "--from-repo" if features is None or features.copy_from_repo else "--repo2"
+        old = features is not None and not features.copy_from_repo
+        if old and chunker_from.location_file is not None:
+            raise ValueError("init: this restic reads no source location from a file")
+        flag = "--repo2" if old else "--from-repo"
         argv += ("--copy-chunker-params", *_from_location(chunker_from, flag))
     return argv
 

@@ -148,7 +148,7 @@ def _check_system(settings: EstateFile | None, sites: dict[str, Site],
     if system.migration is not None:
         _check_migration(sites, system, rel, problems, invalid_sites)
     if settings is not None and system.backup is not None:
-        _check_backup(settings, system.backup, rel, problems)
+        _check_backup(settings, system.backup, rel, problems, system.code)
     for j, dep in enumerate(system.depends_on):
         if dep == system.code:
             problems.add(rel, f"depends_on[{j}]", "a system cannot depend on itself")
@@ -223,13 +223,14 @@ def _check_migration(sites: dict[str, Site], system: System, rel: str, problems:
                          f"receive the data of {role.count} {role.role} VM(s)")
 
 
-def _check_backup(settings: EstateFile, backup: Backup, rel: str, problems: Problems) -> None:
+def _check_backup(settings: EstateFile, backup: Backup, rel: str, problems: Problems,
+                  code: str) -> None:
     repo_names = [h.name for h in settings.repository_hosts]
     if backup.repository_host not in repo_names:
         problems.add(rel, "backup.repository_host", f"unknown repository host "
                      f"{backup.repository_host!r}" + _known(repo_names))
     else:
-        _check_rest_backup(settings, backup, rel, problems)
+        _check_rest_backup(settings, backup, rel, problems, code)
     copy = backup.copy_to
     if copy is not None:
         if copy.repository_host not in repo_names:
@@ -240,8 +241,12 @@ def _check_backup(settings: EstateFile, backup: Backup, rel: str, problems: Prob
                          "another repository host than the first")
 
 
+#: the name of a rest repository host's maintenance server: no system may take it
+MAINTENANCE = "maintenance"
+
+
 def _check_rest_backup(settings: EstateFile, backup: Backup, rel: str,
-                       problems: Problems) -> None:
+                       problems: Problems, code: str) -> None:
     host = next(h for h in settings.repository_hosts if h.name == backup.repository_host)
     if host.protocol != "rest":
         for key, value in (("port", backup.port), ("quota_gb", backup.quota_gb),
@@ -250,6 +255,9 @@ def _check_rest_backup(settings: EstateFile, backup: Backup, rel: str,
                 problems.add(rel, f"backup.{key}", f"repository host {host.name!r} serves "
                              f"SFTP: backup.{key} is for a rest repository host")
         return
+    if code == MAINTENANCE:
+        problems.add(rel, "code", f"{MAINTENANCE!r} names the maintenance server of a rest "
+                     "repository host: give this system another code")
     if backup.copy_to is not None:
         problems.add(rel, "backup.copy", f"repository host {host.name!r} serves REST, whose "
                      "clients only add: a second copy is pulled by the control host (the "

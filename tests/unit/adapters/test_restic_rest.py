@@ -110,17 +110,11 @@ def test_init_copies_chunker_parameters_from_a_rest_repositorys_file() -> None:
         "init", "--copy-chunker-params", "--from-repo", "/srv/vault/dvc")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "make_init_argv adds --cacert for the repository being made only: a rest source "
-    "of chunker parameters with its own CA cannot be opened (make_copy_argv adds it)"))
 def test_init_from_a_rest_repository_of_another_ca_names_its_ca() -> None:
     argv = make_init_argv(LOCAL, chunker_from=REST, features=V18)
     assert "--cacert" in argv and argv[argv.index("--cacert") + 1] == str(CA)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "restic before 0.14 knows no --from-repository-file (its init reads the source from "
-    "--repository-file2); make_copy_argv refuses this case, make_init_argv emits the flag"))
 def test_old_restic_init_from_a_location_file_gets_no_flag_it_does_not_know() -> None:
     try:
         argv = make_init_argv(LOCAL, chunker_from=REST, features=V13)

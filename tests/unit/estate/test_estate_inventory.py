@@ -76,17 +76,26 @@ def test_system_variables_carry_tier_targets_and_backup_repositories(inventory):
     assert (variables["hopnhat_tier"], variables["hopnhat_rpo_seconds"],
             variables["hopnhat_rto_seconds"]) == (1, 3600, 4 * 3600)
     assert variables["hopnhat_backup"]["repository"] == {
-        "protocol": "sftp", "host": "repo-qnam-01", "address": "127.20.2.10", "port": 22,
-        "user": "restic-qlvb",
-        "path": "/repo"}
+        "protocol": "rest", "host": "repo-qnam-01", "address": "127.20.2.10", "port": 8101,
+        "user": "qlvb", "path": "/qlvb/", "url": "rest:https://127.20.2.10:8101/qlvb/",
+        "password_vault_key": "rest_password_qlvb"}
+    assert variables["hopnhat_rest_ca"].endswith("/pki/ca.pem")
     assert variables["hopnhat_backup"]["copy"] is None
 
 
-def test_the_repository_host_has_one_account_per_system_it_keeps(inventory):
-    accounts = inventory["_meta"]["hostvars"]["repo-qnam-01"]["hopnhat_repository_accounts"]
-    assert accounts == [f"restic-{code}" for code in
-                        ("dvc", "email", "ioc", "lgsp", "opendata", "qlvb", "qlvbdn",
-                         "qlvbqn", "sso", "video")]
+def test_the_rest_repository_host_has_one_server_per_system_it_keeps(inventory):
+    host = inventory["_meta"]["hostvars"]["repo-qnam-01"]
+    assert host["hopnhat_repository_protocol"] == "rest"
+    assert host["hopnhat_repository_accounts"] == []  # no SFTP account on a rest host
+    servers = host["hopnhat_rest_systems"]
+    assert sorted(servers) == ["dvc", "email", "ioc", "lgsp", "opendata", "qlvb", "qlvbdn",
+                               "qlvbqn", "sso", "video"]
+    assert servers["qlvb"] == {"port": 8101, "password_vault_key": "rest_password_qlvb",
+                               "quota_bytes": 100 * 1024 ** 3}
+    assert len({s["port"] for s in servers.values()}) == len(servers)
+    assert host["hopnhat_rest_maintenance"] == {
+        "port": 8000, "user": "hopnhat-maintenance",
+        "password_vault_key": "rest_maintenance_repo_qnam_01"}
 
 
 def test_the_host_answer_is_that_hosts_variables_and_empty_for_an_unknown_host(

@@ -187,10 +187,10 @@ def test_a_pool_holding_its_gateway_is_reported(estate_copy):
                  "backup.repository_host",
                  "unknown repository host 'repo-hue-01' (known: repo-qnam-01)",
                  id="backup-repository-host"),
-    pytest.param("systems/sso.yml", "backup.copy", {"repository_host": "repo-hue-01"},
-                 "backup.copy.repository_host",
+    pytest.param("systems/email.yml", "backup.repository_host", "repo-hue-01",
+                 "backup.repository_host",
                  "unknown repository host 'repo-hue-01' (known: repo-qnam-01)",
-                 id="copy-repository-host"),
+                 id="repository-host"),
     pytest.param("systems/email.yml", "depends_on", ["sso", "crm"], "depends_on[1]",
                  "unknown system 'crm'", id="depends-on-system"),
     pytest.param("estate.yml", "repository_hosts.0.site", "hue", "repository_hosts[0].site",
@@ -205,11 +205,42 @@ def test_a_reference_to_an_undeclared_name_is_reported_at_the_referring_key(
     estate_copy.assert_only_problems((file, key, fragment))
 
 
+def _sso_on_an_sftp_host(estate_copy):
+    """sso backs up to an added SFTP repository host (where a client-pushed copy is still
+    allowed: the example's rest host refuses one)."""
+    def add(data):
+        data["repository_hosts"].append({"name": "repo-sftp-01", "site": "quangnam",
+                                         "address": "127.20.2.30", "storage_path": "/srv/restic",
+                                         "capacity_gb": 100})
+    estate_copy.edit("estate.yml", add)
+
+    def move(data):
+        data["backup"]["repository_host"] = "repo-sftp-01"
+        del data["backup"]["port"], data["backup"]["quota_gb"]
+    estate_copy.edit("systems/sso.yml", move)
+
+
+def test_a_copy_to_an_undeclared_repository_host_is_reported(estate_copy):
+    _sso_on_an_sftp_host(estate_copy)
+    estate_copy.edit("systems/sso.yml", _set("backup.copy", {"repository_host": "repo-hue-01"}))
+    estate_copy.assert_only_problems(
+        ("systems/sso.yml", "backup.copy.repository_host",
+         "unknown repository host 'repo-hue-01' (known: repo-qnam-01, repo-sftp-01)"))
+
+
 def test_a_second_copy_to_the_first_repository_host_is_reported(estate_copy):
-    estate_copy.edit("systems/sso.yml", _set("backup.copy", {"repository_host": "repo-qnam-01"}))
+    _sso_on_an_sftp_host(estate_copy)
+    estate_copy.edit("systems/sso.yml", _set("backup.copy", {"repository_host": "repo-sftp-01"}))
     estate_copy.assert_only_problems(
         ("systems/sso.yml", "backup.copy.repository_host",
          "must go to another repository host"))
+
+
+def test_a_client_pushed_copy_from_a_rest_repository_host_is_refused(estate_copy):
+    _sso_on_an_sftp_host(estate_copy)
+    estate_copy.edit("systems/email.yml", _set("backup.copy", {"repository_host": "repo-sftp-01"}))
+    estate_copy.assert_only_problems(
+        ("systems/email.yml", "backup.copy", "pulled by the control host"))
 
 
 # --- dependencies ---

@@ -14,7 +14,7 @@ from orchestrator.errors import EstateError, LabError
 from orchestrator.estate import Estate, load_estate
 from orchestrator.estate.model import RepositoryHost, SecretRef
 from orchestrator.estate.secrets import Secrets
-from orchestrator.lab.rest import GiB, Server, ensure_pki, process_name, servers
+from orchestrator.lab.rest import GiB, Server, ensure_pki, servers
 from orchestrator.settings import Paths
 from tests.unit.conftest import EXAMPLE_ESTATE, EstateCopy
 
@@ -86,10 +86,6 @@ def test_the_maintenance_server_may_delete_and_has_no_cap_but_tls() -> None:
     assert argv[argv.index("--path") + 1] == STORAGE
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a system coded 'maintenance' on a rest host is accepted by the estate, and its "
-    "server then shares the maintenance server's name: the same htpasswd file, process "
-    "name and unit (lab/rest.py servers(), roles/restic_repository)"))
 def test_a_system_coded_maintenance_cannot_take_the_maintenance_servers_files(
         estate_copy: EstateCopy) -> None:
     system = estate_copy.data("systems/ioc.yml")
@@ -98,13 +94,8 @@ def test_a_system_coded_maintenance_cannot_take_the_maintenance_servers_files(
     system["backup"]["port"] = 8199
     estate_copy.path("systems/ioc.yml").unlink()
     estate_copy.write("systems/maintenance.yml", system)
-    try:
-        estate = estate_copy.load()
-    except EstateError:
-        return  # refused by the estate: as good
-    names = [s.name for s in servers(estate, SECRETS, estate.repository_host(HOST))]
-    assert len(set(names)) == len(names)
-    assert len({process_name(HOST, n) for n in names}) == len(names)
+    with pytest.raises(EstateError, match="maintenance server"):
+        estate_copy.load()
 
 
 # --- the lab's PKI --------------------------------------------------------------------------
