@@ -111,9 +111,12 @@ def test_a_compromised_client_can_add_and_nothing_else(attacked: ConfiguredEstat
     host = estate.paths.estate.repository_host(estate.paths.estate.systems[VIDEO].backup.repository_host)  # type: ignore[union-attr]  # noqa: E501
     qta_port = estate.paths.estate.systems[QTA].backup.port  # type: ignore[union-attr]
 
+    # restic 0.18 reports each refused removal ("unable to remove snapshot/…: Forbidden")
+    # and exits 0: what counts is that nothing went (below)
     forget = client_sh(estate, f"{CLIENT} forget --keep-last 1 --prune")
-    assert forget.returncode != 0, forget.stdout
-    assert "403" in forget.stderr or "forbidden" in forget.stderr.lower(), forget.stderr[-800:]
+    assert "unable to remove" in forget.stderr and "forbidden" in forget.stderr.lower(), \
+        forget.stderr[-800:]
+    assert snapshot_ids(estate, VIDEO) >= before
 
     done = client_sh(estate, shlex.join(["python3", "-", LOCATION, QTA, str(qta_port),
                                          str(host.maintenance_port)]), stdin=ATTACK)
