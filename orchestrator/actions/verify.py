@@ -45,6 +45,7 @@ from orchestrator.actions.verify_attacks import (
     vanished_skip_reason,
 )
 from orchestrator.actions.verify_checks import Check, HostState
+from orchestrator.adapters.rest_server import RestServerError, repository_size
 from orchestrator.adapters.restic import (
     NoRepository,
     Repository,
@@ -87,6 +88,7 @@ class Target:
     #: too): a snapshot of any other is foreign
     system_hosts: tuple[str, ...] = ()
     protocol: str = "sftp"  # the repository host's: rest clients can only add
+    quota_bytes: int | None = None  # a rest system's backup.quota_gb
 
     @property
     def vanished_skipped(self) -> str | None:
@@ -119,6 +121,8 @@ class RepositoryReport:
     duration_seconds: float = 0.0
     #: the version of the control host's restic that checked the repository (None: unknown)
     restic_version: str | None = None
+    #: a rest repository: the bytes it holds as its server counts them against the quota
+    used_bytes: int | None = None
 
     @property
     def verdict(self) -> str:
@@ -135,6 +139,7 @@ class RepositoryReport:
                 "rpo_seconds": t.rpo.total_seconds(), "read_data_subset": t.subset,
                 "snapshots": self.snapshots, "duration_seconds": round(self.duration_seconds, 3),
                 "restic_version": self.restic_version,
+                "used_bytes": self.used_bytes, "quota_bytes": t.quota_bytes,
                 "hosts": [h.as_dict() for h in self.hosts],
                 "checks": [c.as_dict() for c in self.checks]}
 
@@ -222,7 +227,8 @@ def plan(estate: Estate, systems: Sequence[str], option: str, ledger: Ledger,
             if whole and closed else None,
             system_hosts=system_hosts(code, (estate, declared or estate),
                                       closed.vms if closed else ()),
-            protocol=estate.repository_host(backup.repository_host).protocol))
+            protocol=estate.repository_host(backup.repository_host).protocol,
+            quota_bytes=None if backup.quota_gb is None else int(backup.quota_gb * 1024 ** 3)))
     return VerifyPlan(estate.id, option,
                       concurrency or estate.settings.verification.concurrency, tuple(targets))
 
@@ -499,6 +505,7 @@ def verify_repository(paths: Paths, target: Target, *, secrets: Secrets, ledger:
                    for i in judge.baseline_ids(snapshots, host, settings.history)]
             sizes = _sizes(meta, ledger, ids)
             copy = _copy_check(paths, target, where, snapshots, secrets, make_restic, now)
+            used = _used_bytes(repo, target)
             log.debug("%s: snapshots, sizes and copy read after %.1f s", target.key,
                       time.monotonic() - clock)
             check_run: _CheckRun = ran()
@@ -529,7 +536,19 @@ def verify_repository(paths: Paths, target: Target, *, secrets: Secrets, ledger:
               *_attack_checks(target, where, snapshots, ledger, max(now, listed),
                               settings.clock_skew, run_id))
     return RepositoryReport(target, where, checks, states, len(snapshots),
-                            time.monotonic() - clock, version)
+                            time.monotonic() - clock, version, used)
+
+
+def _used_bytes(repo: Repository, target: Target) -> int | None:
+    """What a rest repository holds, as its server counts it against the quota (None for
+    an SFTP one, or when the server cannot say: logged, the checks judge the rest)."""
+    if target.protocol != "rest" or repo.location_file is None or repo.cacert is None:
+        return None
+    try:
+        return repository_size(repo.location_file, repo.cacert, name=repo.display)
+    except RestServerError as exc:
+        log.warning("%s: size not read: %s", target.key, exc)
+        return None
 
 
 def _restic_version(restic: Restic) -> str | None:

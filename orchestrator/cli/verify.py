@@ -119,6 +119,14 @@ def render(result: VerifyResult) -> None:
                       _age_cell(report), _restic_cell(report), _checks_cell(report),
                       verdicts[report.verdict])
     console.print(table)
+    quotas = [r for r in result.reports if r.used_bytes is not None and r.target.quota_bytes]
+    if quotas:
+        def share(r: RepositoryReport) -> float:
+            return (r.used_bytes or 0) / (r.target.quota_bytes or 1)
+        console.print("quota used: " + ", ".join(
+            f"{'[bold red]' if share(r) >= 0.9 else ''}{r.target.system} {share(r):.0%} of "
+            f"{(r.target.quota_bytes or 0) / 1024 ** 3:g} GiB{'[/]' if share(r) >= 0.9 else ''}"
+            for r in sorted(quotas, key=share, reverse=True)), soft_wrap=True)
     for report in result.reports:
         said: dict[tuple[str, str], list[str]] = {}  # one line per distinct problem
         for check in report.checks:

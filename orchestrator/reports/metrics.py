@@ -50,6 +50,10 @@ METRICS: dict[str, str] = {
                                        "copy (0 when none is).",
     "hopnhat_backup_locks": "Locks in the repository (other than verify's own).",
     "hopnhat_backup_stale_locks": "Stale locks in the repository (verify removes none).",
+    "hopnhat_repository_used_bytes": "Bytes a rest repository holds, as its server counts "
+                                     "them against the system's quota.",
+    "hopnhat_repository_quota_bytes": "The system's quota on its rest repository host "
+                                      "(backup.quota_gb).",
     "hopnhat_backup_future_snapshots": "Snapshots dated later than verify's clock plus the "
                                        "allowed clock skew (planted to push real ones out "
                                        "of retention).",
@@ -130,6 +134,9 @@ def _repository(samples: _Samples, report: RepositoryReport) -> None:
     if "locks" in locks.details:
         samples.add("hopnhat_backup_locks", base, len(locks.details["locks"]))
         samples.add("hopnhat_backup_stale_locks", base, locks.details["stale"])
+    if report.used_bytes is not None:
+        samples.add("hopnhat_repository_used_bytes", base, report.used_bytes)
+        samples.add("hopnhat_repository_quota_bytes", base, t.quota_bytes)
     for name, metric in ((FUTURE, "hopnhat_backup_future_snapshots"),
                          (FOREIGN, "hopnhat_backup_foreign_snapshots"),
                          (VANISHED, "hopnhat_backup_vanished_snapshots")):

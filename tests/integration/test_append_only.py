@@ -29,7 +29,7 @@ from orchestrator.estate.model import SecretRef
 from orchestrator.estate.secrets import Secrets
 from orchestrator.lab import gobuild
 from tests.conftest import as_json, hopnhat
-from tests.integration.backup_estate import QTA, VIDEO, ConfiguredEstate
+from tests.integration.backup_estate import QTA, QUOTA_MB, VIDEO, ConfiguredEstate
 
 HOST_RESTIC = "/root/restic-attacker"
 LOCATION = f"/etc/hopnhat/restic-{VIDEO}.repository"
@@ -198,3 +198,13 @@ def test_past_its_quota_a_system_fails_with_quota_while_another_backs_up(
     host = as_json(quota)["hosts"][0]
     assert host["result"] == "failed", host
     assert "quota" in json.dumps(host).lower(), host
+
+    # verify shows each system's use against its quota, as its server counts it
+    done = hopnhat(estate.env, "verify", "--system", QTA, "--system", VIDEO, "--json",
+                   timeout=900)
+    reports = {r["system"]: r for r in as_json(done)["repositories"]}
+    assert reports[QTA]["quota_bytes"] == QUOTA_MB * 1024 ** 2
+    assert 0 < reports[QTA]["used_bytes"] <= reports[QTA]["quota_bytes"]
+    video_quota = estate.paths.estate.systems[VIDEO].backup.quota_gb  # type: ignore[union-attr]
+    assert reports[VIDEO]["quota_bytes"] == int(video_quota * 1024 ** 3)
+    assert reports[VIDEO]["used_bytes"] > 1024 ** 2  # its data is in it
