@@ -50,6 +50,13 @@ def maintenance_location(host: RepositoryHost, code: str, password: str) -> str:
             f"{host.address}:{host.maintenance_port}/{code}/{code}/")
 
 
+def repository_folder(host: RepositoryHost, code: str) -> str:
+    """Where system ``code``'s repository lies on repository host ``host``:
+    ``<storage>/<code>/<code>`` on a rest host (its server's ``--path`` is
+    ``<storage>/<code>``), ``<storage>/<code>/repo`` on an SFTP one (inside the chroot)."""
+    return f"{host.storage_path}/{code}/{code if host.protocol == 'rest' else 'repo'}"
+
+
 def rest_systems(estate: Estate, host_name: str) -> dict[str, int]:
     """System code → its port, for every system whose backup goes to rest host
     ``host_name``."""

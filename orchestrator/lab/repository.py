@@ -143,8 +143,12 @@ def repository_url(ip: str, code: str, port: int = 22) -> str:
     return f"sftp://{user}@{ip}:{port}//repo"
 
 
-def repository_dir(lab_dir: Path, host_name: str, storage_path: str, code: str) -> Path:
+def repository_dir(lab_dir: Path, host_name: str, storage_path: str, code: str, *,
+                   rest: bool = False) -> Path:
     """Host-side folder of system ``code``'s repository on a host whose storage is on disk
-    (not a tmpfs; reach that through guests.guest_view). For lab faults such as corruption."""
+    (not a tmpfs; reach that through guests.guest_view): ``<code>/repo`` under the storage
+    of an SFTP host, ``<code>/<code>`` of a rest one (``rest``). For lab faults such as
+    corruption."""
     storage = PurePosixPath(_check_storage(storage_path))
-    return guest_root(lab_dir, host_name) / "srv" / Path(*storage.parts[2:]) / code / "repo"
+    return (guest_root(lab_dir, host_name) / "srv" / Path(*storage.parts[2:]) / code
+            / (code if rest else "repo"))

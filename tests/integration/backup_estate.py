@@ -43,6 +43,7 @@ from orchestrator import process
 from orchestrator.actions.configure import configure, plan
 from orchestrator.adapters import ssh
 from orchestrator.estate import load_estate
+from orchestrator.estate.endpoints import repository_folder
 from orchestrator.estate.secrets import Secrets
 from orchestrator.lab import data, guests, rest
 from orchestrator.lab.guests import guest_srv, guest_view, record_name
@@ -185,7 +186,7 @@ class ConfiguredEstate:
         host = self.paths.estate.repository_host(backup.repository_host)
         own = self.hosts_table.running(record_name(host.name)) is not None
         table = self.hosts_table if own else ProcessTable(self.session.paths.lab)
-        return guest_view(table, host.name, f"{host.storage_path}/{code}/repo/locks")
+        return guest_view(table, host.name, f"{repository_folder(host, code)}/locks")
 
     def pause(self, pid: int) -> None:
         """SIGSTOP ``pid`` and return once it is stopped (remembered, to be let go at the

@@ -23,10 +23,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from orchestrator import process
 from orchestrator.actions.configure import ConfigureResult, configure, plan
+from orchestrator.actions.repositories import open_repository
 from orchestrator.adapters import ssh, vsphere
-from orchestrator.adapters.restic import Repository, Restic, ssh_command
+from orchestrator.adapters.restic import Restic
 from orchestrator.adapters.vault import read_vault
-from orchestrator.lab.repository import repository_url
 from orchestrator.ledger import Ledger
 from orchestrator.settings import Paths
 from tests.conftest import ledger_dump, wait_for, wait_task
@@ -125,24 +125,35 @@ def test_configure_converges_every_host_and_says_the_timers_are_not_enabled(
     assert {e["subject"] for e in ledger.events(run.id) if e["kind"] == "notice"} >= set(CLIENTS)
 
 
-def test_the_repository_accounts_are_chrooted_as_the_lab_made_them(
+def test_the_rest_repository_host_holds_each_systems_server_files_and_repository(
         configured: Configured) -> None:
+    """What the restic_repository role wrote on the rest repository host (systemd does not
+    run the lab's: the lab runs the servers itself): per system an htpasswd with that
+    system's user alone, its settings (append-only, its port, its quota) and its folder, its
+    repository initialised there by its client through its own server."""
     paths = configured.paths
     storage = paths.estate.repository_host(REPOSITORY_HOST).storage_path
     for code in SYSTEMS:
-        user = f"restic-{code}"
+        backup = paths.estate.systems[code].backup
+        assert backup is not None and backup.quota_gb is not None
         found = sh(paths, REPOSITORY_HOST,
-                   f"stat -c '%U %G %a' {storage}/{code} && stat -c '%U %a' {storage}/{code}/repo"
-                   f" && getent passwd {user} && cat /etc/ssh/authorized/{user}"
-                   f" && test -f {storage}/{code}/repo/config && echo initialised")
+                   f"cut -d: -f1 /etc/hopnhat/rest-server/{code}.htpasswd"
+                   f" && stat -c '%U %G %a' /etc/hopnhat/rest-server/{code}.htpasswd"
+                   f" && cat /etc/hopnhat/rest-server/{code}.env"
+                   f" && test -f {storage}/{code}/{code}/config && echo initialised")
         assert found.returncode == 0, found.stderr
         lines = found.stdout.splitlines()
-        assert lines[0] == "root root 755"
-        assert lines[1] == f"{user} 700"
-        assert lines[2].split(":")[5:] == [f"{storage}/{code}", "/usr/sbin/nologin"]
-        public = paths.repository_key(code).with_suffix(".pub").read_text().strip()
-        assert lines[3] == f"restrict {public}"
-        assert lines[4] == "initialised"
+        assert lines[0] == code  # one user: this system's
+        assert lines[1] == "root hopnhat-rest 640"
+        settings = dict(line.split("=", 1) for line in lines[2:] if "=" in line
+                        and not line.startswith("#"))
+        assert settings["REST_LISTEN"].endswith(f":{backup.port}")
+        assert settings["REST_PATH"] == f"{storage}/{code}"
+        assert settings["REST_OPTIONS"] == (f"--append-only --private-repos --max-size "
+                                            f"{int(backup.quota_gb * 1024 ** 3)}")
+        assert lines[-1] == "initialised"
+    unit = sh(paths, REPOSITORY_HOST, "cat /etc/systemd/system/hopnhat-rest@.service").stdout
+    assert "--tls" in unit and "User=hopnhat-rest" in unit
 
 
 def test_the_backup_job_run_by_hand_makes_a_snapshot_and_writes_its_status(
@@ -164,16 +175,9 @@ def test_the_backup_job_run_by_hand_makes_a_snapshot_and_writes_its_status(
         "ok": 1.0, "partial": 0.0, "failed": 0.0}
 
     # the snapshot is in email's repository on the repository host, seen from the controller
-    # through email's own SFTP account
-    host = paths.estate.repository_host(REPOSITORY_HOST)
-    password = tmp_path / "password"
-    password.write_text(configured.secrets["restic_password_email"] + "\n")
-    password.chmod(0o600)
-    repo = Repository(
-        url=repository_url(str(host.address), "email", host.port), password_file=password,
-        sftp_command=ssh_command(f"restic-email@{host.address}", paths.repository_key("email"),
-                                 paths.known_hosts, port=host.port), name="email")
-    snapshots = Restic(repo, timeout=120).snapshots()
+    # through the host's maintenance endpoint
+    with open_repository(paths, "email") as repo:
+        snapshots = Restic(repo, binary=paths.restic_binary, timeout=120).snapshots()
     made = [s for s in snapshots if s.short_id == status["snapshot_id"]]
     assert len(made) == 1
     assert set(made[0].tags) == {"system=email", "tier=2", "host=email-mail-01"}
@@ -240,16 +244,25 @@ def test_the_password_file_is_root_only_and_the_password_is_nowhere_else(
     written = sh(paths, "email-mail-01",
                  "cat /etc/systemd/system/hopnhat-backup-email.service "
                  "/etc/systemd/system/hopnhat-backup-email.timer /etc/hopnhat/backup-email.json "
-                 "/etc/ssh/ssh_config.d/hopnhat-restic-email.conf")
+                 "/etc/hopnhat/restic-ca.pem")
     assert written.returncode == 0 and "OnCalendar=" in written.stdout
     assert secret not in written.stdout
+    # the rest-server credentials: in the location file only, root's alone
+    rest_secret = configured.secrets["rest_password_email"]
+    mode = sh(paths, "email-mail-01", "stat -c '%U %G %a' /etc/hopnhat/restic-email.repository")
+    assert mode.stdout.strip() == "root root 600"
+    assert rest_secret in sh(paths, "email-mail-01",
+                             "cat /etc/hopnhat/restic-email.repository").stdout
+    assert rest_secret not in written.stdout
     # nor in what the controller kept of the run: ansible-runner's artifacts, the ledger
     run_dir = paths.state / "runs" / configured.first.run_id
     kept = [p for p in run_dir.rglob("*") if p.is_file()]
     assert len(kept) > 10
     for path in kept:
         assert secret.encode() not in path.read_bytes(), path
+        assert rest_secret.encode() not in path.read_bytes(), path
     assert secret not in ledger_dump(paths.ledger)
+    assert rest_secret not in ledger_dump(paths.ledger)
 
 
 def test_a_host_whose_key_hopnhat_does_not_know_is_refused_and_never_trusted(

@@ -85,7 +85,8 @@ def production_state(lab: Any) -> dict[str, Any]:
     state: dict[str, Any] = {}
     vms = {v.name: v for v in inventory(lab).vms}
     for code in SYSTEMS:
-        repo = repository_dir(paths.lab, host.name, host.storage_path, code)
+        repo = repository_dir(paths.lab, host.name, host.storage_path, code,
+                              rest=host.protocol == "rest")
         files = {str(p.relative_to(repo)): hashlib.sha256(p.read_bytes()).hexdigest()
                  for p in sorted(repo.rglob("*")) if p.is_file()}
         vm = next(v for v in paths.estate.vms_of(code) if v.data)
@@ -244,7 +245,8 @@ def test_a_drills_scratch_vm_is_made_in_the_secondary_sites_vcenter(
 def test_a_drill_from_a_snapshot_with_a_corrupted_pack_fails_at_restore_verification(
         lab: Any, backed_up: Paths) -> None:
     host = backed_up.estate.repository_host("repo-qnam-01")
-    repo = repository_dir(backed_up.lab, host.name, host.storage_path, "qlvb")
+    repo = repository_dir(backed_up.lab, host.name, host.storage_path, "qlvb",
+                          rest=host.protocol == "rest")
     pack = max((p for p in (repo / "data").rglob("*") if p.is_file()),
                key=lambda p: p.stat().st_size)
     original = pack.read_bytes()

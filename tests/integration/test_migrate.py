@@ -23,6 +23,7 @@ import pytest
 from orchestrator import process
 from orchestrator.adapters import ssh
 from orchestrator.adapters.vsphere_facts import PARALLEL_RUN_UNTIL, SYSTEM
+from orchestrator.estate.endpoints import repository_folder
 from orchestrator.lab import gobuild
 from orchestrator.ledger import Ledger
 from tests.conftest import HOPNHAT, LabHandle, as_json, estate_copy, hopnhat, replace_in
@@ -262,7 +263,7 @@ def test_a_corrupted_pack_fails_the_restore_and_says_so(
         adopted: LabHandle, debian_restic_env: dict[str, str]) -> None:
     lab = adopted
     repo_host = lab.paths.estate.settings.repository_hosts[0]
-    data = f"{repo_host.storage_path}/{QN}/repo/data"
+    data = f"{repository_folder(repo_host, QN)}/data"
     # every pack damaged in its first blob (the repository is put back afterwards): the
     # restore must read some of them (tree packs are in the target's cache, data packs not).
     # The snapshot is named, so that no backup (whose forget would trip first) runs; restic

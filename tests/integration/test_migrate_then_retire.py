@@ -30,6 +30,7 @@ from orchestrator.actions.archive import catalogue
 from orchestrator.actions.repositories import open_repository
 from orchestrator.adapters.restic import Restic
 from orchestrator.estate import load_estate
+from orchestrator.estate.endpoints import repository_folder
 from orchestrator.ledger import Ledger
 from orchestrator.settings import Paths
 from tests.conftest import HOPNHAT, LabHandle, as_json, free_port, hopnhat, wait_for
@@ -186,7 +187,7 @@ def test_find_answers_from_the_catalogue_and_get_brings_a_file_back_checked(
         assert refused.returncode == 2 and says in refused.stderr, refused.stderr
     # a tampered repository: the file is refused and not left in --to
     repo_host = lab.paths.estate.settings.repository_hosts[0]
-    data = f"{repo_host.storage_path}/{QN}/repo/data"
+    data = f"{repository_folder(repo_host, QN)}/data"
     # every pack's bytes replaced (its size kept): whichever blob the file is, it is damaged
     corrupt = on(lab, repo_host.name, f"rm -rf /tmp/retire.saved && cp -a {data} "
                  f"/tmp/retire.saved && find {data} -type f | while read -r pack; do "
@@ -233,7 +234,7 @@ def test_verify_flags_a_final_snapshot_that_disappeared(
     checks = {c["name"]: c for c in as_json(ok)["repositories"][0]["checks"]}
     assert checks["final"]["status"] == "ok", checks["final"]
     repo_host = lab.paths.estate.settings.repository_hosts[0]
-    snapshot = f"{repo_host.storage_path}/{QN}/repo/snapshots/{retired['finals'][HOST]}"
+    snapshot = f"{repository_folder(repo_host, QN)}/snapshots/{retired['finals'][HOST]}"
     moved = on(lab, repo_host.name, f"mv {snapshot} /tmp/final.saved")
     assert moved.returncode == 0, moved.stderr
     try:
