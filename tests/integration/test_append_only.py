@@ -43,7 +43,7 @@ CLIENT = (f"RESTIC_PASSWORD_FILE=/etc/hopnhat/restic-{VIDEO}.password {HOST_REST
 
 #: run on the client with python3: every request of the attack, each answered by its status
 ATTACK = r"""
-import json, ssl, sys, urllib.request, urllib.error, base64, os
+import json, ssl, sys, urllib.request, urllib.error, base64, hashlib
 from urllib.parse import urlsplit, unquote
 loc = open(sys.argv[1]).read().strip().removeprefix("rest:")
 url = urlsplit(loc)
@@ -71,8 +71,9 @@ for kind in ("snapshots", "index", "keys", "data"):
         out[f"delete {kind}"] = call("DELETE", f"{repo}/{kind}/{names[0]}")[0]
         out[f"overwrite {kind}"] = call("POST", f"{repo}/{kind}/{names[0]}", b"ransom")[0]
 out["delete config"] = call("DELETE", f"{repo}/config")[0]
-lock = "f" * 64
-out["add lock"] = call("POST", f"{repo}/locks/{lock}", b"{}")[0]
+body = b'{"time": "2026-01-01T00:00:00Z", "hostname": "attacker"}'
+lock = hashlib.sha256(body).hexdigest()  # rest-server checks a file's name is its hash
+out["add lock"] = call("POST", f"{repo}/locks/{lock}", body)[0]
 out["delete lock"] = call("DELETE", f"{repo}/locks/{lock}")[0]
 other = sys.argv[2]
 out["other repository"] = call("GET", f"/{other}/config")[0]

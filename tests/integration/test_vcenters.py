@@ -29,11 +29,10 @@ from orchestrator import process
 from orchestrator.actions.repositories import open_repository
 from orchestrator.adapters import ssh, vsphere
 from orchestrator.adapters.restic import Restic
-from orchestrator.adapters.ssh import ensure_keypair
 from orchestrator.adapters.vault import read_vault, write_vault
 from orchestrator.adapters.vsphere_facts import OWNER, SYSTEM, Inventory, read_inventory
 from orchestrator.estate import load_estate
-from orchestrator.lab import control, data, guests, repository, vcsim
+from orchestrator.lab import control, data, guests, vcsim
 from orchestrator.lab.processes import ProcessTable, is_alive
 from orchestrator.lab.secrets import ensure_lab_secrets
 from orchestrator.ledger import Ledger
@@ -119,7 +118,7 @@ def _write_estate(lab: Any, root: Path, data_dir: Path) -> None:
              "disks_gb": [20], "network": "srv", "ips": [pinned["danang"]]},
             {"role": "replica", "count": 1, "site": "quangnam", "cpu": 1, "memory_mb": 1024,
              "disks_gb": [20], "network": "srv", "data": True, "ips": [pinned["quangnam"]]}],
-        "backup": {"repository_host": "repo-qnam-01",
+        "backup": {"repository_host": "repo-qnam-01", "port": 8191,
                    "password": {"vault": f"restic_password_{CODE}"},
                    "paths": [str(data_dir)], "schedule": "*-*-* 02:00:00"},
     }, allow_unicode=True))
@@ -131,10 +130,9 @@ def two(lab: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoSites
     _write_estate(lab, base / "inventory", base / "data")
     state = state_beside(lab, base / "state")
     paths = Paths(state, load_estate(base / "inventory"))
-    assert ensure_lab_secrets(paths) == [f"restic_password_{CODE}"]  # the copy's vault
-    key = ensure_keypair(paths.repository_key(CODE), f"restic-{CODE}").read_text().strip()
-    repository.add_system_account(paths.lab, ProcessTable(paths.lab), "repo-qnam-01", CODE,
-                                  key)
+    # the copy's vault (gis's repository is reached from the control host through the
+    # repository host's maintenance endpoint: its own server is not needed here)
+    assert ensure_lab_secrets(paths) == [f"rest_password_{CODE}", f"restic_password_{CODE}"]
     setup = TwoSites(lab, paths, base / "data")
     try:
         yield setup

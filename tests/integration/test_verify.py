@@ -260,7 +260,10 @@ def test_a_healthy_subset_exits_0_with_every_metric_and_a_junit_case_per_check(
     # every metric, labelled by system, tier and repository, parsed by prometheus_client;
     # vanished snapshots are not known of an sftp repository (its clients prune it)
     families = {f.name: f for f in text_string_to_metric_families(metrics.read_text())}
-    assert set(families) == set(METRICS) - {"hopnhat_backup_vanished_snapshots"}
+    assert set(families) == set(METRICS) - {"hopnhat_backup_vanished_snapshots",
+                                            # quota: a rest repository's only
+                                            "hopnhat_repository_used_bytes",
+                                            "hopnhat_repository_quota_bytes"}
     for metric in ("hopnhat_backup_future_snapshots", "hopnhat_backup_foreign_snapshots"):
         assert {s.labels["system"]: s.value for s in families[metric].samples} == {
             "zok": 0.0, "zfresh": 0.0}
