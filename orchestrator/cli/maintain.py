@@ -65,8 +65,9 @@ def maintain(
     `hopnhat schedule install` installs a weekly timer for this.
     """
     from orchestrator.actions.maintain.plan import plan_maintenance
-    from orchestrator.actions.maintain.run import last_successes
+    from orchestrator.actions.maintain.run import last_successes, require_secrets
     from orchestrator.actions.maintain.run import maintain as run_maintain
+    from orchestrator.estate.secrets import Secrets
     from orchestrator.reports import write_report
     from orchestrator.reports.maintain_metrics import render_maintain_metrics
 
@@ -74,6 +75,8 @@ def maintain(
     as_json = want_json(ctx, json)
     paths = c.paths
     targets = plan_maintenance(c.estate, system or [])
+    secrets = Secrets(paths)
+    require_secrets(paths, targets, secrets)  # a missing key: exit 2, nothing touched
     before = last_successes(paths) if metrics is not None else {}
 
     def show(outcome: Outcome) -> None:
@@ -83,7 +86,8 @@ def maintain(
     if not as_json:
         err_console.print(f"Maintaining {len(targets)} repository(ies) …")
     with interrupts():
-        result = run_maintain(paths, targets, dry_run=dry_run, on_outcome=show)
+        result = run_maintain(paths, targets, dry_run=dry_run, on_outcome=show,
+                              secrets=secrets)
     if metrics is not None:
         write_report(metrics, render_maintain_metrics(c.estate.id, result, before))
     if as_json:

@@ -20,6 +20,7 @@ from orchestrator.actions.repositories import open_repository
 from orchestrator.actions.snapshot_log import record_removed
 from orchestrator.adapters.restic import Restic
 from orchestrator.errors import EXIT_FAILURE, EXIT_OK, HopnhatError
+from orchestrator.estate.model import SecretRef
 from orchestrator.estate.secrets import Secrets
 from orchestrator.ledger import Ledger
 from orchestrator.settings import Paths
@@ -81,6 +82,21 @@ def _maintain_one(paths: Paths, target: Target, ledger: Ledger, run_id: str, dry
         if extra:
             record_removed(ledger, target.system, target.repository, extra, why, run_id)
         return Outcome(target, OK, removed, len(done.kept))
+
+
+def require_secrets(paths: Paths, targets: Sequence[Target], secrets: Secrets) -> None:
+    """Read every secret the pass needs (each repository's password, each host's
+    maintenance password) before anything runs. Raises SecretError (exit 2) naming the
+    vault and the key that is missing."""
+    estate = paths.estate
+    for target in targets:
+        if target.skipped is not None:
+            continue
+        backup = estate.systems[target.system].backup
+        assert backup is not None
+        secrets.get(backup.password)
+        host = estate.repository_host(target.repository)
+        secrets.get(SecretRef(vault=host.maintenance_secret))
 
 
 def maintain(paths: Paths, targets: Sequence[Target], *, dry_run: bool = False,

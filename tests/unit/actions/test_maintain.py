@@ -307,3 +307,38 @@ def test_an_unexpected_error_stops_the_run_and_the_ledger_says_so(
         ledger.close()
     assert (run.status, run.summary) == ("stopped", {"done": ["dvc"]})
     assert "video" not in {code for _, code, _ in scenario.calls}
+
+
+class _Vault:
+    """A vault holding every key but ``missing``."""
+
+    def __init__(self, missing: str) -> None:
+        self.missing = missing
+        self.read: list[str] = []
+
+    def get(self, ref: Any) -> str:
+        from orchestrator.errors import SecretError
+
+        if ref.vault == self.missing:
+            raise SecretError(f"vault.yml: the vault holds no key {ref.vault!r}")
+        self.read.append(ref.vault)
+        return "x"
+
+
+def test_a_missing_maintenance_password_is_bad_input_before_anything_runs(
+        example: Estate, tmp_path: Path) -> None:
+    from orchestrator.actions.maintain.run import require_secrets
+    from orchestrator.errors import EXIT_BAD_INPUT, SecretError
+
+    paths = Paths(tmp_path, example)
+    targets = plan_maintenance(example, ["qlvb", "sso"])
+    vault = _Vault("rest_maintenance_repo_qnam_01")
+    with pytest.raises(SecretError) as caught:
+        require_secrets(paths, targets, vault)  # type: ignore[arg-type]
+    assert caught.value.exit_code == EXIT_BAD_INPUT
+    assert "rest_maintenance_repo_qnam_01" in str(caught.value)
+    assert not paths.ledger.exists()  # nothing ran, nothing recorded
+    everything = _Vault("none")
+    require_secrets(paths, targets, everything)  # type: ignore[arg-type]
+    assert set(everything.read) == {"restic_password_qlvb", "restic_password_sso",
+                                    "rest_maintenance_repo_qnam_01"}
