@@ -166,8 +166,10 @@ def test_a_planted_future_snapshot_is_flagged_and_maintenance_keeps_every_real_o
     # the attacker adds: snapshots dated far ahead (to push real ones out of keep-last
     # rules) — and, to see maintenance prune by its policy, an old one
     for when in ("2031-01-01 00:00:00", "2031-01-02 00:00:00", "2020-01-01 00:00:00"):
+        # the same paths as the real backups: restic's retention groups by host and paths,
+        # and planted snapshots mean to share the real ones' group
         planted = client_sh(estate, f"{CLIENT} backup --time {shlex.quote(when)} "
-                            "--tag planted /etc/hostname")
+                            f"--tag planted /srv/{VIDEO}")
         assert planted.returncode == 0, planted.stderr[-500:]
     after_plant = snapshot_ids(estate, VIDEO)
     planted_ids = after_plant - real
