@@ -167,9 +167,11 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHandle]:
 
 def state_beside(lab: LabHandle, state: Path) -> Path:
     """A state folder of its own (ledger, device cache, vault copy) at ``state`` that uses
-    the session's lab: its SSH keys, known_hosts and vault password copied, its lab linked."""
+    the session's lab: its SSH keys, CA and certificates, known_hosts and vault password
+    copied, its lab linked."""
     state.mkdir()
     shutil.copytree(lab.state_dir / "ssh", state / "ssh")
+    shutil.copytree(lab.state_dir / "pki", state / "pki")
     for name in ("known_hosts", "vault-password"):
         shutil.copy2(lab.state_dir / name, state / name)
     (state / "lab").symlink_to(lab.state_dir / "lab")
