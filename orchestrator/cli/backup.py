@@ -17,7 +17,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from orchestrator.cli.common import JsonOption, console, context, err_console, print_json, want_json
+from orchestrator.cli.common import (
+    JsonOption,
+    console,
+    context,
+    err_console,
+    print_json,
+    size_text,
+    want_json,
+)
 
 if TYPE_CHECKING:
     from orchestrator.actions.backup import BackupClient, BackupRun, HostBackup
@@ -38,15 +46,6 @@ _STYLE = {"ok": "green", "fresh": "green", "partial": "yellow", "stale": "bold r
           "unknown": "yellow", "running": "cyan", "waiting": "dim"}
 
 
-def _size(count: int | None) -> str:
-    if count is None:
-        return "-"
-    value = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{count} B"  # not reached
 
 
 def _seconds(value: float | None) -> str:
@@ -103,7 +102,7 @@ def _done_line(result: HostBackup) -> str:
     text = f"{mark} {escape(result.host)} {_styled(result.result)}"
     if result.snapshot_id:
         text += (f": snapshot {escape(result.snapshot_id)}, {result.files or 0} files, "
-                 f"{_size(result.bytes)} in {_seconds(result.duration_seconds)}")
+                 f"{size_text(result.bytes)} in {_seconds(result.duration_seconds)}")
     if result.error_class:
         text += f" — {escape(result.error_class)}: {escape(result.error_message or '')}"
     return text
@@ -128,7 +127,7 @@ def render_run(run: BackupRun) -> None:
     for host in run.hosts:
         error = f"{host.error_class}: {host.error_message}" if host.error_class else ""
         table.add_row(host.host, host.system, _styled(host.result), host.snapshot_id or "-",
-                      "-" if host.files is None else str(host.files), _size(host.bytes),
+                      "-" if host.files is None else str(host.files), size_text(host.bytes),
                       _seconds(host.duration_seconds), escape(error))
     console.print(table)
     counts = run.counts()
@@ -208,7 +207,7 @@ def render_status(report: StatusReport) -> None:
                 snapshot += (f" {host.snapshot_id}\n{_when(host.snapshot_time)}, "
                              f"{format_age(host.age_seconds or 0.0)} ago")
             run = "-" if last is None else (
-                f"{_styled(last.result)} {escape(last.time or '')}\n{_size(last.bytes)}, "
+                f"{_styled(last.result)} {escape(last.time or '')}\n{size_text(last.bytes)}, "
                 f"{last.files if last.files is not None else '-'} files, "
                 f"{_seconds(last.duration_seconds)}")
             version = last.restic_version if last is not None and last.restic_version \

@@ -86,6 +86,18 @@ def shown(text: str) -> str:
     return escape(_CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text))
 
 
+def size_text(count: int | None) -> str:
+    """``20.1 MiB``: a byte count for people ("-" when unknown)."""
+    if count is None:
+        return "-"
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{count} B"  # not reached
+
+
 def print_json(data: Any) -> None:
     """Machine output on stdout: one JSON document."""
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")

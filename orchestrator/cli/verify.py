@@ -19,7 +19,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from orchestrator.cli.common import JsonOption, console, context, err_console, print_json, want_json
+from orchestrator.cli.common import (
+    JsonOption,
+    console,
+    context,
+    err_console,
+    print_json,
+    size_text,
+    want_json,
+)
 from orchestrator.errors import EXIT_BAD_INPUT, HopnhatError
 
 if TYPE_CHECKING:
@@ -125,7 +133,7 @@ def render(result: VerifyResult) -> None:
             return (r.used_bytes or 0) / (r.target.quota_bytes or 1)
         console.print("quota used: " + ", ".join(
             f"{'[bold red]' if share(r) >= 0.9 else ''}{r.target.system} {share(r):.0%} of "
-            f"{(r.target.quota_bytes or 0) / 1024 ** 3:g} GiB{'[/]' if share(r) >= 0.9 else ''}"
+            f"{size_text(r.target.quota_bytes)}{'[/]' if share(r) >= 0.9 else ''}"
             for r in sorted(quotas, key=share, reverse=True)), soft_wrap=True)
     for report in result.reports:
         said: dict[tuple[str, str], list[str]] = {}  # one line per distinct problem

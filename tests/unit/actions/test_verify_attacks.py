@@ -404,3 +404,29 @@ def test_the_table_fits_80_columns_and_names_the_checks_that_did_not_pass() -> N
     assert "future, foreign" in text and "all 9 ok" in text and "none could run" in text
     assert "failed: qlvb@repo-qnam-01 future: future planted" in text
     assert "failed: qlvb@repo-qnam-01 foreign: foreign planted" in text
+
+
+def test_the_quota_line_names_each_rest_systems_use_fullest_first() -> None:
+    from dataclasses import replace
+
+    from orchestrator.cli import verify as cli
+
+    full = _report("qlvb", _checks())
+    full = replace(full, target=replace(full.target, protocol="rest", quota_bytes=8 * 2**20),
+                   used_bytes=8 * 2**20 - 100)
+    light = _report("email", _checks())
+    light = replace(light, target=replace(light.target, protocol="rest",
+                                          quota_bytes=100 * 2**30), used_bytes=3 * 2**30)
+    unread = _report("dvc", _checks())  # its server could not say: no figure, no line entry
+    unread = replace(unread, target=replace(unread.target, protocol="rest",
+                                            quota_bytes=2**30))
+    result = VerifyResult("verify-1", "danang", "auto", NOW, 3.0, (light, full, unread))
+    console = Console(width=80, record=True, force_terminal=False, highlight=False)
+    old = cli.console
+    cli.console = console
+    try:
+        cli.render(result)
+    finally:
+        cli.console = old
+    assert "quota used: qlvb 100% of 8.0 MiB, email 3% of 100.0 GiB" in \
+        console.export_text().replace("\n", " ")
