@@ -381,15 +381,10 @@ def test_each_attack_check_has_its_metric_and_a_skipped_one_none() -> None:
     assert checks[("qlvb", FUTURE)] == 0.0 and ("email", VANISHED) not in checks
 
 
-def test_the_table_fits_80_columns_and_names_the_checks_that_did_not_pass() -> None:
+def _rendered(result: VerifyResult) -> str:
+    """What ``hopnhat verify`` prints for ``result`` on an 80-column terminal."""
     from orchestrator.cli import verify as cli
 
-    attacked = _report("qlvb", _checks(future=(FAILED, {"count": 1}),
-                                       foreign=(FAILED, {"count": 1})))
-    fine = _report("email", _checks(vanished=(SKIPPED, {})))
-    gone = _report("dvc", tuple(Check(name, ERROR, "dvc@repo-qnam-01: no repository")
-                                for name in CHECKS))
-    result = VerifyResult("verify-1", "danang", "auto", NOW, 3.0, (attacked, fine, gone))
     console = Console(width=80, record=True, force_terminal=False, highlight=False)
     old = cli.console
     cli.console = console
@@ -397,7 +392,18 @@ def test_the_table_fits_80_columns_and_names_the_checks_that_did_not_pass() -> N
         cli.render(result)
     finally:
         cli.console = old
-    text = console.export_text()
+    return console.export_text()
+
+
+def test_the_table_fits_80_columns_and_names_the_checks_that_did_not_pass() -> None:
+
+    attacked = _report("qlvb", _checks(future=(FAILED, {"count": 1}),
+                                       foreign=(FAILED, {"count": 1})))
+    fine = _report("email", _checks(vanished=(SKIPPED, {})))
+    gone = _report("dvc", tuple(Check(name, ERROR, "dvc@repo-qnam-01: no repository")
+                                for name in CHECKS))
+    result = VerifyResult("verify-1", "danang", "auto", NOW, 3.0, (attacked, fine, gone))
+    text = _rendered(result)
     table = text.split("\nfailed:")[0].splitlines()
     assert all(len(line) <= 80 for line in table), table
     assert "…" not in "\n".join(table)  # nothing cut
@@ -409,7 +415,6 @@ def test_the_table_fits_80_columns_and_names_the_checks_that_did_not_pass() -> N
 def test_the_quota_line_names_each_rest_systems_use_fullest_first() -> None:
     from dataclasses import replace
 
-    from orchestrator.cli import verify as cli
 
     full = _report("qlvb", _checks())
     full = replace(full, target=replace(full.target, protocol="rest", quota_bytes=8 * 2**20),
@@ -421,12 +426,5 @@ def test_the_quota_line_names_each_rest_systems_use_fullest_first() -> None:
     unread = replace(unread, target=replace(unread.target, protocol="rest",
                                             quota_bytes=2**30))
     result = VerifyResult("verify-1", "danang", "auto", NOW, 3.0, (light, full, unread))
-    console = Console(width=80, record=True, force_terminal=False, highlight=False)
-    old = cli.console
-    cli.console = console
-    try:
-        cli.render(result)
-    finally:
-        cli.console = old
     assert "quota used: qlvb 100% of 8.0 MiB, email 3% of 100.0 GiB" in \
-        console.export_text().replace("\n", " ")
+        _rendered(result).replace("\n", " ")
