@@ -41,7 +41,9 @@ step "backup status: last snapshot per system and host, age against the RPO"
 hopnhat backup status
 step "maintain: the control host prunes each repository by its retention (clients cannot: their rest-servers are append-only)"
 hopnhat maintain
-step "verify every repository, as the nightly timer does: check + read-data subset, freshness vs RPO, anomalies, locks"
+step "vault pull: the control host copies every system's snapshots into the vault (a third location no client reaches)"
+hopnhat vault pull
+step "verify every repository, as the nightly timer does: check + read-data subset, freshness vs RPO, anomalies, the vault, locks"
 hopnhat verify --junit .hopnhat/reports/verify.xml --metrics .hopnhat/textfile/hopnhat_verify.prom
 step "restore drill of a tier-1 system: QLVB restored in the secondary DC, probes, RPO/RTO evidence"
 hopnhat drill run --system qlvb

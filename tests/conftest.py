@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -130,11 +131,50 @@ def estate_copy(lab: LabHandle, tmp_path: Path, edit: Callable[[Path], None]) ->
     return {**lab.env, "HOPNHAT_ESTATE": str(dest)}
 
 
+def readme_block(name: str) -> str:
+    """The shell lines of README.md between ``<!-- name: begin -->`` and
+    ``<!-- name: end -->`` (a fenced sh block), for a test to run exactly as written."""
+    text = (REPO / "README.md").read_text()
+    found = re.search(rf"<!-- {re.escape(name)}: begin -->\n```sh\n(.*?)```\n"
+                      rf"<!-- {re.escape(name)}: end -->", text, re.S)
+    assert found, f"README.md has no {name} block"
+    return found.group(1)
+
+
 def replace_in(path: Path, old: str, new: str) -> None:
     """Replace ``old``, which must occur exactly once in the file at ``path``, by ``new``."""
     text = path.read_text()
     assert text.count(old) == 1, f"{old!r} occurs {text.count(old)} times in {path}"
     path.write_text(text.replace(old, new))
+
+
+#: how far apart (in the second octet) the labs of two pytest-xdist workers are
+WORKER_SPACING = 20
+
+
+def lab_octets(base: str, worker: str) -> tuple[int, int]:
+    """The second octets (primary, secondary site) of the lab of xdist worker ``worker``
+    (``gw0``, ``gw1``…) when the session's are ``base`` (``"110,120"``)."""
+    first, second = (int(octet) for octet in base.split(","))
+    shift = WORKER_SPACING * int(worker.removeprefix("gw") or 0)
+    if max(first, second) + shift > 254:
+        raise pytest.UsageError(f"HOPNHAT_TEST_OCTETS={base} leaves no room for worker "
+                                f"{worker}'s lab (127.{first + shift}.x): lower them")
+    return first + shift, second + shift
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With pytest-xdist (``make test``: ``-n 2 --dist loadgroup``), the tests of one lab
+    module run on one worker (its module fixtures — a configured estate, a drill's VMs — are
+    made once), the modules that share the configured backup estate together; unit tests go
+    wherever a worker is free."""
+    for item in items:
+        path = Path(str(item.path)).relative_to(REPO).as_posix()
+        if path.startswith("tests/unit/"):
+            continue
+        group = "backup_estate" if "backup_estate" in getattr(item, "fixturenames", ()) \
+            else path
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 def _prebuilt_vcsim(lab_dir: Path) -> None:
@@ -150,8 +190,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHandle]:
         pytest.fail("the lab tests need root (namespaces, sshd); run `make test` as root")
     base = tmp_path_factory.mktemp("lab")
     # $HOPNHAT_TEST_OCTETS ("110,120") moves the lab elsewhere, so that two test sessions
-    # on one machine (two developers) do not collide
-    first, second = os.environ.get("HOPNHAT_TEST_OCTETS", "110,120").split(",")
+    # on one machine (two developers) do not collide; each pytest-xdist worker's lab is
+    # WORKER_SPACING further on (gw1 of the default: 130,140)
+    first, second = lab_octets(os.environ.get("HOPNHAT_TEST_OCTETS", "110,120"),
+                               os.environ.get("PYTEST_XDIST_WORKER", "gw0"))
     handle = LabHandle(copy_estate(base / "inventory", ports=free_ports(2),
                                    primary=f"127.{first}.", secondary=f"127.{second}."),
                        base / "state")

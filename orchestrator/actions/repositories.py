@@ -28,10 +28,11 @@ from orchestrator.settings import Paths
 REPOSITORY_PATH = "/repo"  # inside the system's chroot on the repository host
 
 
-def repository_location(paths: Paths, code: str, *, second_copy: bool = False
-                        ) -> tuple[str, str, int]:
-    """(repository host name, address, port) of system ``code``'s repository (or its copy).
-    Raises EstateError when the system has no backup (or no second copy)."""
+def repository_location(paths: Paths, code: str, *, second_copy: bool = False,
+                        vault: bool = False) -> tuple[str, str, int]:
+    """(repository host name, address, port) of system ``code``'s repository (or its copy,
+    or its copy in the estate's vault). Raises EstateError when the system has no backup
+    (or no second copy, or the vault does not hold it)."""
     estate = paths.estate
     system = estate.systems.get(code)
     backup = system.backup if system is not None else None
@@ -39,19 +40,30 @@ def repository_location(paths: Paths, code: str, *, second_copy: bool = False
         what = "a second copy" if second_copy else "a backup"
         raise EstateError([(estate.file_of("system", code), "backup", f"system {code!r} has no "
                             f"{what} configured")])
-    name = backup.copy_to.repository_host if second_copy and backup.copy_to \
-        else backup.repository_host
+    if vault:
+        if code not in estate.vault_systems():
+            raise EstateError([("estate.yml", "vault", f"the estate's vault does not hold "
+                                f"system {code!r}")])
+        assert estate.settings.vault is not None
+        name = estate.settings.vault.repository_host
+    elif second_copy and backup.copy_to:
+        name = backup.copy_to.repository_host
+    else:
+        name = backup.repository_host
     host = estate.repository_host(name)
     return host.name, str(host.address), host.port
 
 
 @contextmanager
 def open_repository(paths: Paths, code: str, *, second_copy: bool = False,
-                    secrets: Secrets | None = None) -> Iterator[Repository]:
-    """System ``code``'s repository as the control host reaches it; the password file is
-    removed when the block ends (also on error)."""
+                    vault: bool = False, secrets: Secrets | None = None
+                    ) -> Iterator[Repository]:
+    """System ``code``'s repository as the control host reaches it (``vault``: its copy in
+    the estate's vault); the password file is removed when the block ends (also on
+    error)."""
     estate = paths.estate
-    host_name, address, port = repository_location(paths, code, second_copy=second_copy)
+    host_name, address, port = repository_location(paths, code, second_copy=second_copy,
+                                                   vault=vault)
     backup = estate.systems[code].backup
     assert backup is not None
     password = (secrets or Secrets(paths)).get(backup.password)

@@ -102,7 +102,10 @@ def hopnhat_program() -> Path:
 
 #: what each job's units run: ``verify`` nightly, ``maintain`` (prune) weekly
 TITLES = {"verify": "nightly verification of the backups",
-          "maintain": "maintenance of the rest repositories"}
+          "maintain": "maintenance of the rest repositories",
+          "vault": "vault pull (snapshots copied into the vault)"}
+#: the hopnhat command of each job (its options follow)
+COMMANDS = {"verify": ("verify",), "maintain": ("maintain",), "vault": ("vault", "pull")}
 
 
 def render_units(estate: str, estate_dir: Path, state_dir: Path, *,
@@ -112,8 +115,8 @@ def render_units(estate: str, estate_dir: Path, state_dir: Path, *,
                  unit_dir: Path = DEFAULT_UNIT_DIR, program: Path | None = None,
                  environment: dict[str, str] | None = None,
                  timeout: timedelta = timedelta(hours=12), job: str = "verify") -> Units:
-    """The service and timer of estate ``estate``'s ``job`` (``verify`` or ``maintain``;
-    pure: nothing is written or run)."""
+    """The service and timer of estate ``estate``'s ``job`` (``verify``, ``maintain`` or
+    ``vault``; pure: nothing is written or run)."""
     from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
     if job not in TITLES:
@@ -122,7 +125,7 @@ def render_units(estate: str, estate_dir: Path, state_dir: Path, *,
     metrics_file = metrics_dir / f"hopnhat_{job}_{estate.replace('-', '_')}.prom"
     junit_file = reports_dir / f"verify-{estate}.xml" if job == "verify" else None
     argv: list[object] = [program or hopnhat_program(), "--estate", estate_dir, "--state",
-                          state_dir, job, "--metrics", metrics_file]
+                          state_dir, *COMMANDS[job], "--metrics", metrics_file]
     if junit_file is not None:
         argv += ["--junit", junit_file]
     # systemd units, not HTML: values are escaped for systemd by the filters instead

@@ -89,6 +89,8 @@ class Target:
     system_hosts: tuple[str, ...] = ()
     protocol: str = "sftp"  # the repository host's: rest clients can only add
     quota_bytes: int | None = None  # a rest system's backup.quota_gb
+    #: ``copy`` is the estate's vault (pulled by the control host), not a client's copy
+    vaulted: bool = False
 
     @property
     def vanished_skipped(self) -> str | None:
@@ -218,7 +220,7 @@ def plan(estate: Estate, systems: Sequence[str], option: str, ledger: Ledger,
             option, int(last["position"]) if isinstance(last, dict) else None, rotation)
         targets.append(Target(
             system=code, tier=system.tier, repository=backup.repository_host,
-            copy=backup.copy_to.repository_host if backup.copy_to else None, rpo=tier.rpo,
+            copy=_copy_host(estate, code), vaulted=code in estate.vault_systems(), rpo=tier.rpo,
             rotation=rotation,
             expected_hosts=tuple(vm.name for vm in estate.vms_of(code) if vm.data),
             expected_paths=tuple(backup.paths), subset=subset, position=position,
@@ -403,23 +405,39 @@ def _sizes(restic: Restic, ledger: Ledger, ids: Sequence[str]) -> dict[str, tupl
     return known
 
 
+def _copy_host(estate: Estate, code: str) -> str | None:
+    """Where system ``code``'s second copy is: the estate's vault when it holds the system
+    (pulled by the control host), else the repository host its client copies to, if any."""
+    backup = estate.systems[code].backup
+    assert backup is not None
+    if estate.settings.vault is not None and code in estate.vault_systems():
+        return estate.settings.vault.repository_host
+    return backup.copy_to.repository_host if backup.copy_to else None
+
+
 def _copy_check(paths: Paths, target: Target, where: str, source: Sequence[Snapshot],
                 secrets: Secrets, make: ResticFactory, now: datetime) -> Check:
     if target.copy is None:
         return Check(judge.COPY, judge.SKIPPED, "no second copy configured")
+    what = "the vault" if target.vaulted else "the second copy"
     copy_where = f"{target.system}@{target.copy}"
     grace = paths.estate.settings.verification.copy_grace
     try:
-        with open_repository(paths, target.system, second_copy=True, secrets=secrets) as repo:
+        with open_repository(paths, target.system, second_copy=not target.vaulted,
+                             vault=target.vaulted, secrets=secrets) as repo:
             copy_where = repo.display
             copied = make(repo, 0.0, None).snapshots(no_lock=True)
     except NoRepository as exc:
-        return Check(judge.COPY, judge.FAILED, f"{where}: the second copy is missing: {exc}",
-                     {"copy": copy_where, "missing": [s.short_id for s in source]})
+        if not target.vaulted:
+            return Check(judge.COPY, judge.FAILED, f"{where}: {what} is missing: {exc}",
+                         {"copy": copy_where, "missing": [s.short_id for s in source]})
+        # made by the first pull: until then, as a vault holding nothing (snapshots
+        # younger than the grace are on their way)
+        copied = []
     except HopnhatError as exc:
         return Check(judge.COPY, judge.ERROR, judge.named(
-            where, f"the second copy could not be read: {exc}"), {"copy": copy_where})
-    return judge.judge_copy(where, copy_where, source, copied, now, grace)
+            where, f"{what} could not be read: {exc}"), {"copy": copy_where})
+    return judge.judge_copy(where, copy_where, source, copied, now, grace, what=what)
 
 
 @contextmanager

@@ -339,10 +339,11 @@ def missing_from_copy(source: Sequence[Snapshot], copy: Sequence[Snapshot]) -> l
 
 
 def judge_copy(where: str, copy_where: str, source: Sequence[Snapshot],
-               copy: Sequence[Snapshot], now: datetime, grace: timedelta) -> Check:
-    """The second copy must hold every source snapshot older than ``grace`` (younger ones
-    may still be on their way); its lag is how long the oldest missing snapshot has
-    existed (0 when none is missing)."""
+               copy: Sequence[Snapshot], now: datetime, grace: timedelta, *,
+               what: str = "the second copy") -> Check:
+    """The second copy (``what``: or the vault) must hold every source snapshot older than
+    ``grace`` (younger ones may still be on their way); its lag is how long the oldest
+    missing snapshot has existed (0 when none is missing)."""
     missing = missing_from_copy(source, copy)
     lag = (now - missing[0].time).total_seconds() if missing else 0.0
     overdue = [s for s in missing if (now - s.time) > grace]
@@ -354,7 +355,7 @@ def judge_copy(where: str, copy_where: str, source: Sequence[Snapshot],
                           f"{format_age((now - s.time).total_seconds())} old)"
                           for s in overdue[:5])
         more = f" and {len(overdue) - 5} more" if len(overdue) > 5 else ""
-        return Check(COPY, FAILED, f"{where}: the second copy {copy_where} lacks "
+        return Check(COPY, FAILED, f"{where}: {what} {copy_where} lacks "
                      f"{len(overdue)} snapshot(s): {shown}{more}; lag {format_age(lag)}",
                      details)
     if missing:

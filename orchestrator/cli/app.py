@@ -34,6 +34,7 @@ class RootGroup(HandledGroup):
         "retire": ("orchestrator.cli.retire", "retire"),
         "archive": ("orchestrator.cli.archive", "app"),
         "maintain": ("orchestrator.cli.maintain", "maintain"),
+        "vault": ("orchestrator.cli.vault", "app"),
     }
 
 

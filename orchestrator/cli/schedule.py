@@ -30,6 +30,10 @@ def _duration(value: str) -> timedelta:
         raise typer.BadParameter(str(exc)) from None
 
 
+#: how the output names each job's next run
+_WHAT = {"verify": "verification", "maintain": "maintenance", "vault": "vault pull"}
+
+
 @app.command("install")
 def install(
     ctx: typer.Context,
@@ -54,58 +58,63 @@ def install(
         "--print", help="Show the units (validated) and install nothing.")] = False,
     json: JsonOption = False,
 ) -> None:
-    """Install the nightly verification and the weekly maintenance of this estate as
-    systemd timers on the control host: hopnhat-verify-<estate>.service runs `hopnhat
-    verify --metrics … --junit …`, hopnhat-maintain-<estate>.service `hopnhat maintain
-    --metrics …` (prunes the rest repositories, whose clients cannot), each started by its
-    .timer. Validated with systemd-analyze; enabled only where systemd is PID 1 (elsewhere
-    it says so)."""
+    """Install the nightly verification, the weekly maintenance and (when the estate has a
+    vault) the daily vault pull of this estate as systemd timers on the control host:
+    hopnhat-verify-<estate>.service runs `hopnhat verify --metrics … --junit …`,
+    hopnhat-maintain-<estate>.service `hopnhat maintain --metrics …` (prunes the rest
+    repositories, whose clients cannot), hopnhat-vault-<estate>.service `hopnhat vault pull
+    --metrics …` at the estate's vault.schedule, each started by its .timer. Validated with
+    systemd-analyze; enabled only where systemd is PID 1 (elsewhere it says so)."""
     c = context(ctx)
     estate = c.estate
     environment = {k: os.environ[k] for k in ("HOPNHAT_VAULT_PASSWORD_FILE",)
                    if os.environ.get(k)}
-    units, maintenance = (schedule_action.render_units(
+    calendars = {"verify": on_calendar, "maintain": maintain_on_calendar}
+    if estate.settings.vault is not None:
+        calendars["vault"] = estate.settings.vault.schedule
+    jobs = {job: schedule_action.render_units(
         estate.id, c.estate_dir, c.state_dir, on_calendar=calendar,
         randomized_delay=_duration(randomized_delay), metrics_dir=metrics_dir.absolute(),
         reports_dir=reports_dir.absolute(), unit_dir=unit_dir.absolute(),
-        environment=environment, job=job)
-        for job, calendar in (("verify", on_calendar), ("maintain", maintain_on_calendar)))
+        environment=environment, job=job) for job, calendar in calendars.items()}
+    units = jobs["verify"]
     if print_only:
-        nexts = [schedule_action.validate(u) for u in (units, maintenance)]
+        nexts = {job: schedule_action.validate(u) for job, u in jobs.items()}
         if want_json(ctx, json):
-            print_json({"unit": units.name, "next_elapse": nexts[0],
+            print_json({"unit": units.name, "next_elapse": nexts["verify"],
                         "files": {str(p): text for p, text in units.files.items()},
-                        "maintain": {"unit": maintenance.name, "next_elapse": nexts[1],
-                                     "files": {str(p): text for p, text in
-                                               maintenance.files.items()}}})
+                        **{job: {"unit": u.name, "next_elapse": nexts[job],
+                                 "files": {str(p): text for p, text in u.files.items()}}
+                           for job, u in jobs.items() if job != "verify"}})
             return
-        for path, text in (*units.files.items(), *maintenance.files.items()):
-            console.print(f"[bold]# {escape(str(path))}[/]")
-            console.print(escape(text), highlight=False, soft_wrap=True)
-        console.print(f"validated with systemd-analyze; next verification {nexts[0]}, next "
-                      f"maintenance {nexts[1]}; nothing installed (--print)")
+        for u in jobs.values():
+            for path, text in u.files.items():
+                console.print(f"[bold]# {escape(str(path))}[/]")
+                console.print(escape(text), highlight=False, soft_wrap=True)
+        console.print("validated with systemd-analyze; " + ", ".join(
+            f"next {_WHAT[job]} {nexts[job]}" for job in jobs) + "; nothing installed (--print)")
         return
-    done = schedule_action.install(units)
-    maintained = schedule_action.install(maintenance)
+    done = {job: schedule_action.install(u) for job, u in jobs.items()}
     if want_json(ctx, json):
-        print_json({**done.as_dict(), "maintain": maintained.as_dict()})
+        print_json({**done["verify"].as_dict(),
+                    **{job: d.as_dict() for job, d in done.items() if job != "verify"}})
         return
-    for path in done.written:
-        console.print(f"installed {escape(str(path))}")
-    console.print(f"metrics → {escape(str(units.metrics_file))}; JUnit → "
-                  f"{escape(str(units.junit_file))}")
-    for path in maintained.written:
-        console.print(f"installed {escape(str(path))}")
-    if done.enabled and maintained.enabled:
-        console.print(f"[green]{units.name}.timer and {maintenance.name}.timer enabled and "
-                      f"started[/]; next verification {done.next_elapse}, next maintenance "
-                      f"{maintained.next_elapse}")
+    for job, installed in done.items():
+        for path in installed.written:
+            console.print(f"installed {escape(str(path))}")
+        if job == "verify":
+            console.print(f"metrics → {escape(str(units.metrics_file))}; JUnit → "
+                          f"{escape(str(units.junit_file))}")
+    timers = " ".join(f"{u.name}.timer" for u in jobs.values())
+    if all(d.enabled for d in done.values()):
+        console.print(f"[green]{escape(timers)} enabled and started[/]; " + ", ".join(
+            f"next {_WHAT[job]} {d.next_elapse}" for job, d in done.items()))
     else:
         console.print(
-            f"[bold yellow]{units.name}.timer and {maintenance.name}.timer were installed "
-            f"and validated but NOT enabled: {escape(done.why_not or '')}.[/] Nothing runs "
-            f"on schedule here; where systemd runs: systemctl daemon-reload && systemctl "
-            f"enable --now {units.name}.timer {maintenance.name}.timer "
-            f"(OnCalendar={escape(on_calendar)}, next {done.next_elapse}; "
-            f"OnCalendar={escape(maintain_on_calendar)}, next {maintained.next_elapse})",
+            f"[bold yellow]{escape(timers)} were installed and validated but NOT enabled: "
+            f"{escape(done['verify'].why_not or '')}.[/] Nothing runs on schedule here; "
+            f"where systemd runs: systemctl daemon-reload && systemctl enable --now "
+            f"{escape(timers)} (" + "; ".join(
+                f"OnCalendar={escape(calendars[job])}, next {d.next_elapse}"
+                for job, d in done.items()) + ")",
             soft_wrap=True)

@@ -46,6 +46,8 @@ def cross_check(
     for code, system in systems.items():
         _check_system(settings, sites, systems, system, files[f"system:{code}"], problems,
                       invalid_sites, invalid_systems)
+    if settings is not None:
+        _check_vault(settings, systems, problems, invalid_systems)
     _check_cycles(systems, files, problems)
     _check_rest_ports(systems, files, problems)
     _check_existing(sites, systems, files, problems)
@@ -127,6 +129,34 @@ def _check_repository_hosts(settings: EstateFile, sites: dict[str, Site],
         if host.site not in sites and host.site not in invalid_sites:
             problems.add("estate.yml", f"{at}.site", f"unknown site {host.site!r}"
                          + _known(sites))
+
+
+def _check_vault(settings: EstateFile, systems: dict[str, System], problems: Problems,
+                 invalid_systems: Collection[str]) -> None:
+    vault = settings.vault
+    if vault is None:
+        return
+    hosts = {h.name: h for h in settings.repository_hosts}
+    host = hosts.get(vault.repository_host)
+    if host is None:
+        problems.add("estate.yml", "vault.repository_host", f"unknown repository host "
+                     f"{vault.repository_host!r}" + _known(hosts))
+    elif host.role != "vault":
+        problems.add("estate.yml", "vault.repository_host", f"repository host {host.name!r} "
+                     "holds backup clients' repositories: the vault is a host of its own "
+                     "(role: vault) that no client reaches")
+    for i, code in enumerate(vault.systems or ()):
+        if code in invalid_systems:
+            continue
+        if code not in systems:
+            problems.add("estate.yml", f"vault.systems[{i}]", f"unknown system {code!r}"
+                         + _known(systems))
+        elif systems[code].backup is None:
+            problems.add("estate.yml", f"vault.systems[{i}]", f"system {code!r} has no "
+                         "backup to copy")
+        elif systems[code].backup.copy_to is not None:  # type: ignore[union-attr]
+            problems.add("estate.yml", f"vault.systems[{i}]", f"system {code!r} pushes its "
+                         "own second copy (backup.copy): drop that to have the vault hold it")
 
 
 def _known(names: Iterable[str]) -> str:
@@ -225,15 +255,24 @@ def _check_migration(sites: dict[str, Site], system: System, rel: str, problems:
 
 def _check_backup(settings: EstateFile, backup: Backup, rel: str, problems: Problems,
                   code: str) -> None:
-    repo_names = [h.name for h in settings.repository_hosts]
-    if backup.repository_host not in repo_names:
+    repo_names = [h.name for h in settings.repository_hosts if h.role != "vault"]
+    vaults = [h.name for h in settings.repository_hosts if h.role == "vault"]
+    if backup.repository_host in vaults:
+        problems.add(rel, "backup.repository_host", f"{backup.repository_host!r} is the "
+                     "vault, which no backup client reaches: back up to a repository host "
+                     "(the control host copies into the vault)")
+    elif backup.repository_host not in repo_names:
         problems.add(rel, "backup.repository_host", f"unknown repository host "
                      f"{backup.repository_host!r}" + _known(repo_names))
     else:
         _check_rest_backup(settings, backup, rel, problems, code)
     copy = backup.copy_to
     if copy is not None:
-        if copy.repository_host not in repo_names:
+        if copy.repository_host in vaults:
+            problems.add(rel, "backup.copy.repository_host", f"{copy.repository_host!r} is "
+                         "the vault, which no backup client reaches: the control host pulls "
+                         "copies into it (hopnhat vault pull)")
+        elif copy.repository_host not in repo_names:
             problems.add(rel, "backup.copy.repository_host", f"unknown repository host "
                          f"{copy.repository_host!r}" + _known(repo_names))
         elif copy.repository_host == backup.repository_host:
@@ -260,8 +299,8 @@ def _check_rest_backup(settings: EstateFile, backup: Backup, rel: str,
                      "repository host: give this system another code")
     if backup.copy_to is not None:
         problems.add(rel, "backup.copy", f"repository host {host.name!r} serves REST, whose "
-                     "clients only add: a second copy is pulled by the control host (the "
-                     "estate's vault repository), never pushed by a client")
+                     "clients only add: a second copy is pulled by the control host into "
+                     "the estate's vault (vault: in estate.yml), never pushed by a client")
     if backup.port is None:
         problems.add(rel, "backup.port", f"repository host {host.name!r} serves REST: give "
                      "this system's own port on it (backup.port)")

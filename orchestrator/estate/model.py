@@ -238,6 +238,11 @@ class RepositoryHost(Strict):
     ``protocol: sftp``: one chrooted SFTP account per system, reached with ssh on ``port``.
     NOT protected against a compromised client: the account that writes a system's
     backups can delete them too. For sites that only have SSH.
+
+    ``role: vault``: the estate's vault (``vault:`` in estate.yml), at a third location. It
+    serves REST on ``maintenance_port`` only, to the control host's credentials: no backup
+    client has an account, a password or a route to it. ``hopnhat vault pull`` copies each
+    system's snapshots into it with ``restic copy``, which only adds.
     """
 
     name: Name
@@ -249,9 +254,14 @@ class RepositoryHost(Strict):
     protocol: Literal["rest", "sftp"] = "sftp"
     maintenance_port: Port | None = None
     tls_ca: Annotated[str, Field(min_length=1)] | None = None
+    role: Literal["repository", "vault"] = "repository"
 
     @model_validator(mode="after")
     def _rest_settings(self) -> RepositoryHost:
+        if self.role == "vault" and self.protocol != "rest":
+            raise ValueError("a vault host serves REST (protocol: rest) to the control host "
+                             "alone: its maintenance endpoint receives the copies hopnhat "
+                             "pulls")
         if self.protocol == "rest":
             if self.maintenance_port is None or self.tls_ca is None:
                 raise ValueError("a rest repository host needs maintenance_port (the control "
@@ -274,6 +284,27 @@ class RepositoryHost(Strict):
         return "rest_maintenance_" + re.sub(r"[^A-Za-z0-9_]", "_", self.name)
 
 
+class Vault(Strict):
+    """``vault:`` of estate.yml: the isolated copy. The control host pulls each system's
+    snapshots from its repository into its own repository on ``repository_host`` (a
+    repository host with ``role: vault``) with ``restic copy`` — never pushed by a client,
+    never deleted by deleting or damaging the main repository. ``schedule`` (a systemd
+    OnCalendar expression) is when ``hopnhat schedule install``'s timer pulls; ``systems``
+    limits the vault to those systems (default: every system with a backup). A system of an
+    SFTP repository host that pushes its own second copy (``backup.copy``) keeps doing so
+    and is not in the vault: its client can delete its main repository anyway, and its
+    copy guards against losing that host; drop ``copy`` to have the vault hold it."""
+
+    repository_host: Name
+    schedule: Annotated[str, Field(min_length=1, max_length=200,
+                                   pattern=r"^[^\x00-\x1f\x7f]+$")] = "*-*-* 06:30:00"
+    systems: list[Name] | None = None
+
+    def holds(self, code: str) -> bool:
+        """Whether system ``code``'s snapshots are copied to the vault."""
+        return self.systems is None or code in self.systems
+
+
 class EstateFile(Strict):
     """``estate.yml``."""
 
@@ -287,6 +318,7 @@ class EstateFile(Strict):
     repository_hosts: list[RepositoryHost] = []
     verification: VerificationSettings = VerificationSettings()
     restic: ResticSettings = ResticSettings()
+    vault: Vault | None = None
     # where people read the reports: handover evidence shows times here, offset written
     timezone: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$",
                                    max_length=64)] = "Asia/Ho_Chi_Minh"
@@ -643,6 +675,15 @@ class Estate(BaseModel):
 
     def repository_host(self, name: str) -> RepositoryHost:
         return next(h for h in self.settings.repository_hosts if h.name == name)
+
+    def vault_systems(self) -> list[str]:
+        """The systems whose snapshots the vault receives, in order (none without one)."""
+        vault = self.settings.vault
+        if vault is None:
+            return []
+        return [code for code, system in sorted(self.systems.items())
+                if system.backup is not None and system.backup.copy_to is None
+                and vault.holds(code)]
 
     def vms_of(self, system: str) -> list[VM]:
         return [vm for vm in self.vms if vm.system == system]

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from orchestrator.actions.maintain.run import OK, MaintainResult
-from orchestrator.reports.metrics import _labels
+from orchestrator.reports.metrics import gauges
 
 HELP = {
     "hopnhat_maintain_last_success_timestamp_seconds":
@@ -39,9 +39,4 @@ def render_maintain_metrics(estate: str, result: MaintainResult,
     run = {"estate": estate}
     series["hopnhat_maintain_last_run_timestamp_seconds"].append((run, result.started))
     series["hopnhat_maintain_exit_code"].append((run, float(result.exit_code)))
-    lines = []
-    for name, help_text in HELP.items():
-        if series[name]:
-            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
-            lines += [f"{name}{_labels(labels)} {value:.17g}" for labels, value in series[name]]
-    return "\n".join(lines) + "\n"
+    return gauges(HELP, series)

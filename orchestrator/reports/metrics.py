@@ -6,7 +6,7 @@ read) is left out rather than written as 0."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -154,13 +154,19 @@ def render_metrics(result: VerifyResult) -> str:
     samples.add("hopnhat_verify_last_run_timestamp_seconds", run, result.started.timestamp())
     samples.add("hopnhat_verify_run_duration_seconds", run, result.duration_seconds)
     samples.add("hopnhat_verify_exit_code", run, result.exit_code)
+    return gauges(METRICS, samples.series)
+
+
+def gauges(help_texts: Mapping[str, str],
+           series: Mapping[str, Sequence[tuple[Mapping[str, str], float]]]) -> str:
+    """A textfile of gauges: for each metric of ``help_texts`` (in its order) that has
+    samples in ``series``, its HELP and TYPE lines, then its samples."""
     lines = []
-    for name, help_text in METRICS.items():
-        if name not in samples.series:
+    for name, help_text in help_texts.items():
+        if not series.get(name):
             continue
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
-        lines += [f"{name}{_labels(labels)} {value:.17g}"
-                  for labels, value in samples.series[name]]
+        lines += [f"{name}{_labels(labels)} {value:.17g}" for labels, value in series[name]]
     return "\n".join(lines) + "\n"
 
 

@@ -14,11 +14,14 @@ quota fails with "quota" while another backs up beside it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shlex
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,11 +32,12 @@ from orchestrator.actions.snapshot_log import record_removed
 from orchestrator.adapters import ssh
 from orchestrator.adapters.restic import Restic
 from orchestrator.adapters.restic_argv import base_argv, make_environment
+from orchestrator.estate.endpoints import repository_folder
 from orchestrator.estate.model import SecretRef
 from orchestrator.estate.secrets import Secrets
 from orchestrator.lab import gobuild
 from orchestrator.ledger import Ledger
-from tests.conftest import as_json, hopnhat
+from tests.conftest import as_json, hopnhat, readme_block
 from tests.integration.backup_estate import QTA, QUOTA_MB, VIDEO, ConfiguredEstate
 
 HOST_RESTIC = "/root/restic-attacker"
@@ -242,3 +246,90 @@ def test_past_its_quota_a_system_fails_with_quota_while_another_backs_up(
     video_quota = estate.paths.estate.systems[VIDEO].backup.quota_gb  # type: ignore[union-attr]
     assert reports[VIDEO]["quota_bytes"] == int(video_quota * 1024 ** 3)
     assert reports[VIDEO]["used_bytes"] > 1024 ** 2  # its data is in it
+
+
+def _tree(root: Path) -> dict[str, str]:
+    """Relative path → SHA-256 of every file under ``root``."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_the_vault_keeps_what_the_repository_loses_and_restores_it_byte_identical(
+        attacked: ConfiguredEstate, tmp_path: Path) -> None:
+    """Pulled by the control host, never pushed: the client holds nothing of the vault; a
+    second pull copies nothing; verify judges the system against the vault; the main
+    repository deleted (moved aside on its host, put back after, for the modules after
+    this one), a pull fails naming it and the vault keeps every snapshot; the README's
+    break-glass from the vault restores the latest snapshot byte for byte."""
+    estate = attacked
+    paths = estate.paths
+    vault_host = paths.estate.repository_host("vault-danang-01")
+    main_host = paths.estate.repository_host(
+        paths.estate.systems[VIDEO].backup.repository_host)  # type: ignore[union-attr]
+    secrets = Secrets(paths)
+
+    # the client holds no credential of either host's control endpoint, nor the vault's
+    # address
+    wanted = [secrets.get(SecretRef(vault=h.maintenance_secret)) for h in (vault_host,
+                                                                           main_host)]
+    found = client_sh(estate, "grep -rlF -f /dev/stdin /etc /root /var/lib /usr/local /srv "
+                      "2>/dev/null; true", stdin="\n".join([*wanted, str(vault_host.address)])
+                      + "\n")
+    assert found.stdout.strip() == "", found.stdout
+
+    first = hopnhat(estate.env, "vault", "pull", "--system", VIDEO, "--json", timeout=900)
+    assert first.returncode == 0, first.stdout + first.stderr
+    pulled = as_json(first)["systems"][0]
+    source = snapshot_ids(estate, VIDEO)
+    assert pulled["status"] == "ok" and pulled["created"], pulled
+    assert set(pulled["copied"]) == source and pulled["held"] == len(source)
+    again = as_json(hopnhat(estate.env, "vault", "pull", "--system", VIDEO, "--json",
+                            timeout=900))["systems"][0]
+    assert (again["copied"], again["held"], again["created"]) == ([], len(source), False)
+
+    verified = hopnhat(estate.env, "verify", "--system", VIDEO, "--read-data-subset", "none",
+                       "--json", timeout=900)
+    checks = {c["name"]: c for r in as_json(verified)["repositories"] for c in r["checks"]}
+    assert checks["copy"]["status"] == "ok", checks["copy"]
+    assert "vault-danang-01" in checks["copy"]["message"], checks["copy"]
+
+    # what break-glass must bring back: the latest snapshot, restored from the repository
+    with open_repository(paths, VIDEO) as repo:
+        restic = Restic(repo, binary=paths.restic_binary, timeout=900)
+        latest = max((s for s in restic.snapshots() if s.hostname == estate.vm(VIDEO)),
+                     key=lambda s: s.time)
+        restic.restore(latest.id, tmp_path / "expected")
+    expected = _tree(tmp_path / "expected")
+    assert expected
+
+    folder = repository_folder(main_host, VIDEO)
+    moved = estate.sh(main_host.name, f"mv {shlex.quote(folder)} {shlex.quote(folder)}.gone")
+    assert moved.returncode == 0, moved.stderr
+    try:
+        lost = hopnhat(estate.env, "vault", "pull", "--system", VIDEO, "--json", timeout=900)
+        assert lost.returncode == 1, lost.stdout + lost.stderr
+        failed = as_json(lost)["systems"][0]
+        assert failed["status"] == "failed" and failed["error"], failed
+        with open_repository(paths, VIDEO, vault=True) as repo:
+            kept = Restic(repo, binary=paths.restic_binary, timeout=900).snapshots()
+        assert {s.original for s in kept} == source  # the vault lost nothing
+
+        work = tmp_path / "break-glass"
+        env = {"PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+               "HOME": str(tmp_path), "CODE": VIDEO, "HOST": estate.vm(VIDEO),
+               "VAULT_ADDRESS": str(vault_host.address),
+               "VAULT_PORT": str(vault_host.maintenance_port),
+               "VAULT_KEY": vault_host.maintenance_secret,
+               "CA": str(paths.tls_ca(vault_host.tls_ca)), "VAULT": str(paths.vault_file),
+               "VAULT_PASSWORD_FILE": str(paths.vault_password_file), "WORK": str(work)}
+        done = process.run(["bash", "-euo", "pipefail", "-c", readme_block("break-glass-vault")],
+                           env=env, inherit_env=False, timeout=600)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert latest.short_id in done.stdout  # listed by the vault's snapshots
+        assert _tree(work / "restore") == expected
+        assert not {"password", "repository", "vault"} & {p.name for p in work.iterdir()}
+        for secret in wanted:
+            assert secret not in done.stdout + done.stderr
+    finally:
+        back = estate.sh(main_host.name, f"mv {shlex.quote(folder)}.gone {shlex.quote(folder)}")
+        assert back.returncode == 0, back.stderr

@@ -29,7 +29,7 @@ from orchestrator.adapters.vsphere_facts import read_inventory
 from orchestrator.errors import SSHError
 from orchestrator.ledger import Ledger
 from orchestrator.settings import Paths
-from tests.conftest import ledger_dump
+from tests.conftest import ledger_dump, readme_block
 from tests.integration.backup_estate import VIDEO
 
 pytestmark = pytest.mark.lab
@@ -326,14 +326,6 @@ def test_backup_first_backs_the_system_up_then_makes_the_change(
     assert status["systems"][0]["hosts"][0]["latest_snapshot"]["id"] == check["snapshot_id"]
 
 
-def _break_glass_block() -> str:
-    text = (REPO / "README.md").read_text()
-    found = re.search(r"<!-- break-glass: begin -->\n```sh\n(.*?)```\n<!-- break-glass: end -->",
-                      text, re.S)
-    assert found, "README.md has no break-glass block"
-    return found.group(1)
-
-
 def test_the_readmes_break_glass_restore_works_with_restic_alone(
         configured: Any, backed_up: dict[str, Any], tmp_path: Path) -> None:
     """The README's lines, run by bash exactly as written, with the variables the README
@@ -350,7 +342,7 @@ def test_the_readmes_break_glass_restore_works_with_restic_alone(
            "CA": str(paths.tls_ca(repository_host.tls_ca)),
            "VAULT": str(paths.vault_file), "VAULT_PASSWORD_FILE": str(paths.vault_password_file),
            "WORK": str(work)}
-    block = _break_glass_block()
+    block = readme_block("break-glass")
     assert "ansible-vault view" in block and "--repository-file" in block
     done = process.run(["bash", "-euo", "pipefail", "-c", block], env=env, inherit_env=False,
                        timeout=300)

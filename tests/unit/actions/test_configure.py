@@ -73,7 +73,8 @@ def test_configure_of_the_estate_covers_every_host(estate_copy: Any) -> None:
     estate = estate_copy.load()
     the_plan = plan(estate)
     assert the_plan.limit is None
-    assert set(the_plan.hosts) == {vm.name for vm in estate.vms} | {"repo-qnam-01"}
+    assert set(the_plan.hosts) == {vm.name for vm in estate.vms} | {"repo-qnam-01",
+                                                                    "vault-danang-01"}
     assert the_plan.forks == 20  # the estate's default
 
 

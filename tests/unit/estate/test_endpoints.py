@@ -81,7 +81,8 @@ def test_rest_systems_maps_each_system_on_the_host_to_its_port_in_code_order(
 def test_rest_secret_keys_are_the_maintenance_password_and_each_systems(
         example: Estate) -> None:
     assert rest_secret_keys(example) == sorted(
-        ["rest_maintenance_repo_qnam_01", *(f"rest_password_{c}" for c in EXAMPLE_PORTS)])
+        ["rest_maintenance_repo_qnam_01", "rest_maintenance_vault_danang_01",
+         *(f"rest_password_{c}" for c in EXAMPLE_PORTS)])
 
 
 def test_rest_secret_keys_follow_a_named_password_and_leave_sftp_hosts_out(

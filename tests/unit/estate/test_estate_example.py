@@ -41,7 +41,11 @@ def test_the_example_estate_is_valid_with_two_sites_and_ten_systems(estate_copy)
     assert sorted(estate.sites) == ["danang", "quangnam"]
     assert sorted(estate.systems) == [
         "dvc", "email", "ioc", "lgsp", "opendata", "qlvb", "qlvbdn", "qlvbqn", "sso", "video"]
-    assert [h.name for h in estate.settings.repository_hosts] == ["repo-qnam-01"]
+    assert [(h.name, h.role) for h in estate.settings.repository_hosts] == [
+        ("repo-qnam-01", "repository"), ("vault-danang-01", "vault")]
+    assert estate.settings.vault is not None
+    assert estate.settings.vault.repository_host == "vault-danang-01"
+    assert estate.vault_systems() == sorted(estate.systems)
 
 
 def test_vm_names_and_addresses_are_derived_deterministically(estate_copy):

@@ -38,7 +38,8 @@ def _vault_keys(estate):
 @pytest.mark.parametrize(("group", "hosts"), [
     ("site_danang", ["dvc-web-01", "dvc-web-02", "dvc-db-01", "email-mail-01", "ioc-app-01",
                      "lgsp-esb-01", "opendata-portal-01", "qlvb-app-01", "qlvb-app-02",
-                     "qlvb-db-01", "qlvbdn-db-01", "sso-idp-01", "sso-db-01", "video-mcu-01"]),
+                     "qlvb-db-01", "qlvbdn-db-01", "sso-idp-01", "sso-db-01", "video-mcu-01",
+                     "vault-danang-01"]),
     ("site_quangnam", ["qlvbqn-db-01", "repo-qnam-01"]),
     ("system_qlvbdn", ["qlvbdn-db-01"]),
     ("system_qlvb", ["qlvb-app-01", "qlvb-app-02", "qlvb-db-01"]),
@@ -49,7 +50,7 @@ def _vault_keys(estate):
     ("tier_3", ["ioc-app-01", "opendata-portal-01"]),
     ("role_dvc_web", ["dvc-web-01", "dvc-web-02"]),
     ("role_qlvbqn_db", ["qlvbqn-db-01"]),
-    ("repository_hosts", ["repo-qnam-01"]),
+    ("repository_hosts", ["repo-qnam-01", "vault-danang-01"]),
     ("backup_clients", DATA_VMS),
 ])
 def test_hosts_are_grouped_by_site_system_tier_role_and_function(inventory, group, hosts):
@@ -60,7 +61,8 @@ def test_hosts_are_grouped_by_site_system_tier_role_and_function(inventory, grou
 def test_every_host_has_its_address_and_strict_host_key_checking_under_the_state_dir(
         inventory, paths):
     hostvars = inventory["_meta"]["hostvars"]
-    expected = {vm.name: str(vm.ip) for vm in paths.estate.vms} | {"repo-qnam-01": "127.20.2.10"}
+    expected = {vm.name: str(vm.ip) for vm in paths.estate.vms} | {
+        "repo-qnam-01": "127.20.2.10", "vault-danang-01": "127.10.3.10"}
     assert {host: v["ansible_host"] for host, v in hostvars.items()} == expected
     for host, variables in hostvars.items():
         args = variables["ansible_ssh_common_args"]

@@ -82,7 +82,8 @@ def test_an_sftp_host_with_rest_settings_is_refused(estate_copy: EstateCopy,
                                                      fragment: str) -> None:
     estate_copy.edit("estate.yml", lambda data: data["repository_hosts"].append(
         {**SFTP_HOST, **{k: v for k, v in changes.items() if v is not None}}))
-    estate_copy.assert_only_problems(("estate.yml", "repository_hosts[1]", fragment))
+    index = len(estate_copy.data("estate.yml")["repository_hosts"]) - 1
+    estate_copy.assert_only_problems(("estate.yml", f"repository_hosts[{index}]", fragment))
 
 
 def test_a_host_that_leaves_protocol_out_serves_sftp(estate_copy: EstateCopy) -> None:
