@@ -39,13 +39,15 @@ from orchestrator.actions import verify_checks as judge
 from orchestrator.actions.repositories import open_repository
 from orchestrator.actions.retire.state import retirements
 from orchestrator.actions.verify_attacks import (
+    deletions_skip_reason,
+    judge_deletions,
     judge_foreign,
     judge_future,
     judge_vanished,
     vanished_skip_reason,
 )
 from orchestrator.actions.verify_checks import Check, HostState
-from orchestrator.adapters.rest_server import RestServerError, repository_size
+from orchestrator.adapters.rest_server import RestServerError, repository_size, server_deletions
 from orchestrator.adapters.restic import (
     NoRepository,
     Repository,
@@ -56,7 +58,7 @@ from orchestrator.adapters.restic import (
 )
 from orchestrator.adapters.restic_stream import process_state
 from orchestrator.errors import EstateError, HopnhatError
-from orchestrator.estate.model import Estate, VerificationSettings
+from orchestrator.estate.model import Estate, SecretRef, VerificationSettings
 from orchestrator.estate.secrets import Secrets
 from orchestrator.ledger import Ledger
 from orchestrator.settings import Paths
@@ -470,7 +472,8 @@ def _lane(fn: Callable[[], Any]) -> Iterator[Callable[[], Any]]:
 def _error_checks(target: Target, where: str, error: str) -> tuple[Check, ...]:
     return judge.error_checks(where, error, copy=target.copy is not None,
                               subset=target.subset, retired=bool(target.finals),
-                              vanished_skipped=target.vanished_skipped)
+                              vanished_skipped=target.vanished_skipped,
+                              deletions_skipped=deletions_skip_reason(target.protocol))
 
 
 def _attack_checks(target: Target, where: str, snapshots: Sequence[Snapshot],
@@ -524,6 +527,7 @@ def verify_repository(paths: Paths, target: Target, *, secrets: Secrets, ledger:
             sizes = _sizes(meta, ledger, ids)
             copy = _copy_check(paths, target, where, snapshots, secrets, make_restic, now)
             used = _used_bytes(repo, target)
+            deletions = _deletions_check(paths, target, where, secrets)
             log.debug("%s: snapshots, sizes and copy read after %.1f s", target.key,
                       time.monotonic() - clock)
             check_run: _CheckRun = ran()
@@ -552,9 +556,32 @@ def verify_repository(paths: Paths, target: Target, *, secrets: Secrets, ledger:
     checks = (structure, data, fresh, anomaly, copy, locks,
               judge.judge_final(where, snapshots, target.finals),
               *_attack_checks(target, where, snapshots, ledger, max(now, listed),
-                              settings.clock_skew, run_id))
+                              settings.clock_skew, run_id), deletions)
     return RepositoryReport(target, where, checks, states, len(snapshots),
                             time.monotonic() - clock, version, used)
+
+
+def _deletions_check(paths: Paths, target: Target, where: str, secrets: Secrets) -> Check:
+    """What the system's own rest-server deleted, by its metrics (read as the host's metrics
+    user, the control host's)."""
+    skipped = deletions_skip_reason(target.protocol)
+    if skipped is not None:
+        return Check(judge.DELETIONS, judge.SKIPPED, skipped)
+    estate = paths.estate
+    host = estate.repository_host(target.repository)
+    backup = estate.systems[target.system].backup
+    assert backup is not None and backup.port is not None
+    server = f"{host.address}:{backup.port}"
+    cacert = paths.tls_ca(host.tls_ca)
+    assert cacert is not None  # a rest host has its tls_ca
+    try:
+        password = secrets.get(SecretRef(vault=host.metrics_secret))
+        deleted = server_deletions(str(host.address), backup.port, host.metrics_user,
+                                   password, cacert, name=server)
+    except HopnhatError as exc:
+        return Check(judge.DELETIONS, judge.ERROR, judge.named(
+            where, f"the metrics of its server could not be read: {exc}"), {"server": server})
+    return judge_deletions(where, server, deleted)
 
 
 def _used_bytes(repo: Repository, target: Target) -> int | None:

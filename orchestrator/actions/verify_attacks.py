@@ -7,7 +7,9 @@ compromised backup client, or anyone else holding its credentials — as pure fu
 - ``foreign``: a snapshot whose host is not one of the system's (written under another
   host's name, or by an intruder's own);
 - ``vanished``: a snapshot the previous verification saw that is gone now, and that
-  hopnhat's control side did not remove (:mod:`orchestrator.actions.snapshot_log`).
+  hopnhat's control side did not remove (:mod:`orchestrator.actions.snapshot_log`);
+- ``deletions``: files other than locks that the system's own rest-server deleted, by its
+  own metrics — none can be while it is append-only.
 
 No I/O here: verify reads the snapshots and the ledger, these judge them.
 """
@@ -20,6 +22,7 @@ from typing import Any
 
 from orchestrator.actions.snapshot_log import Sighting, is_removed, short_key
 from orchestrator.actions.verify_checks import (
+    DELETIONS,
     FAILED,
     FOREIGN,
     FUTURE,
@@ -107,6 +110,30 @@ def vanished_skip_reason(protocol: str) -> str | None:
     return (f"{protocol} repository: its clients prune it themselves (restic forget), so a "
             "snapshot gone is not a sign of attack; on a rest repository host (append-only) "
             "only the control side removes snapshots and this check is meaningful")
+
+
+def deletions_skip_reason(protocol: str) -> str | None:
+    """Why ``deletions`` is not judged for a repository reached over ``protocol``."""
+    if protocol == "rest":
+        return None
+    return f"{protocol} repository: no rest-server counts what its clients delete"
+
+
+def judge_deletions(where: str, server: str, deleted: Mapping[str, int]) -> Check:
+    """``deleted`` (file type → files the system's own append-only server deleted since it
+    started): locks go as restic removes its own; any other file means the server was not
+    append-only when it went."""
+    others = {kind: count for kind, count in sorted(deleted.items())
+              if kind != "locks" and count > 0}
+    details: dict[str, Any] = {"server": server, "deleted": dict(sorted(deleted.items())),
+                               "count": sum(others.values())}
+    if others:
+        listed = ", ".join(f"{count} {kind}" for kind, count in others.items())
+        return Check(DELETIONS, FAILED, f"{where}: the system's own server {server} deleted "
+                     f"{listed} file(s) since it started: it cannot while append-only — "
+                     "someone changed it", details)
+    return Check(DELETIONS, OK, f"{server} deleted no file but "
+                 f"{deleted.get('locks', 0)} lock(s) since it started", details)
 
 
 def judge_vanished(where: str, previous: Mapping[str, Sighting] | None, previous_run: str,

@@ -22,10 +22,10 @@ from orchestrator.adapters.restic_results import LockInfo, ProcessState, Snapsho
 STRUCTURE, READ_DATA, FRESHNESS, ANOMALY, COPY, LOCKS, FINAL = (
     "structure", "read_data", "freshness", "anomaly", "copy", "locks", "final")
 #: the checks that notice an attack on the repository (judged in :mod:`verify_attacks`)
-FUTURE, FOREIGN, VANISHED = "future", "foreign", "vanished"
+FUTURE, FOREIGN, VANISHED, DELETIONS = "future", "foreign", "vanished", "deletions"
 #: every check, in the order reports show them
 CHECKS = (STRUCTURE, READ_DATA, FRESHNESS, ANOMALY, COPY, LOCKS, FINAL, FUTURE, FOREIGN,
-          VANISHED)
+          VANISHED, DELETIONS)
 OK, FAILED, ERROR, SKIPPED = "ok", "failed", "error", "skipped"
 
 _SUBSET = re.compile(r"^(?:(?P<n>[1-9]\d*)/(?P<t>[1-9]\d*)|\d+(?:\.\d+)?%)$")
@@ -439,8 +439,8 @@ def retired_checks(retired_at: str) -> tuple[Check, Check]:
 
 
 def error_checks(where: str, error: str, *, copy: bool, subset: str | None,
-                 retired: bool = False, vanished_skipped: str | None = None
-                 ) -> tuple[Check, ...]:
+                 retired: bool = False, vanished_skipped: str | None = None,
+                 deletions_skipped: str | None = None) -> tuple[Check, ...]:
     """Every check of a repository that could not be read at all (``error`` says why);
     ``vanished_skipped``: why ``vanished`` is not judged for this repository, if it is not
     (:func:`verify_attacks.vanished_skip_reason`)."""
@@ -452,6 +452,8 @@ def error_checks(where: str, error: str, *, copy: bool, subset: str | None,
             checks.append(Check(name, SKIPPED, "not retired"))
         elif name == VANISHED and vanished_skipped is not None:
             checks.append(Check(name, SKIPPED, vanished_skipped))
+        elif name == DELETIONS and deletions_skipped is not None:
+            checks.append(Check(name, SKIPPED, deletions_skipped))
         elif name == READ_DATA and subset is None:
             checks.append(Check(name, SKIPPED, "not asked for"))
         else:

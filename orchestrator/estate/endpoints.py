@@ -66,10 +66,13 @@ def rest_systems(estate: Estate, host_name: str) -> dict[str, int]:
 
 
 def rest_secret_keys(estate: Estate) -> list[str]:
-    """The vault keys the rest repository hosts imply: each host's maintenance password and
-    each system's password on its own server (``backup.rest_password``, or its default)."""
+    """The vault keys the rest repository hosts imply: each host's maintenance password, the
+    password of its system servers' metrics user (not the vault's: it has none), and each
+    system's password on its own server (``backup.rest_password``, or its default)."""
     keys = {host.maintenance_secret for host in estate.settings.repository_hosts
             if host.protocol == "rest"}
+    keys |= {host.metrics_secret for host in estate.settings.repository_hosts
+             if host.protocol == "rest" and host.role == "repository"}
     rest = {h.name for h in estate.settings.repository_hosts if h.protocol == "rest"}
     for code, system in estate.systems.items():
         if system.backup is not None and system.backup.repository_host in rest:

@@ -163,6 +163,7 @@ def _rest_host_vars(paths: Paths, host: RepositoryHost) -> dict[str, Any]:
         backup = paths.estate.systems[code].backup
         assert backup is not None
         systems[code] = {"port": port, "password_vault_key": backup.rest_secret(code),
+                         "metrics_vault_key": host.metrics_secret,
                          "quota_bytes": 0 if backup.quota_gb is None
                          else int(backup.quota_gb * 1024 ** 3)}
     return {"hopnhat_rest_systems": systems,

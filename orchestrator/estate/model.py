@@ -283,6 +283,18 @@ class RepositoryHost(Strict):
         """The vault key of the maintenance endpoint's password."""
         return "rest_maintenance_" + re.sub(r"[^A-Za-z0-9_]", "_", self.name)
 
+    #: the user every system's own server gives its metrics to, and no repository (the name
+    #: rest-server reserves for that when repositories are private)
+    @property
+    def metrics_user(self) -> str:
+        return "metrics"
+
+    @property
+    def metrics_secret(self) -> str:
+        """The vault key of the password the control host reads the system servers'
+        metrics with (``verify``'s deletions check)."""
+        return "rest_metrics_" + re.sub(r"[^A-Za-z0-9_]", "_", self.name)
+
 
 class Vault(Strict):
     """``vault:`` of estate.yml: the isolated copy. The control host pulls each system's

@@ -63,6 +63,12 @@ class Server:
     password: str
     append_only: bool
     max_size: int | None  # bytes
+    #: further htpasswd users (name, password): a system server's metrics user
+    others: tuple[tuple[str, str], ...] = ()
+
+    def htpasswd(self) -> str:
+        return "".join(htpasswd_line(user, password) + "\n"
+                       for user, password in ((self.user, self.password), *self.others))
 
     def argv(self, binary: str, address: str, folder: Path) -> list[str]:
         argv = [binary, "--listen", f"{address}:{self.port}", "--path", self.path,
@@ -90,7 +96,9 @@ def servers(estate: Estate, secrets: Secrets, host: RepositoryHost) -> list[Serv
         assert backup is not None
         quota = None if backup.quota_gb is None else int(backup.quota_gb * GiB)
         out.append(Server(code, port, f"{host.storage_path}/{code}", code,
-                          secrets.get(SecretRef(vault=backup.rest_secret(code))), True, quota))
+                          secrets.get(SecretRef(vault=backup.rest_secret(code))), True, quota,
+                          ((host.metrics_user,
+                            secrets.get(SecretRef(vault=host.metrics_secret))),)))
     return out
 
 
@@ -198,8 +206,7 @@ def start_rest_servers(paths: Paths, table: ProcessTable, host: RepositoryHost,
     out = []
     for server in wanted:
         name = process_name(host.name, server.name)
-        file_changed = _install(folder, f"{server.name}.htpasswd",
-                                (htpasswd_line(server.user, server.password) + "\n").encode())
+        file_changed = _install(folder, f"{server.name}.htpasswd", server.htpasswd().encode())
         argv = server.argv(str(folder / "rest-server"), str(host.address), folder)
         fingerprint = hashlib.sha256(json.dumps(argv).encode()).hexdigest()[:16]
         live = table.running(name)

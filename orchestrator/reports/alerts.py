@@ -113,6 +113,7 @@ ATTACK_ALERTS: dict[str, tuple[str, str]] = {
     "future": ("HopnhatSnapshotInFuture", "hopnhat_backup_future_snapshots"),
     "foreign": ("HopnhatSnapshotFromForeignHost", "hopnhat_backup_foreign_snapshots"),
     "vanished": ("HopnhatSnapshotVanished", "hopnhat_backup_vanished_snapshots"),
+    "deletions": ("HopnhatRepositoryServerDeleted", "hopnhat_backup_server_deleted_files"),
 }
 
 _SEE = ("Chi tiết: `hopnhat verify --system {{ $labels.system }}` hoặc "
@@ -358,6 +359,25 @@ def _attack_rules() -> tuple[Rule, ...]:
             "side's maintenance did not remove them: someone may have deleted backups — what "
             "ransomware does before it encrypts. Isolate the system's hosts and check the "
             f"repository and the isolated copy (vault) now. {_SEE_EN}",
+        ),
+        Rule(
+            ATTACK_ALERTS["deletions"][0],
+            f"{ATTACK_ALERTS['deletions'][1]} > 0",
+            CRITICAL,
+            "Dấu hiệu tấn công: máy chủ kho riêng của hệ thống {{ $labels.system }} đã xoá "
+            "tệp",
+            "Attack sign: the own repository server of system {{ $labels.system }} deleted "
+            "files",
+            f"Theo số liệu của chính rest-server, máy chủ riêng (chỉ-thêm) của {_WHERE} đã "
+            "xoá tệp không phải khoá: khi chạy chỉ-thêm thì không thể. Ai đó đã đổi cấu hình "
+            "hoặc thay máy chủ trên máy kho. Kiểm tra máy kho và dịch vụ "
+            "hopnhat-rest@{{ $labels.system }}, rồi kho và bản sao cách ly (vault). "
+            f"{_SEE}",
+            f"By rest-server's own metrics, the own (append-only) server of {_WHERE_EN} "
+            "deleted files other than locks: it cannot while append-only. Someone changed its "
+            "settings or replaced it on the repository host. Examine the repository host and "
+            "the hopnhat-rest@{{ $labels.system }} service, then the repository and the "
+            f"isolated copy (vault). {_SEE_EN}",
         ),
     )
 

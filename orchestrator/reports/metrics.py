@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from orchestrator.actions.verify_checks import (
     COPY,
+    DELETIONS,
     FAILED,
     FOREIGN,
     FUTURE,
@@ -63,6 +64,10 @@ METRICS: dict[str, str] = {
                                          "gone without hopnhat removing them (rest "
                                          "repository hosts only: on sftp ones clients "
                                          "prune).",
+    "hopnhat_backup_server_deleted_files": "Files other than locks that the system's own "
+                                           "append-only rest-server deleted since it "
+                                           "started, by its own metrics (none can be while "
+                                           "it is append-only).",
     "hopnhat_verify_last_run_timestamp_seconds": "When this verification started.",
     "hopnhat_verify_run_duration_seconds": "How long the whole verification took.",
     "hopnhat_verify_exit_code": "Exit code of the verification: 0 all good, 1 a check "
@@ -139,7 +144,8 @@ def _repository(samples: _Samples, report: RepositoryReport) -> None:
         samples.add("hopnhat_repository_quota_bytes", base, t.quota_bytes)
     for name, metric in ((FUTURE, "hopnhat_backup_future_snapshots"),
                          (FOREIGN, "hopnhat_backup_foreign_snapshots"),
-                         (VANISHED, "hopnhat_backup_vanished_snapshots")):
+                         (VANISHED, "hopnhat_backup_vanished_snapshots"),
+                         (DELETIONS, "hopnhat_backup_server_deleted_files")):
         judged = next((c for c in report.checks if c.name == name), None)
         if judged is not None and judged.status in (OK, FAILED) and "count" in judged.details:
             samples.add(metric, base, judged.details["count"])

@@ -292,6 +292,10 @@ def test_the_vault_keeps_what_the_repository_loses_and_restores_it_byte_identica
     checks = {c["name"]: c for r in as_json(verified)["repositories"] for c in r["checks"]}
     assert checks["copy"]["status"] == "ok", checks["copy"]
     assert "vault-danang-01" in checks["copy"]["message"], checks["copy"]
+    # read from the system's own server's metrics: the locks it deleted (the attack's and
+    # restic's own), and nothing else
+    assert checks["deletions"]["status"] == "ok", checks["deletions"]
+    assert checks["deletions"]["details"]["deleted"].get("locks", 0) >= 1, checks["deletions"]
 
     # what break-glass must bring back: the latest snapshot, restored from the repository
     with open_repository(paths, VIDEO) as repo:

@@ -25,6 +25,7 @@ from orchestrator.actions.verify_checks import (
     ANOMALY,
     CHECKS,
     COPY,
+    DELETIONS,
     ERROR,
     FAILED,
     FINAL,
@@ -430,7 +431,8 @@ def _result() -> VerifyResult:
                    Check(FUTURE, OK, "no snapshot dated in the future", {"count": 0}),
                    Check(FOREIGN, OK, "every snapshot is of the system's hosts", {"count": 0}),
                    Check(VANISHED, OK, "none of the 8 snapshot(s) seen before is gone",
-                         {"count": 0}))
+                         {"count": 0}),
+                   Check(DELETIONS, OK, "deleted no file but 1 lock(s)", {"count": 0}))
     host = verify_checks.HostState("qlvb-db-01", True, 8, "a" * 64, NOW - HOUR / 2, 1800.0,
                                    5 * 2**20, 120)
     stale = _target("video", subset=None)
@@ -443,11 +445,13 @@ def _result() -> VerifyResult:
                     Check(FUTURE, OK, "no snapshot dated in the future", {"count": 0}),
                     Check(FOREIGN, FAILED, "video@repo: 2 snapshot(s) of intruder",
                           {"count": 2}),
-                    Check(VANISHED, SKIPPED, "sftp repository: its clients prune it"))
+                    Check(VANISHED, SKIPPED, "sftp repository: its clients prune it"),
+                    Check(DELETIONS, SKIPPED, "sftp repository: no rest-server"))
     gone = _target("dvc")
     gone_checks = verify_checks.error_checks("dvc@repo-qnam-01", "no repository at sftp:x",
                                              copy=False, subset="3/7",
-                                             vanished_skipped="sftp repository")
+                                             vanished_skipped="sftp repository",
+                                             deletions_skipped="sftp repository")
     return VerifyResult("verify-1", "danang", "auto", NOW, 12.5, (
         RepositoryReport(good, "qlvb@repo-qnam-01 (sftp:…)", good_checks, (host,), 8, 2.0),
         RepositoryReport(stale, "video@repo-qnam-01", stale_checks, (), 3, 1.0),
@@ -459,7 +463,7 @@ def test_the_junit_report_parses_with_a_case_per_repository_and_check(tmp_path: 
     root = ET.fromstring(text)
     assert root.tag == "testsuites"
     assert (root.get("tests"), root.get("failures"), root.get("errors"),
-            root.get("skipped")) == ("30", "2", "7", "7")
+            root.get("skipped")) == ("33", "2", "7", "9")
     path = tmp_path / "verify.xml"
     path.write_text(text)
     suites = {suite.name: suite for suite in JUnitXml.fromfile(str(path))}
@@ -471,7 +475,7 @@ def test_the_junit_report_parses_with_a_case_per_repository_and_check(tmp_path: 
     assert cases[FRESHNESS].classname == "hopnhat.verify.video.repo-qnam-01"
     assert isinstance(cases[READ_DATA].result[0], Skipped)
     assert all(isinstance(c.result[0], Error) for c in suites["dvc@repo-qnam-01"]
-               if c.name not in (COPY, FINAL, VANISHED))
+               if c.name not in (COPY, FINAL, VANISHED, DELETIONS))
     assert all(not c.result for c in suites["qlvb@repo-qnam-01"])
 
 

@@ -35,7 +35,12 @@ from orchestrator.actions.verify import (
     _error_checks,
     plan,
 )
-from orchestrator.actions.verify_attacks import judge_foreign, judge_future, judge_vanished
+from orchestrator.actions.verify_attacks import (
+    judge_deletions,
+    judge_foreign,
+    judge_future,
+    judge_vanished,
+)
 from orchestrator.actions.verify_checks import (
     CHECKS,
     ERROR,
@@ -361,8 +366,9 @@ def _checks(**status: tuple[str, dict[str, Any]]) -> tuple[Check, ...]:
 
 def test_each_attack_check_has_its_metric_and_a_skipped_one_none() -> None:
     attacked = _report("qlvb", _checks(future=(FAILED, {"count": 2}),
-                                       foreign=(FAILED, {"count": 2})))
-    sftp = _report("email", _checks(vanished=(SKIPPED, {})))
+                                       foreign=(FAILED, {"count": 2}),
+                                       deletions=(FAILED, {"count": 3})))
+    sftp = _report("email", _checks(vanished=(SKIPPED, {}), deletions=(SKIPPED, {})))
     gone = _report("dvc", tuple(Check(name, ERROR, "no repository") for name in CHECKS))
     result = VerifyResult("verify-1", "danang", "auto", NOW, 3.0, (attacked, sftp, gone))
     families = {f.name: f for f in text_string_to_metric_families(render_metrics(result))}
@@ -376,6 +382,7 @@ def test_each_attack_check_has_its_metric_and_a_skipped_one_none() -> None:
     assert values("hopnhat_backup_future_snapshots") == {"qlvb": 2.0, "email": 0.0}
     assert values("hopnhat_backup_foreign_snapshots") == {"qlvb": 2.0, "email": 0.0}
     assert values("hopnhat_backup_vanished_snapshots") == {"qlvb": 0.0}  # sftp: not known
+    assert values("hopnhat_backup_server_deleted_files") == {"qlvb": 3.0}
     checks = {(s.labels["system"], s.labels["check"]): s.value
               for s in families["hopnhat_verify_check_ok"].samples}
     assert checks[("qlvb", FUTURE)] == 0.0 and ("email", VANISHED) not in checks
@@ -407,7 +414,7 @@ def test_the_table_fits_80_columns_and_names_the_checks_that_did_not_pass() -> N
     table = text.split("\nfailed:")[0].splitlines()
     assert all(len(line) <= 80 for line in table), table
     assert "…" not in "\n".join(table)  # nothing cut
-    assert "future, foreign" in text and "all 9 ok" in text and "none could run" in text
+    assert "future, foreign" in text and "all 10 ok" in text and "none could run" in text
     assert "failed: qlvb@repo-qnam-01 future: future planted" in text
     assert "failed: qlvb@repo-qnam-01 foreign: foreign planted" in text
 
@@ -428,3 +435,14 @@ def test_the_quota_line_names_each_rest_systems_use_fullest_first() -> None:
     result = VerifyResult("verify-1", "danang", "auto", NOW, 3.0, (light, full, unread))
     assert "quota used: qlvb 100% of 8.0 MiB, email 3% of 100.0 GiB" in \
         _rendered(result).replace("\n", " ")
+
+
+def test_a_system_server_that_deleted_anything_but_locks_fails() -> None:
+    clean = judge_deletions("dvc@repo", "127.20.2.10:8104", {"locks": 3})
+    assert (clean.status, clean.details["count"]) == (OK, 0)
+    assert "no file but 3 lock(s)" in clean.message
+    bad = judge_deletions("dvc@repo", "127.20.2.10:8104",
+                          {"locks": 3, "snapshots": 2, "data": 0, "index": 1})
+    assert (bad.status, bad.details["count"]) == (FAILED, 3)
+    assert "deleted 1 index, 2 snapshots file(s)" in bad.message
+    assert "append-only" in bad.message and "127.20.2.10:8104" in bad.message

@@ -1,5 +1,6 @@
-"""adapters/rest_server: a repository's size as its rest-server counts it, read over TLS
-from a small stand-in server (the lab's CA and certificate, rest-server's v2 listings)."""
+"""adapters/rest_server: a repository's size as its rest-server counts it, and what the
+server deleted by its metrics, read over TLS from a small stand-in server (the lab's CA and
+certificate, rest-server's v2 listings and metrics text)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.adapters.rest_server import RestServerError, repository_size
+from orchestrator.adapters.rest_server import (
+    RestServerError,
+    deleted_files,
+    repository_size,
+    server_deletions,
+)
 from orchestrator.estate import load_estate
 from orchestrator.lab.rest import ensure_pki
 from orchestrator.settings import Paths
@@ -22,6 +28,15 @@ REPO = Path(__file__).resolve().parents[3]
 USER, PASSWORD = "dvc", "s3cret/with@odd:chars%"
 FILES = {"data": [100, 250], "index": [7], "keys": [3], "locks": [], "snapshots": [11, 12]}
 CONFIG = 155
+#: rest-server 0.14's metrics text, as its /metrics serves it (abridged)
+METRICS = """# HELP rest_server_blob_delete_total Total number of blobs deleted
+# TYPE rest_server_blob_delete_total counter
+rest_server_blob_delete_total{repo="dvc",type="locks",user="dvc"} 4
+rest_server_blob_delete_total{repo="dvc",type="snapshots",user="dvc"} 2
+rest_server_blob_delete_total{repo="dvc",type="data",user="dvc"} 1.5e+01
+# HELP rest_server_blob_write_total Total number of blobs written
+rest_server_blob_write_total{repo="dvc",type="data",user="dvc"} 99
+"""
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -42,6 +57,13 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         if not self._allowed():
+            return
+        if self.path == "/metrics":
+            body = (b"<html>" if Handler.broken else METRICS.encode())
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
             return
         folder = self.path.removeprefix(f"/{USER}/").rstrip("/")
         if folder not in FILES:
@@ -130,3 +152,20 @@ def test_a_location_that_is_not_rest_https_is_refused(tmp_path: Path) -> None:
     path.write_text("sftp:restic-dvc@repo:/repo\n")
     with pytest.raises(RestServerError, match="not a rest:https://"):
         repository_size(path, tmp_path / "ca.pem", name="dvc@repo")
+
+
+def test_the_deletions_are_summed_by_file_type() -> None:
+    assert deleted_files(METRICS) == {"locks": 4, "snapshots": 2, "data": 15}
+    assert deleted_files("") == {}
+    with pytest.raises(ValueError):
+        deleted_files('rest_server_blob_delete_total{type="data"} many')
+
+
+def test_a_servers_deletions_are_read_from_its_metrics(server: tuple[str, Path]) -> None:
+    where, ca = server
+    address, port = where.rsplit(":", 1)
+    assert server_deletions(address, int(port), USER, PASSWORD, ca, name="dvc's server") == {
+        "locks": 4, "snapshots": 2, "data": 15}
+    with pytest.raises(RestServerError) as caught:
+        server_deletions(address, int(port), USER, "nope-secret", ca, name="dvc's server")
+    assert "401" in str(caught.value) and "nope-secret" not in str(caught.value)

@@ -82,6 +82,7 @@ def test_rest_secret_keys_are_the_maintenance_password_and_each_systems(
         example: Estate) -> None:
     assert rest_secret_keys(example) == sorted(
         ["rest_maintenance_repo_qnam_01", "rest_maintenance_vault_danang_01",
+         "rest_metrics_repo_qnam_01",
          *(f"rest_password_{c}" for c in EXAMPLE_PORTS)])
 
 

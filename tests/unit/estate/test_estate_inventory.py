@@ -93,6 +93,7 @@ def test_the_rest_repository_host_has_one_server_per_system_it_keeps(inventory):
     assert sorted(servers) == ["dvc", "email", "ioc", "lgsp", "opendata", "qlvb", "qlvbdn",
                                "qlvbqn", "sso", "video"]
     assert servers["qlvb"] == {"port": 8101, "password_vault_key": "rest_password_qlvb",
+                               "metrics_vault_key": "rest_metrics_repo_qnam_01",
                                "quota_bytes": 100 * 1024 ** 3}
     assert len({s["port"] for s in servers.values()}) == len(servers)
     assert host["hopnhat_rest_maintenance"] == {

@@ -52,7 +52,11 @@ def test_a_rest_host_runs_one_maintenance_server_and_one_append_only_server_per_
         assert backup is not None and backup.quota_gb is not None
         assert server == Server(server.name, backup.port or 0, f"{STORAGE}/{server.name}",
                                 server.name, f"pw-rest_password_{server.name}", True,
-                                int(backup.quota_gb * 2**30))
+                                int(backup.quota_gb * 2**30),
+                                (("metrics", "pw-rest_metrics_repo_qnam_01"),))
+        # its htpasswd: the system's user, and the control host's metrics user
+        assert [line.split(":")[0] for line in server.htpasswd().splitlines()] == [
+            server.name, "metrics"]
     video = next(s for s in systems if s.name == "video")
     assert (video.port, video.max_size) == (8110, 200 * GiB)
     assert len({s.port for s in found}) == len(found)
