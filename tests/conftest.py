@@ -163,18 +163,24 @@ def lab_octets(base: str, worker: str) -> tuple[int, int]:
     return first + shift, second + shift
 
 
+#: the lab modules of the second xdist worker: each brings its own hosts and estate copy and
+#: leaves the session lab as it found it; every other lab module runs on the first, in the
+#: order a single run has (some expect what the modules before them left in the lab)
+SECOND_LAB = frozenset({"tests/integration/test_drill.py", "tests/integration/test_restic.py",
+                        "tests/integration/test_verify.py",
+                        "tests/integration/test_lab_vcsim.py"})
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """With pytest-xdist (``make test``: ``-n 2 --dist loadgroup``), the tests of one lab
-    module run on one worker (its module fixtures — a configured estate, a drill's VMs — are
-    made once), the modules that share the configured backup estate together; unit tests go
-    wherever a worker is free."""
+    """With pytest-xdist (``make test``: ``-n 2 --dist loadgroup``), the lab modules run in
+    two fixed groups, each on one worker with a lab of its own and in collection order
+    (:data:`SECOND_LAB` on one, the others on the other); unit tests go wherever a worker
+    is free."""
     for item in items:
         path = Path(str(item.path)).relative_to(REPO).as_posix()
         if path.startswith("tests/unit/"):
             continue
-        group = "backup_estate" if "backup_estate" in getattr(item, "fixturenames", ()) \
-            else path
-        item.add_marker(pytest.mark.xdist_group(group))
+        item.add_marker(pytest.mark.xdist_group("lab-b" if path in SECOND_LAB else "lab-a"))
 
 
 def _prebuilt_vcsim(lab_dir: Path) -> None:
