@@ -24,7 +24,7 @@ demo: deps
 	bash scripts/demo.sh
 
 test: deps lint
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # the virtualenv's install and the Go build (minutes when cold) run side by side
 deps: apt

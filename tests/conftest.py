@@ -171,16 +171,22 @@ SECOND_LAB = frozenset({"tests/integration/test_drill.py", "tests/integration/te
                         "tests/integration/test_lab_vcsim.py"})
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """With pytest-xdist (``make test``: ``-n 2 --dist loadgroup``), the lab modules run in
-    two fixed groups, each on one worker with a lab of its own and in collection order
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """With pytest-xdist (``make test``: ``-n 2``), the lab modules run in two fixed groups,
+    each whole on one worker with a lab of its own and in collection order
     (:data:`SECOND_LAB` on one, the others on the other); unit tests go wherever a worker
-    is free."""
-    for item in items:
-        path = Path(str(item.path)).relative_to(REPO).as_posix()
-        if path.startswith("tests/unit/"):
-            continue
-        item.add_marker(pytest.mark.xdist_group("lab-b" if path in SECOND_LAB else "lab-a"))
+    is free. (xdist's own ``--dist loadgroup`` does not group under pytest 9: it renames
+    node IDs through an attribute pytest no longer reads.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class LabGroups(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            if not path.startswith(("tests/integration/", "tests/e2e/")):
+                return nodeid
+            return "lab-b" if path in SECOND_LAB else "lab-a"
+
+    return LabGroups(config, log)
 
 
 def _prebuilt_vcsim(lab_dir: Path) -> None:

@@ -248,7 +248,8 @@ def test_a_healthy_subset_exits_0_with_every_metric_and_a_junit_case_per_check(
     assert {n: c["status"] for n, c in zok.items()} == {
         "structure": "ok", "read_data": "ok", "freshness": "ok", "anomaly": "ok", "copy": "ok",
         "locks": "ok", "final": "skipped",  # not retired
-        "future": "ok", "foreign": "ok", "vanished": "skipped"}  # the lab's hosts are sftp
+        "future": "ok", "foreign": "ok", "vanished": "skipped",  # the lab's hosts are sftp
+        "deletions": "skipped"}
     assert reports["zok"]["read_data_subset"].endswith("/14")  # tier 2 rotates over 14 nights
     assert zok["copy"]["message"].startswith("every snapshot is in zok@repo-verify-02")
     assert [h["host"] for h in reports["zok"]["hosts"]] == ["zok-app-01", "zok-app-02"]
@@ -358,7 +359,7 @@ def test_a_snapshot_older_than_the_rpo_is_stale(setup: Verified) -> None:
     assert {n: c["status"] for n, c in checks(report).items() if n != "freshness"} == {
         "structure": "ok", "read_data": "skipped", "anomaly": "ok", "copy": "skipped",
         "locks": "ok", "final": "skipped", "future": "ok", "foreign": "ok",
-        "vanished": "skipped"}
+        "vanished": "skipped", "deletions": "skipped"}
 
 
 def test_a_deleted_repository_is_an_error_for_its_system_while_others_are_checked(
