@@ -262,9 +262,11 @@ def test_a_healthy_subset_exits_0_with_every_metric_and_a_junit_case_per_check(
         said if control >= (0, 16, 0) else None}
 
     # every metric, labelled by system, tier and repository, parsed by prometheus_client;
-    # vanished snapshots are not known of an sftp repository (its clients prune it)
+    # vanished snapshots and server deletions are not known of an sftp repository (its
+    # clients prune it; no rest-server counts)
     families = {f.name: f for f in text_string_to_metric_families(metrics.read_text())}
     assert set(families) == set(METRICS) - {"hopnhat_backup_vanished_snapshots",
+                                            "hopnhat_backup_server_deleted_files",
                                             # quota: a rest repository's only
                                             "hopnhat_repository_used_bytes",
                                             "hopnhat_repository_quota_bytes"}
@@ -282,13 +284,13 @@ def test_a_healthy_subset_exits_0_with_every_metric_and_a_junit_case_per_check(
     assert all(s.value > 100_000 for s in families["hopnhat_backup_snapshot_bytes"].samples)
     assert families["hopnhat_verify_exit_code"].samples[0].value == 0.0
 
-    # the JUnit file: a test case per repository and check, none failed
+    # the JUnit file: a test case per repository and check (2 × 11), none failed
     root = ET.parse(junit).getroot()
-    assert (root.get("tests"), root.get("failures"), root.get("errors")) == ("20", "0", "0")
+    assert (root.get("tests"), root.get("failures"), root.get("errors")) == ("22", "0", "0")
     suites = {suite.name: [case.name for case in suite] for suite in JUnitXml.fromfile(str(junit))}
     assert suites == {f"{s}@{FIRST}": ["structure", "read_data", "freshness", "anomaly",
                                        "copy", "locks", "final", "future", "foreign",
-                                       "vanished"] for s in ("zok", "zfresh")}
+                                       "vanished", "deletions"] for s in ("zok", "zfresh")}
 
     # healthchecks-style pings; the failing command is only a warning
     assert _Ping.seen == ["/ping/0f1e2d3c/start", "/ping/0f1e2d3c"]
@@ -400,7 +402,10 @@ def test_a_cut_link_is_an_error_naming_the_connection_within_the_connect_bound(
     assert structure["status"] == "error"
     assert "connection to the repository host failed or was lost" in structure["message"], \
         structure
-    assert took < 30 + 30, f"verify took {took:.0f} s behind a cut link"  # ConnectTimeout 30 s
+    # ssh's ConnectTimeout is 30 s: alone, verify ends in ~33 s; beside the other test worker
+    # it took 60 s (both of its connections, the check's and the listing's, timing out in
+    # turn: not understood); a hang (restic's own backend retries) takes many minutes
+    assert took < 2 * 30 + 15, f"verify took {took:.0f} s behind a cut link"
     code, document, _ = verify(setup, "--system", "zfresh")
     assert (code, by_system(document)["zfresh"]["verdict"]) == (0, "ok"), document
 
