@@ -27,6 +27,7 @@ from orchestrator.actions.repositories import open_repository
 from orchestrator.adapters import ssh, vsphere
 from orchestrator.adapters.restic import Restic
 from orchestrator.adapters.vault import read_vault
+from orchestrator.estate.endpoints import htpasswd_line
 from orchestrator.ledger import Ledger
 from orchestrator.settings import Paths
 from tests.conftest import ledger_dump, wait_for, wait_task
@@ -129,23 +130,30 @@ def test_the_rest_repository_host_holds_each_systems_server_files_and_repository
         configured: Configured) -> None:
     """What the restic_repository role wrote on the rest repository host (systemd does not
     run the lab's: the lab runs the servers itself): per system an htpasswd with that
-    system's user alone, its settings (append-only, its port, its quota) and its folder, its
-    repository initialised there by its client through its own server."""
+    system's user and the host's metrics user, each line checking its own password (the
+    bcrypt lines hopnhat writes: the same salt for the same password), its settings
+    (append-only, its port, its quota) and its folder, its repository initialised there by
+    its client through its own server."""
     paths = configured.paths
-    storage = paths.estate.repository_host(REPOSITORY_HOST).storage_path
+    host = paths.estate.repository_host(REPOSITORY_HOST)
+    storage = host.storage_path
+    vault = read_vault(paths.vault_file, paths.vault_password_file)
     for code in SYSTEMS:
         backup = paths.estate.systems[code].backup
         assert backup is not None and backup.quota_gb is not None
         found = sh(paths, REPOSITORY_HOST,
-                   f"cut -d: -f1 /etc/hopnhat/rest-server/{code}.htpasswd"
+                   f"cat /etc/hopnhat/rest-server/{code}.htpasswd"
                    f" && stat -c '%U %G %a' /etc/hopnhat/rest-server/{code}.htpasswd"
                    f" && cat /etc/hopnhat/rest-server/{code}.env"
                    f" && test -f {storage}/{code}/{code}/config && echo initialised")
         assert found.returncode == 0, found.stderr
         lines = found.stdout.splitlines()
-        assert lines[0] == code  # one user: this system's
-        assert lines[1] == "root hopnhat-rest 640"
-        settings = dict(line.split("=", 1) for line in lines[2:] if "=" in line
+        # the system's user, then metrics (the control host's, for verify's deletions
+        # check): nobody else's
+        assert lines[:2] == [htpasswd_line(code, vault[backup.rest_secret(code)]),
+                             htpasswd_line("metrics", vault[host.metrics_secret])]
+        assert lines[2] == "root hopnhat-rest 640"
+        settings = dict(line.split("=", 1) for line in lines[3:] if "=" in line
                         and not line.startswith("#"))
         assert settings["REST_LISTEN"].endswith(f":{backup.port}")
         assert settings["REST_PATH"] == f"{storage}/{code}"
