@@ -158,7 +158,7 @@ def pull(paths: Paths, targets: Sequence[Target], *,
     started = time.time()
     ledger = Ledger(paths.ledger)
     try:
-        run_id = ledger.start("vault pull", paths.estate.id,
+        run_id = ledger.start("vault-pull", paths.estate.id,
                               {"systems": [t.system for t in targets]})
         outcomes: list[Outcome] = []
         try:
@@ -188,11 +188,11 @@ def pull(paths: Paths, targets: Sequence[Target], *,
 
 def last_successes(paths: Paths, limit: int = 200) -> dict[str, float]:
     """System → when it was last pulled into the vault successfully, from the ledger's
-    recent ``vault pull`` runs."""
+    recent ``vault-pull`` runs."""
     out: dict[str, float] = {}
     ledger = Ledger(paths.ledger)
     try:
-        for run in ledger.runs("vault pull", limit=limit):
+        for run in ledger.runs("vault-pull", limit=limit):
             for event in ledger.events(run.id):
                 system = str(event.get("system"))
                 if event.get("kind") == OK and system not in out:

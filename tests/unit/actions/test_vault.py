@@ -214,7 +214,7 @@ def test_a_pull_makes_the_vault_repository_copies_and_records_each_system(
     assert fake.calls.count(("copy", f"qlvb@{VAULT}")) == 1
     ledger = Ledger(paths.ledger)
     try:
-        runs = ledger.runs("vault pull")
+        runs = ledger.runs("vault-pull")
         assert [r.status for r in runs] == ["ok", "failed"]
         events = ledger.events(runs[1].id)
         assert [(e["subject"], e["kind"]) for e in events] == [
