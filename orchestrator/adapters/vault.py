@@ -14,6 +14,7 @@ import binascii
 import hashlib
 import hmac
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -95,10 +96,68 @@ def read_vault(path: Path, password_file: Path) -> dict[str, str]:
         raise SecretError(f"{path}: cannot decrypt the vault file with the password in "
                           f"{password_file} (wrong password, or not an ansible-vault file)"
                           ) from None
-    data = yaml.safe_load(plain)
-    if not isinstance(data, dict):
+    return parse_secrets(path, plain)
+
+
+_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_STR = "tag:yaml.org,2002:str"
+_INT = "tag:yaml.org,2002:int"
+_DECIMAL = re.compile(r"0|-?[1-9][0-9]*")
+
+
+def _where(path: Path, node: yaml.Node | None, key: str | None = None) -> str:
+    # a line number, and a key when it looks like a name: never the text of a line, which
+    # may be a secret
+    line = f"line {node.start_mark.line + 1}" if node is not None else "its top"
+    named = f", key {key!r}" if key is not None and _NAME.fullmatch(key) else ""
+    return f"{path}: at {line}{named}"
+
+
+def _is_text(node: yaml.Node) -> bool:
+    return isinstance(node, yaml.ScalarNode) and (
+        node.tag == _STR or (node.tag == _INT and _DECIMAL.fullmatch(node.value) is not None))
+
+
+def _text(path: Path, node: yaml.Node, key: str | None) -> str:
+    """A scalar's value as written: strings as they are; a plain number only where its text
+    reads back the same (``1234``, not ``0123``, which YAML reads as 83); anything else
+    (booleans, null, dates, floats that change) refused, never silently turned into text."""
+    if not isinstance(node, yaml.ScalarNode):
+        raise SecretError(f"{_where(path, node, key)}: a vault value must be a string, not "
+                          f"a {'list' if isinstance(node, yaml.SequenceNode) else 'mapping'}")
+    if _is_text(node):
+        return str(node.value)
+    raise SecretError(f"{_where(path, node, key)}: a vault value that YAML does not read as "
+                      "a string (a boolean, null, date or number that changes when read): "
+                      "quote it")
+
+
+def parse_secrets(path: Path, plain: bytes) -> dict[str, str]:
+    """The key → value mapping of a vault's decrypted text ``plain`` (read from ``path``).
+
+    Raises SecretError naming ``path`` and a line number — never a line's text, which may
+    hold a secret — when the text is not YAML, not a mapping, or has a key twice, a key or
+    value that is not a string (lists, mappings, booleans, null…)."""
+    try:
+        root = yaml.compose(plain, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        line = f" (line {mark.line + 1})" if mark is not None else ""
+        if isinstance(exc, yaml.reader.ReaderError):  # not UTF-8, or a control character
+            text = plain.decode("utf-8", "replace")
+            line = f" (line {text[:max(exc.position, 0)].count(chr(10)) + 1})"
+        raise SecretError(f"{path}: the decrypted vault is not valid YAML{line}") from None
+    if not isinstance(root, yaml.MappingNode):
         raise SecretError(f"{path}: the vault must hold a mapping of keys to secrets")
-    return {str(k): str(v) for k, v in data.items()}
+    secrets: dict[str, str] = {}
+    for key_node, value_node in root.value:
+        if not _is_text(key_node):
+            raise SecretError(f"{_where(path, key_node)}: a vault key must be a string")
+        key = str(key_node.value)
+        if key in secrets:
+            raise SecretError(f"{_where(path, key_node, key)}: the key is there twice")
+        secrets[key] = _text(path, value_node, key)
+    return secrets
 
 
 def write_vault(path: Path, password_file: Path, secrets: dict[str, str]) -> None:
