@@ -6,6 +6,7 @@ snapshot sizes already measured), one JSON value per (scope, key).
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import os
@@ -52,6 +53,14 @@ CREATE TABLE IF NOT EXISTS facts (
 """
 
 
+def private_folder(folder: Path) -> None:
+    """Make ``folder`` (the state folder) readable by its owner only: created 0700, and an
+    existing one that others may read or enter is narrowed to 0700. Raises OSError."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if folder.stat().st_mode & 0o077:
+        folder.chmod(0o700)
+
+
 def operator_name() -> str:
     """Who runs hopnhat: $HOPNHAT_OPERATOR, else the login name."""
     return os.environ.get("HOPNHAT_OPERATOR") or getpass.getuser()
@@ -79,13 +88,19 @@ class Ledger:
     """Thread-safe: one connection, one lock (workers of a run record concurrently)."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_folder(path.parent)
         self.path = path
         self._lock = threading.Lock()
+        # Born 0600: SQLite gives the -wal and -shm files it makes the database file's own
+        # mode, so a chmod after WAL is on came too late for them (they were 0644).
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        path.chmod(0o600)  # a ledger made by an older hopnhat
+        for side in ("-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                path.with_name(path.name + side).chmod(0o600)
         self._db = sqlite3.connect(path, check_same_thread=False, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(SCHEMA)
-        path.chmod(0o600)
 
     def close(self) -> None:
         with self._lock:

@@ -1,0 +1,56 @@
+"""The run ledger's files are its owner's alone from the moment they exist: the state
+folder 0700, the database and SQLite's -wal and -shm files 0600 (not 0644 for as long as
+the first run lasts)."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from orchestrator.ledger import Ledger
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.fixture(autouse=True)
+def usual_umask() -> Iterator[None]:
+    """An operator's usual umask (022), whatever the test runner's."""
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def test_the_ledger_and_its_wal_and_shm_are_born_0600(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "ledger.sqlite"
+    ledger = Ledger(path)
+    try:
+        ledger.start("backup", "example", {"system": "qlvb"})  # the first write
+        files = {p.name: mode(p) for p in path.parent.iterdir()}
+        assert files == {"ledger.sqlite": 0o600, "ledger.sqlite-wal": 0o600,
+                         "ledger.sqlite-shm": 0o600}
+    finally:
+        ledger.close()
+
+
+def test_a_new_state_folder_is_0700(tmp_path: Path) -> None:
+    Ledger(tmp_path / "state" / "ledger.sqlite").close()
+    assert mode(tmp_path / "state") == 0o700
+
+
+def test_an_open_state_folder_and_an_older_ledger_are_narrowed(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir(mode=0o755)
+    for name in ("ledger.sqlite", "ledger.sqlite-wal", "ledger.sqlite-shm"):
+        (state / name).touch(mode=0o644)  # an empty database file is a new database
+    Ledger(state / "ledger.sqlite").close()
+    assert mode(state) == 0o700
+    assert all(mode(p) == 0o600 for p in state.iterdir()), \
+        {p.name: oct(mode(p)) for p in state.iterdir()}
