@@ -4,7 +4,9 @@ Every external program hopnhat runs goes through :func:`run` (:func:`stream` whe
 output is wanted line by line as it comes; :func:`reading` when it is bytes to read as a
 stream; :func:`spawn` for long-lived lab daemons): argv
 lists, never shell strings; secrets travel through files or the environment, never through
-argv.
+argv. A child's environment is built, never copied: the allow-list :data:`INHERITED` of
+hopnhat's own (or only PATH with ``inherit_env=False``), plus what the caller passes in
+``env``.
 """
 
 from __future__ import annotations
@@ -36,8 +38,28 @@ class Completed:
         return self.returncode == 0
 
 
+#: what a child may inherit of hopnhat's own environment: where programs are, whose home,
+#: language and time zone, temporary files, which certificates to trust. Nothing else passes
+#: unless a caller hands it over in ``env``: an operator's shell may hold RESTIC_PASSWORD,
+#: AWS keys, a proxy with credentials or an SSH agent, none of which a child asked for.
+INHERITED = frozenset({"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR",
+                       "SSL_CERT_FILE", "SSL_CERT_DIR"})
+INHERITED_PREFIXES = ("LC_",)
+
+
+def inherited(name: str) -> bool:
+    """Whether a variable of hopnhat's environment may pass to a child (:data:`INHERITED`)."""
+    return name in INHERITED or name.startswith(INHERITED_PREFIXES)
+
+
+def allowed_environment() -> dict[str, str]:
+    """The part of hopnhat's own environment that every child may see."""
+    return {k: v for k, v in os.environ.items() if inherited(k)}
+
+
 def _environment(env: Mapping[str, str] | None, inherit: bool) -> dict[str, str]:
-    merged = dict(os.environ) if inherit else {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    merged = allowed_environment() if inherit else \
+        {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     if env:
         merged.update(env)
     return merged

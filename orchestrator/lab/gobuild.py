@@ -149,17 +149,25 @@ def find_go(needed: tuple[int, int],
 
 def _go_version(go: str) -> str | None:
     try:
-        done = process.run([go, "env", "GOVERSION"], timeout=60,
-                           env={"GOTOOLCHAIN": "local"})
+        done = process.run([go, "env", "GOVERSION"], timeout=60, env=build_env())
     except CommandError:
         return None
     return done.stdout.strip() if done.ok else None
 
 
+#: what a build takes of hopnhat's environment beyond the children's allow-list: Go's own
+#: settings (module cache, proxy, private modules) and the way out to fetch modules
+_BUILD_INHERITS = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy",
+                   "no_proxy")
+
+
 def build_env() -> dict[str, str]:
     """The environment of every build: modules checked against go.sum and never edited, no
-    toolchain download, no VCS stamping, paths trimmed from the binary."""
-    return {"GOTOOLCHAIN": "local", "GOFLAGS": "-mod=readonly -trimpath -buildvcs=false",
+    toolchain download, no VCS stamping, paths trimmed from the binary; the operator's GO*
+    settings and proxies handed over (a child gets only an allow-list otherwise)."""
+    handed = {k: v for k, v in os.environ.items()
+              if k.startswith("GO") or k in _BUILD_INHERITS}
+    return {**handed, "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=readonly -trimpath -buildvcs=false",
             "CGO_ENABLED": "0", "GO111MODULE": "on"}
 
 
