@@ -290,6 +290,23 @@ def end_control_masters(control_dir: Path) -> None:
     shutil.rmtree(control_dir, ignore_errors=True)
 
 
+def _run_runner(**kwargs: Any) -> Any:
+    """``ansible_runner.run(**kwargs)``, its child's environment cut to the allow-list of
+    :mod:`orchestrator.process` plus ``envvars``: ansible-runner seeds it with a copy of
+    hopnhat's whole environment (and writes it to ``artifacts/<ident>/command``), so an
+    operator's RESTIC_PASSWORD or cloud key went to ansible-playbook, ssh and the file."""
+    from ansible_runner.interface import init_runner  # 0.2 s: only when a run starts
+
+    runner = init_runner(**kwargs)
+    env = runner.config.env
+    given = kwargs.get("envvars") or {}
+    for name in [n for n, value in env.items() if os.environ.get(n) == value]:
+        if not process.inherited(name) and name not in given:
+            del env[name]  # copied from hopnhat's environment, not set by runner or by us
+    runner.run()
+    return runner
+
+
 def run_playbook(request: PlaybookRequest, private_data_dir: Path, ident: str, *,
                  on_event: Callable[[HostEvent], None] | None = None,
                  on_task: Callable[[str], None] | None = None) -> PlaybookRun:
@@ -341,9 +358,7 @@ def run_playbook(request: PlaybookRequest, private_data_dir: Path, ident: str, *
     if request.timeout is not None:
         settings["job_timeout"] = int(request.timeout)
     try:
-        import ansible_runner  # imported when a run starts: it costs 0.2 s at start-up
-
-        runner = ansible_runner.run(
+        runner = _run_runner(
             private_data_dir=str(private_data_dir), ident=ident,
             project_dir=str(request.playbook.parent), playbook=str(request.playbook),
             inventory=str(inventory), extravars=dict(request.extravars),
