@@ -25,6 +25,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from orchestrator.actions import drill_svg
 from orchestrator.actions.drill_labels import LABELS, label_set
+from orchestrator.actions.report_files import evidence_folder, write_report_file
 from orchestrator.errors import EXIT_BAD_INPUT, HopnhatError
 from orchestrator.ledger import Ledger
 from orchestrator.settings import Paths
@@ -100,12 +101,11 @@ def write_evidence(paths: Paths, result: DrillResult, ledger: Ledger,
     """Write evidence.json, its .sha256 and report.html; set ``result.sha256``, ``evidence``
     and ``html``."""
     doc = build(paths, result)
-    folder = evidence_dir(paths, result.drill_id)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = evidence_folder(evidence_dir(paths, result.drill_id))
     data = canonical(doc)
     result.sha256 = hashlib.sha256(data).hexdigest()
-    (folder / "evidence.json").write_bytes(data)
-    (folder / "evidence.json.sha256").write_text(f"{result.sha256}  evidence.json\n")
+    write_report_file(folder / "evidence.json", data)
+    write_report_file(folder / "evidence.json.sha256", f"{result.sha256}  evidence.json\n")
     result.evidence = str(folder / "evidence.json")
     result.html = str(render_report(paths, result.drill_id, ledger, lang))
 
@@ -176,7 +176,7 @@ def render_report(paths: Paths, run_id: str, ledger: Ledger, lang: str = "en") -
         doc=doc, sha256=sha, t=labels, lang=lang, timeline=timeline, history=chart,
         history_count=len(points))
     out = evidence_dir(paths, run_id) / "report.html"
-    out.write_text(html)
+    write_report_file(out, html)
     return out
 
 

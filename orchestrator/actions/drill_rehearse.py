@@ -43,6 +43,7 @@ from orchestrator.actions.drill_result import (
     DrillResult,
 )
 from orchestrator.actions.drill_run import run_drill, shielded
+from orchestrator.actions.report_files import evidence_folder, write_report_file
 from orchestrator.errors import EXIT_BAD_INPUT, HopnhatError, PlanError
 from orchestrator.estate.model import Estate
 from orchestrator.ledger import Ledger, operator_name
@@ -256,12 +257,11 @@ def _result(future: Future[DrillResult]) -> DrillResult:
 
 def write_rehearsal(paths: Paths, result: RehearsalResult, lang: str) -> None:
     """rehearsal.json (canonical), its .sha256, and report.html."""
-    folder = evidence_dir(paths, result.rehearsal_id)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = evidence_folder(evidence_dir(paths, result.rehearsal_id))
     data = canonical(result.document())
     result.sha256 = hashlib.sha256(data).hexdigest()
-    (folder / "evidence.json").write_bytes(data)
-    (folder / "evidence.json.sha256").write_text(f"{result.sha256}  evidence.json\n")
+    write_report_file(folder / "evidence.json", data)
+    write_report_file(folder / "evidence.json.sha256", f"{result.sha256}  evidence.json\n")
     result.evidence = str(folder / "evidence.json")
     result.html = str(render_rehearsal(paths, result.rehearsal_id, lang))
 
@@ -281,5 +281,5 @@ def render_rehearsal(paths: Paths, rehearsal_id: str, lang: str = "en") -> Path:
     html = environment().get_template("drill-rehearsal.html.j2").render(
         doc=doc, sha256=sha, t=t, lang=lang, timeline=picture)
     out = evidence_dir(paths, rehearsal_id) / "report.html"
-    out.write_text(html)
+    write_report_file(out, html)
     return out

@@ -25,6 +25,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from orchestrator.actions.drill_evidence import canonical, evidence_dir, iso
 from orchestrator.actions.migrate import manifest
+from orchestrator.actions.report_files import evidence_folder, write_report_file
 from orchestrator.errors import EXIT_BAD_INPUT, HopnhatError
 from orchestrator.ledger import Ledger
 from orchestrator.settings import Paths
@@ -130,8 +131,7 @@ def local_time(value: str | None, zone: str) -> str:
 def store_manifest(paths: Paths, run_id: str,
                    manifests: dict[str, dict[str, manifest.Entry]]) -> tuple[str, str]:
     """Write the run's manifest (every target VM's entries). Out: (file, its SHA-256)."""
-    folder = evidence_dir(paths, run_id)
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    folder = evidence_folder(evidence_dir(paths, run_id))
     text = b"".join(manifest.lines(vm, entries) for vm, entries in sorted(manifests.items()))
     path = folder / MANIFEST
     return str(path), manifest.write(path, text)
@@ -176,12 +176,11 @@ def write_evidence(paths: Paths, result: MigrationResult, ledger: Ledger, lang: 
     """Write evidence.json, its .sha256 and report.html; set ``result.sha256``, ``evidence``
     and ``html`` (the ledger records the hash with the run's summary)."""
     doc = build(paths, result)
-    folder = evidence_dir(paths, result.run_id)
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    folder = evidence_folder(evidence_dir(paths, result.run_id))
     data = canonical(doc)
     result.sha256 = hashlib.sha256(data).hexdigest()
-    (folder / "evidence.json").write_bytes(data)
-    (folder / "evidence.json.sha256").write_text(f"{result.sha256}  evidence.json\n")
+    write_report_file(folder / "evidence.json", data)
+    write_report_file(folder / "evidence.json.sha256", f"{result.sha256}  evidence.json\n")
     result.evidence = str(folder / "evidence.json")
     ledger.event(result.run_id, result.system, "evidence", sha256=result.sha256)
     result.html = str(render(paths, doc, result.sha256, lang))
@@ -241,7 +240,7 @@ def render(paths: Paths, doc: dict[str, Any], sha256: str, lang: str) -> Path:
         doc=doc, sha256=sha256, t=labels(lang), lang=lang, zone=zone,
         when=lambda v: local_time(v, zone))
     out = evidence_dir(paths, doc["run_id"]) / "report.html"
-    out.write_text(html)
+    write_report_file(out, html)
     return out
 
 

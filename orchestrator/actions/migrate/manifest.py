@@ -25,6 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from orchestrator.actions.report_files import write_report_file
 from orchestrator.adapters.restic_results import Node
 
 SHOWN = 50  # files named per kind of difference; the counts are always whole
@@ -213,7 +214,7 @@ def lines(vm: str, entries: Mapping[str, Entry]) -> bytes:
 def write(path: Path, text: bytes) -> str:
     """Write ``text`` gzip'd (no name, no time: the same bytes every time) to ``path``.
     Out: the SHA-256 of ``text``."""
-    path.write_bytes(gzip.compress(text, compresslevel=6, mtime=0))
+    write_report_file(path, gzip.compress(text, compresslevel=6, mtime=0))
     return hashlib.sha256(text).hexdigest()
 
 

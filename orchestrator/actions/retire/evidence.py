@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrator.actions.drill_evidence import canonical, evidence_dir, iso
 from orchestrator.actions.migrate.evidence import MANIFEST, environment, labels, local_time
+from orchestrator.actions.report_files import evidence_folder, write_report_file
 from orchestrator.ledger import Ledger
 from orchestrator.settings import Paths
 
@@ -96,12 +97,11 @@ def build(paths: Paths, result: RetireResult) -> dict[str, Any]:
 def write(paths: Paths, result: RetireResult, ledger: Ledger, lang: str) -> None:
     """Write evidence.json, its .sha256 and report.html; the hash goes to the ledger."""
     doc = build(paths, result)
-    folder = evidence_dir(paths, result.run_id)
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    folder = evidence_folder(evidence_dir(paths, result.run_id))
     data = canonical(doc)
     result.sha256 = hashlib.sha256(data).hexdigest()
-    (folder / "evidence.json").write_bytes(data)
-    (folder / "evidence.json.sha256").write_text(f"{result.sha256}  evidence.json\n")
+    write_report_file(folder / "evidence.json", data)
+    write_report_file(folder / "evidence.json.sha256", f"{result.sha256}  evidence.json\n")
     result.evidence = str(folder / "evidence.json")
     ledger.event(result.run_id, result.plan.system, "evidence", sha256=result.sha256)
     zone = doc["timezone"]
@@ -109,6 +109,5 @@ def write(paths: Paths, result: RetireResult, ledger: Ledger, lang: str) -> None
         doc=doc, sha256=result.sha256, t=labels(lang, WORDS), lang=lang, zone=zone,
         when=lambda v: local_time(v, zone))
     out = folder / "report.html"
-    out.write_text(html)
-    out.chmod(0o600)
+    write_report_file(out, html)
     result.html = str(out)

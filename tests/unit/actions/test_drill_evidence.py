@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import os
+import stat
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from pathlib import Path
@@ -65,6 +67,22 @@ def test_evidence_is_canonical_json_whose_sha256_is_recorded(paths: Paths) -> No
     Path(result.evidence).write_bytes(raw.replace(b"passed", b"failed"))
     with pytest.raises(HopnhatError, match="the evidence was changed"):
         load_evidence(paths, DRILL)
+
+
+def test_a_report_and_its_evidence_are_0640_in_folders_0750_in_a_state_folder_0700(
+        paths: Paths) -> None:
+    old = os.umask(0o022)  # an operator's usual umask
+    try:
+        result = a_result(paths)
+        write_evidence(paths, result, Ledger(paths.ledger), "en")
+    finally:
+        os.umask(old)
+    folder = Path(result.evidence).parent
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()}
+    assert modes == {"evidence.json": 0o640, "evidence.json.sha256": 0o640,
+                     "report.html": 0o640}
+    assert [stat.S_IMODE(p.stat().st_mode) for p in (folder, folder.parent, paths.state)] \
+        == [0o750, 0o750, 0o700]
 
 
 def test_the_report_speaks_vietnamese(paths: Paths) -> None:
