@@ -79,6 +79,15 @@ class LabError(HopnhatError):
     exit_code = EXIT_FAILURE
 
 
+class EstateLockedError(HopnhatError):
+    """Another command that changes the world holds the estate lock (``<state>/lock``) and
+    did not let go within ``--lock-timeout``; the message names its holder (operator,
+    command, PID, host, since). Exit 1: nothing was done — a failure to run, not bad input
+    (the same command succeeds once the holder ends)."""
+
+    exit_code = EXIT_FAILURE
+
+
 class CommandError(HopnhatError):
     """A subprocess could not be started, timed out, or failed when it had to succeed."""
 
