@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.actions.selection import unknown_message
 from orchestrator.adapters.restic_results import json_object
 from orchestrator.errors import (
     EXIT_BAD_INPUT,
@@ -89,10 +90,8 @@ def select_clients(estate: Estate, systems: Sequence[str] = (),
     host that is no backup client, or a selection that leaves no host."""
     every = backup_clients(estate)
     problems = []
-    unknown = [s for s in systems if s not in estate.systems]
-    if unknown:
-        problems.append(f"no system {', '.join(map(repr, unknown))} in the estate (systems: "
-                        f"{', '.join(sorted(estate.systems))})")
+    problems += [unknown_message("system", s, estate.systems)
+                 for s in dict.fromkeys(systems) if s not in estate.systems]
     without = [s for s in systems if s in estate.systems and estate.systems[s].backup is None]
     if without:
         problems.append(f"system {', '.join(map(repr, without))} has no backup in the estate")

@@ -30,13 +30,12 @@ from orchestrator.actions.backup import (
     backup_clients,
     status_command,
 )
+from orchestrator.actions.selection import require_known
 from orchestrator.adapters.restic_results import Snapshot
 from orchestrator.errors import (
-    EXIT_BAD_INPUT,
     EXIT_FAILURE,
     EXIT_OK,
     HopnhatError,
-    PlanError,
     SSHError,
 )
 from orchestrator.estate.model import Estate
@@ -285,10 +284,7 @@ def backed_up_systems(estate: Estate, systems: Sequence[str] = ()) -> tuple[list
                                                                              list[str]]:
     """(systems with a backup, systems without) among ``systems`` (all when empty), in
     estate order. Raises PlanError (exit 2) naming an unknown system."""
-    unknown = [s for s in systems if s not in estate.systems]
-    if unknown:
-        raise PlanError(f"no system {', '.join(map(repr, unknown))} in the estate (systems: "
-                        f"{', '.join(sorted(estate.systems))})", exit_code=EXIT_BAD_INPUT)
+    require_known(estate, systems=systems)
     chosen = [code for code in estate.systems if not systems or code in systems]
     return ([c for c in chosen if estate.systems[c].backup is not None],
             [c for c in chosen if estate.systems[c].backup is None])

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestrator.actions.selection import require_known
 from orchestrator.adapters.ansible import (
     FAILED,
     SITE,
@@ -74,11 +75,7 @@ def plan(estate: Estate, systems: Sequence[str] = (), *, check: bool = False,
     up to; forks from the estate's ``configuration.forks``. Raises PlanError (exit 2) for a
     system the estate does not have."""
     wanted = tuple(dict.fromkeys(systems))
-    unknown = [code for code in wanted if code not in estate.systems]
-    if unknown:
-        raise PlanError(f"no system {', '.join(map(repr, unknown))} in the estate "
-                        f"(systems: {', '.join(sorted(estate.systems))})",
-                        exit_code=EXIT_BAD_INPUT)
+    require_known(estate, systems=wanted)
     forks = estate.settings.configuration.forks
     repository_hosts = [h.name for h in estate.settings.repository_hosts]
     if not wanted:

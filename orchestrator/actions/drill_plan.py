@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestrator.actions.selection import unknown_message
 from orchestrator.adapters.restic import Snapshot
 from orchestrator.adapters.vsphere_facts import SYSTEM, Inventory
 from orchestrator.errors import EXIT_BAD_INPUT, PlanError
@@ -70,7 +71,7 @@ def drillable(estate: Estate, code: str) -> str:
     """Why system ``code`` cannot be drilled, or "" when it can."""
     system = estate.systems.get(code)
     if system is None:
-        return f"no system {code!r} in the estate (systems: {', '.join(sorted(estate.systems))})"
+        return unknown_message("system", code, estate.systems)
     if system.backup is None:
         return f"system {code} has no backup to restore"
     if not data_vms(estate, code):

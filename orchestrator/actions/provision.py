@@ -27,6 +27,7 @@ from orchestrator.actions.provision_preflight import (
     host_fit,
     ip_conflicts,
 )
+from orchestrator.actions.selection import require_known
 from orchestrator.adapters.vsphere import Endpoint, VCenter
 from orchestrator.adapters.vsphere_cache import DeviceCache
 from orchestrator.adapters.vsphere_facts import (
@@ -241,17 +242,7 @@ def _disks(disks_gb: Iterable[int | float]) -> str:
 def select(estate: Estate, systems: Sequence[str] = (), sites: Sequence[str] = ()) -> list[VM]:
     """The estate's VMs of ``systems`` at ``sites`` (all when empty), in estate order.
     Raises PlanError (exit 2) naming an unknown system or site."""
-    unknown = [s for s in systems if s not in estate.systems]
-    unknown_sites = [s for s in sites if s not in estate.sites]
-    if unknown or unknown_sites:
-        parts = []
-        if unknown:
-            parts.append(f"no system {', '.join(map(repr, unknown))} in the estate "
-                         f"(systems: {', '.join(sorted(estate.systems))})")
-        if unknown_sites:
-            parts.append(f"no site {', '.join(map(repr, unknown_sites))} in the estate "
-                         f"(sites: {', '.join(sorted(estate.sites))})")
-        raise PlanError("; ".join(parts), exit_code=EXIT_BAD_INPUT)
+    require_known(estate, systems=systems, sites=sites)
     return [vm for vm in estate.vms
             if (not systems or vm.system in systems) and (not sites or vm.site in sites)]
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from orchestrator.actions import provision
 from orchestrator.actions.drill_plan import snapshot_by_id
+from orchestrator.actions.selection import require_known
 from orchestrator.adapters.restic import Snapshot
 from orchestrator.errors import EXIT_BAD_INPUT, PlanError
 from orchestrator.estate.model import VM, Estate, Migration
@@ -27,10 +28,8 @@ LATEST = "latest"
 def migration_of(estate: Estate, code: str, to: str) -> Migration:
     """System ``code``'s migration, which must go to site ``to``. Raises PlanError (exit 2)
     naming the system, the site or the file that says otherwise."""
-    system = estate.systems.get(code)
-    if system is None:
-        raise PlanError(f"no system {code!r} in the estate (systems: "
-                        f"{', '.join(sorted(estate.systems))})", exit_code=EXIT_BAD_INPUT)
+    require_known(estate, systems=[code])
+    system = estate.systems[code]
     if to not in estate.sites:
         raise PlanError(f"--to {to!r}: no such site (sites: {', '.join(sorted(estate.sites))})",
                         exit_code=EXIT_BAD_INPUT)

@@ -19,6 +19,7 @@ from typing import Any
 
 from orchestrator.actions.migrate.state import CUT_OVER, state_of
 from orchestrator.actions.retire.state import resumable, retirements
+from orchestrator.actions.selection import require_known
 from orchestrator.errors import EXIT_BAD_INPUT, PlanError
 from orchestrator.estate.model import Estate
 from orchestrator.ledger import Ledger
@@ -86,11 +87,8 @@ def plan_retire(estate: Estate, ledger: Ledger, code: str, *, keep: str = "10y",
     unknown system, one without a backup, one already retired, a migration not cut over,
     or a parallel run not ended without ``reason``."""
     now = time.time() if now is None else now
-    system = estate.systems.get(code)
-    if system is None:
-        raise PlanError(f"no system {code!r} in the estate (known: "
-                        f"{', '.join(sorted(estate.systems)) or 'none'})",
-                        exit_code=EXIT_BAD_INPUT)
+    require_known(estate, systems=[code])
+    system = estate.systems[code]
     if system.backup is None:
         raise PlanError(f"system {code} has no backup: retiring it would keep nothing "
                         f"({estate.file_of('system', code)}: backup)",
