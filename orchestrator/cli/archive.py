@@ -26,6 +26,8 @@ from orchestrator.cli.common import (
     shown,
     want_json,
 )
+from orchestrator.cli.locking import LockTimeoutOption, take_estate_lock
+from orchestrator.cli.selectors import require_known
 from orchestrator.errors import EXIT_BAD_INPUT, HopnhatError
 
 if TYPE_CHECKING:
@@ -43,10 +45,10 @@ SystemOption = Annotated[str, typer.Option("--system", help="The system (by code
 
 
 def _known(c: Context, system: str) -> None:
+    from orchestrator.actions.selection import require_known as check
+
     estate = c.estate
-    if system not in estate.systems:
-        raise HopnhatError(f"no system {system!r} in the estate (known: "
-                           f"{', '.join(sorted(estate.systems))})", exit_code=EXIT_BAD_INPUT)
+    check(estate, systems=[system])
     if estate.systems[system].backup is None:
         raise HopnhatError(f"system {system} has no backup: nothing is archived",
                            exit_code=EXIT_BAD_INPUT)
@@ -70,7 +72,8 @@ def _ledger(c: Context) -> Ledger:
 
 
 @app.command("index")
-def index(ctx: typer.Context, system: SystemOption, json: JsonOption = False) -> None:
+def index(ctx: typer.Context, system: SystemOption, json: JsonOption = False,
+          lock_timeout: LockTimeoutOption = 0.0) -> None:
     """Build (or rebuild) the system's catalogue from its repository: for a retired system
     the snapshots its retirement kept, for another every snapshot; each file's SHA-256 from
     the retirement's manifest where there is one. Its own SHA-256 goes to the ledger."""
@@ -79,8 +82,10 @@ def index(ctx: typer.Context, system: SystemOption, json: JsonOption = False) ->
     from orchestrator.actions.retire.state import retirements
 
     c = context(ctx)
+    require_known(ctx, systems=[system])
     as_json = want_json(ctx, json)
     _known(c, system)
+    take_estate_lock(ctx, "archive index", lock_timeout)
     ledger = _ledger(c)
     try:
         retired = retirements(ledger, c.estate.id).get(system)
@@ -138,6 +143,7 @@ def find(ctx: typer.Context, query: Annotated[str, typer.Argument(
     parsed = search.parse(query, year)
     if bool(system) == every:
         raise HopnhatError("give --system S (repeatable) or --all", exit_code=EXIT_BAD_INPUT)
+    require_known(ctx, systems=system)
     ledger = _ledger(c)
     try:
         codes = list(dict.fromkeys(system or ())) or sorted(
@@ -205,6 +211,7 @@ def get(ctx: typer.Context, system: SystemOption,
     from orchestrator.actions.archive import get as archive_get
 
     c = context(ctx)
+    require_known(ctx, systems=[system], hosts=[host] if host is not None else ())
     as_json = want_json(ctx, json)
     _known(c, system)
     ledger = _ledger(c)

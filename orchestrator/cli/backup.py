@@ -26,6 +26,7 @@ from orchestrator.cli.common import (
     size_text,
     want_json,
 )
+from orchestrator.cli.selectors import require_known
 
 if TYPE_CHECKING:
     from orchestrator.actions.backup import BackupClient, BackupRun, HostBackup
@@ -158,6 +159,7 @@ def run(
     from orchestrator.ledger import Ledger
 
     c = context(ctx)
+    require_known(ctx, systems=system, hosts=host)
     as_json = want_json(ctx, json)
     clients = backup_action.select_clients(c.estate, system or (), host or ())
     if not as_json:
@@ -258,6 +260,7 @@ def status(
     from orchestrator.actions import backup_status as status_action
 
     c = context(ctx)
+    require_known(ctx, systems=system)
     report = status_action.read_status(c.paths, system or (), parallel=parallel)
     if want_json(ctx, json):
         print_json(report.as_dict())

@@ -20,6 +20,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from orchestrator.cli.common import JsonOption, console, context, err_console, print_json, want_json
+from orchestrator.cli.locking import LockTimeoutOption, take_estate_lock
+from orchestrator.cli.selectors import require_known
 
 if TYPE_CHECKING:
     from orchestrator.actions.configure import ConfigureResult
@@ -144,6 +146,7 @@ def configure(
         "--diff", help="Show the changes made (or, with --check, that would be made) to "
         "files; never those holding secrets.")] = False,
     json: JsonOption = False,
+    lock_timeout: LockTimeoutOption = 0.0,
 ) -> None:
     """Configure the estate's hosts for backups to the secondary data centre: run
     playbooks/site.yml through ansible-runner against the inventory derived from the estate
@@ -152,13 +155,17 @@ def configure(
 
     Hosts that do not accept SSH yet (a VM apply has just made gets its IP before its sshd
     listens) are waited for, up to the estate's configuration.connect_wait (2 min by
-    default); those still silent are reported unreachable."""
+    default); those still silent are reported unreachable. Holds the estate lock (not with
+    --check, which changes nothing)."""
     from orchestrator.actions import configure as configure_action
     from orchestrator.ledger import Ledger
 
     c = context(ctx)
+    require_known(ctx, systems=system)
     as_json = want_json(ctx, json)
     the_plan = configure_action.plan(c.estate, system or (), check=check, diff=diff)
+    if not check:
+        take_estate_lock(ctx, "configure", lock_timeout)
     if not as_json:
         err_console.print(f"Configuring {len(the_plan.hosts)} host(s) with "
                           f"{the_plan.forks} fork(s){' in check mode' if check else ''} …")

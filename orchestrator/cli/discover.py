@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from orchestrator.cli.common import JsonOption, console, context, err_console, print_json, want_json
+from orchestrator.cli.selectors import require_known
 from orchestrator.errors import EXIT_FAILURE
 
 
@@ -52,7 +53,7 @@ def discover(
     estate = c.estate
     as_json = want_json(ctx, json)
     sites = list(site or ())
-    provision.select(estate, (), sites)  # refuses an unknown site
+    require_known(ctx, sites=sites)
     endpoints = provision.endpoints(c.paths, sites or list(estate.sites), insecure)
     err_console.print(f"Reading {', '.join(e.label for e in endpoints)} …")
     with open_each_vcenter(endpoints, 2) as (vcenters, refused):

@@ -23,6 +23,7 @@ from orchestrator.cli.common import (
     print_json,
     want_json,
 )
+from orchestrator.cli.selectors import require_known
 
 if TYPE_CHECKING:
     from orchestrator.actions.drill_plan import DrillPlan
@@ -117,6 +118,7 @@ def run(
     from orchestrator.ledger import Ledger
 
     c = context(ctx)
+    require_known(ctx, systems=[system])
     as_json = want_json(ctx, json)
     label_set(lang)
     ledger = Ledger(c.paths.ledger)
@@ -225,6 +227,7 @@ def history(
     from orchestrator.ledger import Ledger
 
     c = context(ctx)
+    require_known(ctx, systems=[system] if system else ())
     ledger = Ledger(c.paths.ledger)
     try:
         rows = drill_history.history(ledger, system)

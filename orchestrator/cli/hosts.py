@@ -11,6 +11,8 @@ import typer
 from rich.markup import escape
 
 from orchestrator.cli.common import JsonOption, console, context, err_console, print_json, want_json
+from orchestrator.cli.locking import LockTimeoutOption, take_estate_lock
+from orchestrator.cli.selectors import require_known
 from orchestrator.errors import EXIT_BAD_INPUT, EXIT_PARTIAL
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -44,6 +46,7 @@ def trust(
     no_vcenter: Annotated[bool, typer.Option(
         "--no-vcenter", help="Do not ask vCenter for the fingerprint it records.")] = False,
     json: JsonOption = False,
+    lock_timeout: LockTimeoutOption = 0.0,
 ) -> None:
     """Trust one host's SSH key after comparing it, then put hopnhat's key on the host.
 
@@ -69,11 +72,13 @@ def trust(
     from orchestrator.ledger import Ledger
 
     c = context(ctx)
+    require_known(ctx, hosts=[host])
     as_json = want_json(ctx, json)
     if login_key is not None and ask_password:
         raise TrustError("give --login-key or --ask-password, not both")
     if login_key is not None and not login_key.is_file():
         raise TrustError(f"--login-key {login_key}: no such file")
+    take_estate_lock(ctx, "hosts trust", lock_timeout)
     vm = hosts_action.find_host(c.paths, host)
     check = hosts_action.inspect(c.paths, vm, read_vcenter=not no_vcenter)
     if not as_json:
@@ -143,7 +148,8 @@ def _ask(check: object) -> bool:
 
 
 @app.command("forget")
-def forget(ctx: typer.Context, host: HostOption, json: JsonOption = False) -> None:
+def forget(ctx: typer.Context, host: HostOption, json: JsonOption = False,
+           lock_timeout: LockTimeoutOption = 0.0) -> None:
     """Remove a host's key from hopnhat's known_hosts (a host rebuilt with a new key):
     hopnhat then refuses it until `hopnhat hosts trust` vouches for the new one."""
     from orchestrator.actions import hosts as hosts_action
@@ -151,6 +157,8 @@ def forget(ctx: typer.Context, host: HostOption, json: JsonOption = False) -> No
     from orchestrator.ledger import Ledger
 
     c = context(ctx)
+    require_known(ctx, hosts=[host])
+    take_estate_lock(ctx, "hosts forget", lock_timeout)
     vm = hosts_action.find_host(c.paths, host)
     removed = ssh.forget_host_key(c.paths.known_hosts, str(vm.ip), hosts_action.SSH_PORT)
     ledger = Ledger(c.paths.ledger)

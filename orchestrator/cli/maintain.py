@@ -22,6 +22,8 @@ from orchestrator.cli.common import (
     print_json,
     want_json,
 )
+from orchestrator.cli.locking import LockTimeoutOption, take_estate_lock
+from orchestrator.cli.selectors import require_known
 
 if TYPE_CHECKING:
     from orchestrator.actions.maintain.run import Outcome
@@ -51,6 +53,7 @@ def maintain(
         "--metrics", help="Write a Prometheus textfile here (last success per repository, "
         "what was removed, the exit code).")] = None,
     json: JsonOption = False,
+    lock_timeout: LockTimeoutOption = 0.0,
 ) -> None:
     """Prune the repositories of rest repository hosts from the control host.
 
@@ -72,11 +75,14 @@ def maintain(
     from orchestrator.reports.maintain_metrics import render_maintain_metrics
 
     c = context(ctx)
+    require_known(ctx, systems=system)
     as_json = want_json(ctx, json)
     paths = c.paths
     targets = plan_maintenance(c.estate, system or [])
     secrets = Secrets(paths)
     require_secrets(paths, targets, secrets)  # a missing key: exit 2, nothing touched
+    if not dry_run:
+        take_estate_lock(ctx, "maintain", lock_timeout)
     before = last_successes(paths) if metrics is not None else {}
 
     def show(outcome: Outcome) -> None:

@@ -24,6 +24,8 @@ from orchestrator.cli.common import (
     print_json,
     want_json,
 )
+from orchestrator.cli.locking import LockTimeoutOption, take_estate_lock
+from orchestrator.cli.selectors import require_known
 
 if TYPE_CHECKING:
     from orchestrator.actions.drill_result import StepRecord
@@ -91,15 +93,17 @@ def _render(result: MigrationResult) -> None:
 
 
 def _step(ctx: typer.Context, step: str, system: str, to: str, snapshot: str, reason: str,
-          clean: bool, json: bool, lang: str) -> None:
+          clean: bool, json: bool, lang: str, lock_timeout: float) -> None:
     from orchestrator.actions.migrate.evidence import labels
     from orchestrator.actions.migrate.run import migrate
     from orchestrator.ledger import Ledger
 
     c = context(ctx)
+    require_known(ctx, systems=[system], sites=[to])
     as_json = want_json(ctx, json)
     labels(lang)
     paths = c.paths
+    take_estate_lock(ctx, f"migrate {step}", lock_timeout)
     ledger = Ledger(paths.ledger)
     try:
         with interrupts():
@@ -134,6 +138,7 @@ def plan(ctx: typer.Context, system: SystemOption, to: ToOption,
     from orchestrator.adapters.vsphere import open_vcenters
 
     c = context(ctx)
+    require_known(ctx, systems=[system], sites=[to])
     as_json = want_json(ctx, json)
     estate = c.estate
     migration_of(estate, system, to)
@@ -184,29 +189,32 @@ def run(ctx: typer.Context, system: SystemOption, to: ToOption,
         clean: Annotated[bool, typer.Option(
             "--clean", help="Destroy the target VMs an earlier run built and start over "
             "(default: keep them and go on).")] = False,
-        json: JsonOption = False, lang: LangOption = "vi") -> None:
+        json: JsonOption = False, lang: LangOption = "vi",
+        lock_timeout: LockTimeoutOption = 0.0) -> None:
     """Copy a system to its target site: back the source up now, build the target VMs,
     give them the restic client (no backup schedule yet), restore the snapshot, check every
     file against the snapshot (the manifest), run the system's probes."""
-    _step(ctx, "run", system, to, snapshot, reason, clean, json, lang)
+    _step(ctx, "run", system, to, snapshot, reason, clean, json, lang, lock_timeout)
 
 
 def sync(ctx: typer.Context, system: SystemOption, to: ToOption,
          snapshot: SnapshotOption = "latest", reason: ReasonOption = "",
-         json: JsonOption = False, lang: LangOption = "vi") -> None:
+         json: JsonOption = False, lang: LangOption = "vi",
+         lock_timeout: LockTimeoutOption = 0.0) -> None:
     """Bring the target up to date during the parallel run: a new snapshot of the source
     restored over it as a delta (what the source deleted is deleted), the manifest again,
     and what changed since the last record."""
-    _step(ctx, "sync", system, to, snapshot, reason, False, json, lang)
+    _step(ctx, "sync", system, to, snapshot, reason, False, json, lang, lock_timeout)
 
 
 def cutover(ctx: typer.Context, system: SystemOption, to: ToOption,
-            json: JsonOption = False, lang: LangOption = "vi") -> None:
+            json: JsonOption = False, lang: LangOption = "vi",
+            lock_timeout: LockTimeoutOption = 0.0) -> None:
     """Hand over: stop writes at the source (the estate's stop_writes), a final sync, the
     manifest and the probes, then the target's backup schedule; the source then runs in
     parallel until the end of migration.parallel_run. If any step fails, the source is put
     back (start_writes) and nothing is recorded as cut over."""
-    _step(ctx, "cutover", system, to, "latest", "", False, json, lang)
+    _step(ctx, "cutover", system, to, "latest", "", False, json, lang, lock_timeout)
 
 
 def status(ctx: typer.Context,
@@ -223,6 +231,7 @@ def status(ctx: typer.Context,
     from orchestrator.ledger import Ledger
 
     c = context(ctx)
+    require_known(ctx, systems=system)
     as_json = want_json(ctx, json)
     paths = c.paths
     ledger = Ledger(paths.ledger)

@@ -28,6 +28,8 @@ from orchestrator.cli.common import (
     print_json,
     want_json,
 )
+from orchestrator.cli.locking import LockTimeoutOption, take_estate_lock
+from orchestrator.cli.selectors import require_known
 from orchestrator.errors import EXIT_FAILURE, HopnhatError, VSphereError
 
 if TYPE_CHECKING:
@@ -299,6 +301,7 @@ def plan(
 
     c = context(ctx)
     try:
+        require_known(ctx, systems=system, sites=site)
         vms = provision.select(c.estate, system or (), site or ())
         with _connected_each(c, _sites_of(vms), insecure, 2) as (vcenters, failed):
             err_console.print("Reading vCenter …")
@@ -331,6 +334,7 @@ def apply(
     backup_first: BackupFirstOption = False,
     no_backup_gate: NoBackupGateOption = False,
     reason: ReasonOption = None,
+    lock_timeout: LockTimeoutOption = 0.0,
 ) -> None:
     """Make vCenter match the estate (shows the plan, then asks).
 
@@ -347,11 +351,13 @@ def apply(
     from orchestrator.actions.backup_gate import gate_request
 
     c = context(ctx)
+    require_known(ctx, systems=system, sites=site)
     request = gate_request(backup_first, no_backup_gate, reason)
     settings = c.estate.settings.provisioning
     workers = concurrency or settings.concurrency
     as_json = want_json(ctx, json)
     vms = provision.select(c.estate, system or (), site or ())
+    take_estate_lock(ctx, "apply", lock_timeout)
     with _connected(c, _sites_of(vms), insecure, workers) as vcenters:
         the_plan, facts = _make_plan(c, vcenters, vms)
         if not as_json:
@@ -384,6 +390,7 @@ def destroy(
     backup_first: BackupFirstOption = False,
     no_backup_gate: NoBackupGateOption = False,
     reason: ReasonOption = None,
+    lock_timeout: LockTimeoutOption = 0.0,
 ) -> None:
     """Power off and destroy one system's VMs that this estate owns.
 
@@ -399,11 +406,12 @@ def destroy(
     from orchestrator.actions.backup_gate import gate_request
 
     c = context(ctx)
+    require_known(ctx, systems=[system], sites=site)
     request = gate_request(backup_first, no_backup_gate, reason)
     estate = c.estate
     settings = estate.settings.provisioning
     as_json = want_json(ctx, json)
-    provision.select(estate, (), site or ())  # refuses an unknown site
+    take_estate_lock(ctx, "destroy", lock_timeout)
     sites = list(site or estate.sites)
     datacenters = [estate.sites[s].datacenter for s in site or ()]
     names = provision.compared(estate.vms_of(system))

@@ -22,7 +22,9 @@ from orchestrator.cli.common import (
     print_json,
     want_json,
 )
+from orchestrator.cli.locking import LockTimeoutOption, take_estate_lock
 from orchestrator.cli.migrate import LangOption, StepLines
+from orchestrator.cli.selectors import require_known
 
 if TYPE_CHECKING:
     from orchestrator.actions.retire.plan import RetirePlan
@@ -82,7 +84,8 @@ def retire(ctx: typer.Context,
            yes: Annotated[bool, typer.Option(
                "--yes", "-y", help="Do not ask for the system's code before destroying.")
            ] = False,
-           json: JsonOption = False, lang: LangOption = "vi") -> None:
+           json: JsonOption = False, lang: LangOption = "vi",
+           lock_timeout: LockTimeoutOption = 0.0) -> None:
     """Close a system and keep its records findable for years.
 
     For a system with a migration, only its source VMs are closed, after the cutover and
@@ -100,9 +103,12 @@ def retire(ctx: typer.Context,
     from orchestrator.ledger import Ledger
 
     c = context(ctx)
+    require_known(ctx, systems=[system])
     as_json = want_json(ctx, json)
     labels(lang)
     paths = c.paths
+    if not plan_only:
+        take_estate_lock(ctx, "retire", lock_timeout)
     ledger = Ledger(paths.ledger)
     try:
         the_plan = plan_retire(c.estate, ledger, system, keep=keep, reason=reason)

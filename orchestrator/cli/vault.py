@@ -23,6 +23,8 @@ from orchestrator.cli.common import (
     print_json,
     want_json,
 )
+from orchestrator.cli.locking import LockTimeoutOption, take_estate_lock
+from orchestrator.cli.selectors import require_known
 
 if TYPE_CHECKING:
     from orchestrator.actions.vault import Outcome
@@ -55,6 +57,7 @@ def pull(
         "--metrics", help="Write a Prometheus textfile here (last success per system, what "
         "was copied, the exit code).")] = None,
     json: JsonOption = False,
+    lock_timeout: LockTimeoutOption = 0.0,
 ) -> None:
     """Copy each system's snapshots the vault lacks into it, from the control host.
 
@@ -75,10 +78,12 @@ def pull(
     from orchestrator.reports.vault_metrics import render_vault_metrics
 
     c = context(ctx)
+    require_known(ctx, systems=system)
     as_json = want_json(ctx, json)
     targets = plan_pull(c.estate, system or [])
     secrets = Secrets(c.paths)
     require_secrets(c.paths, targets, secrets)  # a missing key: exit 2, nothing touched
+    take_estate_lock(ctx, "vault pull", lock_timeout)
     before = last_successes(c.paths) if metrics is not None else {}
 
     def show(outcome: Outcome) -> None:

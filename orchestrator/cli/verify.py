@@ -28,6 +28,7 @@ from orchestrator.cli.common import (
     size_text,
     want_json,
 )
+from orchestrator.cli.selectors import require_known
 from orchestrator.errors import EXIT_BAD_INPUT, HopnhatError
 
 if TYPE_CHECKING:
@@ -209,6 +210,7 @@ def verify(
     try:
         estate = c.estate
         estate_id = estate.id
+        require_known(ctx, systems=system)
         paths = c.paths
         secrets = Secrets(paths)
         notifier = Notifier.configured(estate.settings.verification, secrets,
@@ -300,6 +302,7 @@ def history(
     from orchestrator.ledger import Ledger
 
     c = context(ctx)
+    require_known(ctx, systems=[system] if system else ())
     ledger = Ledger(c.paths.ledger)
     try:
         rows = _history_rows(ledger, system, limit)
