@@ -13,7 +13,7 @@ go (killed, crashed): the lock is taken over and :func:`hold` says so through it
 
 In: the state folder (made 0700 if it does not exist yet), the command's name, how long to
 wait. Raises :class:`~orchestrator.errors.EstateLockedError` naming the holder when the lock
-is still held after the wait.
+is still held after the wait, HopnhatError when the lock file cannot be opened.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from orchestrator.errors import EstateLockedError
+from orchestrator.errors import EstateLockedError, HopnhatError
 
 LOCK_FILE = "lock"
 POLL_SECONDS = 0.2
@@ -145,9 +145,15 @@ def _held_by(fd: int) -> Holder | None:
 
 
 def _open(state_dir: Path) -> int:
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(lock_path(state_dir),
-                 os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    """The lock file's descriptor (the state folder made 0700 when missing). Raises
+    HopnhatError naming the file when it cannot be opened (a symlink is refused)."""
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(lock_path(state_dir),
+                     os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        raise HopnhatError(f"the estate lock {lock_path(state_dir)} cannot be opened: "
+                           f"{exc.strerror}") from None
     with suppress(OSError):  # another user's file: leave its mode (flock still works)
         os.fchmod(fd, 0o600)
     return fd

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.errors import EXIT_FAILURE, EstateLockedError
+from orchestrator.errors import EXIT_FAILURE, EstateLockedError, HopnhatError
 from orchestrator.estate_lock import Holder, hold, lock_path, read_holder
 
 
@@ -153,7 +153,7 @@ def test_a_symlink_in_place_of_the_lock_file_is_refused(tmp_path: Path) -> None:
     target = tmp_path / "elsewhere"
     target.write_text("keep me")
     lock_path(tmp_path).symlink_to(target)
-    with pytest.raises(OSError), hold(tmp_path, "apply"):
+    with pytest.raises(HopnhatError, match="cannot be opened"), hold(tmp_path, "apply"):
         pass
     assert target.read_text() == "keep me"
 
