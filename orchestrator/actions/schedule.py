@@ -10,7 +10,6 @@ installed and validated and the result says plainly that nothing was enabled.
 
 from __future__ import annotations
 
-import re
 import shutil
 import sys
 import tempfile
@@ -19,8 +18,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from orchestrator.adapters.systemd import next_elapse
 from orchestrator.errors import EXIT_BAD_INPUT, HopnhatError
 from orchestrator.process import run
+from orchestrator.quoting import unit_exec_word, unit_path, unit_text, unit_word
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 DEFAULT_CALENDAR = "*-*-* 03:30:00"
@@ -29,32 +30,12 @@ DEFAULT_MAINTAIN_CALENDAR = "Sun *-*-* 05:30:00"
 DEFAULT_METRICS_DIR = Path("/var/lib/prometheus/node-exporter")
 DEFAULT_REPORTS_DIR = Path("/var/lib/hopnhat/reports")
 DEFAULT_UNIT_DIR = Path("/etc/systemd/system")
-_QUOTE = re.compile(r"[\s\"'\\;]")
 
 
 class ScheduleError(HopnhatError):
     """The units do not validate, or cannot be installed."""
 
     exit_code = EXIT_BAD_INPUT
-
-
-def systemd_word(value: object) -> str:
-    """One word of a unit-file command line or assignment: ``%`` doubled (specifiers),
-    double-quoted with C escapes when it holds blanks, quotes, backslashes or ``;``."""
-    text = str(value).replace("%", "%%")
-    if not _QUOTE.search(text):
-        return text
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-
-
-def systemd_exec_word(value: object) -> str:
-    """:func:`systemd_word` for ``ExecStart=``, where ``$`` also expands (so doubled)."""
-    return systemd_word(str(value).replace("$", "$$"))
-
-
-def systemd_path(value: object) -> str:
-    """A path setting (``WorkingDirectory=``…): specifiers escaped, taken as it is."""
-    return str(value).replace("%", "%%")
 
 
 @dataclass(frozen=True)
@@ -132,11 +113,11 @@ def render_units(estate: str, estate_dir: Path, state_dir: Path, *,
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), undefined=StrictUndefined,
                       autoescape=False, keep_trailing_newline=True, trim_blocks=True,  # noqa: S701
                       lstrip_blocks=True)
-    env.filters.update(systemd_word=systemd_word, systemd_path=systemd_path)
+    env.filters.update(systemd_word=unit_word, systemd_path=unit_path, unit_text=unit_text)
     values = {"estate": estate, "unit": name, "estate_dir": estate_dir, "job": job,
               "title": TITLES[job],
               "state_dir": state_dir, "metrics_file": metrics_file, "junit_file": junit_file,
-              "exec_start": " ".join(systemd_exec_word(a) for a in argv),
+              "exec_start": " ".join(unit_exec_word(a) for a in argv),
               "environment": dict(sorted((environment or {}).items())),
               "timeout_seconds": int(timeout.total_seconds()), "on_calendar": on_calendar,
               "randomized_delay_seconds": int(randomized_delay.total_seconds())}
@@ -148,12 +129,11 @@ def render_units(estate: str, estate_dir: Path, state_dir: Path, *,
 def check_calendar(on_calendar: str) -> str:
     """systemd's own reading of ``on_calendar``: its next elapse. Raises ScheduleError when
     systemd does not understand it."""
-    done = run(["systemd-analyze", "calendar", "--", on_calendar], timeout=30)
-    if not done.ok:
+    elapse, why = next_elapse(on_calendar)
+    if elapse is None:
         raise ScheduleError(f"OnCalendar={on_calendar!r} is not a systemd calendar event: "
-                            f"{done.stderr.strip()}")
-    found = re.search(r"Next elapse:\s*(.+)", done.stdout)
-    return found.group(1).strip() if found else "?"
+                            f"{why}")
+    return elapse
 
 
 def validate(units: Units) -> str:

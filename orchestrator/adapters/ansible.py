@@ -26,6 +26,7 @@ from typing import Any
 
 from orchestrator import process
 from orchestrator.errors import AnsibleError, CommandError
+from orchestrator.quoting import ansible_value
 
 PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
 SITE = PLAYBOOKS / "site.yml"
@@ -321,8 +322,10 @@ def run_playbook(request: PlaybookRequest, private_data_dir: Path, ident: str, *
     private_data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     private_data_dir.chmod(0o700)
     inventory = private_data_dir / "inventory" / "hosts.json"
-    _write_private(inventory, json.dumps(yaml_inventory(request.inventory), indent=1,
-                                         ensure_ascii=False, default=str))
+    # every string of the estate reaches Ansible marked unsafe: a "{{ … }}" written in a
+    # system's name or a path is text, never a template Ansible would evaluate
+    _write_private(inventory, json.dumps(ansible_value(yaml_inventory(request.inventory)),
+                                         indent=1, ensure_ascii=False, default=str))
     notices: list[Notice] = []
     failures: list[HostEvent] = []
     lock = threading.Lock()
@@ -361,7 +364,7 @@ def run_playbook(request: PlaybookRequest, private_data_dir: Path, ident: str, *
         runner = _run_runner(
             private_data_dir=str(private_data_dir), ident=ident,
             project_dir=str(request.playbook.parent), playbook=str(request.playbook),
-            inventory=str(inventory), extravars=dict(request.extravars),
+            inventory=str(inventory), extravars=ansible_value(dict(request.extravars)),
             forks=request.forks, limit=request.limit,
             cmdline=shlex.join(command_line(request)) or None,
             envvars=env, settings=settings,

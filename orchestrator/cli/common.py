@@ -48,9 +48,10 @@ class Context:
     @cached_property
     def declared(self) -> Estate:
         """The estate as its files declare it."""
+        from orchestrator.adapters.systemd import calendar_problems
         from orchestrator.estate import load_estate
 
-        return load_estate(self.estate_dir)
+        return load_estate(self.estate_dir, calendar=calendar_problems)
 
     @cached_property
     def estate(self) -> Estate:

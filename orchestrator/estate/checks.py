@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 
 from orchestrator.estate.model import Backup, EstateFile, Site, System, VMRole
+from orchestrator.quoting import terminal
 
 
 class Problems:
@@ -18,7 +19,9 @@ class Problems:
         self.items: list[tuple[str, str, str]] = []
 
     def add(self, file: str, key: str, message: str) -> None:
-        self.items.append((file, key, message))
+        """One problem; each part made safe to print (file names, keys and values come
+        from the estate: control characters written visibly, long ones cut)."""
+        self.items.append((terminal(file, 200), terminal(key, 200), terminal(message, 600)))
 
     def __bool__(self) -> bool:
         return bool(self.items)
@@ -112,6 +115,13 @@ def _check_sites(sites: dict[str, Site], files: dict[str, str], problems: Proble
                                  f"{net.subnet}")
             if net.gateway in net.pool:
                 problems.add(rel, f"{at}.pool", f"the pool holds the gateway {net.gateway}")
+        nets = list(site.networks.items())
+        for i, (name, net) in enumerate(nets):
+            for other, other_net in nets[:i]:
+                if net.subnet.overlaps(other_net.subnet):
+                    problems.add(rel, f"networks.{name}.subnet", f"{net.subnet} overlaps "
+                                 f"network {other!r} ({other_net.subnet}): one address would "
+                                 "be on two networks")
         if site.drill_network is not None and site.drill_network not in site.networks:
             problems.add(rel, "drill_network", f"unknown network {site.drill_network!r} "
                          f"(this site has: {', '.join(sorted(site.networks))})")

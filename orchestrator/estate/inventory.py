@@ -7,12 +7,12 @@ secret: restic passwords are read from the vault at configure time.
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 from typing import Any
 
 from orchestrator.estate.endpoints import client_url, rest_systems
 from orchestrator.estate.model import Backup, RepositoryHost
+from orchestrator.quoting import shell, ssh_option
 from orchestrator.settings import Paths
 
 Inventory = dict[str, Any]
@@ -29,8 +29,8 @@ def ssh_common_args(known_hosts: Path) -> str:
     value at blanks and expands ``%`` tokens in it: the path is quoted for both, so a state
     folder with a space, or a path written to look like ``x -o ProxyCommand=…``, stays one
     file name."""
-    option = 'UserKnownHostsFile="' + str(known_hosts).replace("%", "%%") + '"'
-    return f"-o {shlex.quote(option)} -o StrictHostKeyChecking=yes"
+    option = ssh_option("UserKnownHostsFile", known_hosts)
+    return f"-o {shell(option)} -o StrictHostKeyChecking=yes"
 
 
 def _connection(paths: Paths, address: str, port: int) -> dict[str, Any]:

@@ -6,6 +6,8 @@ Every problem is collected before anything is raised, so one run of
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -16,6 +18,8 @@ from orchestrator.errors import EstateError
 from orchestrator.estate.addressing import derive_vms
 from orchestrator.estate.checks import Problems, cross_check
 from orchestrator.estate.model import Estate, EstateFile, Site, System
+from orchestrator.estate.values import CalendarCheck, check_calendars, control_characters
+from orchestrator.quoting import CONTROL
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -66,26 +70,130 @@ _UniqueKeyLoader.add_constructor(
 )
 
 
-def read_yaml(path: Path, rel: str, problems: Problems) -> Any:
-    """Parse one YAML file; an unreadable or non-YAML file becomes a problem, not a crash,
-    and :data:`UNREADABLE` is returned."""
+#: the most an estate file may hold: estate files are a few KiB; a bigger one is a mistake
+#: (or a link to something that is not an estate file)
+MAX_FILE_BYTES = 1 << 20
+
+
+def _read_text(path: Path, root: Path, rel: str, problems: Problems) -> str | None:
+    """The text of estate file ``path``: a regular file inside ``root`` (a link is followed
+    only to a regular file inside ``root``), at most :data:`MAX_FILE_BYTES`. Anything else
+    (a folder, a pipe, a device, a link out of the estate, a huge file) is one problem,
+    and nothing of it is read."""
     try:
-        text = path.read_text(encoding="utf-8")
+        target = path.resolve(strict=True)  # through links, the file's and its folders'
+        if not target.is_relative_to(root.resolve()):
+            problems.add(rel, "", "a link to a file outside the estate folder: hopnhat "
+                         "reads only the estate's own files")
+            return None
+        path = target
+        # O_NONBLOCK: opening a named pipe must not wait for a writer; O_NOFOLLOW: the path
+        # checked above is the file opened
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
+                     | os.O_NOCTTY)
+    except OSError as exc:
+        problems.add(rel, "", f"cannot read the file: {exc.strerror or exc.__class__.__name__}")
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a folder" if stat.S_ISDIR(info.st_mode) else \
+                "a named pipe" if stat.S_ISFIFO(info.st_mode) else \
+                "a device" if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode) else \
+                "a socket" if stat.S_ISSOCK(info.st_mode) else "not a file"
+            problems.add(rel, "", f"not a regular file ({kind}): an estate file is YAML text")
+            return None
+        data = os.read(fd, MAX_FILE_BYTES + 1)
+        while 0 < len(data) <= MAX_FILE_BYTES:
+            more = os.read(fd, MAX_FILE_BYTES + 1 - len(data))
+            if not more:
+                break
+            data += more
+    finally:
+        os.close(fd)
+    if len(data) > MAX_FILE_BYTES:
+        problems.add(rel, "", f"the file is larger than {MAX_FILE_BYTES // 1024} KiB: not an "
+                     "estate file")
+        return None
+    try:
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         problems.add(rel, "", f"cannot read the file: it is not UTF-8 text ({exc.reason} "
                      f"at byte {exc.start})")
-        return UNREADABLE
-    except OSError as exc:
-        problems.add(rel, "", f"cannot read the file: {exc.strerror or exc.__class__.__name__}")
+        return None
+
+
+#: the most values (mappings, lists, scalars) a file may hold with its aliases expanded: the
+#: example's largest file holds ~200; a few aliases can make billions ("billion laughs")
+MAX_NODES = 100_000
+
+
+#: the deepest an estate file nests (the example: 6)
+MAX_DEPTH = 40
+
+
+def _expanded_size(data: Any, seen: dict[int, int], depth: int = 0) -> int:
+    """How many values ``data`` holds with every alias expanded, counted once per object
+    (so in time linear in the file, however often an alias repeats); past
+    :data:`MAX_DEPTH` levels, more than :data:`MAX_NODES`."""
+    if not isinstance(data, dict | list):
+        return 1
+    if depth > MAX_DEPTH:
+        return MAX_NODES + 1
+    known = seen.get(id(data))
+    if known is not None:
+        return known
+    seen[id(data)] = MAX_NODES + 1  # a cycle (an alias inside its own anchor) is too big
+    items = [*data.keys(), *data.values()] if isinstance(data, dict) else data
+    total = 1
+    for item in items:
+        total += _expanded_size(item, seen, depth + 1)
+        if total > MAX_NODES:
+            break
+    seen[id(data)] = total
+    return total
+
+
+def read_yaml(path: Path, rel: str, problems: Problems, root: Path | None = None) -> Any:
+    """Parse one YAML file of the estate folder ``root`` (default: the file's folder); an
+    unreadable or non-YAML file, or one holding a control character, becomes a problem, not
+    a crash, and :data:`UNREADABLE` is returned (see :func:`_read_text` for what is read)."""
+    text = _read_text(path, path.parent if root is None else root, rel, problems)
+    if text is None:
         return UNREADABLE
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         reason = getattr(exc, "problem", None) or str(exc)
         problems.add(rel, "", f"not valid YAML{where}: {reason}")
         return UNREADABLE
+    except RecursionError:
+        problems.add(rel, "", "not valid YAML: nested too deeply")
+        return UNREADABLE
+    if _expanded_size(data, {}) > MAX_NODES:
+        problems.add(rel, "", f"the file nests deeper than {MAX_DEPTH} levels or holds more "
+                     f"than {MAX_NODES} values once its aliases (*name) are expanded: not "
+                     "an estate file")
+        return UNREADABLE
+    controlled = list(control_characters(data))
+    for key, message in controlled:
+        problems.add(rel, key, message)
+    # reported: the rest of the file is still checked, without them (one problem each)
+    return _without_control(data) if controlled else data
+
+
+def _without_control(data: Any) -> Any:
+    """``data`` less its control characters, and less the keys that hold one."""
+    if isinstance(data, dict):
+        return {k: _without_control(v) for k, v in data.items()
+                if not (isinstance(k, str) and CONTROL.search(k))}
+    if isinstance(data, list):
+        return [_without_control(v) for v in data]
+    if isinstance(data, str):
+        return CONTROL.sub("", data)
+    return data
 
 
 def key_path(loc: tuple[int | str, ...]) -> str:
@@ -149,8 +257,27 @@ def _declared(data: Any, key: str, path: Path) -> str:
     return value if isinstance(value, str) else path.stem
 
 
-def load_estate(root: Path | str) -> Estate:
-    """Load and check the estate in ``root``.
+def _check_schedules(settings: EstateFile | None, systems: dict[str, System],
+                     files: dict[str, str], problems: Problems, calendar: CalendarCheck) -> None:
+    """Every schedule of the estate, judged at once (one ``systemd-analyze`` for all)."""
+    where: list[tuple[str, str, str]] = []
+    if settings is not None and settings.vault is not None:
+        where.append(("estate.yml", "vault.schedule", settings.vault.schedule))
+    for code, system in systems.items():
+        if system.backup is not None:
+            where.append((files[f"system:{code}"], "backup.schedule", system.backup.schedule))
+    if not where:
+        return
+    found = calendar(expression for _, _, expression in where)
+    for rel, key, expression in where:
+        if expression in found:
+            problems.add(rel, key, found[expression])
+
+
+def load_estate(root: Path | str, *, calendar: CalendarCheck = check_calendars) -> Estate:
+    """Load and check the estate in ``root``; ``calendar`` judges its schedules (default:
+    hopnhat's own reading of systemd's grammar; the CLI passes systemd's own where it is
+    installed, :func:`orchestrator.adapters.systemd.calendar_problems`).
 
     Returns the :class:`Estate`; raises :class:`EstateError` holding every problem found
     (file relative to ``root``, key path, message). Reads files only; changes nothing.
@@ -166,7 +293,7 @@ def load_estate(root: Path | str) -> Estate:
         problems.add("estate.yml", "", "missing: the estate directory needs an estate.yml")
     else:
         settings = validate_file(
-            EstateFile, read_yaml(estate_path, "estate.yml", problems), "estate.yml", problems
+            EstateFile, read_yaml(estate_path, "estate.yml", problems, base), "estate.yml", problems
         )
 
     files: dict[str, str] = {}
@@ -174,7 +301,7 @@ def load_estate(root: Path | str) -> Estate:
     invalid_sites: set[str] = set()
     for path in _yaml_files(base / "sites"):
         rel = f"sites/{path.name}"
-        data = read_yaml(path, rel, problems)
+        data = read_yaml(path, rel, problems, base)
         site = validate_file(Site, data, rel, problems)
         if site is None:
             invalid_sites.add(_declared(data, "name", path))
@@ -192,7 +319,7 @@ def load_estate(root: Path | str) -> Estate:
     invalid_systems: set[str] = set()
     for path in _yaml_files(base / "systems"):
         rel = f"systems/{path.name}"
-        data = read_yaml(path, rel, problems)
+        data = read_yaml(path, rel, problems, base)
         system = validate_file(System, data, rel, problems)
         if system is None:
             invalid_systems.add(_declared(data, "code", path))
@@ -209,6 +336,7 @@ def load_estate(root: Path | str) -> Estate:
     cross_check(settings, sites, systems, files, problems,
                 invalid_sites=invalid_sites, invalid_systems=invalid_systems)
     vms, targets = derive_vms(settings, sites, systems, files, problems)
+    _check_schedules(settings, systems, files, problems, calendar)
     if problems:
         raise EstateError(problems.items)
     assert settings is not None

@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -24,6 +25,18 @@ from pydantic import (
     PlainSerializer,
     field_validator,
     model_validator,
+)
+
+from orchestrator.estate.values import (
+    AbsPath,
+    Bool,
+    Code,
+    Float,
+    Int,
+    Label,
+    Name,
+    Schedule,
+    longer_than_zero,
 )
 
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
@@ -67,8 +80,11 @@ Duration = Annotated[
 ]
 IPv4 = Annotated[ipaddress.IPv4Address, PlainSerializer(str, return_type=str)]
 Subnet = Annotated[ipaddress.IPv4Network, PlainSerializer(str, return_type=str)]
-Name = Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
-Code = Annotated[str, Field(pattern=r"^[a-z][a-z0-9]{1,15}$")]
+#: a duration where zero makes no sense (an RPO, a timeout)
+PositiveDuration = Annotated[
+    timedelta, BeforeValidator(parse_duration), AfterValidator(longer_than_zero),
+    PlainSerializer(format_duration, return_type=str)
+]
 
 
 class Strict(BaseModel):
@@ -94,10 +110,10 @@ class SecretRef(Strict):
 class Tier(Strict):
     """Recovery targets of a tier (NIST SP 800-34 sense)."""
 
-    rpo: Duration
-    rto: Duration
-    drill_interval: Duration
-    read_data_rotation: Annotated[int, Field(ge=1, le=365)] = 7
+    rpo: PositiveDuration
+    rto: PositiveDuration
+    drill_interval: PositiveDuration
+    read_data_rotation: Annotated[Int, Field(ge=1, le=365)] = 7
 
 
 class VaultSettings(Strict):
@@ -123,7 +139,7 @@ class SSHSettings(Strict):
     private_key_file: SSHPath = "ssh/id_ed25519"
     known_hosts_file: SSHPath = "known_hosts"
     alive_interval: Duration = timedelta(seconds=15)
-    alive_count: Annotated[int, Field(ge=1, le=100)] = 4
+    alive_count: Annotated[Int, Field(ge=1, le=100)] = 4
 
     @field_validator("alive_interval")
     @classmethod
@@ -140,11 +156,11 @@ class SSHSettings(Strict):
 
 
 class ProvisioningSettings(Strict):
-    concurrency: Annotated[int, Field(ge=1, le=64)] = 8
-    clones_per_host: Annotated[int, Field(ge=1, le=16)] = 4
-    clones_per_datastore: Annotated[int, Field(ge=1, le=64)] = 8
-    capacity_headroom_pct: Annotated[float, Field(ge=0, lt=100)] = 10.0
-    guest_ip_timeout: Duration = timedelta(minutes=5)
+    concurrency: Annotated[Int, Field(ge=1, le=64)] = 8
+    clones_per_host: Annotated[Int, Field(ge=1, le=16)] = 4
+    clones_per_datastore: Annotated[Int, Field(ge=1, le=64)] = 8
+    capacity_headroom_pct: Annotated[Float, Field(ge=0, lt=100)] = 10.0
+    guest_ip_timeout: PositiveDuration = timedelta(minutes=5)
 
 
 class ConfigurationSettings(Strict):
@@ -152,8 +168,8 @@ class ConfigurationSettings(Strict):
     the playbook starts, up to ``connect_wait`` for every host to accept SSH (a VM just
     provisioned reports its IP before its sshd listens)."""
 
-    forks: Annotated[int, Field(ge=1, le=500)] = 20
-    connect_wait: Duration = timedelta(minutes=2)
+    forks: Annotated[Int, Field(ge=1, le=500)] = 20
+    connect_wait: PositiveDuration = timedelta(minutes=2)
 
 
 class VerificationSettings(Strict):
@@ -167,20 +183,20 @@ class VerificationSettings(Strict):
     failure; a snapshot dated more than ``clock_skew`` after verify's own clock is one
     planted in the future (the ``future`` check)."""
 
-    concurrency: Annotated[int, Field(ge=1, le=64)] = 4
-    shrink_pct: Annotated[float, Field(gt=0, le=100)] = 50.0
-    growth_pct: Annotated[float, Field(gt=0)] = 200.0
-    history: Annotated[int, Field(ge=1, le=50)] = 7
-    min_history: Annotated[int, Field(ge=1, le=50)] = 3
+    concurrency: Annotated[Int, Field(ge=1, le=64)] = 4
+    shrink_pct: Annotated[Float, Field(gt=0, le=100)] = 50.0
+    growth_pct: Annotated[Float, Field(gt=0)] = 200.0
+    history: Annotated[Int, Field(ge=1, le=50)] = 7
+    min_history: Annotated[Int, Field(ge=1, le=50)] = 3
     lock_wait: Duration = timedelta(minutes=10)
     copy_grace: Duration = timedelta(hours=1)
-    timeout: Duration = timedelta(hours=6)
+    timeout: PositiveDuration = timedelta(hours=6)
     clock_skew: Duration = timedelta(minutes=10)
     notify_command: str | None = None
     notify_url: str | SecretRef | None = None
     #: read-data rotation (nights) of a system retired whole: its repository is read
     #: through once every so many nights (default: its tier's rotation)
-    archive_read_data_rotation: Annotated[int | None, Field(ge=1, le=3650)] = None
+    archive_read_data_rotation: Annotated[Int, Field(ge=1, le=3650)] | None = None
 
     @field_validator("notify_url")
     @classmethod
@@ -220,7 +236,7 @@ class ResticSettings(Strict):
 DISTRIBUTION_RESTIC = "/usr/bin/restic"
 
 
-Port = Annotated[int, Field(ge=1, le=65535)]
+Port = Annotated[Int, Field(ge=1, le=65535)]
 
 
 class RepositoryHost(Strict):
@@ -249,8 +265,8 @@ class RepositoryHost(Strict):
     site: Name
     address: IPv4
     port: Port = 22
-    storage_path: Annotated[str, Field(pattern=r"^/")]
-    capacity_gb: Annotated[float, Field(gt=0)]
+    storage_path: AbsPath
+    capacity_gb: Annotated[Float, Field(gt=0)]
     protocol: Literal["rest", "sftp"] = "sftp"
     maintenance_port: Port | None = None
     tls_ca: Annotated[str, Field(min_length=1)] | None = None
@@ -308,8 +324,7 @@ class Vault(Strict):
     copy guards against losing that host; drop ``copy`` to have the vault hold it."""
 
     repository_host: Name
-    schedule: Annotated[str, Field(min_length=1, max_length=200,
-                                   pattern=r"^[^\x00-\x1f\x7f]+$")] = "*-*-* 06:30:00"
+    schedule: Schedule = "*-*-* 06:30:00"
     systems: list[Name] | None = None
 
     def holds(self, code: str) -> bool:
@@ -321,8 +336,8 @@ class EstateFile(Strict):
     """``estate.yml``."""
 
     id: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{1,30}$")]
-    name: str
-    tiers: dict[int, Tier]
+    name: Label
+    tiers: dict[Int, Tier]
     secrets: VaultSettings = VaultSettings()
     ssh: SSHSettings = SSHSettings()
     provisioning: ProvisioningSettings = ProvisioningSettings()
@@ -349,12 +364,16 @@ class EstateFile(Strict):
 
 
 class VCenter(Strict):
-    url: Annotated[str, Field(pattern=r"^https?://[^/\s]+(/.*)?$")]
-    username: str
+    """A site's vCenter: reached over HTTPS only (its password crosses the network). The
+    certificate is checked against ``ca_bundle`` (or the system's CAs); ``insecure: true``
+    skips that check, and every command that connects then says so."""
+
+    url: Annotated[str, Field(max_length=2048, pattern=r"^https://[^/\s]+(/\S*)?$")]
+    username: Annotated[str, Field(min_length=1, max_length=200)]
     password: SecretRef
-    ca_bundle: str | None = None
-    insecure: bool = False
-    timeout: Duration = timedelta(seconds=60)
+    ca_bundle: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
+    insecure: Bool = False
+    timeout: PositiveDuration = timedelta(seconds=60)
 
 
 class IPPool(Strict):
@@ -409,7 +428,7 @@ class Site(Strict):
     """``sites/<name>.yml``: one data centre."""
 
     name: Name
-    title: str = ""
+    title: Label = ""
     role: Literal["primary", "secondary"]
     vcenter: VCenter
     datacenter: Name
@@ -461,20 +480,20 @@ class VMRole(Strict):
     they must have; without it, what differs is only shown)."""
 
     role: Annotated[str, Field(pattern=r"^[a-z][a-z0-9]{0,15}$")]
-    count: Annotated[int, Field(ge=1, le=500)] = 1
+    count: Annotated[Int, Field(ge=1, le=500)] = 1
     site: Name
-    cpu: Annotated[int, Field(ge=1, le=128)] | None = None
-    memory_mb: Annotated[int, Field(ge=256, le=4 * 1024 * 1024)] | None = None
-    disks_gb: Annotated[list[Annotated[int, Field(ge=1, le=65536)]],
+    cpu: Annotated[Int, Field(ge=1, le=128)] | None = None
+    memory_mb: Annotated[Int, Field(ge=256, le=4 * 1024 * 1024)] | None = None
+    disks_gb: Annotated[list[Annotated[Int, Field(ge=1, le=65536)]],
                         Field(min_length=1)] | None = None
     network: Name
     cluster: Name | None = None
     datastore: Name | None = None
     template: Name | None = None
-    data: bool = False
+    data: Bool = False
     ips: list[IPv4] | None = None
     existing: Annotated[list[ExistingVM], Field(min_length=1, max_length=500)] | None = None
-    manage_hardware: bool = False
+    manage_hardware: Bool = False
 
     @model_validator(mode="before")
     @classmethod
@@ -511,11 +530,11 @@ class VMRole(Strict):
 
 
 class Retention(Strict):
-    hourly: Annotated[int, Field(ge=0)] = 0
-    daily: Annotated[int, Field(ge=0)] = 7
-    weekly: Annotated[int, Field(ge=0)] = 4
-    monthly: Annotated[int, Field(ge=0)] = 6
-    yearly: Annotated[int, Field(ge=0)] = 0
+    hourly: Annotated[Int, Field(ge=0)] = 0
+    daily: Annotated[Int, Field(ge=0)] = 7
+    weekly: Annotated[Int, Field(ge=0)] = 4
+    monthly: Annotated[Int, Field(ge=0)] = 6
+    yearly: Annotated[Int, Field(ge=0)] = 0
 
 
 class SecondCopy(Strict):
@@ -525,10 +544,10 @@ class SecondCopy(Strict):
 class Backup(Strict):
     repository_host: Name
     password: SecretRef
-    paths: Annotated[list[Annotated[str, Field(pattern=r"^/")]], Field(min_length=1)]
+    paths: Annotated[list[AbsPath], Field(min_length=1)]
     exclude: list[str] = []
     pre_commands: list[str] = []
-    schedule: Annotated[str, Field(min_length=1)]
+    schedule: Schedule
     randomized_delay: Duration = timedelta(minutes=5)
     retention: Retention = Retention()
     copy_to: SecondCopy | None = Field(default=None, alias="copy")
@@ -536,7 +555,7 @@ class Backup(Strict):
     port: Port | None = None
     #: a rest repository host: the most this system's repository may hold (its server's
     #: --max-size); past it, its backups fail with "quota" and other systems' go on
-    quota_gb: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    quota_gb: Annotated[Float, Field(gt=0)] | None = None
     #: the vault key of this system's password on its rest-server (default
     #: rest_password_<code>)
     rest_password: SecretRef | None = None
@@ -551,9 +570,9 @@ class Backup(Strict):
 class Probe(Strict):
     name: Annotated[str, Field(min_length=1)]
     command: Annotated[str, Field(min_length=1)]
-    expect_rc: int = 0
+    expect_rc: Int = 0
     expect_stdout: str | None = None
-    timeout: Duration = timedelta(minutes=5)
+    timeout: PositiveDuration = timedelta(minutes=5)
 
 
 class Drill(Strict):
@@ -577,8 +596,8 @@ class Migration(Strict):
     stop_writes: list[Annotated[str, Field(min_length=1)]] = []
     start_writes: list[Annotated[str, Field(min_length=1)]] = []
     parallel_run: Duration = timedelta(days=365)
-    from_unit: Annotated[str, Field(max_length=200)] = ""
-    to_unit: Annotated[str, Field(max_length=200)] = ""
+    from_unit: Label = ""
+    to_unit: Label = ""
 
     @model_validator(mode="before")
     @classmethod
@@ -606,9 +625,9 @@ class Migration(Strict):
 class System(Strict):
     """``systems/<code>.yml``: one system (QLVB, DVC, …)."""
 
-    name: Annotated[str, Field(min_length=1)]
+    name: Annotated[Label, Field(min_length=1)]
     code: Code
-    tier: int
+    tier: Int
     vms: Annotated[list[VMRole], Field(min_length=1)]
     backup: Backup | None = None
     drill: Drill = Drill()

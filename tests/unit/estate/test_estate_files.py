@@ -11,7 +11,7 @@ from orchestrator.estate import load_estate
 
 def test_a_folder_named_like_a_yaml_file_is_reported_unreadable(estate_copy):
     estate_copy.path("sites/hue.yml").mkdir()
-    estate_copy.assert_only_problems(("sites/hue.yml", "", "cannot read the file: Is a directory"))
+    estate_copy.assert_only_problems(("sites/hue.yml", "", "not a regular file (a folder): an estate file is YAML text"))
 
 
 def test_a_file_that_is_not_utf8_text_is_reported_unreadable(estate_copy):

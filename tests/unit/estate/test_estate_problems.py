@@ -40,7 +40,7 @@ def test_unknown_key_is_named_with_file_and_key_path(estate_copy, file, path, ke
 
 @pytest.mark.parametrize(("file", "path", "value", "key", "fragment"), [
     pytest.param("systems/dvc.yml", "vms.0.cpu", "four", "vms[0].cpu",
-                 "valid integer, unable to parse string as an integer (found 'four')",
+                 "Input should be a valid integer (found 'four')",
                  id="text-for-a-number"),
     pytest.param("sites/danang.yml", "clusters", "CL-DN-01", "clusters", "valid list",
                  id="text-for-a-list"),
@@ -280,8 +280,7 @@ def test_a_tier_that_is_not_a_number_is_reported_at_its_key(estate_copy):
     estate_copy.edit("estate.yml", lambda data: data["tiers"].update(gold=data["tiers"].pop(3)))
     # estate.yml is invalid, so systems on tier 3 are not also reported
     estate_copy.assert_only_problems(
-        ("estate.yml", "tiers.gold", "valid integer, unable to parse string as an integer "
-         "(found 'gold')"))
+        ("estate.yml", "tiers.gold", "Input should be a valid integer (found 'gold')"))
 
 
 # --- secrets ---

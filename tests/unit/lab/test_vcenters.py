@@ -68,8 +68,6 @@ def test_sites_sharing_one_vcenter_get_one_vcsim_named_vcsim(estate_copy: Estate
      "the same address 127.0.0.1:8989: give each vCenter its own port"),
     ("https://127.0.0.1:8990/sdk", "https://10.0.0.5:8990/sdk",
      "site quangnam: https://10.0.0.5:8990/sdk: the lab listens on loopback only"),
-    ("https://127.0.0.1:8990/sdk", "http://127.0.0.1:8990/sdk",
-     "site quangnam: http://127.0.0.1:8990/sdk: the lab's vCenter speaks HTTPS only"),
     ("https://127.0.0.1:8990/sdk", "https://127.0.0.1:8989/sdk",
      "sites danang and quangnam name one vCenter (https://127.0.0.1:8989/sdk) with "
      "different user names, passwords or CA bundles"),
