@@ -1,7 +1,10 @@
 """Typed errors. Each carries the exit code the CLI returns and a short message.
 
 Messages name the file, key, host or repository concerned and never a secret.
-Exit codes (every command): 0 ok, 1 failure, 2 bad input, 3 partial.
+Exit codes (every command): 0 ok, 1 failure, 2 bad input (the estate, the vault, an
+option's value), 3 partial, 64 usage (the command line itself: an unknown command or
+option, a missing one — sysexits' EX_USAGE, so a script tells a typo from an invalid
+estate).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
 EXIT_PARTIAL = 3
+EXIT_USAGE = 64
 
 
 class HopnhatError(Exception):

@@ -271,7 +271,9 @@ def endpoints(paths: Paths, sites: Iterable[str], insecure: bool = False) -> lis
                 password=secrets.get(vcenter.password),
                 ca_bundle=paths.ca_bundle(vcenter.ca_bundle),
                 insecure=insecure or vcenter.insecure, timeout=vcenter.timeout.total_seconds(),
-                sites=sites_of_vcenter(estate, vcenter.url))
+                sites=sites_of_vcenter(estate, vcenter.url),
+                insecure_by="--insecure" if insecure else
+                f"vcenter.insecure: true in {estate.file_of('site', name)}")
     return list(out.values())
 
 

@@ -49,6 +49,8 @@ class Endpoint:
     insecure: bool = False
     timeout: float = 60.0
     sites: tuple[str, ...] = ()
+    #: who turned TLS verification off (``--insecure``, or the site's file): warned of
+    insecure_by: str = "--insecure"
 
     @property
     def label(self) -> str:
@@ -70,11 +72,25 @@ class Endpoint:
         return parts.port or (443 if parts.scheme == "https" else 80)
 
 
+_warned: set[str] = set()
+
+
+def warn_insecure(endpoint: Endpoint) -> None:
+    """Say (once a command, on stderr) that ``endpoint``'s certificate is not checked, who
+    said so, and what it costs."""
+    if endpoint.url in _warned:
+        return
+    _warned.add(endpoint.url)
+    log.warning("TLS verification of vCenter %s is OFF (%s): its certificate is not "
+                "checked, so whoever sits between here and it can read the vCenter password",
+                endpoint.label, endpoint.insecure_by)
+
+
 def _ssl_context(endpoint: Endpoint) -> ssl.SSLContext | None:
     if urlsplit(endpoint.url).scheme != "https":
         return None
     if endpoint.insecure:
-        log.warning("TLS verification of %s is OFF (--insecure)", endpoint.url)
+        warn_insecure(endpoint)
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
-from typing import Annotated, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import typer
+from typer import _click  # Typer's own copy of Click, whose errors it raises
 
 from orchestrator import __version__
 from orchestrator.cli.common import Context, HandledGroup, setup_logging
+from orchestrator.errors import EXIT_BAD_INPUT, EXIT_USAGE
 
 
 class RootGroup(HandledGroup):
@@ -37,6 +40,57 @@ class RootGroup(HandledGroup):
         "vault": ("orchestrator.cli.vault", "app"),
     }
 
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_global_options(args))
+
+
+# a mistyped command line (an unknown command or option, a missing one) exits 64
+# (EX_USAGE), not Click's 2; an option's value that is not valid stays 2, bad input, as an
+# invalid estate is
+_click.exceptions.UsageError.exit_code = EXIT_USAGE
+_click.exceptions.BadParameter.exit_code = EXIT_BAD_INPUT
+_click.exceptions.MissingParameter.exit_code = EXIT_USAGE
+
+#: global options taking a value, and those that do not (see :func:`hoist_global_options`)
+GLOBAL_WITH_VALUE = ("--estate", "--state")
+GLOBAL_FLAGS = ("--verbose",)
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """``args`` with the global options written after the command moved before it, so that
+    ``hopnhat estate validate --estate DIR`` means ``hopnhat --estate DIR estate validate``
+    (users type them either way). ``--json`` stays where it is (every command that prints
+    takes its own). Nothing after ``--`` moves."""
+    head: list[str] = []
+    i = 0
+    while i < len(args) and args[i].startswith("-") and args[i] != "--":
+        takes_value = args[i] in GLOBAL_WITH_VALUE
+        head.append(args[i])
+        if takes_value and i + 1 < len(args):
+            head.append(args[i + 1])
+            i += 1
+        i += 1
+    moved: list[str] = []
+    rest: list[str] = []
+    tail = args[i:]
+    j = 0
+    while j < len(tail):
+        arg = tail[j]
+        if arg == "--":
+            rest += tail[j:]
+            break
+        if arg in GLOBAL_WITH_VALUE and j + 1 < len(tail):
+            moved += [arg, tail[j + 1]]
+            j += 2
+            continue
+        if (arg.split("=", 1)[0] in GLOBAL_WITH_VALUE and "=" in arg) or arg in GLOBAL_FLAGS \
+                or re.fullmatch(r"-v+", arg):
+            moved.append(arg)
+        else:
+            rest.append(arg)
+        j += 1
+    return head + moved + rest
+
 
 app = typer.Typer(
     name="hopnhat",
@@ -49,7 +103,8 @@ app = typer.Typer(
         "provision VMs, configure backups to the secondary data centre, verify repositories, "
         "rehearse restores, move systems between the data centres, retire old ones and find "
         "their records in the archive.\n\n"
-        "Exit codes: 0 ok, 1 failure, 2 bad input (estate, vault, options), 3 partial."
+        "Exit codes: 0 ok, 1 failure, 2 bad input (the estate, the vault, an option's "
+        "value), 3 partial, 64 usage (an unknown command or option, a missing one)."
     ),
 )
 
@@ -74,7 +129,8 @@ def root(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
 ) -> None:
-    """Global options come before the command: hopnhat --estate DIR plan."""
+    """Global options go before or after the command: hopnhat --estate DIR plan, or
+    hopnhat plan --estate DIR."""
     del version
     setup_logging(verbose)
     ctx.obj = Context(estate_dir=estate.absolute(), state_dir=state.absolute(), json=json,

@@ -9,7 +9,7 @@ import logging
 import re
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -21,16 +21,31 @@ import typer
 import typer.main
 from rich.console import Console
 from rich.markup import escape
+from rich.segment import Segment
 from typer.core import TyperGroup
 
 from orchestrator.errors import HopnhatError
+from orchestrator.quoting import terminal
 
 if TYPE_CHECKING:
     from orchestrator.estate import Estate
     from orchestrator.settings import Paths
 
-err_console = Console(stderr=True, highlight=False)
-console = Console(highlight=False)
+class SafeConsole(Console):
+    """A rich console that cannot be driven by what it prints: the text of every segment
+    (not rich's own styles and cursor controls) has its control characters written visibly
+    (:func:`orchestrator.quoting.terminal`), whichever call printed it — a table cell, a
+    tree label, a message. Line feeds and tabs stay."""
+
+    def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+        return super()._render_buffer(
+            Segment(terminal(text, None, lines=True), style, control)
+            if text and not control else Segment(text, style, control)
+            for text, style, control in buffer)
+
+
+err_console = SafeConsole(stderr=True, highlight=False)
+console = SafeConsole(highlight=False)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON document for machines.")]
 
@@ -78,13 +93,11 @@ def want_json(ctx: typer.Context, local: bool) -> bool:
     return local or context(ctx).json
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def shown(text: str) -> str:
+def shown(text: str, limit: int | None = 300) -> str:
     """Text that came from a host or a repository, made safe for the terminal: control
-    characters (escape sequences included) written as ``\\xNN``, rich markup escaped."""
-    return escape(_CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text))
+    characters (escape sequences included) written as ``\\xNN``, cut to ``limit``, rich
+    markup escaped."""
+    return escape(terminal(text, limit))
 
 
 def size_text(count: int | None) -> str:
@@ -99,9 +112,15 @@ def size_text(count: int | None) -> str:
     return f"{count} B"  # not reached
 
 
+#: what JSON may carry raw but a terminal may obey: C1 controls (CSI is \x9b), DEL, bidi
+_JSON_UNSAFE = re.compile(r"[\x7f-\x9f\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]")
+
+
 def print_json(data: Any) -> None:
-    """Machine output on stdout: one JSON document."""
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+    """Machine output on stdout: one JSON document (C0 controls escaped by JSON itself; C1
+    and bidirectional controls escaped too, so a terminal showing it obeys none)."""
+    text = json.dumps(data, indent=2, ensure_ascii=False, default=str)
+    sys.stdout.write(_JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text) + "\n")
 
 
 def setup_logging(verbose: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -27,11 +28,18 @@ app = typer.Typer(no_args_is_help=True, help="The estate: sites, systems, VMs (i
 
 @app.command()
 def validate(ctx: typer.Context, json: JsonOption = False) -> None:
-    """Check every file of the estate and list EVERY problem at once, each with its file
-    and key path. Exit 0 if valid, 2 if not. Reads only; changes nothing."""
+    """Check every file of the estate (and the lab's lab.yml beside it) and list EVERY
+    problem at once, each with its file and key path. Exit 0 if valid, 2 if not. Reads
+    only; changes nothing."""
     c = context(ctx)
     try:
-        estate = c.estate
+        try:
+            estate = c.estate
+        except EstateError as exc:
+            raise EstateError(exc.problems + _lab_problems(c.estate_dir)) from None
+        lab = _lab_problems(c.estate_dir)
+        if lab:
+            raise EstateError(lab)
     except EstateError as exc:
         if want_json(ctx, json):
             print_json({"valid": False, "problems": [
@@ -48,6 +56,22 @@ def validate(ctx: typer.Context, json: JsonOption = False) -> None:
         console.print(f"estate {estate.id} ({escape(str(c.estate_dir))}) is valid: "
                       f"{len(estate.sites)} sites, {len(estate.systems)} systems, "
                       f"{len(estate.vms)} VMs", soft_wrap=True)
+
+
+def _lab_problems(estate_dir: Path) -> list[tuple[str, str, str]]:
+    """The problems of ``lab.yml`` (the lab's sizing, beside the estate), if there is one:
+    a broken one is found here, not at ``lab up``."""
+    from orchestrator.estate.checks import Problems
+    from orchestrator.estate.loader import read_yaml, validate_file
+    from orchestrator.lab.config import LabConfig
+
+    path = estate_dir / "lab.yml"
+    if not path.exists() and not path.is_symlink():
+        return []
+    problems = Problems()
+    validate_file(LabConfig, read_yaml(path, "lab.yml", problems, estate_dir), "lab.yml",
+                  problems)
+    return problems.items
 
 
 def estate_document(estate: Estate) -> dict[str, Any]:

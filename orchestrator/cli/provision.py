@@ -73,9 +73,6 @@ def _announced_endpoints(c: Context, sites: Sequence[str], insecure: bool) -> li
     """The vCenters of ``sites``, said on stderr (with a warning when TLS is off)."""
     from orchestrator.actions import provision
 
-    if insecure:
-        err_console.print("[bold yellow]warning:[/] TLS verification of vCenter is OFF "
-                          "(--insecure)")
     endpoints = provision.endpoints(c.paths, sites, insecure)
     if endpoints:
         err_console.print(f"Connecting to {', '.join(e.label for e in endpoints)} …")
