@@ -17,7 +17,6 @@ destroy is :mod:`orchestrator.actions.backup_gate`.
 
 from __future__ import annotations
 
-import shlex
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -37,6 +36,7 @@ from orchestrator.errors import (
 )
 from orchestrator.estate.model import Estate
 from orchestrator.ledger import Ledger
+from orchestrator.quoting import shell_join
 from orchestrator.settings import Paths
 
 if TYPE_CHECKING:
@@ -122,13 +122,13 @@ def job_argv(code: str) -> tuple[str, ...]:
 def job_command(code: str) -> str:
     """The line the host's shell runs over SSH: :func:`job_argv`, quoted, with the job's
     stderr (log and progress lines) joined to its stdout so that both stream in order."""
-    return shlex.join(job_argv(code)) + " 2>&1"
+    return shell_join(job_argv(code)) + " 2>&1"
 
 
 def status_command(code: str) -> str:
     """Read the job's status file (``cat``: no SFTP subsystem needed on the host; in the C
     locale, so that a missing file says "No such file")."""
-    return shlex.join(("env", "LC_ALL=C", "cat", "--", JOB_STATUS.format(code=code)))
+    return shell_join(("env", "LC_ALL=C", "cat", "--", JOB_STATUS.format(code=code)))
 
 
 # --- what a run returned ----------------------------------------------------------------------

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import random
-import shlex
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from orchestrator.adapters.restic_argv import base_argv, make_ls_argv
 from orchestrator.adapters.restic_results import Listing, Node, parse_ls_line
 from orchestrator.errors import HopnhatError, ResticError
 from orchestrator.estate.model import Probe
+from orchestrator.quoting import shell
 
 SAMPLES = 12
 SAMPLE_DIR = "/var/lib/hopnhat/drill-samples"  # on the scratch VM (the base role's folder)
@@ -283,7 +283,7 @@ def _clip(text: str) -> str:
 
 def _script(remote: Remote, args: dict[str, Any], timeout: float,
             env_prefix: str = "") -> Any:
-    command = f"{env_prefix}python3 - {shlex.quote(json.dumps(args))}"
+    command = f"{env_prefix}python3 - {shell(json.dumps(args))}"
     done = remote.run(command, stdin=REMOTE_SCRIPT, timeout=timeout)
     if done.returncode != 0:
         tail = done.stderr.strip().splitlines()[-1:] or [f"exit {done.returncode}"]

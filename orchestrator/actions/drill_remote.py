@@ -14,7 +14,6 @@ file's path in restic's environment, never in a command line.
 
 from __future__ import annotations
 
-import shlex
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from orchestrator.estate.endpoints import CLIENT_CACERT, CLIENT_LOCATION_FILE, c
 from orchestrator.estate.inventory import repository_user
 from orchestrator.estate.model import DISTRIBUTION_RESTIC, Estate
 from orchestrator.process import run
+from orchestrator.quoting import shell_join
 from orchestrator.settings import Paths
 
 RESTIC = DISTRIBUTION_RESTIC  # on a scratch VM, unless the estate pins its own restic
@@ -102,13 +102,13 @@ def restic_env(repo: Repository) -> str:
     password file's, the cache's), to put in front of a command."""
     env = make_environment(repo, path="/usr/sbin:/usr/bin:/sbin:/bin", home="/root",
                            tmpdir=REMOTE_TMP)
-    return "env " + shlex.join([f"{k}={v}" for k, v in sorted(env.items())])
+    return "env " + shell_join([f"{k}={v}" for k, v in sorted(env.items())])
 
 
 def remote_command(repo: Repository, argv: Sequence[str], restic: str = RESTIC) -> str:
     """The shell command that runs restic ``argv`` (read-only) on a scratch VM, with the
     restic program ``restic`` (the estate's ``restic.host_binary``)."""
-    return f"{restic_env(repo)} {shlex.join([restic, *read_only(argv)[1:]])}"
+    return f"{restic_env(repo)} {shell_join([restic, *read_only(argv)[1:]])}"
 
 
 @dataclass
@@ -154,7 +154,7 @@ class Remote:
 
 def restic_version(remote: Remote, restic: str = RESTIC) -> str:
     """restic's version on the VM (``0.14.0``). Raises ResticError when it does not say."""
-    done = remote.run(shlex.join([restic, *make_version_argv()[1:]]), timeout=60)
+    done = remote.run(shell_join([restic, *make_version_argv()[1:]]), timeout=60)
     try:
         return ".".join(str(n) for n in parse_version(done.stdout))
     except ValueError:

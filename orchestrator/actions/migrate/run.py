@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
 import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -75,6 +74,7 @@ from orchestrator.errors import (
 from orchestrator.estate.inventory import _connection, restic_vars, system_vars
 from orchestrator.estate.model import VM
 from orchestrator.ledger import Ledger, operator_name
+from orchestrator.quoting import shell_join
 from orchestrator.settings import Paths
 
 KIND = "migrate"
@@ -600,7 +600,7 @@ def _restore(move: _Move, vm: VM, snapshot_id: str, paths: Sequence[str], *,
 def tree_command(args: dict[str, Any]) -> str:
     """The command that runs :mod:`~orchestrator.actions.migrate.tree` on a VM: its text
     and one JSON argument, each quoted (no value reaches the shell unquoted)."""
-    return shlex.join(["python3", "-c", TREE_SCRIPT.read_text(), json.dumps(args)])
+    return shell_join(["python3", "-c", TREE_SCRIPT.read_text(), json.dumps(args)])
 
 
 def scan(remote: Remote, paths: Sequence[str], *, hashes: bool,

@@ -27,7 +27,6 @@ A run that fails after its evidence was written is taken up by the next one at s
 from __future__ import annotations
 
 import hashlib
-import shlex
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -52,6 +51,7 @@ from orchestrator.errors import EXIT_BAD_INPUT, HopnhatError, PlanError, ResticE
 from orchestrator.estate.model import VM
 from orchestrator.estate.secrets import Secrets
 from orchestrator.ledger import Ledger, operator_name
+from orchestrator.quoting import shell
 from orchestrator.settings import Paths
 
 PASSED, FAILED = "passed", "failed"
@@ -116,11 +116,11 @@ def timer_removal_command(code: str) -> str:
     unit = f"hopnhat-backup-{code}"
     files = [f"{UNIT_DIR}/{unit}.timer", f"{UNIT_DIR}/{unit}.service",
              JOB_CONFIG.format(code=code)]
-    timer = shlex.quote(f"{unit}.timer")
+    timer = shell(f"{unit}.timer")
     return (f"if [ -d /run/systemd/system ]; then systemctl disable --now {timer} "
-            ">/dev/null 2>&1 || true; fi; rm -f -- " + " ".join(map(shlex.quote, files))
+            ">/dev/null 2>&1 || true; fi; rm -f -- " + " ".join(map(shell, files))
             + "; if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi; "
-            "for f in " + " ".join(map(shlex.quote, files)) + "; do "
+            "for f in " + " ".join(map(shell, files)) + "; do "
             "[ ! -e \"$f\" ] || { echo \"$f still there\"; exit 1; }; done")
 
 
