@@ -18,8 +18,13 @@ from orchestrator.errors import EstateError
 from orchestrator.estate.addressing import derive_vms
 from orchestrator.estate.checks import Problems, cross_check
 from orchestrator.estate.model import Estate, EstateFile, Site, System
-from orchestrator.estate.values import CalendarCheck, check_calendars, control_characters
-from orchestrator.quoting import CONTROL
+from orchestrator.estate.values import (
+    CalendarCheck,
+    check_calendars,
+    control_characters,
+    huge_numbers,
+)
+from orchestrator.quoting import CONTROL, terminal
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -48,19 +53,23 @@ class _UniqueKeyLoader(_SafeLoader):  # type: ignore[misc]
 
 def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
     seen: set[Any] = set()
+    if not isinstance(node, yaml.MappingNode):  # !!map on a list: construct_mapping says so
+        return loader.construct_mapping(node, deep=deep)
     for key_node, _ in node.value:
         if key_node.tag == _MERGE_TAG:
             continue  # ``<<: *anchor``: merged keys may be overridden, that is its purpose
         key = loader.construct_object(key_node, deep=deep)
         try:
             twice = key in seen
+            seen.add(key)
         except TypeError:
-            continue  # unhashable key: construct_mapping reports it
+            raise yaml.constructor.ConstructorError(
+                None, None, f"a {type(key).__name__} cannot be a key", key_node.start_mark
+            ) from None
         if twice:
             raise yaml.constructor.ConstructorError(
-                None, None, f"key {key!r} is written twice", key_node.start_mark
-            )
-        seen.add(key)
+                None, None, f"key {terminal(repr(key), 80)} is written twice",
+                key_node.start_mark)
     return loader.construct_mapping(node, deep=deep)
 
 
@@ -172,10 +181,20 @@ def read_yaml(path: Path, rel: str, problems: Problems, root: Path | None = None
     except RecursionError:
         problems.add(rel, "", "not valid YAML: nested too deeply")
         return UNREADABLE
+    except Exception as exc:
+        # float(), datetime() raise on values they cannot build (!!int abc, 2024-02-30)
+        problems.add(rel, "", f"not valid YAML: a value it cannot build "
+                     f"({type(exc).__name__}: {terminal(str(exc), 120)})")
+        return UNREADABLE
     if _expanded_size(data, {}) > MAX_NODES:
         problems.add(rel, "", f"the file nests deeper than {MAX_DEPTH} levels or holds more "
                      f"than {MAX_NODES} values once its aliases (*name) are expanded: not "
                      "an estate file")
+        return UNREADABLE
+    huge = list(huge_numbers(data))
+    for key, message in huge:
+        problems.add(rel, key, message)
+    if huge:
         return UNREADABLE
     controlled = list(control_characters(data))
     for key, message in controlled:

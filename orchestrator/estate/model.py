@@ -56,7 +56,7 @@ def parse_duration(value: object) -> timedelta:
         match = _DURATION.match(value)
         if match:
             seconds = int(match.group(1)) * _UNITS[match.group(2)]
-    if seconds is None or math.isnan(seconds):
+    if seconds is None or (isinstance(seconds, float) and math.isnan(seconds)):
         raise ValueError(f"{value!r} is not a duration: write it like 15m, 1h, 24h or 30d")
     if seconds < 0:
         raise ValueError(f"{value!r} is not a duration: a duration cannot be negative")

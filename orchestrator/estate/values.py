@@ -65,13 +65,19 @@ def longer_than_zero(value: timedelta) -> timedelta:
 Schedule = Annotated[str, Field(min_length=1, max_length=200)]
 
 
+def _key(at: str, key: object) -> str:
+    """A key path as problems write it (``tiers[1].rpo``, ``vms[0].cpu``)."""
+    if isinstance(key, int) and not isinstance(key, bool):
+        return f"{at}[{key}]"
+    return f"{at}.{key}" if at else str(key)
+
+
 def control_characters(data: Any, at: str = "") -> Iterator[tuple[str, str]]:
     """``(key path, problem)`` for each key or string of parsed YAML ``data`` that holds a
     control character (a line break, tab, escape sequence…)."""
     if isinstance(data, dict):
         for key, value in data.items():
-            name = str(key)
-            path = f"{at}.{name}" if at else name
+            path = _key(at, key)
             if isinstance(key, str) and CONTROL.search(key):
                 yield terminal(at or "", 120), (f"the key {terminal(key, 80)} holds a control "
                                                 "character")
@@ -86,6 +92,28 @@ def control_characters(data: Any, at: str = "") -> Iterator[tuple[str, str]]:
             yield terminal(at, 120), (f"holds a control character ({terminal(found.group(0))} "
                                       f"at position {found.start() + 1}): one line of plain "
                                       "text")
+
+
+#: past this, a number means nothing in an estate (where the largest are seconds and
+#: bytes) and is refused before anything formats it: past 4300 digits Python cannot even
+#: print it
+HUGE = 10**30
+
+
+def huge_numbers(data: Any, at: str = "") -> Iterator[tuple[str, str]]:
+    """``(key path, problem)`` for each number (key or value) of parsed YAML ``data``
+    beyond :data:`HUGE` (YAML builds integers of any length: ``0xfff…``, ``59:59:…``)."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if isinstance(key, int) and abs(key) >= HUGE:
+                yield at, "a key is a number too large to be one"
+                continue
+            yield from huge_numbers(value, _key(at, key))
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            yield from huge_numbers(value, f"{at}[{i}]")
+    elif isinstance(data, int) and not isinstance(data, bool) and abs(data) >= HUGE:
+        yield at, "a number too large to mean anything here"
 
 
 # --- systemd calendar events -------------------------------------------------------------
