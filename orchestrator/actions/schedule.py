@@ -85,6 +85,9 @@ def hopnhat_program() -> Path:
 TITLES = {"verify": "nightly verification of the backups",
           "maintain": "maintenance of the rest repositories",
           "vault": "vault pull (snapshots copied into the vault)"}
+#: the jobs that change the world hold the estate lock: a timer that fires while an
+#: operator's apply or migration holds it waits this long for it (then fails, named)
+WAITS_FOR_THE_LOCK = {"maintain": "30m", "vault": "30m"}
 #: the hopnhat command of each job (its options follow)
 COMMANDS = {"verify": ("verify",), "maintain": ("maintain",), "vault": ("vault", "pull")}
 
@@ -109,6 +112,8 @@ def render_units(estate: str, estate_dir: Path, state_dir: Path, *,
                           state_dir, *COMMANDS[job], "--metrics", metrics_file]
     if junit_file is not None:
         argv += ["--junit", junit_file]
+    if job in WAITS_FOR_THE_LOCK:
+        argv += ["--lock-timeout", WAITS_FOR_THE_LOCK[job]]
     # systemd units, not HTML: values are escaped for systemd by the filters instead
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), undefined=StrictUndefined,
                       autoescape=False, keep_trailing_newline=True, trim_blocks=True,  # noqa: S701

@@ -269,3 +269,18 @@ def test_verify_judges_the_vault_as_the_systems_copy() -> None:
     late = judge_copy("qlvb@repo", "qlvb@vault", source, [], NOW, timedelta(hours=1),
                       what="the vault")
     assert late.status == "failed" and "the vault qlvb@vault lacks 1 snapshot" in late.message
+
+
+def test_the_timers_that_change_the_world_wait_for_the_estate_lock() -> None:
+    """A maintain or vault-pull timer firing while an operator's apply holds the estate lock
+    waits for it (then fails, naming the holder); verify reads only and takes no lock."""
+    from orchestrator.actions import schedule
+
+    def exec_start(job: str) -> str:
+        units = schedule.render_units("danang", Path("/e"), Path("/s"), job=job)
+        return next(line for line in units.service.splitlines()
+                    if line.startswith("ExecStart="))
+
+    assert exec_start("maintain").endswith(" --lock-timeout 30m")
+    assert exec_start("vault").endswith(" --lock-timeout 30m")
+    assert "--lock-timeout" not in exec_start("verify")
