@@ -17,8 +17,11 @@ PYTEST_ARGS ?=
 # make test runs the tests on two pytest-xdist workers, each with a lab of its own (the
 # integration tests wait on hosts much of the time: alone they keep two cores 60 % busy)
 TEST_WORKERS ?= 2
+# make fuzz: how long the estate loader's fuzzer generates examples (then it shrinks what it
+# found and stops; one process)
+FUZZ_SECONDS ?= 60
 
-.PHONY: demo test deps apt venv bytecode lab-build lint unit integration e2e bench clean lab-down
+.PHONY: demo test deps apt venv bytecode lab-build lint unit integration e2e fuzz bench clean lab-down
 
 demo: deps
 	bash scripts/demo.sh
@@ -78,6 +81,12 @@ integration: deps
 
 e2e: deps
 	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+
+# the estate loader's fuzzer (tests/fuzz/fuzz_estate.py): every estate must load or be refused
+# with named problems; prints the examples run and each distinct failure with a minimal
+# reproducer (saved in .hopnhat/fuzz/findings), exit 1 when it found one
+fuzz: venv
+	$(PY) tests/fuzz/fuzz_estate.py --seconds $(FUZZ_SECONDS)
 
 lab-down:
 	$(HOPNHAT) lab down
