@@ -291,6 +291,20 @@ def end_control_masters(control_dir: Path) -> None:
     shutil.rmtree(control_dir, ignore_errors=True)
 
 
+def _owner_only(folder: Path) -> None:
+    """Every folder under ``folder`` 0700, every file 0600: ansible-runner makes some of its
+    artifacts (``stderr``, ``fact_cache/``, ``artifacts/``) under the umask, and the state
+    folder's files are its owner's alone."""
+    for here, _dirs, files in os.walk(folder):
+        with contextlib.suppress(OSError):
+            os.chmod(here, 0o700)
+        for name in files:
+            path = os.path.join(here, name)
+            if not os.path.islink(path):
+                with contextlib.suppress(OSError):
+                    os.chmod(path, 0o600)
+
+
 def _run_runner(**kwargs: Any) -> Any:
     """``ansible_runner.run(**kwargs)``, its child's environment cut to the allow-list of
     :mod:`orchestrator.process` plus ``envvars``: ansible-runner seeds it with a copy of
@@ -375,6 +389,7 @@ def run_playbook(request: PlaybookRequest, private_data_dir: Path, ident: str, *
                            f"{type(exc).__name__}: {exc}") from None
     finally:
         end_control_masters(control_dir)
+        _owner_only(private_data_dir)
     rc = runner.rc if isinstance(runner.rc, int) else 1
     return PlaybookRun(
         ident=ident, status=str(runner.status), rc=rc, hosts=stats_by_host(runner.stats),

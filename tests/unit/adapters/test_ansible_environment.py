@@ -5,6 +5,7 @@ ansible-playbook, every module and the run's files on disk."""
 
 from __future__ import annotations
 
+import stat
 import sys
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from orchestrator.adapters.ansible import PlaybookRequest, run_playbook
 PLANTED = "PLANTED-a61c0de5"
 
 
-def test_a_planted_variable_reaches_neither_the_playbook_nor_the_artifacts(
+def test_a_planted_variable_reaches_neither_the_playbook_nor_the_artifacts_0600(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RESTIC_PASSWORD", PLANTED)
     monkeypatch.setenv("HOPNHAT_PLANTED", PLANTED)
@@ -35,3 +36,7 @@ def test_a_planted_variable_reaches_neither_the_playbook_nor_the_artifacts(
     stdout = (done.artifacts / "stdout").read_text()
     assert "PATH=" in stdout  # the env task ran and its output is there to search
     assert [p for p in written if PLANTED in p.read_text(errors="replace")] == []
+    # and the run's files are its owner's alone (ansible-runner makes some under the umask)
+    modes = {str(p.relative_to(tmp_path)): oct(stat.S_IMODE(p.stat().st_mode))
+             for p in (tmp_path / "runner").rglob("*") if not p.is_symlink()}
+    assert set(modes.values()) <= {"0o600", "0o700"}, modes
