@@ -168,7 +168,8 @@ def lab_octets(base: str, worker: str) -> tuple[int, int]:
 #: order a single run has (some expect what the modules before them left in the lab)
 SECOND_LAB = frozenset({"tests/integration/test_drill.py", "tests/integration/test_restic.py",
                         "tests/integration/test_verify.py",
-                        "tests/integration/test_lab_vcsim.py"})
+                        "tests/integration/test_lab_vcsim.py",
+                        "tests/integration/test_secret_leaks.py"})
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
