@@ -304,7 +304,9 @@ def load_estate(root: Path | str, *, calendar: CalendarCheck = check_calendars) 
     base = Path(root)
     problems = Problems()
     if not base.is_dir():
-        raise EstateError([(str(base), "", "the estate directory does not exist")])
+        raise EstateError([(terminal(str(base), 200), "", "the estate directory does not exist"
+                            if not base.exists() else "not a folder: the estate is a folder "
+                            "(estate.yml, sites/, systems/)")])
 
     settings: EstateFile | None = None
     estate_path = base / "estate.yml"
