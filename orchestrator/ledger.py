@@ -92,8 +92,11 @@ class Ledger:
         self.path = path
         self._lock = threading.Lock()
         # Born 0600: SQLite gives the -wal and -shm files it makes the database file's own
-        # mode, so a chmod after WAL is on came too late for them (they were 0644).
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        # mode, so a chmod after WAL is on came too late for them (they were 0644). Only a
+        # missing file is opened here (O_EXCL): closing any descriptor of an existing one
+        # would drop the SQLite locks another connection of this process holds on it.
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
         path.chmod(0o600)  # a ledger made by an older hopnhat
         for side in ("-wal", "-shm"):
             with contextlib.suppress(FileNotFoundError):

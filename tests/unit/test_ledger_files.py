@@ -54,3 +54,31 @@ def test_an_open_state_folder_and_an_older_ledger_are_narrowed(tmp_path: Path) -
     assert mode(state) == 0o700
     assert all(mode(p) == 0o600 for p in state.iterdir()), \
         {p.name: oct(mode(p)) for p in state.iterdir()}
+
+
+def test_an_existing_ledger_is_opened_by_sqlite_alone(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """POSIX locks are per process: closing any descriptor of the database file drops the
+    locks every connection of this process holds on it (seen as "disk I/O error" and "file
+    is not a database" in a drill's ledger), so hopnhat opens an existing one only through
+    SQLite."""
+    path = tmp_path / "state" / "ledger.sqlite"
+    first = Ledger(path)
+    opened: list[str] = []
+    real_open = os.open
+
+    def watching(file: str | os.PathLike[str], *args: int) -> int:
+        fd = real_open(file, *args)
+        opened.append(str(file))  # a descriptor there was (an O_EXCL refusal makes none)
+        return fd
+
+    monkeypatch.setattr(os, "open", watching)
+    try:
+        run = first.start("drill", "example", {})
+        second = Ledger(path)
+        second.event(run, "lgsp", "step", name="restore")
+        second.close()
+        assert str(path) not in opened
+        assert len(first.events(run)) == 1
+    finally:
+        first.close()
