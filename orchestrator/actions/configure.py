@@ -28,6 +28,7 @@ from orchestrator.adapters.ansible import (
     PlaybookRun,
     run_playbook,
 )
+from orchestrator.adapters.vault import read_vault
 from orchestrator.errors import (
     EXIT_BAD_INPUT,
     EXIT_FAILURE,
@@ -245,6 +246,9 @@ def _require_vault(paths: Paths) -> None:
     if not paths.vault_password_file.is_file():
         raise SecretError(f"{paths.vault_password_file}: no vault password file (set "
                           "$HOPNHAT_VAULT_PASSWORD_FILE or secrets.password_file)")
+    # read once here, so that a wrong password or a broken vault is a named exit 2 before
+    # any host is touched, not a failure inside every host's play
+    read_vault(paths.vault_file, paths.vault_password_file)
 
 
 def check_restic_binary(paths: Paths) -> None:

@@ -333,6 +333,7 @@ def run_playbook(request: PlaybookRequest, private_data_dir: Path, ident: str, *
     result, not an exception.
     """
     started = time.monotonic()
+    private_data_dir.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # <state>/runs
     private_data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     private_data_dir.chmod(0o700)
     inventory = private_data_dir / "inventory" / "hosts.json"

@@ -336,17 +336,20 @@ def known_keys(known_hosts: Path, address: str, port: int) -> list[HostKey]:
 
 def record_host_key(known_hosts: Path, address: str, port: int, key: HostKey) -> None:
     """Write ``key`` as the one key of ``address:port`` in ``known_hosts`` (lines of other
-    hosts kept; written whole to a temporary file, then renamed; 0644)."""
+    hosts kept; written whole to a temporary file, then renamed; 0600, like everything in
+    the state folder)."""
     import os
 
     name = known_hosts_name(address, port)
     lines = known_hosts.read_text().splitlines() if known_hosts.exists() else []
     kept = [line for line in lines if not line.split(" ", 1)[0].split(",").count(name)]
     kept.append(f"{name} {key.line()}")
-    known_hosts.parent.mkdir(parents=True, exist_ok=True)
+    known_hosts.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = known_hosts.with_name(f".{known_hosts.name}.{os.getpid()}.tmp")
-    tmp.write_text("\n".join(kept) + "\n")
-    tmp.chmod(0o644)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write("\n".join(kept) + "\n")
+    tmp.chmod(0o600)
     tmp.replace(known_hosts)
 
 

@@ -165,7 +165,7 @@ def guest_lock(lab_dir: Path, name: str) -> Iterator[None]:
 
 def set_known_host(known_hosts: Path, address: str, key: str | None) -> None:
     """Replace every line for ``address`` in ``known_hosts`` by ``address key`` (or just drop
-    them when ``key`` is None). Written atomically, mode 0644."""
+    them when ``key`` is None). Written atomically, mode 0600 (hopnhat's state is its own)."""
     with _locked(known_hosts.with_name(known_hosts.name + ".lock")):
         lines = known_hosts.read_text().splitlines() if known_hosts.exists() else []
         kept = [line for line in lines if address not in line.split(" ", 1)[0].split(",")]
@@ -173,7 +173,7 @@ def set_known_host(known_hosts: Path, address: str, key: str | None) -> None:
             kept.append(f"{address} {key}")
         tmp = known_hosts.with_name(f".{known_hosts.name}.tmp")
         tmp.write_text("".join(line + "\n" for line in kept))
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, 0o600)
         tmp.replace(known_hosts)
 
 

@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import sys
+import time
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -61,10 +62,13 @@ def estate_copy(lab: Any, tmp_path: Path, *edits: tuple[str, str, str]) -> dict[
         text = path.read_text()
         assert text.count(old) == 1, f"{old!r} occurs {text.count(old)} times in {rel}"
         path.write_text(text.replace(old, new))
+    if NO_RPO in edits:
+        time.sleep(1.1)  # every snapshot taken before this copy is older than the RPO
     return {**lab.env, "HOPNHAT_ESTATE": str(dest)}
 
 
-NO_RPO = ("estate.yml", "1: {rpo: 1h", "1: {rpo: 0s")  # tier 1: any snapshot is stale
+# tier 1: any snapshot taken before the estate's copy is stale (an RPO is longer than 0s)
+NO_RPO = ("estate.yml", "1: {rpo: 1h", "1: {rpo: 1s")
 
 
 def cpu(lab: Any) -> int:
@@ -250,7 +254,7 @@ def test_a_system_older_than_its_rpo_is_stale_and_exits_1(
     done = hopnhat(env, "backup", "status", "--system", SYSTEM, "--json")
     assert done.returncode == 1, done.stdout + done.stderr
     [system] = as_json(done)["systems"]
-    assert (system["state"], system["rpo_seconds"]) == ("stale", 0)
+    assert (system["state"], system["rpo_seconds"]) == ("stale", 1)
     [host] = system["hosts"]
     assert host["freshness"] == "stale" and host["latest_snapshot"]["age_seconds"] > 0
     assert host["last_run"]["result"] == "ok"  # the run was fine: the data is just too old
@@ -266,7 +270,7 @@ def test_the_gate_refuses_to_change_a_data_vm_without_a_fresh_snapshot(
     assert "the backup gate refuses this apply" in done.stderr
     assert (f"system video, repository {REPOSITORY}: {HOST}'s latest snapshot"
             in done.stderr)
-    assert "older than the RPO 0s" in done.stderr and "Nothing was changed" in done.stderr
+    assert "older than the RPO 1s" in done.stderr and "Nothing was changed" in done.stderr
     assert "Traceback" not in done.stderr
     assert cpu(lab) == before  # no vCenter task
 

@@ -176,7 +176,7 @@ def test_known_hosts_holds_one_pinned_line_per_guest(lab: Lab) -> None:
     hosts = [line.split()[0] for line in lines]
     assert sorted(hosts) == sorted([GUEST_A, GUEST_B, REPO_IP])
     assert all(line.split()[1] == "ssh-ed25519" for line in lines)
-    assert oct(lab.known_hosts.stat().st_mode & 0o777) == "0o644"
+    assert oct(lab.known_hosts.stat().st_mode & 0o777) == "0o600"
 
 
 def test_a_wrong_or_missing_known_hosts_line_is_refused(lab: Lab, tmp_path: Path) -> None:

@@ -215,6 +215,20 @@ def test_configure_without_the_vault_password_stops_before_ansible(paths: Paths)
     assert [r.status for r in ledger.runs("configure")] == ["failed"]
 
 
+def test_configure_with_a_wrong_vault_password_stops_before_ansible(paths: Paths) -> None:
+    """A wrong password (or a broken vault) is a named exit 2 before any host is touched,
+    not a failure inside every host's play."""
+    paths.vault_password_file.write_text("not-the-password\n")
+    fake = FakeRunner(run_of({}))
+    ledger = Ledger(paths.ledger)
+    with pytest.raises(SecretError) as caught:
+        configure(paths, plan(paths.estate), ledger=ledger, runner=fake, probe=answering)
+    assert caught.value.exit_code == 2 and str(paths.vault_file) in str(caught.value)
+    assert "not-the-password" not in str(caught.value)
+    assert fake.calls == []
+    assert [r.status for r in ledger.runs("configure")] == ["failed"]
+
+
 # --- ansible-runner's data ------------------------------------------------------------------
 
 

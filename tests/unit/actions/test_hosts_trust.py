@@ -73,7 +73,7 @@ def test_known_hosts_records_one_key_per_host_and_forgets_it(tmp_path: Path) -> 
     assert [k.blob for k in ssh.known_keys(known, "127.20.1.5", 22)] == [KEY.blob]
     assert ssh.known_keys(known, "127.20.1.5", 2222) == []
     assert known.read_text().startswith("127.20.1.9 ")
-    assert oct(known.stat().st_mode & 0o777) == "0o644"
+    assert oct(known.stat().st_mode & 0o777) == "0o600"
     assert ssh.forget_host_key(known, "127.20.1.5", 22) == 1
     assert ssh.known_keys(known, "127.20.1.5", 22) == []
     assert known.read_text() == other_host
