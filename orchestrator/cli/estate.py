@@ -146,10 +146,19 @@ def inventory(
     """Print the Ansible inventory derived from the estate, as an Ansible dynamic
     inventory (playbooks/inventory.py wraps this for plain ansible-playbook and AWX)."""
     from orchestrator.estate.inventory import build_inventory, host_vars
+    from orchestrator.quoting import ansible_value
 
+    # every variable marked unsafe: Ansible takes an inventory script's output as trusted
+    # templates, and a "{{ lookup('pipe', …) }}" written in the estate would run here
     paths = context(ctx).paths
     if host is not None:
-        print_json(host_vars(paths, host))
+        print_json(ansible_value(host_vars(paths, host)))
     else:
         del list_  # --list is the default answer
-        print_json(build_inventory(paths))
+        found = build_inventory(paths)
+        for name, group in found.items():
+            if name == "_meta":
+                group["hostvars"] = {h: ansible_value(v) for h, v in group["hostvars"].items()}
+            elif isinstance(group, dict) and "vars" in group:
+                group["vars"] = ansible_value(group["vars"])
+        print_json(found)

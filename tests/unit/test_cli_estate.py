@@ -186,7 +186,8 @@ def test_inventory_list_is_an_ansible_dynamic_inventory(estate_copy, tmp_path):
     inventory = json.loads(result.stdout)
     assert inventory["system_qlvb"]["hosts"] == ["qlvb-app-01", "qlvb-app-02", "qlvb-db-01"]
     assert f'UserKnownHostsFile="{tmp_path / "st" / "known_hosts"}"' in (
-        inventory["_meta"]["hostvars"]["qlvb-db-01"]["ansible_ssh_common_args"])
+        inventory["_meta"]["hostvars"]["qlvb-db-01"]["ansible_ssh_common_args"]
+        ["__ansible_unsafe"])
     # no secret's reference but the key names (the vault host's name aside)
     text = result.stdout.replace("vault-danang-01", "").replace("vault_danang_01", "") \
         .replace("/srv/vault", "")
@@ -201,8 +202,35 @@ def test_inventory_host_prints_that_hosts_variables(estate_copy, tmp_path):
                      state=tmp_path / "st")
     assert result.exit_code == 0, result.output
     variables = json.loads(result.stdout)
-    assert variables["ansible_host"] == "127.10.2.11"
-    assert variables["hopnhat_site"] == "danang"
+    assert variables["ansible_host"] == {"__ansible_unsafe": "127.10.2.11"}
+    assert variables["hopnhat_site"] == {"__ansible_unsafe": "danang"}
+
+
+def test_the_inventory_script_hands_ansible_text_never_a_template(estate_copy, tmp_path):
+    """A system's name written as a Jinja lookup reaches a real ansible-playbook through
+    playbooks/inventory.py (as plain Ansible and AWX use it) as text: never run."""
+    import os
+    import subprocess
+    import sys
+
+    marker = tmp_path / "pwned"
+    estate_copy.edit("systems/qlvb.yml", lambda data: data.update(
+        name=f"{{{{ lookup('pipe', 'touch {marker}') }}}}"))
+    play = tmp_path / "play.yml"
+    play.write_text("- hosts: qlvb-db-01\n  connection: local\n  gather_facts: false\n"
+                    "  tasks:\n    - ansible.builtin.debug:\n"
+                    "        msg: \"[{{ hopnhat_system_name }}]\"\n")
+    repo = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("ansible-playbook")), "-i",
+         str(repo / "playbooks" / "inventory.py"), str(play)],
+        capture_output=True, text=True, check=False, cwd=tmp_path,
+        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path), "ANSIBLE_NOCOLOR": "1",
+             "HOPNHAT_ESTATE": str(estate_copy.root), "HOPNHAT_STATE": str(tmp_path / "st"),
+             "ANSIBLE_LOCAL_TEMP": str(tmp_path)})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not marker.exists()
+    assert f"touch {marker}" in done.stdout
 
 
 @pytest.mark.parametrize("args", [
