@@ -36,7 +36,7 @@ deps: apt
 
 apt: $(STAMPS)/apt
 $(STAMPS)/apt: Makefile
-	@mkdir -p $(STAMPS)
+	@mkdir -p -m 700 .hopnhat && mkdir -p $(STAMPS)
 	@missing=""; for p in $(APT_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
 	done; \
@@ -49,7 +49,7 @@ $(STAMPS)/apt: Makefile
 
 venv: $(STAMPS)/venv
 $(STAMPS)/venv: pyproject.toml | $(STAMPS)/apt
-	@mkdir -p $(STAMPS)
+	@mkdir -p -m 700 .hopnhat && mkdir -p $(STAMPS)
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
@@ -68,7 +68,7 @@ lab-build: $(STAMPS)/apt
 lint: venv
 	$(PY) -m ruff check orchestrator tests bench
 	$(PY) -m mypy
-	@mkdir -p .hopnhat
+	@mkdir -p -m 700 .hopnhat
 	$(HOPNHAT) alerts --print > .hopnhat/alerts.yml
 	promtool check rules .hopnhat/alerts.yml
 	$(VENV)/bin/ansible-lint --profile production -c playbooks/.ansible-lint playbooks/

@@ -9,8 +9,10 @@ from __future__ import annotations
 import contextlib
 import getpass
 import json
+import logging
 import os
 import sqlite3
+import stat
 import threading
 import time
 import uuid
@@ -53,12 +55,28 @@ CREATE TABLE IF NOT EXISTS facts (
 """
 
 
-def private_folder(folder: Path) -> None:
-    """Make ``folder`` (the state folder) readable by its owner only: created 0700, and an
-    existing one that others may read or enter is narrowed to 0700. Raises OSError."""
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if folder.stat().st_mode & 0o077:
+log = logging.getLogger(__name__)
+
+
+def private_folder(folder: Path, ledger: Path | None = None) -> None:
+    """Make ``folder`` (the state folder) readable by its owner only: created 0700. An
+    existing one that others may read or enter is narrowed to 0700 only when it is
+    hopnhat's own — it holds ``ledger`` (a state folder of an older hopnhat) or nothing yet,
+    its owner runs hopnhat, it is not sticky; any other folder given as the state folder
+    (``/tmp``, a shared one) keeps its mode, with a warning. Raises OSError."""
+    if not folder.exists():
+        folder.mkdir(mode=0o700, parents=True)
+        return
+    info = folder.stat()
+    if not info.st_mode & 0o077:
+        return
+    ours = (ledger is not None and ledger.exists()) or not any(folder.iterdir())
+    if ours and info.st_uid == os.getuid() and not info.st_mode & stat.S_ISVTX:
         folder.chmod(0o700)
+    else:
+        log.warning("the state folder %s is open to other users (mode %o): hopnhat keeps "
+                    "keys and the ledger there; give it a folder of its own, or chmod 700 it",
+                    folder, stat.S_IMODE(info.st_mode))
 
 
 def operator_name() -> str:
@@ -88,7 +106,7 @@ class Ledger:
     """Thread-safe: one connection, one lock (workers of a run record concurrently)."""
 
     def __init__(self, path: Path) -> None:
-        private_folder(path.parent)
+        private_folder(path.parent, path)
         self.path = path
         self._lock = threading.Lock()
         # Born 0600: SQLite gives the -wal and -shm files it makes the database file's own

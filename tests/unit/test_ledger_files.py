@@ -82,3 +82,22 @@ def test_an_existing_ledger_is_opened_by_sqlite_alone(tmp_path: Path,
         assert len(first.events(run)) == 1
     finally:
         first.close()
+
+
+def test_a_shared_folder_given_as_the_state_keeps_its_mode_with_a_warning(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """--state /tmp (or a home) must not become 0700 because hopnhat opened its ledger
+    there: only hopnhat's own folder (new, empty, or holding the ledger) is narrowed."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    (shared / "someone-elses-file").write_text("x")
+    with caplog.at_level("WARNING", logger="orchestrator.ledger"):
+        Ledger(shared / "ledger.sqlite").close()
+    assert mode(shared) == 0o1777
+    assert any("open to other users" in r.getMessage() for r in caplog.records)
+    home = tmp_path / "home"
+    home.mkdir(mode=0o755)
+    (home / ".profile").write_text("x")
+    Ledger(home / "ledger.sqlite").close()
+    assert mode(home) == 0o755
