@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 
+from orchestrator.quoting import ssh_option
+
 Version = tuple[int, int, int]
 
 #: restic's own rule (internal/restic/lock.go): a lock older than this is stale
@@ -129,8 +131,8 @@ def ssh_command(destination: str, key_file: Path, known_hosts: Path, *, port: in
     minutes), and ``-s sftp`` (restic's own form: ``ssh user@host -s sftp``; the URL's host
     is then only a label)."""
     return (
-        "ssh", "-i", str(key_file), "-o", "IdentitiesOnly=yes",
-        "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known_hosts}",
+        "ssh", "-o", ssh_option("IdentityFile", key_file), "-o", "IdentitiesOnly=yes",
+        "-o", "StrictHostKeyChecking=yes", "-o", ssh_option("UserKnownHostsFile", known_hosts),
         "-o", "BatchMode=yes", "-o", f"ServerAliveInterval={alive_interval}",
         "-o", f"ServerAliveCountMax={alive_count}", "-o", f"ConnectTimeout={connect_timeout}",
         "-p", str(port),

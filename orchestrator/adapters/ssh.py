@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from orchestrator import process
 from orchestrator.errors import CommandError, SSHError
 from orchestrator.process import run
+from orchestrator.quoting import ssh_option
 
 if TYPE_CHECKING:
     import subprocess
@@ -157,12 +158,6 @@ def _alive(client: paramiko.SSHClient) -> bool:
     return transport is not None and transport.is_active()
 
 
-def _ssh_path(path: Path) -> str:
-    """A path as an ssh option's value: ``%`` is ssh's token character, blanks split."""
-    text = str(path).replace("%", "%%")
-    return f'"{text}"' if any(c.isspace() for c in text) else text
-
-
 #: the key exchanges paramiko prefers, in its order: ML-KEM hybrid (post-quantum; OpenSSH
 #: 9.9+), else curve25519. OpenSSH 9.2's own first choice, sntrup761x25519, costs ~0.1 s a
 #: connection on a small host — as much again as the rest of the handshake.
@@ -193,12 +188,12 @@ def openssh_argv(target: Target, command: str, *, connect_timeout: float = 15.0,
     and never added to it; a connection silent for ``alive_interval`` × ``alive_count``
     seconds is dropped. ``kex_first``: key exchanges tried before ssh's own list (which
     follows them: a server without them still connects)."""
-    options = {
+    options: dict[str, str | Path] = {
         "BatchMode": "yes", "StrictHostKeyChecking": "yes", "UpdateHostKeys": "no",
-        "UserKnownHostsFile": _ssh_path(target.known_hosts),
+        "UserKnownHostsFile": target.known_hosts,
         "GlobalKnownHostsFile": "/dev/null", "CheckHostIP": "no",
         "IdentitiesOnly": "yes", "IdentityAgent": "none",
-        "IdentityFile": _ssh_path(target.key_file),
+        "IdentityFile": target.key_file,
         "ControlMaster": "no", "ControlPath": "none",
         "ConnectTimeout": str(max(1, round(connect_timeout))),
         "ServerAliveInterval": str(alive_interval), "ServerAliveCountMax": str(alive_count),
@@ -208,7 +203,8 @@ def openssh_argv(target: Target, command: str, *, connect_timeout: float = 15.0,
         options["KexAlgorithms"] = "^" + ",".join(kex_first)
     argv = ["ssh", "-F", "/dev/null", "-T"]
     for key, value in options.items():
-        argv += ["-o", f"{key}={value}"]
+        # paths quoted for ssh (blanks, % tokens); the rest are hopnhat's own words
+        argv += ["-o", ssh_option(key, value) if isinstance(value, Path) else f"{key}={value}"]
     return (*argv, "-p", str(target.port), "-l", target.user, "--", target.address, command)
 
 

@@ -32,6 +32,7 @@ from orchestrator.estate.values import (
     Bool,
     Code,
     Float,
+    HostFolder,
     Int,
     Label,
     Name,
@@ -265,7 +266,7 @@ class RepositoryHost(Strict):
     site: Name
     address: IPv4
     port: Port = 22
-    storage_path: AbsPath
+    storage_path: HostFolder
     capacity_gb: Annotated[Float, Field(gt=0)]
     protocol: Literal["rest", "sftp"] = "sftp"
     maintenance_port: Port | None = None

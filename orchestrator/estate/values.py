@@ -53,6 +53,10 @@ def _absolute_path(value: str) -> str:
 
 
 AbsPath = Annotated[str, Field(min_length=1, max_length=4096), AfterValidator(_absolute_path)]
+#: a folder on a repository host that its role writes into unit files (ReadWritePaths=),
+#: environment files and sshd's config: plain characters only (no blank, %, $, comma,
+#: colon), which each of them takes as they are
+HostFolder = Annotated[AbsPath, Field(max_length=255, pattern=r"^/[A-Za-z0-9._@+/-]*$")]
 
 
 def longer_than_zero(value: timedelta) -> timedelta:

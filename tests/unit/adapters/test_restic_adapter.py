@@ -311,8 +311,9 @@ def test_ssh_command_pins_host_keys_and_keeps_the_link_alive() -> None:
     argv = ssh_command("restic-qlvb@127.20.2.10", Path("/k/id"), Path("/k/known_hosts"),
                        port=2222)
     assert argv == (
-        "ssh", "-i", "/k/id", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes",
-        "-o", "UserKnownHostsFile=/k/known_hosts", "-o", "BatchMode=yes",
+        "ssh", "-o", 'IdentityFile="/k/id"', "-o", "IdentitiesOnly=yes",
+        "-o", "StrictHostKeyChecking=yes", "-o", 'UserKnownHostsFile="/k/known_hosts"',
+        "-o", "BatchMode=yes",
         "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4",
         "-o", "ConnectTimeout=30", "-p", "2222", "restic-qlvb@127.20.2.10", "-s", "sftp")
 
@@ -322,6 +323,7 @@ def test_ssh_command_pins_host_keys_and_keeps_the_link_alive() -> None:
     ("ssh", "-i", "/keys/with space/id", "u@h", "-s", "sftp"),
     ("ssh", "-o", "Ciphers=aes128-ctr,aes256-ctr", "u@h", "-s", "sftp"),
     ("ssh", "-o", 'ProxyCommand=nc "%h" %p', "u@h", "-s", "sftp"),
+    ssh_command("u@h", Path("/my state/id"), Path("/a%d b/known_hosts")),
 ])
 def test_sftp_option_comes_back_as_the_same_argv_in_restic(argv: tuple[str, ...]) -> None:
     assert restic_split(sftp_option(argv)) == list(argv)

@@ -30,14 +30,14 @@ def test_the_host_key_is_checked_strictly_against_hopnhats_known_hosts_only() ->
     seen = options(argv)
     assert argv[:4] == ("ssh", "-F", "/dev/null", "-T")  # no user or system ssh_config
     assert seen["StrictHostKeyChecking"] == "yes" and seen["UpdateHostKeys"] == "no"
-    assert seen["UserKnownHostsFile"] == "/state/known_hosts"
+    assert seen["UserKnownHostsFile"] == '"/state/known_hosts"'
     assert seen["GlobalKnownHostsFile"] == "/dev/null"
 
 
 def test_only_hopnhats_key_no_agent_no_prompt() -> None:
     seen = options(openssh_argv(TARGET, "true"))
     assert (seen["IdentityFile"], seen["IdentitiesOnly"], seen["IdentityAgent"],
-            seen["BatchMode"]) == ("/state/keys/id_ed25519", "yes", "none", "yes")
+            seen["BatchMode"]) == ('"/state/keys/id_ed25519"', "yes", "none", "yes")
 
 
 def test_the_command_comes_last_after_the_address_port_and_user() -> None:
@@ -75,10 +75,22 @@ def test_a_dead_connection_is_dropped_after_a_minute_of_silence() -> None:
 
 
 def test_paths_are_quoted_for_ssh_options() -> None:
-    odd = Target("h", "127.0.0.1", 22, "root", Path("/my state/id"), Path("/a%b/known_hosts"))
-    seen = options(openssh_argv(odd, "true"))
+    """ssh itself (``ssh -G``: the configuration it would use) reads each path whole: a
+    blank does not split it, a % is not a token."""
+    import subprocess
+
+    odd = Target("h", "127.0.0.1", 22, "root", Path("/my state/id"),
+                 Path("/a%d b/known_hosts"))
+    argv = openssh_argv(odd, "true")
+    seen = options(argv)
     assert seen["IdentityFile"] == '"/my state/id"'
-    assert seen["UserKnownHostsFile"] == "/a%%b/known_hosts"  # % is ssh's token character
+    assert seen["UserKnownHostsFile"] == '"/a%%d b/known_hosts"'
+    at = argv.index("--")
+    done = subprocess.run(["ssh", "-G", *argv[1:at], argv[at + 1]], capture_output=True,
+                          text=True, check=True)
+    config = done.stdout.splitlines()
+    assert "userknownhostsfile /a%d b/known_hosts" in config
+    assert "identityfile /my state/id" in config
 
 
 @pytest.mark.parametrize(("stderr", "said"), [

@@ -228,3 +228,14 @@ def test_vcenter_is_reached_over_https_only(estate_copy: EstateCopy) -> None:
     estate_copy.edit("sites/danang.yml",
                      lambda d: d["vcenter"].update(url="http://127.0.0.1:8989/sdk"))
     estate_copy.assert_only_problems(("sites/danang.yml", "vcenter.url", "https://"))
+
+
+@pytest.mark.parametrize("path", ["/srv/%H", "/srv/a b", "/srv/a,b", "/srv/a:b", "/srv/$x"])
+def test_a_repository_folder_holds_plain_characters_only(estate_copy: EstateCopy,
+                                                         path: str) -> None:
+    """It lands in a unit file (ReadWritePaths=, where %H expands), an environment file
+    and sshd's config on the host."""
+    estate_copy.edit("estate.yml",
+                     lambda d: d["repository_hosts"][0].update(storage_path=path))
+    estate_copy.assert_only_problems(
+        ("estate.yml", "repository_hosts[0].storage_path", "should match pattern"))
