@@ -40,17 +40,26 @@ def calendar_problems(expressions: Iterable[str]) -> dict[str, str]:
         done = run(["systemd-analyze", "calendar", "--", *wanted], timeout=30)
     except CommandError:
         return check_calendars(wanted)
-    if done.ok:
-        return {}
     found: dict[str, str] = {}
     for line in done.stderr.splitlines():
         match = _FAILED.match(line.strip())
         if match and match.group(1) in wanted:
             found[match.group(1)] = (f"not a systemd calendar event: {match.group(2)} "
                                      "[checked by systemd-analyze calendar]")
-    if not found:  # failed without naming an expression: judge each alone
+    if not done.ok and not found:  # failed without naming an expression: each alone
         for expression in wanted:
             if next_elapse(expression)[0] is None:
                 found[expression] = ("not a systemd calendar event [checked by "
+                                     "systemd-analyze calendar]")
+        return found
+    # one block for each expression read, in order: one that never elapses (a date past)
+    # would never start its timer
+    read = [e for e in wanted if e not in found]
+    blocks = [b for b in done.stdout.split("\n\n") if "Next elapse:" in b]
+    if len(blocks) == len(read):
+        for expression, block in zip(read, blocks, strict=True):
+            if re.search(r"Next elapse:\s*never", block):
+                found[expression] = ("a calendar event that never elapses (its time is "
+                                     "past): the timer would never start [checked by "
                                      "systemd-analyze calendar]")
     return found

@@ -141,6 +141,9 @@ def _component(text: str, low: int, high: int, what: str, *, seconds: bool = Fal
         if step and float(step) <= 0:
             raise ValueError(f"{what} repetition must be more than 0")
         if base == "*":
+            if step:  # systemd refuses it (cron's habit): 0/15, not */15
+                raise ValueError(f"{what} {item!r}: write a repetition from a value "
+                                 f"(0/{step}), not from *")
             continue
         ends = base.split("..")
         if len(ends) > 2 or not all(ends):
@@ -156,10 +159,15 @@ def _component(text: str, low: int, high: int, what: str, *, seconds: bool = Fal
 
 
 def _weekdays(text: str) -> bool:
+    """Whether ``text`` is a weekday list (``Mon``, ``Mon..Fri``, ``Sat,Sun``). A range
+    that wraps (``Fri..Mon``), which systemd refuses: ValueError."""
     for item in text.split(","):
         ends = item.split("..")
         if len(ends) > 2 or not all(e.lower() in _DAYS for e in ends):
             return False
+        if len(ends) == 2 and _DAYS[ends[0].lower()] > _DAYS[ends[1].lower()]:
+            raise ValueError(f"weekday range {item!r} wraps past Sunday: write it as two "
+                             "(Fri..Sun,Mon)")
     return True
 
 

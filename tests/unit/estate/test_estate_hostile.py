@@ -155,7 +155,7 @@ def test_the_vault_schedule_is_checked_too(estate_copy: EstateCopy) -> None:
 @pytest.mark.parametrize("schedule", [
     "*-*-* 02:00:00", "Mon..Fri 22:00", "hourly", "daily", "weekly", "*-*-* *:00/15:00",
     "Sun *-*-* 05:30:00", "Mon,Wed 10:00 Asia/Ho_Chi_Minh", "*-02~01", "02:00 UTC",
-    "2026-12-01 08:00", "*:0/15", "Sat"])
+    "2199-12-01 08:00", "*:0/15", "Sat"])
 def test_schedules_systemd_reads_are_read_alike(schedule: str) -> None:
     assert calendar_problem(schedule) is None
     from orchestrator.adapters.systemd import calendar_problems
@@ -239,3 +239,27 @@ def test_a_repository_folder_holds_plain_characters_only(estate_copy: EstateCopy
                      lambda d: d["repository_hosts"][0].update(storage_path=path))
     estate_copy.assert_only_problems(
         ("estate.yml", "repository_hosts[0].storage_path", "should match pattern"))
+
+
+@pytest.mark.parametrize("schedule", [
+    "*-*-* */2:00:00", "*:*/15", "*-*-*/2", "Fri..Mon", "Sun..Mon", "every night", "25:00",
+    "Mon..Fri 22:00", "*-*-* 02:00:00", "hourly", "*:0/15", "*-02~01", "Sat,Sun 10:00",
+    "Mon *-*-* 05:30", "*-*-* 06:30:00 UTC", "12:00", "*-1-1", "Mon..Wed,Fri 01:02:03"])
+def test_hopnhats_reading_agrees_with_systemds(schedule: str) -> None:
+    """Where systemd-analyze is missing, hopnhat's own reading stands in: on these (cron
+    habits included) both say the same."""
+    import subprocess
+
+    systemd = subprocess.run(["systemd-analyze", "calendar", "--", schedule],
+                             capture_output=True, check=False).returncode == 0
+    assert (calendar_problem(schedule) is None) == systemd
+
+
+def test_a_schedule_that_never_elapses_is_named_by_systemd(estate_copy: EstateCopy) -> None:
+    from orchestrator.adapters.systemd import calendar_problems
+
+    estate_copy.edit("systems/qlvb.yml", lambda d: d["backup"].update(schedule="2023-01-01"))
+    with pytest.raises(EstateError) as refused:
+        load_estate(estate_copy.root, calendar=calendar_problems)
+    [(rel, key, message)] = refused.value.problems
+    assert (rel, key) == ("systems/qlvb.yml", "backup.schedule") and "never elapses" in message
