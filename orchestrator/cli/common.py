@@ -22,6 +22,7 @@ import typer.main
 from rich.console import Console
 from rich.markup import escape
 from rich.segment import Segment
+from rich.style import Style
 from typer.core import TyperGroup
 
 from orchestrator.errors import HopnhatError
@@ -39,9 +40,17 @@ class SafeConsole(Console):
 
     def _render_buffer(self, buffer: Iterable[Segment]) -> str:
         return super()._render_buffer(
-            Segment(terminal(text, None, lines=True), style, control)
+            Segment(terminal(text, None, lines=True), _safe_style(style), control)
             if text and not control else Segment(text, style, control)
             for text, style, control in buffer)
+
+
+def _safe_style(style: Style | None) -> Style | None:
+    """``style`` without a link that holds a control character (a link is written into the
+    terminal's own escape sequence: markup in foreign text could end it early)."""
+    if style is None or not style.link or terminal(style.link, None) == style.link:
+        return style
+    return style + Style(link=terminal(style.link, 2000))
 
 
 err_console = SafeConsole(stderr=True, highlight=False)
@@ -123,10 +132,19 @@ def print_json(data: Any) -> None:
     sys.stdout.write(_JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text) + "\n")
 
 
+class SafeFormatter(logging.Formatter):
+    """Log lines on a terminal: what a host, a repository or a notifier said (and logs
+    quote) has its control characters written visibly, line breaks kept."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return terminal(super().format(record), None, lines=True)
+
+
 def setup_logging(verbose: int) -> None:
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     # pyVmomi and paramiko log request bodies at DEBUG; keep them out even at -vv
     for noisy in ("pyVmomi", "paramiko", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

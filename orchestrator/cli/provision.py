@@ -231,7 +231,8 @@ class RichProgress:
         self.bar.remove_task(self.rows.pop(vm))
         self.bar.advance(self.overall)
         mark = "[green]✓[/]" if ok else "[red]✗[/]"
-        self.bar.console.print(f"{mark} {vm} {detail}", markup=True, highlight=False)
+        # detail may quote vCenter's own words: escaped, so "[/]" in them is not markup
+        self.bar.console.print(f"{mark} {vm} {escape(detail)}", markup=True, highlight=False)
 
 
 @contextmanager

@@ -148,3 +148,22 @@ def test_an_insecure_site_is_warned_of_by_name(tmp_path: Path,
     assert "(site danang)" in warned[0] and "sites/danang.yml" in warned[0]
     flagged = provision.endpoints(paths, ["quangnam"], insecure=True)
     assert flagged[0].insecure_by == "--insecure"
+
+
+def test_a_link_in_foreign_markup_cannot_end_the_terminals_sequence() -> None:
+    from orchestrator.cli.common import SafeConsole
+
+    console = SafeConsole(force_terminal=True, width=80)
+    with console.capture() as captured:
+        console.print("[link=http://x\x1b]0;PWNED\x07]a[/link]")
+    out = captured.get()
+    assert "\x1b]0;PWNED" not in out and "\x07" not in out
+
+
+def test_log_lines_write_control_characters_visibly() -> None:
+    from orchestrator.cli.common import SafeFormatter
+
+    record = logging.LogRecord("x", logging.WARNING, __file__, 1, "restic said: %s", (
+        "\x1b[2Jfine\nnext",), None)
+    line = SafeFormatter("%(message)s").format(record)
+    assert line == "restic said: \\x1b[2Jfine\nnext"
