@@ -13,6 +13,7 @@ from typer import _click  # Typer's own copy of Click, whose errors it raises
 from orchestrator import __version__
 from orchestrator.cli.common import Context, HandledGroup, setup_logging
 from orchestrator.errors import EXIT_BAD_INPUT, EXIT_USAGE
+from orchestrator.quoting import CONTROL, terminal
 
 
 class RootGroup(HandledGroup):
@@ -41,7 +42,32 @@ class RootGroup(HandledGroup):
     }
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        return super().parse_args(ctx, hoist_global_options(args))
+        return super().parse_args(ctx, hoist_global_options(args, self._value_options(ctx,
+                                                                                     args)))
+
+    def _value_options(self, ctx: Any, args: list[str]) -> frozenset[str]:
+        """The options that take a value of the command ``args`` names (its module loaded,
+        no other): their values are never taken for global options."""
+        words: list[str] = []
+        skip = False
+        for arg in args:
+            if arg == "--":
+                break
+            if skip:
+                skip = False
+            elif arg in GLOBAL_WITH_VALUE:
+                skip = True
+            elif not arg.startswith("-"):
+                words.append(arg)
+        command: Any = self.get_command(ctx, words[0]) if words else None
+        if command is not None and hasattr(command, "get_command") and len(words) > 1:
+            command = command.get_command(ctx, words[1]) or command
+        found: set[str] = set()
+        for param in getattr(command, "params", ()):
+            if getattr(param, "param_type_name", "") == "option" \
+                    and not getattr(param, "is_flag", False) and not getattr(param, "count", False):
+                found.update(param.opts + param.secondary_opts)
+        return frozenset(found)
 
 
 # a mistyped command line (an unknown command or option, a missing one) exits 64
@@ -51,16 +77,21 @@ _click.exceptions.UsageError.exit_code = EXIT_USAGE
 _click.exceptions.BadParameter.exit_code = EXIT_BAD_INPUT
 _click.exceptions.MissingParameter.exit_code = EXIT_USAGE
 
+#: what the state folder's path cannot hold: it reaches ssh options (known_hosts, keys)
+STATE_REFUSED = re.compile(r'["\x00-\x1f\x7f-\x9f]')
+
 #: global options taking a value, and those that do not (see :func:`hoist_global_options`)
 GLOBAL_WITH_VALUE = ("--estate", "--state")
 GLOBAL_FLAGS = ("--verbose",)
 
 
-def hoist_global_options(args: list[str]) -> list[str]:
+def hoist_global_options(args: list[str],
+                         value_options: frozenset[str] = frozenset()) -> list[str]:
     """``args`` with the global options written after the command moved before it, so that
     ``hopnhat estate validate --estate DIR`` means ``hopnhat --estate DIR estate validate``
     (users type them either way). ``--json`` stays where it is (every command that prints
-    takes its own). Nothing after ``--`` moves."""
+    takes its own). Nothing after ``--`` moves, nor the value of one of the command's own
+    ``value_options`` (``--reason --state`` keeps ``--state`` as the reason)."""
     head: list[str] = []
     i = 0
     while i < len(args) and args[i].startswith("-") and args[i] != "--":
@@ -79,6 +110,10 @@ def hoist_global_options(args: list[str]) -> list[str]:
         if arg == "--":
             rest += tail[j:]
             break
+        if arg in value_options:
+            rest += tail[j:j + 2]
+            j += 2
+            continue
         if arg in GLOBAL_WITH_VALUE and j + 1 < len(tail):
             moved += [arg, tail[j + 1]]
             j += 2
@@ -132,6 +167,14 @@ def root(
     """Global options go before or after the command: hopnhat --estate DIR plan, or
     hopnhat plan --estate DIR."""
     del version
+    for name, folder, refused in (("--estate", estate, CONTROL),
+                                  ("--state", state, STATE_REFUSED)):
+        if refused.search(str(folder)):
+            # the state folder's paths reach ssh options (known_hosts, keys), which can hold
+            # no double quote; neither folder may hold a control character
+            raise typer.BadParameter(f"{terminal(str(folder), 200)} holds a control "
+                                     "character" + (" or a double quote" if name == "--state"
+                                                    else ""), param_hint=name)
     setup_logging(verbose)
     ctx.obj = Context(estate_dir=estate.absolute(), state_dir=state.absolute(), json=json,
                       verbose=verbose)

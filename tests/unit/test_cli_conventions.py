@@ -167,3 +167,26 @@ def test_log_lines_write_control_characters_visibly() -> None:
         "\x1b[2Jfine\nnext",), None)
     line = SafeFormatter("%(message)s").format(record)
     assert line == "restic said: \\x1b[2Jfine\nnext"
+
+
+def test_a_commands_own_option_value_is_never_taken_for_a_global_option(
+        tmp_path: Path) -> None:
+    assert hoist_global_options(["apply", "--reason", "--state", "--yes"],
+                                frozenset({"--reason"})) == ["apply", "--reason", "--state",
+                                                             "--yes"]
+    # through the real command line: --reason keeps "--state" (and "-v") as its value, the
+    # --estate after it still moves
+    for value in ("--state", "-v"):
+        done = runner.invoke(app, ["apply", "--no-backup-gate", "--reason", value, "--system",
+                                   "qvlb", "--estate", str(EXAMPLE), "--state",
+                                   str(tmp_path)])
+        assert done.exit_code == EXIT_BAD_INPUT, done.output
+        assert "no system 'qvlb'" in done.output
+
+
+@pytest.mark.parametrize("state", ['/tmp/a"b', "/tmp/a\nb", "/tmp/a\x1bb"])
+def test_a_state_folder_ssh_could_not_be_told_is_bad_input(state: str) -> None:
+    done = runner.invoke(app, ["--state", state, "--estate", str(EXAMPLE), "estate",
+                               "inventory"])
+    assert done.exit_code == EXIT_BAD_INPUT, done.output
+    assert "--state" in done.output and "\x1b" not in done.output
