@@ -366,7 +366,8 @@ def test_tls_is_verified_unless_insecure_is_asked(lab: Any, tmp_path: Path) -> N
     assert "the vCenter certificate is not trusted" in done.stderr
     insecure = hopnhat(env, "plan", "--system", "opendata", "--insecure")
     assert insecure.returncode == 0, insecure.stderr
-    assert "TLS verification of vCenter is OFF" in insecure.stderr
+    assert "TLS verification of vCenter" in insecure.stderr
+    assert "(site danang) is OFF (--insecure)" in insecure.stderr
 
 
 # ---------------------------------------------------------------- failures half-way

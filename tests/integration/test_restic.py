@@ -240,7 +240,10 @@ def test_backup_list_restore_forget_check_on_a_local_repository(
     assert first.ok and first.snapshot_id
     assert first.files_new == 25 and first.total_files_processed == 25
     assert first.total_bytes_processed == sum(40_000 + i for i in range(24))
-    assert progress and all(p["message_type"] == "status" for p in progress)
+    # restic reports every 1/60 s: a 1 MB tree may be done before its first report (seen
+    # once in three runs), so only what does come is checked here; that progress comes
+    # during a long backup, test_repository_host_down_mid_backup relies on
+    assert all(p["message_type"] == "status" for p in progress)
 
     [snapshot] = restic.snapshots()
     assert snapshot.short_id == first.snapshot_id
