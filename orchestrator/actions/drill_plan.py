@@ -31,6 +31,7 @@ from orchestrator.adapters.restic import Snapshot
 from orchestrator.adapters.vsphere_facts import SYSTEM, Inventory
 from orchestrator.errors import EXIT_BAD_INPUT, PlanError
 from orchestrator.estate.model import VM, Estate, Probe, Site
+from orchestrator.estate_lock import pid_alive
 
 MARK_PREFIX = "drill:"
 NAME_MAX = 63
@@ -153,7 +154,7 @@ class AddressBook:
                 book = json.loads(self.path.read_text()) if self.path.exists() else {}
                 held = book.get("held", {})
                 book["held"] = {ip: h for ip, h in held.items()
-                                if _alive(int(h.get("pid", 0)))}
+                                if pid_alive(int(h.get("pid", 0)))}
                 yield book
                 tmp = self.path.with_suffix(".tmp")
                 tmp.write_text(json.dumps(book, indent=1, sort_keys=True))
@@ -191,18 +192,6 @@ class AddressBook:
             held = book["held"]
             for ip in [ip for ip, h in held.items() if h.get("drill") == drill_id]:
                 del held[ip]
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def taken_addresses(estate: Estate, facts: Mapping[str, Inventory]) -> set[str]:
@@ -344,5 +333,5 @@ def is_leftover(status: str | None, params: Mapping[str, Any],
     if status is None:
         return True
     if status == "running":
-        return params.get("host") == this_host and not _alive(int(params.get("pid", 0)))
+        return params.get("host") == this_host and not pid_alive(int(params.get("pid", 0)))
     return not (summary or {}).get("kept", False)
