@@ -37,7 +37,13 @@ from pathlib import Path
 
 from orchestrator.errors import LabError
 from orchestrator.lab.guest_init import GUEST_ENV, OVERLAID, GuestSpec, check_public_key
-from orchestrator.lab.processes import ProcessRecord, ProcessTable, is_alive, start_ticks
+from orchestrator.lab.processes import (
+    ProcessRecord,
+    ProcessTable,
+    is_alive,
+    parent_pid,
+    start_ticks,
+)
 from orchestrator.process import run, spawn
 
 SSHD = "/usr/sbin/sshd"
@@ -459,21 +465,13 @@ def _members(namespace: str) -> dict[int, int]:
     return found
 
 
-def _parent(pid: int) -> int | None:
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(raw[raw.rindex(")") + 2 :].split()[1])
-
-
 def _deepest_first(members: dict[int, int]) -> list[dict[int, int]]:
     """``members`` grouped by depth in their process tree, leaves first."""
     depth: dict[int, int] = {}
     for pid in members:
-        d, parent = 0, _parent(pid)
+        d, parent = 0, parent_pid(pid)
         while parent in members and d < len(members):
-            d, parent = d + 1, _parent(parent)
+            d, parent = d + 1, parent_pid(parent)
         depth[pid] = d
     return [{p: members[p] for p in members if depth[p] == level}
             for level in sorted(set(depth.values()), reverse=True)]

@@ -30,16 +30,27 @@ class ProcessRecord:
     details: dict[str, str] = field(default_factory=dict)
 
 
-def start_ticks(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot, or None if it is gone."""
+def stat_fields(pid: int) -> list[str] | None:
+    """``/proc/<pid>/stat`` after the command name, from the state (field 3) on; None if the
+    process is gone."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     # the command name (field 2) may hold spaces and parentheses: split after the last ')'
-    fields = raw[raw.rindex(")") + 2 :].split()
-    state = fields[0]
-    if state in ("Z", "X"):
+    return raw[raw.rindex(")") + 2 :].split()
+
+
+def parent_pid(pid: int) -> int | None:
+    """The process's parent, or None if it is gone."""
+    fields = stat_fields(pid)
+    return None if fields is None else int(fields[1])
+
+
+def start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot, or None if it is gone."""
+    fields = stat_fields(pid)
+    if fields is None or fields[0] in ("Z", "X"):
         return None
     return int(fields[19])
 

@@ -533,18 +533,13 @@ def check(root: Path, seconds: float = EXAMPLE_SECONDS) -> Failure | None:
             load_estate(root)
     except EstateError as exc:
         return _check_problems(exc)
-    except Hang as exc:
+    except (Hang, MemoryError) as exc:
+        kind = "hang" if isinstance(exc, Hang) else "memory"
         frames = _frames(exc.__traceback__)
         ours = [f for f in frames if "/orchestrator/" in f.filename]
-        sig = ("hang", _where(ours[-1]) if ours else "", _where(frames[-1], line=False)
+        sig = (kind, _where(ours[-1]) if ours else "", _where(frames[-1], line=False)
                if frames else "")
-        return Failure("hang", _tail(exc, 12), sig)
-    except MemoryError as exc:
-        frames = _frames(exc.__traceback__)
-        ours = [f for f in frames if "/orchestrator/" in f.filename]
-        sig = ("memory", _where(ours[-1]) if ours else "", _where(frames[-1], line=False)
-               if frames else "")
-        return Failure("memory", _tail(exc, 12), sig)
+        return Failure(kind, _tail(exc, 12), sig)
     except Exception as exc:
         frames = _frames(exc.__traceback__)
         sig = ("exception", exc.__class__.__name__, _where(frames[-1]) if frames else "")

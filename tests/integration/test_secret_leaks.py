@@ -28,6 +28,7 @@ import pytest
 from orchestrator.adapters.vault import write_private, write_vault
 from orchestrator.estate import load_estate
 from orchestrator.estate.endpoints import rest_secret_keys
+from orchestrator.lab.processes import parent_pid
 from orchestrator.lab.secrets import secret_refs
 from orchestrator.settings import Paths
 from tests.conftest import HOPNHAT, LabHandle, copy_estate, free_ports, ledger_dump, replace_in
@@ -47,14 +48,6 @@ class Seen:
     environs: dict[int, bytes] = field(default_factory=dict)
 
 
-def _parent(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat[stat.rindex(")") + 2:].split()[1])
-
-
 def _sample(root: int, seen: Seen, stop: threading.Event) -> None:
     """Read the cmdline and environ of every descendant of ``root`` until ``stop``. A
     descendant that still shows ``root``'s own command line is hopnhat itself between fork
@@ -65,7 +58,7 @@ def _sample(root: int, seen: Seen, stop: threading.Event) -> None:
         parents: dict[int, int | None] = {}
         for entry in os.scandir("/proc"):
             if entry.name.isdigit():
-                parents[int(entry.name)] = _parent(int(entry.name))
+                parents[int(entry.name)] = parent_pid(int(entry.name))
         for pid in parents:
             ancestor, hops = parents.get(pid), 0
             while ancestor not in (None, 0, 1, root) and hops < 64:

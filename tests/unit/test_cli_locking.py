@@ -88,17 +88,22 @@ def test_a_changing_command_refuses_at_once_naming_the_holder(
 def test_with_lock_timeout_a_changing_command_waits_then_goes_on(
         tmp_path: Path, held: Held) -> None:
     env = {**os.environ, "HOPNHAT_OPERATOR": "ben", "COLUMNS": "200"}
-    waiter = subprocess.Popen(
-        [str(HOPNHAT), "--estate", str(EXAMPLE), "--state", str(tmp_path / "state"),
-         "hosts", "forget", "--host", "qlvb-db-01", "--lock-timeout", "1m"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    time.sleep(2)
-    assert waiter.poll() is None, "it did not wait for the lock"
+    said = tmp_path / "waiter.err"
+    with said.open("w") as err_file:
+        waiter = subprocess.Popen(
+            [str(HOPNHAT), "--estate", str(EXAMPLE), "--state", str(tmp_path / "state"),
+             "hosts", "forget", "--host", "qlvb-db-01", "--lock-timeout", "1m"],
+            stdout=subprocess.PIPE, stderr=err_file, text=True, env=env)
+    waiting = "waiting up to 1 min for the estate lock, held by operator 'ana'"
+    deadline = time.monotonic() + 30
+    while waiting not in " ".join(said.read_text().split()) and waiter.poll() is None \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)  # until it says it waits (or ends, which fails below)
+    assert waiter.poll() is None, "it did not wait for the lock: " + said.read_text()
+    assert waiting in " ".join(said.read_text().split())
     held.release()
-    out, err = waiter.communicate(timeout=60)
-    assert waiter.returncode == 0, err
-    assert "waiting up to 1 min for the estate lock, held by operator 'ana'" in \
-        " ".join(err.split())
+    out, _ = waiter.communicate(timeout=60)
+    assert waiter.returncode == 0, said.read_text()
     assert "known_hosts line(s) removed" in out
 
 
