@@ -28,7 +28,9 @@ from bench_vmware_guest import VMWARE_GUEST_20_FORKS8, VMWARE_GUEST_RERUN
 from benchlab import HOPNHAT, BenchLab, bench_lab
 
 from orchestrator import process
-from orchestrator.actions import provision, provision_apply
+from orchestrator.actions.provision import apply as provision_apply
+from orchestrator.actions.provision import plan as provision_plan
+from orchestrator.actions.provision import vcenters as provision_vcenters
 from orchestrator.adapters import vsphere
 from orchestrator.ledger import Ledger
 
@@ -38,11 +40,11 @@ def in_process(lab: BenchLab, system: str, concurrency: int) -> tuple[float, flo
     estate = lab.estate
     settings = estate.settings.provisioning
     start = time.perf_counter()
-    vms = provision.select(estate, [system])
+    vms = provision_vcenters.select(estate, [system])
     with vsphere.open_vcenters([lab.endpoint()], concurrency) as vcenters:
-        facts = provision.read_facts(vcenters, {vm.name for vm in vms})
-        plan = provision.plan(estate, vms, facts)
-        provision.check(plan)
+        facts = provision_vcenters.read_facts(vcenters, {vm.name for vm in vms})
+        plan = provision_plan.plan(estate, vms, facts)
+        provision_plan.check(plan)
         result = provision_apply.apply(
             plan, facts, vcenters, ledger=Ledger(lab.paths.ledger), concurrency=concurrency,
             clones_per_host=settings.clones_per_host,

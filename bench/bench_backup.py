@@ -45,7 +45,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from orchestrator import process  # noqa: E402
-from orchestrator.actions.backup import JOB_PYTHON, JOB_PYTHON_FLAGS  # noqa: E402
+from orchestrator.actions.backup.run import JOB_PYTHON, JOB_PYTHON_FLAGS  # noqa: E402
 from orchestrator.actions.configure import configure, plan  # noqa: E402
 from orchestrator.adapters import ssh  # noqa: E402
 from orchestrator.adapters.restic import Repository  # noqa: E402
@@ -233,7 +233,7 @@ def run(paths: Paths, args: argparse.Namespace) -> None:
     retention = {kind: keep for kind, keep in config["retention"].items() if keep > 0}
     raw_forget = [*env_argv, *make_forget_argv(repo, retention, True,
                                                host=config["host"])]
-    # as the service runs it (ExecStart: python3 -S, see orchestrator/actions/backup.py)
+    # as the service runs it (ExecStart: python3 -S, see orchestrator/actions/backup/run.py)
     job = [JOB_PYTHON, *JOB_PYTHON_FLAGS, JOB, "--config", CONFIG]
     job_backup_only = [JOB_PYTHON, *JOB_PYTHON_FLAGS, JOB, "--config", BACKUP_ONLY]
     storage = estate.repository_host(estate.systems[CODE].backup.repository_host)  # type: ignore[union-attr]

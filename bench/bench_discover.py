@@ -19,8 +19,8 @@ Measured in-process, sessions open (one per vCenter), medians of interleaved rou
 1. ``discover``: :func:`orchestrator.actions.discover.read` + ``discover()`` — cold (no
    device cache, as on a new control host) and warm (the device cache of an earlier run
    current);
-2. ``plan``: ``provision.read_facts(vcenters, provision.compared(vms), cache)`` +
-   ``provision.plan`` — cold and warm;
+2. ``plan``: ``provision_vcenters.read_facts(vcenters, provision_vcenters.compared(vms), cache)`` +
+   ``provision_plan.plan`` — cold and warm;
 3. the bare reads beside them (:class:`Bare`): per vCenter ONE RetrievePropertiesEx (and
    its pages) over a ContainerView of exactly what hopnhat reads (``PROPERTIES``, incl.
    ``VM_PATHS``, and the custom field definitions), then the device lists of the VMs
@@ -59,7 +59,10 @@ import yaml
 from benchlab import REPO, free_port
 from pyVmomi import vim
 
-from orchestrator.actions import discover, provision
+from orchestrator.actions import discover
+from orchestrator.actions.provision import model as provision_model
+from orchestrator.actions.provision import plan as provision_plan
+from orchestrator.actions.provision import vcenters as provision_vcenters
 from orchestrator.adapters import vsphere
 from orchestrator.adapters.vsphere import moref_key
 from orchestrator.adapters.vsphere_facts import (
@@ -436,8 +439,8 @@ def measure(estate: Estate, vcenters: Mapping[str, vsphere.VCenter], servers: Se
             state: Path, rounds: int, bare_rounds: int) -> dict[str, Figure]:
     """The interleaved rounds (bare reads, plan cold and warm, discover cold and warm; a
     drift of the machine's load weighs on all alike). Out: key → Figure."""
-    vms = provision.select(estate)
-    names = provision.compared(vms)
+    vms = provision_vcenters.select(estate)
+    names = provision_vcenters.compared(vms)
     plan_cache, discover_cache = state / "plan-devices.json", state / "discover-devices.json"
     bare = Bare(vcenters)
 
@@ -448,10 +451,11 @@ def measure(estate: Estate, vcenters: Mapping[str, vsphere.VCenter], servers: Se
     def for_discover(row: dict[str, Any], owner: str | None) -> bool:
         return owner != ESTATE_ID
 
-    def run_plan(cold: bool) -> provision.Plan:
+    def run_plan(cold: bool) -> provision_model.Plan:
         if cold:
             plan_cache.unlink(missing_ok=True)
-        return provision.plan(estate, vms, provision.read_facts(vcenters, names, plan_cache))
+        facts = provision_vcenters.read_facts(vcenters, names, plan_cache)
+        return provision_plan.plan(estate, vms, facts)
 
     def run_discover(cold: bool) -> discover.Discovery:
         if cold:
@@ -495,7 +499,7 @@ def report(world: list[Province], figures: dict[str, Figure], ports: list[int],
            rounds: int, bare_rounds: int) -> None:
     total = sum(p.vms for p in world)
     legacy = sum(p.legacy for p in world)
-    plan: provision.Plan = RESULTS["plan_warm"]
+    plan: provision_model.Plan = RESULTS["plan_warm"]
     found: discover.Discovery = RESULTS["discover_warm"]
     totals = plan.totals()
     print(f"plan: {len(plan.actions):,} actions ({totals['adopt']:,} adopt, "

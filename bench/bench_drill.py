@@ -30,15 +30,18 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from orchestrator import process  # noqa: E402
-from orchestrator.actions import drill_scratch, provision, provision_apply  # noqa: E402
 from orchestrator.actions.configure import ConfigurePlan, configure  # noqa: E402
-from orchestrator.actions.drill_remote import (  # noqa: E402
+from orchestrator.actions.drill import scratch as drill_scratch  # noqa: E402
+from orchestrator.actions.drill.remote import (  # noqa: E402
     Remote,
     restic_env,
     scratch_repository,
 )
-from orchestrator.actions.drill_result import DrillResult  # noqa: E402
-from orchestrator.actions.drill_run import run_drill  # noqa: E402
+from orchestrator.actions.drill.result import DrillResult  # noqa: E402
+from orchestrator.actions.drill.run import run_drill  # noqa: E402
+from orchestrator.actions.provision import apply as provision_apply  # noqa: E402
+from orchestrator.actions.provision import plan as provision_plan  # noqa: E402
+from orchestrator.actions.provision import vcenters as provision_vcenters  # noqa: E402
 from orchestrator.adapters.vsphere import open_vcenters  # noqa: E402
 from orchestrator.estate import load_estate  # noqa: E402
 from orchestrator.lab import control, data, guests  # noqa: E402
@@ -66,9 +69,9 @@ def prepare(paths: Paths, size_mb: int, files: int) -> None:
     vm = next(v for v in estate.vms if v.name == VM)
     ledger = Ledger(paths.ledger)
     s = estate.settings.provisioning
-    with open_vcenters(provision.endpoints(paths, [vm.site])) as vcs:
-        facts = provision.read_facts(vcs, {VM})
-        the_plan = provision.plan(estate, [vm], facts)
+    with open_vcenters(provision_vcenters.endpoints(paths, [vm.site])) as vcs:
+        facts = provision_vcenters.read_facts(vcs, {VM})
+        the_plan = provision_plan.plan(estate, [vm], facts)
         provision_apply.apply(the_plan, facts, vcs, ledger=ledger, concurrency=1,
                               clones_per_host=s.clones_per_host,
                               clones_per_datastore=s.clones_per_datastore,

@@ -88,7 +88,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from orchestrator import process  # noqa: E402
-from orchestrator.actions.drill_remote import read_only  # noqa: E402
+from orchestrator.actions.drill.remote import read_only  # noqa: E402
 from orchestrator.actions.migrate import manifest  # noqa: E402
 from orchestrator.actions.migrate.run import (  # noqa: E402
     DELETE_SINCE,

@@ -34,7 +34,10 @@ from benchlab import HOPNHAT, HTTPCount, bench_lab, timed
 from pyVmomi import vim
 
 from orchestrator import process
-from orchestrator.actions import provision, provision_apply
+from orchestrator.actions.provision import apply as provision_apply
+from orchestrator.actions.provision import model as provision_model
+from orchestrator.actions.provision import plan as provision_plan
+from orchestrator.actions.provision import vcenters as provision_vcenters
 from orchestrator.adapters import vsphere
 from orchestrator.adapters.vsphere_facts import PROPERTIES, VM_PATHS
 from orchestrator.ledger import Ledger
@@ -66,15 +69,15 @@ def main(total: int = 1000) -> None:
     systems = {f"s{i:02d}": per_system for i in range(total // per_system)}
     with tempfile.TemporaryDirectory() as tmp, bench_lab(Path(tmp), systems) as lab:
         estate = lab.estate
-        vms = provision.select(estate)
+        vms = provision_vcenters.select(estate)
         names = {vm.name for vm in vms}
         print(f"estate: {len(vms)} VMs in {len(systems)} systems; vcsim on {lab.endpoint().url}")
 
         start = time.perf_counter()
         with vsphere.open_vcenters([lab.endpoint()], 16) as vcenters:
-            facts = provision.read_facts(vcenters, names)
-            the_plan = provision.plan(estate, vms, facts)
-            provision.check(the_plan)
+            facts = provision_vcenters.read_facts(vcenters, names)
+            the_plan = provision_plan.plan(estate, vms, facts)
+            provision_plan.check(the_plan)
             result = provision_apply.apply(
                 the_plan, facts, vcenters, ledger=Ledger(lab.paths.ledger), concurrency=16,
                 clones_per_host=4, clones_per_datastore=16, guest_ip_timeout=60)
@@ -98,12 +101,12 @@ def main(total: int = 1000) -> None:
 
             cache = lab.paths.device_cache
 
-            def read_diff_capacity(cold: bool) -> provision.Plan:
+            def read_diff_capacity(cold: bool) -> provision_model.Plan:
                 if cold:
                     cache.unlink(missing_ok=True)
-                plan = provision.plan(estate, vms,
-                                      provision.read_facts({url: vc}, names, cache))
-                provision.check(plan)
+                plan = provision_plan.plan(estate, vms,
+                                      provision_vcenters.read_facts({url: vc}, names, cache))
+                provision_plan.check(plan)
                 return plan
             # the baseline and the plans in interleaved rounds (bare, warm, cold): a drift of
             # the machine's load weighs on all of them alike
@@ -119,10 +122,11 @@ def main(total: int = 1000) -> None:
             soap_per_plan = lab.counts()
         assert not plan.has_changes, "the plan should find nothing to change"
 
-        def with_login() -> provision.Plan:
+        def with_login() -> provision_model.Plan:
             with vsphere.open_vcenters([endpoint], 2) as vcs:
-                plan = provision.plan(estate, vms, provision.read_facts(vcs, names, cache))
-            provision.check(plan)
+                facts = provision_vcenters.read_facts(vcs, names, cache)
+                plan = provision_plan.plan(estate, vms, facts)
+            provision_plan.check(plan)
             return plan
         login_t, login_req, _ = timed(with_login)
 

@@ -38,8 +38,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from orchestrator import process  # noqa: E402
-from orchestrator.actions import verify as verify_action  # noqa: E402
 from orchestrator.actions.repositories import open_repository  # noqa: E402
+from orchestrator.actions.verify import run as verify_action  # noqa: E402
 from orchestrator.adapters.restic import Restic  # noqa: E402
 from orchestrator.adapters.restic_argv import make_check_argv, make_environment  # noqa: E402
 from orchestrator.adapters.ssh import ensure_keypair  # noqa: E402

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.actions.provision import each_vcenter, locate, vcenter_of
+from orchestrator.actions.provision.plan import locate
+from orchestrator.actions.provision.vcenters import each_vcenter, vcenter_of
 from orchestrator.adapters.vsphere import VCenter
 from orchestrator.adapters.vsphere_cache import DeviceCache
 from orchestrator.adapters.vsphere_facts import (

@@ -97,7 +97,8 @@ def vcenter_fingerprint(paths: Paths, vm: VM) -> tuple[str | None, str]:
     """The host key fingerprint vCenter records for ``vm`` (its extraConfig
     :data:`HOST_KEY_FINGERPRINT`), and where it came from or why there is none. A vCenter
     that cannot be read is a note, not an error: the operator can still compare by hand."""
-    from orchestrator.actions.provision import endpoints, locate
+    from orchestrator.actions.provision.plan import locate
+    from orchestrator.actions.provision.vcenters import endpoints
     from orchestrator.adapters.vsphere import open_vcenters
 
     try:

@@ -91,7 +91,7 @@ def index(ctx: typer.Context, system: SystemOption, json: JsonOption = False,
         retired = retirements(ledger, c.estate.id).get(system)
         manifest = None
         if retired is not None:
-            from orchestrator.actions.drill_evidence import evidence_dir
+            from orchestrator.actions.drill.evidence import evidence_dir
 
             manifest = evidence_dir(c.paths, retired.run_id) / MANIFEST
         with _restic(c, system) as restic:

@@ -1,7 +1,7 @@
 """``hopnhat backup run | status``: back up now, and see the state of every backup.
 
-Thin: select, call the action (:mod:`orchestrator.actions.backup`,
-:mod:`orchestrator.actions.backup_status`), render (rich tables and live progress on the
+Thin: select, call the action (:mod:`orchestrator.actions.backup.run`,
+:mod:`orchestrator.actions.backup.status`), render (rich tables and live progress on the
 terminal, or ``--json``).
 """
 
@@ -29,8 +29,8 @@ from orchestrator.cli.common import (
 from orchestrator.cli.selectors import require_known
 
 if TYPE_CHECKING:
-    from orchestrator.actions.backup import BackupClient, BackupRun, HostBackup
-    from orchestrator.actions.backup_status import StatusReport
+    from orchestrator.actions.backup.run import BackupClient, BackupRun, HostBackup
+    from orchestrator.actions.backup.status import StatusReport
 
 # The backup actions are imported inside the commands: every other command starts faster.
 
@@ -155,7 +155,7 @@ def run(
     Exit codes: 0 every host ok, 3 some hosts partial or failed, 1 no host ok, 2 bad input
     (unknown system or host).
     """
-    from orchestrator.actions import backup as backup_action
+    from orchestrator.actions.backup import run as backup_action
     from orchestrator.ledger import Ledger
 
     c = context(ctx)
@@ -257,7 +257,7 @@ def status(
     than the RPO, or none), failed (a host's last run failed or was partial) or unreachable
     (its repository or a host could not be read); 2 bad input (unknown system).
     """
-    from orchestrator.actions import backup_status as status_action
+    from orchestrator.actions.backup import status as status_action
 
     c = context(ctx)
     require_known(ctx, systems=system)

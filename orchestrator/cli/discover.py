@@ -46,7 +46,7 @@ def discover(
     (an unknown site, a draft file that already exists: nothing written).
     """
     from orchestrator.actions import discover as discover_action
-    from orchestrator.actions import provision
+    from orchestrator.actions.provision import vcenters as provision_vcenters
     from orchestrator.adapters.vsphere import open_each_vcenter
 
     c = context(ctx)
@@ -54,7 +54,7 @@ def discover(
     as_json = want_json(ctx, json)
     sites = list(site or ())
     require_known(ctx, sites=sites)
-    endpoints = provision.endpoints(c.paths, sites or list(estate.sites), insecure)
+    endpoints = provision_vcenters.endpoints(c.paths, sites or list(estate.sites), insecure)
     err_console.print(f"Reading {', '.join(e.label for e in endpoints)} …")
     with open_each_vcenter(endpoints, 2) as (vcenters, refused):
         facts, failed = discover_action.read(estate, vcenters, c.paths.device_cache)

@@ -26,8 +26,8 @@ from orchestrator.cli.common import (
 from orchestrator.cli.selectors import require_known
 
 if TYPE_CHECKING:
-    from orchestrator.actions.drill_plan import DrillPlan
-    from orchestrator.actions.drill_result import DrillResult, StepRecord
+    from orchestrator.actions.drill.plan import DrillPlan
+    from orchestrator.actions.drill.result import DrillResult, StepRecord
 
 # The drill actions (pyVmomi, paramiko, jinja2) are imported inside the commands: every
 # other command starts faster.
@@ -50,7 +50,7 @@ class StepLines:
         return f"[dim]{drill_id}[/] " if self.prefix else ""
 
     def planned(self, plan: DrillPlan) -> None:
-        from orchestrator.actions.drill_svg import human
+        from orchestrator.actions.drill.svg import human
 
         table = Table(title=f"drill {plan.drill_id}: {escape(plan.system_name)} (tier "
                       f"{plan.tier}, RPO {human(plan.rpo_seconds)}, RTO "
@@ -77,7 +77,7 @@ class StepLines:
 
 
 def render_result(result: DrillResult) -> None:
-    from orchestrator.actions.drill_svg import human
+    from orchestrator.actions.drill.svg import human
 
     style = {"passed": "bold green", "failed": "bold red"}.get(result.verdict, "bold yellow")
     plan = result.plan
@@ -113,8 +113,8 @@ def run(
     tear the scratch VMs down (also on failure and Ctrl-C, unless --keep). Production VMs
     and repositories are only read.
     """
-    from orchestrator.actions.drill_labels import label_set
-    from orchestrator.actions.drill_run import run_drill
+    from orchestrator.actions.drill.labels import label_set
+    from orchestrator.actions.drill.run import run_drill
     from orchestrator.ledger import Ledger
 
     c = context(ctx)
@@ -150,9 +150,9 @@ def rehearse(
     dependencies (what a system depends on is restored first), in parallel within a group;
     a failed system fails its dependants ("dependency sso failed") instead of running them.
     One combined report (JSON and HTML) with each system's RTO and the total time."""
-    from orchestrator.actions import drill_rehearse
-    from orchestrator.actions.drill_labels import label_set
-    from orchestrator.actions.drill_svg import human
+    from orchestrator.actions.drill import rehearse as drill_rehearse
+    from orchestrator.actions.drill.labels import label_set
+    from orchestrator.actions.drill.svg import human
     from orchestrator.ledger import Ledger
 
     c = context(ctx)
@@ -191,8 +191,8 @@ def rehearse(
 def due(ctx: typer.Context, json: JsonOption = False) -> None:
     """Which systems are overdue for a drill (no passed drill within their tier's
     drill_interval). Exit 1 if any, so a nightly job can alert."""
-    from orchestrator.actions import drill_history
-    from orchestrator.actions.drill_svg import human
+    from orchestrator.actions.drill import history as drill_history
+    from orchestrator.actions.drill.svg import human
     from orchestrator.ledger import Ledger
 
     c = context(ctx)
@@ -222,8 +222,8 @@ def history(
     json: JsonOption = False,
 ) -> None:
     """The drills recorded in the ledger, newest first."""
-    from orchestrator.actions import drill_history
-    from orchestrator.actions.drill_svg import human
+    from orchestrator.actions.drill import history as drill_history
+    from orchestrator.actions.drill.svg import human
     from orchestrator.ledger import Ledger
 
     c = context(ctx)
@@ -254,9 +254,9 @@ def report(
 ) -> None:
     """Re-render a drill's (or rehearsal's) HTML report from its stored evidence (checked
     against its SHA-256) and print its path."""
-    from orchestrator.actions import drill_rehearse
-    from orchestrator.actions.drill_evidence import render_report
-    from orchestrator.actions.drill_labels import label_set
+    from orchestrator.actions.drill import rehearse as drill_rehearse
+    from orchestrator.actions.drill.evidence import render_report
+    from orchestrator.actions.drill.labels import label_set
     from orchestrator.ledger import Ledger
 
     c = context(ctx)
@@ -278,7 +278,7 @@ def teardown(
 ) -> None:
     """Destroy the scratch VMs a drill kept (--keep): only VMs carrying that drill's mark
     and this estate's ownership."""
-    from orchestrator.actions import drill_scratch
+    from orchestrator.actions.drill import scratch as drill_scratch
     from orchestrator.ledger import Ledger
 
     c = context(ctx)

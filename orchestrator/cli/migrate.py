@@ -28,7 +28,7 @@ from orchestrator.cli.locking import LockTimeoutOption, take_estate_lock
 from orchestrator.cli.selectors import require_known
 
 if TYPE_CHECKING:
-    from orchestrator.actions.drill_result import StepRecord
+    from orchestrator.actions.drill.result import StepRecord
     from orchestrator.actions.migrate.run import MigrationResult
     from orchestrator.adapters.restic import Snapshot
 
@@ -132,9 +132,10 @@ def plan(ctx: typer.Context, system: SystemOption, to: ToOption,
          json: JsonOption = False) -> None:
     """Show what a move will do, changing nothing: the VMs built at the target site (and
     the capacity check), the snapshot each restores, what keeps running at the source."""
-    from orchestrator.actions import provision
-    from orchestrator.actions.drill_remote import list_snapshots
+    from orchestrator.actions.drill.remote import list_snapshots
     from orchestrator.actions.migrate.plan import migration_of, plan_migration
+    from orchestrator.actions.provision import plan as provision_plan
+    from orchestrator.actions.provision import vcenters as provision_vcenters
     from orchestrator.adapters.vsphere import open_vcenters
 
     c = context(ctx)
@@ -144,9 +145,9 @@ def plan(ctx: typer.Context, system: SystemOption, to: ToOption,
     migration_of(estate, system, to)
     paths = c.paths
     targets = estate.targets_of(system)
-    with open_vcenters(provision.endpoints(paths, [to])) as vcenters:
-        facts = provision.read_facts(vcenters, {vm.name for vm in targets})
-        the_plan = provision.plan(estate, targets, facts)
+    with open_vcenters(provision_vcenters.endpoints(paths, [to])) as vcenters:
+        facts = provision_vcenters.read_facts(vcenters, {vm.name for vm in targets})
+        the_plan = provision_plan.plan(estate, targets, facts)
     snapshots = list_snapshots(paths, system)
     newest: dict[str, Snapshot] = {}
     for snap in snapshots:

@@ -35,10 +35,11 @@ from orchestrator.errors import EXIT_FAILURE, HopnhatError, VSphereError
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
-    from orchestrator.actions import provision, provision_apply
-    from orchestrator.actions.backup_gate import GateDecision, GateRequest
-    from orchestrator.actions.provision import Plan
-    from orchestrator.actions.provision_destroy import DestroyPlan
+    from orchestrator.actions.backup.gate import GateDecision, GateRequest
+    from orchestrator.actions.provision import apply as provision_apply
+    from orchestrator.actions.provision import model as provision_model
+    from orchestrator.actions.provision.destroy import DestroyPlan
+    from orchestrator.actions.provision.model import Plan
     from orchestrator.adapters.vsphere import Endpoint, VCenter
     from orchestrator.adapters.vsphere_facts import Inventory
     from orchestrator.ledger import Ledger
@@ -71,9 +72,9 @@ _STYLE = {"create": "green", "reconfigure": "yellow", "power-on": "cyan", "resum
 
 def _announced_endpoints(c: Context, sites: Sequence[str], insecure: bool) -> list[Endpoint]:
     """The vCenters of ``sites``, said on stderr (with a warning when TLS is off)."""
-    from orchestrator.actions import provision
+    from orchestrator.actions.provision import vcenters as provision_vcenters
 
-    endpoints = provision.endpoints(c.paths, sites, insecure)
+    endpoints = provision_vcenters.endpoints(c.paths, sites, insecure)
     if endpoints:
         err_console.print(f"Connecting to {', '.join(e.label for e in endpoints)} …")
     else:
@@ -104,11 +105,13 @@ def _connected_each(c: Context, sites: Sequence[str], insecure: bool, pool_size:
 
 def _make_plan(c: Context, vcenters: dict[str, VCenter], vms: list[Any]
                ) -> tuple[Plan, dict[str, Inventory]]:
-    from orchestrator.actions import provision
+    from orchestrator.actions.provision import plan as provision_plan
+    from orchestrator.actions.provision import vcenters as provision_vcenters
 
     err_console.print("Reading vCenter …")
-    facts = provision.read_facts(vcenters, provision.compared(vms), c.paths.device_cache)
-    return provision.plan(c.estate, vms, facts), facts
+    facts = provision_vcenters.read_facts(vcenters, provision_vcenters.compared(vms),
+                                          c.paths.device_cache)
+    return provision_plan.plan(c.estate, vms, facts), facts
 
 
 def _sites_of(vms: Sequence[Any]) -> list[str]:
@@ -237,7 +240,7 @@ class RichProgress:
 
 @contextmanager
 def _progress(total: int, quiet: bool) -> Iterator[provision_apply.Progress]:
-    from orchestrator.actions.provision_apply import NoProgress
+    from orchestrator.actions.provision.apply import NoProgress
 
     if quiet or total == 0:  # nothing to show progress of
         yield NoProgress()
@@ -255,16 +258,16 @@ def _ledger(c: Context) -> Ledger:
     return Ledger(c.paths.ledger)
 
 
-def _backup_gate(c: Context, plan: provision.GatedPlan, request: GateRequest, command: str,
+def _backup_gate(c: Context, plan: provision_model.GatedPlan, request: GateRequest, command: str,
                  as_json: bool) -> GateDecision:
     """The backup gate (raises PlanError when it refuses), a backup made first streamed to
     stderr, and the gate's verdict shown."""
-    from orchestrator.actions import provision
-    from orchestrator.actions.backup_gate import NOT_NEEDED
+    from orchestrator.actions.backup.gate import NOT_NEEDED
+    from orchestrator.actions.provision import plan as provision_plan
 
     def show(host: str, line: str) -> None:
         err_console.print(f"{escape(host)}: {escape(line)}", soft_wrap=True)
-    gate = provision.backup_gate(plan, c.paths, request, command=command,
+    gate = provision_plan.backup_gate(plan, c.paths, request, command=command,
                                  on_line=None if as_json else show)
     if not as_json and (gate.status != NOT_NEEDED or gate.not_backed_up):
         err_console.print(escape(gate.summary()), soft_wrap=True)
@@ -295,22 +298,23 @@ def plan(
     be read (down, login refused) is named with its URL after the plan of the others, and
     the plan exits 1.
     """
-    from orchestrator.actions import provision
+    from orchestrator.actions.provision import plan as provision_plan
+    from orchestrator.actions.provision import vcenters as provision_vcenters
 
     c = context(ctx)
     try:
         require_known(ctx, systems=system, sites=site)
-        vms = provision.select(c.estate, system or (), site or ())
+        vms = provision_vcenters.select(c.estate, system or (), site or ())
         with _connected_each(c, _sites_of(vms), insecure, 2) as (vcenters, failed):
             err_console.print("Reading vCenter …")
-            facts, lost = provision.read_each(vcenters, provision.compared(vms),
+            facts, lost = provision_vcenters.read_each(vcenters, provision_vcenters.compared(vms),
                                               c.paths.device_cache)
-            the_plan = provision.plan_reachable(c.estate, vms, facts, {**failed, **lost})
+            the_plan = provision_plan.plan_reachable(c.estate, vms, facts, {**failed, **lost})
         if want_json(ctx, json):
             print_json(the_plan.as_dict())
         else:
             render_plan(the_plan, c.verbose > 0)
-        provision.check(the_plan)
+        provision_plan.check(the_plan)
     except HopnhatError as exc:
         if detailed_exitcode:
             exc.exit_code = EXIT_FAILURE  # 2 means "changes pending" here
@@ -345,8 +349,10 @@ def apply(
     unless that VM's latest snapshot is younger than its tier's RPO; --backup-first backs
     the systems up first, --no-backup-gate --reason "…" overrides (recorded in the ledger).
     """
-    from orchestrator.actions import provision, provision_apply
-    from orchestrator.actions.backup_gate import gate_request
+    from orchestrator.actions.backup.gate import gate_request
+    from orchestrator.actions.provision import apply as provision_apply
+    from orchestrator.actions.provision import plan as provision_plan
+    from orchestrator.actions.provision import vcenters as provision_vcenters
 
     c = context(ctx)
     require_known(ctx, systems=system, sites=site)
@@ -354,13 +360,13 @@ def apply(
     settings = c.estate.settings.provisioning
     workers = concurrency or settings.concurrency
     as_json = want_json(ctx, json)
-    vms = provision.select(c.estate, system or (), site or ())
+    vms = provision_vcenters.select(c.estate, system or (), site or ())
     take_estate_lock(ctx, "apply", lock_timeout)
     with _connected(c, _sites_of(vms), insecure, workers) as vcenters:
         the_plan, facts = _make_plan(c, vcenters, vms)
         if not as_json:
             render_plan(the_plan, c.verbose > 0)
-        provision.check(the_plan)
+        provision_plan.check(the_plan)
         gate = _backup_gate(c, the_plan, request, "apply", as_json)
         if the_plan.has_changes and not yes and not typer.confirm(
                 f"Apply {len(the_plan.pending)} change(s) to vCenter?", err=True):
@@ -400,8 +406,9 @@ def destroy(
     that holds data is younger than its tier's RPO; --backup-first backs the system up
     first, --no-backup-gate --reason "…" overrides (recorded in the ledger).
     """
-    from orchestrator.actions import provision, provision_destroy
-    from orchestrator.actions.backup_gate import gate_request
+    from orchestrator.actions.backup.gate import gate_request
+    from orchestrator.actions.provision import destroy as provision_destroy
+    from orchestrator.actions.provision import vcenters as provision_vcenters
 
     c = context(ctx)
     require_known(ctx, systems=[system], sites=site)
@@ -412,10 +419,10 @@ def destroy(
     take_estate_lock(ctx, "destroy", lock_timeout)
     sites = list(site or estate.sites)
     datacenters = [estate.sites[s].datacenter for s in site or ()]
-    names = provision.compared(estate.vms_of(system))
+    names = provision_vcenters.compared(estate.vms_of(system))
     with _connected(c, sites, insecure, settings.concurrency) as vcenters:
         err_console.print("Reading vCenter …")
-        facts = provision.read_facts(vcenters, names, c.paths.device_cache)
+        facts = provision_vcenters.read_facts(vcenters, names, c.paths.device_cache)
         dplan = provision_destroy.plan_destroy(estate, system, facts, datacenters)
         if not as_json:
             render_destroy(dplan)

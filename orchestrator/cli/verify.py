@@ -32,7 +32,7 @@ from orchestrator.cli.selectors import require_known
 from orchestrator.errors import EXIT_BAD_INPUT, HopnhatError
 
 if TYPE_CHECKING:
-    from orchestrator.actions.verify import RepositoryReport, VerifyResult
+    from orchestrator.actions.verify.run import RepositoryReport, VerifyResult
     from orchestrator.ledger import Ledger
 
 # The verify actions and reports are imported inside the commands: every other command
@@ -43,13 +43,13 @@ app = typer.Typer(no_args_is_help=False, add_completion=False)
 
 def _verdicts() -> dict[str, str]:
     """A repository's verdict, marked up."""
-    from orchestrator.actions.verify_checks import ERROR, FAILED, OK
+    from orchestrator.actions.verify.checks import ERROR, FAILED, OK
 
     return {OK: "[bold green]ok[/]", FAILED: "[bold red]FAILED[/]", ERROR: "[bold red]ERROR[/]"}
 
 
 def _subset(value: str) -> str:
-    from orchestrator.actions.verify_checks import parse_subset_option
+    from orchestrator.actions.verify.checks import parse_subset_option
 
     try:
         return parse_subset_option(value)
@@ -76,7 +76,7 @@ def _can_write(folder: Path) -> bool:
 
 
 def _age_cell(report: RepositoryReport) -> str:
-    from orchestrator.actions.verify_checks import FAILED, FRESHNESS
+    from orchestrator.actions.verify.checks import FAILED, FRESHNESS
     from orchestrator.adapters.restic_errors import format_age
 
     ages = [h.age_seconds for h in report.hosts if h.expected and h.age_seconds is not None]
@@ -100,7 +100,7 @@ def _restic_cell(report: RepositoryReport) -> str:
 def _checks_cell(report: RepositoryReport) -> str:
     """The checks that did not pass, by name (``all N ok`` when every one judged did; a
     check skipped counts neither way); ``none could run`` when every one judged errored."""
-    from orchestrator.actions.verify_checks import ERROR, SKIPPED
+    from orchestrator.actions.verify.checks import ERROR, SKIPPED
 
     judged = [c for c in report.checks if c.status != SKIPPED]
     bad = [c for c in judged if not c.passed]
@@ -115,7 +115,7 @@ def render(result: VerifyResult) -> None:
     """The table for people, in 80 columns: the ``checks`` cell names the checks that did
     not pass (each check's own status is in ``--json``, the JUnit file and the metrics);
     then why each check that did not pass did not."""
-    from orchestrator.actions.verify_checks import OK
+    from orchestrator.actions.verify.checks import OK
 
     verdicts = _verdicts()
     table = Table(show_edge=False, box=None, pad_edge=False, collapse_padding=True)
@@ -152,7 +152,7 @@ def render(result: VerifyResult) -> None:
 
 
 def _progress(report: RepositoryReport) -> None:
-    from orchestrator.actions.verify_checks import OK
+    from orchestrator.actions.verify.checks import OK
 
     mark = "[green]✓[/]" if report.verdict == OK else "[bold red]✗[/]"
     err_console.print(f"{mark} {report.target.key}: {report.verdict} "
@@ -194,8 +194,8 @@ def verify(
     repository. Exit 0 all good, 1 a check failed, 2 could not run."""
     if ctx.invoked_subcommand is not None:
         return  # "verify history": none of the imports below is needed
-    from orchestrator.actions import verify as verify_action
-    from orchestrator.actions.verify_notify import Notifier
+    from orchestrator.actions.verify import run as verify_action
+    from orchestrator.actions.verify.notify import Notifier
     from orchestrator.estate.secrets import Secrets
     from orchestrator.ledger import Ledger
     from orchestrator.reports import write_report
@@ -263,7 +263,7 @@ def verify(
 
 
 def _history_rows(ledger: Ledger, system: str | None, limit: int) -> list[dict[str, Any]]:
-    from orchestrator.actions.verify_checks import ERROR, FAILED
+    from orchestrator.actions.verify.checks import ERROR, FAILED
 
     rows = []
     for run in ledger.runs("verify", limit=limit if system is None else limit * 20):
@@ -298,7 +298,7 @@ def history(
     json: JsonOption = False,
 ) -> None:
     """Past verifications from the ledger, newest first."""
-    from orchestrator.actions.verify_checks import OK
+    from orchestrator.actions.verify.checks import OK
     from orchestrator.ledger import Ledger
 
     c = context(ctx)

@@ -8,10 +8,10 @@ import socket
 import xml.etree.ElementTree as ET
 from typing import TYPE_CHECKING
 
-from orchestrator.actions.verify_checks import ERROR, FAILED, SKIPPED
+from orchestrator.actions.verify.checks import ERROR, FAILED, SKIPPED
 
 if TYPE_CHECKING:
-    from orchestrator.actions.verify import VerifyResult
+    from orchestrator.actions.verify.run import VerifyResult
 
 
 def _text(value: str) -> str:

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from orchestrator.actions.verify_checks import (
+from orchestrator.actions.verify.checks import (
     COPY,
     DELETIONS,
     FAILED,
@@ -24,7 +24,7 @@ from orchestrator.actions.verify_checks import (
 )
 
 if TYPE_CHECKING:
-    from orchestrator.actions.verify import RepositoryReport, VerifyResult
+    from orchestrator.actions.verify.run import RepositoryReport, VerifyResult
 
 #: name → (help, type); the order of the file
 METRICS: dict[str, str] = {

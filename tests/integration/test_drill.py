@@ -26,11 +26,14 @@ from typing import Any
 import pytest
 
 from orchestrator import process
-from orchestrator.actions import provision, provision_apply, provision_destroy
 from orchestrator.actions.configure import ConfigurePlan, configure
-from orchestrator.actions.drill_plan import MARK_PREFIX
-from orchestrator.actions.drill_remote import list_snapshots
-from orchestrator.actions.drill_run import run_drill
+from orchestrator.actions.drill.plan import MARK_PREFIX
+from orchestrator.actions.drill.remote import list_snapshots
+from orchestrator.actions.drill.run import run_drill
+from orchestrator.actions.provision import apply as provision_apply
+from orchestrator.actions.provision import destroy as provision_destroy
+from orchestrator.actions.provision import plan as provision_plan
+from orchestrator.actions.provision import vcenters as provision_vcenters
 from orchestrator.adapters import vsphere
 from orchestrator.adapters.vsphere_facts import SYSTEM, Inventory, VMFacts, read_inventory
 from orchestrator.lab import data, guests, link, vcsim
@@ -109,10 +112,11 @@ def backed_up(lab: Any) -> Iterator[Paths]:
     ledger = Ledger(paths.ledger)
     settings = estate.settings.provisioning
     try:
-        with vsphere.open_vcenters(provision.endpoints(paths, {vm.site for vm in vms})) as vcs:
-            facts = provision.read_facts(vcs, {vm.name for vm in vms})
-            the_plan = provision.plan(estate, vms, facts)
-            provision.check(the_plan)
+        endpoints = provision_vcenters.endpoints(paths, {vm.site for vm in vms})
+        with vsphere.open_vcenters(endpoints) as vcs:
+            facts = provision_vcenters.read_facts(vcs, {vm.name for vm in vms})
+            the_plan = provision_plan.plan(estate, vms, facts)
+            provision_plan.check(the_plan)
             applied = provision_apply.apply(
                 the_plan, facts, vcs, ledger=ledger, concurrency=settings.concurrency,
                 clones_per_host=settings.clones_per_host,
@@ -130,8 +134,9 @@ def backed_up(lab: Any) -> Iterator[Paths]:
         assert backup.returncode == 0, backup.stdout + backup.stderr
         yield paths
     finally:
-        with vsphere.open_vcenters(provision.endpoints(paths, {vm.site for vm in vms})) as vcs:
-            facts = provision.read_facts(vcs, {vm.name for vm in vms})
+        endpoints = provision_vcenters.endpoints(paths, {vm.site for vm in vms})
+        with vsphere.open_vcenters(endpoints) as vcs:
+            facts = provision_vcenters.read_facts(vcs, {vm.name for vm in vms})
             for code in SYSTEMS:
                 provision_destroy.destroy(provision_destroy.plan_destroy(estate, code, facts),
                                           vcs, ledger=ledger, concurrency=4)

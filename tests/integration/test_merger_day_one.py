@@ -30,7 +30,7 @@ ADOPTABLE = ("--system", QN, "--system", DN)
 
 def vcenter_vms(lab: LabHandle) -> dict[tuple[str, str, str], Any]:
     """(datacenter, folder, name) → facts of every VM of both vCenters."""
-    from orchestrator.actions.provision import endpoints
+    from orchestrator.actions.provision.vcenters import endpoints
 
     out = {}
     with vsphere.open_vcenters(endpoints(lab.paths, list(lab.paths.estate.sites))) as vcs:

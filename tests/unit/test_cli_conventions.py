@@ -116,7 +116,7 @@ def test_print_json_escapes_c1_and_bidi_controls(capsys: pytest.CaptureFixture[s
 
 def test_an_insecure_site_is_warned_of_by_name(tmp_path: Path,
                                                caplog: pytest.LogCaptureFixture) -> None:
-    from orchestrator.actions import provision
+    from orchestrator.actions.provision import vcenters as provision_vcenters
     from orchestrator.adapters import vsphere
     from orchestrator.estate import load_estate
     from orchestrator.settings import Paths
@@ -134,8 +134,8 @@ def test_an_insecure_site_is_warned_of_by_name(tmp_path: Path,
         def get(self, ref: object) -> str:
             return "not-used"
 
-    pytest.MonkeyPatch().setattr(provision, "Secrets", Secrets)
-    found = {e.url: e for e in provision.endpoints(paths, ["danang", "quangnam"])}
+    pytest.MonkeyPatch().setattr(provision_vcenters, "Secrets", Secrets)
+    found = {e.url: e for e in provision_vcenters.endpoints(paths, ["danang", "quangnam"])}
     insecure = [e for e in found.values() if e.insecure]
     assert [e.sites for e in insecure] == [("danang",)]
     assert insecure[0].insecure_by == "vcenter.insecure: true in sites/danang.yml"
@@ -146,7 +146,7 @@ def test_an_insecure_site_is_warned_of_by_name(tmp_path: Path,
     warned = [r.getMessage() for r in caplog.records]
     assert len(warned) == 1
     assert "(site danang)" in warned[0] and "sites/danang.yml" in warned[0]
-    flagged = provision.endpoints(paths, ["quangnam"], insecure=True)
+    flagged = provision_vcenters.endpoints(paths, ["quangnam"], insecure=True)
     assert flagged[0].insecure_by == "--insecure"
 
 

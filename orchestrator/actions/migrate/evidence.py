@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from orchestrator.actions.drill_evidence import canonical, evidence_dir, iso
+from orchestrator.actions.drill.evidence import canonical, evidence_dir, iso
 from orchestrator.actions.migrate import manifest
 from orchestrator.actions.report_files import evidence_folder, write_report_file
 from orchestrator.errors import EXIT_BAD_INPUT, HopnhatError

@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.actions import provision
-from orchestrator.actions.drill_plan import snapshot_by_id
+from orchestrator.actions.drill.plan import snapshot_by_id
+from orchestrator.actions.provision import model as provision_model
 from orchestrator.actions.selection import require_known
 from orchestrator.adapters.restic import Snapshot
 from orchestrator.errors import EXIT_BAD_INPUT, PlanError
@@ -79,7 +79,7 @@ class MigrationPlan:
     to: str
     targets: tuple[VM, ...]
     pairs: tuple[Pair, ...]
-    provision: provision.Plan | None
+    provision: provision_model.Plan | None
     paths: tuple[str, ...]
     staying: tuple[VM, ...]
     parallel_run_seconds: float
@@ -109,7 +109,7 @@ class MigrationPlan:
 
 
 def plan_migration(estate: Estate, code: str, to: str,
-                   provision_plan: provision.Plan | None = None,
+                   provision_plan: provision_model.Plan | None = None,
                    snapshots: Mapping[str, Snapshot] | None = None,
                    snapshot_note: str = "") -> MigrationPlan:
     """The migration of ``code`` to ``to`` (pure). ``snapshots``: source VM name → the

@@ -36,20 +36,19 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from orchestrator.actions import provision, provision_apply, provision_destroy
-from orchestrator.actions.backup import run_backups, select_clients
+from orchestrator.actions.backup.run import run_backups, select_clients
 from orchestrator.actions.configure import converge, extra_vars
-from orchestrator.actions.drill_checks import ProbeResult, run_probe
-from orchestrator.actions.drill_remote import (
+from orchestrator.actions.drill.checks import ProbeResult, run_probe
+from orchestrator.actions.drill.remote import (
     Remote,
     list_snapshots,
     remote_command,
     restic_version,
 )
-from orchestrator.actions.drill_remote import scratch_repository as repository_for
-from orchestrator.actions.drill_result import StepRecord
-from orchestrator.actions.drill_scratch import target as ssh_target
-from orchestrator.actions.drill_scratch import wait_for_ssh
+from orchestrator.actions.drill.remote import scratch_repository as repository_for
+from orchestrator.actions.drill.result import StepRecord
+from orchestrator.actions.drill.scratch import target as ssh_target
+from orchestrator.actions.drill.scratch import wait_for_ssh
 from orchestrator.actions.migrate import manifest
 from orchestrator.actions.migrate.plan import (
     LATEST,
@@ -60,6 +59,10 @@ from orchestrator.actions.migrate.plan import (
     sources,
 )
 from orchestrator.actions.migrate.state import CUT_OVER, state_of
+from orchestrator.actions.provision import apply as provision_apply
+from orchestrator.actions.provision import destroy as provision_destroy
+from orchestrator.actions.provision import plan as provision_plan
+from orchestrator.actions.provision import vcenters as provision_vcenters
 from orchestrator.adapters.ansible import PLAYBOOKS
 from orchestrator.adapters.restic_argv import make_ls_argv, make_restore_argv
 from orchestrator.adapters.restic_results import parse_ls_line
@@ -329,14 +332,14 @@ def _stages(move: _Move, step: str, selector: str, reason: str, clean: bool,
     # backed up, stopped or built), then the source's fresh snapshot
     targets = estate.targets_of(code)
     with move.step("plan") as detail:
-        with open_vcenters(provision.endpoints(paths, [result.to])) as vcenters:
-            facts = provision.read_facts(vcenters, {vm.name for vm in targets})
+        with open_vcenters(provision_vcenters.endpoints(paths, [result.to])) as vcenters:
+            facts = provision_vcenters.read_facts(vcenters, {vm.name for vm in targets})
             if clean and step == RUN:
                 gone = _clean(paths, targets, vcenters, facts, move.ledger)
                 detail.append(f"--clean: destroyed {', '.join(gone) or 'nothing'}")
-                facts = provision.read_facts(vcenters, {vm.name for vm in targets})
-            the_plan = provision.plan(estate, targets, facts)
-            provision.check(the_plan)
+                facts = provision_vcenters.read_facts(vcenters, {vm.name for vm in targets})
+            the_plan = provision_plan.plan(estate, targets, facts)
+            provision_plan.check(the_plan)
         result.plan = plan_migration(estate, code, result.to, the_plan)
         detail.append(f"{len(the_plan.pending)} VM(s) to build, "
                       f"{len(targets) - len(the_plan.pending)} already there")
@@ -373,10 +376,10 @@ def _stages(move: _Move, step: str, selector: str, reason: str, clean: bool,
         if plan.provision is not None and plan.provision.has_changes:
             rebuilt = True
             settings = estate.settings.provisioning
-            with open_vcenters(provision.endpoints(paths, [result.to])) as vcenters:
-                facts = provision.read_facts(vcenters, {vm.name for vm in plan.targets})
-                fresh = provision.plan(estate, list(plan.targets), facts)
-                provision.check(fresh)
+            with open_vcenters(provision_vcenters.endpoints(paths, [result.to])) as vcenters:
+                facts = provision_vcenters.read_facts(vcenters, {vm.name for vm in plan.targets})
+                fresh = provision_plan.plan(estate, list(plan.targets), facts)
+                provision_plan.check(fresh)
                 applied = provision_apply.apply(
                     fresh, facts, vcenters, ledger=move.ledger,
                     concurrency=settings.concurrency, clones_per_host=settings.clones_per_host,
@@ -504,14 +507,14 @@ def _mark_sources(move: _Move, value: str) -> str:
     estate = move.paths.estate
     vms = sources(estate, move.result.system)
     marked = []
-    with open_vcenters(provision.endpoints(move.paths, sorted({vm.site for vm in vms}))
+    with open_vcenters(provision_vcenters.endpoints(move.paths, sorted({vm.site for vm in vms}))
                        ) as vcenters:
-        facts = provision.read_facts(vcenters, provision.compared(vms))
+        facts = provision_vcenters.read_facts(vcenters, provision_vcenters.compared(vms))
         for vm in vms:
-            url = provision.vcenter_of(estate, vm)
+            url = provision_vcenters.vcenter_of(estate, vm)
             inv = facts[url]
             if vm.existing is not None:
-                found, why = provision.locate(vm, inv)
+                found, why = provision_plan.locate(vm, inv)
             else:
                 found = [f for f in inv.vms_named(vm.name) if f.owner == estate.id]
                 why = f"no VM {vm.name} of this estate in {vm.datacenter}"

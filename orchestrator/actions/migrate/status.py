@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.actions.drill_remote import Remote
-from orchestrator.actions.drill_scratch import target as ssh_target
+from orchestrator.actions.drill.remote import Remote
+from orchestrator.actions.drill.scratch import target as ssh_target
 from orchestrator.actions.migrate import manifest
 from orchestrator.actions.migrate.plan import sources
 from orchestrator.actions.migrate.state import MigrationState, state_of

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.actions.drill_evidence import canonical, evidence_dir, iso
+from orchestrator.actions.drill.evidence import canonical, evidence_dir, iso
 from orchestrator.actions.migrate.evidence import MANIFEST, environment, labels, local_time
 from orchestrator.actions.report_files import evidence_folder, write_report_file
 from orchestrator.ledger import Ledger

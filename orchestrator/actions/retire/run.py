@@ -33,14 +33,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import IO, Any
 
-from orchestrator.actions import provision, provision_destroy
 from orchestrator.actions.archive import index as archive_index
-from orchestrator.actions.backup import JOB_CONFIG, run_backups, select_clients
-from orchestrator.actions.drill_remote import Remote
-from orchestrator.actions.drill_result import StepRecord
-from orchestrator.actions.drill_scratch import target as ssh_target
+from orchestrator.actions.backup.run import JOB_CONFIG, run_backups, select_clients
+from orchestrator.actions.drill.remote import Remote
+from orchestrator.actions.drill.result import StepRecord
+from orchestrator.actions.drill.scratch import target as ssh_target
 from orchestrator.actions.migrate import manifest
 from orchestrator.actions.migrate.run import NoProgress, Progress
+from orchestrator.actions.provision import destroy as provision_destroy
+from orchestrator.actions.provision import plan as provision_plan
+from orchestrator.actions.provision import vcenters as provision_vcenters
 from orchestrator.actions.repositories import open_repository
 from orchestrator.actions.retire.plan import RetirePlan
 from orchestrator.actions.retire.state import KIND
@@ -282,7 +284,7 @@ def _keep(work: _Retirement, restic: Restic) -> None:
     with work.step("manifest") as detail:
         detail.append(_manifest(work, restic))
     with work.step("catalogue") as detail:
-        from orchestrator.actions.drill_evidence import evidence_dir
+        from orchestrator.actions.drill.evidence import evidence_dir
         from orchestrator.actions.migrate.evidence import MANIFEST
 
         built = archive_index.index(
@@ -399,9 +401,9 @@ def _located(paths: Paths, vms: list[VM], facts: dict[str, Any]) -> dict[str, li
     estate = paths.estate
     out: dict[str, list[Any]] = {}
     for vm in vms:
-        inv = facts[provision.vcenter_of(estate, vm)]
+        inv = facts[provision_vcenters.vcenter_of(estate, vm)]
         if vm.existing is not None:
-            out[vm.name] = provision.locate(vm, inv)[0]
+            out[vm.name] = provision_plan.locate(vm, inv)[0]
         else:
             out[vm.name] = [f for f in inv.vms_named(vm.name) if f.owner == estate.id]
     return out
@@ -410,9 +412,9 @@ def _located(paths: Paths, vms: list[VM], facts: dict[str, Any]) -> dict[str, li
 def _gone(paths: Paths, plan: RetirePlan) -> set[str]:
     """The retired VMs vCenter no longer has."""
     vms = [vm for vm in paths.estate.vms if vm.name in plan.vms]
-    with open_vcenters(provision.endpoints(paths, sorted({vm.site for vm in vms}))
+    with open_vcenters(provision_vcenters.endpoints(paths, sorted({vm.site for vm in vms}))
                        ) as vcenters:
-        found = _located(paths, vms, provision.read_facts(vcenters, []))
+        found = _located(paths, vms, provision_vcenters.read_facts(vcenters, []))
     return {name for name, there in found.items() if not there}
 
 
@@ -420,9 +422,9 @@ def _destroy(work: _Retirement) -> list[str]:
     """Destroy the retired VMs that vCenter still has; each must be gone afterwards."""
     paths, plan = work.paths, work.result.plan
     vms = [vm for vm in paths.estate.vms if vm.name in plan.vms]
-    with open_vcenters(provision.endpoints(paths, sorted({vm.site for vm in vms}))
+    with open_vcenters(provision_vcenters.endpoints(paths, sorted({vm.site for vm in vms}))
                        ) as vcenters:
-        facts = provision.read_facts(vcenters, [])
+        facts = provision_vcenters.read_facts(vcenters, [])
         located = _located(paths, vms, facts)
         wanted = {(f.name, f.datacenter) for there in located.values() for f in there}
         dplan = provision_destroy.plan_destroy(paths.estate, plan.system, facts, vms=vms,

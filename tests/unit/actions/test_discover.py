@@ -12,8 +12,8 @@ from orchestrator.actions import discover
 from orchestrator.adapters.vsphere_facts import OWNER, SYSTEM
 from orchestrator.errors import EstateError
 from orchestrator.estate import load_estate
-from tests.unit.actions.test_adopt import QN, URL_DN, URL_QN, UUID, legacy
-from tests.unit.actions.test_provision_plan import ESTATE, lab_inventory, ours
+from tests.unit.actions.provision.test_adopt import QN, URL_DN, URL_QN, UUID, legacy
+from tests.unit.actions.provision.test_plan import ESTATE, lab_inventory, ours
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "inventory"
 

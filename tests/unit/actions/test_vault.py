@@ -29,7 +29,7 @@ from orchestrator.actions.vault import (
     plan_pull,
     pull,
 )
-from orchestrator.actions.verify_checks import COPY, judge_copy
+from orchestrator.actions.verify.checks import COPY, judge_copy
 from orchestrator.adapters.restic import Repository, ResticCommandError
 from orchestrator.adapters.restic_errors import NoRepository
 from orchestrator.adapters.restic_results import Snapshot

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pyVmomi import vim
 
-from orchestrator.actions.provision_apply import CloneSlots
+from orchestrator.actions.provision.apply import CloneSlots
 from orchestrator.adapters.vsphere_facts import OWNER, add_devices, build_inventory
 from orchestrator.adapters.vsphere_specs import (
     KB_PER_GB,

@@ -1,0 +1,133 @@
+"""A drill's evidence: canonical JSON and its SHA-256, the HTML report in both languages,
+the pictures as well-formed SVG, and a rehearsal that fails a dependant of a failed system."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import os
+import stat
+import xml.etree.ElementTree as ET
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator.actions.drill import rehearse as drill_rehearse
+from orchestrator.actions.drill import svg as drill_svg
+from orchestrator.actions.drill.evidence import canonical, load_evidence, write_evidence
+from orchestrator.actions.drill.plan import plan_drill
+from orchestrator.actions.drill.result import DrillResult, StepRecord
+from orchestrator.adapters.restic import Snapshot
+from orchestrator.errors import HopnhatError
+from orchestrator.estate import load_estate
+from orchestrator.ledger import Ledger
+from orchestrator.settings import Paths
+
+REPO = Path(__file__).resolve().parents[4]
+DRILL = "drill-20261101T101500Z-3fa2c1"
+
+
+@pytest.fixture
+def paths(tmp_path: Path) -> Paths:
+    return Paths(tmp_path / "state", load_estate(REPO / "inventory"))
+
+
+def a_result(paths: Paths) -> DrillResult:
+    snap = Snapshot(id="ab" * 32, short_id="abababab",
+                    time=datetime(2026, 11, 1, 9, 45, tzinfo=UTC), hostname="qlvb-db-01",
+                    username="root", paths=("/srv/qlvb",))
+    plan = plan_drill(paths.estate, "qlvb", DRILL, {"qlvb-db-01": snap},
+                      [ipaddress.IPv4Address("127.20.9.10")])
+    started = datetime(2026, 11, 1, 10, 15, tzinfo=UTC).timestamp()
+    steps = [StepRecord(n, i * 2.0, 2.0, True) for i, n in enumerate(
+        ("plan", "provision", "configure", "restore", "check", "probes", "teardown"))]
+    return DrillResult(DRILL, "danang", "qlvb", "an operator <b>", started,
+                       started + 14.0, plan, "passed", [], steps, "0.14.0",
+                       rpo_seconds=1800.0, rto_seconds=12.0)
+
+
+def test_evidence_is_canonical_json_whose_sha256_is_recorded(paths: Paths) -> None:
+    result = a_result(paths)
+    ledger = Ledger(paths.ledger)
+    write_evidence(paths, result, ledger, "en")
+    raw = Path(result.evidence).read_bytes()
+    assert hashlib.sha256(raw).hexdigest() == result.sha256
+    doc = json.loads(raw)
+    assert canonical(doc) == raw
+    assert (doc["achieved"], doc["within_targets"]) == (
+        {"rpo_seconds": 1800.0, "rto_seconds": 12.0}, {"rpo": True, "rto": True})
+    assert Path(result.evidence + ".sha256").read_text() == \
+        f"{result.sha256}  evidence.json\n"
+    html = Path(result.html).read_text()
+    assert result.sha256 in html and "Restore drill report" in html
+    assert "an operator &lt;b&gt;" in html  # escaped
+    assert "http" not in html.replace("http://www.w3.org/2000/svg", "")  # self-contained
+    Path(result.evidence).write_bytes(raw.replace(b"passed", b"failed"))
+    with pytest.raises(HopnhatError, match="the evidence was changed"):
+        load_evidence(paths, DRILL)
+
+
+def test_a_report_and_its_evidence_are_0640_in_folders_0750_in_a_state_folder_0700(
+        paths: Paths) -> None:
+    old = os.umask(0o022)  # an operator's usual umask
+    try:
+        result = a_result(paths)
+        write_evidence(paths, result, Ledger(paths.ledger), "en")
+    finally:
+        os.umask(old)
+    folder = Path(result.evidence).parent
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()}
+    assert modes == {"evidence.json": 0o640, "evidence.json.sha256": 0o640,
+                     "report.html": 0o640}
+    assert [stat.S_IMODE(p.stat().st_mode) for p in (folder, folder.parent, paths.state)] \
+        == [0o750, 0o750, 0o700]
+
+
+def test_the_report_speaks_vietnamese(paths: Paths) -> None:
+    result = a_result(paths)
+    write_evidence(paths, result, Ledger(paths.ledger), "vi")
+    html = Path(result.html).read_text()
+    for words in ("Báo cáo diễn tập khôi phục", "ĐẠT", "Mục tiêu RTO", "RTO đạt được"):
+        assert words in html
+
+
+def test_the_pictures_are_well_formed_svg() -> None:
+    bars = [drill_svg.Bar("restore <x>", 3.0, 4.5, True), drill_svg.Bar("probes", 7.5, 0.1,
+                                                                         False)]
+    for svg in (drill_svg.timeline(bars, 14400.0, "RTO target", "seconds"),
+                drill_svg.timeline(bars, 10.0, "RTO target", "seconds"),
+                drill_svg.history([drill_svg.Point("a", 60.0, 30.0, True),
+                                   drill_svg.Point("b", None, None, False)], 3600.0, 14400.0,
+                                  ("RPO", "RTO"), "target")):
+        root = ET.fromstring(svg)
+        assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    assert drill_svg.human(42.14) == "42.1 s" and drill_svg.human(7260) == "2 h 01 min"
+
+
+def test_a_failed_system_fails_its_dependants_without_running_them(
+        paths: Paths, monkeypatch: pytest.MonkeyPatch) -> None:
+    ran: list[str] = []
+
+    def fake(paths_: Paths, code: str, **_: Any) -> DrillResult:
+        ran.append(code)
+        result = a_result(paths_)
+        result.system = code
+        result.drill_id = f"drill-20261101T101500Z-00000{len(ran)}"
+        if code == "sso":
+            result.verdict, result.reasons = "failed", ["probes: sso broke"]
+        write_evidence(paths_, result, Ledger(paths_.ledger))
+        return result
+
+    monkeypatch.setattr(drill_rehearse, "run_drill", fake)
+    groups = drill_rehearse.levels(paths.estate, ["sso", "lgsp", "qlvb"])
+    result = drill_rehearse.rehearse(paths, groups, ledger=Ledger(paths.ledger))
+    assert ran == ["sso"]
+    outcome = {s.system: (s.verdict, s.reason) for s in result.systems}
+    assert outcome == {"sso": ("failed", "probes: sso broke"),
+                       "lgsp": ("not run", "dependency sso failed"),
+                       "qlvb": ("not run", "dependency sso failed")}
+    assert result.verdict == "failed" and result.exit_code == 1
+    assert "dependency sso failed" in Path(result.html).read_text()
