@@ -33,7 +33,6 @@ from orchestrator import process  # noqa: E402
 from orchestrator.actions.configure import ConfigurePlan, configure  # noqa: E402
 from orchestrator.actions.drill import scratch as drill_scratch  # noqa: E402
 from orchestrator.actions.drill.remote import (  # noqa: E402
-    Remote,
     restic_env,
     scratch_repository,
 )
@@ -42,6 +41,7 @@ from orchestrator.actions.drill.run import run_drill  # noqa: E402
 from orchestrator.actions.provision import apply as provision_apply  # noqa: E402
 from orchestrator.actions.provision import plan as provision_plan  # noqa: E402
 from orchestrator.actions.provision import vcenters as provision_vcenters  # noqa: E402
+from orchestrator.adapters.ssh import Remote  # noqa: E402
 from orchestrator.adapters.vsphere import open_vcenters  # noqa: E402
 from orchestrator.estate import load_estate  # noqa: E402
 from orchestrator.lab import control, data, guests  # noqa: E402

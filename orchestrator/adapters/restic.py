@@ -628,6 +628,21 @@ class Restic:
                                unlock_ran=True)
 
 
+def read_snapshots(repo: Repository, argv: Sequence[str], env: Mapping[str, str], *,
+                   timeout: float) -> list[Snapshot]:
+    """Run ``argv`` — a ``snapshots --json`` command line its caller built (its restic
+    binary, its flags) — with exactly ``env``, nothing of hopnhat's own environment. Out:
+    the snapshots, oldest first. Raises a ResticError naming the repository (classified
+    from restic's output when restic ran)."""
+    try:
+        done = run(argv, env=env, inherit_env=False, timeout=timeout, input="")
+    except CommandError as exc:
+        raise ResticError(f"restic snapshots: repository {repo.display}: {exc}") from None
+    if not done.ok:
+        raise classify(done.stderr, done.returncode, repo=repo, command="snapshots")
+    return parse_snapshots(done.stdout)
+
+
 def restic_local_zone() -> tzinfo:
     """The zone restic takes as local time in the environment :func:`make_environment` builds
     (no TZ): Go's rule, /etc/localtime, else UTC."""

@@ -27,7 +27,6 @@ from typing import Any
 
 from orchestrator.actions.drill.remote import (
     RESTIC,
-    Remote,
     read_only,
     remote_command,
     restic_env,
@@ -35,6 +34,7 @@ from orchestrator.actions.drill.remote import (
 from orchestrator.adapters.restic import Repository
 from orchestrator.adapters.restic_argv import base_argv, make_ls_argv
 from orchestrator.adapters.restic_results import Listing, Node, parse_ls_line
+from orchestrator.adapters.ssh import Remote
 from orchestrator.errors import HopnhatError, ResticError
 from orchestrator.estate.model import Probe
 from orchestrator.quoting import shell

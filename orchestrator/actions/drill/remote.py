@@ -10,33 +10,31 @@ torn down mid-restore) can leave no stale lock in a production repository. The p
 On a scratch VM, restic reaches the repository as the system's backup clients do (the
 restic_client role's ssh settings, the password file it wrote): the password is only ever a
 file's path in restic's environment, never in a command line.
+
+Here are the drill's decisions only — which repository, which command line (pure functions,
+quoted with :mod:`orchestrator.quoting`); the commands run through the adapters: on a VM
+with :class:`orchestrator.adapters.ssh.Remote`, on the control host with
+:func:`orchestrator.adapters.restic.read_snapshots`.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 
-import paramiko
-
 from orchestrator.actions.repositories import REPOSITORY_PATH, open_repository
-from orchestrator.adapters import ssh
-from orchestrator.adapters.restic import Repository, Snapshot
+from orchestrator.adapters.restic import Repository, Snapshot, read_snapshots
 from orchestrator.adapters.restic_argv import (
     make_environment,
     make_snapshots_argv,
     make_version_argv,
     parse_version,
 )
-from orchestrator.adapters.restic_errors import classify
-from orchestrator.adapters.restic_results import parse_snapshots
-from orchestrator.errors import CommandError, ResticError, SSHError
+from orchestrator.adapters.ssh import Remote
+from orchestrator.errors import ResticError
 from orchestrator.estate.endpoints import CLIENT_CACERT, CLIENT_LOCATION_FILE, client_url
 from orchestrator.estate.inventory import repository_user
 from orchestrator.estate.model import DISTRIBUTION_RESTIC, Estate
-from orchestrator.process import run
 from orchestrator.quoting import shell_join
 from orchestrator.settings import Paths
 
@@ -62,13 +60,7 @@ def list_snapshots(paths: Paths, code: str, timeout: float = 300.0) -> list[Snap
         argv = (paths.restic_binary, *read_only(make_snapshots_argv(repo))[1:])
         env = make_environment(repo, path="/usr/bin:/bin", home=str(paths.state),
                                tmpdir=str(paths.state / "tmp"))
-        try:
-            done = run(argv, env=env, inherit_env=False, timeout=timeout, input="")
-        except CommandError as exc:
-            raise ResticError(f"restic snapshots: repository {repo.display}: {exc}") from None
-        if not done.ok:
-            raise classify(done.stderr, done.returncode, repo=repo, command="snapshots")
-        return parse_snapshots(done.stdout)
+        return read_snapshots(repo, argv, env, timeout=timeout)
 
 
 # ---------------------------------------------------------------- on a scratch VM
@@ -109,47 +101,6 @@ def remote_command(repo: Repository, argv: Sequence[str], restic: str = RESTIC) 
     """The shell command that runs restic ``argv`` (read-only) on a scratch VM, with the
     restic program ``restic`` (the estate's ``restic.host_binary``)."""
     return f"{restic_env(repo)} {shell_join([restic, *read_only(argv)[1:]])}"
-
-
-@dataclass
-class Remote:
-    """SSH connections to one scratch VM (host key checked against hopnhat's known_hosts);
-    each command gets its own channel, so a restore and a listing can run at once.
-    :meth:`close` (from any thread) ends whatever runs on it."""
-
-    target: ssh.Target
-    alive: tuple[int, int] = (ssh.ALIVE_INTERVAL, ssh.ALIVE_COUNT)
-    _clients: list[paramiko.SSHClient] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _closed: bool = False
-
-    def _client(self) -> paramiko.SSHClient:
-        with self._lock:
-            if self._closed:
-                raise SSHError(f"{self.target.host}: the drill was stopped")
-            if self._clients:
-                return self._clients[0]
-        client = ssh.connect(self.target, alive=self.alive)
-        with self._lock:
-            if self._closed:
-                client.close()
-                raise SSHError(f"{self.target.host}: the drill was stopped")
-            self._clients.append(client)
-        return client
-
-    def run(self, command: str, *, timeout: float = 3600.0, stdin: str | None = None,
-            on_line: Callable[[str], None] | None = None) -> ssh.RemoteResult:
-        """``command`` on the VM; stdout lines to ``on_line`` as they come. Raises
-        SSHError when the connection fails or the drill was stopped."""
-        return ssh.execute(self._client(), self.target, command, timeout=timeout,
-                           stdin=stdin, on_line=on_line)
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            clients, self._clients = self._clients, []
-        for client in clients:
-            client.close()
 
 
 def restic_version(remote: Remote, restic: str = RESTIC) -> str:

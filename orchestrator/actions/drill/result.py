@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from orchestrator.actions.drill.checks import ContentCheck, ProbeResult
 from orchestrator.actions.drill.plan import DrillPlan
-from orchestrator.actions.drill.remote import Remote
+from orchestrator.adapters.ssh import Remote
 from orchestrator.errors import HopnhatError
 
 STEPS = ("plan", "provision", "configure", "restore", "check", "probes", "teardown")

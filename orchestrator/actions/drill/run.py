@@ -53,7 +53,7 @@ from orchestrator.actions.drill.plan import (
     scratch_name,
     taken_addresses,
 )
-from orchestrator.actions.drill.remote import Remote, list_snapshots, remote_command, restic_version
+from orchestrator.actions.drill.remote import list_snapshots, remote_command, restic_version
 from orchestrator.actions.drill.remote import scratch_repository as repository_for
 from orchestrator.actions.drill.result import (
     ABORTED,
@@ -68,6 +68,7 @@ from orchestrator.actions.drill.result import (
 )
 from orchestrator.actions.provision import vcenters as provision_vcenters
 from orchestrator.adapters.restic_argv import make_restore_argv
+from orchestrator.adapters.ssh import Remote
 from orchestrator.adapters.vsphere import open_vcenters
 from orchestrator.errors import EXIT_BAD_INPUT, HopnhatError, PlanError
 from orchestrator.ledger import Ledger, operator_name

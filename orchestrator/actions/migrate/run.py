@@ -40,7 +40,6 @@ from orchestrator.actions.backup.run import run_backups, select_clients
 from orchestrator.actions.configure import converge, extra_vars
 from orchestrator.actions.drill.checks import ProbeResult, run_probe
 from orchestrator.actions.drill.remote import (
-    Remote,
     list_snapshots,
     remote_command,
     restic_version,
@@ -66,6 +65,7 @@ from orchestrator.actions.provision import vcenters as provision_vcenters
 from orchestrator.adapters.ansible import PLAYBOOKS
 from orchestrator.adapters.restic_argv import make_ls_argv, make_restore_argv
 from orchestrator.adapters.restic_results import parse_ls_line
+from orchestrator.adapters.ssh import Remote
 from orchestrator.adapters.vsphere import open_vcenters
 from orchestrator.errors import (
     EXIT_BAD_INPUT,

@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.actions.drill.remote import Remote
 from orchestrator.actions.drill.scratch import target as ssh_target
 from orchestrator.actions.migrate import manifest
 from orchestrator.actions.migrate.plan import sources
 from orchestrator.actions.migrate.state import MigrationState, state_of
+from orchestrator.adapters.ssh import Remote
 from orchestrator.errors import EXIT_BAD_INPUT, HopnhatError, PlanError
 from orchestrator.ledger import Ledger
 from orchestrator.settings import Paths

@@ -35,7 +35,6 @@ from typing import IO, Any
 
 from orchestrator.actions.archive import index as archive_index
 from orchestrator.actions.backup.run import JOB_CONFIG, run_backups, select_clients
-from orchestrator.actions.drill.remote import Remote
 from orchestrator.actions.drill.result import StepRecord
 from orchestrator.actions.drill.scratch import target as ssh_target
 from orchestrator.actions.migrate import manifest
@@ -48,6 +47,7 @@ from orchestrator.actions.retire.plan import RetirePlan
 from orchestrator.actions.retire.state import KIND
 from orchestrator.actions.snapshot_log import record_removed
 from orchestrator.adapters.restic import Restic, Snapshot
+from orchestrator.adapters.ssh import Remote
 from orchestrator.adapters.vsphere import open_vcenters
 from orchestrator.errors import EXIT_BAD_INPUT, HopnhatError, PlanError, ResticError
 from orchestrator.estate.model import VM

@@ -1,4 +1,5 @@
-"""OpenSSH's command line for a streamed remote command, and how its failures read."""
+"""OpenSSH's command line for a streamed remote command, and how its failures read; one
+host's shared paramiko connection and how it is cut."""
 
 from __future__ import annotations
 
@@ -6,13 +7,17 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.adapters import ssh
 from orchestrator.adapters.ssh import (
+    Remote,
+    RemoteResult,
     Target,
     local_kex,
     openssh_argv,
     preferred_kex,
     ssh_failure,
 )
+from orchestrator.errors import SSHError
 from orchestrator.process import run
 
 TARGET = Target(host="video-mcu-01", address="127.10.1.20", port=2222, user="root",
@@ -106,3 +111,33 @@ def test_paths_are_quoted_for_ssh_options() -> None:
 ])
 def test_ssh_failures_read_in_one_line(stderr: str, said: str) -> None:
     assert ssh_failure(stderr) == said
+
+
+class FakeClient:
+    closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_commands_on_one_host_share_a_connection_and_close_cuts_it_for_good(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[FakeClient] = []
+
+    def connect(target: Target, alive: tuple[int, int]) -> FakeClient:
+        made.append(FakeClient())
+        return made[-1]
+
+    def execute(client: FakeClient, target: Target, command: str,
+                **_: object) -> RemoteResult:
+        return RemoteResult(target.host, command, 0, str(made.index(client)), "")
+
+    monkeypatch.setattr(ssh, "connect", connect)
+    monkeypatch.setattr(ssh, "execute", execute)
+    remote = Remote(TARGET)
+    assert [remote.run("true").stdout, remote.run("ls").stdout] == ["0", "0"]
+    remote.close()
+    assert len(made) == 1 and made[0].closed
+    with pytest.raises(SSHError, match="video-mcu-01: the drill was stopped"):
+        remote.run("true")
+    assert len(made) == 1  # nothing connects after close
