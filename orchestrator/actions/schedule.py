@@ -10,17 +10,14 @@ installed and validated and the result says plainly that nothing was enabled.
 
 from __future__ import annotations
 
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from orchestrator.adapters.systemd import next_elapse
+from orchestrator.adapters.systemd import enable_timer, next_elapse, other_init, verify_units
 from orchestrator.errors import EXIT_BAD_INPUT, HopnhatError
-from orchestrator.process import run
 from orchestrator.quoting import unit_exec_word, unit_path, unit_text, unit_word
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
@@ -147,28 +144,12 @@ def validate(units: Units) -> str:
     verify prints about these units fails them (it exits 0 on mere warnings). Raises
     ScheduleError naming the problem."""
     next_elapse = check_calendar(units.on_calendar)
-    with tempfile.TemporaryDirectory(prefix="hopnhat-units-") as scratch:
-        files = []
-        for path, text in units.files.items():
-            target = Path(scratch) / path.name
-            target.write_text(text, encoding="utf-8")
-            files.append(str(target))
-        done = run(["systemd-analyze", "verify", *files], timeout=60)
+    done = verify_units({path.name: text for path, text in units.files.items()})
     about = [line for line in done.stderr.splitlines() if units.name in line]
     if done.returncode != 0 or about:
         detail = "; ".join(about or done.stderr.strip().splitlines()[-3:])
         raise ScheduleError(f"{units.name}: systemd-analyze verify refused the units: {detail}")
     return next_elapse
-
-
-def systemd_is_init() -> str | None:
-    """None when systemd runs as PID 1 (sd_booted()'s test), else what PID 1 is."""
-    if Path("/run/systemd/system").is_dir():
-        return None
-    try:
-        return Path("/proc/1/comm").read_text().strip() or "?"
-    except OSError:
-        return "?"
 
 
 def install(units: Units, *, enable: bool = True) -> Installed:
@@ -188,12 +169,10 @@ def install(units: Units, *, enable: bool = True) -> Installed:
     except OSError as exc:
         raise ScheduleError(f"{units.name}: cannot install the units: {exc}") from None
     written = tuple(units.files)
-    pid1 = systemd_is_init()
+    pid1 = other_init()
     if pid1 is not None or not enable:
         why = "not asked to" if not enable else f"systemd is not PID 1 on this host (PID 1 " \
             f"is {pid1})"
         return Installed(units, next_elapse, written, False, why)
-    systemctl = shutil.which("systemctl") or "systemctl"
-    run([systemctl, "daemon-reload"], check=True, timeout=120)
-    run([systemctl, "enable", "--now", f"{units.name}.timer"], check=True, timeout=120)
+    enable_timer(f"{units.name}.timer")
     return Installed(units, next_elapse, written, True)

@@ -1,4 +1,6 @@
-"""systemd's own reading of calendar events (``systemd-analyze calendar``).
+"""systemd on the control host: its own reading of calendar events (``systemd-analyze
+calendar``) and of unit files (``systemd-analyze verify``), whether it runs as PID 1, and
+enabling a timer (``systemctl``).
 
 The estate's schedules become ``OnCalendar=`` of timers on hosts and on the control host:
 systemd is the judge of what they mean. Where ``systemd-analyze`` is not installed, the
@@ -9,11 +11,13 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Iterable
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 from orchestrator.errors import CommandError
 from orchestrator.estate.values import check_calendars
-from orchestrator.process import run
+from orchestrator.process import Completed, run
 
 _FAILED = re.compile(r"^Failed to parse calendar specification '(.*)': (.+)$")
 
@@ -63,3 +67,36 @@ def calendar_problems(expressions: Iterable[str]) -> dict[str, str]:
                                      "past): the timer would never start [checked by "
                                      "systemd-analyze calendar]")
     return found
+
+
+def verify_units(units: Mapping[str, str]) -> Completed:
+    """``systemd-analyze verify`` of unit files given as name → text (``x.service``,
+    ``x.timer``), written to a private scratch folder that is removed afterwards: systemd
+    loads them as it would (syntax, the program of ExecStart, timer → service). Out: what it
+    said (it exits 0 on mere warnings: the caller judges its stderr). Raises CommandError when
+    systemd-analyze is missing or does not answer."""
+    with tempfile.TemporaryDirectory(prefix="hopnhat-units-") as scratch:
+        files = []
+        for name, text in units.items():
+            target = Path(scratch) / name
+            target.write_text(text, encoding="utf-8")
+            files.append(str(target))
+        return run(["systemd-analyze", "verify", *files], timeout=60)
+
+
+def other_init() -> str | None:
+    """None when systemd runs as PID 1 (sd_booted()'s test), else what PID 1 is."""
+    if Path("/run/systemd/system").is_dir():
+        return None
+    try:
+        return Path("/proc/1/comm").read_text().strip() or "?"
+    except OSError:
+        return "?"
+
+
+def enable_timer(timer: str) -> None:
+    """Make systemd read its unit files again, then enable and start ``timer`` (a unit name,
+    ``x.timer``). Raises CommandError when systemctl fails."""
+    systemctl = shutil.which("systemctl") or "systemctl"
+    run([systemctl, "daemon-reload"], check=True, timeout=120)
+    run([systemctl, "enable", "--now", timer], check=True, timeout=120)

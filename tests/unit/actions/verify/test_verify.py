@@ -56,6 +56,7 @@ from orchestrator.adapters.restic import LockInfo, Snapshot
 from orchestrator.adapters.restic_argv import Repository as ResticRepository
 from orchestrator.adapters.restic_argv import make_backup_argv, make_snapshots_argv, make_stats_argv
 from orchestrator.adapters.restic_results import parse_snapshots
+from orchestrator.adapters.systemd import other_init
 from orchestrator.cli.app import app
 from orchestrator.ledger import Ledger
 from orchestrator.reports.junit import render_junit
@@ -617,7 +618,7 @@ def test_the_units_render_and_validate_with_systemd_analyze(tmp_path: Path) -> N
     assert sorted(p.name for p in (tmp_path / "units").iterdir()) == [
         "hopnhat-verify-danang.service", "hopnhat-verify-danang.timer"]
     assert (tmp_path / "textfile").is_dir() and (tmp_path / "reports").is_dir()
-    if schedule.systemd_is_init() is not None:  # this machine's PID 1 (a container)
+    if other_init() is not None:  # this machine's PID 1 (a container)
         assert not done.enabled and "systemd is not PID 1" in (done.why_not or "")
 
 
