@@ -14,7 +14,15 @@ from collections import defaultdict
 from collections.abc import Iterator
 
 from orchestrator.estate.checks import Problems
-from orchestrator.estate.model import VM, EstateFile, ExistingVM, Site, System, VMRole
+from orchestrator.estate.model import (
+    VM,
+    EstateFile,
+    ExistingVM,
+    RepositoryHost,
+    Site,
+    System,
+    VMRole,
+)
 
 
 def vm_name(code: str, role: str, index: int) -> str:
@@ -36,73 +44,114 @@ def derive_vms(settings: EstateFile | None, sites: dict[str, Site],
     problems for duplicates, addresses used twice and pools too small. Roles with broken
     references are skipped (already reported by the cross-checks), and so are repository
     hosts when ``settings`` (an invalid estate.yml, already reported) is None."""
-    owners: dict[ipaddress.IPv4Address, str] = {}
     repository_hosts = settings.repository_hosts if settings is not None else []
-
-    def claim(ip: ipaddress.IPv4Address, who: str, rel: str, key: str) -> None:
-        if ip in owners:
-            problems.add(rel, key, f"address {ip} is used twice: by {owners[ip]} and {who}")
-        else:
-            owners[ip] = who
-
-    for i, host in enumerate(repository_hosts):
-        claim(host.address, f"repository host {host.name}", "estate.yml",
-              f"repository_hosts[{i}].address")
-    for site in sites.values():
-        for net in site.networks.values():
-            owners.setdefault(net.gateway, f"the gateway of {site.name}/{net.port_group}")
-
+    book = _AddressBook(sites, problems, repository_hosts)
+    book.claim_reserved(repository_hosts)
     # pinned addresses and those of existing VMs first, so the pool never hands them out
+    book.claim_pinned(systems, files)
+    vms: list[VM] = []
     for code in sorted(systems):
         system = systems[code]
         rel = files[f"system:{code}"]
         for i, role in enumerate(system.vms):
-            if role.ips is not None and _role_ok(role, sites):
-                for j, ip in enumerate(role.ips):
-                    claim(ip, vm_name(code, role.role, j + 1), rel, f"vms[{i}].ips[{j}]")
-            for j, declared in enumerate(role.existing or ()):
-                claim(declared.address, f"{vm_name(code, role.role, j + 1)} (existing VM "
-                      f"{declared.vm})", rel, f"vms[{i}].existing[{j}].address")
+            if _role_ok(role, sites):
+                vms += book.place(code, system, rel, f"vms[{i}]", role, 0)
+    # migrations' target VMs last, so that declaring a move never shifts an address the
+    # estate's running VMs already have
+    targets = _migration_targets(book, systems, files, vms)
+    book.report_unserved(files)
+    return vms, targets
 
-    free: dict[tuple[str, str], Iterator[ipaddress.IPv4Address]] = {}
-    wanted: dict[tuple[str, str], int] = defaultdict(int)
-    unserved: dict[tuple[str, str], int] = defaultdict(int)
-    # a repository host is an inventory host too: a VM may not take its name
-    names: dict[str, str] = {h.name: "a repository host in estate.yml" for h in repository_hosts}
 
-    def place(code: str, system: System, rel: str, at: str, role: VMRole, after: int,
+def _migration_targets(book: _AddressBook, systems: dict[str, System], files: dict[str, str],
+                       vms: list[VM]) -> list[VM]:
+    """The VMs the systems' migrations build, numbered after the role's own ``vms``; with
+    ``data``, each names the VM it takes its data from."""
+    targets: list[VM] = []
+    for code in sorted(systems):
+        system = systems[code]
+        if system.migration is None:
+            continue
+        rel = files[f"system:{code}"]
+        for i, role in enumerate(system.migration.vms):
+            if not _role_ok(role, book.sites):
+                continue
+            own = [vm for vm in vms if vm.system == code and vm.role == role.role]
+            sources = {n: vm.name for n, vm in enumerate(own, 1)} if role.data else None
+            targets += book.place(code, system, rel, f"migration.vms[{i}]", role, len(own),
+                                  sources)
+    return targets
+
+
+Pool = tuple[str, str]  # (site, network): a network's pool of addresses
+
+
+class _AddressBook:
+    """One derivation's book: who holds each address, what each pool has left, the VM names
+    taken, and how many VMs each pool could not serve."""
+
+    def __init__(self, sites: dict[str, Site], problems: Problems,
+                 repository_hosts: list[RepositoryHost]) -> None:
+        self.sites = sites
+        self.problems = problems
+        self.owners: dict[ipaddress.IPv4Address, str] = {}
+        self.free: dict[Pool, Iterator[ipaddress.IPv4Address]] = {}
+        self.wanted: dict[Pool, int] = defaultdict(int)
+        self.unserved: dict[Pool, int] = defaultdict(int)
+        # a repository host is an inventory host too: a VM may not take its name
+        self.names: dict[str, str] = {h.name: "a repository host in estate.yml"
+                                      for h in repository_hosts}
+
+    def claim(self, ip: ipaddress.IPv4Address, who: str, rel: str, key: str) -> None:
+        """``ip`` is ``who``'s (a problem at ``rel``'s ``key`` if it is someone's already)."""
+        if ip in self.owners:
+            self.problems.add(rel, key,
+                              f"address {ip} is used twice: by {self.owners[ip]} and {who}")
+        else:
+            self.owners[ip] = who
+
+    def claim_reserved(self, repository_hosts: list[RepositoryHost]) -> None:
+        """The repository hosts' addresses and the networks' gateways."""
+        for i, host in enumerate(repository_hosts):
+            self.claim(host.address, f"repository host {host.name}", "estate.yml",
+                       f"repository_hosts[{i}].address")
+        for site in self.sites.values():
+            for net in site.networks.values():
+                self.owners.setdefault(net.gateway,
+                                       f"the gateway of {site.name}/{net.port_group}")
+
+    def claim_pinned(self, systems: dict[str, System], files: dict[str, str]) -> None:
+        """The addresses roles pin (``ips``) and those of the existing VMs they adopt."""
+        for code in sorted(systems):
+            rel = files[f"system:{code}"]
+            for i, role in enumerate(systems[code].vms):
+                if role.ips is not None and _role_ok(role, self.sites):
+                    for j, ip in enumerate(role.ips):
+                        self.claim(ip, vm_name(code, role.role, j + 1), rel,
+                                   f"vms[{i}].ips[{j}]")
+                for j, declared in enumerate(role.existing or ()):
+                    self.claim(declared.address, f"{vm_name(code, role.role, j + 1)} "
+                               f"(existing VM {declared.vm})", rel,
+                               f"vms[{i}].existing[{j}].address")
+
+    def place(self, code: str, system: System, rel: str, at: str, role: VMRole, after: int,
               source: dict[int, str] | None = None) -> list[VM]:
         """The VMs of ``role`` (numbered from ``after`` + 1), each with its address."""
         out: list[VM] = []
-        site = sites[role.site]
+        site = self.sites[role.site]
         net = site.networks[role.network]
-        pool_key = (site.name, role.network)
-        if pool_key not in free:
-            free[pool_key] = net.pool.addresses()  # lazily: a /16 pool is 65k addresses
+        pool = (site.name, role.network)
+        if pool not in self.free:
+            self.free[pool] = net.pool.addresses()  # lazily: a /16 pool is 65k addresses
         for n in range(1, role.count + 1):
             name = vm_name(code, role.role, after + n)
-            if name in names:
-                # within one file only a repeated role does that: cross_check reports it
-                if names[name] != f"a VM of {rel}":
-                    problems.add(rel, f"{at}.role", f"VM name {name!r} is also {names[name]}")
+            if not self._take_name(name, rel, at):
                 continue
-            names[name] = f"a VM of {rel}"
             existing: ExistingVM | None = \
                 role.existing[n - 1] if role.existing is not None else None
-            if existing is not None:
-                ip = existing.address
-            elif role.ips is not None:
-                ip = role.ips[n - 1]
-            else:
-                wanted[pool_key] += 1
-                # skip pinned addresses, gateways, repository hosts, and what an
-                # overlapping pool of another network already handed out
-                found = next((a for a in free[pool_key] if a not in owners), None)
-                if found is None:
-                    unserved[pool_key] += 1
-                    continue
-                ip = found
-                owners[ip] = name
+            ip = self._address(pool, role, n, existing, name)
+            if ip is None:
+                continue
             out.append(VM(
                 name=name, system=code, role=role.role, index=after + n, tier=system.tier,
                 site=site.name, datacenter=site.datacenter,
@@ -118,31 +167,40 @@ def derive_vms(settings: EstateFile | None, sites: dict[str, Site],
                 source=(source or {}).get(n)))
         return out
 
-    vms: list[VM] = []
-    for code in sorted(systems):
-        system = systems[code]
-        rel = files[f"system:{code}"]
-        for i, role in enumerate(system.vms):
-            if _role_ok(role, sites):
-                vms += place(code, system, rel, f"vms[{i}]", role, 0)
-    # migrations' target VMs last, so that declaring a move never shifts an address the
-    # estate's running VMs already have
-    targets: list[VM] = []
-    for code in sorted(systems):
-        system = systems[code]
-        if system.migration is None:
-            continue
-        rel = files[f"system:{code}"]
-        for i, role in enumerate(system.migration.vms):
-            if not _role_ok(role, sites):
-                continue
-            own = [vm for vm in vms if vm.system == code and vm.role == role.role]
-            sources = {n: vm.name for n, vm in enumerate(own, 1)} if role.data else None
-            targets += place(code, system, rel, f"migration.vms[{i}]", role, len(own),
-                             sources)
-    for (site_name, network), short in unserved.items():
-        pool = sites[site_name].networks[network].pool
-        problems.add(files[f"site:{site_name}"], f"networks.{network}.pool",
-                     f"pool {pool.start}-{pool.end} is too small: {wanted[(site_name, network)]} "
-                     f"VM(s) need an address from it, {short} get none")
-    return vms, targets
+    def _take_name(self, name: str, rel: str, at: str) -> bool:
+        """Whether ``name`` was free (now a VM of ``rel``'s); a problem if something else
+        holds it."""
+        if name in self.names:
+            # within one file only a repeated role does that: cross_check reports it
+            if self.names[name] != f"a VM of {rel}":
+                self.problems.add(rel, f"{at}.role", f"VM name {name!r} is also {self.names[name]}")
+            return False
+        self.names[name] = f"a VM of {rel}"
+        return True
+
+    def _address(self, pool: Pool, role: VMRole, n: int, existing: ExistingVM | None,
+                 name: str) -> ipaddress.IPv4Address | None:
+        """The address of ``role``'s ``n``-th VM: the existing VM's, the pinned one, else the
+        pool's next free one (None when the pool has none left)."""
+        if existing is not None:
+            return existing.address
+        if role.ips is not None:
+            return role.ips[n - 1]
+        self.wanted[pool] += 1
+        # skip pinned addresses, gateways, repository hosts, and what an overlapping pool of
+        # another network already handed out
+        found = next((a for a in self.free[pool] if a not in self.owners), None)
+        if found is None:
+            self.unserved[pool] += 1
+            return None
+        self.owners[found] = name
+        return found
+
+    def report_unserved(self, files: dict[str, str]) -> None:
+        """A problem for each pool too small for the VMs that wanted an address from it."""
+        for (site_name, network), short in self.unserved.items():
+            pool = self.sites[site_name].networks[network].pool
+            self.problems.add(files[f"site:{site_name}"], f"networks.{network}.pool",
+                              f"pool {pool.start}-{pool.end} is too small: "
+                              f"{self.wanted[(site_name, network)]} VM(s) need an address "
+                              f"from it, {short} get none")
