@@ -103,7 +103,10 @@ class Run:
 
 
 class Ledger:
-    """Thread-safe: one connection, one lock (workers of a run record concurrently)."""
+    """Thread-safe: one connection, one lock (workers of a run record concurrently).
+
+    Opened as a context manager, ``with Ledger(path) as ledger:``, which closes the
+    connection when the block ends, by an exception too."""
 
     def __init__(self, path: Path) -> None:
         private_folder(path.parent, path)
@@ -126,6 +129,12 @@ class Ledger:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
