@@ -1,8 +1,9 @@
 """The one door to subprocesses.
 
 Every external program hopnhat runs goes through :func:`run` (:func:`stream` when its
-output is wanted line by line as it comes; :func:`reading` when it is bytes to read as a
-stream; :func:`spawn` for long-lived lab daemons): argv
+output is wanted line by line as it comes — :class:`Running` ends several such at once;
+:func:`reading` when it is bytes to read as a stream; :func:`spawn` for long-lived lab
+daemons): argv
 lists, never shell strings; secrets travel through files or the environment, never through
 argv. A child's environment is built, never copied: the allow-list :data:`INHERITED` of
 hopnhat's own (or only PATH with ``inherit_env=False``), plus what the caller passes in
@@ -193,6 +194,34 @@ def stream(
     if silent.is_set():
         raise CommandError(f"{args[0]}: no output for {silence_timeout:.0f} s; stopped")
     return Completed(args, returncode, "".join(out), b"".join(errors).decode(errors="replace"))
+
+
+class Running:
+    """Programs run by :func:`stream` (in several threads) that one call ends: give
+    :meth:`started` as ``on_start``, call :meth:`forget_ended` when a run returns;
+    :meth:`kill_all` (from any thread: an interrupt) kills every one still running, and any
+    started after it at once."""
+
+    def __init__(self) -> None:
+        self._procs: set[subprocess.Popen[bytes]] = set()
+        self._lock = threading.Lock()
+        self._killed = False
+
+    def started(self, proc: subprocess.Popen[bytes]) -> None:
+        with self._lock:
+            self._procs.add(proc)
+            if self._killed:
+                proc.kill()
+
+    def forget_ended(self) -> None:
+        with self._lock:
+            self._procs = {p for p in self._procs if p.poll() is None}
+
+    def kill_all(self) -> None:
+        with self._lock:
+            self._killed = True
+            for proc in self._procs:
+                proc.kill()
 
 
 @dataclass

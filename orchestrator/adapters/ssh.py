@@ -6,7 +6,8 @@ key refuses the connection. (Never AutoAddPolicy, never StrictHostKeyChecking=no
 Two clients: paramiko (:func:`connect`, :func:`execute`: several commands on one
 connection, with stdin; :class:`Remote`: one host's connection, shared by commands running
 at once and cut by one call) and OpenSSH's ``ssh`` (:func:`run_streaming`: one long command
-whose output streams; ~0.15 s quicker to start, as paramiko's import is not paid). Both
+whose output streams; ~0.15 s quicker to start, as paramiko's import is not paid;
+:class:`StreamedJobs`: such commands on several hosts at once, ended by one call). Both
 trust only hopnhat's key and known_hosts.
 """
 
@@ -287,6 +288,31 @@ def run_streaming(
     if done.returncode == 255:
         raise SSHError(f"{where}: {ssh_failure(done.stderr)}")
     return RemoteResult(target.host, command, done.returncode, done.stdout, done.stderr)
+
+
+class StreamedJobs:
+    """Long commands (a backup job) run with :func:`run_streaming` on several hosts at once,
+    one thread each, each silent at most ``silence_timeout`` seconds. :meth:`close_all` (an
+    interrupt) kills every ``ssh`` still running, and any started after it at once: the
+    host's sshd then ends the command's session."""
+
+    def __init__(self, silence_timeout: float = 600.0) -> None:
+        self.silence_timeout = silence_timeout
+        self._running = process.Running()
+
+    def run(self, target: Target, command: str, *,
+            on_line: Callable[[str], None] | None = None) -> RemoteResult:
+        """``command`` on ``target``, its stdout lines to ``on_line`` as they come; raises
+        SSHError as :func:`run_streaming` does."""
+        try:
+            return run_streaming(target, command, on_line=on_line,
+                                 silence_timeout=self.silence_timeout,
+                                 on_start=self._running.started)
+        finally:
+            self._running.forget_ended()
+
+    def close_all(self) -> None:
+        self._running.kill_all()
 
 
 def wait_for_port(address: str, port: int, timeout: float) -> bool:

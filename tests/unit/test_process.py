@@ -1,14 +1,16 @@
-"""The subprocess door's streaming run: lines as they come, stderr kept, silence bounded."""
+"""The subprocess door's streaming run: lines as they come, stderr kept, silence bounded;
+several streamed programs ended by one call."""
 
 from __future__ import annotations
 
 import sys
+import threading
 import time
 
 import pytest
 
 from orchestrator.errors import CommandError
-from orchestrator.process import stream
+from orchestrator.process import Completed, Running, stream
 
 PY = sys.executable
 
@@ -52,3 +54,26 @@ def test_on_start_gets_the_process_to_end_it() -> None:
         proc.kill()  # type: ignore[attr-defined]
     done = stream([PY, "-c", "import time\ntime.sleep(30)"], on_start=started)
     assert len(procs) == 1 and done.returncode < 0
+
+
+def test_running_kills_every_program_still_running_and_any_started_after() -> None:
+    running = Running()
+    ended: list[Completed] = []
+    up = threading.Semaphore(0)
+
+    def one() -> None:
+        ended.append(stream([PY, "-c", "import time\nprint('up', flush=True)\ntime.sleep(60)"],
+                            on_start=running.started, on_line=lambda _: up.release()))
+        running.forget_ended()
+
+    threads = [threading.Thread(target=one) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for _ in threads:
+        assert up.acquire(timeout=30)  # both run
+    running.kill_all()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert [done.returncode < 0 for done in ended] == [True, True]
+    late = stream([PY, "-c", "import time\ntime.sleep(60)"], on_start=running.started)
+    assert late.returncode < 0  # started after kill_all: killed at once

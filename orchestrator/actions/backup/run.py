@@ -17,7 +17,6 @@ destroy is :mod:`orchestrator.actions.backup.gate`.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -40,9 +39,7 @@ from orchestrator.quoting import shell_join
 from orchestrator.settings import Paths
 
 if TYPE_CHECKING:
-    import subprocess
-
-    from orchestrator.adapters.ssh import Target
+    from orchestrator.adapters.ssh import StreamedJobs, Target
 
 # Where the backup_schedule role puts the job and its files (its defaults/main.yml; a unit
 # test keeps the two in step). The service's ExecStart is "<python> -S <job> --config <config>":
@@ -277,16 +274,16 @@ HostRunner = Callable[[BackupClient, Callable[[str], None]], HostBackup]
 
 
 class SSHRunner:
-    """Runs the job on a host with OpenSSH's ``ssh``, as the estate's SSH user with hopnhat's
-    key and known_hosts (strict). :meth:`close_all` ends every running ``ssh`` (an
-    interrupt)."""
+    """Runs the job on a host with OpenSSH's ``ssh`` (through
+    :class:`orchestrator.adapters.ssh.StreamedJobs`), as the estate's SSH user with hopnhat's
+    key and known_hosts (strict), and judges what it printed. :meth:`close_all` ends every
+    running ``ssh`` (an interrupt)."""
 
     def __init__(self, paths: Paths, silence_timeout: float = SILENCE_TIMEOUT) -> None:
+        from orchestrator.adapters.ssh import StreamedJobs
+
         self.paths = paths
-        self.silence_timeout = silence_timeout
-        self._running: set[subprocess.Popen[bytes]] = set()
-        self._lock = threading.Lock()
-        self._closed = False
+        self.jobs: StreamedJobs = StreamedJobs(silence_timeout)
 
     def target(self, client: BackupClient) -> Target:
         from orchestrator.adapters.ssh import Target
@@ -295,15 +292,7 @@ class SSHRunner:
                       user=self.paths.estate.settings.ssh.user,
                       key_file=self.paths.private_key, known_hosts=self.paths.known_hosts)
 
-    def _started(self, proc: subprocess.Popen[bytes]) -> None:
-        with self._lock:
-            self._running.add(proc)
-            if self._closed:
-                proc.kill()
-
     def __call__(self, client: BackupClient, on_line: Callable[[str], None]) -> HostBackup:
-        from orchestrator.adapters import ssh
-
         seen: list[str] = []
 
         def each(line: str) -> None:
@@ -311,23 +300,15 @@ class SSHRunner:
             if not line.lstrip().startswith("{"):  # the summary is reported, not streamed
                 on_line(line)
         try:
-            done = ssh.run_streaming(self.target(client), job_command(client.system),
-                                     on_line=each, silence_timeout=self.silence_timeout,
-                                     on_start=self._started)
+            done = self.jobs.run(self.target(client), job_command(client.system), on_line=each)
         except SSHError as exc:
             return unreachable(client, exc, "run" if seen else "connect")
-        finally:
-            with self._lock:
-                self._running = {p for p in self._running if p.poll() is None}
         # the job's summary (its last line) is the status document it wrote to its status
         # file: no second round trip to read that file back
         return host_result(client, done.returncode, done.stdout)
 
     def close_all(self) -> None:
-        with self._lock:
-            self._closed = True
-            for proc in self._running:
-                proc.kill()
+        self.jobs.close_all()
 
 
 def run_backups(paths: Paths, clients: Sequence[BackupClient], *, ledger: Ledger,

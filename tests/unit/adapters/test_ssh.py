@@ -1,8 +1,10 @@
 """OpenSSH's command line for a streamed remote command, and how its failures read; one
-host's shared paramiko connection and how it is cut."""
+host's shared paramiko connection and how it is cut; streamed jobs ended together."""
 
 from __future__ import annotations
 
+import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ from orchestrator.adapters import ssh
 from orchestrator.adapters.ssh import (
     Remote,
     RemoteResult,
+    StreamedJobs,
     Target,
     local_kex,
     openssh_argv,
@@ -141,3 +144,27 @@ def test_commands_on_one_host_share_a_connection_and_close_cuts_it_for_good(
     with pytest.raises(SSHError, match="video-mcu-01: the drill was stopped"):
         remote.run("true")
     assert len(made) == 1  # nothing connects after close
+
+
+def test_close_all_ends_every_streamed_job_and_any_started_after(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # a job that runs until it is killed, in place of ssh's command line
+    monkeypatch.setattr(ssh, "openssh_argv", lambda target, command, **_: (
+        sys.executable, "-c", "import time\nprint('up', flush=True)\ntime.sleep(60)"))
+    jobs = StreamedJobs(silence_timeout=600)
+    ended: list[RemoteResult] = []
+    up = threading.Semaphore(0)
+
+    def one() -> None:
+        ended.append(jobs.run(TARGET, "backup", on_line=lambda _: up.release()))
+
+    threads = [threading.Thread(target=one) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for _ in threads:
+        assert up.acquire(timeout=30)  # both run
+    jobs.close_all()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert [(r.host, r.returncode < 0) for r in ended] == [("video-mcu-01", True)] * 2
+    assert jobs.run(TARGET, "backup").returncode < 0  # started after close_all: killed
