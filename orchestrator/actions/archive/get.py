@@ -117,48 +117,57 @@ def resolve(db: sqlite3.Connection, system: str, paths: Sequence[str], to: Path,
     path for one the catalogue does not hold (or not in ``snapshot``), one held by several
     hosts without ``host``, a snapshot the catalogue does not list, or a destination that
     exists or is not safe."""
-    chosen: tuple[int, str] | None = None
-    if snapshot is not None:
-        rows = db.execute("SELECT n, id FROM snapshots WHERE id LIKE ? || '%'",
-                          (snapshot.lower(),)).fetchall()
-        if len(snapshot) < 8 or not all(c in "0123456789abcdef" for c in snapshot.lower()):
-            raise GetError(f"--snapshot {snapshot!r}: give at least 8 hex digits of an ID "
-                           "(hopnhat archive find shows them)")
-        if len(rows) != 1:
-            raise GetError(f"--snapshot {snapshot}: {'no' if not rows else 'more than one'} "
-                           f"kept snapshot of system {system} has that ID")
-        chosen = (int(rows[0][0]), str(rows[0][1]))
+    chosen = _snapshot(db, system, snapshot) if snapshot is not None else None
     if not to.is_dir():
         raise GetError(f"--to {to}: not a folder")
-    out: list[Wanted] = []
-    for path in dict.fromkeys(paths):
-        relative(path)
-        sql = ("SELECT f.host, f.size, f.mtime_ns, f.sha256, s.id, f.first, f.last FROM files "
-               "f JOIN snapshots s ON s.n = f.last WHERE f.path = ?")
-        args: list[Any] = [path]
-        if host is not None:
-            sql += " AND f.host = ?"
-            args.append(host)
-        rows = db.execute(sql + " ORDER BY f.last DESC", args).fetchall()
-        if chosen is not None:
-            rows = [r for r in rows if r[5] <= chosen[0] <= r[6]]
-        if not rows:
-            where = f" in snapshot {chosen[1][:8]}" if chosen else ""
-            raise GetError(f"{path!r}: no such file in the kept snapshots of system "
-                           f"{system}{where} (hopnhat archive find searches them); nothing "
-                           "retrieved")
-        hosts = sorted({r[0] for r in rows})
-        if len(hosts) > 1:
-            raise GetError(f"{path!r}: kept from more than one host ({', '.join(hosts)}); "
-                           "choose one with --host")
-        r = rows[0]
-        snap = chosen[1] if chosen else str(r[4])
-        target = destination(to, path)
-        if target.exists() or target.is_symlink():
-            raise GetError(f"{target}: already exists; nothing retrieved (move it away or "
-                           "choose another --to)")
-        out.append(Wanted(path, str(r[0]), snap, int(r[1]), int(r[2]), r[3], target, to))
-    return out
+    return [_wanted(db, system, path, to, chosen, host) for path in dict.fromkeys(paths)]
+
+
+def _snapshot(db: sqlite3.Connection, system: str, snapshot: str) -> tuple[int, str]:
+    """The kept snapshot whose ID starts with ``snapshot`` (at least 8 hex digits): its
+    number in the catalogue and its ID. Raises GetError (exit 2) otherwise."""
+    rows = db.execute("SELECT n, id FROM snapshots WHERE id LIKE ? || '%'",
+                      (snapshot.lower(),)).fetchall()
+    if len(snapshot) < 8 or not all(c in "0123456789abcdef" for c in snapshot.lower()):
+        raise GetError(f"--snapshot {snapshot!r}: give at least 8 hex digits of an ID "
+                       "(hopnhat archive find shows them)")
+    if len(rows) != 1:
+        raise GetError(f"--snapshot {snapshot}: {'no' if not rows else 'more than one'} "
+                       f"kept snapshot of system {system} has that ID")
+    return int(rows[0][0]), str(rows[0][1])
+
+
+def _wanted(db: sqlite3.Connection, system: str, path: str, to: Path,
+            chosen: tuple[int, str] | None, host: str | None) -> Wanted:
+    """The version of ``path`` to bring back: its latest (in ``chosen``, when given), from
+    its one host (or ``host``), to a destination that does not exist yet. Raises GetError
+    (exit 2) otherwise."""
+    relative(path)
+    sql = ("SELECT f.host, f.size, f.mtime_ns, f.sha256, s.id, f.first, f.last FROM files "
+           "f JOIN snapshots s ON s.n = f.last WHERE f.path = ?")
+    args: list[Any] = [path]
+    if host is not None:
+        sql += " AND f.host = ?"
+        args.append(host)
+    rows = db.execute(sql + " ORDER BY f.last DESC", args).fetchall()
+    if chosen is not None:
+        rows = [r for r in rows if r[5] <= chosen[0] <= r[6]]
+    if not rows:
+        where = f" in snapshot {chosen[1][:8]}" if chosen else ""
+        raise GetError(f"{path!r}: no such file in the kept snapshots of system "
+                       f"{system}{where} (hopnhat archive find searches them); nothing "
+                       "retrieved")
+    hosts = sorted({r[0] for r in rows})
+    if len(hosts) > 1:
+        raise GetError(f"{path!r}: kept from more than one host ({', '.join(hosts)}); "
+                       "choose one with --host")
+    r = rows[0]
+    snap = chosen[1] if chosen else str(r[4])
+    target = destination(to, path)
+    if target.exists() or target.is_symlink():
+        raise GetError(f"{target}: already exists; nothing retrieved (move it away or "
+                       "choose another --to)")
+    return Wanted(path, str(r[0]), snap, int(r[1]), int(r[2]), r[3], target, to)
 
 
 class _Hashing:

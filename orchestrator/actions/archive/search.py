@@ -101,22 +101,33 @@ def parse(text: str, year: int | None = None) -> Query:
     if any(unicodedata.category(c) == "Cc" for c in raw):
         raise QueryError(f"query {raw!r}: a control character is not searchable")
     if _GLOB_CHARS.search(raw):
-        depth = 0
-        for c in raw:
-            depth = 1 if c == "[" else 0 if c == "]" else depth
-        if depth:
-            raise QueryError(f"query {raw!r}: '[' opens a set of characters that no ']' "
-                             "closes")
-        return Query(GLOB, raw, (), fold(raw), "/" in raw, year)
+        return _glob_query(raw, year)
     if raw.startswith("/"):
-        if any(part in (".", "..") for part in raw.split("/")):
-            raise QueryError(f"query {raw!r}: a path with '.' or '..' names no archived "
-                             "file; give it as the snapshot lists it")
-        return Query(PREFIX, raw, year=year)
+        return _path_query(raw, year)
     words = tuple(dict.fromkeys(fold(w) for w in _WORD.findall(raw)))
     if not words:
         raise QueryError(f"query {raw!r}: no word to search for (letters or digits)")
     return Query(WORDS, raw, words, year=year)
+
+
+def _glob_query(raw: str, year: int | None) -> Query:
+    """The glob ``raw`` → :class:`Query`; :class:`QueryError` for an unclosed ``[``."""
+    depth = 0
+    for c in raw:
+        depth = 1 if c == "[" else 0 if c == "]" else depth
+    if depth:
+        raise QueryError(f"query {raw!r}: '[' opens a set of characters that no ']' "
+                         "closes")
+    return Query(GLOB, raw, (), fold(raw), "/" in raw, year)
+
+
+def _path_query(raw: str, year: int | None) -> Query:
+    """The path ``raw`` (from ``/``) → :class:`Query`; :class:`QueryError` for one with a
+    ``.`` or ``..``."""
+    if any(part in (".", "..") for part in raw.split("/")):
+        raise QueryError(f"query {raw!r}: a path with '.' or '..' names no archived "
+                         "file; give it as the snapshot lists it")
+    return Query(PREFIX, raw, year=year)
 
 
 @dataclass(frozen=True)
@@ -187,59 +198,82 @@ def search(db: sqlite3.Connection, system: str, query: Query, *, limit: int = 50
     are more. Each answer is one index lookup (a path range, or FTS terms in row order)
     read up to the limit: milliseconds whatever the catalogue's size, but for a glob whose
     words do not narrow it."""
-    where: list[str] = []
-    args: list[Any] = []
     try:
-        if query.year is not None:
-            low, high = _year_bounds(query.year, zone)
-            day = 86_400 * 1_000_000_000
-            if db.execute("SELECT 1 FROM days WHERE day BETWEEN ? AND ? AND high_ns >= ? "
-                          "AND low_ns < ? LIMIT 1",
-                          (low // day, high // day, low, high)).fetchone() is None:
-                return [], False
-            where.append("f.mtime_ns >= ? AND f.mtime_ns < ?")
-            args += [low, high]
-        if query.kind == PREFIX:
-            prefix = query.text
-            if prefix.endswith("/"):
-                where.append("f.path >= ? AND f.path < ?")
-                args += [prefix, prefix + "\U0010ffff"]
-            else:  # the file itself, or what is under it as a folder
-                where.append("f.path >= ? AND f.path < ? AND (f.path = ? OR "
-                             "substr(f.path, ?, 1) = '/')")
-                args += [prefix, prefix + "/\U0010ffff", prefix, len(prefix) + 1]
-            sql = _FROM_FILES + " WHERE " + " AND ".join(where) + " ORDER BY f.path, f.id"
-        else:
-            expression = _match(db, query)
-            if expression is None:
-                return [], False
-            if expression:
-                where.insert(0, "names MATCH ?")
-                args.insert(0, expression)
-                sql = _FROM_NAMES + " WHERE " + " AND ".join(where) + " ORDER BY names.rowid"
-            else:
-                sql = _FROM_FILES + (" WHERE " + " AND ".join(where) if where else "") \
-                    + " ORDER BY f.id"
-        found: list[Match] = []
+        found_by = _sql(db, query, zone)
+        if found_by is None:
+            return [], False
+        sql, args = found_by
         if query.kind != GLOB:
             rows = db.execute(sql + " LIMIT ?", (*args, limit + 1)).fetchall()
             found = [_match_row(system, r) for r in rows]
         else:
-            cursor = db.execute(sql, args)
-            while len(found) <= limit:
-                rows = cursor.fetchmany(_PAGE)
-                if not rows:
-                    break
-                for r in rows:
-                    name = r[1] if query.whole_path else r[1].rsplit("/", 1)[-1]
-                    if fnmatch.fnmatchcase(fold(name), query.pattern):
-                        found.append(_match_row(system, r))
-                        if len(found) > limit:
-                            break
-            cursor.close()
+            found = _glob_matches(db.execute(sql, args), system, query, limit)
     except sqlite3.OperationalError as exc:
         raise QueryError(f"query {query.text!r}: {exc}") from None
     return found[:limit], len(found) > limit
+
+
+def _sql(db: sqlite3.Connection, query: Query, zone: str) -> tuple[str, list[Any]] | None:
+    """The SELECT of ``query``'s candidates in the order they are answered, and its
+    arguments; None when nothing can match (no file changed in the year asked, or no word
+    of the index matches)."""
+    where: list[str] = []
+    args: list[Any] = []
+    if query.year is not None:
+        low, high = _year_bounds(query.year, zone)
+        if not _changed_between(db, low, high):
+            return None
+        where.append("f.mtime_ns >= ? AND f.mtime_ns < ?")
+        args += [low, high]
+    if query.kind == PREFIX:
+        under, under_args = _under(query.text)
+        return (_FROM_FILES + " WHERE " + " AND ".join([*where, under])
+                + " ORDER BY f.path, f.id", args + under_args)
+    expression = _match(db, query)
+    if expression is None:
+        return None
+    if expression:
+        return (_FROM_NAMES + " WHERE " + " AND ".join(["names MATCH ?", *where])
+                + " ORDER BY names.rowid", [expression, *args])
+    return (_FROM_FILES + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY f.id", args)
+
+
+def _changed_between(db: sqlite3.Connection, low: int, high: int) -> bool:
+    """Whether a file of the catalogue was changed at or after ``low`` and before ``high``
+    (nanoseconds): its table of days with changes answers without reading the files."""
+    day = 86_400 * 1_000_000_000
+    return db.execute("SELECT 1 FROM days WHERE day BETWEEN ? AND ? AND high_ns >= ? "
+                      "AND low_ns < ? LIMIT 1",
+                      (low // day, high // day, low, high)).fetchone() is not None
+
+
+def _under(prefix: str) -> tuple[str, list[Any]]:
+    """The condition (and its arguments) for the paths under ``prefix``: with a final ``/``,
+    what is under that folder; else the file itself, or what is under it as a folder."""
+    if prefix.endswith("/"):
+        return "f.path >= ? AND f.path < ?", [prefix, prefix + "\U0010ffff"]
+    return ("f.path >= ? AND f.path < ? AND (f.path = ? OR substr(f.path, ?, 1) = '/')",
+            [prefix, prefix + "/\U0010ffff", prefix, len(prefix) + 1])
+
+
+def _glob_matches(cursor: sqlite3.Cursor, system: str, query: Query, limit: int
+                  ) -> list[Match]:
+    """The rows of ``cursor`` whose name (or whole path) the glob matches, read a page at a
+    time until there are more than ``limit``."""
+    found: list[Match] = []
+    while len(found) <= limit:
+        rows = cursor.fetchmany(_PAGE)
+        if not rows:
+            break
+        for r in rows:
+            name = r[1] if query.whole_path else r[1].rsplit("/", 1)[-1]
+            if fnmatch.fnmatchcase(fold(name), query.pattern):
+                found.append(_match_row(system, r))
+                if len(found) > limit:
+                    break
+    cursor.close()
+    return found
 
 
 def _match_row(system: str, r: tuple[Any, ...]) -> Match:
