@@ -23,6 +23,7 @@ import random
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from orchestrator.actions.drill.remote import (
@@ -37,73 +38,15 @@ from orchestrator.adapters.restic_results import Listing, Node, parse_ls_line
 from orchestrator.adapters.ssh import Remote
 from orchestrator.errors import HopnhatError, ResticError
 from orchestrator.estate.model import Probe
-from orchestrator.quoting import shell
+from orchestrator.quoting import shell_join
 
 SAMPLES = 12
 SAMPLE_DIR = "/var/lib/hopnhat/drill-samples"  # on the scratch VM (the base role's folder)
 OUTPUT_MAX = 2000  # characters of a probe's output kept in the evidence
 
-# Runs on the scratch VM with its python3 (read from stdin; one JSON argument). "tree":
-# counts and sizes under the paths, SHA-256 of the sampled files. "samples": the sampled
-# files read from the snapshot again by a restic process of their own (restore --include
-# into a private folder, removed afterwards), and the SHA-256 of each.
-REMOTE_SCRIPT = r'''
-import hashlib, json, os, stat, subprocess, sys
-args = json.loads(sys.argv[1])
-out = {}
-if args["mode"] == "tree":
-    n = {"files": 0, "dirs": 0, "others": 0, "total_size": 0}
-    def count(p):
-        st = os.lstat(p)
-        if stat.S_ISREG(st.st_mode):
-            n["files"] += 1; n["total_size"] += st.st_size
-        elif stat.S_ISDIR(st.st_mode):
-            n["dirs"] += 1
-        else:
-            n["others"] += 1
-        return stat.S_ISDIR(st.st_mode)
-    missing = []
-    for root in args["paths"]:
-        if not os.path.lexists(root):
-            missing.append(root); continue
-        if not count(root):
-            continue
-        for here, dirs, files in os.walk(root):
-            for name in dirs + files:
-                count(os.path.join(here, name))
-    hashes = {}
-    for p in args["samples"]:
-        h = hashlib.sha256()
-        try:
-            with open(p, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    h.update(chunk)
-            hashes[p] = h.hexdigest()
-        except OSError as e:
-            hashes[p] = None
-    out = {"counts": n, "missing": missing, "hashes": hashes}
-else:
-    import shutil
-    target = args["target"]
-    shutil.rmtree(target, ignore_errors=True)
-    argv = args["argv"] + ["--target", target]
-    for p in args["samples"]:
-        argv += ["--include", p]
-    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    lines = proc.stdout.decode(errors="replace").strip().splitlines()
-    for p in args["samples"]:
-        h = hashlib.sha256()
-        try:
-            with open(target + p, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    h.update(chunk)
-            out[p] = {"sha256": h.hexdigest()}
-        except OSError as e:
-            why = lines[-1] if proc.returncode and lines else str(e)
-            out[p] = {"error": why[:300]}
-    shutil.rmtree(target, ignore_errors=True)
-print(json.dumps(out))
-'''
+#: runs on the scratch VM (its text shipped with ``python3 -c``): the restored tree's counts
+#: and hashes, and the sampled files read again from the snapshot
+SCRATCH_CHECKS = Path(__file__).with_name("scratch_checks.py")
 
 
 @dataclass(frozen=True)
@@ -281,10 +224,17 @@ def _clip(text: str) -> str:
 # ---------------------------------------------------------------- on the scratch VM
 
 
+def scratch_command(args: dict[str, Any], env_prefix: str = "") -> str:
+    """The command that runs :mod:`~orchestrator.actions.drill.scratch_checks` on a scratch
+    VM: its text and one JSON argument, each quoted (no value reaches the shell unquoted),
+    after ``env_prefix`` (``env K=V … ``, or nothing)."""
+    return env_prefix + shell_join(["python3", "-c", SCRATCH_CHECKS.read_text(),
+                                    json.dumps(args)])
+
+
 def _script(remote: Remote, args: dict[str, Any], timeout: float,
             env_prefix: str = "") -> Any:
-    command = f"{env_prefix}python3 - {shell(json.dumps(args))}"
-    done = remote.run(command, stdin=REMOTE_SCRIPT, timeout=timeout)
+    done = remote.run(scratch_command(args, env_prefix), timeout=timeout)
     if done.returncode != 0:
         tail = done.stderr.strip().splitlines()[-1:] or [f"exit {done.returncode}"]
         raise HopnhatError(f"{remote.target.host}: the drill's check script failed: {tail[0]}")
