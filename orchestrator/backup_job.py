@@ -44,7 +44,6 @@ import re
 import shlex
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -70,6 +69,7 @@ from orchestrator.errors import (
     EXIT_PARTIAL,
     HopnhatError,
 )
+from orchestrator.files import write_atomically
 from orchestrator.process import Completed, run
 
 log = logging.getLogger("hopnhat.backup")
@@ -723,23 +723,6 @@ def _run_restic(config: JobConfig, status: Status, primary: Repository, make: Re
 
 
 # --- status files ---------------------------------------------------------------------------
-
-
-def write_atomically(path: Path, text: str, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``text`` in one rename (readers never see half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def _label(value: str) -> str:

@@ -157,7 +157,7 @@ def install(units: Units, *, enable: bool = True) -> Installed:
     enable and start the timer where systemd is PID 1 and ``enable``. Raises ScheduleError
     when the units do not validate or a file cannot be written, CommandError when systemctl
     fails."""
-    from orchestrator.backup_job import write_atomically
+    from orchestrator.files import write_atomically
 
     next_elapse = validate(units)
     try:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import binascii
 import hashlib
 import hmac
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import yaml
 
 from orchestrator.errors import SecretError
+from orchestrator.files import write_atomically
 
 
 def read_password(password_file: Path) -> bytes:
@@ -169,11 +169,4 @@ def write_vault(path: Path, password_file: Path, secrets: dict[str, str]) -> Non
 
 def write_private(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` readable by its owner only, atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    write_atomically(path, data, 0o600)

@@ -22,13 +22,12 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from orchestrator.adapters.vsphere_xml import Device
+from orchestrator.files import write_atomically
 
 log = logging.getLogger("hopnhat.vsphere")
 
@@ -142,14 +141,7 @@ class DeviceCache:
                 others = {**self._others, **self._sections_now()}
                 others.pop(self.url, None)
                 document = {"format": FORMAT, "vcenters": {**others, self.url: section}}
-                fd, tmp = tempfile.mkstemp(prefix=".devices-", dir=self.path.parent)
-                try:
-                    with os.fdopen(fd, "w", encoding="utf-8") as out:
-                        json.dump(document, out, separators=(",", ":"))
-                    os.replace(tmp, self.path)
-                except BaseException:
-                    Path(tmp).unlink(missing_ok=True)
-                    raise
+                write_atomically(self.path, json.dumps(document, separators=(",", ":")), 0o600)
         except OSError as exc:
             log.warning("could not write the device cache %s (%s); the next read is a "
                         "full one", self.path, exc)

@@ -43,6 +43,7 @@ from orchestrator.errors import LabError
 from orchestrator.estate.endpoints import htpasswd_line, rest_systems
 from orchestrator.estate.model import Estate, RepositoryHost, SecretRef
 from orchestrator.estate.secrets import Secrets
+from orchestrator.files import write_atomically
 from orchestrator.lab import gobuild
 from orchestrator.lab.guests import INIT_ENV, guest_root
 from orchestrator.lab.processes import ProcessRecord, ProcessTable
@@ -226,13 +227,7 @@ def _install(folder: Path, name: str, data: bytes, mode: int = 0o600) -> bool:
     path = folder / name
     if path.exists() and path.read_bytes() == data:
         return False
-    tmp = folder / f".{name}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    write_atomically(path, data, mode)
     return True
 
 

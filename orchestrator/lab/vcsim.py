@@ -35,7 +35,6 @@ import json
 import os
 import signal
 import ssl
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -45,6 +44,7 @@ from typing import Any
 
 from orchestrator import process
 from orchestrator.errors import LabError
+from orchestrator.files import write_atomically
 from orchestrator.lab import gobuild
 from orchestrator.lab.processes import ProcessRecord, ProcessTable
 
@@ -104,16 +104,7 @@ def write_credentials(path: Path, username: str, password: str) -> None:
 
 def _write_atomic(path: Path, text: str, mode: int) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            os.fchmod(fd, mode)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(path, text, mode)
     except OSError as exc:
         raise LabError(f"{path}: cannot write: {exc.strerror}") from exc
 

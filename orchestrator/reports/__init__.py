@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orchestrator.backup_job import write_atomically
+from orchestrator.files import write_atomically
 
 
 def write_report(path: Path, text: str) -> None:
