@@ -7,14 +7,11 @@ import inspect
 import json
 import logging
 import re
-import signal
 import sys
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 import typer
@@ -224,19 +221,3 @@ class HandledGroup(TyperGroup):
             err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
 
-
-@contextmanager
-def interrupts() -> Iterator[None]:
-    """While a long run (a drill, a migration) goes on, SIGINT and SIGTERM both stop it like
-    Ctrl-C (its own clean-up, then exit 130) — even when hopnhat was started with SIGINT
-    ignored (a background job of a script)."""
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        del signum, frame
-        raise KeyboardInterrupt
-
-    old = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)

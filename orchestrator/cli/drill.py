@@ -19,11 +19,11 @@ from orchestrator.cli.common import (
     console,
     context,
     err_console,
-    interrupts,
     print_json,
     want_json,
 )
 from orchestrator.cli.selectors import require_known
+from orchestrator.interrupts import interrupts
 
 if TYPE_CHECKING:
     from orchestrator.actions.drill.plan import DrillPlan

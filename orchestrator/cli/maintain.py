@@ -18,12 +18,12 @@ from orchestrator.cli.common import (
     console,
     context,
     err_console,
-    interrupts,
     print_json,
     want_json,
 )
 from orchestrator.cli.locking import LockTimeoutOption, take_estate_lock
 from orchestrator.cli.selectors import require_known
+from orchestrator.interrupts import interrupts
 
 if TYPE_CHECKING:
     from orchestrator.actions.maintain.run import Outcome

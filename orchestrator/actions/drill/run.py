@@ -20,16 +20,14 @@ within the tier's targets. The ledger records the drill as ``passed``, ``failed`
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import FrameType
 from typing import Any
 
 from orchestrator.actions.drill import scratch as drill_scratch
@@ -71,6 +69,7 @@ from orchestrator.adapters.restic_argv import make_restore_argv
 from orchestrator.adapters.ssh import Remote
 from orchestrator.adapters.vsphere import open_vcenters
 from orchestrator.errors import EXIT_BAD_INPUT, HopnhatError, PlanError
+from orchestrator.interrupts import only_said
 from orchestrator.ledger import Ledger, operator_name
 from orchestrator.settings import Paths
 
@@ -359,20 +358,6 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-@contextmanager
-def shielded() -> Iterator[None]:
+def shielded() -> AbstractContextManager[None]:
     """While the teardown runs, Ctrl-C and SIGTERM only say so (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def say(signum: int, frame: FrameType | None) -> None:
-        del signum, frame
-        os.write(2, b"\nthe drill is tearing down its scratch VMs; please wait\n")
-
-    old = {sig: signal.signal(sig, say) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
+    return only_said("the drill is tearing down its scratch VMs; please wait")
