@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from orchestrator.adapters.restic_argv import Repository, redact
 from orchestrator.adapters.restic_results import check_summary, error_text, message_lines
 from orchestrator.errors import EXIT_PARTIAL, ResticError
+from orchestrator.human import duration
 
 if TYPE_CHECKING:
     from orchestrator.adapters.restic_results import BackupResult
@@ -134,16 +135,6 @@ def parse_go_duration(text: str) -> float | None:
     return sum(float(n) * _GO_UNITS[u] for n, u in parts)
 
 
-def format_age(seconds: float) -> str:
-    """``182.4`` → ``3m2s``; ``7322`` → ``2h2m2s``."""
-    whole = int(seconds)
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes}m{secs}s"
-    return f"{minutes}m{secs}s" if minutes else f"{secs}s"
-
-
 @dataclass(frozen=True)
 class LockHolder:
     """Who holds a repository lock, as restic reported it."""
@@ -164,9 +155,9 @@ class LockHolder:
         if self.created is not None:
             text += f", created {self.created:%Y-%m-%d %H:%M:%S}"
             if self.age is not None:
-                text += f" ({format_age(self.age)} ago)"
+                text += f" ({duration(self.age, 'compact')} ago)"
         elif self.age is not None:
-            text += f", {format_age(self.age)} old"
+            text += f", {duration(self.age, 'compact')} old"
         return text
 
 

@@ -29,6 +29,7 @@ from orchestrator.cli.common import (
 from orchestrator.cli.locking import LockTimeoutOption, take_estate_lock
 from orchestrator.cli.selectors import require_known
 from orchestrator.errors import EXIT_BAD_INPUT, HopnhatError
+from orchestrator.human import size
 
 if TYPE_CHECKING:
     from orchestrator.adapters.restic import Restic
@@ -111,14 +112,6 @@ def index(ctx: typer.Context, system: SystemOption, json: JsonOption = False,
                       f"SHA-256 {built.sha256}")
 
 
-def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)
-
-
 @app.command("find")
 def find(ctx: typer.Context, query: Annotated[str, typer.Argument(
              help="Words ('quyet dinh 118'), a glob ('qd-118-*.pdf', '*/2023/*.odt') or a "
@@ -184,7 +177,7 @@ def find(ctx: typer.Context, query: Annotated[str, typer.Argument(
     for column in ("size", "last changed", "snapshot"):
         table.add_column(column, no_wrap=True)
     for m in found:  # (--json adds the host, the SHA-256 and the snapshot's whole ID)
-        table.add_row(*([m.system] if several else []), shown(m.path), _size(m.size),
+        table.add_row(*([m.system] if several else []), shown(m.path), size(m.size),
                       m.changed(zone).strftime("%Y-%m-%d"),
                       m.snapshot[:8] + ("*" if m.final else ""))
     console.print(table)

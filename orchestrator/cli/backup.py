@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -23,10 +23,10 @@ from orchestrator.cli.common import (
     context,
     err_console,
     print_json,
-    size_text,
     want_json,
 )
 from orchestrator.cli.selectors import require_known
+from orchestrator.human import duration, size
 
 if TYPE_CHECKING:
     from orchestrator.actions.backup.run import BackupClient, BackupRun, HostBackup
@@ -47,10 +47,6 @@ _STYLE = {"ok": "green", "fresh": "green", "partial": "yellow", "stale": "bold r
           "unknown": "yellow", "running": "cyan", "waiting": "dim"}
 
 
-
-
-def _seconds(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f} s"
 
 
 def _styled(word: str) -> str:
@@ -103,7 +99,7 @@ def _done_line(result: HostBackup) -> str:
     text = f"{mark} {escape(result.host)} {_styled(result.result)}"
     if result.snapshot_id:
         text += (f": snapshot {escape(result.snapshot_id)}, {result.files or 0} files, "
-                 f"{size_text(result.bytes)} in {_seconds(result.duration_seconds)}")
+                 f"{size(result.bytes)} in {duration(result.duration_seconds, 'seconds')}")
     if result.error_class:
         text += f" — {escape(result.error_class)}: {escape(result.error_message or '')}"
     return text
@@ -128,8 +124,8 @@ def render_run(run: BackupRun) -> None:
     for host in run.hosts:
         error = f"{host.error_class}: {host.error_message}" if host.error_class else ""
         table.add_row(host.host, host.system, _styled(host.result), host.snapshot_id or "-",
-                      "-" if host.files is None else str(host.files), size_text(host.bytes),
-                      _seconds(host.duration_seconds), escape(error))
+                      "-" if host.files is None else str(host.files), size(host.bytes),
+                      duration(host.duration_seconds, "seconds"), escape(error))
     console.print(table)
     counts = run.counts()
     console.print(f"backup [bold]{run.status}[/]: {len(run.hosts)} host(s), {counts['ok']} ok, "
@@ -192,8 +188,6 @@ def _when(moment: datetime | None) -> str:
 
 def render_status(report: StatusReport) -> None:
     """One row per host (grouped by system), then what could not be read, the verdict."""
-    from orchestrator.adapters.restic_errors import format_age
-
     table = Table(title=f"backups of estate {report.estate} at {_when(report.checked_at)} UTC",
                   show_edge=False, box=None)
     for column in ("system", "host", "snapshot", "last run", "restic"):
@@ -201,17 +195,17 @@ def render_status(report: StatusReport) -> None:
     notes: list[str] = []
     for system in report.systems:
         label = (f"{system.system} {_styled(system.state)}\ntier {system.tier}, RPO "
-                 f"{format_duration_seconds(system.rpo_seconds)}")
+                 f"{duration(system.rpo_seconds, 'estate')}")
         for index, host in enumerate(system.hosts):
             last = host.last_run
             snapshot = _styled(host.freshness)
             if host.snapshot_id:
                 snapshot += (f" {host.snapshot_id}\n{_when(host.snapshot_time)}, "
-                             f"{format_age(host.age_seconds or 0.0)} ago")
+                             f"{duration(host.age_seconds or 0.0, 'compact')} ago")
             run = "-" if last is None else (
-                f"{_styled(last.result)} {escape(last.time or '')}\n{size_text(last.bytes)}, "
+                f"{_styled(last.result)} {escape(last.time or '')}\n{size(last.bytes)}, "
                 f"{last.files if last.files is not None else '-'} files, "
-                f"{_seconds(last.duration_seconds)}")
+                f"{duration(last.duration_seconds, 'seconds')}")
             version = last.restic_version if last is not None and last.restic_version \
                 else "-"
             table.add_row(label if index == 0 else "", host.host, snapshot, run, version)
@@ -233,12 +227,6 @@ def render_status(report: StatusReport) -> None:
     counts = report.as_dict()["counts"]
     console.print(f"backup status [bold]{report.state}[/]: {len(report.systems)} system(s), "
                   + ", ".join(f"{n} {state}" for state, n in counts.items()), soft_wrap=True)
-
-
-def format_duration_seconds(seconds: float) -> str:
-    from orchestrator.estate.model import format_duration
-
-    return format_duration(timedelta(seconds=seconds))
 
 
 @app.command("status")

@@ -106,18 +106,6 @@ def shown(text: str, limit: int | None = 300) -> str:
     return escape(terminal(text, limit))
 
 
-def size_text(count: int | None) -> str:
-    """``20.1 MiB``: a byte count for people ("-" when unknown)."""
-    if count is None:
-        return "-"
-    value = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{count} B"  # not reached
-
-
 #: what JSON may carry raw but a terminal may obey: C1 controls (CSI is \x9b), DEL, bidi
 _JSON_UNSAFE = re.compile(r"[\x7f-\x9f\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]")
 

@@ -50,11 +50,11 @@ class StepLines:
         return f"[dim]{drill_id}[/] " if self.prefix else ""
 
     def planned(self, plan: DrillPlan) -> None:
-        from orchestrator.actions.drill.svg import human
+        from orchestrator.human import duration
 
         table = Table(title=f"drill {plan.drill_id}: {escape(plan.system_name)} (tier "
-                      f"{plan.tier}, RPO {human(plan.rpo_seconds)}, RTO "
-                      f"{human(plan.rto_seconds)})")
+                      f"{plan.tier}, RPO {duration(plan.rpo_seconds)}, RTO "
+                      f"{duration(plan.rto_seconds)})")
         for column in ("scratch VM", "restores", "snapshot", "where"):
             table.add_column(column)
         for s in plan.scratch:
@@ -77,7 +77,7 @@ class StepLines:
 
 
 def render_result(result: DrillResult) -> None:
-    from orchestrator.actions.drill.svg import human
+    from orchestrator.human import duration
 
     style = {"passed": "bold green", "failed": "bold red"}.get(result.verdict, "bold yellow")
     plan = result.plan
@@ -86,10 +86,10 @@ def render_result(result: DrillResult) -> None:
     for reason in result.reasons:
         console.print(f"  - {escape(reason)}", soft_wrap=True)
     if plan is not None:
-        rpo = "—" if result.rpo_seconds is None else human(result.rpo_seconds)
-        rto = "—" if result.rto_seconds is None else human(result.rto_seconds)
-        console.print(f"achieved RPO {rpo} (target {human(plan.rpo_seconds)}), achieved RTO "
-                      f"{rto} (target {human(plan.rto_seconds)})")
+        rpo = "—" if result.rpo_seconds is None else duration(result.rpo_seconds)
+        rto = "—" if result.rto_seconds is None else duration(result.rto_seconds)
+        console.print(f"achieved RPO {rpo} (target {duration(plan.rpo_seconds)}), achieved RTO "
+                      f"{rto} (target {duration(plan.rto_seconds)})")
     console.print(f"evidence: {result.evidence} (SHA-256 {result.sha256})")
     console.print(f"report:   {result.html}")
 
@@ -152,7 +152,7 @@ def rehearse(
     One combined report (JSON and HTML) with each system's RTO and the total time."""
     from orchestrator.actions.drill import rehearse as drill_rehearse
     from orchestrator.actions.drill.labels import label_set
-    from orchestrator.actions.drill.svg import human
+    from orchestrator.human import duration
     from orchestrator.ledger import Ledger
 
     c = context(ctx)
@@ -177,12 +177,12 @@ def rehearse(
         for column in ("group", "system", "verdict", "RTO", "RPO", "drill / reason"):
             table.add_column(column, overflow="fold")
         for s in result.systems:
-            table.add_row(str(s.group), s.system, s.verdict, human(s.rto_seconds)
+            table.add_row(str(s.group), s.system, s.verdict, duration(s.rto_seconds)
                           if s.rto_seconds is not None else "—",
-                          human(s.rpo_seconds) if s.rpo_seconds is not None else "—",
+                          duration(s.rpo_seconds) if s.rpo_seconds is not None else "—",
                           escape(s.drill_id or s.reason))
         console.print(table)
-        console.print(f"rehearsal {result.verdict.upper()} in {human(result.seconds)}; "
+        console.print(f"rehearsal {result.verdict.upper()} in {duration(result.seconds)}; "
                       f"report: {result.html}")
     if result.exit_code:
         raise typer.Exit(result.exit_code)
@@ -192,7 +192,7 @@ def due(ctx: typer.Context, json: JsonOption = False) -> None:
     """Which systems are overdue for a drill (no passed drill within their tier's
     drill_interval). Exit 1 if any, so a nightly job can alert."""
     from orchestrator.actions.drill import history as drill_history
-    from orchestrator.actions.drill.svg import human
+    from orchestrator.human import duration
     from orchestrator.ledger import Ledger
 
     c = context(ctx)
@@ -208,7 +208,7 @@ def due(ctx: typer.Context, json: JsonOption = False) -> None:
         for column in ("system", "tier", "interval", "last passed drill", "status"):
             table.add_column(column)
         for r in rows:
-            table.add_row(r.system, str(r.tier), human(r.interval_seconds),
+            table.add_row(r.system, str(r.tier), duration(r.interval_seconds),
                           r.last_passed or "never",
                           "[bold red]OVERDUE[/]" if r.overdue else "[green]ok[/]")
         console.print(table)
@@ -223,7 +223,7 @@ def history(
 ) -> None:
     """The drills recorded in the ledger, newest first."""
     from orchestrator.actions.drill import history as drill_history
-    from orchestrator.actions.drill.svg import human
+    from orchestrator.human import duration
     from orchestrator.ledger import Ledger
 
     c = context(ctx)
@@ -241,8 +241,8 @@ def history(
         table.add_column(column, overflow="fold")
     for r in rows:
         table.add_row(r.drill_id, r.system, r.started, r.verdict,
-                      human(r.rpo_seconds) if r.rpo_seconds is not None else "—",
-                      human(r.rto_seconds) if r.rto_seconds is not None else "—",
+                      duration(r.rpo_seconds) if r.rpo_seconds is not None else "—",
+                      duration(r.rto_seconds) if r.rto_seconds is not None else "—",
                       (r.sha256 or "")[:16])
     console.print(table)
 

@@ -76,7 +76,7 @@ def _lab_problems(estate_dir: Path) -> list[tuple[str, str, str]]:
 
 def estate_document(estate: Estate) -> dict[str, Any]:
     """The estate as data, sites → systems → VMs, with tiers and targets."""
-    from orchestrator.estate.model import format_duration
+    from orchestrator.human import duration
 
     sites: dict[str, Any] = {}
     for site in estate.sites.values():
@@ -88,8 +88,8 @@ def estate_document(estate: Estate) -> dict[str, Any]:
         for vm in estate.vms_of(code):
             entry = sites[vm.site]["systems"].setdefault(code, {
                 "name": system.name, "tier": system.tier,
-                "rpo": format_duration(tier.rpo), "rto": format_duration(tier.rto),
-                "drill_interval": format_duration(tier.drill_interval),
+                "rpo": duration(tier.rpo, "estate"), "rto": duration(tier.rto, "estate"),
+                "drill_interval": duration(tier.drill_interval, "estate"),
                 "depends_on": list(system.depends_on),
                 "repository_host": system.backup.repository_host if system.backup else None,
                 "vms": []})

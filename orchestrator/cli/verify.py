@@ -25,11 +25,11 @@ from orchestrator.cli.common import (
     context,
     err_console,
     print_json,
-    size_text,
     want_json,
 )
 from orchestrator.cli.selectors import require_known
 from orchestrator.errors import EXIT_BAD_INPUT, HopnhatError
+from orchestrator.human import duration, size
 
 if TYPE_CHECKING:
     from orchestrator.actions.verify.run import RepositoryReport, VerifyResult
@@ -77,15 +77,14 @@ def _can_write(folder: Path) -> bool:
 
 def _age_cell(report: RepositoryReport) -> str:
     from orchestrator.actions.verify.checks import FAILED, FRESHNESS
-    from orchestrator.adapters.restic_errors import format_age
 
     ages = [h.age_seconds for h in report.hosts if h.expected and h.age_seconds is not None]
-    rpo = format_age(report.target.rpo.total_seconds())
+    rpo = duration(report.target.rpo, "compact")
     if not ages:
         return f"– / {rpo}"
     age = max(ages)
     style = "red" if report.check(FRESHNESS).status == FAILED else ""
-    text = f"{format_age(age)} / {rpo}"
+    text = f"{duration(age, 'compact')} / {rpo}"
     return f"[{style}]{text}[/]" if style else text
 
 
@@ -134,7 +133,7 @@ def render(result: VerifyResult) -> None:
             return (r.used_bytes or 0) / (r.target.quota_bytes or 1)
         console.print("quota used: " + ", ".join(
             f"{'[bold red]' if share(r) >= 0.9 else ''}{r.target.system} {share(r):.0%} of "
-            f"{size_text(r.target.quota_bytes)}{'[/]' if share(r) >= 0.9 else ''}"
+            f"{size(r.target.quota_bytes)}{'[/]' if share(r) >= 0.9 else ''}"
             for r in sorted(quotas, key=share, reverse=True)), soft_wrap=True)
     for report in result.reports:
         said: dict[tuple[str, str], list[str]] = {}  # one line per distinct problem

@@ -39,9 +39,9 @@ from orchestrator.estate.values import (
     Schedule,
     longer_than_zero,
 )
+from orchestrator.human import ESTATE_UNITS, duration
 
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def parse_duration(value: object) -> timedelta:
@@ -56,7 +56,7 @@ def parse_duration(value: object) -> timedelta:
     elif isinstance(value, str):
         match = _DURATION.match(value)
         if match:
-            seconds = int(match.group(1)) * _UNITS[match.group(2)]
+            seconds = int(match.group(1)) * ESTATE_UNITS[match.group(2)]
     if seconds is None or (isinstance(seconds, float) and math.isnan(seconds)):
         raise ValueError(f"{value!r} is not a duration: write it like 15m, 1h, 24h or 30d")
     if seconds < 0:
@@ -67,24 +67,20 @@ def parse_duration(value: object) -> timedelta:
         raise ValueError(f"{value!r} is too long for a duration") from None
 
 
-def format_duration(value: timedelta) -> str:
-    """The shortest exact form: 3600 s → ``"1h"``."""
-    seconds = int(value.total_seconds())
-    for unit in ("w", "d", "h", "m"):
-        if seconds and seconds % _UNITS[unit] == 0:
-            return f"{seconds // _UNITS[unit]}{unit}"
-    return f"{seconds}s"
+def _written(value: timedelta) -> str:
+    """A duration as the estate writes it, the shortest exact form: 3600 s → ``"1h"``."""
+    return duration(value, "estate")
 
 
 Duration = Annotated[
-    timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)
+    timedelta, BeforeValidator(parse_duration), PlainSerializer(_written, return_type=str)
 ]
 IPv4 = Annotated[ipaddress.IPv4Address, PlainSerializer(str, return_type=str)]
 Subnet = Annotated[ipaddress.IPv4Network, PlainSerializer(str, return_type=str)]
 #: a duration where zero makes no sense (an RPO, a timeout)
 PositiveDuration = Annotated[
     timedelta, BeforeValidator(parse_duration), AfterValidator(longer_than_zero),
-    PlainSerializer(format_duration, return_type=str)
+    PlainSerializer(_written, return_type=str)
 ]
 
 

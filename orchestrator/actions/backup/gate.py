@@ -24,7 +24,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.errors import EXIT_BAD_INPUT, HopnhatError, PlanError
-from orchestrator.estate.model import Estate, format_duration
+from orchestrator.estate.model import Estate
+from orchestrator.human import duration
 from orchestrator.ledger import Ledger, operator_name
 from orchestrator.settings import Paths
 
@@ -98,11 +99,9 @@ class GateCheck:
     def describe(self) -> str:
         """``system video, repository video@repo-qnam-01: video-mcu-01's latest snapshot
         1a2b3c4d is 2h3m4s old, older than the RPO 1h``."""
-        from orchestrator.adapters.restic_errors import format_age
-
-        rpo = format_duration(timedelta(seconds=self.rpo_seconds))
+        rpo = duration(self.rpo_seconds, "estate")
         head = f"system {self.system}, repository {self.repository}: {self.host}"
-        age = format_age(self.age_seconds) if self.age_seconds is not None else "?"
+        age = duration(self.age_seconds, "compact", missing="?")
         if self.verdict == FRESH:
             return f"{head}'s latest snapshot {self.snapshot_id} is {age} old (RPO {rpo})"
         if self.verdict == STALE:
@@ -323,19 +322,22 @@ def _decide(paths: Paths, guarded: Mapping[str, list[str]], unguarded: list[str]
     for code, hosts in guarded.items():
         listed, error = found[code]
         for host in hosts:
-            base = (code, host, repository(code))
-            result = made.get(host)
-            if request.backup_first and (result is None or not result.ok
-                                         or result.snapshot_id is None):
-                why = "no backup client of that name" if result is None else \
-                    f"{result.result}: {result.error_message or 'no snapshot'}"
-                checks.append(GateCheck(*base, rpo(code).total_seconds(), BACKUP_FAILED,
-                                        error=why))
-            elif listed is None:
-                checks.append(GateCheck(*base, rpo(code).total_seconds(), UNREADABLE,
-                                        error=error))
-            else:
-                checks.append(judge(*base, rpo(code), listed, moment,
-                                    made=result.snapshot_id if result else None))
+            checks.append(_host_check((code, host, repository(code)), rpo(code), listed, error,
+                                      made.get(host), request.backup_first, moment))
     status = PASSED if all(c.passed for c in checks) else REFUSED
     return GateDecision(status=status, checks=tuple(checks), backup_run=backup_run, **common)
+
+
+def _host_check(base: tuple[str, str, str], rpo: timedelta, listed: list[Snapshot] | None,
+                error: str | None, result: HostBackup | None, backup_first: bool,
+                moment: datetime) -> GateCheck:
+    """The check of one host (``base``: system, host, repository): its backup asked for
+    first failed, its system's snapshots could not be read (``listed`` None, ``error``), or
+    its latest snapshot judged against the ``rpo``."""
+    if backup_first and (result is None or not result.ok or result.snapshot_id is None):
+        why = "no backup client of that name" if result is None else \
+            f"{result.result}: {result.error_message or 'no snapshot'}"
+        return GateCheck(*base, rpo.total_seconds(), BACKUP_FAILED, error=why)
+    if listed is None:
+        return GateCheck(*base, rpo.total_seconds(), UNREADABLE, error=error)
+    return judge(*base, rpo, listed, moment, made=result.snapshot_id if result else None)

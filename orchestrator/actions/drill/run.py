@@ -69,6 +69,7 @@ from orchestrator.adapters.restic_argv import make_restore_argv
 from orchestrator.adapters.ssh import Remote
 from orchestrator.adapters.vsphere import open_vcenters
 from orchestrator.errors import EXIT_BAD_INPUT, HopnhatError, PlanError
+from orchestrator.human import duration
 from orchestrator.interrupts import only_said
 from orchestrator.ledger import Ledger, operator_name
 from orchestrator.settings import Paths
@@ -340,18 +341,12 @@ def _judge(result: DrillResult, aborted: bool) -> None:
         result.verdict = FAILED
         return
     if result.rpo_seconds is not None and result.rpo_seconds > plan.rpo_seconds:
-        result.reasons.append(f"achieved RPO {_hms(result.rpo_seconds)} exceeds the tier's "
-                              f"target {_hms(plan.rpo_seconds)}")
+        result.reasons.append(f"achieved RPO {duration(result.rpo_seconds, 'padded')} exceeds "
+                              f"the tier's target {duration(plan.rpo_seconds, 'padded')}")
     if result.rto_seconds > plan.rto_seconds:
-        result.reasons.append(f"achieved RTO {_hms(result.rto_seconds)} exceeds the tier's "
-                              f"target {_hms(plan.rto_seconds)}")
+        result.reasons.append(f"achieved RTO {duration(result.rto_seconds, 'padded')} exceeds "
+                              f"the tier's target {duration(plan.rto_seconds, 'padded')}")
     result.verdict = FAILED if result.reasons else PASSED
-
-
-def _hms(seconds: float) -> str:
-    s = round(seconds)
-    return f"{s // 3600}h{s % 3600 // 60:02d}m{s % 60:02d}s" if s >= 3600 else \
-        f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{seconds:.1f}s"
 
 
 def iso(ts: float) -> str:

@@ -31,8 +31,8 @@ from orchestrator.actions.verify.checks import (
     VANISHED,
     Check,
 )
-from orchestrator.adapters.restic_errors import format_age
 from orchestrator.adapters.restic_results import Snapshot
+from orchestrator.human import duration
 
 #: how many snapshots or hosts a message names before it says "and N more"
 SHOWN = 5
@@ -61,10 +61,10 @@ def judge_future(where: str, snapshots: Sequence[Snapshot], now: datetime,
         "clock_skew_seconds": clock_skew.total_seconds(), "count": len(ahead),
         "snapshots": [{"id": s.short_id, "host": s.hostname, "time": s.time.isoformat()}
                       for s in ahead]}
-    skew = format_age(clock_skew.total_seconds())
+    skew = duration(clock_skew.total_seconds(), 'compact')
     if ahead:
         named = [f"host {s.hostname} snapshot {s.short_id} at {_stamp(s.time)} "
-                 f"({format_age((s.time - now).total_seconds())} ahead)" for s in ahead]
+                 f"({duration((s.time - now).total_seconds(), 'compact')} ahead)" for s in ahead]
         return Check(FUTURE, FAILED, f"{where}: {len(ahead)} snapshot(s) dated in the future "
                      f"(beyond a clock skew of {skew}): {_more(named)}", details)
     return Check(FUTURE, OK, f"no snapshot dated in the future (clock skew {skew} allowed)",

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from orchestrator.adapters.restic_errors import format_age
 from orchestrator.adapters.restic_results import LockInfo, ProcessState, Snapshot, lock_verdict
+from orchestrator.human import duration, size
 
 STRUCTURE, READ_DATA, FRESHNESS, ANOMALY, COPY, LOCKS, FINAL = (
     "structure", "read_data", "freshness", "anomaly", "copy", "locks", "final")
@@ -229,19 +229,20 @@ def judge_freshness(where: str, states: Sequence[HostState], rpo: timedelta) -> 
     details: dict[str, Any] = {"rpo_seconds": limit, "hosts": {
         s.host: s.age_seconds for s in judged}}
     if not judged:
-        return Check(FRESHNESS, FAILED, f"{where}: no snapshot at all (RPO {format_age(limit)})",
-                     details)
+        return Check(FRESHNESS, FAILED,
+                     f"{where}: no snapshot at all (RPO {duration(limit, 'compact')})", details)
     missing = [s.host for s in judged if s.latest_time is None]
     stale = [s for s in judged if s.age_seconds is not None and s.age_seconds > limit]
     problems = [f"host {host}: no snapshot" for host in missing]
     problems += [f"host {s.host}: stale, latest snapshot {s.latest_id and s.latest_id[:8]} is "
-                 f"{format_age(s.age_seconds or 0)} old" for s in stale]
+                 f"{duration(s.age_seconds or 0, 'compact')} old" for s in stale]
     if problems:
         return Check(FRESHNESS, FAILED, f"{where}: " + "; ".join(problems)
-                     + f" (RPO {format_age(limit)})", details)
+                     + f" (RPO {duration(limit, 'compact')})", details)
     oldest = max(s.age_seconds or 0.0 for s in judged)
-    return Check(FRESHNESS, OK, f"latest snapshot of every host at most {format_age(oldest)} "
-                 f"old (RPO {format_age(limit)})", details)
+    return Check(FRESHNESS, OK, "latest snapshot of every host at most "
+                 f"{duration(oldest, 'compact')} old (RPO {duration(limit, 'compact')})",
+                 details)
 
 
 # --- anomalies ------------------------------------------------------------------------------
@@ -266,9 +267,9 @@ def _normal(path: str) -> str:
 
 
 def _size_text(value: float, unit: str) -> str:
-    if unit == "bytes":
-        return f"{value / 1024 / 1024:.1f} MiB"
-    return f"{value:.0f} files"
+    """A size in MiB whatever it is (set beside its median, one unit reads best), or a count
+    of files."""
+    return size(value, "MiB") if unit == "bytes" else f"{value:.0f} files"
 
 
 def judge_anomaly(where: str, snapshots: Sequence[Snapshot], expected_hosts: Sequence[str],
@@ -352,15 +353,15 @@ def judge_copy(where: str, copy_where: str, source: Sequence[Snapshot],
                "copy_snapshots": len(copy)}
     if overdue:
         shown = ", ".join(f"{s.short_id} ({s.hostname}, "
-                          f"{format_age((now - s.time).total_seconds())} old)"
+                          f"{duration((now - s.time).total_seconds(), 'compact')} old)"
                           for s in overdue[:5])
         more = f" and {len(overdue) - 5} more" if len(overdue) > 5 else ""
         return Check(COPY, FAILED, f"{where}: {what} {copy_where} lacks "
-                     f"{len(overdue)} snapshot(s): {shown}{more}; lag {format_age(lag)}",
+                     f"{len(overdue)} snapshot(s): {shown}{more}; lag {duration(lag, 'compact')}",
                      details)
     if missing:
         return Check(COPY, OK, f"{len(missing)} snapshot(s) younger than "
-                     f"{format_age(grace.total_seconds())} not copied yet", details)
+                     f"{duration(grace.total_seconds(), 'compact')} not copied yet", details)
     return Check(COPY, OK, f"every snapshot is in {copy_where}", details)
 
 
@@ -387,15 +388,15 @@ def judge_locks(where: str, locks: Sequence[LockInfo], now: datetime, this_host:
         if verdict != "live":
             kind = "exclusive " if lock.exclusive else ""
             bad.append(f"{verdict} {kind}lock {lock.id[:8]} by PID {lock.pid} on "
-                       f"{lock.hostname} ({lock.username}), {format_age(age)} old: {why}")
+                       f"{lock.hostname} ({lock.username}), {duration(age, 'compact')} old: {why}")
     details = {"locks": described, "stale": len(bad)}
     if bad:
         return Check(LOCKS, FAILED, f"{where}: " + "; ".join(bad) + " (verify removes no "
                      "lock; `restic unlock` removes stale ones)", details)
     if described:
         return Check(LOCKS, OK, "; ".join(
-            f"live lock by PID {d['pid']} on {d['host']}, {format_age(float(d['age_seconds']))} "
-            "old" for d in described), details)
+            f"live lock by PID {d['pid']} on {d['host']}, "
+            f"{duration(float(d['age_seconds']), 'compact')} old" for d in described), details)
     return Check(LOCKS, OK, "no lock", details)
 
 

@@ -53,7 +53,6 @@ from orchestrator.adapters.restic_argv import (
 from orchestrator.adapters.restic_errors import (
     Retry,
     classify,
-    format_age,
     futile_sftp_retry,
     key_line,
     parse_go_duration,
@@ -683,10 +682,6 @@ def test_key_line_is_bounded() -> None:
 ])
 def test_go_durations(text: str, seconds: float | None) -> None:
     assert parse_go_duration(text) == (pytest.approx(seconds) if seconds is not None else None)
-
-
-def test_format_age() -> None:
-    assert (format_age(2.7), format_age(182.4), format_age(7322)) == ("2s", "3m2s", "2h2m2s")
 
 
 # --- parsers --------------------------------------------------------------------------------

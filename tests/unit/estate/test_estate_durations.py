@@ -1,5 +1,5 @@
-"""Durations are written ``15m``, ``1h``, ``30d``, ``2w`` (or seconds) and printed in the
-shortest exact form."""
+"""Durations are written ``15m``, ``1h``, ``30d``, ``2w`` (or seconds) and read back as
+written from the shortest exact form (tests/unit/test_human.py has that form's table)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from datetime import timedelta
 
 import pytest
 
-from orchestrator.estate.model import format_duration, parse_duration
+from orchestrator.estate.model import parse_duration
+from orchestrator.human import duration
 
 
 @pytest.mark.parametrize(("written", "seconds"), [
@@ -27,14 +28,6 @@ def test_parse_duration_refuses_what_is_not_a_duration_with_a_value_error(writte
         parse_duration(written)
 
 
-@pytest.mark.parametrize(("seconds", "shown"), [
-    (0, "0s"), (45, "45s"), (90, "90s"), (900, "15m"), (5400, "90m"), (3600, "1h"),
-    (86400, "1d"), (3 * 86400, "3d"), (14 * 86400, "2w"), (36 * 3600, "36h"),
-])
-def test_format_duration_prints_the_shortest_exact_form(seconds, shown):
-    assert format_duration(timedelta(seconds=seconds)) == shown
-
-
 @pytest.mark.parametrize("written", ["45s", "15m", "1h", "30d", "2w"])
-def test_format_duration_reads_back_as_written(written):
-    assert format_duration(parse_duration(written)) == written
+def test_the_shortest_exact_form_reads_back_as_written(written):
+    assert duration(parse_duration(written), "estate") == written
