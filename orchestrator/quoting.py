@@ -10,7 +10,9 @@ function per target, so that no caller invents its own.
 - :func:`unit_word`, :func:`unit_exec_word`, :func:`unit_path`, :func:`unit_text`: a systemd
   unit file's command-line words, paths and free text (specifiers, ``$``, line breaks);
 - :func:`ansible_value`: a value handed to Ansible (inventory, extra vars), marked unsafe so
-  that Ansible never evaluates ``{{ … }}`` written in it.
+  that Ansible never evaluates ``{{ … }}`` written in it;
+- :func:`prometheus_label`: a label value in Prometheus's text exposition format (the
+  textfiles of verify, maintain, the vault pull and the host's backup job).
 
 Pure functions, no I/O: the bottom layer, importable from anywhere.
 """
@@ -124,3 +126,10 @@ def ansible_value(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [ansible_value(v) for v in value]
     return value
+
+
+def prometheus_label(value: object) -> str:
+    """A label value for Prometheus's text exposition format, without its double quotes:
+    backslash, double quote and line feed escaped (``\\\\``, ``\\"``, ``\\n``), the only
+    three the format escapes."""
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

@@ -22,6 +22,7 @@ from orchestrator.actions.verify.checks import (
     SKIPPED,
     VANISHED,
 )
+from orchestrator.quoting import prometheus_label
 
 if TYPE_CHECKING:
     from orchestrator.actions.verify.run import RepositoryReport, VerifyResult
@@ -75,12 +76,8 @@ METRICS: dict[str, str] = {
 }
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
 def _labels(labels: Mapping[str, str]) -> str:
-    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items()) + "}"
+    return "{" + ",".join(f'{k}="{prometheus_label(v)}"' for k, v in labels.items()) + "}"
 
 
 @dataclass

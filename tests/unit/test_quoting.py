@@ -9,9 +9,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from orchestrator.quoting import (
     ansible_value,
+    prometheus_label,
     shell,
     shell_join,
     ssh_option,
@@ -157,3 +159,10 @@ def test_terminal_text_shows_controls_visibly(text: str, shown: str) -> None:
 def test_terminal_text_is_cut_and_may_keep_its_lines() -> None:
     assert terminal("x" * 500, 10) == "x" * 10 + "…"
     assert terminal("a\nb\x1b", lines=True) == "a\nb\\x1b"
+
+
+@pytest.mark.parametrize("value", [*HOSTILE, 'line\nbreak "quoted" \\n', "\\", '"'])
+def test_a_prometheus_label_reads_back_as_the_value_itself(value: str) -> None:
+    text = f'hopnhat_x{{system="{prometheus_label(value)}"}} 1\n'
+    (family,) = text_string_to_metric_families(text)
+    assert family.samples[0].labels == {"system": value}
