@@ -57,9 +57,10 @@ from orchestrator.actions.migrate.plan import (
     plan_migration,
     sources,
 )
-from orchestrator.actions.migrate.state import CUT_OVER, state_of
+from orchestrator.actions.migrate.state import CUT_OVER, MigrationState, state_of
 from orchestrator.actions.provision import apply as provision_apply
 from orchestrator.actions.provision import destroy as provision_destroy
+from orchestrator.actions.provision import model as provision_model
 from orchestrator.actions.provision import plan as provision_plan
 from orchestrator.actions.provision import vcenters as provision_vcenters
 from orchestrator.adapters.ansible import PLAYBOOKS
@@ -264,24 +265,7 @@ def migrate(paths: Paths, code: str, to: str, step: str, *, ledger: Ledger,
     stopped."""
     from orchestrator.actions.migrate.evidence import write_evidence
 
-    if step not in STEPS:
-        raise PlanError(f"unknown migration step {step!r}", exit_code=EXIT_BAD_INPUT)
-    migration_of(paths.estate, code, to)
-    state = state_of(ledger, paths.estate.id, code)
-    if state.name == CUT_OVER:
-        raise PlanError(f"system {code} was cut over to {state.to} on {state.cut_over_at}: "
-                        "nothing to move any more (its parallel run ends "
-                        f"{state.parallel_until})", exit_code=EXIT_BAD_INPUT)
-    if step in (SYNC, CUTOVER) and state.last_copy is None:
-        raise PlanError(f"system {code} has not been copied to {to} yet: run `hopnhat "
-                        f"migrate run --system {code} --to {to}` first",
-                        exit_code=EXIT_BAD_INPUT)
-    if snapshot != LATEST and step == CUTOVER:
-        raise PlanError("--snapshot is for run and sync: a cutover always moves the "
-                        "snapshot it takes once writes are stopped", exit_code=EXIT_BAD_INPUT)
-    if snapshot != LATEST and not re.fullmatch(r"[0-9a-f]{8,64}", snapshot):
-        raise PlanError(f"--snapshot {snapshot!r}: give a snapshot id (8 to 64 hex digits)",
-                        exit_code=EXIT_BAD_INPUT)
+    state = _allowed(paths, code, to, step, ledger, snapshot)
     started, mono0 = time.time(), time.monotonic()
     run_id = ledger.start(KIND, paths.estate.id, {
         "system": code, "to": to, "step": step, "snapshot": snapshot, "reason": reason,
@@ -301,16 +285,7 @@ def migrate(paths: Paths, code: str, to: str, step: str, *, ledger: Ledger,
         result.verdict = ABORTED
         result.reasons = ["stopped by the operator"]
     finally:
-        for remote in move.remotes.values():
-            remote.close()
-        move.remotes.clear()
-        if result.writes_stopped and not result.passed:
-            _start_writes(move)
-        if result.source_marked and not result.passed:
-            _unmark_sources(move)
-        if not result.passed:
-            result.parallel_until = None
-        result.finished_at = time.time()
+        _wind_up(move)
         write_evidence(paths, result, ledger, lang)
         ledger.finish(run_id, result.verdict, result.summary())
     if aborted:
@@ -320,81 +295,182 @@ def migrate(paths: Paths, code: str, to: str, step: str, *, ledger: Ledger,
     return result
 
 
+def _allowed(paths: Paths, code: str, to: str, step: str, ledger: Ledger, snapshot: str
+             ) -> MigrationState:
+    """The system's migration state, when it allows ``step`` to ``to`` with ``snapshot``.
+    Raises PlanError (exit 2) otherwise."""
+    if step not in STEPS:
+        raise PlanError(f"unknown migration step {step!r}", exit_code=EXIT_BAD_INPUT)
+    migration_of(paths.estate, code, to)
+    state = state_of(ledger, paths.estate.id, code)
+    if state.name == CUT_OVER:
+        raise PlanError(f"system {code} was cut over to {state.to} on {state.cut_over_at}: "
+                        "nothing to move any more (its parallel run ends "
+                        f"{state.parallel_until})", exit_code=EXIT_BAD_INPUT)
+    if step in (SYNC, CUTOVER) and state.last_copy is None:
+        raise PlanError(f"system {code} has not been copied to {to} yet: run `hopnhat "
+                        f"migrate run --system {code} --to {to}` first",
+                        exit_code=EXIT_BAD_INPUT)
+    if snapshot != LATEST and step == CUTOVER:
+        raise PlanError("--snapshot is for run and sync: a cutover always moves the "
+                        "snapshot it takes once writes are stopped", exit_code=EXIT_BAD_INPUT)
+    if snapshot != LATEST and not re.fullmatch(r"[0-9a-f]{8,64}", snapshot):
+        raise PlanError(f"--snapshot {snapshot!r}: give a snapshot id (8 to 64 hex digits)",
+                        exit_code=EXIT_BAD_INPUT)
+    return state
+
+
+def _wind_up(move: _Move) -> None:
+    """Close the move's SSH sessions and, unless it passed, start the sources' writes
+    again, take their marks off and record no parallel run."""
+    result = move.result
+    for remote in move.remotes.values():
+        remote.close()
+    move.remotes.clear()
+    if result.writes_stopped and not result.passed:
+        _start_writes(move)
+    if result.source_marked and not result.passed:
+        _unmark_sources(move)
+    if not result.passed:
+        result.parallel_until = None
+    result.finished_at = time.time()
+
+
 def _stages(move: _Move, step: str, selector: str, reason: str, clean: bool,
             last_manifest: str | None) -> None:
-    paths, result = move.paths, move.result
-    estate, code = paths.estate, result.system
-    tier = estate.tier(estate.systems[code].tier)
+    """The steps of ``step`` (run, sync or cutover), in order, each one recorded
+    (:meth:`_Move.step`); ``selector``: the snapshot asked for (LATEST: a backup now)."""
+    estate, code = move.paths.estate, move.result.system
     source_vms = sources(estate, code)
     migration = estate.systems[code].migration
     assert migration is not None
     # first what needs no change anywhere: the target site has room (else nothing is
     # backed up, stopped or built), then the source's fresh snapshot
-    targets = estate.targets_of(code)
+    the_plan = _plan_step(move, clean=clean and step == RUN)
+    if step == CUTOVER:
+        with move.step("stop writes") as detail:
+            move.result.writes_stopped = True
+            _run_commands(move, source_vms, migration.stop_writes, "stop-writes", detail)
+    if selector == LATEST:
+        _backup_step(move, source_vms)
+    plan = _snapshot_step(move, source_vms, the_plan, selector, reason)
+    rebuilt = _provision_step(move, plan)
+    if step == RUN or rebuilt:
+        with move.step("configure") as detail:
+            detail.append(_configure(move.paths, plan, schedule=False))
+    listings = _restore_step(move, plan)
+    _check_step(move, plan, step, last_manifest, listings)
+    _probes_step(move, plan)
+    if step == CUTOVER:
+        until = time.time() + migration.parallel_run.total_seconds()
+        with move.step("mark source") as detail:
+            move.result.source_marked = True
+            detail.append(_mark_sources(move, parallel_until_text(until)))
+        with move.step("schedule") as detail:
+            detail.append(_configure(move.paths, plan, schedule=True))
+        move.result.parallel_until = until
+
+
+def _plan_step(move: _Move, *, clean: bool) -> provision_model.Plan:
+    """``plan``: the target VMs' provisioning plan (after destroying those an earlier run
+    built, with ``clean``), checked for capacity. Out: the plan."""
+    paths, result = move.paths, move.result
+    estate = paths.estate
+    targets = estate.targets_of(result.system)
     with move.step("plan") as detail:
         with open_vcenters(provision_vcenters.endpoints(paths, [result.to])) as vcenters:
             facts = provision_vcenters.read_facts(vcenters, {vm.name for vm in targets})
-            if clean and step == RUN:
+            if clean:
                 gone = _clean(paths, targets, vcenters, facts, move.ledger)
                 detail.append(f"--clean: destroyed {', '.join(gone) or 'nothing'}")
                 facts = provision_vcenters.read_facts(vcenters, {vm.name for vm in targets})
             the_plan = provision_plan.plan(estate, targets, facts)
             provision_plan.check(the_plan)
-        result.plan = plan_migration(estate, code, result.to, the_plan)
+        result.plan = plan_migration(estate, result.system, result.to, the_plan)
         detail.append(f"{len(the_plan.pending)} VM(s) to build, "
                       f"{len(targets) - len(the_plan.pending)} already there")
-    if step == CUTOVER:
-        with move.step("stop writes") as detail:
-            result.writes_stopped = True
-            _run_commands(move, source_vms, migration.stop_writes, "stop-writes", detail)
-    if selector == LATEST:
-        with move.step("backup") as detail:
-            clients = select_clients(estate, [code], [vm.name for vm in source_vms])
-            backup = run_backups(paths, clients, ledger=move.ledger,
-                                 params={"migration": result.run_id},
-                                 on_line=lambda host, line: move.progress.line(f"{host}: {line}"))
-            result.backup_run = backup.run_id
-            bad = [h for h in backup.hosts if not h.ok]
-            if bad:
-                raise _StepFailed("backup", [
-                    f"backup: {h.host}: {h.result}: {h.error_message or h.stage or 'no result'}"
-                    for h in bad])
-            detail.append(", ".join(f"{h.host}: {h.snapshot_id and h.snapshot_id[:8]}"
-                                    for h in backup.hosts))
+    return the_plan
+
+
+def _backup_step(move: _Move, source_vms: Sequence[VM]) -> None:
+    """``backup``: the source VMs backed up now, every one of them successfully."""
+    result = move.result
+    with move.step("backup") as detail:
+        clients = select_clients(move.paths.estate, [result.system],
+                                 [vm.name for vm in source_vms])
+        backup = run_backups(move.paths, clients, ledger=move.ledger,
+                             params={"migration": result.run_id},
+                             on_line=lambda host, line: move.progress.line(f"{host}: {line}"))
+        result.backup_run = backup.run_id
+        bad = [h for h in backup.hosts if not h.ok]
+        if bad:
+            raise _StepFailed("backup", [
+                f"backup: {h.host}: {h.result}: {h.error_message or h.stage or 'no result'}"
+                for h in bad])
+        detail.append(", ".join(f"{h.host}: {h.snapshot_id and h.snapshot_id[:8]}"
+                                for h in backup.hosts))
+
+
+def _snapshot_step(move: _Move, source_vms: Sequence[VM], the_plan: provision_model.Plan,
+                   selector: str, reason: str) -> MigrationPlan:
+    """``snapshot``: the snapshot of each source VM to move (the latest, or the one
+    ``selector`` names, within the tier's RPO unless ``reason`` says why not). Out: the
+    migration's plan with them (recorded in the result and the ledger)."""
+    paths, result = move.paths, move.result
+    estate, code = paths.estate, result.system
+    tier = estate.tier(estate.systems[code].tier)
     with move.step("snapshot") as detail:
         snapshots = list_snapshots(paths, code)
         chosen = choose(code, source_vms, snapshots, selector, tier.rpo.total_seconds(),
                         reason)
-        result.plan = plan_migration(estate, code, result.to, the_plan, chosen,
-                                     "named: " + reason if selector != LATEST else "fresh")
-        move.ledger.event(result.run_id, code, "plan", **result.plan.as_dict())
+        plan = result.plan = plan_migration(estate, code, result.to, the_plan, chosen,
+                                            "named: " + reason if selector != LATEST
+                                            else "fresh")
+        move.ledger.event(result.run_id, code, "plan", **plan.as_dict())
         detail.append(", ".join(f"{name}: {snap.short_id} of {snap.time:%Y-%m-%d %H:%M:%S}"
                                 for name, snap in chosen.items()))
-    plan = result.plan
+    return plan
+
+
+def _provision_step(move: _Move, plan: MigrationPlan) -> bool:
+    """``provision``: the target VMs the plan lacks built, then every target VM answering
+    SSH. Out: whether any was built."""
     rebuilt = False
     with move.step("provision") as detail:
         if plan.provision is not None and plan.provision.has_changes:
             rebuilt = True
-            settings = estate.settings.provisioning
-            with open_vcenters(provision_vcenters.endpoints(paths, [result.to])) as vcenters:
-                facts = provision_vcenters.read_facts(vcenters, {vm.name for vm in plan.targets})
-                fresh = provision_plan.plan(estate, list(plan.targets), facts)
-                provision_plan.check(fresh)
-                applied = provision_apply.apply(
-                    fresh, facts, vcenters, ledger=move.ledger,
-                    concurrency=settings.concurrency, clones_per_host=settings.clones_per_host,
-                    clones_per_datastore=settings.clones_per_datastore,
-                    guest_ip_timeout=settings.guest_ip_timeout.total_seconds(),
-                    params={"migration": result.run_id, "system": code})
-            if applied.failed:
-                broken = applied.failed[0]
-                raise VSphereError(f"target VM {broken.vm}: {broken.failed_step}: {broken.error}")
-            detail.append(f"built {', '.join(a.name for a in fresh.pending)}")
+            detail.append(_provision(move, plan))
         for vm in plan.targets:
-            wait_for_ssh(paths, vm)
-    if step == RUN or rebuilt:
-        with move.step("configure") as detail:
-            detail.append(_configure(paths, plan, schedule=False))
+            wait_for_ssh(move.paths, vm)
+    return rebuilt
+
+
+def _provision(move: _Move, plan: MigrationPlan) -> str:
+    """Build the target VMs missing now (planned afresh), as ``hopnhat apply`` would. Out:
+    what was built, in words. Raises VSphereError for a VM that could not be built."""
+    paths, estate = move.paths, move.paths.estate
+    settings = estate.settings.provisioning
+    with open_vcenters(provision_vcenters.endpoints(paths, [move.result.to])) as vcenters:
+        facts = provision_vcenters.read_facts(vcenters, {vm.name for vm in plan.targets})
+        fresh = provision_plan.plan(estate, list(plan.targets), facts)
+        provision_plan.check(fresh)
+        applied = provision_apply.apply(
+            fresh, facts, vcenters, ledger=move.ledger,
+            concurrency=settings.concurrency, clones_per_host=settings.clones_per_host,
+            clones_per_datastore=settings.clones_per_datastore,
+            guest_ip_timeout=settings.guest_ip_timeout.total_seconds(),
+            params={"migration": move.result.run_id, "system": move.result.system})
+    if applied.failed:
+        broken = applied.failed[0]
+        raise VSphereError(f"target VM {broken.vm}: {broken.failed_step}: {broken.error}")
+    return f"built {', '.join(a.name for a in fresh.pending)}"
+
+
+def _restore_step(move: _Move, plan: MigrationPlan) -> dict[str, dict[str, manifest.Entry]]:
+    """``restore``: each pair's snapshot restored onto its target (with ``--delete`` where
+    restic has it). Out: each target's listing of its snapshot (target name → path →
+    entry)."""
+    result = move.result
     with move.step("restore") as detail:
         first = move.remote(plan.pairs[0].target)
         result.restic_version = restic_version(first, move.restic)
@@ -411,6 +487,17 @@ def _stages(move: _Move, step: str, selector: str, reason: str, clean: bool,
                                owners)
         detail.append(f"restic {result.restic_version}, "
                       + ("--delete" if version >= DELETE_SINCE else "listing-based deletion"))
+    return listings
+
+
+def _check_step(move: _Move, plan: MigrationPlan, step: str, last_manifest: str | None,
+                listings: dict[str, dict[str, manifest.Entry]]) -> None:
+    """``check``: each target's tree against its snapshot's listing, what changed since
+    the last manifest (``last_manifest``; not on a first run), the manifest stored. Raises
+    _StepFailed for any difference."""
+    from orchestrator.actions.migrate.evidence import store_manifest
+
+    paths, result = move.paths, move.result
     with move.step("check") as detail:
         previous = manifest.read(Path(last_manifest)) if last_manifest and \
             Path(last_manifest).is_file() else {}
@@ -425,29 +512,24 @@ def _stages(move: _Move, step: str, selector: str, reason: str, clean: bool,
             result.checks.append(check)
             manifests[pair.target.name] = entries
             problems += check.differences.sentences(pair.target.name)
-        from orchestrator.actions.migrate.evidence import store_manifest
-
         result.manifest_file, result.manifest_sha256 = store_manifest(paths, result.run_id,
                                                                       manifests)
         detail.append(f"manifest {result.manifest_sha256[:16]}: "
                       f"{sum(len(m) for m in manifests.values())} entries")
         if problems:
             raise _StepFailed("check", [f"check: {p}" for p in problems])
+
+
+def _probes_step(move: _Move, plan: MigrationPlan) -> None:
+    """``probes``: the system's own probes on each target VM, every one passing."""
+    result = move.result
     with move.step("probes"):
         for pair in plan.pairs:
-            for probe in estate.systems[code].drill.probes:
+            for probe in move.paths.estate.systems[result.system].drill.probes:
                 result.probes.append(run_probe(move.remote(pair.target), probe))
         failed = [p.describe() for p in result.probes if not p.ok]
         if failed:
             raise _StepFailed("probes", [f"probes: {f}" for f in failed])
-    if step == CUTOVER:
-        until = time.time() + migration.parallel_run.total_seconds()
-        with move.step("mark source") as detail:
-            result.source_marked = True
-            detail.append(_mark_sources(move, parallel_until_text(until)))
-        with move.step("schedule") as detail:
-            detail.append(_configure(paths, plan, schedule=True))
-        result.parallel_until = until
 
 
 # ---------------------------------------------------------------- the pieces
