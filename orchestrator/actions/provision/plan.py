@@ -435,15 +435,7 @@ def _existing(vm: VM, found: VMFacts, base: dict[str, Any], warnings: list[str])
     deltas: dict[str, Any] = {"cluster": found.cluster or vm.cluster, "datastore": datastore,
               "add_cpu": cpu - found.cpu, "add_memory_mb": memory_mb - found.memory_mb,
               "add_disk_gb": grow_kb // KB_PER_GB}
-    if found.cluster is not None and found.cluster != vm.cluster:
-        warnings.append(f"{vm.name} runs in cluster {found.cluster}, the estate says "
-                        f"{vm.cluster} (hopnhat does not move VMs)")
-    if found.datastores and vm.datastore not in found.datastores:
-        warnings.append(f"{vm.name} is on datastore {', '.join(found.datastores)}, the estate "
-                        f"says {vm.datastore} (hopnhat does not move VMs)")
-    if found.powered_on and found.ip and found.ip != str(vm.ip):
-        warnings.append(f"{vm.name} reports IP {found.ip}, the estate says {vm.ip} "
-                        "(hopnhat does not re-address a running VM)")
+    warnings += _left_as_found(vm, found)
 
     steps: list[str] = [STEP_RECONFIGURE] if hardware else []
     if PROVISIONED not in found.attributes:
@@ -469,3 +461,19 @@ def _existing(vm: VM, found: VMFacts, base: dict[str, Any], warnings: list[str])
     return VMAction(**base, kind=NO_OP, cluster=deltas["cluster"], datastore=datastore,
                     reason=f"matches the estate ({cpu} vCPU, {memory_mb} MB, disks "
                            f"{_disks(disks_gb)}, {vm.port_group}, powered on)")
+
+
+def _left_as_found(vm: VM, found: VMFacts) -> list[str]:
+    """Warnings for what differs from the estate and hopnhat leaves as it is: the cluster,
+    the datastore, the address of a running VM."""
+    warnings: list[str] = []
+    if found.cluster is not None and found.cluster != vm.cluster:
+        warnings.append(f"{vm.name} runs in cluster {found.cluster}, the estate says "
+                        f"{vm.cluster} (hopnhat does not move VMs)")
+    if found.datastores and vm.datastore not in found.datastores:
+        warnings.append(f"{vm.name} is on datastore {', '.join(found.datastores)}, the estate "
+                        f"says {vm.datastore} (hopnhat does not move VMs)")
+    if found.powered_on and found.ip and found.ip != str(vm.ip):
+        warnings.append(f"{vm.name} reports IP {found.ip}, the estate says {vm.ip} "
+                        "(hopnhat does not re-address a running VM)")
+    return warnings
