@@ -11,16 +11,15 @@ wrong credentials, every VM failed), 2 bad input (unknown system or site, vault)
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated, Any
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from orchestrator.cli.common import (
-    Context,
     JsonOption,
     console,
     context,
@@ -30,19 +29,18 @@ from orchestrator.cli.common import (
 )
 from orchestrator.cli.locking import LockTimeoutOption, take_estate_lock
 from orchestrator.cli.selectors import require_known
-from orchestrator.errors import EXIT_FAILURE, HopnhatError, VSphereError
+from orchestrator.errors import EXIT_FAILURE, HopnhatError
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
     from orchestrator.actions.backup.gate import GateDecision, GateRequest
     from orchestrator.actions.provision import apply as provision_apply
-    from orchestrator.actions.provision import model as provision_model
     from orchestrator.actions.provision.destroy import DestroyPlan
-    from orchestrator.actions.provision.model import Plan
-    from orchestrator.adapters.vsphere import Endpoint, VCenter
-    from orchestrator.adapters.vsphere_facts import Inventory
-    from orchestrator.ledger import Ledger
+    from orchestrator.actions.provision.flow import Hooks, Provisioned
+    from orchestrator.actions.provision.model import GatedPlan, Plan
+
+P = TypeVar("P", bound="GatedPlan")
 
 # The provisioning actions (pyVmomi) are imported inside the commands: every other command
 # starts faster.
@@ -68,54 +66,6 @@ ReasonOption = Annotated[str | None, typer.Option(
 _STYLE = {"create": "green", "reconfigure": "yellow", "power-on": "cyan", "resume": "magenta",
           "no-op": "dim", "foreign": "bold red", "refused": "bold red", "adopt": "blue",
           "drift": "yellow"}
-
-
-def _announced_endpoints(c: Context, sites: Sequence[str], insecure: bool) -> list[Endpoint]:
-    """The vCenters of ``sites``, said on stderr (with a warning when TLS is off)."""
-    from orchestrator.actions.provision import vcenters as provision_vcenters
-
-    endpoints = provision_vcenters.endpoints(c.paths, sites, insecure)
-    if endpoints:
-        err_console.print(f"Connecting to {', '.join(e.label for e in endpoints)} …")
-    else:
-        err_console.print("The selection holds no VM: nothing to read.")
-    return endpoints
-
-
-@contextmanager
-def _connected(c: Context, sites: Sequence[str], insecure: bool,
-               pool_size: int) -> Iterator[dict[str, VCenter]]:
-    from orchestrator.adapters.vsphere import open_vcenters
-
-    with open_vcenters(_announced_endpoints(c, sites, insecure), pool_size) as vcenters:
-        yield vcenters
-
-
-@contextmanager
-def _connected_each(c: Context, sites: Sequence[str], insecure: bool, pool_size: int
-                    ) -> Iterator[tuple[dict[str, VCenter], dict[str, VSphereError]]]:
-    """As :func:`_connected`, but a vCenter that cannot be logged in to does not stop the
-    others (plan shows the sites it could read, then names the one it could not)."""
-    from orchestrator.adapters.vsphere import open_each_vcenter
-
-    endpoints = _announced_endpoints(c, sites, insecure)
-    with open_each_vcenter(endpoints, pool_size) as (vcenters, failed):
-        yield vcenters, failed
-
-
-def _make_plan(c: Context, vcenters: dict[str, VCenter], vms: list[Any]
-               ) -> tuple[Plan, dict[str, Inventory]]:
-    from orchestrator.actions.provision import plan as provision_plan
-    from orchestrator.actions.provision import vcenters as provision_vcenters
-
-    err_console.print("Reading vCenter …")
-    facts = provision_vcenters.read_facts(vcenters, provision_vcenters.compared(vms),
-                                          c.paths.device_cache)
-    return provision_plan.plan(c.estate, vms, facts), facts
-
-
-def _sites_of(vms: Sequence[Any]) -> list[str]:
-    return sorted({vm.site for vm in vms})
 
 
 # ---------------------------------------------------------------- rendering
@@ -198,19 +148,6 @@ def _render_result(result: provision_apply.ApplyResult, verb: str) -> None:
                   f"unchanged in {result.seconds:.1f} s — {result.status} (run {result.run_id})")
 
 
-def _finish(plan: Plan | DestroyPlan, gate: GateDecision,
-            result: provision_apply.ApplyResult, verb: str, as_json: bool) -> None:
-    """The end of apply and destroy: the result shown (``--json``: with the plan and the
-    backup gate's verdict), then exit with its code (3 partial, 1 failed) unless done."""
-    if as_json:
-        print_json({"plan": plan.as_dict(), "backup_gate": gate.as_dict(),
-                    "result": result.as_dict()})
-    else:
-        _render_result(result, verb)
-    if result.exit_code:
-        raise typer.Exit(result.exit_code)
-
-
 class RichProgress:
     """apply's progress on stderr: one line per VM in flight, an overall bar, a line per
     VM as it ends."""
@@ -252,28 +189,49 @@ def _progress(total: int, quiet: bool) -> Iterator[provision_apply.Progress]:
         yield RichProgress(bar, total)
 
 
-def _ledger(c: Context) -> Ledger:
-    from orchestrator.ledger import Ledger
-
-    return Ledger(c.paths.ledger)
-
-
-def _backup_gate(c: Context, plan: provision_model.GatedPlan, request: GateRequest, command: str,
-                 as_json: bool) -> GateDecision:
-    """The backup gate (raises PlanError when it refuses), a backup made first streamed to
-    stderr, and the gate's verdict shown."""
-    from orchestrator.actions.backup.gate import NOT_NEEDED
-    from orchestrator.actions.provision import plan as provision_plan
+def _hooks(request: GateRequest, as_json: bool, render: Callable[[P], None]) -> Hooks[P]:
+    """How apply and destroy are shown: where they are on stderr; unless ``--json`` (where
+    the plan comes with the result), the plan, a backup made first streamed to stderr and
+    the backup gate's verdict; progress bars."""
+    from orchestrator.actions.provision.flow import Hooks
 
     def show(host: str, line: str) -> None:
         err_console.print(f"{escape(host)}: {escape(line)}", soft_wrap=True)
-    gate = provision_plan.backup_gate(plan, c.paths, request, command=command,
-                                 on_line=None if as_json else show)
-    if not as_json and (gate.status != NOT_NEEDED or gate.not_backed_up):
-        err_console.print(escape(gate.summary()), soft_wrap=True)
-    elif not as_json and request.backup_first:
-        err_console.print("--backup-first: no VM holding data changes; nothing to back up")
-    return gate
+
+    def gated(gate: GateDecision) -> None:
+        from orchestrator.actions.backup.gate import NOT_NEEDED
+
+        if gate.status != NOT_NEEDED or gate.not_backed_up:
+            err_console.print(escape(gate.summary()), soft_wrap=True)
+        elif request.backup_first:
+            err_console.print("--backup-first: no VM holding data changes; nothing to back up")
+
+    def progress(total: int) -> AbstractContextManager[provision_apply.Progress]:
+        return _progress(total, as_json)
+
+    if as_json:
+        return Hooks(say=err_console.print, progress=progress)
+    return Hooks(say=err_console.print, planned=render, backup_line=show, gated=gated,
+                 progress=progress)
+
+
+def _finish(done: Provisioned[Plan] | Provisioned[DestroyPlan], verb: str, cancelled: str,
+            as_json: bool) -> None:
+    """The end of apply and destroy: refused by the operator, ``cancelled`` said and exit
+    1; else the result shown (``--json``: with the plan and the backup gate's verdict),
+    then exit with its code (3 partial, 1 failed) unless done."""
+    if done.cancelled:
+        err_console.print(cancelled)
+        raise typer.Exit(EXIT_FAILURE)
+    result, gate = done.result, done.gate
+    assert result is not None and gate is not None
+    if as_json:
+        print_json({"plan": done.plan.as_dict(), "backup_gate": gate.as_dict(),
+                    "result": result.as_dict()})
+    else:
+        _render_result(result, verb)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
 
 
 # ---------------------------------------------------------------- commands
@@ -298,23 +256,22 @@ def plan(
     be read (down, login refused) is named with its URL after the plan of the others, and
     the plan exits 1.
     """
-    from orchestrator.actions.provision import plan as provision_plan
-    from orchestrator.actions.provision import vcenters as provision_vcenters
+    from orchestrator.actions.provision.flow import Hooks, plan_flow
 
     c = context(ctx)
-    try:
-        require_known(ctx, systems=system, sites=site)
-        vms = provision_vcenters.select(c.estate, system or (), site or ())
-        with _connected_each(c, _sites_of(vms), insecure, 2) as (vcenters, failed):
-            err_console.print("Reading vCenter …")
-            facts, lost = provision_vcenters.read_each(vcenters, provision_vcenters.compared(vms),
-                                              c.paths.device_cache)
-            the_plan = provision_plan.plan_reachable(c.estate, vms, facts, {**failed, **lost})
-        if want_json(ctx, json):
+    as_json = want_json(ctx, json)
+
+    def show(the_plan: Plan) -> None:
+        if as_json:
             print_json(the_plan.as_dict())
         else:
             render_plan(the_plan, c.verbose > 0)
-        provision_plan.check(the_plan)
+
+    try:
+        require_known(ctx, systems=system, sites=site)
+        the_plan = plan_flow(c.paths, systems=system or (), sites=site or (),
+                             insecure=insecure,
+                             hooks=Hooks(say=err_console.print, planned=show))
     except HopnhatError as exc:
         if detailed_exitcode:
             exc.exit_code = EXIT_FAILURE  # 2 means "changes pending" here
@@ -350,38 +307,23 @@ def apply(
     the systems up first, --no-backup-gate --reason "…" overrides (recorded in the ledger).
     """
     from orchestrator.actions.backup.gate import gate_request
-    from orchestrator.actions.provision import apply as provision_apply
-    from orchestrator.actions.provision import plan as provision_plan
-    from orchestrator.actions.provision import vcenters as provision_vcenters
+    from orchestrator.actions.provision.flow import apply_flow
 
     c = context(ctx)
     require_known(ctx, systems=system, sites=site)
     request = gate_request(backup_first, no_backup_gate, reason)
-    settings = c.estate.settings.provisioning
-    workers = concurrency or settings.concurrency
     as_json = want_json(ctx, json)
-    vms = provision_vcenters.select(c.estate, system or (), site or ())
+
+    def confirm(the_plan: Plan) -> bool:
+        return yes or typer.confirm(f"Apply {len(the_plan.pending)} change(s) to vCenter?",
+                                    err=True)
+
     take_estate_lock(ctx, "apply", lock_timeout)
-    with _connected(c, _sites_of(vms), insecure, workers) as vcenters:
-        the_plan, facts = _make_plan(c, vcenters, vms)
-        if not as_json:
-            render_plan(the_plan, c.verbose > 0)
-        provision_plan.check(the_plan)
-        gate = _backup_gate(c, the_plan, request, "apply", as_json)
-        if the_plan.has_changes and not yes and not typer.confirm(
-                f"Apply {len(the_plan.pending)} change(s) to vCenter?", err=True):
-            err_console.print("cancelled: nothing was changed")
-            raise typer.Exit(EXIT_FAILURE)
-        with _progress(len(the_plan.pending), as_json) as progress:
-            result = provision_apply.apply(
-                the_plan, facts, vcenters, ledger=_ledger(c), concurrency=workers,
-                clones_per_host=settings.clones_per_host,
-                clones_per_datastore=settings.clones_per_datastore,
-                guest_ip_timeout=settings.guest_ip_timeout.total_seconds(),
-                progress=progress,
-                params={"systems": system or [], "sites": site or [],
-                        "backup_gate": gate.run_id})
-    _finish(the_plan, gate, result, "Apply", as_json)
+    done = apply_flow(c.paths, confirm=confirm, systems=system or (), sites=site or (),
+                      concurrency=concurrency, insecure=insecure, gate=request,
+                      hooks=_hooks(request, as_json,
+                                   lambda the_plan: render_plan(the_plan, c.verbose > 0)))
+    _finish(done, "Apply", "cancelled: nothing was changed", as_json)
 
 
 def destroy(
@@ -407,43 +349,27 @@ def destroy(
     first, --no-backup-gate --reason "…" overrides (recorded in the ledger).
     """
     from orchestrator.actions.backup.gate import gate_request
-    from orchestrator.actions.provision import destroy as provision_destroy
-    from orchestrator.actions.provision import vcenters as provision_vcenters
+    from orchestrator.actions.provision.flow import destroy_flow
 
     c = context(ctx)
     require_known(ctx, systems=[system], sites=site)
     request = gate_request(backup_first, no_backup_gate, reason)
-    estate = c.estate
-    settings = estate.settings.provisioning
     as_json = want_json(ctx, json)
+
+    def confirm(dplan: DestroyPlan) -> bool:
+        return yes or typer.prompt(
+            f"Type the system's code ({system}) to destroy {len(dplan.actions)} VM(s)",
+            err=True, default="", show_default=False).strip() == system
+
     take_estate_lock(ctx, "destroy", lock_timeout)
-    sites = list(site or estate.sites)
-    datacenters = [estate.sites[s].datacenter for s in site or ()]
-    names = provision_vcenters.compared(estate.vms_of(system))
-    with _connected(c, sites, insecure, settings.concurrency) as vcenters:
-        err_console.print("Reading vCenter …")
-        facts = provision_vcenters.read_facts(vcenters, names, c.paths.device_cache)
-        dplan = provision_destroy.plan_destroy(estate, system, facts, datacenters)
-        if not as_json:
-            render_destroy(dplan)
-        dplan.check()
-        if not dplan.actions:
-            if as_json:
-                print_json({"plan": dplan.as_dict(), "result": None})
-            else:
-                console.print(f"Nothing to destroy: no VM of system {system} is owned by "
-                              f"estate {estate.id}.")
-            return
-        gate = _backup_gate(c, dplan, request, "destroy", as_json)
-        if not yes:
-            typed = typer.prompt(f"Type the system's code ({system}) to destroy "
-                                 f"{len(dplan.actions)} VM(s)", err=True, default="",
-                                 show_default=False)
-            if typed.strip() != system:
-                err_console.print("cancelled: nothing was destroyed")
-                raise typer.Exit(EXIT_FAILURE)
-        with _progress(len(dplan.actions), as_json) as progress:
-            result = provision_destroy.destroy(dplan, vcenters, ledger=_ledger(c),
-                                               concurrency=settings.concurrency,
-                                               progress=progress)
-    _finish(dplan, gate, result, "Destroy", as_json)
+    done = destroy_flow(c.paths, system, confirm=confirm, sites=site or (),
+                        insecure=insecure, gate=request,
+                        hooks=_hooks(request, as_json, render_destroy))
+    if not done.plan.actions:  # nothing of the system's is this estate's
+        if as_json:
+            print_json({"plan": done.plan.as_dict(), "result": None})
+        else:
+            console.print(f"Nothing to destroy: no VM of system {system} is owned by "
+                          f"estate {done.plan.estate}.")
+        return
+    _finish(done, "Destroy", "cancelled: nothing was destroyed", as_json)
