@@ -299,6 +299,22 @@ def retention_flags(retention: Mapping[str, int | str]) -> tuple[str, ...]:
     --keep-within 30d`` in restic's order. Keys may carry a ``keep_``/``keep-`` prefix and
     ``_`` for ``-``. Raises ValueError for an unknown key, a count below 1, a bad duration, or
     an empty policy (restic would then keep everything and say so only in prose)."""
+    given = _retention_keys(retention)
+    flags: list[str] = []
+    for key in _RETENTION_COUNTS:
+        if key in given:
+            flags += [f"--keep-{key}", _keep_count(key, given[key])]
+    for key in _RETENTION_DURATIONS:
+        if key in given:
+            flags += [f"--keep-{key}", _keep_duration(key, given[key])]
+    if "tag" in given:
+        flags += ["--keep-tag", str(given["tag"])]
+    return tuple(flags)
+
+
+def _retention_keys(retention: Mapping[str, int | str]) -> dict[str, int | str]:
+    """The policy by restic's names (``daily``, ``within-daily``, ``tag``). Raises
+    ValueError for an unknown key or an empty policy."""
     given: dict[str, int | str] = {}
     for raw, value in retention.items():
         key = raw.replace("_", "-").removeprefix("keep-")
@@ -307,24 +323,24 @@ def retention_flags(retention: Mapping[str, int | str]) -> tuple[str, ...]:
         given[key] = value
     if not given:
         raise ValueError("retention: empty policy")
-    flags: list[str] = []
-    for key in _RETENTION_COUNTS:
-        if key in given:
-            count = given[key]
-            if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-                raise ValueError(f"retention: keep-{key} must be a whole number >= 1, "
-                                 f"not {count!r}")
-            flags += [f"--keep-{key}", str(count)]
-    for key in _RETENTION_DURATIONS:
-        if key in given:
-            duration = str(given[key])
-            if not duration or not _DURATION.match(duration):
-                raise ValueError(f"retention: keep-{key} must be a duration such as 1y5m7d2h, "
-                                 f"not {duration!r}")
-            flags += [f"--keep-{key}", duration]
-    if "tag" in given:
-        flags += ["--keep-tag", str(given["tag"])]
-    return tuple(flags)
+    return given
+
+
+def _keep_count(key: str, count: int | str) -> str:
+    """``count`` of ``keep-<key>``, checked to be a whole number >= 1 (ValueError)."""
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"retention: keep-{key} must be a whole number >= 1, "
+                         f"not {count!r}")
+    return str(count)
+
+
+def _keep_duration(key: str, value: int | str) -> str:
+    """``value`` of ``keep-<key>``, checked to be a restic duration (ValueError)."""
+    duration = str(value)
+    if not duration or not _DURATION.match(duration):
+        raise ValueError(f"retention: keep-{key} must be a duration such as 1y5m7d2h, "
+                         f"not {duration!r}")
+    return duration
 
 
 # Snapshots a retirement keeps (``hopnhat retire``): every forget hopnhat runs keeps them,
