@@ -82,12 +82,25 @@ def reconfig_spec(devices: Sequence[Any], *, cpu: int | None, memory_mb: int | N
     None or ``nic`` None: leave as is. Out: None when nothing differs.
     Raises VSphereError for a shrink (never destroys data) or no SCSI controller."""
     spec: Any = vim.vm.ConfigSpec()
-    changes: list[Any] = []
     if cpu is not None:
         spec.numCPUs = cpu
     if memory_mb is not None:
         spec.memoryMB = memory_mb
     disks = disks_of(devices)
+    changes = [*_grown_disks(disks, disks_gb),
+               *_added_disks(devices, disks_gb[len(disks):]),
+               *(_nic_changes(devices, nic) if nic is not None else [])]
+    if changes:
+        spec.deviceChange = changes
+    if not changes and cpu is None and memory_mb is None:
+        return None
+    return spec
+
+
+def _grown_disks(disks: Sequence[Any], disks_gb: Sequence[int]) -> list[Any]:
+    """The edits that grow each of ``disks`` (bus order) smaller than its size in
+    ``disks_gb``. Raises VSphereError for one larger (hopnhat never shrinks a disk)."""
+    changes: list[Any] = []
     for index, (disk, wanted_gb) in enumerate(zip(disks, disks_gb, strict=False)):
         wanted_kb = wanted_gb * KB_PER_GB
         if disk.capacityInKB > wanted_kb:
@@ -97,38 +110,48 @@ def reconfig_spec(devices: Sequence[Any], *, cpu: int | None, memory_mb: int | N
             disk.capacityInKB = wanted_kb
             disk.capacityInBytes = wanted_kb * 1024
             changes.append(vim.vm.device.VirtualDeviceSpec(operation="edit", device=disk))
-    if len(disks_gb) > len(disks):
-        controllers = [d for d in devices if isinstance(d, vim.vm.device.VirtualSCSIController)]
-        if not controllers:
-            raise VSphereError("the VM has no SCSI controller for another disk")
-        controller = min(controllers, key=lambda c: c.key)
-        taken: set[int] = set()
-        for offset, wanted_gb in enumerate(disks_gb[len(disks):]):
-            unit = _free_unit(devices, controller.key, taken)
-            taken.add(unit)
-            changes.append(vim.vm.device.VirtualDeviceSpec(
-                operation="add", fileOperation="create",
-                device=vim.vm.device.VirtualDisk(
-                    key=-(100 + offset), controllerKey=controller.key, unitNumber=unit,
-                    capacityInKB=wanted_gb * KB_PER_GB,
-                    backing=vim.vm.device.VirtualDisk.FlatVer2BackingInfo(
-                        diskMode="persistent", thinProvisioned=False, fileName=""))))
-    if nic is not None:
-        cards = nics_of(devices)
-        if not cards:
-            changes.append(vim.vm.device.VirtualDeviceSpec(
-                operation="add", device=vim.vm.device.VirtualVmxnet3(
-                    key=-200, backing=nic, addressType="generated",
-                    connectable=vim.vm.device.VirtualDevice.ConnectInfo(
-                        startConnected=True, allowGuestControl=True))))
-        elif not _same_backing(cards[0].backing, nic):
-            cards[0].backing = nic
-            changes.append(vim.vm.device.VirtualDeviceSpec(operation="edit", device=cards[0]))
-    if changes:
-        spec.deviceChange = changes
-    if not changes and cpu is None and memory_mb is None:
-        return None
-    return spec
+    return changes
+
+
+def _added_disks(devices: Sequence[Any], missing_gb: Sequence[int]) -> list[Any]:
+    """The additions of the disks of ``missing_gb`` (thick, on the VM's datastore) to the
+    first SCSI controller's free units. Raises VSphereError when the VM has no SCSI
+    controller."""
+    if not missing_gb:
+        return []
+    controllers = [d for d in devices if isinstance(d, vim.vm.device.VirtualSCSIController)]
+    if not controllers:
+        raise VSphereError("the VM has no SCSI controller for another disk")
+    controller = min(controllers, key=lambda c: c.key)
+    taken: set[int] = set()
+    changes: list[Any] = []
+    for offset, wanted_gb in enumerate(missing_gb):
+        unit = _free_unit(devices, controller.key, taken)
+        taken.add(unit)
+        changes.append(vim.vm.device.VirtualDeviceSpec(
+            operation="add", fileOperation="create",
+            device=vim.vm.device.VirtualDisk(
+                key=-(100 + offset), controllerKey=controller.key, unitNumber=unit,
+                capacityInKB=wanted_gb * KB_PER_GB,
+                backing=vim.vm.device.VirtualDisk.FlatVer2BackingInfo(
+                    diskMode="persistent", thinProvisioned=False, fileName=""))))
+    return changes
+
+
+def _nic_changes(devices: Sequence[Any], nic: Any) -> list[Any]:
+    """The change that puts the VM's first NIC on the ``nic`` backing (a new NIC when it
+    has none; nothing when it is there already)."""
+    cards = nics_of(devices)
+    if not cards:
+        return [vim.vm.device.VirtualDeviceSpec(
+            operation="add", device=vim.vm.device.VirtualVmxnet3(
+                key=-200, backing=nic, addressType="generated",
+                connectable=vim.vm.device.VirtualDevice.ConnectInfo(
+                    startConnected=True, allowGuestControl=True)))]
+    if _same_backing(cards[0].backing, nic):
+        return []
+    cards[0].backing = nic
+    return [vim.vm.device.VirtualDeviceSpec(operation="edit", device=cards[0])]
 
 
 def _same_backing(current: Any, wanted: Any) -> bool:
