@@ -113,7 +113,6 @@ class _Reader:
     def value(self, element: ET.Element) -> Any:
         kind = _local(element.get(XSI_TYPE, ""))
         text = element.text or ""
-        ns = self.ns
         if kind in ("string", "anyURI", "dateTime"):
             return text
         if kind in ("int", "long", "short", "byte"):
@@ -122,6 +121,16 @@ class _Reader:
             return text == "true"
         if kind == "ManagedObjectReference":
             return self.ref(element.get("type", ""), text)
+        if kind.startswith("ArrayOf"):
+            return self._array(kind, element)
+        wsdl = _wsdl_type(kind) if kind else None
+        if isinstance(wsdl, type) and issubclass(wsdl, str):  # an enumeration
+            return text
+        raise UnsupportedValue(kind or "(untyped)")
+
+    def _array(self, kind: str, element: ET.Element) -> list[Any]:
+        """The items of an ``ArrayOf…`` value hopnhat reads; UnsupportedValue for another."""
+        ns = self.ns
         if kind == "ArrayOfManagedObjectReference":
             return [self.ref(child.get("type", ""), child.text or "") for child in element]
         if kind == "ArrayOfVirtualDevice":
@@ -134,10 +143,7 @@ class _Reader:
                     for c in element]
         if kind == "ArrayOfOptionValue":
             return [Pair(c.findtext(ns + "key"), c.findtext(ns + "value")) for c in element]
-        wsdl = _wsdl_type(kind) if kind else None
-        if isinstance(wsdl, type) and issubclass(wsdl, str):  # an enumeration
-            return text
-        raise UnsupportedValue(kind or "(untyped)")
+        raise UnsupportedValue(kind)  # an array of a type no read of hopnhat's asks for
 
 
 def parse_page(body: bytes, ref: MakeRef) -> Page:
