@@ -3,8 +3,9 @@ calendar``) and of unit files (``systemd-analyze verify``), whether it runs as P
 enabling a timer (``systemctl``).
 
 The estate's schedules become ``OnCalendar=`` of timers on hosts and on the control host:
-systemd is the judge of what they mean. Where ``systemd-analyze`` is not installed, the
-estate's own reading (:func:`orchestrator.estate.values.check_calendars`) stands in.
+systemd is the judge of what they mean. Where ``systemd-analyze`` is not installed,
+:func:`calendar_problems` says so (CommandError) and the estate's loader lets its own reading
+(:func:`orchestrator.estate.values.check_calendars`) stand in.
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from orchestrator.errors import CommandError
-from orchestrator.estate.values import check_calendars
 from orchestrator.process import Completed, run
 
 _FAILED = re.compile(r"^Failed to parse calendar specification '(.*)': (.+)$")
@@ -33,17 +32,12 @@ def next_elapse(expression: str) -> tuple[str | None, str]:
 
 def calendar_problems(expressions: Iterable[str]) -> dict[str, str]:
     """Each expression systemd does not read, with why (one ``systemd-analyze calendar``
-    for them all); hopnhat's own reading where systemd-analyze is not installed. Every
-    message says who judged."""
+    for them all); every message says who judged. Raises CommandError when systemd-analyze
+    is not installed or does not answer (then the caller judges by other means)."""
     wanted = sorted(set(expressions))
     if not wanted:
         return {}
-    if shutil.which("systemd-analyze") is None:
-        return check_calendars(wanted)
-    try:
-        done = run(["systemd-analyze", "calendar", "--", *wanted], timeout=30)
-    except CommandError:
-        return check_calendars(wanted)
+    done = run(["systemd-analyze", "calendar", "--", *wanted], timeout=30)
     found: dict[str, str] = {}
     for line in done.stderr.splitlines():
         match = _FAILED.match(line.strip())

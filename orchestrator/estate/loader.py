@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from orchestrator.errors import EstateError
+from orchestrator.errors import CommandError, EstateError
 from orchestrator.estate.addressing import derive_vms
 from orchestrator.estate.checks import Problems, cross_check
 from orchestrator.estate.model import Estate, EstateFile, Site, System
@@ -287,7 +287,11 @@ def _check_schedules(settings: EstateFile | None, systems: dict[str, System],
             where.append((files[f"system:{code}"], "backup.schedule", system.backup.schedule))
     if not where:
         return
-    found = calendar(expression for _, _, expression in where)
+    expressions = [expression for _, _, expression in where]
+    try:
+        found = calendar(expressions)
+    except CommandError:  # its program is missing or did not answer: hopnhat's reading
+        found = check_calendars(expressions)
     for rel, key, expression in where:
         if expression in found:
             problems.add(rel, key, found[expression])
@@ -295,8 +299,9 @@ def _check_schedules(settings: EstateFile | None, systems: dict[str, System],
 
 def load_estate(root: Path | str, *, calendar: CalendarCheck = check_calendars) -> Estate:
     """Load and check the estate in ``root``; ``calendar`` judges its schedules (default:
-    hopnhat's own reading of systemd's grammar; the CLI passes systemd's own where it is
-    installed, :func:`orchestrator.adapters.systemd.calendar_problems`).
+    hopnhat's own reading of systemd's grammar; the CLI passes systemd's own,
+    :func:`orchestrator.adapters.systemd.calendar_problems`: where it raises CommandError,
+    systemd-analyze being missing, hopnhat's own reading stands in).
 
     Returns the :class:`Estate`; raises :class:`EstateError` holding every problem found
     (file relative to ``root``, key path, message). Reads files only; changes nothing.
@@ -308,49 +313,15 @@ def load_estate(root: Path | str, *, calendar: CalendarCheck = check_calendars) 
                             if not base.exists() else "not a folder: the estate is a folder "
                             "(estate.yml, sites/, systems/)")])
 
-    settings: EstateFile | None = None
-    estate_path = base / "estate.yml"
-    if not estate_path.exists() and not estate_path.is_symlink():
-        problems.add("estate.yml", "", "missing: the estate directory needs an estate.yml")
-    else:
-        settings = validate_file(
-            EstateFile, read_yaml(estate_path, "estate.yml", problems, base), "estate.yml", problems
-        )
-
+    settings = _read_settings(base, problems)
     files: dict[str, str] = {}
-    sites: dict[str, Site] = {}
-    invalid_sites: set[str] = set()
-    for path in _yaml_files(base / "sites"):
-        rel = f"sites/{path.name}"
-        data = read_yaml(path, rel, problems, base)
-        site = validate_file(Site, data, rel, problems)
-        if site is None:
-            invalid_sites.add(_declared(data, "name", path))
-            continue
-        if site.name in sites:
-            problems.add(rel, "name", f"site {site.name!r} is also declared in "
-                         f"{files['site:' + site.name]}")
-            continue
-        sites[site.name] = site
-        files[f"site:{site.name}"] = rel
+    sites, invalid_sites = _read_declared(base, Site, "name", "site {!r} is also declared in {}",
+                                          files, problems)
     if not (base / "sites").is_dir():
         problems.add("sites/", "", "missing: the estate needs a sites/ folder, one file a site")
-
-    systems: dict[str, System] = {}
-    invalid_systems: set[str] = set()
-    for path in _yaml_files(base / "systems"):
-        rel = f"systems/{path.name}"
-        data = read_yaml(path, rel, problems, base)
-        system = validate_file(System, data, rel, problems)
-        if system is None:
-            invalid_systems.add(_declared(data, "code", path))
-            continue
-        if system.code in systems:
-            problems.add(rel, "code", f"system code {system.code!r} is also used by "
-                         f"{files['system:' + system.code]}")
-            continue
-        systems[system.code] = system
-        files[f"system:{system.code}"] = rel
+    systems, invalid_systems = _read_declared(base, System, "code",
+                                              "system code {!r} is also used by {}", files,
+                                              problems)
 
     # cross-checks run even when estate.yml is invalid, so one run lists every problem;
     # references to what an invalid file declares are not reported again
@@ -365,3 +336,43 @@ def load_estate(root: Path | str, *, calendar: CalendarCheck = check_calendars) 
         root=str(base.resolve()), settings=settings, sites=sites, systems=systems,
         vms=vms, files=files, targets=targets,
     )
+
+
+def _read_settings(base: Path, problems: Problems) -> EstateFile | None:
+    """``estate.yml``, validated (None, with problems, when missing or invalid)."""
+    estate_path = base / "estate.yml"
+    if not estate_path.exists() and not estate_path.is_symlink():
+        problems.add("estate.yml", "", "missing: the estate directory needs an estate.yml")
+        return None
+    return validate_file(
+        EstateFile, read_yaml(estate_path, "estate.yml", problems, base), "estate.yml", problems
+    )
+
+
+_Declared = TypeVar("_Declared", Site, System)
+
+
+def _read_declared(base: Path, model: type[_Declared], key: str, twice: str,
+                   files: dict[str, str], problems: Problems
+                   ) -> tuple[dict[str, _Declared], set[str]]:
+    """The sites (``model`` Site, ``key`` name) or systems (System, code) of their folder,
+    one a file, by ``key``: each recorded in ``files`` as ``site:<name>`` or
+    ``system:<code>``; one declared again is a problem (``twice``: its message, given the
+    key and the first file). Out: them, and the keys the invalid files declare."""
+    kind = model.__name__.lower()
+    found: dict[str, _Declared] = {}
+    invalid: set[str] = set()
+    for path in _yaml_files(base / f"{kind}s"):
+        rel = f"{kind}s/{path.name}"
+        data = read_yaml(path, rel, problems, base)
+        declared = validate_file(model, data, rel, problems)
+        if declared is None:
+            invalid.add(_declared(data, key, path))
+            continue
+        name = str(getattr(declared, key))
+        if name in found:
+            problems.add(rel, key, twice.format(name, files[f"{kind}:{name}"]))
+            continue
+        found[name] = declared
+        files[f"{kind}:{name}"] = rel
+    return found, invalid

@@ -136,26 +136,38 @@ def _component(text: str, low: int, high: int, what: str, *, seconds: bool = Fal
     """One date or time component: ``*``, ``5``, ``1,15``, ``1..5``, ``0/15``, ``*/2``."""
     for item in text.split(","):
         base, _, step = item.partition("/")
-        if step and not re.fullmatch(r"\d+(\.\d+)?" if seconds else r"\d+", step):
-            raise ValueError(f"{what} repetition {step!r} is not a number")
-        if step and float(step) <= 0:
-            raise ValueError(f"{what} repetition must be more than 0")
+        if step:
+            _repetition(step, what, seconds=seconds)
         if base == "*":
             if step:  # systemd refuses it (cron's habit): 0/15, not */15
                 raise ValueError(f"{what} {item!r}: write a repetition from a value "
                                  f"(0/{step}), not from *")
             continue
-        ends = base.split("..")
-        if len(ends) > 2 or not all(ends):
-            raise ValueError(f"{what} {item!r} is not a value, a range or a repetition")
-        for end in ends:
-            pattern = r"\d{1,2}(\.\d{1,6})?" if seconds else r"\d{1,4}"
-            if not re.fullmatch(pattern, end):
-                raise ValueError(f"{what} {end!r} is not a number")
-            if not low <= float(end) <= high:
-                raise ValueError(f"{what} {end} is outside {low}..{high}")
-        if len(ends) == 2 and float(ends[0]) > float(ends[1]):
-            raise ValueError(f"{what} range {base!r} runs backwards")
+        _value_or_range(base, item, low, high, what, seconds=seconds)
+
+
+def _repetition(step: str, what: str, *, seconds: bool) -> None:
+    """The ``n`` of a repetition ``a/n``: a number (with a fraction, for seconds) above 0."""
+    if not re.fullmatch(r"\d+(\.\d+)?" if seconds else r"\d+", step):
+        raise ValueError(f"{what} repetition {step!r} is not a number")
+    if float(step) <= 0:
+        raise ValueError(f"{what} repetition must be more than 0")
+
+
+def _value_or_range(base: str, item: str, low: int, high: int, what: str, *,
+                    seconds: bool) -> None:
+    """``5`` or ``1..5`` (of ``item``): numbers within ``low``..``high``, a range forwards."""
+    ends = base.split("..")
+    if len(ends) > 2 or not all(ends):
+        raise ValueError(f"{what} {item!r} is not a value, a range or a repetition")
+    for end in ends:
+        pattern = r"\d{1,2}(\.\d{1,6})?" if seconds else r"\d{1,4}"
+        if not re.fullmatch(pattern, end):
+            raise ValueError(f"{what} {end!r} is not a number")
+        if not low <= float(end) <= high:
+            raise ValueError(f"{what} {end} is outside {low}..{high}")
+    if len(ends) == 2 and float(ends[0]) > float(ends[1]):
+        raise ValueError(f"{what} range {base!r} runs backwards")
 
 
 def _weekdays(text: str) -> bool:
@@ -229,23 +241,30 @@ def calendar_problem(expression: str) -> str | None:
             words = words[:-1]
         if not words and not weekday:
             raise ValueError("no weekday, date or time")
-        if len(words) > 2:
-            raise ValueError("too many parts")
-        if len(words) == 2:
-            _date(words[0])
-            _time(words[1])
-        elif words and ":" in words[0]:
-            _time(words[0])
-        elif words:
-            _date(words[0])
+        _date_and_time(words)
     except ValueError as exc:
         return f"{exc} (write {CALENDAR_SUBSET})"
     return None
 
 
+def _date_and_time(words: list[str]) -> None:
+    """What follows the weekdays and precedes the time zone: ``[[YYYY-]MM-DD] [HH:MM[:SS]]``
+    (ValueError if not)."""
+    if len(words) > 2:
+        raise ValueError("too many parts")
+    if len(words) == 2:
+        _date(words[0])
+        _time(words[1])
+    elif words and ":" in words[0]:
+        _time(words[0])
+    elif words:
+        _date(words[0])
+
+
 CalendarCheck = Callable[[Iterable[str]], dict[str, str]]
 """Judges schedules: their problems by expression (none for those that read), and says in
-each message who judged it."""
+each message who judged it. One that cannot judge (its program missing) raises CommandError:
+the loader then judges by :func:`check_calendars`."""
 
 
 def check_calendars(expressions: Iterable[str]) -> dict[str, str]:

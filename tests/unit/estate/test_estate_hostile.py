@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.errors import EstateError
+from orchestrator.errors import CommandError, EstateError
 from orchestrator.estate import load_estate
 from orchestrator.estate.loader import MAX_FILE_BYTES
 from orchestrator.estate.values import calendar_problem, check_calendars
@@ -179,6 +179,20 @@ def test_the_fallback_names_itself() -> None:
     found = check_calendars(["every night", "daily"])
     assert list(found) == ["every night"]
     assert "systemd-analyze not found" in found["every night"]
+
+
+def test_where_systemd_analyze_is_missing_hopnhats_reading_judges(
+        estate_copy: EstateCopy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from orchestrator.adapters.systemd import calendar_problems
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no systemd-analyze on it
+    with pytest.raises(CommandError, match="systemd-analyze: program not found"):
+        calendar_problems(["daily"])
+    estate_copy.edit("systems/qlvb.yml", lambda d: d["backup"].update(schedule="every night"))
+    with pytest.raises(EstateError) as refused:
+        load_estate(estate_copy.root, calendar=calendar_problems)
+    assert refused.value.problems == [
+        ("systems/qlvb.yml", "backup.schedule", check_calendars(["every night"])["every night"])]
 
 
 @pytest.mark.parametrize(("edit", "key", "message"), [
