@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
+from ipaddress import IPv4Address
 
-from orchestrator.estate.model import Backup, EstateFile, Site, System, VMRole
+from orchestrator.estate.model import Backup, EstateFile, Network, Site, System, VMRole
 from orchestrator.quoting import terminal
 
 
@@ -98,33 +99,42 @@ def _check_sites(sites: dict[str, Site], files: dict[str, str], problems: Proble
             problems.add(rel, "datacenter", f"datacenter {site.datacenter!r} on this vCenter "
                          f"is also site {datacenters[key]!r}")
         datacenters[key] = site.name
-        for label, names in (("clusters", site.clusters), ("datastores", site.datastores),
-                             ("templates", site.templates)):
-            for name, count in Counter(names).items():
-                if count > 1:
-                    problems.add(rel, label, f"{name!r} is listed {count} times")
-        for key_name, net in site.networks.items():
-            at = f"networks.{key_name}"
-            if net.gateway not in net.subnet:
-                problems.add(rel, f"{at}.gateway", f"gateway {net.gateway} is outside the "
-                             f"subnet {net.subnet}")
-            for end in ("start", "end"):
-                ip = getattr(net.pool, end)
-                if ip not in net.subnet:
-                    problems.add(rel, f"{at}.pool", f"pool {end} {ip} is outside the subnet "
-                                 f"{net.subnet}")
-            if net.gateway in net.pool:
-                problems.add(rel, f"{at}.pool", f"the pool holds the gateway {net.gateway}")
-        nets = list(site.networks.items())
-        for i, (name, net) in enumerate(nets):
-            for other, other_net in nets[:i]:
-                if net.subnet.overlaps(other_net.subnet):
-                    problems.add(rel, f"networks.{name}.subnet", f"{net.subnet} overlaps "
-                                 f"network {other!r} ({other_net.subnet}): one address would "
-                                 "be on two networks")
-        if site.drill_network is not None and site.drill_network not in site.networks:
-            problems.add(rel, "drill_network", f"unknown network {site.drill_network!r} "
-                         f"(this site has: {', '.join(sorted(site.networks))})")
+        _check_site(site, rel, problems)
+
+
+def _check_site(site: Site, rel: str, problems: Problems) -> None:
+    """One site on its own: nothing listed twice, its networks and its drill network."""
+    for label, names in (("clusters", site.clusters), ("datastores", site.datastores),
+                         ("templates", site.templates)):
+        for name, count in Counter(names).items():
+            if count > 1:
+                problems.add(rel, label, f"{name!r} is listed {count} times")
+    for key_name, net in site.networks.items():
+        _check_network(net, f"networks.{key_name}", rel, problems)
+    nets = list(site.networks.items())
+    for i, (name, net) in enumerate(nets):
+        for other, other_net in nets[:i]:
+            if net.subnet.overlaps(other_net.subnet):
+                problems.add(rel, f"networks.{name}.subnet", f"{net.subnet} overlaps "
+                             f"network {other!r} ({other_net.subnet}): one address would "
+                             "be on two networks")
+    if site.drill_network is not None and site.drill_network not in site.networks:
+        problems.add(rel, "drill_network", f"unknown network {site.drill_network!r} "
+                     f"(this site has: {', '.join(sorted(site.networks))})")
+
+
+def _check_network(net: Network, at: str, rel: str, problems: Problems) -> None:
+    """The gateway and the pool inside the subnet, the gateway outside the pool."""
+    if net.gateway not in net.subnet:
+        problems.add(rel, f"{at}.gateway", f"gateway {net.gateway} is outside the "
+                     f"subnet {net.subnet}")
+    for end in ("start", "end"):
+        ip = getattr(net.pool, end)
+        if ip not in net.subnet:
+            problems.add(rel, f"{at}.pool", f"pool {end} {ip} is outside the subnet "
+                         f"{net.subnet}")
+    if net.gateway in net.pool:
+        problems.add(rel, f"{at}.pool", f"the pool holds the gateway {net.gateway}")
 
 
 def _check_repository_hosts(settings: EstateFile, sites: dict[str, Site],
@@ -217,14 +227,19 @@ def _check_roles(sites: dict[str, Site], roles: Sequence[VMRole], key: str, rel:
                 problems.add(rel, f"{at}.{field}", f"unknown {field} {value!r} in {site_rel}"
                              + _known(pool))
         if role.ips is not None:
-            if len(role.ips) != role.count:
-                problems.add(rel, f"{at}.ips", f"{len(role.ips)} address(es) for count "
-                             f"{role.count}")
-            if network is not None:
-                for j, ip in enumerate(role.ips):
-                    if ip not in network.subnet:
-                        problems.add(rel, f"{at}.ips[{j}]", f"{ip} is outside the subnet "
-                                     f"{network.subnet} of network {role.network!r}")
+            _check_pinned(role, role.ips, network, at, rel, problems)
+
+
+def _check_pinned(role: VMRole, ips: Sequence[IPv4Address], network: Network | None, at: str,
+                  rel: str, problems: Problems) -> None:
+    """A role's pinned addresses (``ips``): one a VM, inside its network's subnet."""
+    if len(ips) != role.count:
+        problems.add(rel, f"{at}.ips", f"{len(ips)} address(es) for count {role.count}")
+    if network is not None:
+        for j, ip in enumerate(ips):
+            if ip not in network.subnet:
+                problems.add(rel, f"{at}.ips[{j}]", f"{ip} is outside the subnet "
+                             f"{network.subnet} of network {role.network!r}")
 
 
 def _check_migration(sites: dict[str, Site], system: System, rel: str, problems: Problems,
@@ -245,7 +260,14 @@ def _check_migration(sites: dict[str, Site], system: System, rel: str, problems:
         if count > 1:
             problems.add(rel, "migration.vms", f"role {role_name!r} is declared {count} times")
     _check_roles(sites, migration.vms, "migration.vms", rel, problems, invalid_sites)
-    by_role = {role.role: (i, role) for i, role in enumerate(migration.vms)}
+    _check_data_received(system, migration.vms, rel, problems)
+
+
+def _check_data_received(system: System, targets: Sequence[VMRole], rel: str,
+                         problems: Problems) -> None:
+    """Each data-bearing role of ``system`` received by the target role of its name, one
+    VM for each of its own."""
+    by_role = {role.role: (i, role) for i, role in enumerate(targets)}
     for role in system.vms:
         if not role.data:
             continue
