@@ -162,21 +162,11 @@ def stream(
     reader = threading.Thread(target=lambda: errors.append(proc.stderr.read()),  # type: ignore[union-attr]
                               daemon=True)
     reader.start()
-    last = [time.monotonic()]
-    silent = threading.Event()
-    finished = threading.Event()
-    if silence_timeout is not None:
-        def watch() -> None:
-            while not finished.wait(min(1.0, silence_timeout)):
-                if time.monotonic() - last[0] > silence_timeout:
-                    silent.set()
-                    proc.kill()
-                    return
-        threading.Thread(target=watch, daemon=True).start()
+    silence = _SilenceWatch(proc, silence_timeout)
     out: list[str] = []
     try:
         for raw in proc.stdout:
-            last[0] = time.monotonic()
+            silence.heard()
             line = raw.decode(errors="replace")
             out.append(line)
             if on_line is not None:
@@ -187,13 +177,36 @@ def stream(
         proc.wait()
         raise
     finally:
-        finished.set()
+        silence.finished.set()
         proc.stdout.close()
     reader.join()
     proc.stderr.close()
-    if silent.is_set():
+    if silence.killed.is_set():
         raise CommandError(f"{args[0]}: no output for {silence_timeout:.0f} s; stopped")
     return Completed(args, returncode, "".join(out), b"".join(errors).decode(errors="replace"))
+
+
+class _SilenceWatch:
+    """Kills ``proc`` once it has printed nothing for ``timeout`` seconds (None: never),
+    looking at least once a second, until ``finished`` is set; ``killed`` says it did."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], timeout: float | None) -> None:
+        self.last = time.monotonic()
+        self.killed = threading.Event()
+        self.finished = threading.Event()
+        if timeout is not None:
+            threading.Thread(target=self._watch, args=(proc, timeout), daemon=True).start()
+
+    def heard(self) -> None:
+        """The process printed a line just now."""
+        self.last = time.monotonic()
+
+    def _watch(self, proc: subprocess.Popen[bytes], timeout: float) -> None:
+        while not self.finished.wait(min(1.0, timeout)):
+            if time.monotonic() - self.last > timeout:
+                self.killed.set()
+                proc.kill()
+                return
 
 
 class Running:
