@@ -403,34 +403,43 @@ def start_guest(lab_dir: Path, table: ProcessTable, name: str, hostname: str, ip
         # pin the key before sshd listens: whoever sees the port open (a test, a hopnhat
         # command waiting for the VM) must find the key already in known_hosts
         pin(host_key)
-        log = root / "sshd.log"
-        proc = spawn(["unshare", "--mount", "--uts", "--propagation", "private",
-                      sys.executable, "-m", "orchestrator.lab.guest_init", str(spec.path)],
-                     env=INIT_ENV, inherit_env=False, log=log, cwd="/")
-        _CHILDREN[proc.pid] = proc
-        try:
-            _wait_ready(proc, ip, port, log, name)
-        except LabError:
-            _CHILDREN.pop(proc.pid, None)
-            pin(None)
-            raise
-        namespace = _mount_namespace(proc.pid)
-        if namespace is None or namespace == _mount_namespace(os.getpid()):
-            _kill_process(proc.pid)
-            pin(None)
-            raise LabError(f"guest {name}: sshd is not in a namespace of its own")
-        if on_ready is not None:
-            try:
-                on_ready()
-            except BaseException:
-                _kill_process(proc.pid)
-                pin(None)
-                raise
+        pid, namespace = _launch(spec, root, pin, on_ready)
         details = {"root": str(root), "hostname": hostname, "mntns": namespace}
         if storage is not None:
             details["role"] = "repository"
             details["storage"] = storage
-        return table.record(record_name(name), "guest", proc.pid, address, **details)
+        return table.record(record_name(name), "guest", pid, address, **details)
+
+
+def _launch(spec: GuestSpec, root: Path, pin: Callable[[str | None], None],
+            on_ready: Callable[[], None] | None) -> tuple[int, str]:
+    """Start the sshd of ``spec`` in namespaces of its own, wait until it answers, then call
+    ``on_ready``. Out: its PID and its mount namespace. If any of it fails, the sshd is
+    stopped and its host key unpinned (``pin(None)``) before the error propagates."""
+    log = root / "sshd.log"
+    proc = spawn(["unshare", "--mount", "--uts", "--propagation", "private",
+                  sys.executable, "-m", "orchestrator.lab.guest_init", str(spec.path)],
+                 env=INIT_ENV, inherit_env=False, log=log, cwd="/")
+    _CHILDREN[proc.pid] = proc
+    try:
+        _wait_ready(proc, spec.ip, spec.port, log, spec.name)
+    except LabError:
+        _CHILDREN.pop(proc.pid, None)
+        pin(None)
+        raise
+    namespace = _mount_namespace(proc.pid)
+    if namespace is None or namespace == _mount_namespace(os.getpid()):
+        _kill_process(proc.pid)
+        pin(None)
+        raise LabError(f"guest {spec.name}: sshd is not in a namespace of its own")
+    if on_ready is not None:
+        try:
+            on_ready()
+        except BaseException:
+            _kill_process(proc.pid)
+            pin(None)
+            raise
+    return proc.pid, namespace
 
 
 def _load_spec(root: Path) -> GuestSpec | None:
