@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import itertools
 import json
 import logging
 import os
@@ -16,7 +17,7 @@ import stat
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -160,13 +161,20 @@ class Ledger:
                        (time.time(), status, json.dumps(summary, default=str), run_id))
 
     def runs(self, kind: str | None = None, limit: int = 50) -> list[Run]:
-        # the kind filter is a bound parameter; "%" matches every kind
+        # the kind filter is a bound parameter; "%" matches every kind; a limit of -1 none
         query = "SELECT * FROM runs WHERE kind LIKE ? ORDER BY started DESC LIMIT ?"
         args: tuple[Any, ...] = (kind or "%", limit)
         with self._lock:
             rows = self._db.execute(query, args).fetchall()
         return [Run(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]),
                     json.loads(r[8]) if r[8] else None) for r in rows]
+
+    def history(self, kind: str, *, of: Callable[[Run], bool] | None = None,
+                limit: int | None = None) -> list[Run]:
+        """The runs of ``kind``, newest first: those ``of`` keeps (every one when None), at
+        most ``limit`` (all when None). What ``verify history`` and ``drill history`` list."""
+        kept = (run for run in self.runs(kind, limit=-1) if of is None or of(run))
+        return list(itertools.islice(kept, limit))
 
     def events(self, run_id: str) -> list[dict[str, Any]]:
         with self._lock:

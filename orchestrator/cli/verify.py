@@ -1,19 +1,18 @@
 """``hopnhat verify``: check every backup repository and judge it against its tier;
 ``hopnhat verify history``: past verifications from the ledger.
 
-Thin: parse, plan, run the action with live per-repository lines on stderr, then the table
-(or ``--json``), the JUnit and metrics files, the notifications. Exit codes: 0 every
-repository is ok, 1 a check failed (or a repository could not be read), 2 could not run
-(bad estate, no vault, bad option).
+Thin: parse, call the verify flow (:mod:`orchestrator.actions.verify.flow`: plan, run, the
+JUnit and metrics files, the notifications) with live per-repository lines on stderr, then
+the table (or ``--json``). Exit codes: 0 every repository is ok, 1 a check failed (or a
+repository could not be read), 2 could not run (bad estate, no vault, bad option).
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -28,12 +27,11 @@ from orchestrator.cli.common import (
     want_json,
 )
 from orchestrator.cli.selectors import require_known
-from orchestrator.errors import EXIT_BAD_INPUT, HopnhatError
 from orchestrator.human import duration, size
 
 if TYPE_CHECKING:
-    from orchestrator.actions.verify.run import RepositoryReport, VerifyResult
-    from orchestrator.ledger import Ledger
+    from orchestrator.actions.verify.run import RepositoryReport, VerifyPlan, VerifyResult
+    from orchestrator.adapters.notify import Notified
 
 # The verify actions and reports are imported inside the commands: every other command
 # starts faster.
@@ -55,24 +53,6 @@ def _subset(value: str) -> str:
         return parse_subset_option(value)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-
-
-def _writable(path: Path | None, what: str) -> None:
-    """Make ``path``'s folder; raise HopnhatError (exit 2) when it cannot be written."""
-    if path is None:
-        return
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise HopnhatError(f"{what} {path}: cannot create its folder ({exc.strerror})",
-                           exit_code=EXIT_BAD_INPUT) from None
-    if not path.parent.is_dir() or not _can_write(path.parent):
-        raise HopnhatError(f"{what} {path}: its folder is not writable",
-                           exit_code=EXIT_BAD_INPUT)
-
-
-def _can_write(folder: Path) -> bool:
-    return os.access(folder, os.W_OK | os.X_OK)
 
 
 def _age_cell(report: RepositoryReport) -> str:
@@ -193,98 +173,35 @@ def verify(
     repository. Exit 0 all good, 1 a check failed, 2 could not run."""
     if ctx.invoked_subcommand is not None:
         return  # "verify history": none of the imports below is needed
-    from orchestrator.actions.verify import run as verify_action
-    from orchestrator.actions.verify.notify import Notifier
-    from orchestrator.estate.secrets import Secrets
-    from orchestrator.ledger import Ledger
-    from orchestrator.reports import write_report
-    from orchestrator.reports.junit import render_junit
-    from orchestrator.reports.metrics import render_could_not_run, render_metrics
+    from orchestrator.actions.verify.flow import VerifyRequest, verify_flow
 
-    c = context(ctx)
     as_json = want_json(ctx, json)
-    started = time.time()
-    notifier = Notifier(command=notify_command, url=notify_url)
-    estate_id = ""
-    try:
-        estate = c.estate
-        estate_id = estate.id
-        require_known(ctx, systems=system)
-        paths = c.paths
-        secrets = Secrets(paths)
-        notifier = Notifier.configured(estate.settings.verification, secrets,
-                                       command=notify_command, url=notify_url,
-                                       estate=estate.id)
-        _writable(junit, "--junit")
-        _writable(metrics, "--metrics")
-        ledger = Ledger(paths.ledger)
-        try:
-            the_plan = verify_action.plan(estate, system or (), read_data_subset, ledger,
-                                          concurrency, declared=c.declared)
-            if not the_plan.targets:
-                raise HopnhatError("no system of the estate has a backup to verify",
-                                   exit_code=EXIT_BAD_INPUT)
-            if not as_json:
-                err_console.print(f"Verifying {len(the_plan.targets)} repositories, "
-                                  f"{the_plan.concurrency} at once, read-data "
-                                  f"{the_plan.option} …")
-            result = verify_action.verify(
-                paths, the_plan, ledger=ledger, secrets=secrets,
-                on_start=lambda run_id: notifier.start(run_id, len(the_plan.targets)),
-                on_report=None if as_json else _progress)
-        finally:
-            ledger.close()
-    except HopnhatError as exc:
-        if exc.exit_code == EXIT_BAD_INPUT:
-            notifier.could_not_run(str(exc), exc.exit_code)
-            if metrics is not None:
-                # when the folder itself is the problem, the error below says so
-                with contextlib.suppress(OSError):
-                    write_report(metrics, render_could_not_run(estate_id, started,
-                                                               exc.exit_code))
-        raise
-    if junit is not None:
-        write_report(junit, render_junit(result))
-    if metrics is not None:
-        write_report(metrics, render_metrics(result))
-    notifier.finish(result)
+    request = VerifyRequest(
+        systems=system or (), read_data_subset=read_data_subset, concurrency=concurrency,
+        junit=junit, metrics=metrics, notify_command=notify_command, notify_url=notify_url)
+    done = verify_flow(context(ctx), request, on_planned=None if as_json else _announce,
+                       on_report=None if as_json else _progress)
     if as_json:
-        print_json({**result.as_dict(), "notifications": [n.as_dict() for n in notifier.sent]})
+        print_json({**done.result.as_dict(),
+                    "notifications": [n.as_dict() for n in done.notifications]})
     else:
-        render(result)
-        for sent in notifier.sent:
-            if not sent.ok:
-                err_console.print(f"[yellow]warning:[/] notification by {sent.channel} "
-                                  f"{escape(sent.target)} ({sent.event}) failed: "
-                                  f"{escape(sent.error or '')}", soft_wrap=True)
-    if result.exit_code:
-        raise typer.Exit(result.exit_code)
+        render(done.result)
+        _warn_unsent(done.notifications)
+    if done.result.exit_code:
+        raise typer.Exit(done.result.exit_code)
 
 
-def _history_rows(ledger: Ledger, system: str | None, limit: int) -> list[dict[str, Any]]:
-    from orchestrator.actions.verify.checks import ERROR, FAILED
+def _announce(the_plan: VerifyPlan) -> None:
+    err_console.print(f"Verifying {len(the_plan.targets)} repositories, "
+                      f"{the_plan.concurrency} at once, read-data {the_plan.option} …")
 
-    rows = []
-    for run in ledger.runs("verify", limit=limit if system is None else limit * 20):
-        summary = run.summary or {}
-        verdicts: dict[str, str] = summary.get("repositories", {})
-        if system is not None and system not in verdicts:
-            continue
-        row: dict[str, Any] = {
-            "run_id": run.id, "started": run.started, "finished": run.finished,
-            "operator": run.operator, "status": run.status,
-            "exit_code": summary.get("exit_code"), "repositories": verdicts}
-        if system is not None:
-            events = [e for e in ledger.events(run.id)
-                      if e["subject"] == system and e["kind"] == "repository"]
-            checks = events[-1]["checks"] if events else []
-            row["verdict"] = verdicts.get(system)
-            row["problems"] = [f"{c['name']} {c['status']}: {c['message']}" for c in checks
-                               if c["status"] in (FAILED, ERROR)]
-        rows.append(row)
-        if len(rows) >= limit:
-            break
-    return rows
+
+def _warn_unsent(notifications: Sequence[Notified]) -> None:
+    for sent in notifications:
+        if not sent.ok:
+            err_console.print(f"[yellow]warning:[/] notification by {sent.channel} "
+                              f"{escape(sent.target)} ({sent.event}) failed: "
+                              f"{escape(sent.error or '')}", soft_wrap=True)
 
 
 @app.command("history")
@@ -298,15 +215,13 @@ def history(
 ) -> None:
     """Past verifications from the ledger, newest first."""
     from orchestrator.actions.verify.checks import OK
+    from orchestrator.actions.verify.history import history as verify_history
     from orchestrator.ledger import Ledger
 
     c = context(ctx)
     require_known(ctx, systems=[system] if system else ())
-    ledger = Ledger(c.paths.ledger)
-    try:
-        rows = _history_rows(ledger, system, limit)
-    finally:
-        ledger.close()
+    with Ledger(c.paths.ledger) as ledger:
+        rows = verify_history(ledger, system, limit)
     if want_json(ctx, json):
         print_json(rows)
         return

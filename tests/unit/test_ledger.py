@@ -27,3 +27,12 @@ def test_the_ledger_closes_its_connection_when_the_block_raises(tmp_path: Path) 
         raise RuntimeError("a run that broke")
     with pytest.raises(sqlite3.ProgrammingError, match="closed"):
         ledger.runs("verify")
+
+
+def test_the_history_of_a_kind_is_newest_first_filtered_and_limited(tmp_path: Path) -> None:
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        ids = [ledger.start("verify", "example", {"night": night}) for night in range(5)]
+        ledger.start("drill", "example", {"night": 4})
+        assert [run.id for run in ledger.history("verify")] == ids[::-1]
+        even = ledger.history("verify", of=lambda run: run.params["night"] % 2 == 0, limit=2)
+        assert [run.id for run in even] == [ids[4], ids[2]]

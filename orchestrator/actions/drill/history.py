@@ -35,22 +35,22 @@ class HistoryRow:
                 "sha256": self.sha256, "html": self.html}
 
 
-def _drills(ledger: Ledger) -> list[Run]:
-    return ledger.runs("drill", limit=1_000_000)
+def _system(run: Run) -> str:
+    """The system ``run`` drilled."""
+    return str(run.params.get("system", ""))
 
 
 def history(ledger: Ledger, system: str | None = None) -> list[HistoryRow]:
     """Every drill in the ledger (of ``system`` when given), newest first."""
-    rows = []
-    for run in _drills(ledger):
-        code = str(run.params.get("system", ""))
-        if system is not None and code != system:
-            continue
-        s = run.summary or {}
-        rows.append(HistoryRow(run.id, code, iso(run.started) or "", run.status, run.operator,
-                               s.get("rpo_seconds"), s.get("rto_seconds"), s.get("sha256"),
-                               s.get("html")))
-    return rows
+    runs = ledger.history("drill", of=lambda run: system is None or _system(run) == system)
+    return [_row(run) for run in runs]
+
+
+def _row(run: Run) -> HistoryRow:
+    s = run.summary or {}
+    return HistoryRow(run.id, _system(run), iso(run.started) or "", run.status, run.operator,
+                      s.get("rpo_seconds"), s.get("rto_seconds"), s.get("sha256"),
+                      s.get("html"))
 
 
 @dataclass(frozen=True)
@@ -72,8 +72,8 @@ def due(estate: Estate, ledger: Ledger, now: float | None = None) -> list[DueRow
     tier's ``drill_interval``."""
     now = time.time() if now is None else now
     last: dict[str, float] = {}
-    for run in _drills(ledger):
-        code = str(run.params.get("system", ""))
+    for run in ledger.history("drill"):
+        code = _system(run)
         if run.status == "passed" and run.estate == estate.id:
             last[code] = max(last.get(code, 0.0), run.started)
     rows = []
