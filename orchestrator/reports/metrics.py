@@ -103,6 +103,17 @@ def _fraction(subset: str | None) -> float:
 def _repository(samples: _Samples, report: RepositoryReport) -> None:
     t = report.target
     base = {"system": t.system, "tier": str(t.tier), "repository": t.repository}
+    _verification(samples, base, report)
+    if report.check(LOCKS).status == "error" and not report.hosts:
+        return  # the repository could not be read: nothing more is known
+    _snapshots(samples, base, report)
+    _repository_state(samples, base, report)
+
+
+def _verification(samples: _Samples, base: dict[str, str], report: RepositoryReport) -> None:
+    """How the verification of the repository went: its verdict, each check run, how long,
+    and the RPO and share of the data it read."""
+    t = report.target
     samples.add("hopnhat_verify_ok", base, 1.0 if report.verdict == "ok" else 0.0)
     for check in report.checks:
         if check.status != SKIPPED:
@@ -116,8 +127,10 @@ def _repository(samples: _Samples, report: RepositoryReport) -> None:
     if t.position is not None:
         samples.add("hopnhat_verify_read_data_subset_index", base, t.position)
         samples.add("hopnhat_verify_read_data_subset_total", base, t.rotation)
-    if report.check(LOCKS).status == "error" and not report.hosts:
-        return  # the repository could not be read: nothing more is known
+
+
+def _snapshots(samples: _Samples, base: dict[str, str], report: RepositoryReport) -> None:
+    """The repository's snapshots, and each host's latest: when, how old, how large."""
     samples.add("hopnhat_backup_snapshots", base, report.snapshots)
     for host in report.hosts:
         at = {**base, "host": host.host}
@@ -127,6 +140,13 @@ def _repository(samples: _Samples, report: RepositoryReport) -> None:
         samples.add("hopnhat_backup_last_snapshot_age_seconds", at, host.age_seconds)
         samples.add("hopnhat_backup_snapshot_bytes", at, host.bytes)
         samples.add("hopnhat_backup_snapshot_files", at, host.files)
+
+
+def _repository_state(samples: _Samples, base: dict[str, str], report: RepositoryReport
+                      ) -> None:
+    """The repository's second copy, locks, space used and the signs of an attack, where
+    they are known."""
+    t = report.target
     copy = report.check(COPY)
     if copy.status in ("ok", "failed") and "lag_seconds" in copy.details:
         at = {**base, "copy_repository": t.copy or ""}
