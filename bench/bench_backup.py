@@ -45,12 +45,17 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from orchestrator import process  # noqa: E402
-from orchestrator.actions.backup.run import JOB_PYTHON, JOB_PYTHON_FLAGS  # noqa: E402
 from orchestrator.actions.configure import configure, plan  # noqa: E402
 from orchestrator.adapters import ssh  # noqa: E402
 from orchestrator.adapters.restic import Repository  # noqa: E402
 from orchestrator.adapters.restic_argv import make_backup_argv, make_forget_argv  # noqa: E402
 from orchestrator.estate import load_estate  # noqa: E402
+from orchestrator.hostjob.contract import (  # noqa: E402
+    JOB_CONFIG,
+    JOB_PYTHON,
+    JOB_PYTHON_FLAGS,
+    JOB_SCRIPT,
+)
 from orchestrator.lab import control, data  # noqa: E402
 from orchestrator.lab.guests import guest_srv  # noqa: E402
 from orchestrator.ledger import Ledger  # noqa: E402
@@ -58,8 +63,8 @@ from orchestrator.settings import Paths  # noqa: E402
 
 HOPNHAT = Path(sys.executable).with_name("hopnhat")
 CODE = "ioc"
-JOB = "/usr/local/lib/hopnhat/backup_job.py"
-CONFIG = f"/etc/hopnhat/backup-{CODE}.json"
+JOB = JOB_SCRIPT
+CONFIG = JOB_CONFIG.format(code=CODE)
 BACKUP_ONLY = f"/etc/hopnhat/backup-{CODE}.bench-backup-only.json"
 # the issue's measurements (restic 0.14, SFTP on loopback, ~1 GiB in 2,100 files)
 ISSUE_FIRST, ISSUE_CHANGED, RUNRESTIC_RATIO = 8.8, 1.4, 1.16

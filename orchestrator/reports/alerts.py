@@ -1,5 +1,5 @@
 """Prometheus alert rules for the series hopnhat writes: the nightly verification
-(:mod:`orchestrator.reports.metrics`), each host's backup job (``backup_job.textfile``), the
+(:mod:`orchestrator.reports.metrics`), each host's backup job (``hostjob.textfile``), the
 control side's maintenance pass and each system's quota.
 
 The rules are data (:class:`Rule`, :class:`RuleGroup`), rendered as a Prometheus rule file

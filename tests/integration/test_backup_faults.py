@@ -34,7 +34,7 @@ from orchestrator.actions.repositories import open_repository
 from orchestrator.adapters import ssh
 from orchestrator.adapters.restic import Repository, Restic
 from orchestrator.adapters.restic_argv import make_environment, sftp_option
-from orchestrator.backup_job import NO_SPACE_BELOW
+from orchestrator.hostjob.space import NO_SPACE_BELOW
 from orchestrator.lab import guests, link
 from orchestrator.lab.guests import guest_srv
 from tests.integration.backup_estate import (

@@ -34,25 +34,23 @@ from orchestrator.errors import (
     SSHError,
 )
 from orchestrator.estate.model import Estate
+from orchestrator.hostjob.contract import (
+    FAILED,
+    JOB_CONFIG,
+    JOB_PYTHON,
+    JOB_PYTHON_FLAGS,
+    JOB_SCRIPT,
+    JOB_STATUS,
+    OK,
+    PARTIAL,
+    REFUSED,
+)
 from orchestrator.ledger import Ledger
 from orchestrator.quoting import shell_join
 from orchestrator.settings import Paths
 
 if TYPE_CHECKING:
     from orchestrator.adapters.ssh import StreamedJobs, Target
-
-# Where the backup_schedule role puts the job and its files (its defaults/main.yml; a unit
-# test keeps the two in step). The service's ExecStart is "<python> -S <job> --config <config>":
-# -S, no site-packages — the job needs only the standard library and the modules copied
-# beside it, and Python starts in about a quarter of the time.
-JOB_PYTHON = "/usr/bin/python3"
-JOB_PYTHON_FLAGS = ("-S",)
-JOB_SCRIPT = "/usr/local/lib/hopnhat/backup_job.py"
-JOB_CONFIG = "/etc/hopnhat/backup-{code}.json"
-JOB_STATUS = "/var/lib/hopnhat/backup-{code}.json"
-
-# the job's results (orchestrator/backup_job.py)
-OK, PARTIAL, FAILED, REFUSED = "ok", "partial", "failed", "refused"
 
 #: how long a running job may stay silent before hopnhat gives up on it (its own limits:
 #: 6 h per restic command and 1 h per pre-backup command, by default)

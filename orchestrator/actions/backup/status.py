@@ -22,14 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from orchestrator.actions.backup.run import (
-    FAILED,
-    PARTIAL,
-    REFUSED,
-    BackupClient,
-    backup_clients,
-    status_command,
-)
+from orchestrator.actions.backup.run import BackupClient, backup_clients, status_command
 from orchestrator.actions.selection import require_known
 from orchestrator.adapters.restic_results import Snapshot
 from orchestrator.errors import (
@@ -39,6 +32,7 @@ from orchestrator.errors import (
     SSHError,
 )
 from orchestrator.estate.model import Estate
+from orchestrator.hostjob.contract import FAILED, PARTIAL, REFUSED
 from orchestrator.settings import Paths
 
 FRESH, STALE, UNKNOWN = "fresh", "stale", "unknown"  # a host's latest snapshot vs the RPO

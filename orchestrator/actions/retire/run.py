@@ -34,7 +34,7 @@ from dataclasses import dataclass, field, replace
 from typing import IO, Any
 
 from orchestrator.actions.archive import index as archive_index
-from orchestrator.actions.backup.run import JOB_CONFIG, run_backups, select_clients
+from orchestrator.actions.backup.run import run_backups, select_clients
 from orchestrator.actions.drill.result import StepRecord
 from orchestrator.actions.drill.scratch import target as ssh_target
 from orchestrator.actions.migrate import manifest
@@ -52,6 +52,7 @@ from orchestrator.adapters.vsphere import open_vcenters
 from orchestrator.errors import EXIT_BAD_INPUT, HopnhatError, PlanError, ResticError
 from orchestrator.estate.model import VM
 from orchestrator.estate.secrets import Secrets
+from orchestrator.hostjob.contract import JOB_CONFIG, JOB_UNIT
 from orchestrator.ledger import Ledger, operator_name
 from orchestrator.quoting import shell
 from orchestrator.settings import Paths
@@ -115,7 +116,7 @@ class RetireResult:
 def timer_removal_command(code: str) -> str:
     """The shell line that stops and removes system ``code``'s backup timer on a host
     (systemd or not), its service and its job's config."""
-    unit = f"hopnhat-backup-{code}"
+    unit = JOB_UNIT.format(code=code)
     files = [f"{UNIT_DIR}/{unit}.timer", f"{UNIT_DIR}/{unit}.service",
              JOB_CONFIG.format(code=code)]
     timer = shell(f"{unit}.timer")

@@ -11,10 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from typer.testing import CliRunner
 
-from orchestrator import backup_job
 from orchestrator.actions.backup import status as backup_status
 from orchestrator.actions.backup.gate import (
     BACKED_UP,
@@ -33,10 +31,6 @@ from orchestrator.actions.backup.gate import (
     judge,
 )
 from orchestrator.actions.backup.run import (
-    JOB_CONFIG,
-    JOB_PYTHON,
-    JOB_SCRIPT,
-    JOB_STATUS,
     BackupClient,
     BackupRun,
     HostBackup,
@@ -98,21 +92,6 @@ def test_the_job_runs_as_the_service_runs_it_with_progress() -> None:
     assert job_command("video") == ("/usr/bin/python3 -S /usr/local/lib/hopnhat/backup_job.py "
                                     "--config /etc/hopnhat/backup-video.json --progress 2>&1")
     assert status_command("video") == "env LC_ALL=C cat -- /var/lib/hopnhat/backup-video.json"
-
-
-def test_the_paths_are_the_backup_schedule_roles_own() -> None:
-    role = REPO / "playbooks" / "roles" / "backup_schedule"
-    defaults = yaml.safe_load((role / "defaults" / "main.yml").read_text())
-    assert defaults["backup_schedule_python"] == JOB_PYTHON
-    assert defaults["backup_schedule_library_dir"] + "/backup_job.py" == JOB_SCRIPT
-    assert JOB_CONFIG.replace("{code}", "{{ backup_schedule_system }}") == \
-        defaults["backup_schedule_config_file"]
-    assert defaults["backup_schedule_state_dir"] + "/backup-{code}.json" == JOB_STATUS
-    service = (REPO / "templates" / "hopnhat-backup.service.j2").read_text()
-    assert ("ExecStart={{ backup_schedule_python }} -S {{ backup_schedule_library_dir }}"
-            "/backup_job.py --config {{ backup_schedule_config_file }}") in service
-    assert (backup_job.OK, backup_job.PARTIAL, backup_job.FAILED, backup_job.REFUSED) == (
-        "ok", "partial", "failed", "refused")
 
 
 def test_no_secret_reaches_the_command_line() -> None:
