@@ -648,84 +648,103 @@ def table(doc: dict[str, Any]) -> str:
            f"{doc['load'][0]:.2f} at the start, {doc['load'][1]:.2f} at the end (1 min); "
            f"SQLite {doc['sqlite']}; timings from one run each (noisy when the machine is "
            "busy)", ""]
-    out.append("catalogue build (catalogue.build in a child process; peak RSS = its VmHWM)")
+    out += build_table(doc["catalogues"])
+    out.append(f"archive find: {len(QUERIES)} queries, limit {LIMIT}, zone {ZONE}, one "
+               "read-only connection (open_checked once); wall ms, parse included; "
+               "nearest-rank percentiles")
+    for c in doc["catalogues"]:
+        out += find_table(c)
+    r = doc.get("restic")
+    if r:
+        out += restic_table(r)
+    return "\n".join(out)
+
+
+def build_table(catalogues: list[dict[str, Any]]) -> list[str]:
+    """The lines on building each catalogue."""
+    out = ["catalogue build (catalogue.build in a child process; peak RSS = its VmHWM)"]
     head = "  {:<34}{:>11}{:>10}{:>10}{:>10}{:>12}{:>10}{:>10}{:>10}{:>11}"
     out.append(head.format("catalogue", "entries", "versions", "build s", "stream s",
                            "build-str s", "MiB", "B/entry", "peak MiB", "entries/s"))
-    for c in doc["catalogues"]:
+    for c in catalogues:
         b = c["build"]
         out.append(head.format(
             c["label"][:34], f"{b['entries']:,}", f"{b['versions']:,}", f"{b['seconds']:.1f}",
             f"{b['stream_s']:.1f}", f"{b['seconds'] - b['stream_s']:.1f}",
             f"{b['bytes'] / 2**20:,.0f}", f"{b['bytes'] / max(1, b['entries']):.0f}",
             f"{b['peak_rss_kib'] / 1024:,.0f}", f"{b['entries'] / b['seconds']:,.0f}"))
-    for c in doc["catalogues"]:
+    for c in catalogues:
         out.append(f"  {c['label']}: {c['source']}")
     out.append("")
-    out.append(f"archive find: {len(QUERIES)} queries, limit {LIMIT}, zone {ZONE}, one "
-               "read-only connection (open_checked once); wall ms, parse included; "
-               "nearest-rank percentiles")
-    for c in doc["catalogues"]:
-        f = c["find"]
-        out.append(f"  {c['label']} ({c['build']['versions']:,} versions)")
+    return out
+
+
+def find_table(c: dict[str, Any]) -> list[str]:
+    """The lines on ``archive find`` over catalogue ``c``: figures by kind of query, cold
+    queries, the slowest and their query plans."""
+    f = c["find"]
+    out = [f"  {c['label']} ({c['build']['versions']:,} versions)",
+           "    {:<22}{:>5}{:>10}{:>10}{:>10}   {}".format(
+               "kind", "n", "p50 ms", "p95 ms", "max ms", "slowest")]
+    for name in ROWS:
+        fig = f["figures"].get(name, {"n": 0})
+        if not fig["n"]:
+            continue
+        slow = f["slowest_per_kind"].get(name)
+        note = ""
+        if slow:
+            note = f"{slow['query']!r}" + (f" --year {slow['year']}" if slow["year"]
+                                           else "") + f" ({slow['matches']} found)"
+        if name == "overall" and c["target"]:
+            verdict = "ok" if fig["p95"] < TARGET_P95_MS else "OVER"
+            note = f"target p95 < {TARGET_P95_MS:.0f} ms: {verdict}"
         out.append("    {:<22}{:>5}{:>10}{:>10}{:>10}   {}".format(
-            "kind", "n", "p50 ms", "p95 ms", "max ms", "slowest"))
-        for name in ROWS:
-            fig = f["figures"].get(name, {"n": 0})
-            if not fig["n"]:
-                continue
-            slow = f["slowest_per_kind"].get(name)
-            note = ""
-            if slow:
-                note = f"{slow['query']!r}" + (f" --year {slow['year']}" if slow["year"]
-                                               else "") + f" ({slow['matches']} found)"
-            if name == "overall" and c["target"]:
-                verdict = "ok" if fig["p95"] < TARGET_P95_MS else "OVER"
-                note = f"target p95 < {TARGET_P95_MS:.0f} ms: {verdict}"
-            out.append("    {:<22}{:>5}{:>10}{:>10}{:>10}   {}".format(
-                name, fig["n"], ms(fig["p50"]), ms(fig["p95"]), ms(fig["max"]), note).rstrip())
-        cold = ", ".join(f"{k} {f['cold'][k]['ms']:,.1f} ms (open "
-                         f"{f['cold'][k]['open_ms']:.1f})" for k in KIND_ORDER if k in f["cold"])
-        out.append(f"    cold (new open_checked + parse + query): {cold}")
-        out.append("    slowest queries and what search ran (EXPLAIN QUERY PLAN):")
-        for s in f["slowest"][:4]:
-            year = f" --year {s['year']}" if s["year"] else ""
-            out.append(f"      {ms(s['ms'])} ms  {s['query']!r}{year} [{s['kind']}], "
-                       f"{s['matches']} found{' (more)' if s['more'] else ''}: "
-                       + "; ".join(s["plan"]))
-    r = doc.get("restic")
-    if r:
-        rep = r["repository"]
-        out += ["", f"restic find vs archive find, same data: a repository of "
-                f"{rep['files']:,} empty files (first {rep['files']:,} synthetic paths, "
-                f"snapshot {rep['snapshot'][:8]}, {rep['repo_bytes'] / 2**20:,.0f} MiB; "
-                + ("reused from an earlier run, built" if rep["reused"] else "built")
-                + f" by restic {rep['restic']}: files written in {rep['write_s']:.0f} s, "
-                f"backup {rep['backup_s']:.0f} s); the catalogue built from its "
-                f"`restic ls --json latest` (row '{r['catalogue']}' above); restic: median "
-                f"of {r['runs']} runs, own warm cache; archive: median of {r['runs']}"]
-        labels = sorted(r["patterns"][0]["restic"] if r["patterns"] else [], reverse=True,
-                        key=lambda v: tuple(int(x) for x in v.split(".")))  # newest first
-        line = "  {:<14}" + "{:>24}" * len(labels) + "{:>20}{:>24}   {}"
-        out.append(line.format("pattern", *(f"restic {v}" for v in labels),
-                               "archive, limit 50", "archive, every match",
-                               f"ratio restic {labels[0] if labels else ''}/archive"))
-        for p in r["patterns"]:
-            first = p["restic"][labels[0]]["median_s"] * 1000 if labels else 0.0
-            out.append(line.format(
-                p["pattern"],
-                *(f"{p['restic'][v]['median_s']:.2f} s ({p['restic'][v]['hits']:,} hits)"
-                  for v in labels),
-                f"{ms(p['archive_ms'])} ms ({p['archive_matches']}"
-                f"{'+' if p['archive_matches'] >= LIMIT else ''})",
-                f"{ms(p['archive_all_ms'])} ms ({p['archive_all_matches']:,})",
-                f"{first / max(p['archive_ms'], 1e-3):,.0f}x / "
-                f"{first / max(p['archive_all_ms'], 1e-3):,.0f}x"))
-        out.append("  restic: seconds (its hits over the snapshot); archive find: ms (matches; "
-                   "with every match = no limit, the count to compare with restic's hits); "
-                   "ratio = restic median / archive median, limit 50 / every match")
-        out.append("")
-    return "\n".join(out)
+            name, fig["n"], ms(fig["p50"]), ms(fig["p95"]), ms(fig["max"]), note).rstrip())
+    cold = ", ".join(f"{k} {f['cold'][k]['ms']:,.1f} ms (open "
+                     f"{f['cold'][k]['open_ms']:.1f})" for k in KIND_ORDER if k in f["cold"])
+    out.append(f"    cold (new open_checked + parse + query): {cold}")
+    out.append("    slowest queries and what search ran (EXPLAIN QUERY PLAN):")
+    for s in f["slowest"][:4]:
+        year = f" --year {s['year']}" if s["year"] else ""
+        out.append(f"      {ms(s['ms'])} ms  {s['query']!r}{year} [{s['kind']}], "
+                   f"{s['matches']} found{' (more)' if s['more'] else ''}: "
+                   + "; ".join(s["plan"]))
+    return out
+
+
+def restic_table(r: dict[str, Any]) -> list[str]:
+    """The lines comparing ``restic find`` with ``archive find`` over the same data."""
+    rep = r["repository"]
+    out = ["", f"restic find vs archive find, same data: a repository of "
+           f"{rep['files']:,} empty files (first {rep['files']:,} synthetic paths, "
+           f"snapshot {rep['snapshot'][:8]}, {rep['repo_bytes'] / 2**20:,.0f} MiB; "
+           + ("reused from an earlier run, built" if rep["reused"] else "built")
+           + f" by restic {rep['restic']}: files written in {rep['write_s']:.0f} s, "
+           f"backup {rep['backup_s']:.0f} s); the catalogue built from its "
+           f"`restic ls --json latest` (row '{r['catalogue']}' above); restic: median "
+           f"of {r['runs']} runs, own warm cache; archive: median of {r['runs']}"]
+    labels = sorted(r["patterns"][0]["restic"] if r["patterns"] else [], reverse=True,
+                    key=lambda v: tuple(int(x) for x in v.split(".")))  # newest first
+    line = "  {:<14}" + "{:>24}" * len(labels) + "{:>20}{:>24}   {}"
+    out.append(line.format("pattern", *(f"restic {v}" for v in labels),
+                           "archive, limit 50", "archive, every match",
+                           f"ratio restic {labels[0] if labels else ''}/archive"))
+    for p in r["patterns"]:
+        first = p["restic"][labels[0]]["median_s"] * 1000 if labels else 0.0
+        out.append(line.format(
+            p["pattern"],
+            *(f"{p['restic'][v]['median_s']:.2f} s ({p['restic'][v]['hits']:,} hits)"
+              for v in labels),
+            f"{ms(p['archive_ms'])} ms ({p['archive_matches']}"
+            f"{'+' if p['archive_matches'] >= LIMIT else ''})",
+            f"{ms(p['archive_all_ms'])} ms ({p['archive_all_matches']:,})",
+            f"{first / max(p['archive_ms'], 1e-3):,.0f}x / "
+            f"{first / max(p['archive_all_ms'], 1e-3):,.0f}x"))
+    out.append("  restic: seconds (its hits over the snapshot); archive find: ms (matches; "
+               "with every match = no limit, the count to compare with restic's hits); "
+               "ratio = restic median / archive median, limit 50 / every match")
+    out.append("")
+    return out
 
 
 # ---------------------------------------------------------------- main
