@@ -42,6 +42,7 @@ from orchestrator.actions.drill.checks import (
 )
 from orchestrator.actions.drill.plan import (
     AddressBook,
+    DrillPlan,
     ScratchVM,
     choose_snapshots,
     data_vms,
@@ -67,7 +68,8 @@ from orchestrator.actions.drill.result import (
 from orchestrator.actions.provision import vcenters as provision_vcenters
 from orchestrator.adapters.restic_argv import make_restore_argv
 from orchestrator.adapters.ssh import Remote
-from orchestrator.adapters.vsphere import open_vcenters
+from orchestrator.adapters.vsphere import VCenter, open_vcenters
+from orchestrator.adapters.vsphere_facts import Inventory
 from orchestrator.errors import EXIT_BAD_INPUT, HopnhatError, PlanError
 from orchestrator.human import duration
 from orchestrator.interrupts import only_said
@@ -219,90 +221,137 @@ def _responsive(drill: _Drill, work: Callable[[], None]) -> None:
 
 
 def _stages(drill: _Drill, book: AddressBook, selector: str, keep: bool, samples: int) -> None:
+    """The drill's steps in order; a step that fails stops the drill there."""
+    with drill.step("plan") as detail:
+        plan = _plan(drill, book, selector, keep, detail)
+    with drill.step("provision"):
+        _provision(drill, plan)
+    with drill.step("configure"):
+        _configure(drill, plan)
+    with drill.step("restore"):
+        sides = _restore_and_read(drill, plan, samples)
+    with drill.step("check"):
+        _check(drill, plan, sides)
+    with drill.step("probes"):
+        _probes(drill, plan)
+
+
+def _site_vcenters(paths: Paths) -> AbstractContextManager[dict[str, VCenter]]:
+    """A session with the vCenter of the drill site for the block."""
+    return open_vcenters(provision_vcenters.endpoints(paths, [drill_site(paths.estate).name]))
+
+
+def _plan(drill: _Drill, book: AddressBook, selector: str, keep: bool,
+          detail: list[str]) -> DrillPlan:
+    """The snapshots chosen, the leftovers of crashed drills removed, scratch addresses
+    taken, the scratch VMs planned; the plan recorded and shown."""
     paths, result = drill.paths, drill.result
-    estate = paths.estate
-    code = result.system
+    estate, code = paths.estate, result.system
     site = drill_site(estate)
     assert site.drill_network is not None
-    with drill.step("plan") as detail:
-        snapshots = list_snapshots(paths, code)
-        chosen = choose_snapshots(code, data_vms(estate, code), selector, snapshots)
-        names = {scratch_name(result.drill_id, name) for name in chosen}
-        with open_vcenters(provision_vcenters.endpoints(paths, [site.name])) as vcenters:
-            facts = provision_vcenters.read_facts(vcenters, names)
-            left = drill_scratch.leftovers(paths, facts, drill.ledger, result.drill_id)
-            taken = taken_addresses(estate, facts)  # leftovers' too: they may linger a moment
-            if left:
-                gone = drill_scratch.remove_leftovers(paths, left, vcenters, drill.ledger)
-                detail.append(f"removed {len(gone)} leftover scratch VM(s) of "
-                              f"{', '.join(sorted(left))}")
-                facts = provision_vcenters.read_facts(vcenters, names)
-            pool = site.networks[site.drill_network].pool
-            addresses = book.take(result.drill_id, pool.addresses(),
-                                  taken | taken_addresses(estate, facts), len(chosen))
-            plan = plan_drill(estate, code, result.drill_id, chosen, addresses, keep=keep)
-        result.plan = plan
-        drill.ledger.event(result.drill_id, code, "plan", **plan.as_dict())
-        drill.progress.planned(plan)
-    with drill.step("provision"):
-        drill.provisioned = True
-        with open_vcenters(provision_vcenters.endpoints(paths, [site.name])) as vcenters:
-            facts = provision_vcenters.read_facts(vcenters, {vm.name for vm in plan.vms})
-            drill_scratch.provision_scratch(paths, plan, vcenters, facts, drill.ledger,
-                                    stopped=drill.cancel.event.is_set)
-    with drill.step("configure"):
-        drill_scratch.configure_scratch(paths, plan)
-        for scratch in plan.scratch:
-            drill.remotes[scratch.vm.name] = drill.cancel.register(
-                Remote(drill_scratch.target(paths, scratch.vm),
-                       paths.estate.settings.ssh.alive))
-        result.restic_version = restic_version(drill.remotes[plan.scratch[0].vm.name],
-                                               drill.restic)
-    sides = {}
-    def snapshot_of(scratch: ScratchVM) -> SnapshotSide:
-        """The snapshot's listing, then its sampled files read again from the repository:
-        both while the restore runs (they need only the repository), so that after it only
-        the restored side is left to read."""
-        remote, repo = drill.remotes[scratch.vm.name], repository_for(estate, code)
-        side = snapshot_side(remote, repo, scratch.snapshot.id, plan.paths, samples=samples,
-                             seed=result.drill_id, timeout=3600, restic=drill.restic)
-        return read_samples(remote, repo, scratch.snapshot.id, side, 3600, drill.restic)
+    chosen = choose_snapshots(code, data_vms(estate, code), selector,
+                              list_snapshots(paths, code))
+    names = {scratch_name(result.drill_id, name) for name in chosen}
+    with _site_vcenters(paths) as vcenters:
+        facts = provision_vcenters.read_facts(vcenters, names)
+        taken = taken_addresses(estate, facts)  # leftovers' too: they may linger a moment
+        facts = _without_leftovers(drill, vcenters, facts, names, detail)
+        pool = site.networks[site.drill_network].pool
+        addresses = book.take(result.drill_id, pool.addresses(),
+                              taken | taken_addresses(estate, facts), len(chosen))
+        plan = plan_drill(estate, code, result.drill_id, chosen, addresses, keep=keep)
+    result.plan = plan
+    drill.ledger.event(result.drill_id, code, "plan", **plan.as_dict())
+    drill.progress.planned(plan)
+    return plan
 
-    with drill.step("restore"):
-        workers = ThreadPoolExecutor(max_workers=2 * len(plan.scratch))
-        try:
-            restores = [workers.submit(_restore, drill, s.vm.name, s.snapshot.id)
-                        for s in plan.scratch]
-            listings = {s.vm.name: workers.submit(snapshot_of, s) for s in plan.scratch}
-            failures = [f"restore: {exc}" for f in restores
-                        if (exc := f.exception()) is not None]
-            if failures:
-                raise _StepFailed("restore", failures)
-            for name, future in listings.items():
-                sides[name] = future.result()
-        finally:
-            workers.shutdown(wait=True, cancel_futures=True)
-    with drill.step("check"):
-        problems: list[str] = []
-        for scratch in plan.scratch:
-            remote = drill.remotes[scratch.vm.name]
-            side = sides[scratch.vm.name]
-            counts, missing, hashes = restored_side(remote, plan.paths, list(side.samples),
-                                                    3600)
-            check = compare(scratch.vm.name, side, counts, missing, hashes)
-            result.checks.append(check)
-            problems += check.problems()
-        if problems:
-            raise _StepFailed("check", [f"check: {p}" for p in problems])
-    with drill.step("probes"):
-        for scratch in plan.scratch:
-            for probe in plan.probes:
-                drill.cancel.check()
-                result.probes.append(run_probe(drill.remotes[scratch.vm.name], probe))
-        failed = [p.describe() for p in result.probes if not p.ok]
-        if failed:
-            raise _StepFailed("probes", [f"probes: {f}" for f in failed])
-        result.rto_seconds = time.monotonic() - drill.mono0
+
+def _without_leftovers(drill: _Drill, vcenters: dict[str, VCenter],
+                       facts: dict[str, Inventory], names: set[str],
+                       detail: list[str]) -> dict[str, Inventory]:
+    """Remove the scratch VMs crashed drills left behind; the facts, read again if any
+    were."""
+    left = drill_scratch.leftovers(drill.paths, facts, drill.ledger, drill.result.drill_id)
+    if not left:
+        return facts
+    gone = drill_scratch.remove_leftovers(drill.paths, left, vcenters, drill.ledger)
+    detail.append(f"removed {len(gone)} leftover scratch VM(s) of {', '.join(sorted(left))}")
+    return provision_vcenters.read_facts(vcenters, names)
+
+
+def _provision(drill: _Drill, plan: DrillPlan) -> None:
+    drill.provisioned = True
+    with _site_vcenters(drill.paths) as vcenters:
+        facts = provision_vcenters.read_facts(vcenters, {vm.name for vm in plan.vms})
+        drill_scratch.provision_scratch(drill.paths, plan, vcenters, facts, drill.ledger,
+                                        stopped=drill.cancel.event.is_set)
+
+
+def _configure(drill: _Drill, plan: DrillPlan) -> None:
+    """The restic client on each scratch VM, then an SSH session with each."""
+    paths = drill.paths
+    drill_scratch.configure_scratch(paths, plan)
+    for scratch in plan.scratch:
+        drill.remotes[scratch.vm.name] = drill.cancel.register(
+            Remote(drill_scratch.target(paths, scratch.vm), paths.estate.settings.ssh.alive))
+    drill.result.restic_version = restic_version(drill.remotes[plan.scratch[0].vm.name],
+                                                 drill.restic)
+
+
+def _restore_and_read(drill: _Drill, plan: DrillPlan, samples: int) -> dict[str, SnapshotSide]:
+    """``restic restore --verify`` on each scratch VM and, beside it, the snapshot's side of
+    the check read there (:func:`_snapshot_of`). Out: scratch VM → its snapshot side."""
+    workers = ThreadPoolExecutor(max_workers=2 * len(plan.scratch))
+    try:
+        restores = [workers.submit(_restore, drill, s.vm.name, s.snapshot.id)
+                    for s in plan.scratch]
+        listings = {s.vm.name: workers.submit(_snapshot_of, drill, plan, s, samples)
+                    for s in plan.scratch}
+        failures = [f"restore: {exc}" for f in restores if (exc := f.exception()) is not None]
+        if failures:
+            raise _StepFailed("restore", failures)
+        return {name: future.result() for name, future in listings.items()}
+    finally:
+        workers.shutdown(wait=True, cancel_futures=True)
+
+
+def _snapshot_of(drill: _Drill, plan: DrillPlan, scratch: ScratchVM,
+                 samples: int) -> SnapshotSide:
+    """The snapshot's listing, then its sampled files read again from the repository: both
+    while the restore runs (they need only the repository), so that after it only the
+    restored side is left to read."""
+    remote = drill.remotes[scratch.vm.name]
+    repo = repository_for(drill.paths.estate, drill.result.system)
+    side = snapshot_side(remote, repo, scratch.snapshot.id, plan.paths, samples=samples,
+                         seed=drill.result.drill_id, timeout=3600, restic=drill.restic)
+    return read_samples(remote, repo, scratch.snapshot.id, side, 3600, drill.restic)
+
+
+def _check(drill: _Drill, plan: DrillPlan, sides: dict[str, SnapshotSide]) -> None:
+    """Each restored tree's counts, sizes and sampled hashes against the snapshot's."""
+    problems: list[str] = []
+    for scratch in plan.scratch:
+        side = sides[scratch.vm.name]
+        counts, missing, hashes = restored_side(drill.remotes[scratch.vm.name], plan.paths,
+                                                list(side.samples), 3600)
+        check = compare(scratch.vm.name, side, counts, missing, hashes)
+        drill.result.checks.append(check)
+        problems += check.problems()
+    if problems:
+        raise _StepFailed("check", [f"check: {p}" for p in problems])
+
+
+def _probes(drill: _Drill, plan: DrillPlan) -> None:
+    """The system's probes on each scratch VM; when all pass, the RTO is reached."""
+    result = drill.result
+    for scratch in plan.scratch:
+        for probe in plan.probes:
+            drill.cancel.check()
+            result.probes.append(run_probe(drill.remotes[scratch.vm.name], probe))
+    failed = [p.describe() for p in result.probes if not p.ok]
+    if failed:
+        raise _StepFailed("probes", [f"probes: {f}" for f in failed])
+    result.rto_seconds = time.monotonic() - drill.mono0
 
 
 def _restore(drill: _Drill, vm_name: str, snapshot_id: str) -> None:
@@ -322,10 +371,9 @@ def _restore(drill: _Drill, vm_name: str, snapshot_id: str) -> None:
 def _teardown(drill: _Drill, detail: list[str]) -> None:
     plan = drill.result.plan
     assert plan is not None
-    site = drill_site(drill.paths.estate)
-    with open_vcenters(provision_vcenters.endpoints(drill.paths, [site.name])) as vcenters:
+    with _site_vcenters(drill.paths) as vcenters:
         done = drill_scratch.teardown_scratch(drill.paths, plan.drill_id, plan.vms, vcenters,
-                                      drill.ledger)
+                                              drill.ledger)
     detail.append(f"destroyed {', '.join(o.vm for o in done.outcomes) or 'nothing'}")
 
 
