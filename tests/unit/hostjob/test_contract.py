@@ -12,24 +12,7 @@ import jinja2
 import yaml
 from jinja2.nativetypes import NativeEnvironment
 
-from orchestrator.hostjob.contract import (
-    EXIT_CODES,
-    FAILED,
-    JOB_CONFIG,
-    JOB_PYTHON,
-    JOB_PYTHON_FLAGS,
-    JOB_SCRIPT,
-    JOB_STATUS,
-    JOB_TEXTFILE,
-    JOB_UNIT,
-    LIBRARY_DIR,
-    OK,
-    PARTIAL,
-    REFUSED,
-    RESULTS,
-    STATE_DIR,
-    VERSION_CACHE,
-)
+from orchestrator.hostjob import contract
 from orchestrator.hostjob.restic import restic_version
 from tests.unit.hostjob.fakes import make_config
 
@@ -56,14 +39,14 @@ def _role_settings(code: str) -> dict[str, Any]:
 
 def test_the_paths_are_the_backup_schedule_roles_own() -> None:
     settings = _role_settings("video")
-    assert settings["backup_schedule_python"] == JOB_PYTHON
-    assert settings["backup_schedule_library_dir"] == LIBRARY_DIR
-    assert settings["backup_schedule_library_dir"] + "/backup_job.py" == JOB_SCRIPT
-    assert settings["backup_schedule_config_file"] == JOB_CONFIG.format(code="video")
-    assert settings["backup_schedule_state_dir"] == STATE_DIR
-    assert settings["backup_schedule_unit_name"] == JOB_UNIT.format(code="video")
+    assert settings["backup_schedule_python"] == contract.JOB_PYTHON
+    assert settings["backup_schedule_library_dir"] == contract.LIBRARY_DIR
+    assert settings["backup_schedule_library_dir"] + "/backup_job.py" == contract.JOB_SCRIPT
+    assert settings["backup_schedule_config_file"] == contract.JOB_CONFIG.format(code="video")
+    assert settings["backup_schedule_state_dir"] == contract.STATE_DIR
+    assert settings["backup_schedule_unit_name"] == contract.JOB_UNIT.format(code="video")
     service = (REPO / "templates" / "hopnhat-backup.service.j2").read_text()
-    assert ("ExecStart={{ backup_schedule_python }} " + " ".join(JOB_PYTHON_FLAGS)
+    assert ("ExecStart={{ backup_schedule_python }} " + " ".join(contract.JOB_PYTHON_FLAGS)
             + " {{ backup_schedule_library_dir }}/backup_job.py --config "
             "{{ backup_schedule_config_file }}") in service
 
@@ -73,8 +56,8 @@ def test_the_config_the_role_renders_names_the_contracts_status_files() -> None:
     environment.filters["to_json"] = json.dumps
     template = (REPO / "templates" / "hopnhat-backup.json.j2").read_text()
     config = json.loads(environment.from_string(template).render(_role_settings("video")))
-    assert config["status_file"] == JOB_STATUS.format(code="video")
-    assert config["textfile"] == JOB_TEXTFILE.format(code="video")
+    assert config["status_file"] == contract.JOB_STATUS.format(code="video")
+    assert config["textfile"] == contract.JOB_TEXTFILE.format(code="video")
 
 
 def test_restics_version_is_kept_beside_the_status_file(tmp_path: Path) -> None:
@@ -83,11 +66,12 @@ def test_restics_version_is_kept_beside_the_status_file(tmp_path: Path) -> None:
     binary.chmod(0o755)
     config = make_config(tmp_path, restic=str(binary))
     assert restic_version(config) == (0, 18, 1)
-    assert (config.status_file.parent / VERSION_CACHE).is_file()
+    assert (config.status_file.parent / contract.VERSION_CACHE).is_file()
 
 
 def test_the_result_names_and_exit_codes() -> None:
     # the words of the status file, the textfile's result label and the alert rules
-    assert (OK, PARTIAL, FAILED, REFUSED) == ("ok", "partial", "failed", "refused")
-    assert RESULTS == (OK, PARTIAL, FAILED)  # best to worst: a run keeps the worst
-    assert EXIT_CODES == {OK: 0, PARTIAL: 3, FAILED: 1, REFUSED: 1}
+    words = (contract.OK, contract.PARTIAL, contract.FAILED, contract.REFUSED)
+    assert words == ("ok", "partial", "failed", "refused")
+    assert words[:3] == contract.RESULTS  # best to worst: a run keeps the worst it earned
+    assert [contract.EXIT_CODES[word] for word in words] == [0, 3, 1, 1]
