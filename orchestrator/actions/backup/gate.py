@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -242,9 +243,8 @@ def gate(paths: Paths, vms: Iterable[tuple[str, str]], request: GateRequest | No
     from orchestrator.actions.backup.run import run_backups
     from orchestrator.actions.backup.status import repository_snapshots
 
-    book = ledger or Ledger(paths.ledger)
     operator = operator_name()
-    try:
+    with nullcontext(ledger) if ledger is not None else Ledger(paths.ledger) as book:
         run_id = book.start("backup-gate", estate.id, {
             "command": command, "systems": list(guarded),
             "hosts": [h for hosts in guarded.values() for h in hosts],
@@ -267,9 +267,6 @@ def gate(paths: Paths, vms: Iterable[tuple[str, str]], request: GateRequest | No
             "passed": sum(c.passed for c in decision.checks), "checks": len(decision.checks),
             "backup_run": decision.backup_run, "operator": operator,
             "reason": request.override_reason})
-    finally:
-        if ledger is None:
-            book.close()
     if decision.status == REFUSED:
         raise PlanError(refusal(decision))
     return decision
