@@ -74,6 +74,7 @@ from orchestrator.adapters.vsphere_facts import (
     TIER,
 )
 from orchestrator.estate import Estate, load_estate
+from orchestrator.estate.model import VM
 from orchestrator.lab import gobuild, vcsim
 from orchestrator.lab.processes import ProcessTable
 
@@ -441,15 +442,25 @@ def measure(estate: Estate, vcenters: Mapping[str, vsphere.VCenter], servers: Se
     drift of the machine's load weighs on all alike). Out: key → Figure."""
     vms = provision_vcenters.select(estate)
     names = provision_vcenters.compared(vms)
-    plan_cache, discover_cache = state / "plan-devices.json", state / "discover-devices.json"
+    calls = hopnhat_calls(estate, vcenters, vms, names, state)
     bare = Bare(vcenters)
+    figures = {key: Figure(label) for key, label in LABELS.items()}
+    for n in range(rounds):
+        if n < bare_rounds:
+            bare_round(bare, servers, names, figures)
+        for key, fn in calls.items():
+            sample, result = measured(fn, servers)
+            figures[key].samples.append(sample)
+            RESULTS[key] = result
+    return figures
 
-    def for_plan(row: dict[str, Any], owner: str | None) -> bool:
-        uuid = row.get("config.instanceUuid")
-        return row.get("name") in names or (uuid is not None and str(uuid).lower() in names)
 
-    def for_discover(row: dict[str, Any], owner: str | None) -> bool:
-        return owner != ESTATE_ID
+def hopnhat_calls(estate: Estate, vcenters: Mapping[str, vsphere.VCenter],
+                  vms: list[VM], names: set[str], state: Path
+                  ) -> dict[str, Callable[[], Any]]:
+    """hopnhat's plan and discover, cold (their device cache removed first) and warm, by
+    the keys of :data:`LABELS`."""
+    plan_cache, discover_cache = state / "plan-devices.json", state / "discover-devices.json"
 
     def run_plan(cold: bool) -> provision_model.Plan:
         if cold:
@@ -465,23 +476,28 @@ def measure(estate: Estate, vcenters: Mapping[str, vsphere.VCenter], servers: Se
             raise SystemExit(f"discover could not read: {failed}")
         return discover.discover(estate, facts)
 
-    figures = {key: Figure(label) for key, label in LABELS.items()}
-    for n in range(rounds):
-        if n < bare_rounds:
-            props, _ = measured(bare.properties, servers)
-            rest_plan, _ = measured(lambda: bare.rest(for_plan), servers)
-            rest_discover, _ = measured(lambda: bare.rest(for_discover), servers)
-            figures["bare_plan"].samples.append(props + rest_plan)
-            figures["bare_discover"].samples.append(props + rest_discover)
-            bare.rows = {}
-        for key, fn in (("plan_cold", lambda: run_plan(True)),
-                        ("plan_warm", lambda: run_plan(False)),
-                        ("discover_cold", lambda: run_discover(True)),
-                        ("discover_warm", lambda: run_discover(False))):
-            sample, result = measured(fn, servers)
-            figures[key].samples.append(sample)
-            RESULTS[key] = result
-    return figures
+    return {"plan_cold": lambda: run_plan(True), "plan_warm": lambda: run_plan(False),
+            "discover_cold": lambda: run_discover(True),
+            "discover_warm": lambda: run_discover(False)}
+
+
+def bare_round(bare: Bare, servers: Sequence[int], names: set[str],
+               figures: dict[str, Figure]) -> None:
+    """One round of the bare reads of what a plan (the VMs of ``names``) and discover (the
+    VMs the estate does not own) read."""
+    def for_plan(row: dict[str, Any], owner: str | None) -> bool:
+        uuid = row.get("config.instanceUuid")
+        return row.get("name") in names or (uuid is not None and str(uuid).lower() in names)
+
+    def for_discover(row: dict[str, Any], owner: str | None) -> bool:
+        return owner != ESTATE_ID
+
+    props, _ = measured(bare.properties, servers)
+    rest_plan, _ = measured(lambda: bare.rest(for_plan), servers)
+    rest_discover, _ = measured(lambda: bare.rest(for_discover), servers)
+    figures["bare_plan"].samples.append(props + rest_plan)
+    figures["bare_discover"].samples.append(props + rest_discover)
+    bare.rows = {}
 
 
 LABELS = {
