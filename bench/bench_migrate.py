@@ -470,6 +470,73 @@ def figure(values: Sequence[float]) -> dict[str, Any]:
     return {"best": min(values), "runs": [round(v, 3) for v in values]}
 
 
+def raw_step(lab: Lab, restic: Restic, other: Path, times: list[float], snapshot: str,
+             verify: bool = False) -> Callable[[], None]:
+    """A baseline run: a raw restore of ``snapshot`` into the empty ``other``, timed into
+    ``times``, then ``other`` emptied."""
+    def step() -> None:
+        times.append(raw_restore(lab, restic, snapshot, fresh(other), verify=verify))
+        fresh(other)
+    return step
+
+
+def restore_rounds(lab: Lab, restic: Restic, s1: str, rounds: int, reference: bool,
+                   root: Path, other: Path, t: dict[str, list[float]]
+                   ) -> list[tuple[str, ...]]:
+    """``migrate run``'s restore of ``s1`` into ``root`` against the raw baselines (and,
+    with ``reference``, without --verify), in alternating rounds, timed into ``t``. Out:
+    the commands the migration's restore ran."""
+    argv_used: list[tuple[str, ...]] = []
+
+    def measured() -> None:
+        seconds, commands = migration_restore(lab, restic, s1, fresh(root))
+        t["restore"].append(seconds)
+        argv_used[:] = commands
+
+    def measured_no_verify() -> None:
+        t["restore_no_verify"].append(
+            migration_restore(lab, restic, s1, fresh(other), verify=False)[0])
+        fresh(other)
+
+    for r in range(rounds):
+        say(f"  run: restore of {s1[:8]}, round {r + 1}/{rounds}")
+        steps = [raw_step(lab, restic, other, t["raw"], s1), measured,
+                 raw_step(lab, restic, other, t["raw_verify"], s1, verify=True)]
+        if reference:
+            steps.append(measured_no_verify)
+        alternate(r, steps)
+    return argv_used
+
+
+def sync_rounds(lab: Lab, restic: Restic, snapshots: tuple[str, str], rounds: int,
+                trees: tuple[Path, Path], t: dict[str, list[float]], sums: Path,
+                manifests: tuple[Path, Path]) -> list[Check]:
+    """``migrate sync``: the second snapshot restored over the run's tree (``trees``: the
+    target's root and the baselines' folder; made again untimed after the first round)
+    against a raw restore, then its manifest check against the run's (``manifests``: the
+    folder and the run's manifest) and the hash baselines, timed into ``t``. Out: the
+    checks."""
+    (s1, s2), (root, other), (folder, first_manifest) = snapshots, trees, manifests
+    sync_checks: list[Check] = []
+    for r in range(rounds):
+        if r:
+            say(f"  sync: the run's tree made again (untimed), round {r + 1}/{rounds}")
+            migration_restore(lab, restic, s1, fresh(root))
+        say(f"  sync: restore of {s2[:8]} over the run's tree, round {r + 1}/{rounds}")
+
+        def sync_restore() -> None:
+            t["sync_restore"].append(migration_restore(lab, restic, s2, root)[0])
+
+        alternate(r, [raw_step(lab, restic, other, t["sync_raw"], s2), sync_restore])
+        sync_checks.append(check(lab, restic, s2, root, folder / f"sync-{r}.jsonl.gz",
+                                 first_manifest))
+        t["sync_whole"].append(t["sync_restore"][-1] + sync_checks[-1].seconds)
+        t["sync_sha256sum"].append(hash_tree(root / "srv", sums))
+        t["sync_openssl"].append(hash_tree(root / "srv", sums.with_suffix(".ssl"),
+                                           "openssl"))
+    return sync_checks
+
+
 def bench_version(lab: Lab, restic: Restic, s1: str, s2: str, rounds: int,
                   reference: bool) -> dict[str, Any]:
     tag = restic.label
@@ -482,31 +549,8 @@ def bench_version(lab: Lab, restic: Restic, s1: str, s2: str, rounds: int,
     t: dict[str, list[float]] = {k: [] for k in (
         "raw", "raw_verify", "restore", "restore_no_verify", "sha256sum", "openssl",
         "sync_raw", "sync_restore", "sync_whole", "sync_sha256sum", "sync_openssl")}
-    argv_used: list[tuple[str, ...]] = []
-
-    def raw(key: str, snapshot: str, verify: bool = False) -> Callable[[], None]:
-        def step() -> None:
-            t[key].append(raw_restore(lab, restic, snapshot, fresh(other), verify=verify))
-            fresh(other)
-        return step
-
-    def measured() -> None:
-        seconds, commands = migration_restore(lab, restic, s1, fresh(root))
-        t["restore"].append(seconds)
-        argv_used[:] = commands
-
-    def measured_no_verify() -> None:
-        t["restore_no_verify"].append(
-            migration_restore(lab, restic, s1, fresh(other), verify=False)[0])
-        fresh(other)
-
     # 1. migrate run: restore
-    for r in range(rounds):
-        say(f"  run: restore of {s1[:8]}, round {r + 1}/{rounds}")
-        steps = [raw("raw", s1), measured, raw("raw_verify", s1, verify=True)]
-        if reference:
-            steps.append(measured_no_verify)
-        alternate(r, steps)
+    argv_used = restore_rounds(lab, restic, s1, rounds, reference, root, other, t)
     # root holds the migration's restore of the last round: the target after `restore`
 
     # 2. migrate run: manifest check
@@ -524,23 +568,8 @@ def bench_version(lab: Lab, restic: Restic, s1: str, s2: str, rounds: int,
     mismatch = cross_check(checks[-1].found, sums_of(sums, root))
 
     # 3. migrate sync after ~1 % change
-    sync_checks: list[Check] = []
-    for r in range(rounds):
-        if r:
-            say(f"  sync: the run's tree made again (untimed), round {r + 1}/{rounds}")
-            migration_restore(lab, restic, s1, fresh(root))
-        say(f"  sync: restore of {s2[:8]} over the run's tree, round {r + 1}/{rounds}")
-
-        def sync_restore() -> None:
-            t["sync_restore"].append(migration_restore(lab, restic, s2, root)[0])
-
-        alternate(r, [raw("sync_raw", s2), sync_restore])
-        sync_checks.append(check(lab, restic, s2, root, manifests / f"sync-{r}.jsonl.gz",
-                                 first_manifest))
-        t["sync_whole"].append(t["sync_restore"][-1] + sync_checks[-1].seconds)
-        t["sync_sha256sum"].append(hash_tree(root / "srv", sums))
-        t["sync_openssl"].append(hash_tree(root / "srv", sums.with_suffix(".ssl"),
-                                           "openssl"))
+    sync_checks = sync_rounds(lab, restic, (s1, s2), rounds, (root, other), t, sums,
+                              (manifests, first_manifest))
     sync_mismatch = cross_check(sync_checks[-1].found, sums_of(sums, root))
     sync_check = min(sync_checks, key=lambda c: c.seconds)
     fresh(root)
