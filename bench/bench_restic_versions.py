@@ -282,26 +282,8 @@ def run(base: Path, octets: tuple[str, str], args: argparse.Namespace) -> None:
         except LabError as exc:
             raise SystemExit(f"the pinned restic cannot be built: {exc}") from exc
         host = paths.estate.settings.repository_hosts[0]
-        password_file = paths.state / "restic-password"
-        fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_urlsafe(32))
-        scratch = base / "tmp"
-        scratch.mkdir()
-        versions: list[Restic] = []
-        for code, (binary, banner) in zip(codes, found, strict=True):
-            user = account_name(code)
-            repo = Repository(
-                url=repository_url(address, code, port), password_file=password_file,
-                sftp_command=ssh_command(f"{user}@{address}", paths.repository_key(code),
-                                         paths.known_hosts, port=port),
-                cache_dir=base / "cache" / code, name=f"{code}@{host.name}")
-            env = make_environment(repo, path=os.environ.get("PATH", "/usr/bin:/bin"),
-                                   home=str(paths.state), tmpdir=str(scratch))
-            version = ".".join(str(n) for n in parse_version(banner))
-            versions.append(Restic(binary, version, banner, repo,
-                                   repository_dir(paths.lab, host.name, host.storage_path, code),
-                                   env))
+        versions = restic_versions(paths, base, list(zip(codes, found, strict=True)),
+                                   address, port)
         source = base / "data" / "srv" / "bench"
         seed = f"{paths.estate.id}/bench-restic-versions"
 
@@ -338,20 +320,7 @@ def run(base: Path, octets: tuple[str, str], args: argparse.Namespace) -> None:
                 if v.version not in formats:
                     formats[v.version] = v.repository_format()
             day(1)
-            for v in order:
-                os.sync()
-                took, result = v.backup(source)
-                v.times[CHANGED].append(took)
-                changed_summary[v.version] = result
-            for v in order:
-                os.sync()
-                v.times[CHECK].append(v.run(make_check_argv(v.repo), "check")[0])
-            for v in order:
-                target = base / "restore" / v.version
-                os.sync()
-                v.times[RESTORE].append(v.run(make_restore_argv(
-                    v.repo, "latest", target, verify=True, host=CLIENT), "restore")[0])
-                shutil.rmtree(target)
+            changed_summary.update(changed_check_restore(order, source, base))
             day(0)
             latency = slowed_first_backups(paths, order, source, args.link_rate, latency,
                                            link_bytes)
@@ -360,6 +329,57 @@ def run(base: Path, octets: tuple[str, str], args: argparse.Namespace) -> None:
 
         report(versions, args, latency, netem, formats, sizes, first_summary, changed_summary,
                link_bytes)
+
+
+def restic_versions(paths: Paths, base: Path, found: list[tuple[str, tuple[str, str]]],
+                    address: str, port: int) -> list[Restic]:
+    """Each restic of ``found`` (account code, (binary, `version` line)) with a repository
+    of its own on the lab's repository host, one password for all."""
+    host = paths.estate.settings.repository_hosts[0]
+    password_file = paths.state / "restic-password"
+    fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_urlsafe(32))
+    scratch = base / "tmp"
+    scratch.mkdir()
+    versions: list[Restic] = []
+    for code, (binary, banner) in found:
+        user = account_name(code)
+        repo = Repository(
+            url=repository_url(address, code, port), password_file=password_file,
+            sftp_command=ssh_command(f"{user}@{address}", paths.repository_key(code),
+                                     paths.known_hosts, port=port),
+            cache_dir=base / "cache" / code, name=f"{code}@{host.name}")
+        env = make_environment(repo, path=os.environ.get("PATH", "/usr/bin:/bin"),
+                               home=str(paths.state), tmpdir=str(scratch))
+        version = ".".join(str(n) for n in parse_version(banner))
+        versions.append(Restic(binary, version, banner, repo,
+                               repository_dir(paths.lab, host.name, host.storage_path, code),
+                               env))
+    return versions
+
+
+def changed_check_restore(order: list[Restic], source: Path, base: Path
+                          ) -> dict[str, dict[str, object]]:
+    """After the first backups, over loopback: each version's backup of the changed day,
+    its check, and its restore of the latest snapshot (each timed). Out: the changed
+    backups' summaries by version."""
+    changed_summary: dict[str, dict[str, object]] = {}
+    for v in order:
+        os.sync()
+        took, result = v.backup(source)
+        v.times[CHANGED].append(took)
+        changed_summary[v.version] = result
+    for v in order:
+        os.sync()
+        v.times[CHECK].append(v.run(make_check_argv(v.repo), "check")[0])
+    for v in order:
+        target = base / "restore" / v.version
+        os.sync()
+        v.times[RESTORE].append(v.run(make_restore_argv(
+            v.repo, "latest", target, verify=True, host=CLIENT), "restore")[0])
+        shutil.rmtree(target)
+    return changed_summary
 
 
 def class_bytes(lab_dir: Path) -> int:
