@@ -60,6 +60,7 @@ from benchlab import BenchLab, bench_lab
 
 from orchestrator import process
 from orchestrator.errors import CommandError
+from orchestrator.estate.model import Site
 
 # the issue's measurements of community.vmware.vmware_guest (Ansible 12); same as bench_apply
 VMWARE_GUEST_20_FORKS8 = 10.9
@@ -366,53 +367,65 @@ def main(argv: list[str] | None = None) -> int:
             create = ansible.write("create.yml", playbook("poweredon", customization,
                                                           args.wait_for_ip))
             destroy = ansible.write("destroy.yml", playbook("absent", customization, False))
-            site = next(iter(lab.estate.sites.values()))
-
-            print(f"vmware_guest: ansible {have.get('ansible', '?')} (ansible-core "
-                  f"{have.get('ansible-core', '?')}), community.vmware "
-                  f"{have.get('community.vmware', '?')}, pyVmomi {have.get('pyvmomi', '?')}, "
-                  f"Python {have.get('python', '?')}, venv {args.venv}")
-            print(f"   {args.vms} VMs, CloneVM_Task delay {args.clone_delay_ms} ms, forks "
-                  f"{args.forks}, rounds {args.rounds}; vcsim on {site.vcenter.url}")
-            print(f"   task: clone from {site.templates[0]} into /{site.datacenter}/vm, cluster, "
-                  "datastore, hardware num_cpus/memory_mb, disk size_gb, network "
-                  f"{' with static IP' if customization else ''}, state poweredon"
-                  f"{', customization (LinuxPrep hostname, DNS)' if customization else ''}"
-                  f"{', wait_for_ip_address' if args.wait_for_ip else ''}; delegate_to "
-                  "localhost; credentials in VMWARE_* environment variables")
-            print("   validate_certs: true, against the lab's CA bundle (SSL_CERT_FILE)")
-            if customization:
-                print("   note: vcsim 0.24 accepts the clone's customization spec but does not "
-                      "apply it (no guest IP, host name) - the spec is sent all the same")
-            if args.wait_for_ip:
-                print("   note: wait_for_ip_address ends at once: vmware_guest sets the IP "
-                      "through vcsim's SET.guest.ipAddress (advanced_settings: one more "
-                      "ReconfigVM_Task per VM, not made against a real vCenter)")
-            else:
-                print("   note: wait_for_ip_address left out: vcsim reports no guest IP for a "
-                      "clone it did not customize (hopnhat's apply does wait for the IP)")
-
-            firsts: list[Run] = []
-            reruns: list[Run] = []
-            for round_ in range(args.rounds):
-                if round_:
-                    gone = ansible.run(destroy, lab)
-                    if not gone.ok:
-                        print(f"   destroy between rounds FAILED:\n{gone.tail}")
-                        break
-                first = ansible.run(create, lab)
-                firsts.append(first)
-                if not first.ok:
-                    print(f"   first run FAILED (exit != 0), {first.failed} host(s) failed:\n"
-                          f"{first.tail}")
-                    break
-                rerun = ansible.run(create, lab)
-                reruns.append(rerun)
-                if not rerun.ok:
-                    print(f"   rerun FAILED:\n{rerun.tail}")
-                    break
+            describe(args, have, next(iter(lab.estate.sites.values())))
+            firsts, reruns = run_rounds(args.rounds, ansible, lab, create, destroy)
             report(args, firsts, reruns)
     return 0
+
+
+def describe(args: argparse.Namespace, have: dict[str, str], site: Site) -> None:
+    """What is measured: the versions, the lab, the task vmware_guest runs."""
+    customization = not args.no_customization
+    print(f"vmware_guest: ansible {have.get('ansible', '?')} (ansible-core "
+          f"{have.get('ansible-core', '?')}), community.vmware "
+          f"{have.get('community.vmware', '?')}, pyVmomi {have.get('pyvmomi', '?')}, "
+          f"Python {have.get('python', '?')}, venv {args.venv}")
+    print(f"   {args.vms} VMs, CloneVM_Task delay {args.clone_delay_ms} ms, forks "
+          f"{args.forks}, rounds {args.rounds}; vcsim on {site.vcenter.url}")
+    print(f"   task: clone from {site.templates[0]} into /{site.datacenter}/vm, cluster, "
+          "datastore, hardware num_cpus/memory_mb, disk size_gb, network "
+          f"{' with static IP' if customization else ''}, state poweredon"
+          f"{', customization (LinuxPrep hostname, DNS)' if customization else ''}"
+          f"{', wait_for_ip_address' if args.wait_for_ip else ''}; delegate_to "
+          "localhost; credentials in VMWARE_* environment variables")
+    print("   validate_certs: true, against the lab's CA bundle (SSL_CERT_FILE)")
+    if customization:
+        print("   note: vcsim 0.24 accepts the clone's customization spec but does not "
+              "apply it (no guest IP, host name) - the spec is sent all the same")
+    if args.wait_for_ip:
+        print("   note: wait_for_ip_address ends at once: vmware_guest sets the IP "
+              "through vcsim's SET.guest.ipAddress (advanced_settings: one more "
+              "ReconfigVM_Task per VM, not made against a real vCenter)")
+    else:
+        print("   note: wait_for_ip_address left out: vcsim reports no guest IP for a "
+              "clone it did not customize (hopnhat's apply does wait for the IP)")
+
+
+def run_rounds(rounds: int, ansible: Ansible, lab: BenchLab, create: Path, destroy: Path
+               ) -> tuple[list[Run], list[Run]]:
+    """Each round: the VMs destroyed (but before the first), created, and created again
+    (the no-change rerun); the rounds stop at the first failure. Out: the first runs and
+    the reruns."""
+    firsts: list[Run] = []
+    reruns: list[Run] = []
+    for round_ in range(rounds):
+        if round_:
+            gone = ansible.run(destroy, lab)
+            if not gone.ok:
+                print(f"   destroy between rounds FAILED:\n{gone.tail}")
+                break
+        first = ansible.run(create, lab)
+        firsts.append(first)
+        if not first.ok:
+            print(f"   first run FAILED (exit != 0), {first.failed} host(s) failed:\n"
+                  f"{first.tail}")
+            break
+        rerun = ansible.run(create, lab)
+        reruns.append(rerun)
+        if not rerun.ok:
+            print(f"   rerun FAILED:\n{rerun.tail}")
+            break
+    return firsts, reruns
 
 
 def report(args: argparse.Namespace, firsts: list[Run], reruns: list[Run]) -> None:
