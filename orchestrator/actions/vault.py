@@ -156,8 +156,7 @@ def pull(paths: Paths, targets: Sequence[Target], *,
     ledger run. A failure of one (named) does not stop the others."""
     secrets = secrets or Secrets(paths)
     started = time.time()
-    ledger = Ledger(paths.ledger)
-    try:
+    with Ledger(paths.ledger) as ledger:
         run_id = ledger.start("vault-pull", paths.estate.id,
                               {"systems": [t.system for t in targets]})
         outcomes: list[Outcome] = []
@@ -182,21 +181,16 @@ def pull(paths: Paths, targets: Sequence[Target], *,
             "copied": sum(len(o.copied) for o in outcomes),
             "failed": [o.target.system for o in outcomes if o.status == FAILED]})
         return result
-    finally:
-        ledger.close()
 
 
 def last_successes(paths: Paths, limit: int = 200) -> dict[str, float]:
     """System → when it was last pulled into the vault successfully, from the ledger's
     recent ``vault-pull`` runs."""
     out: dict[str, float] = {}
-    ledger = Ledger(paths.ledger)
-    try:
+    with Ledger(paths.ledger) as ledger:
         for run in ledger.runs("vault-pull", limit=limit):
             for event in ledger.events(run.id):
                 system = str(event.get("system"))
                 if event.get("kind") == OK and system not in out:
                     out[system] = run.started
-    finally:
-        ledger.close()
     return out

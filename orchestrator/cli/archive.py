@@ -30,11 +30,11 @@ from orchestrator.cli.locking import LockTimeoutOption, take_estate_lock
 from orchestrator.cli.selectors import require_known
 from orchestrator.errors import EXIT_BAD_INPUT, HopnhatError
 from orchestrator.human import size
+from orchestrator.ledger import Ledger
 
 if TYPE_CHECKING:
     from orchestrator.adapters.restic import Restic
     from orchestrator.cli.common import Context
-    from orchestrator.ledger import Ledger
 
 app = typer.Typer(no_args_is_help=True, help=(
     "The archive of retired systems: index builds a system's catalogue (every file of its "
@@ -66,12 +66,6 @@ def _restic(c: Context, system: str) -> Iterator[Restic]:
                      lock_wait=paths.estate.settings.verification.lock_wait.total_seconds())
 
 
-def _ledger(c: Context) -> Ledger:
-    from orchestrator.ledger import Ledger
-
-    return Ledger(c.paths.ledger)
-
-
 @app.command("index")
 def index(ctx: typer.Context, system: SystemOption, json: JsonOption = False,
           lock_timeout: LockTimeoutOption = 0.0) -> None:
@@ -87,8 +81,7 @@ def index(ctx: typer.Context, system: SystemOption, json: JsonOption = False,
     as_json = want_json(ctx, json)
     _known(c, system)
     take_estate_lock(ctx, "archive index", lock_timeout)
-    ledger = _ledger(c)
-    try:
+    with Ledger(c.paths.ledger) as ledger:
         retired = retirements(ledger, c.estate.id).get(system)
         manifest = None
         if retired is not None:
@@ -101,8 +94,6 @@ def index(ctx: typer.Context, system: SystemOption, json: JsonOption = False,
                 hosts=retired.hosts if retired is not None else None, manifest=manifest,
                 on_snapshot=None if as_json else lambda s, n: err_console.print(
                     f"  {s.id[:8]} {s.host} {s.time}: {n:,} files", highlight=False))
-    finally:
-        ledger.close()
     if as_json:
         print_json(built.as_dict())
     else:
@@ -137,8 +128,7 @@ def find(ctx: typer.Context, query: Annotated[str, typer.Argument(
     if bool(system) == every:
         raise HopnhatError("give --system S (repeatable) or --all", exit_code=EXIT_BAD_INPUT)
     require_known(ctx, systems=system)
-    ledger = _ledger(c)
-    try:
+    with Ledger(c.paths.ledger) as ledger:
         codes = list(dict.fromkeys(system or ())) or sorted(
             catalogue.catalogued(ledger, c.estate.id))
         for code in codes:
@@ -157,8 +147,6 @@ def find(ctx: typer.Context, query: Annotated[str, typer.Argument(
             if len(found) >= limit:
                 more = more or code != codes[-1]
                 break
-    finally:
-        ledger.close()
     ms = (time.perf_counter() - started) * 1000
     zone = c.estate.settings.timezone
     if as_json:
@@ -207,8 +195,7 @@ def get(ctx: typer.Context, system: SystemOption,
     require_known(ctx, systems=[system], hosts=[host] if host is not None else ())
     as_json = want_json(ctx, json)
     _known(c, system)
-    ledger = _ledger(c)
-    try:
+    with Ledger(c.paths.ledger) as ledger:
         db = catalogue.open_checked(ledger, c.paths.state, c.estate.id, system)
         try:
             wanted = archive_get.resolve(db, system, paths, to.absolute(), snapshot=snapshot,
@@ -221,8 +208,6 @@ def get(ctx: typer.Context, system: SystemOption,
                 on_file=None if as_json else lambda r: err_console.print(
                     f"{'✓' if r.result == 'ok' else '✗'} {shown(r.wanted.path)}: "
                     f"{shown(r.detail)}", highlight=False, soft_wrap=True))
-    finally:
-        ledger.close()
     if as_json:
         print_json(result.as_dict())
     else:
@@ -260,12 +245,9 @@ def serve(ctx: typer.Context,
     if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise HopnhatError(f"--listen {listen!r}: give ADDRESS:PORT, such as "
                            "127.0.0.1:8765", exit_code=EXIT_BAD_INPUT)
-    ledger = _ledger(c)
-    try:
+    with Ledger(c.paths.ledger) as ledger:
         systems = tuple(sorted(s for s in catalogue.catalogued(ledger, c.estate.id)
                                if s in c.estate.systems))
-    finally:
-        ledger.close()
     if not systems:
         raise HopnhatError("no catalogue to serve: build one with `hopnhat archive index "
                            "--system S` (retire builds it too)", exit_code=EXIT_BAD_INPUT)

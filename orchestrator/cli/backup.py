@@ -161,16 +161,12 @@ def run(
     if not as_json:
         err_console.print(f"Backing up {len(clients)} host(s), {min(parallel, len(clients))} "
                           "at a time …")
-    ledger = Ledger(c.paths.ledger)
-    try:
-        with _live(clients, as_json, c.verbose > 0) as live:
-            result = backup_action.run_backups(
-                c.paths, clients, ledger=ledger, parallel=parallel,
-                on_line=live.on_line if live else None, on_done=live.on_done if live else None,
-                params={"trigger": "backup run", "systems": system or [], "hosts_asked":
-                        host or []})
-    finally:
-        ledger.close()
+    with Ledger(c.paths.ledger) as ledger, _live(clients, as_json, c.verbose > 0) as live:
+        result = backup_action.run_backups(
+            c.paths, clients, ledger=ledger, parallel=parallel,
+            on_line=live.on_line if live else None, on_done=live.on_done if live else None,
+            params={"trigger": "backup run", "systems": system or [], "hosts_asked":
+                    host or []})
     if as_json:
         print_json(result.as_dict())
     else:

@@ -169,16 +169,12 @@ def configure(
     if not as_json:
         err_console.print(f"Configuring {len(the_plan.hosts)} host(s) with "
                           f"{the_plan.forks} fork(s){' in check mode' if check else ''} …")
-    ledger = Ledger(c.paths.ledger)
-    try:
-        with _progress(the_plan.hosts, as_json) as progress:
-            result = configure_action.configure(
-                c.paths, the_plan, ledger=ledger,
-                on_event=progress.on_event if progress else None,
-                on_task=progress.on_task if progress else None,
-                on_wait=None if as_json else _say_waiting)
-    finally:
-        ledger.close()
+    with Ledger(c.paths.ledger) as ledger, _progress(the_plan.hosts, as_json) as progress:
+        result = configure_action.configure(
+            c.paths, the_plan, ledger=ledger,
+            on_event=progress.on_event if progress else None,
+            on_task=progress.on_task if progress else None,
+            on_wait=None if as_json else _say_waiting)
     if as_json:
         print_json(result.as_dict())
     else:

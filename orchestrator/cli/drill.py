@@ -121,13 +121,9 @@ def run(
     require_known(ctx, systems=[system])
     as_json = want_json(ctx, json)
     label_set(lang)
-    ledger = Ledger(c.paths.ledger)
-    try:
-        with interrupts():
-            result = run_drill(c.paths, system, ledger=ledger, snapshot=snapshot, keep=keep,
-                               lang=lang, progress=StepLines())
-    finally:
-        ledger.close()
+    with Ledger(c.paths.ledger) as ledger, interrupts():
+        result = run_drill(c.paths, system, ledger=ledger, snapshot=snapshot, keep=keep,
+                           lang=lang, progress=StepLines())
     if as_json:
         print_json({**result.summary(), "drill_id": result.drill_id})
     else:
@@ -163,13 +159,9 @@ def rehearse(
     if not as_json:
         for i, group in enumerate(groups, 1):
             err_console.print(f"group {i}: {', '.join(group)}")
-    ledger = Ledger(c.paths.ledger)
-    try:
-        with interrupts():
-            result = drill_rehearse.rehearse(c.paths, groups, ledger=ledger, parallel=parallel,
-                                             lang=lang, progress=StepLines(prefix=True))
-    finally:
-        ledger.close()
+    with Ledger(c.paths.ledger) as ledger, interrupts():
+        result = drill_rehearse.rehearse(c.paths, groups, ledger=ledger, parallel=parallel,
+                                         lang=lang, progress=StepLines(prefix=True))
     if as_json:
         print_json(result.summary())
     else:
@@ -196,11 +188,8 @@ def due(ctx: typer.Context, json: JsonOption = False) -> None:
     from orchestrator.ledger import Ledger
 
     c = context(ctx)
-    ledger = Ledger(c.paths.ledger)
-    try:
+    with Ledger(c.paths.ledger) as ledger:
         rows = drill_history.due(c.estate, ledger)
-    finally:
-        ledger.close()
     if want_json(ctx, json):
         print_json([r.as_dict() for r in rows])
     else:
@@ -228,11 +217,8 @@ def history(
 
     c = context(ctx)
     require_known(ctx, systems=[system] if system else ())
-    ledger = Ledger(c.paths.ledger)
-    try:
+    with Ledger(c.paths.ledger) as ledger:
         rows = drill_history.history(ledger, system)
-    finally:
-        ledger.close()
     if want_json(ctx, json):
         print_json([r.as_dict() for r in rows])
         return
@@ -261,14 +247,11 @@ def report(
 
     c = context(ctx)
     label_set(lang)
-    ledger = Ledger(c.paths.ledger)
-    try:
+    with Ledger(c.paths.ledger) as ledger:
         if drill_id.startswith("rehearsal-"):
             path = drill_rehearse.render_rehearsal(c.paths, drill_id, lang)
         else:
             path = render_report(c.paths, drill_id, ledger, lang)
-    finally:
-        ledger.close()
     console.print(str(path))
 
 
@@ -282,11 +265,8 @@ def teardown(
     from orchestrator.ledger import Ledger
 
     c = context(ctx)
-    ledger = Ledger(c.paths.ledger)
-    try:
+    with Ledger(c.paths.ledger) as ledger:
         gone = drill_scratch.teardown_kept(c.paths, drill_id, ledger)
-    finally:
-        ledger.close()
     console.print(f"destroyed: {', '.join(gone)}" if gone else
                   f"no scratch VM of {drill_id} is left")
 

@@ -103,7 +103,8 @@ def trust(
             raise TrustError("--ask-password needs a terminal (for automation, use "
                              "--login-key)")
         login = Login(user, password=getpass.getpass(f"password of {user} on {vm.name}: "))
-    result = hosts_action.trust(c.paths, check, confirmed_by, login, Ledger(c.paths.ledger))
+    with Ledger(c.paths.ledger) as ledger:
+        result = hosts_action.trust(c.paths, check, confirmed_by, login, ledger)
     if as_json:
         print_json({"check": check.as_dict(), "result": result.as_dict()})
     else:
@@ -161,9 +162,10 @@ def forget(ctx: typer.Context, host: HostOption, json: JsonOption = False,
     take_estate_lock(ctx, "hosts forget", lock_timeout)
     vm = hosts_action.find_host(c.paths, host)
     removed = ssh.forget_host_key(c.paths.known_hosts, str(vm.ip), hosts_action.SSH_PORT)
-    ledger = Ledger(c.paths.ledger)
-    run_id = ledger.start("hosts.forget", c.estate.id, {"host": vm.name, "removed": removed})
-    ledger.finish(run_id, "ok", {"removed": removed})
+    with Ledger(c.paths.ledger) as ledger:
+        run_id = ledger.start("hosts.forget", c.estate.id, {"host": vm.name,
+                                                            "removed": removed})
+        ledger.finish(run_id, "ok", {"removed": removed})
     if want_json(ctx, json):
         print_json({"host": vm.name, "address": str(vm.ip), "removed": removed})
     else:

@@ -104,13 +104,9 @@ def _step(ctx: typer.Context, step: str, system: str, to: str, snapshot: str, re
     labels(lang)
     paths = c.paths
     take_estate_lock(ctx, f"migrate {step}", lock_timeout)
-    ledger = Ledger(paths.ledger)
-    try:
-        with interrupts():
-            result = migrate(paths, system, to, step, ledger=ledger, snapshot=snapshot,
-                             reason=reason, clean=clean, lang=lang, progress=StepLines())
-    finally:
-        ledger.close()
+    with Ledger(paths.ledger) as ledger, interrupts():
+        result = migrate(paths, system, to, step, ledger=ledger, snapshot=snapshot,
+                         reason=reason, clean=clean, lang=lang, progress=StepLines())
     if as_json:
         print_json({"run_id": result.run_id, "system": result.system, **result.summary(),
                     "checks": [c.as_dict() for c in result.checks],
@@ -235,11 +231,8 @@ def status(ctx: typer.Context,
     require_known(ctx, systems=system)
     as_json = want_json(ctx, json)
     paths = c.paths
-    ledger = Ledger(paths.ledger)
-    try:
+    with Ledger(paths.ledger) as ledger:
         found = read_status(paths, ledger, system, drift=drift)
-    finally:
-        ledger.close()
     if as_json:
         print_json({"migrations": [s.as_dict() for s in found]})
         return
@@ -271,11 +264,8 @@ def report(ctx: typer.Context,
 
     c = context(ctx)
     labels(lang)
-    ledger = Ledger(c.paths.ledger)
-    try:
+    with Ledger(c.paths.ledger) as ledger:
         out = render(c.paths, ledger, run_id, lang)
-    finally:
-        ledger.close()
     if want_json(ctx, json):
         print_json({"run_id": run_id, "html": str(out)})
     else:

@@ -109,8 +109,7 @@ def retire(ctx: typer.Context,
     paths = c.paths
     if not plan_only:
         take_estate_lock(ctx, "retire", lock_timeout)
-    ledger = Ledger(paths.ledger)
-    try:
+    with Ledger(paths.ledger) as ledger:
         the_plan = plan_retire(c.estate, ledger, system, keep=keep, reason=reason)
         if plan_only:
             if as_json:
@@ -130,8 +129,6 @@ def retire(ctx: typer.Context,
         with interrupts():
             result = run_retire(paths, the_plan, ledger=ledger, lang=lang,
                                 progress=StepLines())
-    finally:
-        ledger.close()
     if as_json:
         print_json(result.as_dict())
     else:

@@ -16,8 +16,8 @@ from __future__ import annotations
 import hmac
 import shutil
 import tempfile
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.cookies import SimpleCookie
@@ -163,10 +163,9 @@ class _Handler(BaseHTTPRequestHandler):
             if year_text and not year_text.isdigit():
                 raise search.QueryError(f"year {year_text!r}: not a year")
             query = search.parse(text, int(year_text) if year_text else None)
-            ledger = Ledger(self.archive.ledger_file)
             found: list[search.Match] = []
             more = False
-            try:
+            with Ledger(self.archive.ledger_file) as ledger:
                 for code in [system] if system else list(self.archive.systems):
                     db = catalogue.open_checked(ledger, self.archive.state,
                                                 self.archive.estate, code)
@@ -179,8 +178,6 @@ class _Handler(BaseHTTPRequestHandler):
                     more = more or extra
                     if len(found) >= LIMIT:
                         break
-            finally:
-                ledger.close()
             values["results"] = [{**m.as_dict(self.archive.zone), "href": "/file?" + urlencode(
                 {"system": m.system, "path": m.path, "snapshot": m.snapshot,
                  "host": m.host})} for m in found]
@@ -196,9 +193,8 @@ class _Handler(BaseHTTPRequestHandler):
         host = params.get("host", [None])[0]
         if system not in self.archive.systems:
             raise search.QueryError(f"no catalogue for system {system!r}")
-        scratch = Path(tempfile.mkdtemp(prefix="archive-", dir=self.archive.state / "tmp"))
-        ledger = Ledger(self.archive.ledger_file)
-        try:
+        with (_scratch_folder(self.archive.state) as scratch,
+              Ledger(self.archive.ledger_file) as ledger):
             db = catalogue.open_checked(ledger, self.archive.state, self.archive.estate,
                                         system)
             try:
@@ -225,9 +221,16 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             with done.wanted.destination.open("rb") as f:
                 shutil.copyfileobj(f, self.wfile)
-        finally:
-            ledger.close()
-            shutil.rmtree(scratch, ignore_errors=True)
+
+
+@contextmanager
+def _scratch_folder(state: Path) -> Iterator[Path]:
+    """A folder of its own under the state's ``tmp`` for the block, removed after it."""
+    scratch = Path(tempfile.mkdtemp(prefix="archive-", dir=state / "tmp"))
+    try:
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 class Server(ThreadingHTTPServer):

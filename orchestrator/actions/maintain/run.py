@@ -107,8 +107,7 @@ def maintain(paths: Paths, targets: Sequence[Target], *, dry_run: bool = False,
     of one (named) does not stop the others."""
     secrets = secrets or Secrets(paths)
     started = time.time()
-    ledger = Ledger(paths.ledger)
-    try:
+    with Ledger(paths.ledger) as ledger:
         run_id = ledger.start("maintain", paths.estate.id, {
             "systems": [t.system for t in targets], "dry_run": dry_run})
         outcomes: list[Outcome] = []
@@ -122,8 +121,6 @@ def maintain(paths: Paths, targets: Sequence[Target], *, dry_run: bool = False,
             "removed": sum(len(o.removed) for o in outcomes if not dry_run),
             "failed": [o.target.system for o in outcomes if o.status == FAILED]})
         return result
-    finally:
-        ledger.close()
 
 
 def _each(paths: Paths, targets: Sequence[Target], ledger: Ledger, run_id: str, dry_run: bool,
@@ -150,8 +147,7 @@ def last_successes(paths: Paths, limit: int = 200) -> dict[tuple[str, str], floa
     """(system, repository) → when a real (not dry) maintenance last succeeded on it, from
     the ledger's recent ``maintain`` runs."""
     out: dict[tuple[str, str], float] = {}
-    ledger = Ledger(paths.ledger)
-    try:
+    with Ledger(paths.ledger) as ledger:
         for run in ledger.runs("maintain", limit=limit):
             if run.params.get("dry_run"):
                 continue
@@ -159,6 +155,4 @@ def last_successes(paths: Paths, limit: int = 200) -> dict[tuple[str, str], floa
                 key = (str(event.get("system")), str(event.get("repository")))
                 if event.get("kind") == OK and key not in out:
                     out[key] = run.started
-    finally:
-        ledger.close()
     return out

@@ -89,8 +89,5 @@ def load(estate: Estate, ledger_file: Path) -> Estate:
     there is no ledger yet)."""
     if not ledger_file.is_file():
         return estate
-    ledger = Ledger(ledger_file)
-    try:
+    with Ledger(ledger_file) as ledger:
         return apply(estate, retirements(ledger, estate.id))
-    finally:
-        ledger.close()
