@@ -37,7 +37,7 @@ import threading
 import time
 import traceback
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -303,55 +303,88 @@ def estates(draw: st.DrawFn, families: frozenset[str] = frozenset(RAW_FAMILIES),
     (raw YAML of ``families`` among the values), then maybe file-level changes
     (``file_ops``), then maybe raw byte changes."""
     values = hostile_values(families)
+    keys = _key_strategy(families)
+    docs: dict[str, Any] = {}
+    steps: list[str] = []
+    for _ in range(draw(st.integers(0, max_steps))):
+        _structural_change(draw, docs, values, keys, steps)
+    files = _written(draw, docs, steps)
+    file_changes = bool(file_ops) and draw(st.booleans())
+    for _ in range(draw(st.integers(0, 2) if file_changes else st.just(0))):
+        _file_change(draw, files, steps, families, file_ops)
+    for _ in range(draw(st.integers(0, 2) if draw(st.booleans()) else st.just(0))):
+        _byte_change(draw, files, steps)
+    return Mutated(files, steps)
+
+
+def _key_strategy(families: frozenset[str]) -> st.SearchStrategy[Any]:
+    """Keys to add or rename to: the estate's own, text, hostile text, other scalars, and
+    raw YAML of ``families`` (but the bombs)."""
     key_options: list[st.SearchStrategy[Any]] = [
         st.sampled_from(_keys()), st.text(max_size=12), st.sampled_from(_HOSTILE_TEXT),
         st.integers(), st.none(), st.booleans(), st.floats()]
     if families - {"alias-bomb", "merge-bomb"}:
         key_options.append(raw_values(families - {"alias-bomb", "merge-bomb"}))
-    keys = st.one_of(*key_options)
-    docs: dict[str, Any] = {}
-    steps: list[str] = []
+    return st.one_of(*key_options)
 
-    for _ in range(draw(st.integers(0, max_steps))):
-        rel = draw(st.sampled_from(sorted(DOCS)))
-        doc = docs.setdefault(rel, copy.deepcopy(DOCS[rel]))
-        paths = [p for p, _ in _walk(doc)]
-        path = draw(st.sampled_from(paths))
-        target = _get(doc, path)
-        op = draw(st.sampled_from(["replace", "replace", "replace", "delete", "add-key",
-                                   "dup-key", "dup-item", "rename-key"]))
-        if op == "replace":
-            value = draw(values)
-            docs[rel] = _set(doc, path, value)
-            steps.append(f"{rel}: {list(path)} = {value!r:.200}")
-        elif op == "delete" and path:
-            parent = _get(doc, path[:-1])
-            del parent[path[-1]]
-            steps.append(f"{rel}: delete {list(path)}")
-        elif op == "add-key" and isinstance(target, dict):
-            key, value = draw(keys), draw(values)
-            if isinstance(key, Raw) or key not in target:
-                target[key] = value
-                steps.append(f"{rel}: {list(path)} add {key!r:.100}: {value!r:.200}")
-        elif op == "dup-key" and isinstance(target, dict) and target:
-            key = draw(st.sampled_from(list(target)))
-            flow = _flow(target)
-            dup = _flow({key: draw(values) if draw(st.booleans()) else target[key]})
-            if flow.endswith("}") and dup.startswith("{") and "\n" not in flow + dup:
-                raw = Raw(flow[:-1] + (", " if len(flow) > 2 else "") + dup[1:])
-                docs[rel] = _set(doc, path, raw)
-                steps.append(f"{rel}: {list(path)} writes key {key!r} twice")
-        elif op == "dup-item" and isinstance(target, list) and target:
-            i = draw(st.integers(0, len(target) - 1))
-            target.insert(i, copy.deepcopy(target[i]))
-            steps.append(f"{rel}: {list(path)} item {i} twice")
-        elif op == "rename-key" and isinstance(target, dict) and target:
-            old = draw(st.sampled_from(list(target)))
-            new = draw(keys)
-            if not isinstance(new, Raw) and new not in target:
-                target[new] = target.pop(old)
-                steps.append(f"{rel}: {list(path)} key {old!r} renamed {new!r:.100}")
 
+def _structural_change(draw: st.DrawFn, docs: dict[str, Any], values: st.SearchStrategy[Any],
+                       keys: st.SearchStrategy[Any], steps: list[str]) -> None:
+    """One change at a drawn place of a drawn file's document (in ``docs``, copied from
+    :data:`DOCS` on its first change): a value replaced, a key or item deleted, added,
+    written twice or renamed."""
+    rel = draw(st.sampled_from(sorted(DOCS)))
+    doc = docs.setdefault(rel, copy.deepcopy(DOCS[rel]))
+    paths = [p for p, _ in _walk(doc)]
+    path = draw(st.sampled_from(paths))
+    target = _get(doc, path)
+    op = draw(st.sampled_from(["replace", "replace", "replace", "delete", "add-key",
+                               "dup-key", "dup-item", "rename-key"]))
+    if op == "replace":
+        value = draw(values)
+        docs[rel] = _set(doc, path, value)
+        steps.append(f"{rel}: {list(path)} = {value!r:.200}")
+    elif op == "delete" and path:
+        parent = _get(doc, path[:-1])
+        del parent[path[-1]]
+        steps.append(f"{rel}: delete {list(path)}")
+    elif op in ("add-key", "rename-key") and isinstance(target, dict):
+        _key_change(draw, op, rel, path, target, values, keys, steps)
+    elif op == "dup-key" and isinstance(target, dict) and target:
+        key = draw(st.sampled_from(list(target)))
+        flow = _flow(target)
+        dup = _flow({key: draw(values) if draw(st.booleans()) else target[key]})
+        if flow.endswith("}") and dup.startswith("{") and "\n" not in flow + dup:
+            raw = Raw(flow[:-1] + (", " if len(flow) > 2 else "") + dup[1:])
+            docs[rel] = _set(doc, path, raw)
+            steps.append(f"{rel}: {list(path)} writes key {key!r} twice")
+    elif op == "dup-item" and isinstance(target, list) and target:
+        i = draw(st.integers(0, len(target) - 1))
+        target.insert(i, copy.deepcopy(target[i]))
+        steps.append(f"{rel}: {list(path)} item {i} twice")
+
+
+def _key_change(draw: st.DrawFn, op: str, rel: str, path: tuple[Any, ...],
+                target: dict[Any, Any], values: st.SearchStrategy[Any],
+                keys: st.SearchStrategy[Any], steps: list[str]) -> None:
+    """``add-key`` (a drawn key not there yet, with a drawn value) or ``rename-key`` (a key
+    of a non-empty ``target`` renamed to a drawn one not there yet)."""
+    if op == "add-key":
+        key, value = draw(keys), draw(values)
+        if isinstance(key, Raw) or key not in target:
+            target[key] = value
+            steps.append(f"{rel}: {list(path)} add {key!r:.100}: {value!r:.200}")
+    elif target:
+        old = draw(st.sampled_from(list(target)))
+        new = draw(keys)
+        if not isinstance(new, Raw) and new not in target:
+            target[new] = target.pop(old)
+            steps.append(f"{rel}: {list(path)} key {old!r} renamed {new!r:.100}")
+
+
+def _written(draw: st.DrawFn, docs: dict[str, Any], steps: list[str]) -> Files:
+    """The example estate's files with the changed documents written over theirs (block or
+    flow style, drawn); one YAML cannot write is left as it was."""
     files: Files = dict(BASE)
     for rel, doc in docs.items():
         try:
@@ -360,13 +393,7 @@ def estates(draw: st.DrawFn, families: frozenset[str] = frozenset(RAW_FAMILIES),
             steps.append(f"{rel}: not dumped ({exc.__class__.__name__}), left as it was")
             continue
         files[rel] = text.encode("utf-8", "surrogatepass")
-
-    file_changes = bool(file_ops) and draw(st.booleans())
-    for _ in range(draw(st.integers(0, 2) if file_changes else st.just(0))):
-        _file_change(draw, files, steps, families, file_ops)
-    for _ in range(draw(st.integers(0, 2) if draw(st.booleans()) else st.just(0))):
-        _byte_change(draw, files, steps)
-    return Mutated(files, steps)
+    return files
 
 
 _NEW_NAMES = [
@@ -653,7 +680,6 @@ def fuzz(seconds: float, database: Path | None, families: frozenset[str]) -> int
     start = time.monotonic()
     run = Run(deadline=start + seconds, hard_deadline=start + seconds + max(60, seconds / 4),
               root=WORK / "current")
-    findings: list[Failure] = []
     shown = settings(
         max_examples=10**9, deadline=None, derandomize=False,
         database=DirectoryBasedExampleDatabase(str(database)) if database else None,
@@ -667,6 +693,18 @@ def fuzz(seconds: float, database: Path | None, families: frozenset[str]) -> int
     def property_(case: Mutated) -> None:
         run.one(case)
 
+    findings = _rounds(property_, run, start)
+    findings += _not_shrunk(run)
+    elapsed = time.monotonic() - start
+    _save_and_list(findings, run.examples, elapsed)
+    return 1 if findings else 0
+
+
+def _rounds(property_: Callable[[], None], run: Run, start: float) -> list[Failure]:
+    """Hypothesis run again and again, each time until it found and shrank one new failure,
+    until the time is up (or the fuzzer itself failed). Out: the failures, printed as
+    found."""
+    findings: list[Failure] = []
     while True:
         run.target, run.smallest = None, None
         try:
@@ -693,22 +731,31 @@ def fuzz(seconds: float, database: Path | None, families: frozenset[str]) -> int
                   flush=True)
             continue
         break
+    return findings
+
+
+def _not_shrunk(run: Run) -> list[Failure]:
+    """The failures seen while shrinking another one, never shrunk themselves (printed)."""
+    findings: list[Failure] = []
     for sig, failure in run.pending.items():
-        if sig not in run.known:  # seen while shrinking another one, never shrunk itself
+        if sig not in run.known:
             findings.append(failure)
             run.known.add(sig)
             print(f"\n(not shrunk)\n{describe(failure)}\n", flush=True)
+    return findings
 
-    elapsed = time.monotonic() - start
+
+def _save_and_list(findings: list[Failure], examples: int, elapsed: float) -> None:
+    """Each finding saved in its own folder under ``findings/`` (the old ones removed), and
+    the list of them."""
     if WORK.joinpath("findings").exists():
         shutil.rmtree(WORK / "findings")
     for i, failure in enumerate(findings, 1):
         save(failure, WORK / "findings" / f"{i:02d}")
-    print(f"\nfuzz: {run.examples} examples in {elapsed:.0f} s, {len(findings)} distinct "
+    print(f"\nfuzz: {examples} examples in {elapsed:.0f} s, {len(findings)} distinct "
           f"failure(s)" + (f", saved in {WORK / 'findings'}" if findings else ""))
     for i, failure in enumerate(findings, 1):
         print(f"  {i:02d} {failure.kind}: {' | '.join(failure.signature[1:])}")
-    return 1 if findings else 0
 
 
 def _limit_memory(limit: int) -> None:
