@@ -41,12 +41,13 @@ def in_process(lab: BenchLab, system: str, concurrency: int) -> tuple[float, flo
     settings = estate.settings.provisioning
     start = time.perf_counter()
     vms = provision_vcenters.select(estate, [system])
-    with vsphere.open_vcenters([lab.endpoint()], concurrency) as vcenters:
+    with vsphere.open_vcenters([lab.endpoint()], concurrency) as vcenters, \
+            Ledger(lab.paths.ledger) as ledger:
         facts = provision_vcenters.read_facts(vcenters, {vm.name for vm in vms})
         plan = provision_plan.plan(estate, vms, facts)
         provision_plan.check(plan)
         result = provision_apply.apply(
-            plan, facts, vcenters, ledger=Ledger(lab.paths.ledger), concurrency=concurrency,
+            plan, facts, vcenters, ledger=ledger, concurrency=concurrency,
             clones_per_host=settings.clones_per_host,
             clones_per_datastore=settings.clones_per_datastore, guest_ip_timeout=60)
     assert result.status in ("ok", "no changes"), result.as_dict()

@@ -793,52 +793,51 @@ def main(argv: Sequence[str] | None = None) -> int:
     shutil.rmtree(state / "archive", ignore_errors=True)
     state.mkdir(parents=True, exist_ok=True, mode=0o700)
     (state / "ledger.sqlite").unlink(missing_ok=True)
-    ledger = Ledger(state / "ledger.sqlite")
-    doc: dict[str, Any] = {"bench": "archive", "seed": args.seed, "cpus": os.cpu_count(),
-                           "sqlite": sqlite3.sqlite_version, "limit": LIMIT, "zone": ZONE,
-                           "snapshots": args.snapshots, "catalogues": []}
-    try:
-        for n in args.entries:
-            system = f"synthetic-{n}"
-            source = (f"generated restic-ls-shaped stream (FileEntry generator, no "
-                      f"repository), seed {args.seed}, {args.snapshots} snapshot(s)"
-                      + (" — day 1 with ~1 % changed" if args.snapshots == 2 else ""))
-            result = catalogue_bench(state, ledger, {
-                "source": "synthetic", "system": system, "entries": n, "seed": args.seed,
-                "snapshots": args.snapshots})
-            doc["catalogues"].append({"label": f"synthetic {n:,}", "source": source,
-                                      "target": n >= 7_000_000, **result})
-        if not args.no_restic:
-            paths = args.restic or [str(p) for p in (PINNED, DEBIAN) if p.exists()]
-            versions = sorted((restic_of(p) for p in paths), key=lambda r: r.version,
-                              reverse=True)
-            if not versions:
-                raise SystemExit("no restic program: give --restic PATH or --no-restic")
-            newest = versions[0]
-            repository = ensure_repository(work, args.repo_files, args.seed, newest)
-            store = store_at(work / "archive-repo" / f"files-{args.repo_files}")
-            system = f"restic-{args.repo_files}"
-            label = f"restic ls {args.repo_files:,}"
-            result = catalogue_bench(state, ledger, {
-                "source": "restic", "system": system, "store": str(store.base),
-                "restic": newest.path, "version": list(newest.version),
-                "snapshot": repository["snapshot"], "time": repository["time"],
-                "host": repository["host"]})
-            doc["catalogues"].append({
-                "label": label, "target": False, **result,
-                "source": f"`restic ls --json {repository['snapshot'][:8]}` of the cached "
-                          f"repository (restic {newest.label}), JSON lines parsed here"})
-            doc["restic"] = {"repository": repository, "catalogue": label,
-                             "runs": args.restic_runs,
-                             **restic_bench(store, versions, args.restic_runs, state, ledger,
-                                            system)}
-        doc["load"] = [load0, os.getloadavg()[0]]
-        print(json.dumps(doc, indent=2, sort_keys=True) if args.json else table(doc))
-    finally:
-        ledger.close()
-        if not args.keep:
-            shutil.rmtree(state / "archive", ignore_errors=True)
-    return 0
+    with Ledger(state / "ledger.sqlite") as ledger:
+        doc: dict[str, Any] = {"bench": "archive", "seed": args.seed, "cpus": os.cpu_count(),
+                               "sqlite": sqlite3.sqlite_version, "limit": LIMIT, "zone": ZONE,
+                               "snapshots": args.snapshots, "catalogues": []}
+        try:
+            for n in args.entries:
+                system = f"synthetic-{n}"
+                source = (f"generated restic-ls-shaped stream (FileEntry generator, no "
+                          f"repository), seed {args.seed}, {args.snapshots} snapshot(s)"
+                          + (" — day 1 with ~1 % changed" if args.snapshots == 2 else ""))
+                result = catalogue_bench(state, ledger, {
+                    "source": "synthetic", "system": system, "entries": n, "seed": args.seed,
+                    "snapshots": args.snapshots})
+                doc["catalogues"].append({"label": f"synthetic {n:,}", "source": source,
+                                          "target": n >= 7_000_000, **result})
+            if not args.no_restic:
+                paths = args.restic or [str(p) for p in (PINNED, DEBIAN) if p.exists()]
+                versions = sorted((restic_of(p) for p in paths), key=lambda r: r.version,
+                                  reverse=True)
+                if not versions:
+                    raise SystemExit("no restic program: give --restic PATH or --no-restic")
+                newest = versions[0]
+                repository = ensure_repository(work, args.repo_files, args.seed, newest)
+                store = store_at(work / "archive-repo" / f"files-{args.repo_files}")
+                system = f"restic-{args.repo_files}"
+                label = f"restic ls {args.repo_files:,}"
+                result = catalogue_bench(state, ledger, {
+                    "source": "restic", "system": system, "store": str(store.base),
+                    "restic": newest.path, "version": list(newest.version),
+                    "snapshot": repository["snapshot"], "time": repository["time"],
+                    "host": repository["host"]})
+                doc["catalogues"].append({
+                    "label": label, "target": False, **result,
+                    "source": f"`restic ls --json {repository['snapshot'][:8]}` of the cached "
+                              f"repository (restic {newest.label}), JSON lines parsed here"})
+                doc["restic"] = {"repository": repository, "catalogue": label,
+                                 "runs": args.restic_runs,
+                                 **restic_bench(store, versions, args.restic_runs, state, ledger,
+                                                system)}
+            doc["load"] = [load0, os.getloadavg()[0]]
+            print(json.dumps(doc, indent=2, sort_keys=True) if args.json else table(doc))
+        finally:
+            if not args.keep:
+                shutil.rmtree(state / "archive", ignore_errors=True)
+        return 0
 
 
 if __name__ == "__main__":

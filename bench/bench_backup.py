@@ -213,7 +213,8 @@ def run(paths: Paths, args: argparse.Namespace) -> None:
         if time.monotonic() > deadline:
             raise SystemExit(f"{vm.name}: no data after 30 min")
         time.sleep(0.5)  # poll interval while the lab writes the data set
-    result = configure(paths, plan(estate, [CODE]), ledger=Ledger(paths.ledger))
+    with Ledger(paths.ledger) as ledger:
+        result = configure(paths, plan(estate, [CODE]), ledger=ledger)
     if result.exit_code != 0:
         raise SystemExit(f"configure failed: {result.run.failures}")
     print(f"lab ready in {time.perf_counter() - started:.0f} s: {vm.name}, "

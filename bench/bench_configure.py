@@ -88,7 +88,8 @@ def children_cpu() -> float:
 def timed_configure(paths: Paths) -> tuple[float, float, ConfigureResult]:
     """(wall s, CPU s of the processes it ran, result) of one configure of every host."""
     cpu, start = children_cpu(), time.perf_counter()
-    result = configure(paths, plan(paths.estate), ledger=Ledger(paths.ledger))
+    with Ledger(paths.ledger) as ledger:
+        result = configure(paths, plan(paths.estate), ledger=ledger)
     return time.perf_counter() - start, children_cpu() - cpu, result
 
 

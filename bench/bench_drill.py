@@ -67,37 +67,36 @@ def setup(base: Path, octets: tuple[str, str]) -> Paths:
 def prepare(paths: Paths, size_mb: int, files: int) -> None:
     estate = paths.estate
     vm = next(v for v in estate.vms if v.name == VM)
-    ledger = Ledger(paths.ledger)
-    s = estate.settings.provisioning
-    with open_vcenters(provision_vcenters.endpoints(paths, [vm.site])) as vcs:
-        facts = provision_vcenters.read_facts(vcs, {VM})
-        the_plan = provision_plan.plan(estate, [vm], facts)
-        provision_apply.apply(the_plan, facts, vcs, ledger=ledger, concurrency=1,
-                              clones_per_host=s.clones_per_host,
-                              clones_per_datastore=s.clones_per_datastore,
-                              guest_ip_timeout=120)
-    seeded = paths.lab / "guests" / VM / ".seeded"
-    deadline = time.monotonic() + 120
-    while not seeded.exists():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"{VM} was never seeded")
-        time.sleep(0.2)  # poll interval of the deadline loop
-    t = time.monotonic()
-    summary = data.generate(guests.guest_srv(paths.lab, VM) / CODE, seed="bench/qlvb",
-                            size_mb=size_mb, files=files)
-    print(f"data: {summary.files} files, {summary.bytes / 2**20:.0f} MiB generated in "
-          f"{time.monotonic() - t:.1f} s")
-    hosts = (VM, "repo-qnam-01")
-    t = time.monotonic()
-    done = configure(paths, ConfigurePlan(estate.id, (CODE,), ",".join(hosts), hosts, False,
-                                          False, 4), ledger=ledger)
-    print(f"configure (site.yml): {done.verdict.status} in {time.monotonic() - t:.1f} s")
-    t = time.monotonic()
-    env = {"HOPNHAT_ESTATE": str(estate.root), "HOPNHAT_STATE": str(paths.state)}
-    backup = process.run([str(HOPNHAT), "backup", "run", "--system", CODE], env=env,
-                         timeout=3600)
-    print(f"backup: exit {backup.returncode} in {time.monotonic() - t:.1f} s")
-    ledger.close()
+    with Ledger(paths.ledger) as ledger:
+        s = estate.settings.provisioning
+        with open_vcenters(provision_vcenters.endpoints(paths, [vm.site])) as vcs:
+            facts = provision_vcenters.read_facts(vcs, {VM})
+            the_plan = provision_plan.plan(estate, [vm], facts)
+            provision_apply.apply(the_plan, facts, vcs, ledger=ledger, concurrency=1,
+                                  clones_per_host=s.clones_per_host,
+                                  clones_per_datastore=s.clones_per_datastore,
+                                  guest_ip_timeout=120)
+        seeded = paths.lab / "guests" / VM / ".seeded"
+        deadline = time.monotonic() + 120
+        while not seeded.exists():
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{VM} was never seeded")
+            time.sleep(0.2)  # poll interval of the deadline loop
+        t = time.monotonic()
+        summary = data.generate(guests.guest_srv(paths.lab, VM) / CODE, seed="bench/qlvb",
+                                size_mb=size_mb, files=files)
+        print(f"data: {summary.files} files, {summary.bytes / 2**20:.0f} MiB generated in "
+              f"{time.monotonic() - t:.1f} s")
+        hosts = (VM, "repo-qnam-01")
+        t = time.monotonic()
+        done = configure(paths, ConfigurePlan(estate.id, (CODE,), ",".join(hosts), hosts, False,
+                                              False, 4), ledger=ledger)
+        print(f"configure (site.yml): {done.verdict.status} in {time.monotonic() - t:.1f} s")
+        t = time.monotonic()
+        env = {"HOPNHAT_ESTATE": str(estate.root), "HOPNHAT_STATE": str(paths.state)}
+        backup = process.run([str(HOPNHAT), "backup", "run", "--system", CODE], env=env,
+                             timeout=3600)
+        print(f"backup: exit {backup.returncode} in {time.monotonic() - t:.1f} s")
 
 
 def show(result: DrillResult) -> None:
@@ -139,28 +138,27 @@ def main() -> None:
     paths = setup(base, (a, b))
     try:
         prepare(paths, args.size_mb, args.files)
-        ledger = Ledger(paths.ledger)
-        print("warm-up drill:")
-        show(run_drill(paths, CODE, ledger=ledger))
-        print("measured drill (--keep):")
-        result = run_drill(paths, CODE, ledger=ledger, keep=True)
-        show(result)
-        raw = min(raw_restore(paths, result, n) for n in (1, 2))
-        steps = {s.name: s.seconds for s in result.steps}
-        phase = steps["restore"] + steps["check"]
-        print(f"restore-and-check phase: {phase:.1f} s (restore {steps['restore']:.1f} s + "
-              f"check {steps['check']:.1f} s); raw restore --verify {raw:.1f} s: "
-              f"{phase / raw:.2f}x (target ≤ 1.15x)")
-        t = time.monotonic()
-        drill_scratch.teardown_kept(paths, result.drill_id, ledger)
-        teardown = time.monotonic() - t
-        fixed = steps["provision"] + steps["configure"] + steps["probes"] + teardown
-        print(f"fixed part: provision {steps['provision']:.1f} s + configure "
-              f"{steps['configure']:.1f} s + probes {steps['probes']:.2f} s + teardown "
-              f"{teardown:.2f} s = {fixed:.1f} s (target < 15 s); with the plan step "
-              f"({steps['plan']:.1f} s) {fixed + steps['plan']:.1f} s")
-        print(f"data: {args.size_mb} MiB in {args.files} files")
-        ledger.close()
+        with Ledger(paths.ledger) as ledger:
+            print("warm-up drill:")
+            show(run_drill(paths, CODE, ledger=ledger))
+            print("measured drill (--keep):")
+            result = run_drill(paths, CODE, ledger=ledger, keep=True)
+            show(result)
+            raw = min(raw_restore(paths, result, n) for n in (1, 2))
+            steps = {s.name: s.seconds for s in result.steps}
+            phase = steps["restore"] + steps["check"]
+            print(f"restore-and-check phase: {phase:.1f} s (restore {steps['restore']:.1f} s + "
+                  f"check {steps['check']:.1f} s); raw restore --verify {raw:.1f} s: "
+                  f"{phase / raw:.2f}x (target ≤ 1.15x)")
+            t = time.monotonic()
+            drill_scratch.teardown_kept(paths, result.drill_id, ledger)
+            teardown = time.monotonic() - t
+            fixed = steps["provision"] + steps["configure"] + steps["probes"] + teardown
+            print(f"fixed part: provision {steps['provision']:.1f} s + configure "
+                  f"{steps['configure']:.1f} s + probes {steps['probes']:.2f} s + teardown "
+                  f"{teardown:.2f} s = {fixed:.1f} s (target < 15 s); with the plan step "
+                  f"({steps['plan']:.1f} s) {fixed + steps['plan']:.1f} s")
+            print(f"data: {args.size_mb} MiB in {args.files} files")
     finally:
         control.down(paths.lab)
         shutil.rmtree(base, ignore_errors=True)

@@ -609,13 +609,10 @@ def pass_hopnhat(setup: Setup) -> Pass:
     failed = {o.target.system: o.error for o in done.outcomes if o.status != "ok"}
     ledger_files = [setup.paths.ledger, *(setup.paths.ledger.with_name(
         setup.paths.ledger.name + s) for s in ("-wal", "-shm"))]
-    ledger = Ledger(setup.paths.ledger)
-    try:
+    with Ledger(setup.paths.ledger) as ledger:
         recorded = sum(len(removed_since(ledger, o.target.system, o.target.repository))
                        for o in done.outcomes)
         events = len(ledger.events(done.run_id))
-    finally:
-        ledger.close()
     result.extra = {
         "run_id": done.run_id, "exit_code": done.exit_code, "maintain_s": done.seconds,
         "failed": failed, "removed_by_outcomes": sum(len(o.removed) for o in done.outcomes),

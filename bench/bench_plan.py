@@ -74,12 +74,13 @@ def main(total: int = 1000) -> None:
         print(f"estate: {len(vms)} VMs in {len(systems)} systems; vcsim on {lab.endpoint().url}")
 
         start = time.perf_counter()
-        with vsphere.open_vcenters([lab.endpoint()], 16) as vcenters:
+        with vsphere.open_vcenters([lab.endpoint()], 16) as vcenters, \
+                Ledger(lab.paths.ledger) as ledger:
             facts = provision_vcenters.read_facts(vcenters, names)
             the_plan = provision_plan.plan(estate, vms, facts)
             provision_plan.check(the_plan)
             result = provision_apply.apply(
-                the_plan, facts, vcenters, ledger=Ledger(lab.paths.ledger), concurrency=16,
+                the_plan, facts, vcenters, ledger=ledger, concurrency=16,
                 clones_per_host=4, clones_per_datastore=16, guest_ip_timeout=60)
         print(f"provisioned {len(result.outcomes)} VMs ({result.status}) in "
               f"{time.perf_counter() - start:.1f} s with hopnhat apply, concurrency 16\n")

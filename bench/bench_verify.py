@@ -150,12 +150,9 @@ def _seconds(values: list[float]) -> str:
 
 def in_process(paths: Paths, systems: list[str], subset: str,
                concurrency: int | None = None) -> verify_action.VerifyResult:
-    ledger = Ledger(paths.ledger)
-    try:
+    with Ledger(paths.ledger) as ledger:
         the_plan = verify_action.plan(paths.estate, systems, subset, ledger, concurrency)
         result = verify_action.verify(paths, the_plan, ledger=ledger)
-    finally:
-        ledger.close()
     assert result.exit_code == 0, [c.message for r in result.reports for c in r.checks
                                    if not c.passed]
     return result

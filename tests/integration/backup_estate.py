@@ -227,11 +227,8 @@ def provision_and_configure(fl: ConfiguredEstate, sizes_mb: dict[str, int], seed
         else:
             poll(f"data on {vm.name}", lambda n=vm.name: (lab_dir / "guests" / n /
                                                           ".seeded").exists(), 120)
-    ledger = Ledger(fl.paths.ledger)
-    try:
+    with Ledger(fl.paths.ledger) as ledger:
         result = configure(fl.paths, plan(fl.paths.estate, tuple(codes)), ledger=ledger)
-    finally:
-        ledger.close()
     assert result.exit_code == 0, result.run.failures
 
 

@@ -20,7 +20,6 @@ import shlex
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -185,7 +184,7 @@ def test_a_planted_future_snapshot_is_flagged_and_maintenance_keeps_every_real_o
         left = snapshot_ids(estate, VIDEO) & planted_ids
         if left:
             with open_repository(estate.paths, VIDEO) as repo, \
-                    closing(Ledger(estate.paths.ledger)) as ledger:
+                    Ledger(estate.paths.ledger) as ledger:
                 record_removed(ledger, VIDEO, repo.name.split("@")[1], left,
                                "test: planted snapshots removed", "test")
                 argv = (estate.paths.restic_binary, *base_argv(repo)[1:], "forget", *left)

@@ -17,7 +17,6 @@ import re
 import shutil
 import sys
 import time
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +123,7 @@ def test_backup_run_makes_a_snapshot_per_data_host_and_status_shows_it_fresh(
     # the restic the host's job ran, as the host itself says ("restic 0.14.0 compiled …")
     ran = remote(configured.paths, "restic version").stdout.split()[1]
     assert host["restic_version"] == ran
-    with closing(Ledger(configured.paths.ledger)) as ledger:
+    with Ledger(configured.paths.ledger) as ledger:
         run = next(r for r in ledger.runs("backup") if r.id == backed_up["run"])
         events = ledger.events(run.id)
     assert run.status == "ok"
@@ -277,7 +276,7 @@ def test_the_gate_refuses_to_change_a_data_vm_without_a_fresh_snapshot(
     gone = hopnhat(env, "destroy", "--system", SYSTEM, "--yes")
     assert gone.returncode == 1 and "the backup gate refuses this destroy" in gone.stderr
     assert cpu(lab) == before  # still there
-    with closing(Ledger(lab.paths.ledger)) as ledger:
+    with Ledger(lab.paths.ledger) as ledger:
         refused = [r for r in ledger.runs("backup-gate") if r.status == "refused"]
     assert {r.params["command"] for r in refused} >= {"apply", "destroy"}
 
@@ -297,7 +296,7 @@ def test_no_backup_gate_needs_a_reason_and_the_ledger_records_who_and_why(
     assert (gate["status"], gate["operator"], gate["reason"]) == ("overridden", "tran.thi.b",
                                                                   reason)
     assert cpu(lab) == 10
-    with closing(Ledger(lab.paths.ledger)) as ledger:
+    with Ledger(lab.paths.ledger) as ledger:
         run = next(r for r in ledger.runs("backup-gate") if r.id == gate["run"])
         events = ledger.events(run.id)
         provision = next(r for r in ledger.runs("provision") if r.id == doc["result"]["run"])
@@ -319,7 +318,7 @@ def test_backup_first_backs_the_system_up_then_makes_the_change(
     [check] = gate["checks"]
     assert (check["host"], check["verdict"]) == (HOST, "backed up now")
     assert cpu(lab) == 12
-    with closing(Ledger(lab.paths.ledger)) as ledger:
+    with Ledger(lab.paths.ledger) as ledger:
         backup = next(r for r in ledger.runs("backup") if r.id == gate["backup_run"])
         events = ledger.events(backup.id)
     assert backup.status == "ok" and backup.params["trigger"] == "apply --backup-first"

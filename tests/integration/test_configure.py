@@ -92,11 +92,8 @@ def configured(lab: Any) -> Iterator[Configured]:
         _wait_for(f"ssh on {name}", lambda ip=str(vm.ip): ssh.wait_for_port(ip, 22, 1.0))
         _wait_for(f"data on {name}",
                   lambda n=name: (paths.lab / "guests" / n / ".seeded").exists())
-    ledger = Ledger(paths.ledger)
-    try:
+    with Ledger(paths.ledger) as ledger:
         first = configure(paths, plan(paths.estate, SYSTEMS), ledger=ledger)
-    finally:
-        ledger.close()
     yield Configured(paths, first, read_vault(paths.vault_file, paths.vault_password_file))
     # the session's lab is shared: leave the site as this module found it (test_provision
     # plans and builds these systems itself)
@@ -120,10 +117,11 @@ def test_configure_converges_every_host_and_says_the_timers_are_not_enabled(
         code = name.split("-")[0]
         assert f"hopnhat-backup-{code}.timer" in message
         assert "NOT enabled" in message and "systemd is not PID 1" in message
-    ledger = Ledger(configured.paths.ledger)
-    run = next(r for r in ledger.runs("configure") if r.id == first.run_id)
-    assert run.status == "ok"
-    assert {e["subject"] for e in ledger.events(run.id) if e["kind"] == "notice"} >= set(CLIENTS)
+    with Ledger(configured.paths.ledger) as ledger:
+        run = next(r for r in ledger.runs("configure") if r.id == first.run_id)
+        assert run.status == "ok"
+        notices = {e["subject"] for e in ledger.events(run.id) if e["kind"] == "notice"}
+        assert notices >= set(CLIENTS)
 
 
 def test_the_rest_repository_host_holds_each_systems_server_files_and_repository(
@@ -285,11 +283,8 @@ def test_a_host_whose_key_hopnhat_does_not_know_is_refused_and_never_trusted(
     assert len(kept) < len(original.splitlines()), "the host's key was not pinned"
     paths.known_hosts.write_text("".join(kept))
     try:
-        ledger = Ledger(paths.ledger)
-        try:
+        with Ledger(paths.ledger) as ledger:
             result = configure(paths, plan(paths.estate, ("ioc",)), ledger=ledger)
-        finally:
-            ledger.close()
         assert paths.known_hosts.read_text() == "".join(kept), "a host key was trusted"
     finally:
         paths.known_hosts.write_text(original)
@@ -342,12 +337,9 @@ def test_a_second_configure_waits_for_a_host_whose_sshd_is_not_up_yet_and_change
             waited.append((hosts, timeout))
             wait_task(vm.PowerOnVM_Task())  # the guest's sshd starts after this returns
 
-        ledger = Ledger(paths.ledger)
-        try:
+        with Ledger(paths.ledger) as ledger:
             result = configure(paths, plan(paths.estate, SYSTEMS), ledger=ledger,
                                connect_wait=90.0, on_wait=power_on_when_waited_for)
-        finally:
-            ledger.close()
     assert waited == [((name,), 90.0)]  # the other hosts answered at once
     assert (result.verdict.status, result.exit_code) == ("ok", 0), result.run.failures
     assert result.run.hosts[name].unreachable == 0 and result.run.changed == 0

@@ -109,41 +109,40 @@ def backed_up(lab: Any) -> Iterator[Paths]:
     paths: Paths = lab.paths
     estate = paths.estate
     vms = [vm for code in SYSTEMS for vm in estate.vms_of(code) if vm.data]
-    ledger = Ledger(paths.ledger)
-    settings = estate.settings.provisioning
-    try:
-        endpoints = provision_vcenters.endpoints(paths, {vm.site for vm in vms})
-        with vsphere.open_vcenters(endpoints) as vcs:
-            facts = provision_vcenters.read_facts(vcs, {vm.name for vm in vms})
-            the_plan = provision_plan.plan(estate, vms, facts)
-            provision_plan.check(the_plan)
-            applied = provision_apply.apply(
-                the_plan, facts, vcs, ledger=ledger, concurrency=settings.concurrency,
-                clones_per_host=settings.clones_per_host,
-                clones_per_datastore=settings.clones_per_datastore, guest_ip_timeout=120)
-        assert applied.status == "ok", applied.as_dict()
-        for vm in vms:
-            wait_for(f"data on {vm.name}",
-                     lambda n=vm.name: (paths.lab / "guests" / n / ".seeded").exists())
-        hosts = (*(vm.name for vm in vms), "repo-qnam-01")
-        done = configure(paths, ConfigurePlan(estate.id, SYSTEMS, ",".join(hosts), hosts,
-                                              False, False, 10), ledger=ledger)
-        assert done.exit_code == 0, done.run.failures
-        backup = hopnhat(lab.env, "backup", "run", *(a for c in SYSTEMS for a in
-                                                      ("--system", c)))
-        assert backup.returncode == 0, backup.stdout + backup.stderr
-        yield paths
-    finally:
-        endpoints = provision_vcenters.endpoints(paths, {vm.site for vm in vms})
-        with vsphere.open_vcenters(endpoints) as vcs:
-            facts = provision_vcenters.read_facts(vcs, {vm.name for vm in vms})
-            for code in SYSTEMS:
-                provision_destroy.destroy(provision_destroy.plan_destroy(estate, code, facts),
-                                          vcs, ledger=ledger, concurrency=4)
-        ledger.close()
-        for vm in vms:
-            wait_for(f"guest {vm.name} to go",
-                     lambda n=vm.name: not (paths.lab / "guests" / n).exists(), 60)
+    with Ledger(paths.ledger) as ledger:
+        settings = estate.settings.provisioning
+        try:
+            endpoints = provision_vcenters.endpoints(paths, {vm.site for vm in vms})
+            with vsphere.open_vcenters(endpoints) as vcs:
+                facts = provision_vcenters.read_facts(vcs, {vm.name for vm in vms})
+                the_plan = provision_plan.plan(estate, vms, facts)
+                provision_plan.check(the_plan)
+                applied = provision_apply.apply(
+                    the_plan, facts, vcs, ledger=ledger, concurrency=settings.concurrency,
+                    clones_per_host=settings.clones_per_host,
+                    clones_per_datastore=settings.clones_per_datastore, guest_ip_timeout=120)
+            assert applied.status == "ok", applied.as_dict()
+            for vm in vms:
+                wait_for(f"data on {vm.name}",
+                         lambda n=vm.name: (paths.lab / "guests" / n / ".seeded").exists())
+            hosts = (*(vm.name for vm in vms), "repo-qnam-01")
+            done = configure(paths, ConfigurePlan(estate.id, SYSTEMS, ",".join(hosts), hosts,
+                                                  False, False, 10), ledger=ledger)
+            assert done.exit_code == 0, done.run.failures
+            backup = hopnhat(lab.env, "backup", "run", *(a for c in SYSTEMS for a in
+                                                          ("--system", c)))
+            assert backup.returncode == 0, backup.stdout + backup.stderr
+            yield paths
+        finally:
+            endpoints = provision_vcenters.endpoints(paths, {vm.site for vm in vms})
+            with vsphere.open_vcenters(endpoints) as vcs:
+                facts = provision_vcenters.read_facts(vcs, {vm.name for vm in vms})
+                for code in SYSTEMS:
+                    provision_destroy.destroy(provision_destroy.plan_destroy(estate, code, facts),
+                                              vcs, ledger=ledger, concurrency=4)
+            for vm in vms:
+                wait_for(f"guest {vm.name} to go",
+                         lambda n=vm.name: not (paths.lab / "guests" / n).exists(), 60)
 
 
 @dataclass
@@ -214,8 +213,8 @@ def test_a_qlvb_drill_passes_and_its_rpo_and_rto_agree_with_the_step_timings(
     # the evidence's SHA-256: of the file, in the ledger, in the .sha256 file
     raw = Path(qlvb_drill.summary["evidence"]).read_bytes()
     assert hashlib.sha256(raw).hexdigest() == qlvb_drill.summary["sha256"]
-    run = next(r for r in Ledger(backed_up.ledger).runs("drill")
-               if r.id == doc["drill_id"])
+    with Ledger(backed_up.ledger) as ledger:
+        run = next(r for r in ledger.runs("drill") if r.id == doc["drill_id"])
     assert run.status == "passed" and run.summary is not None
     assert run.summary["sha256"] == qlvb_drill.summary["sha256"]
     history = hopnhat({**os.environ, "HOPNHAT_ESTATE": str(backed_up.estate.root),
@@ -239,12 +238,11 @@ def test_a_drills_scratch_vm_is_made_in_the_secondary_sites_vcenter(
     # the ledger says which vCenter made it
     url = lab.estate.sites["quangnam"].vcenter.url
     assert url != lab.estate.sites["danang"].vcenter.url
-    ledger = Ledger(backed_up.ledger)
-    made_in = [e.get("vcenter") for run in ledger.runs("provision", limit=20)
-               if run.params.get("drill") == qlvb_drill.evidence["drill_id"]
-               for e in ledger.events(run.id) if e["subject"] == vm["name"]]
-    ledger.close()
-    assert made_in == [url]
+    with Ledger(backed_up.ledger) as ledger:
+        made_in = [e.get("vcenter") for run in ledger.runs("provision", limit=20)
+                   if run.params.get("drill") == qlvb_drill.evidence["drill_id"]
+                   for e in ledger.events(run.id) if e["subject"] == vm["name"]]
+        assert made_in == [url]
 
 
 def test_a_drill_from_a_snapshot_with_a_corrupted_pack_fails_at_restore_verification(
@@ -260,9 +258,8 @@ def test_a_drill_from_a_snapshot_with_a_corrupted_pack_fails_at_restore_verifica
         pack.write_bytes(original[:middle] + bytes(b ^ 0xFF for b in original[middle:
                                                                            middle + 64])
                          + original[middle + 64:])
-        ledger = Ledger(backed_up.ledger)
-        result = run_drill(backed_up, "qlvb", ledger=ledger)
-        ledger.close()
+        with Ledger(backed_up.ledger) as ledger:
+            result = run_drill(backed_up, "qlvb", ledger=ledger)
     finally:
         pack.write_bytes(original)
     assert result.verdict == "failed" and result.failed_step == "restore", result.reasons
@@ -330,35 +327,34 @@ def test_sigint_mid_drill_tears_down_and_the_ledger_says_aborted(
     log = tmp_path / "drill.log"
     proc = process.spawn([str(HOPNHAT), "drill", "run", "--system", "lgsp"], env=lab.env,
                          log=log)
-    ledger = Ledger(backed_up.ledger)
-    held: list[int] = []
-    try:
-        drill_id, held = restore_under_way(lab, ledger, proc, log)
-        for pid in held:
-            os.kill(pid, signal.SIGSTOP)
-        os.kill(proc.pid, signal.SIGINT)
-        wait_for("the drill to give the restore up", lambda: any(
-            e.get("step") == "restore" and e.get("phase") == "finished"
-            for e in ledger.events(drill_id)))
-        for pid in held:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGCONT)
-        code = proc.wait(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    output = log.read_text()
-    assert code == 130, output
-    assert "Traceback" not in output
-    run = next(r for r in ledger.runs("drill") if r.id == drill_id)
-    assert run.status == "aborted" and run.summary is not None
-    assert run.summary["reasons"] == ["stopped by the operator"]
-    steps = [(e["step"], e.get("ok")) for e in ledger.events(drill_id)
-             if e["kind"] == "step" and e["phase"] == "finished"]
-    assert ("restore", False) in steps and steps[-1] == ("teardown", True)
-    ledger.close()
-    no_scratch_left(lab)
+    with Ledger(backed_up.ledger) as ledger:
+        held: list[int] = []
+        try:
+            drill_id, held = restore_under_way(lab, ledger, proc, log)
+            for pid in held:
+                os.kill(pid, signal.SIGSTOP)
+            os.kill(proc.pid, signal.SIGINT)
+            wait_for("the drill to give the restore up", lambda: any(
+                e.get("step") == "restore" and e.get("phase") == "finished"
+                for e in ledger.events(drill_id)))
+            for pid in held:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+            code = proc.wait(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        output = log.read_text()
+        assert code == 130, output
+        assert "Traceback" not in output
+        run = next(r for r in ledger.runs("drill") if r.id == drill_id)
+        assert run.status == "aborted" and run.summary is not None
+        assert run.summary["reasons"] == ["stopped by the operator"]
+        steps = [(e["step"], e.get("ok")) for e in ledger.events(drill_id)
+                 if e["kind"] == "step" and e["phase"] == "finished"]
+        assert ("restore", False) in steps and steps[-1] == ("teardown", True)
+        no_scratch_left(lab)
 
 
 def test_a_link_cut_mid_restore_fails_the_drill_tears_down_and_says_why(
@@ -373,37 +369,36 @@ def test_a_link_cut_mid_restore_fails_the_drill_tears_down_and_says_why(
         f"  user: root\n  alive_interval: {interval}s\n  alive_count: {count}\n"))
     proc = process.spawn([str(HOPNHAT), "drill", "run", "--system", "lgsp", "--json"],
                          env=env, log=log)
-    ledger = Ledger(backed_up.ledger)
-    held: list[int] = []
-    try:
-        drill_id, held = restore_under_way(lab, ledger, proc, log)
-        for pid in held:
-            os.kill(pid, signal.SIGSTOP)
-        link.cut(lab.paths.lab, lab.estate)
-        cut_at = time.monotonic()
-        for pid in held:
-            os.kill(pid, signal.SIGCONT)
-        code = proc.wait(timeout=300)
-        took = time.monotonic() - cut_at
-    finally:
-        link.restore(lab.paths.lab)
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    output = log.read_text()
-    assert code == 1, output
-    assert "Traceback" not in output
-    # hopnhat's SSH gives a silent host up after interval x count (+ the first interval idle)
-    assert took < interval * (count + 1) + 30, f"the drill ended {took:.0f} s after the cut"
-    run = next(r for r in ledger.runs("drill") if r.id == drill_id)
-    assert run.status == "failed" and run.summary is not None
-    assert any("the connection was lost" in reason for reason in run.summary["reasons"]), \
-        run.summary
-    steps = [(e["step"], e.get("ok")) for e in ledger.events(drill_id)
-             if e["kind"] == "step" and e["phase"] == "finished"]
-    assert ("restore", False) in steps and steps[-1] == ("teardown", True), steps
-    ledger.close()
-    no_scratch_left(lab)
+    with Ledger(backed_up.ledger) as ledger:
+        held: list[int] = []
+        try:
+            drill_id, held = restore_under_way(lab, ledger, proc, log)
+            for pid in held:
+                os.kill(pid, signal.SIGSTOP)
+            link.cut(lab.paths.lab, lab.estate)
+            cut_at = time.monotonic()
+            for pid in held:
+                os.kill(pid, signal.SIGCONT)
+            code = proc.wait(timeout=300)
+            took = time.monotonic() - cut_at
+        finally:
+            link.restore(lab.paths.lab)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        output = log.read_text()
+        assert code == 1, output
+        assert "Traceback" not in output
+        # hopnhat's SSH gives a silent host up after interval x count (+ the first interval idle)
+        assert took < interval * (count + 1) + 30, f"the drill ended {took:.0f} s after the cut"
+        run = next(r for r in ledger.runs("drill") if r.id == drill_id)
+        assert run.status == "failed" and run.summary is not None
+        assert any("the connection was lost" in reason for reason in run.summary["reasons"]), \
+            run.summary
+        steps = [(e["step"], e.get("ok")) for e in ledger.events(drill_id)
+                 if e["kind"] == "step" and e["phase"] == "finished"]
+        assert ("restore", False) in steps and steps[-1] == ("teardown", True), steps
+        no_scratch_left(lab)
 
 
 def test_a_tier_1_rehearsal_respects_the_dependency_order(

@@ -160,11 +160,8 @@ def test_run_copies_the_system_with_a_complete_manifest(
     evidence = Path(result["evidence"])
     data = evidence.read_bytes()
     assert hashlib.sha256(data).hexdigest() == result["evidence_sha256"]
-    ledger = Ledger(lab.paths.ledger)
-    try:
+    with Ledger(lab.paths.ledger) as ledger:
         events = ledger.events(result["run_id"])
-    finally:
-        ledger.close()
     assert [e["sha256"] for e in events if e["kind"] == "evidence"] == [
         result["evidence_sha256"]]
     doc = json.loads(data)

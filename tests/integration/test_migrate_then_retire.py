@@ -112,13 +112,10 @@ def test_retire_keeps_the_data_then_destroys_the_adopted_source(
     evidence = Path(retired["evidence"])
     data = evidence.read_bytes()
     assert hashlib.sha256(data).hexdigest() == retired["evidence_sha256"]
-    ledger = Ledger(lab.paths.ledger)
-    try:
+    with Ledger(lab.paths.ledger) as ledger:
         recorded = [e["sha256"] for e in ledger.events(retired["run_id"])
                     if e["kind"] == "evidence"]
         fact = ledger.fact(catalogue.FACT, catalogue.fact_key(paths.estate.id, QN))
-    finally:
-        ledger.close()
     assert recorded == [retired["evidence_sha256"]]
     doc = json.loads(data)
     text = gzip.decompress((evidence.parent / "manifest.jsonl.gz").read_bytes())
@@ -207,11 +204,8 @@ def test_find_answers_from_the_catalogue_and_get_brings_a_file_back_checked(
     assert result["result"] in ("failed", "refused")
     assert not any(again.rglob("*")) or not [p for p in again.rglob("*") if p.is_file()]
     # every retrieval is in the ledger: who, what, when
-    ledger = Ledger(lab.paths.ledger)
-    try:
+    with Ledger(lab.paths.ledger) as ledger:
         gets = [r for r in ledger.runs("archive-get", limit=10) if r.params["system"] == QN]
-    finally:
-        ledger.close()
     assert len(gets) >= 2 and gets[0].params["paths"] == [first["path"]]
     assert gets[0].operator and gets[0].status == "failed" and gets[1].status == "passed"
     # a changed catalogue is refused until rebuilt
@@ -300,10 +294,7 @@ def test_the_page_finds_and_serves_a_record_in_chromium(
     finally:
         server.terminate()
         server.wait(timeout=30)
-    ledger = Ledger(lab.paths.ledger)
-    try:
+    with Ledger(lab.paths.ledger) as ledger:
         [last] = ledger.runs("archive-get", limit=1)
-    finally:
-        ledger.close()
     assert last.params["paths"] == [first["path"]]
     assert last.params["via"].startswith("archive serve, for 127.0.0.1")

@@ -186,11 +186,11 @@ def test_apply_creates_vms_with_their_size_address_name_and_marks(
         assert {k: found.attributes[k] for k in (OWNER, SYSTEM, TIER)} == {
             OWNER: lab.estate.id, SYSTEM: "qlvb", TIER: "1"}
         assert found.attributes[PROVISIONED] == result["run"]
-    ledger = Ledger(lab.paths.ledger)
-    run = next(r for r in ledger.runs("provision") if r.id == result["run"])
-    assert run.status == "ok"
-    assert sorted(e["subject"] for e in ledger.events(run.id)) == [
-        "qlvb-app-01", "qlvb-app-02", "qlvb-db-01"]
+    with Ledger(lab.paths.ledger) as ledger:
+        run = next(r for r in ledger.runs("provision") if r.id == result["run"])
+        assert run.status == "ok"
+        assert sorted(e["subject"] for e in ledger.events(run.id)) == [
+            "qlvb-app-01", "qlvb-app-02", "qlvb-db-01"]
 
 
 def test_each_created_vm_answers_ssh_as_itself(lab: Any, qlvb_applied: dict[str, Any]) -> None:
@@ -388,7 +388,8 @@ def test_a_failed_vm_does_not_stop_the_others_and_the_run_is_partial(lab: Any) -
     assert (failed["ok"], failed["action"], failed["failed_step"]) == (False, "resume",
                                                                       "customize")
     assert "NicSettingMismatch" in failed["error"]
-    events = Ledger(lab.paths.ledger).events(result["run"])
+    with Ledger(lab.paths.ledger) as ledger:
+        events = ledger.events(result["run"])
     assert {(e["subject"], e["kind"]) for e in events} == {
         ("email-mail-01", "create"), ("ioc-app-01", "failed")}
     assert the_vm(inventory(lab), "email-mail-01").attributes[PROVISIONED] == result["run"]

@@ -178,7 +178,8 @@ def test_apply_makes_each_vm_in_its_own_sites_vcenter(two: TwoSites) -> None:
         assert (found.datacenter, found.ip, found.powered_on) == (vm.datacenter, str(vm.ip),
                                                                   True)
         assert (found.attributes[OWNER], found.attributes[SYSTEM]) == (lab.estate.id, CODE)
-    events = Ledger(two.paths.ledger).events(result["run"])
+    with Ledger(two.paths.ledger) as ledger:
+        events = ledger.events(result["run"])
     assert {e["subject"]: e["vcenter"] for e in events} == {
         APP: two.url("danang"), REPLICA: two.url("quangnam")}
     # the lab's hypervisor follows both vCenters: each VM is a real SSH host

@@ -312,10 +312,9 @@ def test_auto_reads_the_next_subset_of_the_rotation_each_night(setup: Verified) 
         subsets.append(by_system(document)["zfresh"]["read_data_subset"])
     first, second = (int(s.split("/")[0]) for s in subsets)
     assert subsets[0].endswith("/7") and second == first % 7 + 1  # tier 1: 7 nights
-    ledger = Ledger(setup.paths.ledger)
-    assert ledger.fact("verify.read_data", f"zfresh@{FIRST}") == {"position": second,
-                                                                 "total": 7}
-    ledger.close()
+    with Ledger(setup.paths.ledger) as ledger:
+        assert ledger.fact("verify.read_data", f"zfresh@{FIRST}") == {"position": second,
+                                                                     "total": 7}
 
 
 # --- faults ---------------------------------------------------------------------------------
@@ -545,19 +544,18 @@ def test_planted_snapshots_fail_future_and_foreign_and_a_deletion_is_not_judged_
     assert families["hopnhat_backup_foreign_snapshots"].samples[0].value == 1.0
     assert "hopnhat_backup_vanished_snapshots" not in families
     # the ledger keeps what this verification saw, the forgotten snapshot no longer in it
-    ledger = Ledger(setup.paths.ledger)
-    seen = snapshot_log.last_seen(ledger, "zplant", FIRST)
-    ledger.close()
-    assert seen is not None and seen.run_id == document["run_id"]
-    assert victim.id[:16] not in seen.snapshots and len(seen.snapshots) == len(before) + 1
-    assert any(i.startswith(str(future.snapshot_id)) for i in seen.snapshots)
+    with Ledger(setup.paths.ledger) as ledger:
+        seen = snapshot_log.last_seen(ledger, "zplant", FIRST)
+        assert seen is not None and seen.run_id == document["run_id"]
+        assert victim.id[:16] not in seen.snapshots and len(seen.snapshots) == len(before) + 1
+        assert any(i.startswith(str(future.snapshot_id)) for i in seen.snapshots)
 
-    # the table for people, in 80 columns, names both checks and the exit code says so
-    done = process.run([str(BIN / "hopnhat"), "verify", "--system", "zplant",
-                        "--read-data-subset", "none"], env={**setup.env, "COLUMNS": "80"},
-                       timeout=300)
-    assert done.returncode == 1
-    table = done.stdout.split("\nfailed:")[0]
-    assert all(len(line) <= 80 for line in table.splitlines()), table
-    assert "future," in table and "foreign" in table and "FAILED" in table, table  # may wrap
-    assert f"failed: zplant@{FIRST} future: " in done.stdout
+        # the table for people, in 80 columns, names both checks and the exit code says so
+        done = process.run([str(BIN / "hopnhat"), "verify", "--system", "zplant",
+                            "--read-data-subset", "none"], env={**setup.env, "COLUMNS": "80"},
+                           timeout=300)
+        assert done.returncode == 1
+        table = done.stdout.split("\nfailed:")[0]
+        assert all(len(line) <= 80 for line in table.splitlines()), table
+        assert "future," in table and "foreign" in table and "FAILED" in table, table  # may wrap
+        assert f"failed: zplant@{FIRST} future: " in done.stdout

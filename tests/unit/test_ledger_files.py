@@ -30,19 +30,16 @@ def usual_umask() -> Iterator[None]:
 
 def test_the_ledger_and_its_wal_and_shm_are_born_0600(tmp_path: Path) -> None:
     path = tmp_path / "state" / "ledger.sqlite"
-    ledger = Ledger(path)
-    try:
+    with Ledger(path) as ledger:
         ledger.start("backup", "example", {"system": "qlvb"})  # the first write
         files = {p.name: mode(p) for p in path.parent.iterdir()}
         assert files == {"ledger.sqlite": 0o600, "ledger.sqlite-wal": 0o600,
                          "ledger.sqlite-shm": 0o600}
-    finally:
-        ledger.close()
 
 
 def test_a_new_state_folder_is_0700(tmp_path: Path) -> None:
-    Ledger(tmp_path / "state" / "ledger.sqlite").close()
-    assert mode(tmp_path / "state") == 0o700
+    with Ledger(tmp_path / "state" / "ledger.sqlite"):
+        assert mode(tmp_path / "state") == 0o700
 
 
 def test_an_open_state_folder_and_an_older_ledger_are_narrowed(tmp_path: Path) -> None:
@@ -50,7 +47,8 @@ def test_an_open_state_folder_and_an_older_ledger_are_narrowed(tmp_path: Path) -
     state.mkdir(mode=0o755)
     for name in ("ledger.sqlite", "ledger.sqlite-wal", "ledger.sqlite-shm"):
         (state / name).touch(mode=0o644)  # an empty database file is a new database
-    Ledger(state / "ledger.sqlite").close()
+    with Ledger(state / "ledger.sqlite"):
+        pass
     assert mode(state) == 0o700
     assert all(mode(p) == 0o600 for p in state.iterdir()), \
         {p.name: oct(mode(p)) for p in state.iterdir()}
@@ -63,7 +61,6 @@ def test_an_existing_ledger_is_opened_by_sqlite_alone(tmp_path: Path,
     is not a database" in a drill's ledger), so hopnhat opens an existing one only through
     SQLite."""
     path = tmp_path / "state" / "ledger.sqlite"
-    first = Ledger(path)
     opened: list[str] = []
     real_open = os.open
 
@@ -72,16 +69,13 @@ def test_an_existing_ledger_is_opened_by_sqlite_alone(tmp_path: Path,
         opened.append(str(file))  # a descriptor there was (an O_EXCL refusal makes none)
         return fd
 
-    monkeypatch.setattr(os, "open", watching)
-    try:
+    with Ledger(path) as first:
+        monkeypatch.setattr(os, "open", watching)
         run = first.start("drill", "example", {})
-        second = Ledger(path)
-        second.event(run, "lgsp", "step", name="restore")
-        second.close()
+        with Ledger(path) as second:
+            second.event(run, "lgsp", "step", name="restore")
         assert str(path) not in opened
         assert len(first.events(run)) == 1
-    finally:
-        first.close()
 
 
 def test_a_shared_folder_given_as_the_state_keeps_its_mode_with_a_warning(
@@ -92,12 +86,13 @@ def test_a_shared_folder_given_as_the_state_keeps_its_mode_with_a_warning(
     shared.mkdir()
     shared.chmod(0o1777)
     (shared / "someone-elses-file").write_text("x")
-    with caplog.at_level("WARNING", logger="orchestrator.ledger"):
-        Ledger(shared / "ledger.sqlite").close()
+    with caplog.at_level("WARNING", logger="orchestrator.ledger"), \
+            Ledger(shared / "ledger.sqlite"):
+        pass
     assert mode(shared) == 0o1777
     assert any("open to other users" in r.getMessage() for r in caplog.records)
     home = tmp_path / "home"
     home.mkdir(mode=0o755)
     (home / ".profile").write_text("x")
-    Ledger(home / "ledger.sqlite").close()
-    assert mode(home) == 0o755
+    with Ledger(home / "ledger.sqlite"):
+        assert mode(home) == 0o755

@@ -180,39 +180,39 @@ def test_configure_runs_site_yml_and_records_the_run(paths: Paths) -> None:
                               "repo-qnam-01": host("repo-qnam-01", ok=4, failed=1)},
                              "failed", 2, (notice,), (failure,)))
     events: list[HostEvent] = []
-    ledger = Ledger(paths.ledger)
-    result = configure(paths, plan(paths.estate, ["qlvb"]), ledger=ledger, runner=fake,
-                       on_event=events.append, probe=answering)
-    request, private_data_dir, ident = fake.calls[0]
-    assert request.playbook == REPO / "playbooks" / "site.yml"
-    assert request.vault_password_file == paths.vault_password_file
-    assert request.limit == "system_qlvb,repo-qnam-01"
-    assert request.forks == 20
-    assert request.inventory == build_inventory(paths)
-    assert private_data_dir == paths.state / "runs" / result.run_id
-    assert ident == result.run_id
-    assert [e.task for e in events] == ["Write the repository password file"]
-    assert (result.verdict.status, result.exit_code) == ("partial", 3)
-    [run] = ledger.runs("configure")
-    assert (run.id, run.status) == (result.run_id, "partial")
-    assert run.summary is not None and run.summary["failed_hosts"] == ["repo-qnam-01"]
-    recorded = ledger.events(result.run_id)
-    assert {(e["subject"], e["kind"]) for e in recorded} == {
-        ("qlvb-db-01", "host"), ("repo-qnam-01", "host"), ("qlvb-db-01", "notice"),
-        ("repo-qnam-01", "failure")}
-    assert next(e for e in recorded if e["kind"] == "host" and e["subject"] == "qlvb-db-01"
-                )["changed"] == 5
+    with Ledger(paths.ledger) as ledger:
+        result = configure(paths, plan(paths.estate, ["qlvb"]), ledger=ledger, runner=fake,
+                           on_event=events.append, probe=answering)
+        request, private_data_dir, ident = fake.calls[0]
+        assert request.playbook == REPO / "playbooks" / "site.yml"
+        assert request.vault_password_file == paths.vault_password_file
+        assert request.limit == "system_qlvb,repo-qnam-01"
+        assert request.forks == 20
+        assert request.inventory == build_inventory(paths)
+        assert private_data_dir == paths.state / "runs" / result.run_id
+        assert ident == result.run_id
+        assert [e.task for e in events] == ["Write the repository password file"]
+        assert (result.verdict.status, result.exit_code) == ("partial", 3)
+        [run] = ledger.runs("configure")
+        assert (run.id, run.status) == (result.run_id, "partial")
+        assert run.summary is not None and run.summary["failed_hosts"] == ["repo-qnam-01"]
+        recorded = ledger.events(result.run_id)
+        assert {(e["subject"], e["kind"]) for e in recorded} == {
+            ("qlvb-db-01", "host"), ("repo-qnam-01", "host"), ("qlvb-db-01", "notice"),
+            ("repo-qnam-01", "failure")}
+        assert next(e for e in recorded if e["kind"] == "host" and e["subject"] == "qlvb-db-01"
+                    )["changed"] == 5
 
 
 def test_configure_without_the_vault_password_stops_before_ansible(paths: Paths) -> None:
     paths.vault_password_file.unlink()
     fake = FakeRunner(run_of({}))
-    ledger = Ledger(paths.ledger)
-    with pytest.raises(SecretError) as caught:
-        configure(paths, plan(paths.estate), ledger=ledger, runner=fake, probe=answering)
-    assert caught.value.exit_code == 2
-    assert fake.calls == []
-    assert [r.status for r in ledger.runs("configure")] == ["failed"]
+    with Ledger(paths.ledger) as ledger:
+        with pytest.raises(SecretError) as caught:
+            configure(paths, plan(paths.estate), ledger=ledger, runner=fake, probe=answering)
+        assert caught.value.exit_code == 2
+        assert fake.calls == []
+        assert [r.status for r in ledger.runs("configure")] == ["failed"]
 
 
 def test_configure_with_a_wrong_vault_password_stops_before_ansible(paths: Paths) -> None:
@@ -220,13 +220,13 @@ def test_configure_with_a_wrong_vault_password_stops_before_ansible(paths: Paths
     not a failure inside every host's play."""
     paths.vault_password_file.write_text("not-the-password\n")
     fake = FakeRunner(run_of({}))
-    ledger = Ledger(paths.ledger)
-    with pytest.raises(SecretError) as caught:
-        configure(paths, plan(paths.estate), ledger=ledger, runner=fake, probe=answering)
-    assert caught.value.exit_code == 2 and str(paths.vault_file) in str(caught.value)
-    assert "not-the-password" not in str(caught.value)
-    assert fake.calls == []
-    assert [r.status for r in ledger.runs("configure")] == ["failed"]
+    with Ledger(paths.ledger) as ledger:
+        with pytest.raises(SecretError) as caught:
+            configure(paths, plan(paths.estate), ledger=ledger, runner=fake, probe=answering)
+        assert caught.value.exit_code == 2 and str(paths.vault_file) in str(caught.value)
+        assert "not-the-password" not in str(caught.value)
+        assert fake.calls == []
+        assert [r.status for r in ledger.runs("configure")] == ["failed"]
 
 
 # --- ansible-runner's data ------------------------------------------------------------------
@@ -449,9 +449,10 @@ def test_configure_waits_as_long_as_the_estate_says_for_a_host_that_comes_up_lat
 
     waited: list[tuple[tuple[str, ...], float]] = []
     fake = FakeRunner(run_of({"qlvb-db-01": host("qlvb-db-01", ok=3)}))
-    result = configure(paths, plan(paths.estate, ["qlvb"]), ledger=Ledger(paths.ledger),
-                       runner=fake, probe=db_answers_at_its_second_try,
-                       on_wait=lambda h, t: waited.append((h, t)))
+    with Ledger(paths.ledger) as ledger:
+        result = configure(paths, plan(paths.estate, ["qlvb"]), ledger=ledger,
+                           runner=fake, probe=db_answers_at_its_second_try,
+                           on_wait=lambda h, t: waited.append((h, t)))
     assert waited == [(("qlvb-db-01",), 120.0)]  # configuration.connect_wait: 2m by default
     assert tries.count(db) == 2 and result.exit_code == 0
 
@@ -460,12 +461,12 @@ def test_configure_runs_ansible_for_a_host_that_never_answers_and_records_it(
         paths: Paths) -> None:
     fake = FakeRunner(run_of({"qlvb-db-01": host("qlvb-db-01", unreachable=1)}, "failed", 4))
     db = str(next(vm.ip for vm in paths.estate.vms if vm.name == "qlvb-db-01"))
-    ledger = Ledger(paths.ledger)
-    start = time.monotonic()
-    result = configure(paths, plan(paths.estate, ["qlvb"]), ledger=ledger, runner=fake,
-                       connect_wait=0.5, probe=lambda address, port, t: address != db)
-    assert time.monotonic() - start >= 0.5  # waited out connect_wait for it
-    assert len(fake.calls) == 1  # Ansible still runs, and reports the host unreachable
-    assert result.verdict.unreachable_hosts == ("qlvb-db-01",)
-    assert [(e["subject"], e["waited_seconds"]) for e in ledger.events(result.run_id)
-            if e["kind"] == "not-answering"] == [("qlvb-db-01", 0.5)]
+    with Ledger(paths.ledger) as ledger:
+        start = time.monotonic()
+        result = configure(paths, plan(paths.estate, ["qlvb"]), ledger=ledger, runner=fake,
+                           connect_wait=0.5, probe=lambda address, port, t: address != db)
+        assert time.monotonic() - start >= 0.5  # waited out connect_wait for it
+        assert len(fake.calls) == 1  # Ansible still runs, and reports the host unreachable
+        assert result.verdict.unreachable_hosts == ("qlvb-db-01",)
+        assert [(e["subject"], e["waited_seconds"]) for e in ledger.events(result.run_id)
+                if e["kind"] == "not-answering"] == [("qlvb-db-01", 0.5)]

@@ -212,15 +212,12 @@ def test_a_pull_makes_the_vault_repository_copies_and_records_each_system(
     assert (again.outcomes[0].copied, again.outcomes[0].held, again.exit_code) == ([], 2, 0)
     assert ("init", f"qlvb@{VAULT}") in fake.calls
     assert fake.calls.count(("copy", f"qlvb@{VAULT}")) == 1
-    ledger = Ledger(paths.ledger)
-    try:
+    with Ledger(paths.ledger) as ledger:
         runs = ledger.runs("vault-pull")
         assert [r.status for r in runs] == ["ok", "failed"]
         events = ledger.events(runs[1].id)
         assert [(e["subject"], e["kind"]) for e in events] == [
             (f"qlvb@{VAULT}", OK), (f"sso@{VAULT}", FAILED)]
-    finally:
-        ledger.close()
     assert set(last_successes(paths)) == {"qlvb"}
 
 

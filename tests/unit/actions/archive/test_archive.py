@@ -38,19 +38,19 @@ def _sha(data: bytes) -> str:
 
 @pytest.fixture
 def built(tmp_path: Path) -> tuple[Ledger, Path]:
-    ledger = Ledger(tmp_path / "ledger.sqlite")
-    target = catalogue.location(tmp_path, "danang", "qlvbqn")
-    hashes = {("qlvbqn-db-01", p, len(c), m): _sha(c) for p, c, m in [
-        (DECISION, CONTENT[DECISION], 1_690_000_000 * NS),
-        (SCRIPT, CONTENT[SCRIPT], 1_650_000_000 * NS),
-        ("/srv/qlvb/new.odt", CONTENT["/srv/qlvb/new.odt"], 1_710_000_000 * NS)]}
-    done = catalogue.build(target, estate="danang", system="qlvbqn", snapshots=[OLD, FINAL],
-                           files_of=_files, hashes=hashes)
-    assert (done.snapshots, done.versions, done.entries) == (2, 4, 5)
-    assert target.stat().st_mode & 0o777 == 0o600
-    assert target.parent.stat().st_mode & 0o777 == 0o700
-    catalogue.record(ledger, "danang", "qlvbqn", done)
-    return ledger, tmp_path
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        target = catalogue.location(tmp_path, "danang", "qlvbqn")
+        hashes = {("qlvbqn-db-01", p, len(c), m): _sha(c) for p, c, m in [
+            (DECISION, CONTENT[DECISION], 1_690_000_000 * NS),
+            (SCRIPT, CONTENT[SCRIPT], 1_650_000_000 * NS),
+            ("/srv/qlvb/new.odt", CONTENT["/srv/qlvb/new.odt"], 1_710_000_000 * NS)]}
+        done = catalogue.build(target, estate="danang", system="qlvbqn", snapshots=[OLD, FINAL],
+                               files_of=_files, hashes=hashes)
+        assert (done.snapshots, done.versions, done.entries) == (2, 4, 5)
+        assert target.stat().st_mode & 0o777 == 0o600
+        assert target.parent.stat().st_mode & 0o777 == 0o700
+        catalogue.record(ledger, "danang", "qlvbqn", done)
+        return ledger, tmp_path
 
 
 def _find(built: tuple[Ledger, Path], text: str, year: int | None = None,

@@ -197,17 +197,17 @@ def test_a_run_streams_lines_and_records_each_host(tmp_path: Path) -> None:
         on_line(f"progress of {client.host}")
         return _host(client.host, "ok" if client.system == "video" else "failed")
 
-    ledger = Ledger(paths.ledger)
-    run = run_backups(paths, clients, ledger=ledger, parallel=2, runner=fake,
-                      on_line=lambda h, line: seen.append((h, line)))
-    assert sorted(seen) == [("email-mail-01", "progress of email-mail-01"),
-                            ("video-mcu-01", "progress of video-mcu-01")]
-    assert (run.status, run.exit_code) == ("partial", 3)
-    recorded = ledger.runs("backup")[0]
-    assert (recorded.id, recorded.status) == (run.run_id, "partial")
-    assert recorded.params["hosts"] == ["email-mail-01", "video-mcu-01"]
-    assert {(e["subject"], e["kind"]) for e in ledger.events(run.run_id)} == {
-        ("email-mail-01", "failed"), ("video-mcu-01", "ok")}
+    with Ledger(paths.ledger) as ledger:
+        run = run_backups(paths, clients, ledger=ledger, parallel=2, runner=fake,
+                          on_line=lambda h, line: seen.append((h, line)))
+        assert sorted(seen) == [("email-mail-01", "progress of email-mail-01"),
+                                ("video-mcu-01", "progress of video-mcu-01")]
+        assert (run.status, run.exit_code) == ("partial", 3)
+        recorded = ledger.runs("backup")[0]
+        assert (recorded.id, recorded.status) == (run.run_id, "partial")
+        assert recorded.params["hosts"] == ["email-mail-01", "video-mcu-01"]
+        assert {(e["subject"], e["kind"]) for e in ledger.events(run.run_id)} == {
+            ("email-mail-01", "failed"), ("video-mcu-01", "ok")}
 
 
 # --- status -----------------------------------------------------------------------------------
@@ -433,11 +433,11 @@ def test_a_fresh_snapshot_passes_and_is_recorded(tmp_path: Path) -> None:
     assert decision.checks[0].describe() == (
         "system video, repository video@repo-qnam-01: video-mcu-01's latest snapshot a1b2c3d4 "
         "is 20m0s old (RPO 1h)")
-    ledger = Ledger(tmp_path / "ledger.sqlite")
-    run = ledger.runs("backup-gate")[0]
-    assert (run.id, run.status) == (decision.run_id, "passed")
-    assert [(e["subject"], e["kind"]) for e in ledger.events(run.id)] == [
-        ("video-mcu-01", "fresh")]
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        run = ledger.runs("backup-gate")[0]
+        assert (run.id, run.status) == (decision.run_id, "passed")
+        assert [(e["subject"], e["kind"]) for e in ledger.events(run.id)] == [
+            ("video-mcu-01", "fresh")]
 
 
 @pytest.mark.parametrize(("snapshots", "words"), [
@@ -458,7 +458,8 @@ def test_without_a_fresh_snapshot_the_gate_refuses_naming_what_is_missing(
     assert "the backup gate refuses this apply" in message and "Nothing was changed" in message
     assert f"system video, repository video@repo-qnam-01: {words}" in message
     assert "hopnhat backup run --system video" in message and "--backup-first" in message
-    run = Ledger(tmp_path / "ledger.sqlite").runs("backup-gate")[0]
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        run = ledger.runs("backup-gate")[0]
     assert run.status == "refused" and run.id in message
 
 
@@ -473,14 +474,14 @@ def test_an_override_reads_nothing_and_records_who_and_why(
                      GateRequest(override_reason="repository host being replaced, CR-7"))
     assert (decision.status, decision.operator, decision.reason) == (
         OVERRIDDEN, "nguyen.van.a", "repository host being replaced, CR-7")
-    ledger = Ledger(tmp_path / "ledger.sqlite")
-    run = ledger.runs("backup-gate")[0]
-    assert (run.status, run.operator) == ("overridden", "nguyen.van.a")
-    assert run.params["reason"] == "repository host being replaced, CR-7"
-    events = ledger.events(run.id)
-    assert {e["subject"] for e in events} == {"video-mcu-01", "qlvb-db-01"}
-    assert all(e["operator"] == "nguyen.van.a" and e["reason"].startswith("repository")
-               for e in events)
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        run = ledger.runs("backup-gate")[0]
+        assert (run.status, run.operator) == ("overridden", "nguyen.van.a")
+        assert run.params["reason"] == "repository host being replaced, CR-7"
+        events = ledger.events(run.id)
+        assert {e["subject"] for e in events} == {"video-mcu-01", "qlvb-db-01"}
+        assert all(e["operator"] == "nguyen.van.a" and e["reason"].startswith("repository")
+                   for e in events)
 
 
 def _backup_result(ok: bool, ident: str = "abcdef12") -> Callable[..., BackupRun]:
@@ -515,8 +516,8 @@ def test_an_unreadable_repository_is_unreadable_not_missing(tmp_path: Path) -> N
     with pytest.raises(PlanError):
         _gate(tmp_path, [("video", "video-mcu-01")],
               snapshots=lambda _, c: _raise(OSError("boom")))
-    events = Ledger(tmp_path / "ledger.sqlite").events(
-        Ledger(tmp_path / "ledger.sqlite").runs("backup-gate")[0].id)
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        events = ledger.events(ledger.runs("backup-gate")[0].id)
     assert [e["kind"] for e in events] == [UNREADABLE]
 
 

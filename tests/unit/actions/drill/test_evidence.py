@@ -51,23 +51,23 @@ def a_result(paths: Paths) -> DrillResult:
 
 def test_evidence_is_canonical_json_whose_sha256_is_recorded(paths: Paths) -> None:
     result = a_result(paths)
-    ledger = Ledger(paths.ledger)
-    write_evidence(paths, result, ledger, "en")
-    raw = Path(result.evidence).read_bytes()
-    assert hashlib.sha256(raw).hexdigest() == result.sha256
-    doc = json.loads(raw)
-    assert canonical(doc) == raw
-    assert (doc["achieved"], doc["within_targets"]) == (
-        {"rpo_seconds": 1800.0, "rto_seconds": 12.0}, {"rpo": True, "rto": True})
-    assert Path(result.evidence + ".sha256").read_text() == \
-        f"{result.sha256}  evidence.json\n"
-    html = Path(result.html).read_text()
-    assert result.sha256 in html and "Restore drill report" in html
-    assert "an operator &lt;b&gt;" in html  # escaped
-    assert "http" not in html.replace("http://www.w3.org/2000/svg", "")  # self-contained
-    Path(result.evidence).write_bytes(raw.replace(b"passed", b"failed"))
-    with pytest.raises(HopnhatError, match="the evidence was changed"):
-        load_evidence(paths, DRILL)
+    with Ledger(paths.ledger) as ledger:
+        write_evidence(paths, result, ledger, "en")
+        raw = Path(result.evidence).read_bytes()
+        assert hashlib.sha256(raw).hexdigest() == result.sha256
+        doc = json.loads(raw)
+        assert canonical(doc) == raw
+        assert (doc["achieved"], doc["within_targets"]) == (
+            {"rpo_seconds": 1800.0, "rto_seconds": 12.0}, {"rpo": True, "rto": True})
+        assert Path(result.evidence + ".sha256").read_text() == \
+            f"{result.sha256}  evidence.json\n"
+        html = Path(result.html).read_text()
+        assert result.sha256 in html and "Restore drill report" in html
+        assert "an operator &lt;b&gt;" in html  # escaped
+        assert "http" not in html.replace("http://www.w3.org/2000/svg", "")  # self-contained
+        Path(result.evidence).write_bytes(raw.replace(b"passed", b"failed"))
+        with pytest.raises(HopnhatError, match="the evidence was changed"):
+            load_evidence(paths, DRILL)
 
 
 def test_a_report_and_its_evidence_are_0640_in_folders_0750_in_a_state_folder_0700(
@@ -75,7 +75,8 @@ def test_a_report_and_its_evidence_are_0640_in_folders_0750_in_a_state_folder_07
     old = os.umask(0o022)  # an operator's usual umask
     try:
         result = a_result(paths)
-        write_evidence(paths, result, Ledger(paths.ledger), "en")
+        with Ledger(paths.ledger) as ledger:
+            write_evidence(paths, result, ledger, "en")
     finally:
         os.umask(old)
     folder = Path(result.evidence).parent
@@ -88,7 +89,8 @@ def test_a_report_and_its_evidence_are_0640_in_folders_0750_in_a_state_folder_07
 
 def test_the_report_speaks_vietnamese(paths: Paths) -> None:
     result = a_result(paths)
-    write_evidence(paths, result, Ledger(paths.ledger), "vi")
+    with Ledger(paths.ledger) as ledger:
+        write_evidence(paths, result, ledger, "vi")
     html = Path(result.html).read_text()
     for words in ("Báo cáo diễn tập khôi phục", "ĐẠT", "Mục tiêu RTO", "RTO đạt được"):
         assert words in html
@@ -118,12 +120,14 @@ def test_a_failed_system_fails_its_dependants_without_running_them(
         result.drill_id = f"drill-20261101T101500Z-00000{len(ran)}"
         if code == "sso":
             result.verdict, result.reasons = "failed", ["probes: sso broke"]
-        write_evidence(paths_, result, Ledger(paths_.ledger))
+        with Ledger(paths_.ledger) as ledger:
+            write_evidence(paths_, result, ledger)
         return result
 
     monkeypatch.setattr(drill_rehearse, "run_drill", fake)
     groups = drill_rehearse.levels(paths.estate, ["sso", "lgsp", "qlvb"])
-    result = drill_rehearse.rehearse(paths, groups, ledger=Ledger(paths.ledger))
+    with Ledger(paths.ledger) as ledger:
+        result = drill_rehearse.rehearse(paths, groups, ledger=ledger)
     assert ran == ["sso"]
     outcome = {s.system: (s.verdict, s.reason) for s in result.systems}
     assert outcome == {"sso": ("failed", "probes: sso broke"),

@@ -169,11 +169,8 @@ def install_fakes(monkeypatch: pytest.MonkeyPatch, paths: Paths,
                 raise scenario.errors[self.system]
             if dry_run:
                 return _forgot(scenario.planned.get(self.system, []))
-            ledger = Ledger(paths.ledger)
-            try:
+            with Ledger(paths.ledger) as ledger:
                 scenario.ledger_at_prune[self.system] = removed_ids(ledger, self.system, HOST)
-            finally:
-                ledger.close()
             return _forgot(scenario.done.get(self.system, []), pruned=prune)
 
     monkeypatch.setattr(maintain_run, "open_repository", open_repository)
@@ -206,13 +203,10 @@ def test_the_dry_runs_removals_are_recorded_before_the_pruning_forget(
         {"retention": policy, "prune": False, "dry_run": True},
         {"retention": policy, "prune": True, "dry_run": False}]
     assert scenario.ledger_at_prune["dvc"] == {short_key(_id("a")), short_key(_id("b"))}
-    ledger = Ledger(paths.ledger)
-    try:
+    with Ledger(paths.ledger) as ledger:
         removed = removed_since(ledger, "dvc", HOST)
         [run] = ledger.runs("maintain")
         events = ledger.events(result.run_id)
-    finally:
-        ledger.close()
     assert set(removed) == {short_key(_id(c)) for c in "abc"}
     assert {r.run_id for r in removed.values()} == {result.run_id}
     assert {r.why for r in removed.values()} == {f"maintain: {describe(policy)}"}
@@ -230,11 +224,8 @@ def test_nothing_to_remove_records_nothing_but_still_prunes(
     install_fakes(monkeypatch, paths, scenario)
     result = maintain(paths, _targets(paths.estate, "dvc"))
     assert [d["prune"] for d in _forgets(scenario, "dvc")] == [False, True]
-    ledger = Ledger(paths.ledger)
-    try:
+    with Ledger(paths.ledger) as ledger:
         assert removed_ids(ledger, "dvc", HOST) == frozenset()
-    finally:
-        ledger.close()
     assert result.outcomes[0].removed == [] and result.exit_code == 0
 
 
@@ -246,12 +237,9 @@ def test_a_dry_run_records_nothing_and_never_prunes(monkeypatch: pytest.MonkeyPa
     forgets = [d for kind, _, d in scenario.calls if kind == "forget"]
     assert forgets and all(d["dry_run"] and not d["prune"] for d in forgets)
     assert [o.removed for o in result.outcomes] == [[_id("a")], [_id("d"), _id("e")]]
-    ledger = Ledger(paths.ledger)
-    try:
+    with Ledger(paths.ledger) as ledger:
         assert removed_ids(ledger, "dvc", HOST) == removed_ids(ledger, "sso", HOST) == set()
         [run] = ledger.runs("maintain")
-    finally:
-        ledger.close()
     assert run.params["dry_run"] is True
     assert (run.status, run.summary) == ("ok", {"removed": 0, "failed": []})
     assert last_successes(paths) == {}  # a dry run is no maintenance
@@ -271,12 +259,9 @@ def test_a_failed_repository_is_named_and_the_next_still_maintained(
     assert (sso.status, sso.removed) == (OK, [_id("f")])
     assert seen == result.outcomes
     assert result.exit_code == 1
-    ledger = Ledger(paths.ledger)
-    try:
+    with Ledger(paths.ledger) as ledger:
         [run] = ledger.runs("maintain")
         kinds = [(e["subject"], e["kind"]) for e in ledger.events(run.id)]
-    finally:
-        ledger.close()
     assert (run.status, run.summary) == ("failed", {"removed": 1, "failed": ["dvc"]})
     assert kinds == [(f"dvc@{HOST}", FAILED), (f"sso@{HOST}", OK)]
     assert last_successes(paths) == {("sso", HOST): run.started}
@@ -300,11 +285,8 @@ def test_an_unexpected_error_stops_the_run_and_the_ledger_says_so(
     install_fakes(monkeypatch, paths, scenario)
     with pytest.raises(RuntimeError, match="bug"):
         maintain(paths, _targets(paths.estate, "dvc", "sso", "video"))
-    ledger = Ledger(paths.ledger)
-    try:
+    with Ledger(paths.ledger) as ledger:
         [run] = ledger.runs("maintain")
-    finally:
-        ledger.close()
     assert (run.status, run.summary) == ("stopped", {"done": ["dvc"]})
     assert "video" not in {code for _, code, _ in scenario.calls}
 

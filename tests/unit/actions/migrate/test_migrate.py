@@ -248,28 +248,27 @@ def test_tree_script_scans_and_deletes_only_below_the_paths(tmp_path: Path) -> N
 
 
 def test_the_state_follows_the_last_passed_step(tmp_path: Path) -> None:
-    ledger = Ledger(tmp_path / "ledger.sqlite")
-    assert state_of(ledger, "e", "q").name == PLANNED
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        assert state_of(ledger, "e", "q").name == PLANNED
 
-    def step(name: str, verdict: str, **summary: object) -> str:
-        run_id = ledger.start("migrate", "e", {"system": "q", "to": "dn", "step": name})
-        ledger.finish(run_id, verdict, {"evidence": f"/s/{run_id}/evidence.json", **summary})
-        return run_id
+        def step(name: str, verdict: str, **summary: object) -> str:
+            run_id = ledger.start("migrate", "e", {"system": "q", "to": "dn", "step": name})
+            ledger.finish(run_id, verdict, {"evidence": f"/s/{run_id}/evidence.json", **summary})
+            return run_id
 
-    step("run", "failed")
-    assert state_of(ledger, "e", "q").name == PLANNED
-    copied = step("run", "passed", manifest_ok=True)
-    assert state_of(ledger, "e", "q").name == COPIED
-    assert state_of(ledger, "e", "q").last_manifest == f"/s/{copied}/manifest.jsonl.gz"
-    step("sync", "passed")
-    step("cutover", "failed")
-    state = state_of(ledger, "e", "q")
-    assert state.name == IN_SYNC and state.last_run_verdict == "failed"
-    step("cutover", "passed", parallel_until=1_900_000_000.0)
-    state = state_of(ledger, "e", "q")
-    assert state.name == CUT_OVER and state.parallel_until == "2030-03-17T17:46:40Z"
-    assert state_of(ledger, "other", "q").name == PLANNED
-    ledger.close()
+        step("run", "failed")
+        assert state_of(ledger, "e", "q").name == PLANNED
+        copied = step("run", "passed", manifest_ok=True)
+        assert state_of(ledger, "e", "q").name == COPIED
+        assert state_of(ledger, "e", "q").last_manifest == f"/s/{copied}/manifest.jsonl.gz"
+        step("sync", "passed")
+        step("cutover", "failed")
+        state = state_of(ledger, "e", "q")
+        assert state.name == IN_SYNC and state.last_run_verdict == "failed"
+        step("cutover", "passed", parallel_until=1_900_000_000.0)
+        state = state_of(ledger, "e", "q")
+        assert state.name == CUT_OVER and state.parallel_until == "2030-03-17T17:46:40Z"
+        assert state_of(ledger, "other", "q").name == PLANNED
 
 
 def test_record_times_are_local_with_the_offset_and_words_in_both_languages() -> None:

@@ -141,19 +141,18 @@ def test_a_retired_or_migrated_hosts_old_snapshots_are_not_foreign(
                          ("qlvbqn-db-01",), {"qlvbqn-db-01": "f" * 64}, moved=True)
     standing = apply(declared, {"qlvbqn": retired})
     assert [vm.name for vm in standing.vms_of("qlvbqn")] == ["qlvbqn-db-02"]
-    ledger = Ledger(tmp_path / "ledger.sqlite")
-    target = plan(standing, ["qlvbqn"], "none", ledger, declared=declared).targets[0]
-    assert target.system_hosts == ("qlvbqn-db-01", "qlvbqn-db-02")
-    assert target.expected_hosts == ("qlvbqn-db-02",)  # freshness: only the host that lives
-    old = [snap("a", "qlvbqn-db-01", NOW - 30 * 24 * HOUR, "final", "archived"),
-           snap("b", "qlvbqn-db-02", NOW - HOUR)]
-    assert judge_foreign(WHERE, old, target.system_hosts).status == OK
-    # a migration's targets count before the migration too, and every role, not only data
-    before = plan(declared, ["qlvbqn", "qlvb"], "none", ledger).targets
-    assert before[0].system_hosts == ("qlvbqn-db-01", "qlvbqn-db-02")
-    assert before[1].system_hosts == ("qlvb-app-01", "qlvb-app-02", "qlvb-db-01")
-    assert before[1].protocol == declared.repository_host("repo-qnam-01").protocol
-    ledger.close()
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        target = plan(standing, ["qlvbqn"], "none", ledger, declared=declared).targets[0]
+        assert target.system_hosts == ("qlvbqn-db-01", "qlvbqn-db-02")
+        assert target.expected_hosts == ("qlvbqn-db-02",)  # freshness: only the host that lives
+        old = [snap("a", "qlvbqn-db-01", NOW - 30 * 24 * HOUR, "final", "archived"),
+               snap("b", "qlvbqn-db-02", NOW - HOUR)]
+        assert judge_foreign(WHERE, old, target.system_hosts).status == OK
+        # a migration's targets count before the migration too, and every role, not only data
+        before = plan(declared, ["qlvbqn", "qlvb"], "none", ledger).targets
+        assert before[0].system_hosts == ("qlvbqn-db-01", "qlvbqn-db-02")
+        assert before[1].system_hosts == ("qlvb-app-01", "qlvb-app-02", "qlvb-db-01")
+        assert before[1].protocol == declared.repository_host("repo-qnam-01").protocol
 
 
 # --- vanished -------------------------------------------------------------------------------
@@ -203,30 +202,29 @@ def test_rest_verify_keeps_what_it_saw_and_flags_a_deletion_on_the_next_run(
     """The action's own path with protocol rest faked: the first run is the baseline and
     keeps the IDs in the ledger; a snapshot forgotten behind hopnhat's back fails the next;
     one removed by the maintenance pass (recorded) does not."""
-    ledger = Ledger(tmp_path / "ledger.sqlite")
-    target = Target(system="qlvb", tier=1, repository="repo-qnam-01", copy=None, rpo=HOUR,
-                    rotation=7, expected_hosts=("qlvb-db-01",), expected_paths=("/srv/qlvb",),
-                    subset=None, position=None, system_hosts=("qlvb-db-01",), protocol="rest")
-    snapshots = [snap(c, "qlvb-db-01", NOW - i * HOUR) for i, c in enumerate("abcd")]
-    first = _attack_checks(target, WHERE, snapshots, ledger, NOW, SKEW, "verify-1")
-    assert [c.status for c in first] == [OK, OK, OK]
-    assert first[2].details["baseline"] is True
-    seen = last_seen(ledger, "qlvb", "repo-qnam-01")
-    assert seen is not None and seen.run_id == "verify-1"
-    assert set(seen.snapshots) == {c * 16 for c in "abcd"}
-    assert seen.snapshots["b" * 16] == Sighting("qlvb-db-01", NOW - HOUR)
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        target = Target(system="qlvb", tier=1, repository="repo-qnam-01", copy=None, rpo=HOUR,
+                        rotation=7, expected_hosts=("qlvb-db-01",), expected_paths=("/srv/qlvb",),
+                        subset=None, position=None, system_hosts=("qlvb-db-01",), protocol="rest")
+        snapshots = [snap(c, "qlvb-db-01", NOW - i * HOUR) for i, c in enumerate("abcd")]
+        first = _attack_checks(target, WHERE, snapshots, ledger, NOW, SKEW, "verify-1")
+        assert [c.status for c in first] == [OK, OK, OK]
+        assert first[2].details["baseline"] is True
+        seen = last_seen(ledger, "qlvb", "repo-qnam-01")
+        assert seen is not None and seen.run_id == "verify-1"
+        assert set(seen.snapshots) == {c * 16 for c in "abcd"}
+        assert seen.snapshots["b" * 16] == Sighting("qlvb-db-01", NOW - HOUR)
 
-    record_removed(ledger, "qlvb", "repo-qnam-01", ["d" * 64], "maintain: retention", "m-1")
-    second = _attack_checks(target, WHERE, snapshots[:2], ledger, NOW, SKEW, "verify-2")
-    vanished = second[2]
-    assert vanished.status == FAILED
-    assert "1 snapshot(s) seen by the previous verification (verify-1)" in vanished.message
-    assert "cccccccc (host qlvb-db-01, 2026-11-21 01:30:00 UTC)" in vanished.message
-    assert "dddddddd" not in vanished.message  # the maintenance pass removed it
-    # the next run compares with what this one saw: the deletion was reported once
-    third = _attack_checks(target, WHERE, snapshots[:2], ledger, NOW, SKEW, "verify-3")
-    assert third[2].status == OK
-    ledger.close()
+        record_removed(ledger, "qlvb", "repo-qnam-01", ["d" * 64], "maintain: retention", "m-1")
+        second = _attack_checks(target, WHERE, snapshots[:2], ledger, NOW, SKEW, "verify-2")
+        vanished = second[2]
+        assert vanished.status == FAILED
+        assert "1 snapshot(s) seen by the previous verification (verify-1)" in vanished.message
+        assert "cccccccc (host qlvb-db-01, 2026-11-21 01:30:00 UTC)" in vanished.message
+        assert "dddddddd" not in vanished.message  # the maintenance pass removed it
+        # the next run compares with what this one saw: the deletion was reported once
+        third = _attack_checks(target, WHERE, snapshots[:2], ledger, NOW, SKEW, "verify-3")
+        assert third[2].status == OK
 
 
 def test_retires_tagging_records_the_ids_it_replaces_so_they_are_not_vanished(
@@ -239,77 +237,74 @@ def test_retires_tagging_records_the_ids_it_replaces_so_they_are_not_vanished(
     from orchestrator.settings import Paths
 
     estate = estate_copy.load()
-    ledger = Ledger(tmp_path / "ledger.sqlite")
-    the_plan = plan_retire(estate, ledger, "qlvb", now=NOW.timestamp())
-    (host,) = the_plan.hosts
-    history = [snap(c, host, NOW - (i + 2) * HOUR) for i, c in enumerate("abc")]
-    final = snap("f", host, NOW - HOUR)
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        the_plan = plan_retire(estate, ledger, "qlvb", now=NOW.timestamp())
+        (host,) = the_plan.hosts
+        history = [snap(c, host, NOW - (i + 2) * HOUR) for i, c in enumerate("abc")]
+        final = snap("f", host, NOW - HOUR)
 
-    class Tagging:
-        """restic as far as tag goes: a new ID per snapshot rewritten, ``original`` kept."""
+        class Tagging:
+            """restic as far as tag goes: a new ID per snapshot rewritten, ``original`` kept."""
 
-        def __init__(self, snapshots: list[Snapshot]) -> None:
-            self.all = list(snapshots)
+            def __init__(self, snapshots: list[Snapshot]) -> None:
+                self.all = list(snapshots)
 
-        def snapshots(self) -> list[Snapshot]:
-            return list(self.all)
+            def snapshots(self) -> list[Snapshot]:
+                return list(self.all)
 
-        def tag(self, ids: list[str], add: list[str]) -> None:
-            for i, old in enumerate(self.all):
-                if old.id in ids:
-                    new = hashlib.sha256((old.id + ",".join(add)).encode()).hexdigest()
-                    self.all[i] = replace(old, id=new, short_id=new[:8],
-                                          tags=tuple(dict.fromkeys((*old.tags, *add))),
-                                          original=old.original or old.id)
+            def tag(self, ids: list[str], add: list[str]) -> None:
+                for i, old in enumerate(self.all):
+                    if old.id in ids:
+                        new = hashlib.sha256((old.id + ",".join(add)).encode()).hexdigest()
+                        self.all[i] = replace(old, id=new, short_id=new[:8],
+                                              tags=tuple(dict.fromkeys((*old.tags, *add))),
+                                              original=old.original or old.id)
 
-    restic = Tagging([*history, final])
-    previous = _seen(restic.snapshots())
-    result = retire_run.RetireResult("retire-1", the_plan, "tester", time.time())
-    work = retire_run._Retirement(Paths(tmp_path / "state", estate), result, ledger,
-                                  NoProgress(), time.monotonic())
-    retire_run._tag(work, restic, {host: final.id})  # type: ignore[arg-type]
-    after = restic.snapshots()
-    assert not {s.id for s in after} & {s.id for s in (*history, final)}  # all rewritten
-    assert result.finals == {host: next(s.id for s in after if "final" in s.tags)}
-    removed = removed_ids(ledger, "qlvb", "repo-qnam-01")
-    assert removed == {s.id[:16] for s in (*history, final)}
-    why = {r.why for r in removed_since(ledger, "qlvb", "repo-qnam-01").values()}
-    assert why == {"retire: tagged archived (restic tag writes a new ID)",
-                   "retire: tagged final, archived (restic tag writes a new ID)"}
-    check = judge_vanished(WHERE, previous, "verify-1", after, removed, "rest")
-    assert check.status == OK and check.details["removed_by_hopnhat"] == 4
-    # without the records, the same tagging would look like four snapshots deleted
-    assert judge_vanished(WHERE, previous, "verify-1", after, frozenset(),
-                          "rest").details["count"] == 4
-    ledger.close()
+        restic = Tagging([*history, final])
+        previous = _seen(restic.snapshots())
+        result = retire_run.RetireResult("retire-1", the_plan, "tester", time.time())
+        work = retire_run._Retirement(Paths(tmp_path / "state", estate), result, ledger,
+                                      NoProgress(), time.monotonic())
+        retire_run._tag(work, restic, {host: final.id})  # type: ignore[arg-type]
+        after = restic.snapshots()
+        assert not {s.id for s in after} & {s.id for s in (*history, final)}  # all rewritten
+        assert result.finals == {host: next(s.id for s in after if "final" in s.tags)}
+        removed = removed_ids(ledger, "qlvb", "repo-qnam-01")
+        assert removed == {s.id[:16] for s in (*history, final)}
+        why = {r.why for r in removed_since(ledger, "qlvb", "repo-qnam-01").values()}
+        assert why == {"retire: tagged archived (restic tag writes a new ID)",
+                       "retire: tagged final, archived (restic tag writes a new ID)"}
+        check = judge_vanished(WHERE, previous, "verify-1", after, removed, "rest")
+        assert check.status == OK and check.details["removed_by_hopnhat"] == 4
+        # without the records, the same tagging would look like four snapshots deleted
+        assert judge_vanished(WHERE, previous, "verify-1", after, frozenset(),
+                              "rest").details["count"] == 4
 
 
 def test_removals_need_a_real_prefix_and_are_found_by_time(tmp_path: Path) -> None:
-    ledger = Ledger(tmp_path / "ledger.sqlite")
-    with pytest.raises(ValueError, match="at least 8 hex digits"):
-        record_removed(ledger, "qlvb", "repo-qnam-01", ["abc"], "maintain", "m-1")
-    before = time.time()
-    record_removed(ledger, "qlvb", "repo-qnam-01", ["A" * 64, "b" * 8], "maintain", "m-1")
-    found = removed_since(ledger, "qlvb", "repo-qnam-01", before - 1)
-    assert set(found) == {"a" * 16, "b" * 8}
-    assert found["a" * 16].run_id == "m-1" and found["a" * 16].why == "maintain"
-    assert removed_since(ledger, "qlvb", "repo-qnam-01", time.time() + 60) == {}
-    assert removed_ids(ledger, "email", "repo-qnam-01") == frozenset()  # per repository
-    ledger.close()
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        with pytest.raises(ValueError, match="at least 8 hex digits"):
+            record_removed(ledger, "qlvb", "repo-qnam-01", ["abc"], "maintain", "m-1")
+        before = time.time()
+        record_removed(ledger, "qlvb", "repo-qnam-01", ["A" * 64, "b" * 8], "maintain", "m-1")
+        found = removed_since(ledger, "qlvb", "repo-qnam-01", before - 1)
+        assert set(found) == {"a" * 16, "b" * 8}
+        assert found["a" * 16].run_id == "m-1" and found["a" * 16].why == "maintain"
+        assert removed_since(ledger, "qlvb", "repo-qnam-01", time.time() + 60) == {}
+        assert removed_ids(ledger, "email", "repo-qnam-01") == frozenset()  # per repository
 
 
 def test_what_verify_saw_is_kept_compactly(tmp_path: Path) -> None:
-    ledger = Ledger(tmp_path / "ledger.sqlite")
-    snapshots = [snap(hashlib.sha256(str(i).encode()).hexdigest(), f"qlvb-db-0{i % 2 + 1}",
-                      NOW - i * HOUR) for i in range(300)]
-    record_seen(ledger, "qlvb", "repo-qnam-01", snapshots, "verify-1", at=NOW.timestamp())
-    value = ledger.fact(snapshot_log.SEEN, "qlvb@repo-qnam-01")
-    assert value["hosts"] == ["qlvb-db-01", "qlvb-db-02"]  # each host written once
-    assert len(str(value)) < 300 * 40  # 16 hex digits, a host index and a time each
-    seen = last_seen(ledger, "qlvb", "repo-qnam-01")
-    assert seen is not None and len(seen.snapshots) == 300 and seen.at == NOW.timestamp()
-    assert last_seen(ledger, "email", "repo-qnam-01") is None
-    ledger.close()
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        snapshots = [snap(hashlib.sha256(str(i).encode()).hexdigest(), f"qlvb-db-0{i % 2 + 1}",
+                          NOW - i * HOUR) for i in range(300)]
+        record_seen(ledger, "qlvb", "repo-qnam-01", snapshots, "verify-1", at=NOW.timestamp())
+        value = ledger.fact(snapshot_log.SEEN, "qlvb@repo-qnam-01")
+        assert value["hosts"] == ["qlvb-db-01", "qlvb-db-02"]  # each host written once
+        assert len(str(value)) < 300 * 40  # 16 hex digits, a host index and a time each
+        seen = last_seen(ledger, "qlvb", "repo-qnam-01")
+        assert seen is not None and len(seen.snapshots) == 300 and seen.at == NOW.timestamp()
+        assert last_seen(ledger, "email", "repo-qnam-01") is None
 
 
 # --- every path of verify covers them -------------------------------------------------------
@@ -332,19 +327,18 @@ def test_a_system_retired_whole_is_still_judged_for_attacks(tmp_path: Path) -> N
     """Freshness and anomalies are skipped for a retired system; the attack checks are not
     (its archived records are what an attacker would go for)."""
     assert all(c.status == SKIPPED for c in retired_checks("2026-11-01"))
-    ledger = Ledger(tmp_path / "ledger.sqlite")
-    target = Target(system="qlvb", tier=1, repository="repo-qnam-01", copy=None, rpo=HOUR,
-                    rotation=7, expected_hosts=(), expected_paths=(), subset=None,
-                    position=None, finals={"qlvb-db-01": "a" * 64}, retired_at="2026-11-01",
-                    system_hosts=("qlvb-db-01",), protocol="rest")
-    kept = [snap("a", "qlvb-db-01", NOW - 30 * 24 * HOUR, "final", "archived")]
-    _attack_checks(target, WHERE, kept, ledger, NOW, SKEW, "verify-1")
-    planted = [snap("e", "qlvb-db-01", NOW + 24 * HOUR), snap("f", "intruder", NOW - HOUR)]
-    future, foreign, vanished = _attack_checks(target, WHERE, planted, ledger, NOW, SKEW,
-                                               "verify-2")
-    assert (future.status, foreign.status, vanished.status) == (FAILED, FAILED, FAILED)
-    assert "aaaaaaaa (host qlvb-db-01" in vanished.message
-    ledger.close()
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        target = Target(system="qlvb", tier=1, repository="repo-qnam-01", copy=None, rpo=HOUR,
+                        rotation=7, expected_hosts=(), expected_paths=(), subset=None,
+                        position=None, finals={"qlvb-db-01": "a" * 64}, retired_at="2026-11-01",
+                        system_hosts=("qlvb-db-01",), protocol="rest")
+        kept = [snap("a", "qlvb-db-01", NOW - 30 * 24 * HOUR, "final", "archived")]
+        _attack_checks(target, WHERE, kept, ledger, NOW, SKEW, "verify-1")
+        planted = [snap("e", "qlvb-db-01", NOW + 24 * HOUR), snap("f", "intruder", NOW - HOUR)]
+        future, foreign, vanished = _attack_checks(target, WHERE, planted, ledger, NOW, SKEW,
+                                                   "verify-2")
+        assert (future.status, foreign.status, vanished.status) == (FAILED, FAILED, FAILED)
+        assert "aaaaaaaa (host qlvb-db-01" in vanished.message
 
 
 def _report(system: str, checks: tuple[Check, ...]) -> RepositoryReport:

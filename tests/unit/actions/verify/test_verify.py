@@ -115,18 +115,17 @@ def test_other_subset_options_are_refused_with_what_is_accepted(text: str) -> No
 
 def test_the_plan_reads_the_rotation_from_the_ledger(tmp_path: Path, estate_copy: Any) -> None:
     estate = estate_copy.load()
-    ledger = Ledger(tmp_path / "ledger.sqlite")
-    ledger.set_fact("verify.read_data", "qlvb@repo-qnam-01", {"position": 7, "total": 7})
-    ledger.set_fact("verify.read_data", "email@repo-qnam-01", {"position": 3, "total": 14})
-    the_plan = plan(estate, ["qlvb", "email", "ioc"], "auto", ledger)
-    subsets = {t.system: (t.subset, t.position) for t in the_plan.targets}
-    # tier 1 rotates over 7 nights, tier 2 over 14, tier 3 over 30
-    assert subsets == {"qlvb": ("1/7", 1), "email": ("4/14", 4), "ioc": ("1/30", 1)}
-    qlvb = the_plan.targets[0]
-    assert qlvb.expected_hosts == ("qlvb-db-01",)  # the data-bearing VM, not the app servers
-    assert qlvb.rpo == HOUR and qlvb.expected_paths == ("/srv/qlvb",)
-    assert the_plan.concurrency == 4  # the verification settings' default
-    ledger.close()
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        ledger.set_fact("verify.read_data", "qlvb@repo-qnam-01", {"position": 7, "total": 7})
+        ledger.set_fact("verify.read_data", "email@repo-qnam-01", {"position": 3, "total": 14})
+        the_plan = plan(estate, ["qlvb", "email", "ioc"], "auto", ledger)
+        subsets = {t.system: (t.subset, t.position) for t in the_plan.targets}
+        # tier 1 rotates over 7 nights, tier 2 over 14, tier 3 over 30
+        assert subsets == {"qlvb": ("1/7", 1), "email": ("4/14", 4), "ioc": ("1/30", 1)}
+        qlvb = the_plan.targets[0]
+        assert qlvb.expected_hosts == ("qlvb-db-01",)  # the data-bearing VM, not the app servers
+        assert qlvb.rpo == HOUR and qlvb.expected_paths == ("/srv/qlvb",)
+        assert the_plan.concurrency == 4  # the verification settings' default
 
 
 # --- freshness ------------------------------------------------------------------------------
@@ -586,7 +585,8 @@ def test_no_vault_exits_2_and_still_notifies_and_writes_the_exit_code(
     families = {f.name: f for f in text_string_to_metric_families(metrics.read_text())}
     assert families["hopnhat_verify_exit_code"].samples[0].value == 2.0
     # and nothing was recorded as a run that never started
-    assert Ledger(tmp_path / "state" / "ledger.sqlite").runs("verify") == []
+    with Ledger(tmp_path / "state" / "ledger.sqlite") as ledger:
+        assert ledger.runs("verify") == []
 
 
 def test_an_unknown_system_and_a_bad_subset_exit_2(tmp_path: Path, estate_copy: Any) -> None:
@@ -735,14 +735,13 @@ def test_facts_round_trip_and_an_older_ledger_gains_the_table(tmp_path: Path) ->
                       "NOT NULL, operator TEXT NOT NULL, started REAL NOT NULL, finished REAL, "
                       "status TEXT NOT NULL, params TEXT NOT NULL, summary TEXT);")
     old.close()
-    ledger = Ledger(path)
-    assert ledger.fact("snapshot.size", "abc") is None
-    ledger.set_fact("snapshot.size", "abc", [10, 2])
-    ledger.set_fact("snapshot.size", "abc", [11, 3])  # replaced, not added
-    keys = [f"k{i}" for i in range(1200)]  # more than one query's worth of parameters
-    for key in keys[::100]:
-        ledger.set_fact("snapshot.size", key, [1, 1])
-    assert ledger.fact("snapshot.size", "abc") == [11, 3]
-    assert set(ledger.facts("snapshot.size", [*keys, "abc"])) == {*keys[::100], "abc"}
-    assert ledger.facts("verify.read_data", ["abc"]) == {}
-    ledger.close()
+    with Ledger(path) as ledger:
+        assert ledger.fact("snapshot.size", "abc") is None
+        ledger.set_fact("snapshot.size", "abc", [10, 2])
+        ledger.set_fact("snapshot.size", "abc", [11, 3])  # replaced, not added
+        keys = [f"k{i}" for i in range(1200)]  # more than one query's worth of parameters
+        for key in keys[::100]:
+            ledger.set_fact("snapshot.size", key, [1, 1])
+        assert ledger.fact("snapshot.size", "abc") == [11, 3]
+        assert set(ledger.facts("snapshot.size", [*keys, "abc"])) == {*keys[::100], "abc"}
+        assert ledger.facts("verify.read_data", ["abc"]) == {}
