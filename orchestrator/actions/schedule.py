@@ -19,8 +19,9 @@ from typing import Any
 from orchestrator.adapters.systemd import enable_timer, next_elapse, other_init, verify_units
 from orchestrator.errors import EXIT_BAD_INPUT, HopnhatError
 from orchestrator.quoting import unit_exec_word, unit_path, unit_text, unit_word
+from orchestrator.resources import templates_dir
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+TEMPLATES = templates_dir()
 DEFAULT_CALENDAR = "*-*-* 03:30:00"
 #: weekly, after that night's verification (a prune is the repository host's heaviest work)
 DEFAULT_MAINTAIN_CALENDAR = "Sun *-*-* 05:30:00"

@@ -27,8 +27,9 @@ from typing import Any
 from orchestrator import process
 from orchestrator.errors import AnsibleError, CommandError
 from orchestrator.quoting import ansible_value
+from orchestrator.resources import package_dir, playbooks_dir, templates_dir
 
-PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
+PLAYBOOKS = playbooks_dir()
 SITE = PLAYBOOKS / "site.yml"
 ANSIBLE_CONFIG = PLAYBOOKS / "ansible.cfg"
 
@@ -271,6 +272,14 @@ def search_path() -> str:
     return path
 
 
+def package_vars() -> dict[str, str]:
+    """Extra vars of every run: where this hopnhat's package and templates lie on the
+    controller — in the checkout or inside an installed wheel — for the roles that copy
+    files from there (backup_schedule: the job and its modules, the units' templates)."""
+    return {"hopnhat_package_dir": str(package_dir()),
+            "hopnhat_templates_dir": str(templates_dir())}
+
+
 # --- running --------------------------------------------------------------------------------
 
 
@@ -379,7 +388,8 @@ def run_playbook(request: PlaybookRequest, private_data_dir: Path, ident: str, *
         runner = _run_runner(
             private_data_dir=str(private_data_dir), ident=ident,
             project_dir=str(request.playbook.parent), playbook=str(request.playbook),
-            inventory=str(inventory), extravars=ansible_value(dict(request.extravars)),
+            inventory=str(inventory),
+            extravars=ansible_value({**package_vars(), **request.extravars}),
             forks=request.forks, limit=request.limit,
             cmdline=shlex.join(command_line(request)) or None,
             envvars=env, settings=settings,

@@ -35,6 +35,7 @@ from orchestrator.lab.config import (
 from orchestrator.lab.processes import ProcessRecord, ProcessTable, is_alive
 from orchestrator.lab.secrets import ensure_lab_secrets
 from orchestrator.process import spawn
+from orchestrator.resources import package_parent
 from orchestrator.settings import Paths
 
 STOP_ORDER = ("hypervisor", "guest", "vcsim")
@@ -198,7 +199,7 @@ def up(paths: Paths, delays: dict[str, int] | None = None) -> list[Part]:
         cfg = paths.lab / "hypervisor.json"
         cfg.write_text(json.dumps(hypervisor, indent=2))
         proc = spawn([sys.executable, "-m", "orchestrator.lab.hypervisor", str(cfg)],
-                     log=paths.lab / "hypervisor.log", cwd=_package_root())
+                     log=paths.lab / "hypervisor.log", cwd=package_parent())
         table.record("hypervisor", "hypervisor", proc.pid)
         fresh |= {site.datacenter for site in estate.sites.values()}
     if fresh:
@@ -246,10 +247,6 @@ def _running_config(lab_dir: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return doc if isinstance(doc, dict) else None
-
-
-def _package_root() -> Path:
-    return Path(__file__).resolve().parents[2]
 
 
 def _kind(record: ProcessRecord) -> str:

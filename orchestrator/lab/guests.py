@@ -45,14 +45,16 @@ from orchestrator.lab.processes import (
     start_ticks,
 )
 from orchestrator.process import run, spawn
+from orchestrator.resources import package_parent
 
 SSHD = "/usr/sbin/sshd"
 HOST_KEY = "ssh_host_ed25519_key"
 START_TIMEOUT = 20.0
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
-#: the checkout holding the ``orchestrator`` package, for ``python -m`` inside a guest
-_PROJECT = Path(__file__).resolve().parents[2]
+#: the folder holding the ``orchestrator`` package (the checkout, or the site-packages of an
+#: installed wheel), for ``python -m`` inside a guest
+_PROJECT = package_parent()
 #: what ``python -m orchestrator.lab.guest_init`` runs with (never the lab's own environment)
 INIT_ENV = dict(GUEST_ENV, PYTHONPATH=str(_PROJECT), PYTHONDONTWRITEBYTECODE="1")
 

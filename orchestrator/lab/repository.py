@@ -31,6 +31,7 @@ from orchestrator.lab.guests import (
 )
 from orchestrator.lab.processes import ProcessRecord, ProcessTable
 from orchestrator.process import run
+from orchestrator.resources import package_dir
 
 
 def _check_storage(storage_path: str) -> str:
@@ -115,7 +116,7 @@ def _guest_package(root: Path) -> Path:
     """A copy of the few modules guest_init needs, in the guest's own folder: the checkout
     itself may lie where the running guest cannot see it (under /tmp or /root, which a guest
     has fresh). Returns the folder to put on PYTHONPATH."""
-    source = Path(__file__).resolve().parents[1]
+    source = package_dir()
     target = root / "pylib"
     for name in _GUEST_MODULES:
         dest = target / "orchestrator" / name

@@ -28,12 +28,13 @@ from orchestrator.actions.migrate import manifest
 from orchestrator.actions.report_files import evidence_folder, write_report_file
 from orchestrator.errors import EXIT_BAD_INPUT, HopnhatError
 from orchestrator.ledger import Ledger
+from orchestrator.resources import templates_dir
 from orchestrator.settings import Paths
 
 if TYPE_CHECKING:
     from orchestrator.actions.migrate.run import MigrationResult
 
-TEMPLATES = Path(__file__).resolve().parents[3] / "templates"
+TEMPLATES = templates_dir()
 KIND = "hopnhat-migration-evidence"
 VERSION = 1
 MANIFEST = "manifest.jsonl.gz"
