@@ -37,7 +37,7 @@ def _sha(data: bytes) -> str:
 
 
 @pytest.fixture
-def built(tmp_path: Path) -> tuple[Ledger, Path]:
+def built(tmp_path: Path) -> Iterator[tuple[Ledger, Path]]:
     with Ledger(tmp_path / "ledger.sqlite") as ledger:
         target = catalogue.location(tmp_path, "danang", "qlvbqn")
         hashes = {("qlvbqn-db-01", p, len(c), m): _sha(c) for p, c, m in [
@@ -50,7 +50,7 @@ def built(tmp_path: Path) -> tuple[Ledger, Path]:
         assert target.stat().st_mode & 0o777 == 0o600
         assert target.parent.stat().st_mode & 0o777 == 0o700
         catalogue.record(ledger, "danang", "qlvbqn", done)
-        return ledger, tmp_path
+        yield ledger, tmp_path
 
 
 def _find(built: tuple[Ledger, Path], text: str, year: int | None = None,
