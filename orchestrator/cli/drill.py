@@ -113,9 +113,9 @@ def run(
     tear the scratch VMs down (also on failure and Ctrl-C, unless --keep). Production VMs
     and repositories are only read.
     """
-    from orchestrator.actions.drill.labels import label_set
     from orchestrator.actions.drill.run import run_drill
     from orchestrator.ledger import Ledger
+    from orchestrator.reports.drill.labels import label_set
 
     c = context(ctx)
     require_known(ctx, systems=[system])
@@ -147,9 +147,9 @@ def rehearse(
     a failed system fails its dependants ("dependency sso failed") instead of running them.
     One combined report (JSON and HTML) with each system's RTO and the total time."""
     from orchestrator.actions.drill import rehearse as drill_rehearse
-    from orchestrator.actions.drill.labels import label_set
     from orchestrator.human import duration
     from orchestrator.ledger import Ledger
+    from orchestrator.reports.drill.labels import label_set
 
     c = context(ctx)
     as_json = want_json(ctx, json)
@@ -242,8 +242,8 @@ def report(
     against its SHA-256) and print its path."""
     from orchestrator.actions.drill import rehearse as drill_rehearse
     from orchestrator.actions.drill.evidence import render_report
-    from orchestrator.actions.drill.labels import label_set
     from orchestrator.ledger import Ledger
+    from orchestrator.reports.drill.labels import label_set
 
     c = context(ctx)
     label_set(lang)

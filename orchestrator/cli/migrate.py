@@ -81,8 +81,8 @@ def _render(result: MigrationResult) -> None:
         console.print("  source writes put back" if result.writes_restored else
                       "  [bold red]source writes NOT put back: check the source[/]")
     if result.parallel_until:
-        from orchestrator.actions.migrate.evidence import local_time
         from orchestrator.actions.migrate.state import _iso
+        from orchestrator.reports.migrate import local_time
 
         console.print(f"  cut over; the source runs in parallel until "
                       f"{local_time(_iso(result.parallel_until), 'UTC')}")
@@ -94,9 +94,9 @@ def _render(result: MigrationResult) -> None:
 
 def _step(ctx: typer.Context, step: str, system: str, to: str, snapshot: str, reason: str,
           clean: bool, json: bool, lang: str, lock_timeout: float) -> None:
-    from orchestrator.actions.migrate.evidence import labels
     from orchestrator.actions.migrate.run import migrate
     from orchestrator.ledger import Ledger
+    from orchestrator.reports.migrate import labels
 
     c = context(ctx)
     require_known(ctx, systems=[system], sites=[to])
@@ -258,9 +258,9 @@ def report(ctx: typer.Context,
            lang: LangOption = "vi", json: JsonOption = False) -> None:
     """Render a handover record's HTML again from its evidence — refused (exit 2) when the
     evidence or its manifest no longer matches the hash the ledger recorded."""
-    from orchestrator.actions.migrate.evidence import labels
     from orchestrator.actions.migrate.evidence import report as render
     from orchestrator.ledger import Ledger
+    from orchestrator.reports.migrate import labels
 
     c = context(ctx)
     labels(lang)

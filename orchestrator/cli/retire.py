@@ -97,10 +97,10 @@ def retire(ctx: typer.Context,
     and only then the backup timers removed and the VMs destroyed, adopted ones too. A run
     that fails after its evidence is taken up by the next one. The repository stays and
     verify goes on checking it."""
-    from orchestrator.actions.migrate.evidence import labels
     from orchestrator.actions.retire.plan import plan_retire
     from orchestrator.actions.retire.run import retire as run_retire
     from orchestrator.ledger import Ledger
+    from orchestrator.reports.retire import labels
 
     c = context(ctx)
     require_known(ctx, systems=[system])

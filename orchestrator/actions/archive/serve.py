@@ -28,9 +28,9 @@ from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from orchestrator.actions.archive import catalogue, search
 from orchestrator.actions.archive import get as archive_get
-from orchestrator.actions.migrate.evidence import environment, labels
 from orchestrator.errors import HopnhatError
 from orchestrator.ledger import Ledger
+from orchestrator.reports.html import render, words
 
 COOKIE = "hopnhat_archive"
 LIMIT = 100
@@ -132,9 +132,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _page(self, status: HTTPStatus, view: str, lang: str, *, cookie: bool = False,
               **values: Any) -> None:
-        t = labels(lang, WORDS)
-        html = environment().get_template("archive-page.html.j2").render(
-            view=view, t=t, lang=lang, systems=self.archive.systems, **values)
+        html = render("archive-page.html.j2", view=view, t=words(lang, WORDS), lang=lang,
+                      systems=self.archive.systems, **values)
         body = html.encode()
         self.send_response(status)
         self.send_header("Content-Type", "text/html; charset=utf-8")

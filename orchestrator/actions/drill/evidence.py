@@ -9,7 +9,7 @@ Under ``<state>/evidence/<drill id>/``:
   it); the same digest is in the ledger and printed in the report;
 - ``report.html`` — self-contained (inline CSS and SVG: the timeline of the steps against
   the RTO target, and achieved RPO/RTO over the system's drills), labels in Vietnamese or
-  English (``--lang vi|en``), from ``templates/drill-report.html.j2``.
+  English (``--lang vi|en``), rendered by :mod:`orchestrator.reports.drill.html`.
 """
 
 from __future__ import annotations
@@ -17,24 +17,18 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import UTC, datetime
-from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-
-from orchestrator.actions.drill import svg as drill_svg
-from orchestrator.actions.drill.labels import LABELS, label_set
 from orchestrator.actions.report_files import evidence_folder, write_report_file
 from orchestrator.errors import EXIT_BAD_INPUT, HopnhatError
 from orchestrator.ledger import Ledger
-from orchestrator.resources import templates_dir
+from orchestrator.reports.drill.html import PastDrill, drill_report
 from orchestrator.settings import Paths
 
 if TYPE_CHECKING:
     from orchestrator.actions.drill.result import DrillResult
 
-TEMPLATES = templates_dir()
 KIND = "hopnhat-drill-evidence"
 VERSION = 1
 
@@ -128,58 +122,28 @@ def load_evidence(paths: Paths, run_id: str) -> tuple[dict[str, Any], str]:
     return json.loads(data), found
 
 
-def _history(ledger: Ledger, doc: dict[str, Any]) -> list[drill_svg.Point]:
+def _history(ledger: Ledger, doc: dict[str, Any]) -> list[PastDrill]:
     """The system's drills before this one (from the ledger) and this one (from its
     evidence), oldest first: the last 20."""
     this = doc["drill_id"]
     runs = [r for r in ledger.runs("drill", limit=100_000)
             if r.params.get("system") == doc["system"]["code"] and r.summary is not None
             and r.id != this and (iso(r.started) or "") < doc["started_at"]]
-    points = []
+    drills = []
     for run in sorted(runs, key=lambda r: r.started)[-19:]:
         s = run.summary or {}
-        points.append(drill_svg.Point(_stamp(run.started), s.get("rpo_seconds"),
-                                      s.get("rto_seconds"), s.get("verdict") == "passed"))
+        drills.append(PastDrill(run.started, s.get("rpo_seconds"), s.get("rto_seconds"),
+                                s.get("verdict") == "passed"))
     started = datetime.fromisoformat(doc["started_at"].replace("Z", "+00:00")).timestamp()
-    points.append(drill_svg.Point(_stamp(started), doc["achieved"]["rpo_seconds"],
-                                  doc["achieved"]["rto_seconds"], doc["verdict"] == "passed"))
-    return points
-
-
-def _stamp(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%m-%d %H:%M")
-
-
-@cache
-def environment() -> Environment:
-    env = Environment(loader=FileSystemLoader(str(TEMPLATES)),
-                      autoescape=select_autoescape(["html", "j2"]),
-                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters["human"] = lambda v: "—" if v is None else drill_svg.human(float(v))
-    return env
+    drills.append(PastDrill(started, doc["achieved"]["rpo_seconds"],
+                            doc["achieved"]["rto_seconds"], doc["verdict"] == "passed"))
+    return drills
 
 
 def render_report(paths: Paths, run_id: str, ledger: Ledger, lang: str = "en") -> Path:
-    """(Re-)render ``report.html`` of drill ``run_id`` from its stored evidence, with the
-    system's drill history from the ledger. Out: the report's path."""
+    """(Re-)write ``report.html`` of drill ``run_id`` from its stored, checked evidence, with
+    the system's drill history from the ledger. Out: the report's path."""
     doc, sha = load_evidence(paths, run_id)
-    labels = label_set(lang)
-    bars = [drill_svg.Bar(labels["step_" + s["name"]], s["start"], s["seconds"], s["ok"])
-            for s in doc["steps"]]
-    timeline = drill_svg.timeline(bars, doc["targets"]["rto_seconds"], labels["rto_target"],
-                                  labels["seconds_since_start"])
-    points = _history(ledger, doc)
-    chart = drill_svg.history(points, doc["targets"]["rpo_seconds"],
-                              doc["targets"]["rto_seconds"],
-                              (labels["achieved_rpo"], labels["achieved_rto"]),
-                              labels["target"])
-    html = environment().get_template("drill-report.html.j2").render(
-        doc=doc, sha256=sha, t=labels, lang=lang, timeline=timeline, history=chart,
-        history_count=len(points))
     out = evidence_dir(paths, run_id) / "report.html"
-    write_report_file(out, html)
+    write_report_file(out, drill_report(doc, sha, lang, _history(ledger, doc)))
     return out
-
-
-__all__ = ["LABELS", "build", "canonical", "digest", "load_evidence", "render_report",
-           "write_evidence"]

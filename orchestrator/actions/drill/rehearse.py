@@ -6,8 +6,9 @@ dependencies — group 1 depends on nothing in the rehearsal, group k+1 on group
 then LGSP, then QLVB and DVC) — and drilled group by group, ``parallel`` at once within a
 group. A system whose dependency failed is not run: it fails with the reason
 ("dependency sso failed"). One combined report: ``<state>/evidence/<rehearsal id>/``
-``rehearsal.json`` (+ ``.sha256``) and ``report.html``, with each system's RTO and the
-rehearsal's total time.
+``rehearsal.json`` (+ ``.sha256``) and ``report.html`` (rendered by
+:mod:`orchestrator.reports.drill.html`), with each system's RTO and the rehearsal's total
+time.
 """
 
 from __future__ import annotations
@@ -22,15 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.actions.drill import svg as drill_svg
-from orchestrator.actions.drill.evidence import (
-    canonical,
-    environment,
-    evidence_dir,
-    iso,
-    load_evidence,
-)
-from orchestrator.actions.drill.labels import label_set
+from orchestrator.actions.drill.evidence import canonical, evidence_dir, iso, load_evidence
 from orchestrator.actions.drill.plan import drillable
 from orchestrator.actions.drill.result import (
     ABORTED,
@@ -47,6 +40,7 @@ from orchestrator.actions.report_files import evidence_folder, write_report_file
 from orchestrator.errors import EXIT_BAD_INPUT, HopnhatError, PlanError
 from orchestrator.estate.model import Estate
 from orchestrator.ledger import Ledger, operator_name
+from orchestrator.reports.drill.html import rehearsal_report
 from orchestrator.settings import Paths
 
 
@@ -267,19 +261,9 @@ def write_rehearsal(paths: Paths, result: RehearsalResult, lang: str) -> None:
 
 
 def render_rehearsal(paths: Paths, rehearsal_id: str, lang: str = "en") -> Path:
-    """(Re-)render a rehearsal's report.html from its stored, checked evidence."""
+    """(Re-)write a rehearsal's report.html from its stored, checked evidence. Out: the
+    report's path."""
     doc, sha = load_evidence(paths, rehearsal_id)
-    t = label_set(lang)
-    bars = [drill_svg.Bar(f"{s['group']}. {s['system']}", s["start"], s["seconds"],
-                          s["verdict"] == PASSED,
-                          note="" if s["rto_seconds"] is None else
-                          f"(RTO {drill_svg.human(s['rto_seconds'])})")
-            for s in doc["systems"]]
-    targets = [s["rto_target_seconds"] for s in doc["systems"] if s["rto_target_seconds"]]
-    picture = drill_svg.timeline(bars, min(targets) if targets else None, t["rto_target"],
-                                 t["seconds_since_rehearsal"])
-    html = environment().get_template("drill-rehearsal.html.j2").render(
-        doc=doc, sha256=sha, t=t, lang=lang, timeline=picture)
     out = evidence_dir(paths, rehearsal_id) / "report.html"
-    write_report_file(out, html)
+    write_report_file(out, rehearsal_report(doc, sha, lang))
     return out

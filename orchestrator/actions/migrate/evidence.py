@@ -6,129 +6,32 @@ and cutover, under ``<state>/evidence/<run id>/``:
 - ``manifest.jsonl.gz`` — every entry restored (path, type, size, mode, mtime, SHA-256), its
   own SHA-256 in the evidence;
 - ``report.html`` — self-contained, in Vietnamese or English, times in the estate's time
-  zone with the offset written (``2026-12-06 15:04:05 UTC+07:00``), room for the two units'
-  signatures; ``hopnhat migrate report ID`` renders it again, after checking the evidence
-  against both recorded hashes.
+  zone with the offset written, room for the two units' signatures (rendered by
+  :mod:`orchestrator.reports.migrate`); ``hopnhat migrate report ID`` renders it again,
+  after checking the evidence against both recorded hashes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime
-from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
-
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from orchestrator.actions.drill.evidence import canonical, evidence_dir, iso
 from orchestrator.actions.migrate import manifest
 from orchestrator.actions.report_files import evidence_folder, write_report_file
 from orchestrator.errors import EXIT_BAD_INPUT, HopnhatError
 from orchestrator.ledger import Ledger
-from orchestrator.resources import templates_dir
+from orchestrator.reports.migrate import handover_report
 from orchestrator.settings import Paths
 
 if TYPE_CHECKING:
     from orchestrator.actions.migrate.run import MigrationResult
 
-TEMPLATES = templates_dir()
 KIND = "hopnhat-migration-evidence"
 VERSION = 1
 MANIFEST = "manifest.jsonl.gz"
-LANGS = ("vi", "en")
-
-_WORDS: dict[str, tuple[str, str]] = {
-    "title": ("Electronic data handover record", "Biên bản bàn giao dữ liệu điện tử"),
-    "step_run": ("copy (migrate run)", "sao chép (migrate run)"),
-    "step_sync": ("synchronisation (migrate sync)", "đồng bộ (migrate sync)"),
-    "step_cutover": ("cutover (migrate cutover)", "chuyển đổi (migrate cutover)"),
-    "run_id": ("Record", "Mã biên bản"),
-    "estate": ("Estate", "Hạ tầng"),
-    "system": ("System", "Hệ thống"),
-    "kind": ("Operation", "Nội dung"),
-    "from": ("Handed over by", "Bên giao"),
-    "to": ("Received by", "Bên nhận"),
-    "site": ("site", "trung tâm dữ liệu"),
-    "operator": ("Operator", "Người thực hiện"),
-    "started": ("Started", "Bắt đầu"),
-    "finished": ("Finished", "Kết thúc"),
-    "verdict": ("Verdict", "Kết luận"),
-    "passed": ("COMPLETE", "ĐẦY ĐỦ"),
-    "failed": ("NOT COMPLETE", "KHÔNG ĐẦY ĐỦ"),
-    "aborted": ("STOPPED", "BỊ DỪNG"),
-    "reasons": ("Reasons", "Lý do"),
-    "snapshots": ("Snapshots handed over", "Bản sao lưu được bàn giao"),
-    "source_vm": ("Source VM", "Máy nguồn"),
-    "target_vm": ("Target VM", "Máy đích"),
-    "snapshot": ("Snapshot", "Bản sao lưu"),
-    "snapshot_time": ("Taken", "Thời điểm sao lưu"),
-    "reason": ("Chosen because", "Lý do chọn"),
-    "per_path": ("Files and bytes per path", "Số tệp và dung lượng theo thư mục"),
-    "path": ("Path", "Thư mục"),
-    "files": ("Files", "Số tệp"),
-    "dirs": ("Folders", "Số thư mục"),
-    "others": ("Other entries", "Mục khác"),
-    "bytes": ("Bytes", "Dung lượng (byte)"),
-    "manifest": ("Manifest", "Bảng kê"),
-    "manifest_sha": ("SHA-256 of the manifest", "SHA-256 của bảng kê"),
-    "manifest_file": ("Kept beside this record as", "Lưu kèm biên bản tại"),
-    "differences": ("Differences found", "Sai khác phát hiện"),
-    "none": ("none", "không có"),
-    "missing": ("missing", "thiếu"),
-    "extra": ("extra", "thừa"),
-    "different": ("different", "khác"),
-    "deleted": ("Removed before the check (deleted at the source)",
-                "Đã xóa trước khi kiểm tra (đã bị xóa ở nguồn)"),
-    "changes": ("Changes since the previous record", "Thay đổi so với lần trước"),
-    "added": ("added", "thêm"),
-    "changed": ("changed", "sửa"),
-    "removed": ("removed", "xóa"),
-    "probes": ("Probes on the target", "Kiểm tra trên máy đích"),
-    "probe": ("Probe", "Phép kiểm tra"),
-    "result": ("Result", "Kết quả"),
-    "ok": ("ok", "đạt"),
-    "not_ok": ("FAILED", "KHÔNG ĐẠT"),
-    "steps": ("Steps", "Các bước"),
-    "step": ("Step", "Bước"),
-    "seconds": ("Seconds", "Giây"),
-    "writes": ("Writes at the source", "Ghi dữ liệu ở nguồn"),
-    "writes_stopped": ("stopped for the cutover", "đã dừng để chuyển đổi"),
-    "writes_restored": ("put back (cutover failed)", "đã khôi phục (chuyển đổi không thành)"),
-    "writes_not_restored": ("NOT put back: check the source", "CHƯA khôi phục: kiểm tra nguồn"),
-    "parallel_until": ("Source runs in parallel until", "Hệ thống cũ chạy song song đến"),
-    "evidence_sha": ("SHA-256 of this record (evidence.json)",
-                     "SHA-256 của biên bản (evidence.json)"),
-    "signatures": ("Signatures", "Chữ ký"),
-    "sign_from": ("For the handing-over unit", "Đại diện bên giao"),
-    "sign_to": ("For the receiving unit", "Đại diện bên nhận"),
-    "sign_hint": ("(signature, full name, position)", "(ký, ghi rõ họ tên, chức vụ)"),
-    "restic_version": ("restic on the target", "restic trên máy đích"),
-    "times_in": ("Times are in", "Thời gian theo múi giờ"),
-}
-
-
-def labels(lang: str, words: dict[str, tuple[str, str]] | None = None) -> dict[str, str]:
-    """A report's words (``words``, rows of (English, Vietnamese); default: this record's)
-    in ``lang`` (vi or en). Raises HopnhatError (exit 2) for another language."""
-    if lang not in LANGS:
-        raise HopnhatError(f"--lang {lang!r}: choose one of {', '.join(LANGS)}",
-                           exit_code=EXIT_BAD_INPUT)
-    index = LANGS.index(lang) ^ 1  # rows are (English, Vietnamese)
-    return {key: pair[index] for key, pair in (words or _WORDS).items()}
-
-
-def local_time(value: str | None, zone: str) -> str:
-    """An ISO UTC time → ``2026-12-06 15:04:05 UTC+07:00`` in ``zone``."""
-    if not value:
-        return "—"
-    at = datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(ZoneInfo(zone))
-    offset = at.strftime("%z")
-    return at.strftime("%Y-%m-%d %H:%M:%S") + f" UTC{offset[:3]}:{offset[3:]}"
-
-
 def store_manifest(paths: Paths, run_id: str,
                    manifests: dict[str, dict[str, manifest.Entry]]) -> tuple[str, str]:
     """Write the run's manifest (every target VM's entries). Out: (file, its SHA-256)."""
@@ -227,21 +130,11 @@ def load(paths: Paths, ledger: Ledger, run_id: str) -> tuple[dict[str, Any], str
     return doc, found
 
 
-@cache
-def environment() -> Environment:
-    return Environment(loader=FileSystemLoader(str(TEMPLATES)),
-                       autoescape=select_autoescape(["html", "j2"]),
-                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-
-
 def render(paths: Paths, doc: dict[str, Any], sha256: str, lang: str) -> Path:
     """Write ``report.html`` of the evidence ``doc``. Out: its path."""
     zone = doc.get("timezone") or paths.estate.settings.timezone
-    html = environment().get_template("migration-report.html.j2").render(
-        doc=doc, sha256=sha256, t=labels(lang), lang=lang, zone=zone,
-        when=lambda v: local_time(v, zone))
     out = evidence_dir(paths, doc["run_id"]) / "report.html"
-    write_report_file(out, html)
+    write_report_file(out, handover_report(doc, sha256, lang, zone))
     return out
 
 

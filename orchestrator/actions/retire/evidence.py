@@ -4,7 +4,8 @@
 - ``evidence.json`` — canonical JSON (as a migration's), times in UTC; its SHA-256 in
   ``evidence.json.sha256`` and in the ledger;
 - ``manifest.jsonl.gz`` — every entry of each final snapshot with its bytes' SHA-256;
-- ``report.html`` — self-contained, Vietnamese or English, local times with their offset.
+- ``report.html`` — self-contained, Vietnamese or English, local times with their offset
+  (rendered by :mod:`orchestrator.reports.retire`).
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ import hashlib
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.actions.drill.evidence import canonical, evidence_dir, iso
-from orchestrator.actions.migrate.evidence import MANIFEST, environment, labels, local_time
+from orchestrator.actions.migrate.evidence import MANIFEST
 from orchestrator.actions.report_files import evidence_folder, write_report_file
 from orchestrator.ledger import Ledger
+from orchestrator.reports.retire import retirement_report
 from orchestrator.settings import Paths
 
 if TYPE_CHECKING:
@@ -23,55 +25,6 @@ if TYPE_CHECKING:
 
 KIND = "hopnhat-retirement-evidence"
 VERSION = 1
-
-WORDS: dict[str, tuple[str, str]] = {
-    "title": ("System retirement and archive record",
-              "Biên bản đóng hệ thống và lưu trữ dữ liệu"),
-    "moved": ("source VMs closed after the migration's parallel run",
-              "đóng các máy nguồn sau thời gian chạy song song"),
-    "whole": ("the whole system closed", "đóng toàn bộ hệ thống"),
-    "run_id": ("Record", "Mã biên bản"),
-    "estate": ("Estate", "Hạ tầng"),
-    "system": ("System", "Hệ thống"),
-    "operator": ("Operator", "Người thực hiện"),
-    "reason": ("Reason given", "Lý do"),
-    "started": ("Started", "Bắt đầu"),
-    "keep_until": ("Records kept until", "Lưu giữ đến"),
-    "repository": ("Repository", "Kho sao lưu"),
-    "vms": ("VMs closed (destroyed after this record)",
-            "Máy ảo được đóng (xoá sau khi lập biên bản)"),
-    "adopted": ("taken over", "tiếp nhận"),
-    "finals": ("Final snapshots", "Bản sao lưu cuối cùng"),
-    "host": ("VM", "Máy"),
-    "snapshot": ("Snapshot", "Bản sao lưu"),
-    "kept": ("Snapshots kept", "Các bản sao lưu được lưu giữ"),
-    "time": ("Taken", "Thời điểm"),
-    "check": ("Repository check", "Kiểm tra kho"),
-    "check_ok": ("every byte read (restic check --read-data): no error",
-                 "đọc toàn bộ dữ liệu (restic check --read-data): không có lỗi"),
-    "manifest": ("Manifest of the final snapshots", "Danh mục tệp của bản sao lưu cuối"),
-    "path": ("Path", "Thư mục"),
-    "files": ("Files", "Số tệp"),
-    "dirs": ("Folders", "Số thư mục"),
-    "bytes": ("Bytes", "Dung lượng (byte)"),
-    "manifest_sha": ("SHA-256 of the manifest", "SHA-256 của danh mục"),
-    "catalogue": ("Archive catalogue", "Danh mục tra cứu"),
-    "versions": ("file versions", "phiên bản tệp"),
-    "snapshots": ("snapshots", "bản sao lưu"),
-    "catalogue_sha": ("SHA-256 of the catalogue", "SHA-256 của danh mục tra cứu"),
-    "steps": ("Steps", "Các bước"),
-    "step": ("Step", "Bước"),
-    "seconds": ("Seconds", "Giây"),
-    "find_hint": ("Find a record later", "Tra cứu sau này"),
-    "evidence_sha": ("SHA-256 of this record (evidence.json)",
-                     "SHA-256 của biên bản (evidence.json)"),
-    "signatures": ("Signatures", "Chữ ký"),
-    "sign_op": ("Operator", "Người thực hiện"),
-    "sign_head": ("Head of unit", "Thủ trưởng đơn vị"),
-    "sign_hint": ("(signature, full name, position)", "(ký, ghi rõ họ tên, chức vụ)"),
-    "times_in": ("Times are in", "Thời gian theo múi giờ"),
-}
-
 
 def build(paths: Paths, result: RetireResult) -> dict[str, Any]:
     """The evidence document of a retirement, before its VMs are destroyed."""
@@ -104,10 +57,6 @@ def write(paths: Paths, result: RetireResult, ledger: Ledger, lang: str) -> None
     write_report_file(folder / "evidence.json.sha256", f"{result.sha256}  evidence.json\n")
     result.evidence = str(folder / "evidence.json")
     ledger.event(result.run_id, result.plan.system, "evidence", sha256=result.sha256)
-    zone = doc["timezone"]
-    html = environment().get_template("retirement-report.html.j2").render(
-        doc=doc, sha256=result.sha256, t=labels(lang, WORDS), lang=lang, zone=zone,
-        when=lambda v: local_time(v, zone))
     out = folder / "report.html"
-    write_report_file(out, html)
+    write_report_file(out, retirement_report(doc, result.sha256, lang))
     result.html = str(out)

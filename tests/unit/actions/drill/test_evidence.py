@@ -1,5 +1,6 @@
-"""A drill's evidence: canonical JSON and its SHA-256, the HTML report in both languages,
-the pictures as well-formed SVG, and a rehearsal that fails a dependant of a failed system."""
+"""A drill's evidence: canonical JSON and its SHA-256, the HTML report written in both
+languages, and a rehearsal that fails a dependant of a failed system (the pictures:
+tests/unit/reports/drill/test_svg.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import ipaddress
 import json
 import os
 import stat
-import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 
 from orchestrator.actions.drill import rehearse as drill_rehearse
-from orchestrator.actions.drill import svg as drill_svg
 from orchestrator.actions.drill.evidence import canonical, load_evidence, write_evidence
 from orchestrator.actions.drill.plan import plan_drill
 from orchestrator.actions.drill.result import DrillResult, StepRecord
@@ -94,19 +93,6 @@ def test_the_report_speaks_vietnamese(paths: Paths) -> None:
     html = Path(result.html).read_text()
     for words in ("Báo cáo diễn tập khôi phục", "ĐẠT", "Mục tiêu RTO", "RTO đạt được"):
         assert words in html
-
-
-def test_the_pictures_are_well_formed_svg() -> None:
-    bars = [drill_svg.Bar("restore <x>", 3.0, 4.5, True), drill_svg.Bar("probes", 7.5, 0.1,
-                                                                         False)]
-    for svg in (drill_svg.timeline(bars, 14400.0, "RTO target", "seconds"),
-                drill_svg.timeline(bars, 10.0, "RTO target", "seconds"),
-                drill_svg.history([drill_svg.Point("a", 60.0, 30.0, True),
-                                   drill_svg.Point("b", None, None, False)], 3600.0, 14400.0,
-                                  ("RPO", "RTO"), "target")):
-        root = ET.fromstring(svg)
-        assert root.tag == "{http://www.w3.org/2000/svg}svg"
-    assert drill_svg.human(42.14) == "42.1 s" and drill_svg.human(7260) == "2 h 01 min"
 
 
 def test_a_failed_system_fails_its_dependants_without_running_them(

@@ -1,6 +1,7 @@
 """migrate's pure parts: the estate's migration section and its target VMs, the snapshot
 choice, the manifest and its comparisons, the restore command lines, the tree script, the
-state read from the ledger, the handover record's words and times."""
+state read from the ledger (the handover record's words and times:
+tests/unit/reports/test_migrate.py)."""
 
 from __future__ import annotations
 
@@ -14,14 +15,13 @@ from pathlib import Path
 import pytest
 
 from orchestrator.actions.migrate import manifest
-from orchestrator.actions.migrate.evidence import labels, local_time
 from orchestrator.actions.migrate.plan import choose, migration_of, plan_migration
 from orchestrator.actions.migrate.run import TREE_SCRIPT, restore_argv, tree_command
 from orchestrator.actions.migrate.state import COPIED, CUT_OVER, IN_SYNC, PLANNED, state_of
 from orchestrator.actions.migrate.status import drift_counts, excluded
 from orchestrator.adapters.restic import Repository, Snapshot
 from orchestrator.adapters.restic_results import Node
-from orchestrator.errors import HopnhatError, PlanError
+from orchestrator.errors import PlanError
 from orchestrator.ledger import Ledger
 from tests.unit.conftest import EstateCopy
 
@@ -269,18 +269,6 @@ def test_the_state_follows_the_last_passed_step(tmp_path: Path) -> None:
         state = state_of(ledger, "e", "q")
         assert state.name == CUT_OVER and state.parallel_until == "2030-03-17T17:46:40Z"
         assert state_of(ledger, "other", "q").name == PLANNED
-
-
-def test_record_times_are_local_with_the_offset_and_words_in_both_languages() -> None:
-    assert local_time("2026-12-06T08:04:05Z", "Asia/Ho_Chi_Minh") == \
-        "2026-12-06 15:04:05 UTC+07:00"
-    assert local_time(None, "Asia/Ho_Chi_Minh") == "—"
-    vi, en = labels("vi"), labels("en")
-    assert vi.keys() == en.keys()
-    assert vi["title"] == "Biên bản bàn giao dữ liệu điện tử"
-    assert en["title"] == "Electronic data handover record"
-    with pytest.raises(HopnhatError, match="--lang 'fr'"):
-        labels("fr")
 
 
 def test_drift_counts_leave_excluded_files_out() -> None:

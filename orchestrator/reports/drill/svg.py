@@ -5,7 +5,8 @@
   the drill's length, so the bars stay readable);
 - :func:`history` — achieved RPO and RTO over a system's drills, each against its target.
 
-Pure functions of numbers and (escaped) labels; no outside resource, no script.
+Pure functions of numbers and (escaped) labels; no outside resource, no script. Durations
+are written as :func:`orchestrator.human.duration` writes them in words.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
+
+from orchestrator.human import duration
 
 OK_FILL, BAD_FILL, TARGET = "#2e7d32", "#c62828", "#d84315"
 FONT = "font-family='DejaVu Sans, Arial, sans-serif' font-size='12'"
@@ -37,22 +40,10 @@ class Point:
     ok: bool
 
 
-def human(seconds: float) -> str:
-    """``42.1 s``, ``3 min 05 s``, ``2 h 10 min``, ``3 d 4 h``."""
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    s = round(seconds)
-    if s < 3600:
-        return f"{s // 60} min {s % 60:02d} s"
-    if s < 86400:
-        return f"{s // 3600} h {s % 3600 // 60:02d} min"
-    return f"{s // 86400} d {s % 86400 // 3600} h"
-
-
 def nice_step(span: float, ticks: int = 6) -> float:
     """A round tick interval (1, 2, 5 × 10^n) giving about ``ticks`` ticks over ``span``."""
     raw = max(span, 1e-9) / ticks
-    power = 10 ** math.floor(math.log10(raw))
+    power = 10.0 ** math.floor(math.log10(raw))
     return next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
 
 
@@ -93,16 +84,16 @@ def timeline(bars: Sequence[Bar], target: float | None, target_label: str,
                      f"{escape(bar.label)}</text>")
         parts.append(f"<rect x='{x:.1f}' y='{y + 3}' width='{w:.1f}' height='{row - 8}' "
                      f"fill='{fill}' rx='2'><title>{escape(bar.label)}: "
-                     f"{human(bar.seconds)}</title></rect>")
+                     f"{duration(bar.seconds)}</title></rect>")
         text_x = x + w + 4
         parts.append(f"<text x='{text_x:.1f}' y='{y + 15}' {FONT} fill='#333'>"
-                     f"{escape(human(bar.seconds) + (' ' + bar.note if bar.note else ''))}"
+                     f"{escape(duration(bar.seconds) + (' ' + bar.note if bar.note else ''))}"
                      "</text>")
     parts += _axis(left, plot, span, axis_y, " s")
     parts.append(f"<text x='{left + plot / 2}' y='{axis_y + 36}' text-anchor='middle' "
                  f"{FONT}>{escape(axis_label)}</text>")
     if target is not None:
-        label = f"{target_label} {human(target)}"
+        label = f"{target_label} {duration(target)}"
         if target_in:
             x = left + plot * target / span
             parts.append(f"<line x1='{x:.1f}' y1='20' x2='{x:.1f}' y2='{axis_y}' "
@@ -138,7 +129,7 @@ def _panel(x0: float, title: str, values: Sequence[float | None], oks: Sequence[
     for frac in (0.0, 0.5, 1.0):
         y = base - plot_h * frac
         out.append(f"<text x='{x0 + left - 6}' y='{y + 4:.1f}' text-anchor='end' {FONT}>"
-                   f"{escape(human(span * frac))}</text>")
+                   f"{escape(duration(span * frac))}</text>")
     n = max(1, len(values))
     slot = plot_w / n
     for i, (value, ok, label) in enumerate(zip(values, oks, labels, strict=False)):
@@ -148,13 +139,13 @@ def _panel(x0: float, title: str, values: Sequence[float | None], oks: Sequence[
             out.append(f"<rect x='{cx - min(18, slot / 3):.1f}' y='{base - h:.1f}' "
                        f"width='{2 * min(18, slot / 3):.1f}' height='{max(h, 1):.1f}' "
                        f"fill='{OK_FILL if ok else BAD_FILL}'><title>{escape(label)}: "
-                       f"{escape(human(value))}</title></rect>")
+                       f"{escape(duration(value))}</title></rect>")
         else:
             out.append(f"<text x='{cx:.1f}' y='{base - 4}' text-anchor='middle' {FONT}>–</text>")
         out.append(f"<text x='{cx:.1f}' y='{base + 16}' text-anchor='middle' {SMALL}>"
                    f"{escape(label)}</text>")
     if target is not None:
-        text = f"{target_label} {human(target)}"
+        text = f"{target_label} {duration(target)}"
         y = base - plot_h * target / span if target_in else top
         dash = "6 4" if target_in else "2 3"
         out.append(f"<line x1='{x0 + left}' y1='{y:.1f}' x2='{x0 + left + plot_w}' "
