@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from orchestrator.adapters.restic import NoSpace, ResticCommandError, Retry
 from orchestrator.errors import HopnhatError
 from orchestrator.hostjob.config import COMMAND_PATH, RepositoryConfig
+from orchestrator.human import size
 from orchestrator.process import run
 
 if TYPE_CHECKING:
@@ -121,10 +122,6 @@ class SpaceWatch:
         return self.lowest.get(repository.name) or self(repository)
 
 
-def _mib(size: int) -> str:
-    return f"{size / (1024 * 1024):.1f} MiB"
-
-
 def judge_space(exc: HopnhatError, repository: RepositoryConfig, status: Status,
                 read_space: SpaceWatch | SpaceReader | None) -> HopnhatError:
     """A failure that a full repository may explain — restic's "no space" (which over SFTP is
@@ -143,8 +140,8 @@ def judge_space(exc: HopnhatError, repository: RepositoryConfig, status: Status,
         return exc
     status.repository_space = {"repository": repository.name, "total_bytes": space.total,
                                "free_bytes": space.free}
-    where = (f"the storage of {repository.name} has {_mib(space.free)} free of "
-             f"{_mib(space.total)}")
+    where = (f"the storage of {repository.name} has {size(space.free, 'MiB')} free of "
+             f"{size(space.total, 'MiB')}")
     fields: dict[str, Any] = {"repository": exc.repository, "command": exc.command,
                               "returncode": exc.returncode, "detail": exc.detail}
     if space.free < NO_SPACE_BELOW:
@@ -173,6 +170,6 @@ def full_storage(repository: RepositoryConfig,
         space: Space | None = seen["space"]
         if space is None or space.free >= NO_SPACE_BELOW:
             return None
-        return (f"the storage of {repository.name} has {_mib(space.free)} free of "
-                f"{_mib(space.total)}: stopped at restic's first retry of a write")
+        return (f"the storage of {repository.name} has {size(space.free, 'MiB')} free of "
+                f"{size(space.total, 'MiB')}: stopped at restic's first retry of a write")
     return judge

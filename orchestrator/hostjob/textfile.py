@@ -9,13 +9,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from orchestrator.hostjob.contract import RESULTS
+from orchestrator.quoting import prometheus_label
 
 if TYPE_CHECKING:
     from orchestrator.hostjob.status import Status
-
-
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def _timestamp(text: str | None) -> float | None:
@@ -30,7 +27,7 @@ def _timestamp(text: str | None) -> float | None:
 def textfile(status: Status) -> str:
     """The Prometheus text exposition of ``status`` (for node_exporter's textfile
     collector)."""
-    labels = (f'system="{_label(status.system)}",host="{_label(status.host)}",'
+    labels = (f'system="{prometheus_label(status.system)}",host="{prometheus_label(status.host)}",'
               f'tier="{status.tier}"')
     metrics: list[tuple[str, str, str, list[tuple[str, float]]]] = [
         ("hopnhat_backup_last_run_timestamp_seconds", "gauge",
