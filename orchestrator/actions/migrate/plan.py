@@ -21,6 +21,7 @@ from orchestrator.actions.selection import require_known
 from orchestrator.adapters.restic import Snapshot
 from orchestrator.errors import EXIT_BAD_INPUT, PlanError
 from orchestrator.estate.model import VM, Estate, Migration
+from orchestrator.human import duration
 
 LATEST = "latest"
 
@@ -157,8 +158,9 @@ def choose(code: str, source_vms: Sequence[VM], snapshots: Sequence[Snapshot], s
         age = now - snap.time.timestamp()
         if age > rpo_seconds and not (snap is named and reason):
             raise PlanError(
-                f"the newest snapshot of {name} ({snap.short_id}) is {age / 3600:.1f} h old, "
-                f"older than the tier's RPO ({rpo_seconds / 3600:.1f} h): a move starts from "
+                f"the newest snapshot of {name} ({snap.short_id}) is "
+                f"{duration(age, 'compact')} old, older than the tier's RPO "
+                f"({duration(rpo_seconds, 'estate')}): a move starts from "
                 "a fresh backup (or name the snapshot with --snapshot and say why with "
                 "--reason)", exit_code=EXIT_BAD_INPUT)
     return chosen

@@ -116,7 +116,7 @@ def test_the_newest_snapshot_is_moved_and_an_old_one_only_with_a_reason(
     snaps = [_snap("aaaaaaaa", "qlvbqn-db-01", 5, now), _snap("bbbbbbbb", "qlvbqn-db-01", 0.2, now)]
     assert choose("qlvbqn", sources, snaps, "latest", 3600, "", now)["qlvbqn-db-01"].id \
         .startswith("bbbb")
-    with pytest.raises(PlanError, match="older than the tier's RPO"):
+    with pytest.raises(PlanError, match=r"is 5h0m0s old, older than the tier's RPO \(1h\)"):
         choose("qlvbqn", sources, snaps, "aaaaaaaa", 3600, "", now)
     named = choose("qlvbqn", sources, snaps, "aaaaaaaa", 3600, "the fresh one is corrupt", now)
     assert named["qlvbqn-db-01"].id.startswith("aaaa")
