@@ -15,14 +15,23 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from orchestrator.hostjob.config import ConfigError, load_config
+from orchestrator.files import write_atomically
+from orchestrator.hostjob.config import ConfigError, JobConfig, load_config
 from orchestrator.hostjob.contract import EXIT_CODES, REFUSED
 from orchestrator.hostjob.lock import AlreadyRunning
 from orchestrator.hostjob.run import backup
 from orchestrator.hostjob.space import repository_space
-from orchestrator.hostjob.status import write_status
+from orchestrator.hostjob.status import Status
+from orchestrator.hostjob.textfile import textfile
 
 log = logging.getLogger("hopnhat.backup")
+
+
+def write_status(config: JobConfig, status: Status) -> None:
+    """The status file (JSON) and the textfile, each replaced atomically."""
+    write_atomically(config.status_file,
+                     json.dumps(status.as_dict(), indent=2, ensure_ascii=False) + "\n")
+    write_atomically(config.textfile, textfile(status))
 
 
 def _progress_printer() -> Callable[[dict[str, Any]], None]:

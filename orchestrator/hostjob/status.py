@@ -1,6 +1,7 @@
-"""What one run did (:class:`Status`), and the two files it leaves for others: the status
-file (JSON; ``backup run`` prints it, ``backup status`` reads it back over SSH) and the
-Prometheus textfile (:mod:`orchestrator.hostjob.textfile`), each replaced atomically."""
+"""What one run did (:class:`Status`): the document of the status file (JSON; ``backup run``
+prints it, ``backup status`` reads it back over SSH), which the Prometheus textfile
+(:mod:`orchestrator.hostjob.textfile`) is made from too, and the last run's, read back to
+carry its times forward."""
 
 from __future__ import annotations
 
@@ -10,10 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from orchestrator.files import write_atomically
-from orchestrator.hostjob.config import JobConfig
 from orchestrator.hostjob.contract import EXIT_CODES, FAILED, RESULTS
-from orchestrator.hostjob.textfile import textfile
 
 
 @dataclass
@@ -89,9 +87,3 @@ def previous_status(path: Path) -> dict[str, Any]:
         return {}
     return data if isinstance(data, dict) else {}
 
-
-def write_status(config: JobConfig, status: Status) -> None:
-    """The status file (JSON) and the textfile, each replaced atomically."""
-    write_atomically(config.status_file,
-                     json.dumps(status.as_dict(), indent=2, ensure_ascii=False) + "\n")
-    write_atomically(config.textfile, textfile(status))

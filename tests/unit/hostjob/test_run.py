@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.adapters.restic import ConnectionLost, NoSpace, Repository
+from orchestrator.hostjob.backup_job import write_status
 from orchestrator.hostjob.run import backup
-from orchestrator.hostjob.status import write_status
 from orchestrator.process import Completed
 from tests.unit.hostjob.fakes import REST_REPOSITORY, fakes, make_config, result
 

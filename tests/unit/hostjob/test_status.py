@@ -9,8 +9,9 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from orchestrator.hostjob.backup_job import write_status
 from orchestrator.hostjob.run import backup
-from orchestrator.hostjob.status import Status, write_status
+from orchestrator.hostjob.status import Status
 from orchestrator.hostjob.textfile import textfile
 from tests.unit.hostjob.fakes import fakes, make_config
 
