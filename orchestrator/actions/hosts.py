@@ -9,12 +9,14 @@ fingerprint vCenter records for that VM where the province's team set one (extra
 trusted (the operator's fingerprint or confirmation, or vCenter's record, must match);
 :func:`trust` records the key, installs hopnhat's public key through the operator's own
 access (their key or a password, never stored), proves hopnhat's key works, and writes
-the ledger.
+the ledger; :func:`trust_host` runs the whole of ``hosts trust``, asking the operator
+through a callback.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -218,3 +220,39 @@ def trust(paths: Paths, check: HostCheck, confirmed_by: str, login: Login | None
         ledger.event(run_id, check.host, "trusted", **result.as_dict())
         ledger.finish(run_id, "ok" if works else "partial", result.as_dict())
     return result
+
+
+@dataclass(frozen=True)
+class Trusted:
+    """How ``hosts trust`` ended: the host's check, and on whose word its key was trusted
+    with the result; both None when the operator said no (nothing was recorded)."""
+
+    check: HostCheck
+    confirmed_by: str | None
+    result: TrustResult | None
+
+
+def trust_host(paths: Paths, name: str, *, fingerprint: str | None = None,
+               read_vcenter: bool = True,
+               confirm: Callable[[HostCheck], bool] | None = None,
+               login: Callable[[VM], Login | None] = lambda vm: None,
+               on_check: Callable[[HostCheck], None] | None = None) -> Trusted:
+    """``hosts trust`` from end to end: :func:`inspect` the host (``on_check`` hears what
+    it found), ask ``confirm`` when its key is unknown and no ``fingerprint`` vouches for it
+    (None: no one is asked; vCenter's record must vouch), :func:`decide`, then
+    :func:`trust` with ``login`` (the operator's own access, asked only once the key is
+    trusted) and the ledger. Raises TrustError (exit 2, nothing recorded) as
+    :func:`decide` does."""
+    vm = find_host(paths, name)
+    check = inspect(paths, vm, read_vcenter=read_vcenter)
+    if on_check is not None:
+        on_check(check)
+    confirmed = False
+    if check.state == UNKNOWN and fingerprint is None and confirm is not None:
+        confirmed = confirm(check)
+        if not confirmed:
+            return Trusted(check, None, None)
+    confirmed_by = decide(check, fingerprint, confirmed)
+    access = login(vm)
+    with Ledger(paths.ledger) as ledger:
+        return Trusted(check, confirmed_by, trust(paths, check, confirmed_by, access, ledger))

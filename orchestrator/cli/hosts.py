@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import getpass
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -14,6 +15,11 @@ from orchestrator.cli.common import JsonOption, console, context, err_console, p
 from orchestrator.cli.locking import LockTimeoutOption, take_estate_lock
 from orchestrator.cli.selectors import require_known
 from orchestrator.errors import EXIT_BAD_INPUT, EXIT_PARTIAL
+
+if TYPE_CHECKING:
+    from orchestrator.actions.hosts import HostCheck, TrustResult
+    from orchestrator.adapters.ssh import Login
+    from orchestrator.estate.model import VM
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="SSH trust of the estate's hosts: record a host key only after it "
@@ -66,10 +72,7 @@ def trust(
     recorded), 3 the key is trusted but hopnhat's key is not on the host yet (give
     --login-key or --ask-password), 1 the host refused the login.
     """
-    from orchestrator.actions import hosts as hosts_action
-    from orchestrator.actions.hosts import TrustError
-    from orchestrator.adapters.ssh import Login
-    from orchestrator.ledger import Ledger
+    from orchestrator.actions.hosts import TrustError, trust_host
 
     c = context(ctx)
     require_known(ctx, hosts=[host])
@@ -78,53 +81,54 @@ def trust(
         raise TrustError("give --login-key or --ask-password, not both")
     if login_key is not None and not login_key.is_file():
         raise TrustError(f"--login-key {login_key}: no such file")
-    take_estate_lock(ctx, "hosts trust", lock_timeout)
-    vm = hosts_action.find_host(c.paths, host)
-    check = hosts_action.inspect(c.paths, vm, read_vcenter=not no_vcenter)
-    if not as_json:
-        _show(check)
-    confirmed = False
-    if check.state == hosts_action.UNKNOWN and fingerprint is None and not yes:
-        if not sys.stdin.isatty():
-            raise TrustError(f"host {vm.name}: not trusted without a word for its key: give "
-                             "--fingerprint SHA256:…, or --yes to rely on the fingerprint "
-                             "vCenter records, or run at a terminal; nothing was recorded")
-        confirmed = _ask(check)
-        if not confirmed:
-            err_console.print("not trusted: nothing was recorded")
-            raise typer.Exit(EXIT_BAD_INPUT)
-    confirmed_by = hosts_action.decide(check, fingerprint, confirmed)
     user = login_user or c.estate.settings.ssh.user
-    login = None
-    if login_key is not None:
-        login = Login(user, key_file=login_key)
-    elif ask_password:
-        if not sys.stdin.isatty():
-            raise TrustError("--ask-password needs a terminal (for automation, use "
-                             "--login-key)")
-        login = Login(user, password=getpass.getpass(f"password of {user} on {vm.name}: "))
-    with Ledger(c.paths.ledger) as ledger:
-        result = hosts_action.trust(c.paths, check, confirmed_by, login, ledger)
+    take_estate_lock(ctx, "hosts trust", lock_timeout)
+    done = trust_host(c.paths, host, fingerprint=fingerprint, read_vcenter=not no_vcenter,
+                      confirm=None if yes else _ask, login=_login(user, login_key, ask_password),
+                      on_check=None if as_json else _show)
+    if done.result is None:
+        err_console.print("not trusted: nothing was recorded")
+        raise typer.Exit(EXIT_BAD_INPUT)
     if as_json:
-        print_json({"check": check.as_dict(), "result": result.as_dict()})
+        print_json({"check": done.check.as_dict(), "result": done.result.as_dict()})
     else:
-        said = "recorded in known_hosts" if result.recorded else "already in known_hosts"
-        console.print(f"[green]trusted[/] {escape(vm.name)} ({check.address}): "
-                      f"{result.fingerprint} {said} (vouched for by {confirmed_by})")
-        if result.hopnhat_key_works:
-            how = "added to the host and works" if result.key_installed else "already works"
-            console.print(f"hopnhat's key: {how}")
-        else:
-            console.print("[yellow]hopnhat's key is not on the host yet:[/] run again with "
-                          "--login-key FILE or --ask-password")
-    if not result.hopnhat_key_works:
+        _render_trusted(done.check, done.result)
+    if not done.result.hopnhat_key_works:
         raise typer.Exit(EXIT_PARTIAL)
 
 
-def _show(check: object) -> None:
-    from orchestrator.actions.hosts import HostCheck
+def _login(user: str, key: Path | None, ask_password: bool) -> Callable[[VM], Login | None]:
+    """The operator's own access to a host, asked for (a password at the terminal) only
+    once its key is trusted."""
+    from orchestrator.actions.hosts import TrustError
+    from orchestrator.adapters.ssh import Login
 
-    assert isinstance(check, HostCheck)
+    def login(vm: VM) -> Login | None:
+        if key is not None:
+            return Login(user, key_file=key)
+        if not ask_password:
+            return None
+        if not sys.stdin.isatty():
+            raise TrustError("--ask-password needs a terminal (for automation, use "
+                             "--login-key)")
+        return Login(user, password=getpass.getpass(f"password of {user} on {vm.name}: "))
+
+    return login
+
+
+def _render_trusted(check: HostCheck, result: TrustResult) -> None:
+    said = "recorded in known_hosts" if result.recorded else "already in known_hosts"
+    console.print(f"[green]trusted[/] {escape(check.host)} ({check.address}): "
+                  f"{result.fingerprint} {said} (vouched for by {result.confirmed_by})")
+    if result.hopnhat_key_works:
+        how = "added to the host and works" if result.key_installed else "already works"
+        console.print(f"hopnhat's key: {how}")
+    else:
+        console.print("[yellow]hopnhat's key is not on the host yet:[/] run again with "
+                      "--login-key FILE or --ask-password")
+
+
+def _show(check: HostCheck) -> None:
     console.print(f"host {escape(check.host)} at {check.address}:{check.port} offers "
                   f"{check.offered.kind} {check.offered.fingerprint}")
     if check.vcenter_fingerprint is not None:
@@ -137,10 +141,14 @@ def _show(check: object) -> None:
     console.print(f"known_hosts: {check.state}")
 
 
-def _ask(check: object) -> bool:
-    from orchestrator.actions.hosts import HostCheck
+def _ask(check: HostCheck) -> bool:
+    """The operator's word on an unknown key, at the terminal (without one: refused)."""
+    from orchestrator.actions.hosts import TrustError
 
-    assert isinstance(check, HostCheck)
+    if not sys.stdin.isatty():
+        raise TrustError(f"host {check.host}: not trusted without a word for its key: give "
+                         "--fingerprint SHA256:…, or --yes to rely on the fingerprint "
+                         "vCenter records, or run at a terminal; nothing was recorded")
     answer = typer.prompt(f"Is {check.offered.fingerprint} the key of {check.host}? Compare "
                           "it with the host's console (ssh-keygen -lf "
                           "/etc/ssh/ssh_host_ed25519_key.pub); type yes to trust it",

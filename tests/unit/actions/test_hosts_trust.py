@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from orchestrator.actions.hosts import CHANGED, TRUSTED, UNKNOWN, HostCheck, TrustError, decide
+from orchestrator.actions import hosts
+from orchestrator.actions.hosts import (
+    CHANGED,
+    TRUSTED,
+    UNKNOWN,
+    HostCheck,
+    Trusted,
+    TrustError,
+    decide,
+    trust_host,
+)
 from orchestrator.adapters import ssh
 from orchestrator.adapters.ssh import HostKey
+from orchestrator.estate import load_estate
+from orchestrator.estate.model import VM
+from orchestrator.ledger import Ledger
+from orchestrator.settings import Paths
+
+ESTATE = load_estate(Path(__file__).resolve().parents[3] / "inventory")
 
 PREFIX = b"\x00\x00\x00\x0bssh-ed25519\x00\x00\x00\x20"  # the type, then a 32-byte key
 KEY = HostKey("ssh-ed25519", PREFIX + bytes(range(32)))
@@ -77,3 +94,74 @@ def test_known_hosts_records_one_key_per_host_and_forgets_it(tmp_path: Path) -> 
     assert ssh.forget_host_key(known, "127.20.1.5", 22) == 1
     assert ssh.known_keys(known, "127.20.1.5", 22) == []
     assert known.read_text() == other_host
+
+
+# --- hosts trust from end to end, the host and its SSH answers faked -------------------------
+
+
+def _trust_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, known: tuple[HostKey, ...],
+                confirm: Callable[[HostCheck], bool] | None,
+                fingerprint: str | None = None) -> tuple[Trusted, list[str], Paths]:
+    """:func:`trust_host` of qlvbqn-db-01 offering KEY (``known``: what known_hosts holds);
+    out: how it ended, the logins asked for, the paths."""
+    paths = Paths(tmp_path / "state", ESTATE)
+    monkeypatch.setattr(hosts, "inspect", lambda paths_, vm, read_vcenter: check(known))
+    monkeypatch.setattr(ssh, "accepts_key", lambda *args: True)  # hopnhat's key works
+    asked: list[str] = []
+
+    def login(vm: VM) -> None:
+        asked.append(vm.name)
+
+    done = trust_host(paths, "qlvbqn-db-01", fingerprint=fingerprint, confirm=confirm,
+                      login=login)
+    return done, asked, paths
+
+
+def _runs(paths: Paths) -> list[tuple[str, str]]:
+    with Ledger(paths.ledger) as ledger:
+        return [(run.kind, run.status) for run in ledger.runs()]
+
+
+def test_an_operator_who_says_no_leaves_nothing_recorded(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shown: list[HostCheck] = []
+
+    def no(check: HostCheck) -> bool:
+        shown.append(check)
+        return False
+
+    done, asked, paths = _trust_host(tmp_path, monkeypatch, (), no)
+    assert (done.confirmed_by, done.result) == (None, None)
+    assert [c.offered for c in shown] == [KEY]
+    assert asked == []  # no password asked for a key not trusted
+    assert not paths.known_hosts.exists()
+    assert _runs(paths) == []
+
+
+def test_an_operator_who_says_yes_has_the_key_recorded_and_the_run_in_the_ledger(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    done, asked, paths = _trust_host(tmp_path, monkeypatch, (), lambda check: True)
+    assert done.confirmed_by == "operator" and done.result is not None
+    assert done.result.recorded and done.result.hopnhat_key_works
+    assert asked == ["qlvbqn-db-01"]
+    assert [k.fingerprint for k in ssh.known_keys(paths.known_hosts, "127.20.1.5", 22)] == [
+        KEY.fingerprint]
+    assert _runs(paths) == [("hosts.trust", "ok")]
+
+
+def test_a_fingerprint_given_vouches_without_asking_anyone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def never(check: HostCheck) -> bool:
+        raise AssertionError("the operator was asked")
+
+    done, _, paths = _trust_host(tmp_path, monkeypatch, (), never,
+                                 fingerprint=KEY.fingerprint)
+    assert done.confirmed_by == "--fingerprint"
+    assert _runs(paths) == [("hosts.trust", "ok")]
+
+
+def test_a_changed_key_is_refused_before_anyone_is_asked_or_anything_recorded(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(TrustError, match="different key"):
+        _trust_host(tmp_path, monkeypatch, (OTHER,), lambda check: True)
+    assert _runs(Paths(tmp_path / "state", ESTATE)) == []
