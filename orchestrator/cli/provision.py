@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from orchestrator.actions.provision import apply as provision_apply
     from orchestrator.actions.provision.destroy import DestroyPlan
     from orchestrator.actions.provision.flow import Hooks, Provisioned
-    from orchestrator.actions.provision.model import GatedPlan, Plan
+    from orchestrator.actions.provision.model import CapacityCheck, GatedPlan, Plan, VMAction
 
 P = TypeVar("P", bound="GatedPlan")
 
@@ -81,32 +81,47 @@ def render_plan(plan: Plan, verbose: bool = False) -> None:
     list_unchanged = verbose or len(unchanged) <= UNCHANGED_LISTED
     shown = [a for a in plan.actions if list_unchanged or a.kind != "no-op"]
     if shown:
-        table = Table(title=f"plan for estate {plan.estate}", show_lines=False)
-        for column in ("VM", "system", "site", "action", "detail"):
-            table.add_column(column, overflow="fold")
-        for action in shown:
-            style = _STYLE.get(action.kind, "")
-            name = action.name if not action.vm.adopted else \
-                f"{action.name}\n[dim]= {escape(action.vm.where())}[/]"
-            table.add_row(name, action.vm.system, action.vm.site,
-                          f"[{style}]{action.kind}[/]", escape(action.describe()))
-        console.print(table)
+        console.print(_vm_table(plan.estate, shown))
     if not list_unchanged:
         console.print(f"{len(unchanged)} VMs match the estate (listed with -v or --json).")
     touched = [c for c in plan.capacity if c.planned]
     if touched:
-        cap = Table(title="capacity (headroom kept free)")
-        for column in ("where", "resource", "in use", "planned", "usable", ""):
-            cap.add_column(column, justify="right" if column in ("in use", "planned",
-                                                                 "usable") else "left")
-        for check in touched:
-            cap.add_row(f"{check.kind} {check.datacenter}/{check.name}", check.resource,
-                        f"{check.in_use:,.0f}", f"+{check.planned:,.0f}",
-                        f"{check.usable:,.0f}",
-                        "[green]ok[/]" if check.ok else f"[red]short by {check.short_by:,.0f}[/]")
-        console.print(cap)
+        console.print(_capacity_table(touched))
     for warning in plan.warnings:
         console.print(f"[yellow]note:[/] {escape(warning)}")
+    _render_totals(plan)
+
+
+def _vm_table(estate: str, actions: Sequence[VMAction]) -> Table:
+    """One line per VM: what apply does to it and why."""
+    table = Table(title=f"plan for estate {estate}", show_lines=False)
+    for column in ("VM", "system", "site", "action", "detail"):
+        table.add_column(column, overflow="fold")
+    for action in actions:
+        style = _STYLE.get(action.kind, "")
+        name = action.name if not action.vm.adopted else \
+            f"{action.name}\n[dim]= {escape(action.vm.where())}[/]"
+        table.add_row(name, action.vm.system, action.vm.site,
+                      f"[{style}]{action.kind}[/]", escape(action.describe()))
+    return table
+
+
+def _capacity_table(touched: Sequence[CapacityCheck]) -> Table:
+    """What the plan needs of each cluster and datastore it touches, headroom kept."""
+    cap = Table(title="capacity (headroom kept free)")
+    for column in ("where", "resource", "in use", "planned", "usable", ""):
+        cap.add_column(column, justify="right" if column in ("in use", "planned",
+                                                             "usable") else "left")
+    for check in touched:
+        cap.add_row(f"{check.kind} {check.datacenter}/{check.name}", check.resource,
+                    f"{check.in_use:,.0f}", f"+{check.planned:,.0f}",
+                    f"{check.usable:,.0f}",
+                    "[green]ok[/]" if check.ok else f"[red]short by {check.short_by:,.0f}[/]")
+    return cap
+
+
+def _render_totals(plan: Plan) -> None:
+    """The plan's totals, the vCenters not read, and "No changes" when there are none."""
     t = plan.totals()
     console.print(
         f"[bold]Plan:[/] {t['create']} to create, {t['adopt']} to adopt, "
