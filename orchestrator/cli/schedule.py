@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -16,6 +16,9 @@ from rich.markup import escape
 # at the top, not inside install(): its DEFAULT_* are the options' defaults
 from orchestrator.actions import schedule as schedule_action
 from orchestrator.cli.common import JsonOption, console, context, print_json, want_json
+
+if TYPE_CHECKING:
+    from orchestrator.actions.schedule import Installed, Units
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Schedules on the control host (systemd timers).")
@@ -77,34 +80,46 @@ def install(
         randomized_delay=_duration(randomized_delay), metrics_dir=metrics_dir.absolute(),
         reports_dir=reports_dir.absolute(), unit_dir=unit_dir.absolute(),
         environment=environment, job=job) for job, calendar in calendars.items()}
-    units = jobs["verify"]
+    as_json = want_json(ctx, json)
     if print_only:
-        nexts = {job: schedule_action.validate(u) for job, u in jobs.items()}
-        if want_json(ctx, json):
-            print_json({"unit": units.name, "next_elapse": nexts["verify"],
-                        "files": {str(p): text for p, text in units.files.items()},
-                        **{job: {"unit": u.name, "next_elapse": nexts[job],
-                                 "files": {str(p): text for p, text in u.files.items()}}
-                           for job, u in jobs.items() if job != "verify"}})
-            return
-        for u in jobs.values():
-            for path, text in u.files.items():
-                console.print(f"[bold]# {escape(str(path))}[/]")
-                console.print(escape(text), highlight=False, soft_wrap=True)
-        console.print("validated with systemd-analyze; " + ", ".join(
-            f"next {_WHAT[job]} {nexts[job]}" for job in jobs) + "; nothing installed (--print)")
+        _print_units(jobs, {job: schedule_action.validate(u) for job, u in jobs.items()},
+                     as_json)
         return
     done = {job: schedule_action.install(u) for job, u in jobs.items()}
-    if want_json(ctx, json):
+    if as_json:
         print_json({**done["verify"].as_dict(),
                     **{job: d.as_dict() for job, d in done.items() if job != "verify"}})
+    else:
+        _render_installed(jobs, done, calendars)
+
+
+def _print_units(jobs: dict[str, Units], nexts: dict[str, str], as_json: bool) -> None:
+    """``--print``: each job's units, validated, and when each would run next."""
+    units = jobs["verify"]
+    if as_json:
+        print_json({"unit": units.name, "next_elapse": nexts["verify"],
+                    "files": {str(p): text for p, text in units.files.items()},
+                    **{job: {"unit": u.name, "next_elapse": nexts[job],
+                             "files": {str(p): text for p, text in u.files.items()}}
+                       for job, u in jobs.items() if job != "verify"}})
         return
+    for u in jobs.values():
+        for path, text in u.files.items():
+            console.print(f"[bold]# {escape(str(path))}[/]")
+            console.print(escape(text), highlight=False, soft_wrap=True)
+    console.print("validated with systemd-analyze; " + ", ".join(
+        f"next {_WHAT[job]} {nexts[job]}" for job in jobs) + "; nothing installed (--print)")
+
+
+def _render_installed(jobs: dict[str, Units], done: dict[str, Installed],
+                      calendars: dict[str, str]) -> None:
+    """The files written, where the reports go, and whether the timers run here."""
     for job, installed in done.items():
         for path in installed.written:
             console.print(f"installed {escape(str(path))}")
         if job == "verify":
-            console.print(f"metrics → {escape(str(units.metrics_file))}; JUnit → "
-                          f"{escape(str(units.junit_file))}")
+            console.print(f"metrics → {escape(str(jobs[job].metrics_file))}; JUnit → "
+                          f"{escape(str(jobs[job].junit_file))}")
     timers = " ".join(f"{u.name}.timer" for u in jobs.values())
     if all(d.enabled for d in done.values()):
         console.print(f"[green]{escape(timers)} enabled and started[/]; " + ", ".join(
