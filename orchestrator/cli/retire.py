@@ -97,8 +97,8 @@ def retire(ctx: typer.Context,
     and only then the backup timers removed and the VMs destroyed, adopted ones too. A run
     that fails after its evidence is taken up by the next one. The repository stays and
     verify goes on checking it."""
+    from orchestrator.actions.retire.flow import retire_flow
     from orchestrator.actions.retire.plan import plan_retire
-    from orchestrator.actions.retire.run import retire as run_retire
     from orchestrator.ledger import Ledger
     from orchestrator.reports.retire import labels
 
@@ -107,31 +107,32 @@ def retire(ctx: typer.Context,
     as_json = want_json(ctx, json)
     labels(lang)
     paths = c.paths
-    if not plan_only:
-        take_estate_lock(ctx, "retire", lock_timeout)
-    with Ledger(paths.ledger) as ledger:
-        the_plan = plan_retire(c.estate, ledger, system, keep=keep, reason=reason)
-        if plan_only:
-            if as_json:
-                print_json({"plan": the_plan.as_dict()})
-            else:
-                _render_plan(the_plan)
-            return
-        if not as_json:
+    if plan_only:
+        with Ledger(paths.ledger) as ledger:
+            the_plan = plan_retire(c.estate, ledger, system, keep=keep, reason=reason)
+        if as_json:
+            print_json({"plan": the_plan.as_dict()})
+        else:
             _render_plan(the_plan)
-        if not yes:
-            typed = typer.prompt(f"Type the system's code ({system}) to retire it and "
-                                 f"destroy {len(the_plan.vms)} VM(s)", err=True, default="",
-                                 show_default=False)
-            if typed.strip() != system:
-                err_console.print("cancelled: nothing was changed")
-                raise typer.Exit(1)
-        with interrupts():
-            result = run_retire(paths, the_plan, ledger=ledger, lang=lang,
-                                progress=StepLines())
+        return
+
+    def confirm(the_plan: RetirePlan) -> bool:
+        return yes or typer.prompt(
+            f"Type the system's code ({system}) to retire it and destroy "
+            f"{len(the_plan.vms)} VM(s)", err=True, default="",
+            show_default=False).strip() == system
+
+    take_estate_lock(ctx, "retire", lock_timeout)
+    with interrupts():
+        done = retire_flow(paths, system, confirm=confirm, keep=keep, reason=reason,
+                           planned=None if as_json else _render_plan, lang=lang,
+                           progress=StepLines())
+    if done.result is None:
+        err_console.print("cancelled: nothing was changed")
+        raise typer.Exit(1)
     if as_json:
-        print_json(result.as_dict())
+        print_json(done.result.as_dict())
     else:
-        _render(result)
-    if result.exit_code:
-        raise typer.Exit(result.exit_code)
+        _render(done.result)
+    if done.result.exit_code:
+        raise typer.Exit(done.result.exit_code)
