@@ -6,13 +6,10 @@ read these series."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from orchestrator.hostjob.contract import RESULTS
+from orchestrator.hostjob.status import Status
 from orchestrator.quoting import prometheus_label
-
-if TYPE_CHECKING:
-    from orchestrator.hostjob.status import Status
 
 
 def _timestamp(text: str | None) -> float | None:
