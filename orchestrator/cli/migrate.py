@@ -29,8 +29,9 @@ from orchestrator.interrupts import interrupts
 
 if TYPE_CHECKING:
     from orchestrator.actions.drill.result import StepRecord
+    from orchestrator.actions.migrate.plan import MigrationPlan
     from orchestrator.actions.migrate.run import MigrationResult
-    from orchestrator.adapters.restic import Snapshot
+    from orchestrator.actions.provision.model import Plan
 
 app = typer.Typer(no_args_is_help=True, help=(
     "Move a system to another site by restore: plan, run (copy), sync (during the parallel "
@@ -128,57 +129,46 @@ def plan(ctx: typer.Context, system: SystemOption, to: ToOption,
          json: JsonOption = False) -> None:
     """Show what a move will do, changing nothing: the VMs built at the target site (and
     the capacity check), the snapshot each restores, what keeps running at the source."""
-    from orchestrator.actions.drill.remote import list_snapshots
-    from orchestrator.actions.migrate.plan import migration_of, plan_migration
-    from orchestrator.actions.provision import plan as provision_plan
-    from orchestrator.actions.provision import vcenters as provision_vcenters
-    from orchestrator.adapters.vsphere import open_vcenters
+    from orchestrator.actions.migrate.preview import preview
 
     c = context(ctx)
     require_known(ctx, systems=[system], sites=[to])
-    as_json = want_json(ctx, json)
-    estate = c.estate
-    migration_of(estate, system, to)
-    paths = c.paths
-    targets = estate.targets_of(system)
-    with open_vcenters(provision_vcenters.endpoints(paths, [to])) as vcenters:
-        facts = provision_vcenters.read_facts(vcenters, {vm.name for vm in targets})
-        the_plan = provision_plan.plan(estate, targets, facts)
-    snapshots = list_snapshots(paths, system)
-    newest: dict[str, Snapshot] = {}
-    for snap in snapshots:
-        if snap.hostname not in newest or snap.time > newest[snap.hostname].time:
-            newest[snap.hostname] = snap
-    result = plan_migration(estate, system, to, the_plan, newest,
-                            "a fresh backup of the source, taken by the run")
-    if as_json:
+    result = preview(c.paths, system, to)
+    building = result.provision
+    assert building is not None  # a preview holds the targets' provisioning plan
+    if want_json(ctx, json):
         print_json(result.as_dict())
     else:
-        table = Table(title=f"migrate {system} ({escape(result.system_name)}) "
-                      f"{', '.join(result.from_sites)} → {to}")
-        for column in ("target VM", "role", "where", "hardware", "receives", "now in vCenter"):
-            table.add_column(column, overflow="fold")
-        kinds = {a.name: a.kind for a in the_plan.actions}
-        for vm in result.targets:
-            table.add_row(vm.name, vm.role, f"{vm.datacenter}/{vm.cluster}, {vm.port_group} "
-                          f"{vm.ip}", f"{vm.cpu} vCPU, {vm.memory_mb} MB, "
-                          f"{'+'.join(map(str, vm.disks_gb or ()))} GB",
-                          vm.source or "—", kinds.get(vm.name, "?"))
-        console.print(table)
-        for pair in result.pairs:
-            have = pair.snapshot
-            console.print(f"{pair.target.name} restores a fresh snapshot of {pair.source.name}"
-                          + (f" (its newest now: {have.short_id} of {have.time:%Y-%m-%d %H:%M})"
-                             if have else " (none yet)"))
-        for check in the_plan.capacity:
-            console.print(f"capacity: {escape(check.describe())}")
-        console.print("stays running at the source (parallel run of "
-                      f"{result.parallel_run_seconds / 86400:.0f} days after cutover): "
-                      + ", ".join(f"{vm.name} ({vm.site})" for vm in result.staying))
-    if the_plan.refusals:
-        for refusal in the_plan.refusals:
+        _render_move(result, building)
+    if building.refusals:
+        for refusal in building.refusals:
             err_console.print(f"[red]refused:[/] {escape(refusal)}", soft_wrap=True)
         raise typer.Exit(1)
+
+
+def _render_move(result: MigrationPlan, building: Plan) -> None:
+    """The target VMs and what each receives, the capacity they need, what stays."""
+    table = Table(title=f"migrate {result.system} ({escape(result.system_name)}) "
+                  f"{', '.join(result.from_sites)} → {result.to}")
+    for column in ("target VM", "role", "where", "hardware", "receives", "now in vCenter"):
+        table.add_column(column, overflow="fold")
+    kinds = {a.name: a.kind for a in building.actions}
+    for vm in result.targets:
+        table.add_row(vm.name, vm.role, f"{vm.datacenter}/{vm.cluster}, {vm.port_group} "
+                      f"{vm.ip}", f"{vm.cpu} vCPU, {vm.memory_mb} MB, "
+                      f"{'+'.join(map(str, vm.disks_gb or ()))} GB",
+                      vm.source or "—", kinds.get(vm.name, "?"))
+    console.print(table)
+    for pair in result.pairs:
+        have = pair.snapshot
+        console.print(f"{pair.target.name} restores a fresh snapshot of {pair.source.name}"
+                      + (f" (its newest now: {have.short_id} of {have.time:%Y-%m-%d %H:%M})"
+                         if have else " (none yet)"))
+    for check in building.capacity:
+        console.print(f"capacity: {escape(check.describe())}")
+    console.print("stays running at the source (parallel run of "
+                  f"{result.parallel_run_seconds / 86400:.0f} days after cutover): "
+                  + ", ".join(f"{vm.name} ({vm.site})" for vm in result.staying))
 
 
 def run(ctx: typer.Context, system: SystemOption, to: ToOption,
