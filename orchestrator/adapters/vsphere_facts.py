@@ -210,6 +210,19 @@ class _Tree:
         self.vm_folders: set[str] = set()  # each datacenter's root VM folder
         self._paths: dict[str, str] = {}
 
+    def add(self, obj: Any, row: Mapping[str, Any]) -> None:
+        """Record ``obj`` (of ``row``): its parent, and its name if it is a datacenter or a
+        folder (with its datacenter's VM folder)."""
+        key = moref_key(obj)
+        if row.get("parent") is not None:
+            self.parent[key] = moref_key(row["parent"])
+        if isinstance(obj, vim.Datacenter):
+            self.datacenter_names[key] = str(row.get("name"))
+            if row.get("vmFolder") is not None:
+                self.vm_folders.add(moref_key(row["vmFolder"]))
+        elif isinstance(obj, vim.Folder):
+            self.folder_names[key] = str(row.get("name") or "")
+
     def folder_path(self, key: str | None) -> str:
         """The path of folder ``key`` under its datacenter's VM folder (``Legacy/QLVB``;
         "" for the VM folder itself or a folder outside one)."""
@@ -315,41 +328,68 @@ def add_clone_marks(inv: Inventory, extra_config: Mapping[str, list[Any]]) -> No
     inv.vms = [marked(vm) for vm in inv.vms]
 
 
-def build_inventory(url: str, rows: list[dict[str, Any]]) -> Inventory:
+Row = dict[str, Any]  # one object of a read: "obj" (its reference) and its properties
+
+
+def build_inventory(url: str, rows: list[Row]) -> Inventory:
     """Turn the rows of the one big read into an :class:`Inventory` (no request)."""
+    tree, by_type, field_names = _sort_rows(rows)
+    inv = Inventory(url=url, fields={name: key for key, name in field_names.items()})
+    for row in by_type.get("Datacenter", []):
+        inv.datacenters[str(row["name"])] = DatacenterFacts(str(row["name"]), row.get("vmFolder"))
+    cluster_names = _add_clusters(inv, tree, by_type.get("ComputeResource", []))
+    pool_owner = {moref_key(r["obj"]): _ref_key(r.get("owner"))
+                  for r in by_type.get("ResourcePool", [])}
+    datastore_names = {moref_key(r["obj"]): str(r.get("name"))
+                       for r in by_type.get("Datastore", [])}
+    _add_datastores(inv, tree, by_type.get("Datastore", []))
+    hosts = _add_hosts(inv, tree, by_type.get("HostSystem", []), cluster_names,
+                       datastore_names)
+    _add_networks(inv, tree, by_type.get("Network", []),
+                  by_type.get("DistributedVirtualSwitch", []))
+    placement = _Placement(tree, cluster_names, pool_owner, hosts, datastore_names)
+    for row in by_type.get("VirtualMachine", []):
+        vm = _vm_facts(row, placement, field_names)
+        if vm.template and vm.datacenter is not None:
+            inv.templates[(vm.datacenter, vm.name)] = vm
+        elif not vm.template:
+            inv.vms.append(vm)
+    return inv
+
+
+def _sort_rows(rows: list[Row]) -> tuple[_Tree, dict[str, list[Row]], dict[int, str]]:
+    """The rows by kind of object (``ComputeResource`` for clusters too, ``Network`` for
+    port groups too), the tree of their parents, and the custom attributes' names by key."""
     tree = _Tree()
-    by_type: dict[str, list[dict[str, Any]]] = {}
+    by_type: dict[str, list[Row]] = {}
     field_names: dict[int, str] = {}
     for row in rows:
         obj = row["obj"]
-        kind = obj._wsdlName
         if isinstance(obj, vim.CustomFieldsManager):
             for definition in row.get("field") or []:
                 field_names[int(definition.key)] = str(definition.name)
             continue
-        if isinstance(obj, vim.ComputeResource):
-            kind = "ComputeResource"
-        elif isinstance(obj, vim.Network):
-            kind = "Network"
-        elif isinstance(obj, vim.DistributedVirtualSwitch):
-            kind = "DistributedVirtualSwitch"
-        by_type.setdefault(kind, []).append(row)
-        key = moref_key(obj)
-        if row.get("parent") is not None:
-            tree.parent[key] = moref_key(row["parent"])
-        if isinstance(obj, vim.Datacenter):
-            tree.datacenter_names[key] = str(row.get("name"))
-            if row.get("vmFolder") is not None:
-                tree.vm_folders.add(moref_key(row["vmFolder"]))
-        elif isinstance(obj, vim.Folder):
-            tree.folder_names[key] = str(row.get("name") or "")
+        by_type.setdefault(_kind(obj), []).append(row)
+        tree.add(obj, row)
+    return tree, by_type, field_names
 
-    inv = Inventory(url=url, fields={name: key for key, name in field_names.items()})
-    for row in by_type.get("Datacenter", []):
-        inv.datacenters[str(row["name"])] = DatacenterFacts(str(row["name"]), row.get("vmFolder"))
 
-    cluster_names: dict[str, str] = {}  # compute resource key → name (clusters only)
-    for row in by_type.get("ComputeResource", []):
+def _kind(obj: Any) -> str:
+    """The kind ``obj`` is sorted under: its own type but for the subtypes of three."""
+    if isinstance(obj, vim.ComputeResource):
+        return "ComputeResource"
+    if isinstance(obj, vim.Network):
+        return "Network"
+    if isinstance(obj, vim.DistributedVirtualSwitch):
+        return "DistributedVirtualSwitch"
+    return str(obj._wsdlName)
+
+
+def _add_clusters(inv: Inventory, tree: _Tree, rows: list[Row]) -> dict[str, str]:
+    """Add the clusters of ``rows`` (compute resources) that sit in a datacenter. Out:
+    cluster key → name (clusters only, a datacenter or not)."""
+    cluster_names: dict[str, str] = {}
+    for row in rows:
         if not isinstance(row["obj"], vim.ClusterComputeResource):
             continue
         dc = tree.datacenter(moref_key(row["obj"]))
@@ -361,16 +401,16 @@ def build_inventory(url: str, rows: list[dict[str, Any]]) -> Inventory:
             cpu_threads=int(row.get("summary.numCpuThreads") or 0),
             memory_mb=int(row.get("summary.effectiveMemory") or 0),
             ref=row["obj"], pool=row.get("resourcePool"))
+    return cluster_names
 
-    pool_owner = {moref_key(r["obj"]): _ref_key(r.get("owner"))
-                  for r in by_type.get("ResourcePool", [])}
-    datastore_names = {moref_key(r["obj"]): str(r.get("name"))
-                       for r in by_type.get("Datastore", [])}
 
-    def datastores_of(row: dict[str, Any]) -> tuple[str, ...]:
-        return tuple(datastore_names.get(moref_key(d), "") for d in row.get("datastore") or [])
+def _datastores_of(row: Row, datastore_names: Mapping[str, str]) -> tuple[str, ...]:
+    """The names of the datastores a host or VM ``row`` uses ("" for one not read)."""
+    return tuple(datastore_names.get(moref_key(d), "") for d in row.get("datastore") or [])
 
-    for row in by_type.get("Datastore", []):
+
+def _add_datastores(inv: Inventory, tree: _Tree, rows: list[Row]) -> None:
+    for row in rows:
         dc = tree.datacenter(moref_key(row["obj"]))
         if dc is not None:
             inv.datastores[(dc, str(row["name"]))] = DatastoreFacts(
@@ -379,16 +419,28 @@ def build_inventory(url: str, rows: list[dict[str, Any]]) -> Inventory:
                 free_bytes=int(row.get("summary.freeSpace") or 0),
                 accessible=bool(row.get("summary.accessible", True)), ref=row["obj"])
 
-    host_names: dict[str, str] = {}
-    host_cluster: dict[str, str | None] = {}
+
+@dataclass(frozen=True)
+class _Hosts:
+    """Every host read (a datacenter or not), by key: its name and its cluster."""
+
+    names: dict[str, str]
+    clusters: dict[str, str | None]
+
+
+def _add_hosts(inv: Inventory, tree: _Tree, rows: list[Row], cluster_names: Mapping[str, str],
+               datastore_names: Mapping[str, str]) -> _Hosts:
+    """Add the hosts of ``rows`` that sit in a datacenter, and to each cluster its hosts'
+    names (sorted)."""
+    hosts = _Hosts({}, {})
     cluster_hosts: dict[Where, list[str]] = {}
-    for row in by_type.get("HostSystem", []):
+    for row in rows:
         key = moref_key(row["obj"])
         dc = tree.datacenter(key)
         name = str(row.get("name"))
-        host_names[key] = name
+        hosts.names[key] = name
         cluster = cluster_names.get(tree.parent.get(key, ""))
-        host_cluster[key] = cluster
+        hosts.clusters[key] = cluster
         if dc is None:
             continue
         usable = str(row.get("runtime.connectionState")) == "connected" \
@@ -397,17 +449,22 @@ def build_inventory(url: str, rows: list[dict[str, Any]]) -> Inventory:
             name=name, datacenter=dc, cluster=cluster,
             cpu_threads=int(row.get("summary.hardware.numCpuThreads") or 0),
             memory_mb=int(row.get("summary.hardware.memorySize") or 0) // (1024 * 1024),
-            datastores=datastores_of(row),
+            datastores=_datastores_of(row, datastore_names),
             usable=usable, ref=row["obj"])
         if cluster is not None:
             cluster_hosts.setdefault((dc, cluster), []).append(name)
     for where, names in cluster_hosts.items():
         if where in inv.clusters:
             inv.clusters[where] = replace(inv.clusters[where], hosts=tuple(sorted(names)))
+    return hosts
 
-    switch_uuid = {moref_key(r["obj"]): r.get("uuid")
-                   for r in by_type.get("DistributedVirtualSwitch", [])}
-    for row in by_type.get("Network", []):
+
+def _add_networks(inv: Inventory, tree: _Tree, rows: list[Row], switch_rows: list[Row]
+                  ) -> None:
+    """Add the networks and port groups of ``rows`` that sit in a datacenter, a port group
+    with its distributed switch's UUID (from ``switch_rows``)."""
+    switch_uuid = {moref_key(r["obj"]): r.get("uuid") for r in switch_rows}
+    for row in rows:
         dc = tree.datacenter(moref_key(row["obj"]))
         if dc is None:
             continue
@@ -417,37 +474,49 @@ def build_inventory(url: str, rows: list[dict[str, Any]]) -> Inventory:
             switch_uuid=switch_uuid.get(moref_key(switch)) if switch is not None else None,
             portgroup_key=row.get("key"), ref=row["obj"])
 
-    for row in by_type.get("VirtualMachine", []):
-        key = moref_key(row["obj"])
-        host_key = _ref_key(row.get("runtime.host"))
-        pool_key = _ref_key(row.get("resourcePool"))
-        cluster = cluster_names.get(pool_owner.get(pool_key) or "") if pool_key else None
+
+@dataclass(frozen=True)
+class _Placement:
+    """What a VM's row refers to, by key: where in the tree, which cluster (through its
+    resource pool's owner, else its host's), which host, which datastores."""
+
+    tree: _Tree
+    cluster_names: Mapping[str, str]
+    pool_owner: Mapping[str, str | None]
+    hosts: _Hosts
+    datastore_names: Mapping[str, str]
+
+    def cluster(self, pool_key: str | None, host_key: str | None) -> str | None:
+        cluster = self.cluster_names.get(self.pool_owner.get(pool_key) or "") \
+            if pool_key else None
         if cluster is None and host_key is not None:
-            cluster = host_cluster.get(host_key)
-        vm = VMFacts(
-            name=str(row.get("name")), datacenter=tree.datacenter(key), cluster=cluster,
-            host=host_names.get(host_key or ""),
-            datastores=datastores_of(row),
-            template=bool(row.get("config.template")),
-            cpu=int(row.get("config.hardware.numCPU") or 0),
-            memory_mb=int(row.get("config.hardware.memoryMB") or 0),
-            power_state=str(row.get("runtime.powerState") or "poweredOff"),
-            ip=row.get("guest.ipAddress") or None, hostname=row.get("guest.hostName") or None,
-            pending_customization=bool(row.get("config.tools.pendingCustomization")),
-            attributes=_attributes(row.get("customValue"), field_names),
-            config_version=config_version(row.get("config.changeVersion"),
-                                          row.get("config.modified")),
-            uuid=str(row["config.instanceUuid"]).lower() if row.get("config.instanceUuid")
-            else None, folder=tree.folder_path(_ref_key(row.get("parent"))),
-            guest_os=row.get("config.guestFullName") or None,
-            tools=str(row["guest.toolsRunningStatus"]) if row.get("guest.toolsRunningStatus")
-            else None,
-            ref=row["obj"])
-        if vm.template and vm.datacenter is not None:
-            inv.templates[(vm.datacenter, vm.name)] = vm
-        elif not vm.template:
-            inv.vms.append(vm)
-    return inv
+            cluster = self.hosts.clusters.get(host_key)
+        return cluster
+
+
+def _vm_facts(row: Row, where: _Placement, field_names: Mapping[int, str]) -> VMFacts:
+    """One VM or template of the read, without its devices."""
+    host_key = _ref_key(row.get("runtime.host"))
+    return VMFacts(
+        name=str(row.get("name")), datacenter=where.tree.datacenter(moref_key(row["obj"])),
+        cluster=where.cluster(_ref_key(row.get("resourcePool")), host_key),
+        host=where.hosts.names.get(host_key or ""),
+        datastores=_datastores_of(row, where.datastore_names),
+        template=bool(row.get("config.template")),
+        cpu=int(row.get("config.hardware.numCPU") or 0),
+        memory_mb=int(row.get("config.hardware.memoryMB") or 0),
+        power_state=str(row.get("runtime.powerState") or "poweredOff"),
+        ip=row.get("guest.ipAddress") or None, hostname=row.get("guest.hostName") or None,
+        pending_customization=bool(row.get("config.tools.pendingCustomization")),
+        attributes=_attributes(row.get("customValue"), field_names),
+        config_version=config_version(row.get("config.changeVersion"),
+                                      row.get("config.modified")),
+        uuid=str(row["config.instanceUuid"]).lower() if row.get("config.instanceUuid")
+        else None, folder=where.tree.folder_path(_ref_key(row.get("parent"))),
+        guest_os=row.get("config.guestFullName") or None,
+        tools=str(row["guest.toolsRunningStatus"]) if row.get("guest.toolsRunningStatus")
+        else None,
+        ref=row["obj"])
 
 
 def add_devices(inv: Inventory, devices: Mapping[str, list[Device] | list[Any]]) -> None:
