@@ -300,10 +300,10 @@ def restores_in(lab: Any, guest: str) -> list[int]:
     return found
 
 
-def restore_under_way(lab: Any, ledger: Ledger, proc: Any, log: Path
-                      ) -> tuple[str, list[int]]:
+def restore_held(lab: Any, ledger: Ledger, proc: Any, log: Path) -> tuple[str, list[int]]:
     """Once the drill run by ``proc`` restores: its drill id and the PIDs of the restic
-    restoring on its scratch VM (fails when the drill ends first)."""
+    restoring on its scratch VM, held there (SIGSTOP) so that what the test does next
+    surely lands mid-restore (fails when the drill ends first)."""
     def restoring() -> tuple[str, str] | None:
         for run in ledger.runs("drill", limit=5):
             if run.params.get("pid") != proc.pid:
@@ -317,7 +317,22 @@ def restore_under_way(lab: Any, ledger: Ledger, proc: Any, log: Path
         return None
     drill_id, scratch = wait_for("the drill to start its restore", restoring, 300)
     held = wait_for("restic restore on the scratch VM", lambda: restores_in(lab, scratch))
+    for pid in held:
+        os.kill(pid, signal.SIGSTOP)
     return drill_id, held
+
+
+def killed_if_running(proc: Any) -> None:
+    """Kill ``proc`` when it still runs (the test failed half-way), and reap it."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def finished_steps(ledger: Ledger, drill_id: str) -> list[tuple[str, bool | None]]:
+    """(step, ok) of each step of the drill as it finished, in order."""
+    return [(e["step"], e.get("ok")) for e in ledger.events(drill_id)
+            if e["kind"] == "step" and e["phase"] == "finished"]
 
 
 def test_sigint_mid_drill_tears_down_and_the_ledger_says_aborted(
@@ -328,11 +343,8 @@ def test_sigint_mid_drill_tears_down_and_the_ledger_says_aborted(
     proc = process.spawn([str(HOPNHAT), "drill", "run", "--system", "lgsp"], env=lab.env,
                          log=log)
     with Ledger(backed_up.ledger) as ledger:
-        held: list[int] = []
         try:
-            drill_id, held = restore_under_way(lab, ledger, proc, log)
-            for pid in held:
-                os.kill(pid, signal.SIGSTOP)
+            drill_id, held = restore_held(lab, ledger, proc, log)
             os.kill(proc.pid, signal.SIGINT)
             wait_for("the drill to give the restore up", lambda: any(
                 e.get("step") == "restore" and e.get("phase") == "finished"
@@ -342,17 +354,14 @@ def test_sigint_mid_drill_tears_down_and_the_ledger_says_aborted(
                     os.kill(pid, signal.SIGCONT)
             code = proc.wait(timeout=120)
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            killed_if_running(proc)
         output = log.read_text()
         assert code == 130, output
         assert "Traceback" not in output
         run = next(r for r in ledger.runs("drill") if r.id == drill_id)
         assert run.status == "aborted" and run.summary is not None
         assert run.summary["reasons"] == ["stopped by the operator"]
-        steps = [(e["step"], e.get("ok")) for e in ledger.events(drill_id)
-                 if e["kind"] == "step" and e["phase"] == "finished"]
+        steps = finished_steps(ledger, drill_id)
         assert ("restore", False) in steps and steps[-1] == ("teardown", True)
         no_scratch_left(lab)
 
@@ -370,11 +379,8 @@ def test_a_link_cut_mid_restore_fails_the_drill_tears_down_and_says_why(
     proc = process.spawn([str(HOPNHAT), "drill", "run", "--system", "lgsp", "--json"],
                          env=env, log=log)
     with Ledger(backed_up.ledger) as ledger:
-        held: list[int] = []
         try:
-            drill_id, held = restore_under_way(lab, ledger, proc, log)
-            for pid in held:
-                os.kill(pid, signal.SIGSTOP)
+            drill_id, held = restore_held(lab, ledger, proc, log)
             link.cut(lab.paths.lab, lab.estate)
             cut_at = time.monotonic()
             for pid in held:
@@ -383,9 +389,7 @@ def test_a_link_cut_mid_restore_fails_the_drill_tears_down_and_says_why(
             took = time.monotonic() - cut_at
         finally:
             link.restore(lab.paths.lab)
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            killed_if_running(proc)
         output = log.read_text()
         assert code == 1, output
         assert "Traceback" not in output
@@ -395,8 +399,7 @@ def test_a_link_cut_mid_restore_fails_the_drill_tears_down_and_says_why(
         assert run.status == "failed" and run.summary is not None
         assert any("the connection was lost" in reason for reason in run.summary["reasons"]), \
             run.summary
-        steps = [(e["step"], e.get("ok")) for e in ledger.events(drill_id)
-                 if e["kind"] == "step" and e["phase"] == "finished"]
+        steps = finished_steps(ledger, drill_id)
         assert ("restore", False) in steps and steps[-1] == ("teardown", True), steps
         no_scratch_left(lab)
 
