@@ -28,7 +28,7 @@ from orchestrator.interrupts import interrupts
 
 if TYPE_CHECKING:
     from orchestrator.actions.retire.plan import RetirePlan
-    from orchestrator.actions.retire.run import RetireResult
+    from orchestrator.actions.retire.result import RetireResult
 
 
 def _render_plan(p: RetirePlan) -> None:

@@ -21,7 +21,7 @@ from orchestrator.reports.retire import retirement_report
 from orchestrator.settings import Paths
 
 if TYPE_CHECKING:
-    from orchestrator.actions.retire.run import RetireResult
+    from orchestrator.actions.retire.result import RetireResult
 
 KIND = "hopnhat-retirement-evidence"
 VERSION = 1

@@ -234,6 +234,7 @@ def test_retires_tagging_records_the_ids_it_replaces_so_they_are_not_vanished(
     from orchestrator.actions.migrate.run import NoProgress
     from orchestrator.actions.retire import run as retire_run
     from orchestrator.actions.retire.plan import plan_retire
+    from orchestrator.actions.retire.result import RetireResult
     from orchestrator.settings import Paths
 
     estate = estate_copy.load()
@@ -262,7 +263,7 @@ def test_retires_tagging_records_the_ids_it_replaces_so_they_are_not_vanished(
 
         restic = Tagging([*history, final])
         previous = _seen(restic.snapshots())
-        result = retire_run.RetireResult("retire-1", the_plan, "tester", time.time())
+        result = RetireResult("retire-1", the_plan, "tester", time.time())
         work = retire_run._Retirement(Paths(tmp_path / "state", estate), result, ledger,
                                       NoProgress(), time.monotonic())
         retire_run._tag(work, restic, {host: final.id})  # type: ignore[arg-type]
