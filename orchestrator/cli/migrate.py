@@ -30,7 +30,7 @@ from orchestrator.interrupts import interrupts
 if TYPE_CHECKING:
     from orchestrator.actions.drill.result import StepRecord
     from orchestrator.actions.migrate.plan import MigrationPlan
-    from orchestrator.actions.migrate.run import MigrationResult
+    from orchestrator.actions.migrate.result import MigrationResult
     from orchestrator.actions.provision.model import Plan
 
 app = typer.Typer(no_args_is_help=True, help=(

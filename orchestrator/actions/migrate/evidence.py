@@ -27,7 +27,7 @@ from orchestrator.reports.migrate import handover_report
 from orchestrator.settings import Paths
 
 if TYPE_CHECKING:
-    from orchestrator.actions.migrate.run import MigrationResult
+    from orchestrator.actions.migrate.result import MigrationResult
 
 KIND = "hopnhat-migration-evidence"
 VERSION = 1
