@@ -65,10 +65,13 @@ bytecode: venv
 lab-build: $(STAMPS)/apt
 	$(PYTHON) -m orchestrator.lab.gobuild .hopnhat/lab
 
+# ruff, mypy, import-linter's contracts (pyproject.toml: the layers import downwards only,
+# nothing imports the CLI), the alert rules, ansible-lint
 lint: venv
 	$(PY) -m ruff check orchestrator tests bench
 	$(PY) -m mypy
 	@mkdir -p -m 700 .hopnhat
+	$(VENV)/bin/lint-imports --cache-dir .hopnhat/import-linter
 	$(HOPNHAT) alerts --print > .hopnhat/alerts.yml
 	promtool check rules .hopnhat/alerts.yml
 	$(VENV)/bin/ansible-lint --profile production -c playbooks/.ansible-lint playbooks/
