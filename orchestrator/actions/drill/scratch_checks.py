@@ -41,38 +41,49 @@ def sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def tree(paths: Sequence[str], samples: Sequence[str]) -> dict[str, Any]:
-    """The ``tree`` mode's document for ``paths`` and the sampled files ``samples``."""
+def _count(path: str, counts: dict[str, int]) -> bool:
+    """Count ``path`` (never following a link) in ``counts``; whether it is a folder."""
+    st = os.lstat(path)
+    if stat.S_ISREG(st.st_mode):
+        counts["files"] += 1
+        counts["total_size"] += st.st_size
+    elif stat.S_ISDIR(st.st_mode):
+        counts["dirs"] += 1
+    else:
+        counts["others"] += 1
+    return stat.S_ISDIR(st.st_mode)
+
+
+def counts_under(paths: Sequence[str]) -> tuple[dict[str, int], list[str]]:
+    """The files, folders and other entries under ``paths`` and the files' total size; the
+    paths that do not exist."""
     counts = {"files": 0, "dirs": 0, "others": 0, "total_size": 0}
-
-    def count(path: str) -> bool:
-        st = os.lstat(path)
-        if stat.S_ISREG(st.st_mode):
-            counts["files"] += 1
-            counts["total_size"] += st.st_size
-        elif stat.S_ISDIR(st.st_mode):
-            counts["dirs"] += 1
-        else:
-            counts["others"] += 1
-        return stat.S_ISDIR(st.st_mode)
-
     missing = []
     for root in paths:
         if not os.path.lexists(root):
             missing.append(root)
-            continue
-        if not count(root):
-            continue
-        for here, dirs, files in os.walk(root):
-            for name in dirs + files:
-                count(os.path.join(here, name))
+        elif _count(root, counts):
+            for here, dirs, files in os.walk(root):
+                for name in dirs + files:
+                    _count(os.path.join(here, name), counts)
+    return counts, missing
+
+
+def hashes_of(paths: Sequence[str]) -> dict[str, str | None]:
+    """The SHA-256 of each of ``paths``, None for one that cannot be read."""
     hashes: dict[str, str | None] = {}
-    for path in samples:
+    for path in paths:
         try:
             hashes[path] = sha256(path)
         except OSError:
             hashes[path] = None
-    return {"counts": counts, "missing": missing, "hashes": hashes}
+    return hashes
+
+
+def tree(paths: Sequence[str], samples: Sequence[str]) -> dict[str, Any]:
+    """The ``tree`` mode's document for ``paths`` and the sampled files ``samples``."""
+    counts, missing = counts_under(paths)
+    return {"counts": counts, "missing": missing, "hashes": hashes_of(samples)}
 
 
 def snapshot_samples(argv: Sequence[str], target: str,
