@@ -200,8 +200,24 @@ def private_lab(state: Path, estate_dir: Path) -> Iterator[Paths]:
 
 
 def run(paths: Paths, args: argparse.Namespace) -> None:
+    env = {**os.environ, "HOPNHAT_ESTATE": str(paths.estate.root),
+           "HOPNHAT_STATE": str(paths.state)}
+    bench = BackupBench(paths, args, env, ready(paths, args, env))
+    first = bench.first_backups()
+    changed, outside = bench.changed_backups()
+    overhead = {name: [measure() for _ in range(args.rounds)]
+                for name, measure in bench.overheads().items()}
+    report(first, changed, outside, overhead)
+    if args.profile_cli:
+        bench.profile_cli(Path(args.profile_cli))
+    print(f"\nthe issue's figures (restic 0.14, ~1 GiB/2,100 files): first {ISSUE_FIRST} s, "
+          f"5 % changed {ISSUE_CHANGED} s; runrestic {RUNRESTIC_RATIO}x")
+
+
+def ready(paths: Paths, args: argparse.Namespace, env: dict[str, str]) -> str:
+    """The system applied, its data written by the lab, and configured. Out: its VM's
+    name."""
     estate = paths.estate
-    env = {**os.environ, "HOPNHAT_ESTATE": str(estate.root), "HOPNHAT_STATE": str(paths.state)}
     vm = next(v for v in estate.vms if v.system == CODE and v.data)
     started = time.perf_counter()
     done = process.run([str(HOPNHAT), "apply", "--system", CODE, "--yes"], env=env, timeout=600)
@@ -220,128 +236,170 @@ def run(paths: Paths, args: argparse.Namespace) -> None:
     print(f"lab ready in {time.perf_counter() - started:.0f} s: {vm.name}, "
           f"{args.size_mb:g} MiB in {args.files} files, restic over SFTP on loopback, "
           f"{os.cpu_count()} cores")
+    return vm.name
 
-    host = Host(paths, vm.name)
-    config = json.loads(host.sh(f"cat {CONFIG}"))
-    real_restic = host.sh(f"command -v {shlex.quote(config['restic'])}").strip()
-    host.sh(f"cat > {RESTIC_TIMED} && chmod 755 {RESTIC_TIMED}", stdin=restic_timer(real_restic))
-    timed_config = {**config, "restic": RESTIC_TIMED}  # the job's own config, restic timed
-    host.sh(f"umask 027 && cat > {CONFIG}", stdin=json.dumps(timed_config, indent=2))
-    host.sh(f"umask 027 && cat > {BACKUP_ONLY}",
-            stdin=json.dumps({**timed_config, "retention": {}}))
-    repo = Repository(url=config["repository"]["url"], password_file=Path(config["password_file"]),
-                      cache_dir=Path(config["cache_dir"]))
-    env_argv = ["env", f"RESTIC_PASSWORD_FILE={config['password_file']}",
-                f"RESTIC_CACHE_DIR={config['cache_dir']}", "HOME=/root"]
-    raw_backup = [*env_argv, *make_backup_argv(
-        repo, config["paths"], [f"system={CODE}", f"tier={config['tier']}",
-                                f"host={config['host']}"], config["exclude"], config["host"])]
-    retention = {kind: keep for kind, keep in config["retention"].items() if keep > 0}
-    raw_forget = [*env_argv, *make_forget_argv(repo, retention, True,
-                                               host=config["host"])]
-    # as the service runs it (ExecStart: python3 -S, see orchestrator/actions/backup/run.py)
-    job = [JOB_PYTHON, *JOB_PYTHON_FLAGS, JOB, "--config", CONFIG]
-    job_backup_only = [JOB_PYTHON, *JOB_PYTHON_FLAGS, JOB, "--config", BACKUP_ONLY]
-    storage = estate.repository_host(estate.systems[CODE].backup.repository_host)  # type: ignore[union-attr]
-    repository_root = ssh.Target(host=storage.name, address=str(storage.address),
-                                 port=storage.port, user="root", key_file=paths.private_key,
-                                 known_hosts=paths.known_hosts)
-    dest = guest_srv(paths.lab, vm.name) / CODE
-    day = [0]
 
-    def empty_repository() -> None:
-        client = ssh.connect(repository_root)
+class BackupBench:
+    """The runs measured on VM ``name``: its job's config switched to a timed restic (and a
+    backup-only copy of it), the raw restic commands the job runs, and its data turned from
+    day 0 to day 1 and back."""
+
+    def __init__(self, paths: Paths, args: argparse.Namespace, env: dict[str, str],
+                 name: str) -> None:
+        estate = paths.estate
+        self.args, self.env = args, env
+        self.host = host = Host(paths, name)
+        self.seed = f"{estate.id}/{name}"
+        config = self.config = json.loads(host.sh(f"cat {CONFIG}"))
+        real_restic = host.sh(f"command -v {shlex.quote(config['restic'])}").strip()
+        host.sh(f"cat > {RESTIC_TIMED} && chmod 755 {RESTIC_TIMED}",
+                stdin=restic_timer(real_restic))
+        timed_config = {**config, "restic": RESTIC_TIMED}  # the job's own config, restic timed
+        host.sh(f"umask 027 && cat > {CONFIG}", stdin=json.dumps(timed_config, indent=2))
+        host.sh(f"umask 027 && cat > {BACKUP_ONLY}",
+                stdin=json.dumps({**timed_config, "retention": {}}))
+        self.repo = repo = Repository(url=config["repository"]["url"],
+                                      password_file=Path(config["password_file"]),
+                                      cache_dir=Path(config["cache_dir"]))
+        self.env_argv = ["env", f"RESTIC_PASSWORD_FILE={config['password_file']}",
+                         f"RESTIC_CACHE_DIR={config['cache_dir']}", "HOME=/root"]
+        self.raw_backup = [*self.env_argv, *make_backup_argv(
+            repo, config["paths"], [f"system={CODE}", f"tier={config['tier']}",
+                                    f"host={config['host']}"], config["exclude"],
+            config["host"])]
+        retention = {kind: keep for kind, keep in config["retention"].items() if keep > 0}
+        self.raw_forget = [*self.env_argv, *make_forget_argv(repo, retention, True,
+                                                             host=config["host"])]
+        # as the service runs it (ExecStart: python3 -S, see orchestrator/actions/backup/run.py)
+        self.job = [JOB_PYTHON, *JOB_PYTHON_FLAGS, JOB, "--config", CONFIG]
+        self.job_backup_only = [JOB_PYTHON, *JOB_PYTHON_FLAGS, JOB, "--config", BACKUP_ONLY]
+        self.storage = estate.repository_host(
+            estate.systems[CODE].backup.repository_host)  # type: ignore[union-attr]
+        self.repository_root = ssh.Target(
+            host=self.storage.name, address=str(self.storage.address), port=self.storage.port,
+            user="root", key_file=paths.private_key, known_hosts=paths.known_hosts)
+        self.dest = guest_srv(paths.lab, name) / CODE
+        self.day = 0
+
+    def empty_repository(self) -> None:
+        client = ssh.connect(self.repository_root)
         try:
-            ssh.execute(client, repository_root,
-                        f"find {storage.storage_path}/{CODE}/repo -mindepth 1 -delete")
+            ssh.execute(client, self.repository_root,
+                        f"find {self.storage.storage_path}/{CODE}/repo -mindepth 1 -delete")
         finally:
             client.close()
-        host.sh(f"rm -rf {config['cache_dir']} && " + shlex.join(
-            [*env_argv, "restic", "--repo", repo.url, "init"]))
-        if day[0] != 0:
-            toggle()
+        self.host.sh(f"rm -rf {self.config['cache_dir']} && " + shlex.join(
+            [*self.env_argv, "restic", "--repo", self.repo.url, "init"]))
+        if self.day != 0:
+            self.toggle()
 
-    def toggle() -> None:
+    def toggle(self) -> None:
         """Day 0 → day 1 or back: about 5 % of the files differ from the last backup's."""
-        day[0] = 1 - day[0]
-        data.generate(dest, seed=f"{estate.id}/{vm.name}", size_mb=args.size_mb,
-                      files=args.files, day=day[0], change_rate=0.05)
+        self.day = 1 - self.day
+        data.generate(self.dest, seed=self.seed, size_mb=self.args.size_mb,
+                      files=self.args.files, day=self.day, change_rate=0.05)
 
-    def over_ssh(command: Sequence[str]) -> float:
+    def over_ssh(self, command: Sequence[str]) -> float:
         """As ``backup run`` starts the job: OpenSSH's ssh, output streamed."""
         start = time.perf_counter()
-        done = ssh.run_streaming(host.target, shlex.join(command))
+        done = ssh.run_streaming(self.host.target, shlex.join(command))
         took = time.perf_counter() - start
         if done.returncode not in (0, 3):
             raise SystemExit(f"{command[0]} over ssh: exit {done.returncode}: {done.stdout[-500:]}")
         return took
 
-    def over_paramiko(command: Sequence[str]) -> float:
+    def over_paramiko(self, command: Sequence[str]) -> float:
         start = time.perf_counter()
-        host.sh(shlex.join(command))
+        self.host.sh(shlex.join(command))
         return time.perf_counter() - start
 
-    def cli_run() -> float:
+    def cli_run(self) -> float:
         start = time.perf_counter()
-        done = process.run([str(HOPNHAT), "backup", "run", "--system", CODE], env=env,
+        done = process.run([str(HOPNHAT), "backup", "run", "--system", CODE], env=self.env,
                            timeout=3600)
         took = time.perf_counter() - start
         if done.returncode != 0:
             raise SystemExit(f"hopnhat backup run: exit {done.returncode}: {done.stderr[-1500:]}")
         return took
 
-    first: dict[str, list[float]] = {"raw restic backup": [], "job, backup only": [],
-                                     "job as configured (+ forget --prune)": []}
-    first_runs: dict[str, Callable[[], float]] = {
-        "raw restic backup": lambda: host.timed(raw_backup),
-        "job, backup only": lambda: host.timed(job_backup_only),
-        "job as configured (+ forget --prune)": lambda: host.timed(job),
-    }
-    first_rounds = args.rounds if args.first_rounds is None else args.first_rounds
-    for _ in range(max(1, first_rounds)):
-        for name, measure in first_runs.items():
-            empty_repository()
-            first[name].append(measure())
-    changed_runs: dict[str, Callable[[], float]] = {
-        "raw restic backup": lambda: host.timed(raw_backup),
-        "job, backup only": lambda: host.timed(job_backup_only),
-        "raw restic backup + forget --prune": lambda: host.timed(raw_backup) + host.timed(
-            raw_forget),
-        "job as configured (+ forget --prune)": lambda: host.timed(job),
-        "job, backup only, over SSH from the control host": lambda: over_ssh(job_backup_only),
-        "hopnhat backup run --system ioc (as configured)": cli_run,
-    }
-    changed: dict[str, list[float]] = {name: [] for name in changed_runs}
-    outside: dict[str, list[float]] = {name: [] for name in changed_runs
-                                       if not name.startswith("raw")}
-    empty_repository()
-    host.timed(raw_backup)  # day 0: the parent snapshot of the first 5 %-changed run
-    for _ in range(args.rounds):
-        for name, measure in changed_runs.items():
-            toggle()  # day 0 -> day 1: the same change for every kind of run
-            host.restic_seconds()  # empties the log
-            took = measure()
-            changed[name].append(took)
-            if name in outside:
-                outside[name].append(took - host.restic_seconds())
-            toggle()  # and back, with a snapshot of day 0 as the next run's parent
-            host.timed(raw_backup)
-    overheads = {"SSH: connect and run `true` (OpenSSH, as backup run)": lambda: over_ssh(
-                     ["true"]),
-                 "SSH: connect and run `true` (paramiko, in-process)": lambda: over_paramiko(
-                     ["true"]),
-                 "hopnhat CLI start-up (`hopnhat --help`)": lambda: cli_help(env)}
-    overhead = {name: [measure() for _ in range(args.rounds)]
-                for name, measure in overheads.items()}
+    def first_backups(self) -> dict[str, list[float]]:
+        """Each kind of first backup (into a repository emptied for it), in rounds."""
+        host = self.host
+        first_runs: dict[str, Callable[[], float]] = {
+            "raw restic backup": lambda: host.timed(self.raw_backup),
+            "job, backup only": lambda: host.timed(self.job_backup_only),
+            "job as configured (+ forget --prune)": lambda: host.timed(self.job),
+        }
+        first: dict[str, list[float]] = {name: [] for name in first_runs}
+        rounds = self.args.rounds if self.args.first_rounds is None else self.args.first_rounds
+        for _ in range(max(1, rounds)):
+            for name, measure in first_runs.items():
+                self.empty_repository()
+                first[name].append(measure())
+        return first
 
-    def table(title: str, figures: dict[str, list[float]]) -> dict[str, float]:
-        print(f"\n{title} (median of {len(next(iter(figures.values())))}; every run in s)")
-        medians = {name: median(values) for name, values in figures.items()}
-        for name, values in figures.items():
-            print(f"  {name:<52} {medians[name]:7.2f}   "
-                  + " ".join(f"{v:.2f}" for v in values))
-        return medians
+    def changed_backups(self) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+        """Each kind of 5 %-changed backup, in rounds. Out: their times, and the time each
+        run that is not raw restic spent outside restic."""
+        host = self.host
+        changed_runs: dict[str, Callable[[], float]] = {
+            "raw restic backup": lambda: host.timed(self.raw_backup),
+            "job, backup only": lambda: host.timed(self.job_backup_only),
+            "raw restic backup + forget --prune": lambda: host.timed(self.raw_backup)
+            + host.timed(self.raw_forget),
+            "job as configured (+ forget --prune)": lambda: host.timed(self.job),
+            "job, backup only, over SSH from the control host":
+                lambda: self.over_ssh(self.job_backup_only),
+            "hopnhat backup run --system ioc (as configured)": self.cli_run,
+        }
+        changed: dict[str, list[float]] = {name: [] for name in changed_runs}
+        outside: dict[str, list[float]] = {name: [] for name in changed_runs
+                                           if not name.startswith("raw")}
+        self.empty_repository()
+        host.timed(self.raw_backup)  # day 0: the parent snapshot of the first 5 %-changed run
+        for _ in range(self.args.rounds):
+            for name, measure in changed_runs.items():
+                self.toggle()  # day 0 -> day 1: the same change for every kind of run
+                host.restic_seconds()  # empties the log
+                took = measure()
+                changed[name].append(took)
+                if name in outside:
+                    outside[name].append(took - host.restic_seconds())
+                self.toggle()  # and back, with a snapshot of day 0 as the next run's parent
+                host.timed(self.raw_backup)
+        return changed, outside
 
+    def overheads(self) -> dict[str, Callable[[], float]]:
+        """The fixed costs of triggering from the control host, each a measurement."""
+        return {"SSH: connect and run `true` (OpenSSH, as backup run)":
+                    lambda: self.over_ssh(["true"]),
+                "SSH: connect and run `true` (paramiko, in-process)":
+                    lambda: self.over_paramiko(["true"]),
+                "hopnhat CLI start-up (`hopnhat --help`)": lambda: cli_help(self.env)}
+
+    def profile_cli(self, profile: Path) -> None:
+        """One ``hopnhat backup run`` under cProfile (saved to ``profile``), its top 30."""
+        self.toggle()
+        process.run([sys.executable, "-m", "cProfile", "-o", str(profile), str(HOPNHAT),
+                     "backup", "run", "--system", CODE], env=self.env, timeout=3600, check=True)
+        self.toggle()
+        import pstats
+        print(f"\none `hopnhat backup run` under cProfile ({profile}):")
+        pstats.Stats(str(profile)).sort_stats("cumulative").print_stats(30)
+
+
+def table(title: str, figures: dict[str, list[float]]) -> dict[str, float]:
+    print(f"\n{title} (median of {len(next(iter(figures.values())))}; every run in s)")
+    medians = {name: median(values) for name, values in figures.items()}
+    for name, values in figures.items():
+        print(f"  {name:<52} {medians[name]:7.2f}   "
+              + " ".join(f"{v:.2f}" for v in values))
+    return medians
+
+
+def report(first: dict[str, list[float]], changed: dict[str, list[float]],
+           outside: dict[str, list[float]], overhead: dict[str, list[float]]) -> None:
+    """The tables of every run, and the ratios the issue asks about."""
     one = table("first backup, empty repository", first)
     five = table("5 %-changed backup (day 0 -> day 1 each time)", changed)
     cost = table("time outside restic in the same run (the run's time - restic's own)",
@@ -370,17 +428,6 @@ def run(paths: Paths, args: argparse.Namespace) -> None:
             ("job as configured (+ forget --prune)", raw_forget_total, "-"),
             ("hopnhat backup run --system ioc (as configured)", raw_forget_total, "1.10")):
         print(f"  {name:<52} {1 + cost[name] / base:.3f}   target <= {target}")
-    if args.profile_cli:
-        profile = Path(args.profile_cli)
-        toggle()
-        process.run([sys.executable, "-m", "cProfile", "-o", str(profile), str(HOPNHAT),
-                     "backup", "run", "--system", CODE], env=env, timeout=3600, check=True)
-        toggle()
-        import pstats
-        print(f"\none `hopnhat backup run` under cProfile ({profile}):")
-        pstats.Stats(str(profile)).sort_stats("cumulative").print_stats(30)
-    print(f"\nthe issue's figures (restic 0.14, ~1 GiB/2,100 files): first {ISSUE_FIRST} s, "
-          f"5 % changed {ISSUE_CHANGED} s; runrestic {RUNRESTIC_RATIO}x")
 
 
 if __name__ == "__main__":
