@@ -12,14 +12,6 @@ from pathlib import Path
 from orchestrator.estate.model import Estate
 
 
-def default_state_dir() -> Path:
-    return Path(os.environ.get("HOPNHAT_STATE") or ".hopnhat").absolute()
-
-
-def default_estate_dir() -> Path:
-    return Path(os.environ.get("HOPNHAT_ESTATE") or "inventory").absolute()
-
-
 @dataclass(frozen=True)
 class Paths:
     """Every file hopnhat reads or writes outside the estate, from the state folder."""

@@ -9,7 +9,7 @@ import logging
 import re
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
@@ -64,7 +64,6 @@ class Context:
     state_dir: Path
     json: bool = False
     verbose: int = 0
-    _loaded: dict[str, Any] = field(default_factory=dict)
 
     @cached_property
     def declared(self) -> Estate:

@@ -695,9 +695,6 @@ class Estate(BaseModel):
     def id(self) -> str:
         return self.settings.id
 
-    def site_of_role(self, role: str) -> Site:
-        return next(s for s in self.sites.values() if s.role == role)
-
     def tier(self, number: int) -> Tier:
         return self.settings.tiers[number]
 

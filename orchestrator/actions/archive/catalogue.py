@@ -31,7 +31,7 @@ import hashlib
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -285,7 +285,3 @@ def open_checked(ledger: Ledger, state: Path, estate: str, system: str) -> sqlit
                              f"{version[0] if version else '?'}, this hopnhat reads "
                              f"{VERSION}; {rebuild}")
     return db
-
-
-def snapshot_rows(db: sqlite3.Connection) -> Iterator[tuple[int, str, str, str, str, int]]:
-    yield from db.execute("SELECT n, id, time, host, tags, final FROM snapshots ORDER BY n")

@@ -18,7 +18,7 @@ destroy is :mod:`orchestrator.actions.backup.gate`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -361,8 +361,3 @@ def run_backups(paths: Paths, clients: Sequence[BackupClient], *, ledger: Ledger
     run = BackupRun(run_id, tuple(results), time.monotonic() - started)
     ledger.finish(run_id, run.status, {k: v for k, v in run.as_dict().items() if k != "hosts"})
     return run
-
-
-def systems_of(clients: Iterable[BackupClient]) -> list[str]:
-    """The systems of ``clients``, in order, once each."""
-    return list(dict.fromkeys(c.system for c in clients))

@@ -16,7 +16,6 @@ from orchestrator.actions.drill.plan import DrillPlan
 from orchestrator.adapters.ssh import Remote
 from orchestrator.errors import HopnhatError
 
-STEPS = ("plan", "provision", "configure", "restore", "check", "probes", "teardown")
 PASSED, FAILED, ABORTED = "passed", "failed", "aborted"
 EXIT_ABORTED = 130
 
