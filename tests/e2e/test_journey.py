@@ -127,9 +127,9 @@ def journey(terminal: Terminal, restic_version: str) -> None:
 
     terminal("backup", "run", "--system", SYSTEM)
     status = json.loads(terminal("backup", "status", "--system", SYSTEM, "--json"))
-    [system] = [s for s in status["systems"] if s["system"] == SYSTEM]
-    [host] = system["hosts"]
-    assert host["freshness"] == "fresh", host
+    assert [(s["system"], s["state"]) for s in status["systems"]] == [(SYSTEM, "fresh")], status
+    [host] = status["systems"][0]["hosts"]
+    assert (host["host"], host["freshness"]) == (f"{SYSTEM}-portal-01", "fresh"), host
     assert host["last_run"]["result"] == "ok", host
     assert host["last_run"]["restic_version"] == restic_version, host
 
@@ -143,9 +143,16 @@ def journey(terminal: Terminal, restic_version: str) -> None:
     assert Path(junit).stat().st_size > 0 and "hopnhat_verify_ok" in Path(metrics).read_text()
 
     drill = json.loads(terminal("drill", "run", "--system", SYSTEM, "--json"))
-    assert json.dumps(drill).count("passed") >= 1
+    assert (drill["system"], drill["verdict"], drill["reasons"], drill["failed_step"]) == (
+        SYSTEM, "passed", [], ""), drill
     evidence_dir = Path(terminal.env["HOPNHAT_STATE"]) / "evidence" / drill["drill_id"]
     evidence = json.loads((evidence_dir / "evidence.json").read_text())
+    assert [(s["name"], s["ok"]) for s in evidence["steps"]] == [
+        (step, True) for step in ("plan", "provision", "configure", "restore", "check",
+                                  "probes", "teardown")], evidence["steps"]
+    assert [c["ok"] for c in evidence["checks"]] == [True], evidence["checks"]
+    assert [(p["name"], p["rc"], p["stdout"].strip()) for p in evidence["probes"]] == [
+        ("database integrity", 0, "ok")], evidence["probes"]
     assert evidence["restic_version"] == restic_version, "the drill ran another restic"
     terminal("drill", "history")
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
+
+import pytest
 
 from orchestrator.adapters.vsphere_cache import DeviceCache, cached_devices, config_version
 from orchestrator.adapters.vsphere_xml import Device
@@ -64,12 +67,19 @@ def test_an_unreadable_or_foreign_file_means_a_full_read(tmp_path: Path) -> None
     assert DeviceCache.load(tmp_path / "missing.json", URL).entries == {}
 
 
-def test_a_cache_that_cannot_be_written_is_no_error(tmp_path: Path) -> None:
+def test_a_cache_that_cannot_be_written_is_no_error(tmp_path: Path,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
     cache = DeviceCache.load(blocker / "d.json", URL)  # its folder cannot be made
     cache.put("VirtualMachine:vm-1", "t1", [DISK])
-    cache.save(["VirtualMachine:vm-1"])  # logged, not raised
+    with caplog.at_level(logging.WARNING, logger="hopnhat.vsphere"):
+        cache.save(["VirtualMachine:vm-1"])  # logged, not raised
+    [record] = caplog.records
+    assert record.levelno == logging.WARNING
+    assert f"could not write the device cache {blocker / 'd.json'}" in record.getMessage()
+    assert cache.get("VirtualMachine:vm-1", "t1") == [DISK]  # this run still uses it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # nothing half-written
 
 
 def test_cached_devices_splits_hits_from_what_must_be_read(tmp_path: Path) -> None:
@@ -81,7 +91,6 @@ def test_cached_devices_splits_hits_from_what_must_be_read(tmp_path: Path) -> No
     assert found == {"VirtualMachine:vm-1": [DISK]}
     assert missing == ["VirtualMachine:vm-2", "VirtualMachine:vm-3"]
     assert cache.hits == 1
-
 
 
 def test_two_vcenters_read_at_once_both_keep_their_section(tmp_path: Path) -> None:

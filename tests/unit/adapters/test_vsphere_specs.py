@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import threading
-import time
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -22,6 +22,7 @@ from orchestrator.adapters.vsphere_specs import (
 )
 from orchestrator.adapters.vsphere_xml import Device, UnsupportedValue, parse_page
 from orchestrator.errors import VSphereError
+from tests.conftest import wait_for
 
 
 def template_devices(disks_gb: tuple[int, ...] = (20,), port_group: str = "PG-A") -> list[Any]:
@@ -138,31 +139,73 @@ def test_facts_are_datacenter_qualified_and_owned_vms_recognised() -> None:
     assert inv.vms_named("web-0")[0].disks_kb is None
 
 
-def test_clone_slots_bound_clones_per_host_and_per_datastore() -> None:
-    slots = CloneSlots(per_host=2, per_datastore=3)
-    busy: dict[str, int] = {}
-    peak: dict[str, int] = {}
+class WatchedRoom(threading.Condition):
+    """A condition that counts the threads waiting on it (CloneSlots' room): a test then
+    knows when every clone that found no free slot is waiting for one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting = 0
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waiting += 1  # wait is called holding the condition's lock
+        try:
+            return super().wait(timeout)
+        finally:
+            self.waiting -= 1
+
+
+@pytest.mark.parametrize(("per_host", "per_datastore", "at_once"), [
+    (2, 3, {"ds": 3, "h1": 2, "h2": 1}),  # the datastore's bound is reached first
+    (1, 3, {"ds": 2, "h1": 1, "h2": 1}),  # each host's bound is reached first
+])
+def test_clone_slots_bound_clones_per_host_and_per_datastore(
+        per_host: int, per_datastore: int, at_once: dict[str, int],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    rooms: list[WatchedRoom] = []
+
+    def watched_room() -> WatchedRoom:
+        rooms.append(WatchedRoom())
+        return rooms[-1]
+
+    with monkeypatch.context() as patch:  # only while CloneSlots makes its room
+        patch.setattr(threading, "Condition", watched_room)
+        slots = CloneSlots(per_host=per_host, per_datastore=per_datastore)
+    [room] = rooms
+    release = threading.Event()
+    busy: Counter[str] = Counter()
     lock = threading.Lock()
+    errors: list[BaseException] = []
 
     def clone() -> None:
-        with slots.take(["h1", "h2"], "ds") as host:
-            with lock:
-                busy[host] = busy.get(host, 0) + 1
-                busy["ds"] = busy.get("ds", 0) + 1
-                for key in (host, "ds"):
-                    peak[key] = max(peak.get(key, 0), busy[key])
-            time.sleep(0.02)
-            with lock:
-                busy[host] -= 1
-                busy["ds"] -= 1
+        try:
+            with slots.take(["h1", "h2"], "ds") as host:
+                with lock:
+                    busy.update((host, "ds"))
+                assert release.wait(60), "the test never let the clones go"
+                with lock:
+                    busy.subtract((host, "ds"))
+        except BaseException as exc:  # reported by the test, not lost in its thread
+            errors.append(exc)
 
-    threads = [threading.Thread(target=clone) for _ in range(12)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert peak["ds"] == 3
-    assert max(peak.get("h1", 0), peak.get("h2", 0)) <= 2
+    def settled() -> bool:
+        """Every clone holds a slot or waits for one (none is on its way)."""
+        with room, lock:
+            return busy["ds"] + room.waiting == len(threads)
+
+    # daemons: a clone stuck for a slot never given back fails the test, not the run
+    threads = [threading.Thread(target=clone, daemon=True) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_for("every clone to hold a slot or wait for one", settled)
+        with lock:
+            assert +busy == at_once
+    finally:
+        release.set()
+    wait_for("every clone to finish", lambda: not any(t.is_alive() for t in threads))
+    assert errors == []
+    assert +busy == {}  # every slot given back
 
 
 ANSWER = b"""<?xml version="1.0" encoding="UTF-8"?>
