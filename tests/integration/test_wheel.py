@@ -34,10 +34,9 @@ pytestmark = pytest.mark.lab
 
 REPO = Path(__file__).resolve().parents[2]
 #: what the build never needs (and must not pick up: a stale build/ of the checkout would
-#: slip old modules into the wheel)
-NOT_SOURCES = (".git", ".venv", ".hopnhat", ".ansible", "build", "dist", "*.egg-info",
-               "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache",
-               "secrets.vault.yml")
+#: slip old modules into the wheel): hidden folders and files (.git, .venv, .hopnhat, the
+#: tools' caches), build output, bytecode and the lab's vault
+NOT_SOURCES = (".*", "build", "dist", "*.egg-info", "__pycache__", "secrets.vault.yml")
 SYSTEM, CLIENT, REPOSITORY_HOST = "email", "email-mail-01", "repo-qnam-01"
 
 
