@@ -53,13 +53,12 @@ HOPNHAT = Path(sys.executable).with_name("hopnhat")
 
 
 def setup(base: Path, octets: tuple[str, str]) -> Paths:
-    sys.path.insert(0, str(REPO / "tests"))
-    from conftest import _prebuilt_vcsim, copy_estate, free_ports
+    from tests.helpers import copy_estate, free_ports, prebuilt_vcsim
 
     estate_dir = copy_estate(base / "inventory", ports=free_ports(2),
                              primary=f"127.{octets[0]}.", secondary=f"127.{octets[1]}.")
     paths = Paths(base / "state", load_estate(estate_dir))
-    _prebuilt_vcsim(paths.lab)
+    prebuilt_vcsim(paths.lab)
     control.up(paths)
     return paths
 

@@ -2,151 +2,21 @@
 
 The session's lab runs on its own copy of the example estate, moved to other loopback
 addresses (127.110.x / 127.120.x and a free port for each of its two vCenters), so a
-developer's `make demo` lab and the tests never collide.
+developer's `make demo` lab and the tests never collide. What tests share besides fixtures
+is in :mod:`tests.helpers`.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import re
-import shutil
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from orchestrator import process
 from orchestrator.lab import control
-from orchestrator.lab.handle import LabDirs
 from orchestrator.lab.processes import ProcessTable, is_alive
-
-REPO = Path(__file__).resolve().parents[1]
-EXAMPLE_ESTATE = REPO / "inventory"
-
-
-# the example estate's vCenters: Đà Nẵng's (site danang), Quảng Nam's (site quangnam)
-EXAMPLE_VCENTER_PORTS = (8989, 8990)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct free ports (all held open while chosen, so none repeats)."""
-    with ExitStack() as stack:
-        ports = []
-        for _ in range(count):
-            s = stack.enter_context(socket.socket())
-            s.bind(("127.0.0.1", 0))
-            ports.append(int(s.getsockname()[1]))
-        return ports
-
-
-def copy_estate(dest: Path, *, ports: Sequence[int] | None = None, primary: str = "127.110.",
-                secondary: str = "127.120.") -> Path:
-    """A copy of the example estate on other loopback addresses and, with ``ports`` (one
-    per vCenter of :data:`EXAMPLE_VCENTER_PORTS`, e.g. ``free_ports(2)``), other vCenter
-    ports: each site's vCenter keeps its own port unless the same port is given twice."""
-    shutil.copytree(EXAMPLE_ESTATE, dest, ignore=shutil.ignore_patterns("secrets.vault.yml"))
-    if ports is not None:
-        assert len(ports) == len(EXAMPLE_VCENTER_PORTS), "one port per vCenter of the example"
-    for path in dest.rglob("*.yml"):
-        text = path.read_text()
-        text = text.replace("127.10.", primary).replace("127.20.", secondary)
-        for old, new in zip(EXAMPLE_VCENTER_PORTS, ports or (), strict=False):
-            text = text.replace(f"127.0.0.1:{old}/", f"127.0.0.1:{new}/")
-        path.write_text(text)
-    return dest
-
-
-@dataclass
-class LabHandle(LabDirs):
-    """The session's running lab (its estate read again on each use)."""
-
-    extra: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def env(self) -> dict[str, str]:
-        """Environment for running the `hopnhat` command against this lab."""
-        return {**os.environ, "HOPNHAT_ESTATE": str(self.estate_dir),
-                "HOPNHAT_STATE": str(self.state_dir)}
-
-
-HOPNHAT = Path(sys.executable).with_name("hopnhat")
-
-
-def hopnhat(env: dict[str, str], *args: str, timeout: float = 300,
-            input: str = "") -> process.Completed:
-    """Run the ``hopnhat`` command as an operator types it (no terminal: stdin ``input``)."""
-    return process.run([str(HOPNHAT), *args], env={**env, "COLUMNS": "200"}, timeout=timeout,
-                       input=input)
-
-
-def as_json(done: process.Completed) -> Any:
-    """The JSON document a command printed on stdout."""
-    assert done.stdout.strip(), f"no JSON on stdout (exit {done.returncode}): {done.stderr}"
-    return json.loads(done.stdout)
-
-
-def wait_for(what: str, condition: Callable[[], Any], timeout: float = 60, *,
-             interval: float = 0.2) -> Any:
-    """Poll ``condition`` every ``interval`` seconds until it answers something true
-    (bounded)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        answer = condition()
-        if answer:
-            return answer
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(interval)
-
-
-def wait_task(task: Any, timeout: float = 60) -> Any:
-    """Wait for a vCenter task (bounded); its result. Fails the test if the task failed."""
-    deadline = time.monotonic() + timeout
-    while task.info.state not in ("success", "error"):
-        assert time.monotonic() < deadline, "vCenter task did not finish"
-        time.sleep(0.05)
-    assert task.info.state == "success", task.info.error
-    return task.info.result
-
-
-def estate_copy(lab: LabHandle, tmp_path: Path, edit: Callable[[Path], None]) -> dict[str, str]:
-    """The lab's estate (with its vault) copied and edited; the env to run hopnhat on it
-    against the same lab."""
-    dest = tmp_path / "inventory"
-    shutil.copytree(lab.estate_dir, dest)
-    edit(dest)
-    return {**lab.env, "HOPNHAT_ESTATE": str(dest)}
-
-
-def readme_block(name: str) -> str:
-    """The shell lines of README.md between ``<!-- name: begin -->`` and
-    ``<!-- name: end -->`` (a fenced sh block), for a test to run exactly as written."""
-    text = (REPO / "README.md").read_text()
-    found = re.search(rf"<!-- {re.escape(name)}: begin -->\n```sh\n(.*?)```\n"
-                      rf"<!-- {re.escape(name)}: end -->", text, re.S)
-    assert found, f"README.md has no {name} block"
-    return found.group(1)
-
-
-def replace_in(path: Path, old: str, new: str) -> None:
-    """Replace ``old``, which must occur exactly once in the file at ``path``, by ``new``."""
-    text = path.read_text()
-    assert text.count(old) == 1, f"{old!r} occurs {text.count(old)} times in {path}"
-    path.write_text(text.replace(old, new))
-
+from tests.helpers import LabHandle, copy_estate, free_ports, prebuilt_vcsim
 
 #: how far apart (in the second octet) the labs of two pytest-xdist workers are
 WORKER_SPACING = 20
@@ -190,13 +60,6 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     return LabGroups(config, log)
 
 
-def _prebuilt_vcsim(lab_dir: Path) -> None:
-    """Reuse the vcsim that `make` built under ./.hopnhat (saves a rebuild per session)."""
-    built = REPO / ".hopnhat" / "lab" / "bin"
-    if built.is_dir() and not (lab_dir / "bin").exists():
-        shutil.copytree(built, lab_dir / "bin")
-
-
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHandle]:
     if os.geteuid() != 0:
@@ -210,7 +73,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHandle]:
     handle = LabHandle(copy_estate(base / "inventory", ports=free_ports(2),
                                    primary=f"127.{first}.", secondary=f"127.{second}."),
                        base / "state")
-    _prebuilt_vcsim(handle.state_dir / "lab")
+    prebuilt_vcsim(handle.state_dir / "lab")
     try:
         control.up(handle.paths)
         yield handle
@@ -219,25 +82,3 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHandle]:
         leftovers = [r.name for r in ProcessTable(handle.state_dir / "lab").all() if is_alive(r)]
         assert not leftovers, f"lab processes left running: {leftovers}"
 
-
-def state_beside(lab: LabHandle, state: Path) -> Path:
-    """A state folder of its own (ledger, device cache, vault copy) at ``state`` that uses
-    the session's lab: its SSH keys, CA and certificates, known_hosts and vault password
-    copied, its lab linked."""
-    state.mkdir()
-    shutil.copytree(lab.state_dir / "ssh", state / "ssh")
-    shutil.copytree(lab.state_dir / "pki", state / "pki")
-    for name in ("known_hosts", "vault-password"):
-        shutil.copy2(lab.state_dir / name, state / name)
-    (state / "lab").symlink_to(lab.state_dir / "lab")
-    return state
-
-
-def ledger_dump(path: Path) -> str:
-    """The ledger's whole content as SQL text, read by the sqlite3 program in another
-    process: reading the file's bytes here would drop the SQLite locks that any connection
-    of this process holds on it (POSIX locks are per process), and a concurrent writer
-    could then corrupt it."""
-    done = subprocess.run(["sqlite3", str(path), ".dump"], capture_output=True, text=True,
-                          timeout=60, check=True)
-    return done.stdout

@@ -15,9 +15,8 @@ import pytest
 
 from orchestrator.lab import gobuild
 from orchestrator.lab.processes import ProcessTable, is_alive
-from tests.conftest import REPO, _prebuilt_vcsim, copy_estate, free_ports
+from tests.helpers import HOPNHAT, copy_estate, free_ports, prebuilt_vcsim
 
-HOPNHAT = str(REPO / ".venv" / "bin" / "hopnhat")
 SYSTEM = "opendata"  # tier 3, one data-bearing VM: the shortest whole journey
 
 
@@ -27,7 +26,7 @@ class Terminal:
                     "COLUMNS": "160"}
 
     def __call__(self, *args: str, expect: int = 0, timeout: float = 600) -> str:
-        done = subprocess.run([HOPNHAT, *args], env=self.env, capture_output=True, text=True,
+        done = subprocess.run([str(HOPNHAT), *args], env=self.env, capture_output=True, text=True,
                               timeout=timeout, check=False)
         assert done.returncode == expect, (
             f"hopnhat {' '.join(args)} exited {done.returncode}, not {expect}\n"
@@ -44,12 +43,12 @@ def terminal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Terminal]:
     estate = copy_estate(base / "inventory", ports=free_ports(2), primary="127.230.",
                          secondary="127.240.")
     state = base / "state"
-    _prebuilt_vcsim(state / "lab")
+    prebuilt_vcsim(state / "lab")
     term = Terminal(estate, state)
     try:
         yield term
     finally:
-        subprocess.run([HOPNHAT, "lab", "down"], env=term.env, capture_output=True,
+        subprocess.run([str(HOPNHAT), "lab", "down"], env=term.env, capture_output=True,
                        timeout=120, check=False)
         left = [r.name for r in ProcessTable(state / "lab").all() if is_alive(r)]
         assert not left, f"processes left running after lab down: {left}"

@@ -30,7 +30,6 @@ import contextlib
 import os
 import shutil
 import signal
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,9 +51,9 @@ from orchestrator.lab.repository import start_repository_host
 from orchestrator.lab.secrets import ensure_lab_secrets
 from orchestrator.ledger import Ledger
 from orchestrator.settings import Paths
-from tests.conftest import wait_for
+from tests.helpers import HOPNHAT, wait_for
 
-BIN = Path(sys.executable).parent
+BIN = HOPNHAT.parent
 FLT, FULL = "flt", "full"
 FLT_REPO, FULL_REPO, SEC_REPO = "repo-flt-01", "repo-full-01", "repo-sec-01"
 A, B = "seca", "secb"
@@ -67,12 +66,6 @@ FULL_CAPACITY_MB = 40
 KEEP_EVERYTHING = {"hourly": 0, "daily": 0, "weekly": 0, "monthly": 0, "yearly": 0}
 #: MiB of synthetic data on the VM of each added system (video's is the lab's own)
 DATA_MB = {FLT: 24, FULL: 6, A: 24, B: 24, QTA: 24}
-
-
-def poll(what: str, ready: Callable[[], Any], timeout: float = 60.0,
-         interval: float = 0.2) -> Any:
-    """``ready()``'s first true value; fails naming ``what`` when ``timeout`` passes first."""
-    return wait_for(what, ready, timeout, interval=interval)
 
 
 def system_file(code: str, repository_host: str, ip: str) -> dict[str, Any]:
@@ -193,7 +186,8 @@ class ConfiguredEstate:
         end whatever happens)."""
         self.paused.append(pid)
         os.kill(pid, signal.SIGSTOP)
-        poll(f"process {pid} stopped", lambda: process_state(pid) in ("T", "gone"), 30, 0.01)
+        wait_for(f"process {pid} stopped", lambda: process_state(pid) in ("T", "gone"), 30,
+                 interval=0.01)
 
     def resume(self, pid: int) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -220,13 +214,13 @@ def provision_and_configure(fl: ConfiguredEstate, sizes_mb: dict[str, int], seed
     lab_dir = fl.session.paths.lab
     for code in codes:
         vm = next(v for v in fl.paths.estate.vms if v.system == code)
-        poll(f"ssh on {vm.name}", lambda ip=str(vm.ip): ssh.wait_for_port(ip, 22, 1.0), 120)
+        wait_for(f"ssh on {vm.name}", lambda ip=str(vm.ip): ssh.wait_for_port(ip, 22, 1.0), 120)
         if code in sizes_mb:
             data.generate(guest_srv(lab_dir, vm.name) / code, seed=f"{seed}/{code}",
                           size_mb=sizes_mb[code], files=120)
         else:
-            poll(f"data on {vm.name}", lambda n=vm.name: (lab_dir / "guests" / n /
-                                                          ".seeded").exists(), 120)
+            wait_for(f"data on {vm.name}", lambda n=vm.name: (lab_dir / "guests" / n /
+                                                              ".seeded").exists(), 120)
     with Ledger(fl.paths.ledger) as ledger:
         result = configure(fl.paths, plan(fl.paths.estate, tuple(codes)), ledger=ledger)
     assert result.exit_code == 0, result.run.failures
@@ -283,7 +277,7 @@ def backup_estate(lab: Any, tmp_path_factory: pytest.TempPathFactory,
         assert all(done.ok for done in destroyed), [d.stderr for d in destroyed]
         for code in (VIDEO, *DATA_MB):
             vm = fl.vm(code)
-            poll(f"guest {vm} to go", lambda v=vm: not (lab.paths.lab / "guests" / v).exists())
+            wait_for(f"guest {vm} to go", lambda v=vm: not (lab.paths.lab / "guests" / v).exists())
 
     request.session.stash[TEARDOWN] = teardown
     try:

@@ -36,7 +36,7 @@ from orchestrator.estate.model import SecretRef
 from orchestrator.estate.secrets import Secrets
 from orchestrator.lab import gobuild
 from orchestrator.ledger import Ledger
-from tests.conftest import as_json, hopnhat, readme_block
+from tests.helpers import as_json, hopnhat, readme_block
 from tests.integration.backup_estate import QTA, QUOTA_MB, VIDEO, ConfiguredEstate
 
 HOST_RESTIC = "/root/restic-attacker"

@@ -14,8 +14,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -29,41 +27,37 @@ from orchestrator.adapters.vsphere_facts import read_inventory
 from orchestrator.errors import SSHError
 from orchestrator.ledger import Ledger
 from orchestrator.settings import Paths
-from tests.conftest import ledger_dump, readme_block
+from tests.helpers import (
+    HOPNHAT,
+    LabHandle,
+    as_json,
+    estate_copy,
+    hopnhat,
+    ledger_dump,
+    readme_block,
+    replace_in,
+)
 from tests.integration.backup_estate import VIDEO
 
 pytestmark = pytest.mark.lab
 
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-HOPNHAT = BIN / "hopnhat"
+BIN = HOPNHAT.parent
 SYSTEM, HOST = "video", "video-mcu-01"
 REPOSITORY = "video@repo-qnam-01"
 
 
-def hopnhat(env: dict[str, str], *args: str, timeout: float = 300) -> process.Completed:
-    return process.run([str(HOPNHAT), *args], env={**env, "COLUMNS": "200"}, timeout=timeout,
-                       input="")
+def edited_estate(lab: LabHandle, tmp_path: Path, *edits: tuple[str, str, str]
+                  ) -> dict[str, str]:
+    """The lab's estate copied (:func:`estate_copy`) with each ``(file, old, new)``
+    replaced once; the environment to run hopnhat on it against the same lab and state."""
+    def edit(dest: Path) -> None:
+        for rel, old, new in edits:
+            replace_in(dest / rel, old, new)
 
-
-def as_json(done: process.Completed) -> Any:
-    assert done.stdout.strip(), f"no JSON on stdout (exit {done.returncode}): {done.stderr}"
-    return json.loads(done.stdout)
-
-
-def estate_copy(lab: Any, tmp_path: Path, *edits: tuple[str, str, str]) -> dict[str, str]:
-    """The lab's estate (with its vault) copied, each ``(file, old, new)`` replaced once;
-    the environment to run hopnhat on it against the same lab and state."""
-    dest = tmp_path / "inventory"
-    shutil.copytree(lab.estate_dir, dest)
-    for rel, old, new in edits:
-        path = dest / rel
-        text = path.read_text()
-        assert text.count(old) == 1, f"{old!r} occurs {text.count(old)} times in {rel}"
-        path.write_text(text.replace(old, new))
+    env = estate_copy(lab, tmp_path, edit)
     if NO_RPO in edits:
         time.sleep(1.1)  # every snapshot taken before this copy is older than the RPO
-    return {**lab.env, "HOPNHAT_ESTATE": str(dest)}
+    return env
 
 
 # tier 1: any snapshot taken before the estate's copy is stale (an RPO is longer than 0s)
@@ -204,7 +198,7 @@ def test_status_shows_an_unreachable_system_while_the_others_still_show(
     lab = configured
     repo_octet = str(lab.estate.repository_host("repo-qnam-01").address).split(".")[1]
     vm_octet = str(next(vm.ip for vm in lab.estate.vms)).split(".")[1]
-    env = estate_copy(lab, tmp_path, ("estate.yml", "repository_hosts:\n", (
+    env = edited_estate(lab, tmp_path, ("estate.yml", "repository_hosts:\n", (
         "repository_hosts:\n"
         f"  - {{name: repo-gone-01, site: quangnam, address: 127.{repo_octet}.2.99, "
         "storage_path: /srv/restic, capacity_gb: 10}\n")))
@@ -249,7 +243,7 @@ def test_status_shows_an_unreachable_system_while_the_others_still_show(
 
 def test_a_system_older_than_its_rpo_is_stale_and_exits_1(
         configured: Any, backed_up: dict[str, Any], tmp_path: Path) -> None:
-    env = estate_copy(configured, tmp_path, NO_RPO)
+    env = edited_estate(configured, tmp_path, NO_RPO)
     done = hopnhat(env, "backup", "status", "--system", SYSTEM, "--json")
     assert done.returncode == 1, done.stdout + done.stderr
     [system] = as_json(done)["systems"]
@@ -263,7 +257,7 @@ def test_the_gate_refuses_to_change_a_data_vm_without_a_fresh_snapshot(
         configured: Any, backed_up: dict[str, Any], tmp_path: Path) -> None:
     lab = configured
     before = cpu(lab)
-    env = estate_copy(lab, tmp_path, NO_RPO, ("systems/video.yml", "cpu: 8", "cpu: 10"))
+    env = edited_estate(lab, tmp_path, NO_RPO, ("systems/video.yml", "cpu: 8", "cpu: 10"))
     done = hopnhat(env, "apply", "--system", SYSTEM, "--yes")
     assert done.returncode == 1, done.stdout + done.stderr
     assert "the backup gate refuses this apply" in done.stderr
@@ -284,7 +278,7 @@ def test_the_gate_refuses_to_change_a_data_vm_without_a_fresh_snapshot(
 def test_no_backup_gate_needs_a_reason_and_the_ledger_records_who_and_why(
         configured: Any, backed_up: dict[str, Any], tmp_path: Path) -> None:
     lab = configured
-    env = estate_copy(lab, tmp_path, NO_RPO, ("systems/video.yml", "cpu: 8", "cpu: 10"))
+    env = edited_estate(lab, tmp_path, NO_RPO, ("systems/video.yml", "cpu: 8", "cpu: 10"))
     bare = hopnhat(env, "apply", "--system", SYSTEM, "--yes", "--no-backup-gate")
     assert bare.returncode == 2 and "--no-backup-gate needs --reason" in bare.stderr
     reason = "CR-2026-117: MCU needs 10 vCPU before the province-wide conference"
@@ -310,7 +304,7 @@ def test_no_backup_gate_needs_a_reason_and_the_ledger_records_who_and_why(
 def test_backup_first_backs_the_system_up_then_makes_the_change(
         configured: Any, backed_up: dict[str, Any], tmp_path: Path) -> None:
     lab = configured
-    env = estate_copy(lab, tmp_path, NO_RPO, ("systems/video.yml", "cpu: 8", "cpu: 12"))
+    env = edited_estate(lab, tmp_path, NO_RPO, ("systems/video.yml", "cpu: 8", "cpu: 12"))
     done = hopnhat(env, "apply", "--system", SYSTEM, "--yes", "--json", "--backup-first")
     assert done.returncode == 0, done.stdout + done.stderr
     gate = as_json(done)["backup_gate"]

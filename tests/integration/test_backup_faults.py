@@ -37,6 +37,7 @@ from orchestrator.adapters.restic_argv import make_environment, sftp_option
 from orchestrator.hostjob.space import NO_SPACE_BELOW
 from orchestrator.lab import guests, link
 from orchestrator.lab.guests import guest_srv
+from tests.helpers import wait_for
 from tests.integration.backup_estate import (
     FLT,
     FLT_REPO,
@@ -44,7 +45,6 @@ from tests.integration.backup_estate import (
     FULL_CAPACITY_MB,
     FULL_REPO,
     ConfiguredEstate,
-    poll,
     process_state,
 )
 
@@ -167,10 +167,11 @@ def restic_with_lock(fl: ConfiguredEstate, code: str, vm: str, before: set[str],
     repository holds a lock that is not one of ``before`` (its locks before that process
     was started)."""
     namespace = fl.namespace(vm)
-    pids = poll(f"restic {' '.join(words)} on {vm}",
-                lambda: restic_processes(namespace, *words), 60, 0.005)
+    pids = wait_for(f"restic {' '.join(words)} on {vm}",
+                    lambda: restic_processes(namespace, *words), 60, interval=0.005)
     assert len(pids) == 1, pids
-    poll(f"its lock in {code}'s repository", lambda: lock_files(fl, code) - before, 60, 0.005)
+    wait_for(f"its lock in {code}'s repository", lambda: lock_files(fl, code) - before, 60,
+             interval=0.005)
     return int(pids[0])
 
 
@@ -433,7 +434,8 @@ def test_a_dead_processs_lock_is_removed_only_when_restic_would_call_it_stale(
         locked = lock_files(faults, FLT)
         other = _held_backup_from_the_control_host(repo)
         try:
-            poll("the control host's lock", lambda: lock_files(faults, FLT) - locked, 60, 0.01)
+            wait_for("the control host's lock", lambda: lock_files(faults, FLT) - locked, 60,
+                     interval=0.01)
         finally:
             other.kill()
             other.wait()

@@ -33,7 +33,7 @@ from test_backup_faults import (
 
 from orchestrator.adapters.vault import read_vault
 from orchestrator.lab.guests import guest_view
-from tests.conftest import ledger_dump
+from tests.helpers import ledger_dump
 from tests.integration.backup_estate import A, B, ConfiguredEstate, process_state
 
 pytestmark = pytest.mark.lab

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,12 +28,11 @@ from orchestrator.adapters.vault import read_vault
 from orchestrator.estate.endpoints import htpasswd_line
 from orchestrator.ledger import Ledger
 from orchestrator.settings import Paths
-from tests.conftest import ledger_dump, wait_for, wait_task
+from tests.helpers import HOPNHAT, REPO, ledger_dump, wait_for, wait_task
 
 pytestmark = pytest.mark.lab
 
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
+BIN = HOPNHAT.parent
 SYSTEMS = ("email", "ioc")
 CLIENTS = ("email-mail-01", "ioc-app-01")
 REPOSITORY_HOST = "repo-qnam-01"
@@ -71,14 +68,6 @@ def sh(paths: Paths, name: str, command: str, stdin: str | None = None,
         client.close()
 
 
-def _wait_for(what: str, ready: Any, timeout: float = 120.0) -> None:
-    """Poll ``ready()`` until it is true; fail naming ``what`` when ``timeout`` passes."""
-    deadline = time.monotonic() + timeout
-    while not ready():
-        assert time.monotonic() < deadline, f"{what}: not ready after {timeout:.0f} s"
-        time.sleep(0.2)  # poll interval of the deadline loop
-
-
 @pytest.fixture(scope="module")
 def configured(lab: Any) -> Iterator[Configured]:
     done = process.run([str(BIN / "hopnhat"), "apply", *(a for s in SYSTEMS for a in
@@ -89,9 +78,9 @@ def configured(lab: Any) -> Iterator[Configured]:
     for name in CLIENTS:
         # the hypervisor starts the guest once the VM is on, then lays down its data
         vm = next(vm for vm in paths.estate.vms if vm.name == name)
-        _wait_for(f"ssh on {name}", lambda ip=str(vm.ip): ssh.wait_for_port(ip, 22, 1.0))
-        _wait_for(f"data on {name}",
-                  lambda n=name: (paths.lab / "guests" / n / ".seeded").exists())
+        wait_for(f"ssh on {name}", lambda ip=str(vm.ip): ssh.wait_for_port(ip, 22, 1.0), 120)
+        wait_for(f"data on {name}",
+                 lambda n=name: (paths.lab / "guests" / n / ".seeded").exists(), 120)
     with Ledger(paths.ledger) as ledger:
         first = configure(paths, plan(paths.estate, SYSTEMS), ledger=ledger)
     yield Configured(paths, first, read_vault(paths.vault_file, paths.vault_password_file))

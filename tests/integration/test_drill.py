@@ -15,9 +15,8 @@ import itertools
 import json
 import os
 import signal
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -41,22 +40,11 @@ from orchestrator.lab.processes import ProcessTable
 from orchestrator.lab.repository import repository_dir
 from orchestrator.ledger import Ledger
 from orchestrator.settings import Paths
-from tests import conftest
-from tests.conftest import estate_copy, replace_in
+from tests.helpers import HOPNHAT, estate_copy, hopnhat, replace_in, wait_for
 
 pytestmark = pytest.mark.lab
 
-HOPNHAT = Path(sys.executable).with_name("hopnhat")
 SYSTEMS = ("sso", "lgsp", "qlvb")
-
-
-def hopnhat(env: dict[str, str], *args: str, timeout: float = 600) -> process.Completed:
-    return process.run([str(HOPNHAT), *args], env={**env, "COLUMNS": "200"}, timeout=timeout)
-
-
-def wait_for(what: str, condition: Callable[[], Any], timeout: float = 120) -> Any:
-    """Poll ``condition`` until it answers something true (bounded), every 0.1 s."""
-    return conftest.wait_for(what, condition, timeout, interval=0.1)
 
 
 def inventory(lab: Any, site: str = "danang") -> Inventory:
@@ -77,7 +65,8 @@ def scratch_left(lab: Any) -> list[str]:
 
 
 def no_scratch_left(lab: Any) -> None:
-    wait_for("the scratch VMs and their guests to go", lambda: not scratch_left(lab), 60)
+    wait_for("the scratch VMs and their guests to go", lambda: not scratch_left(lab), 60,
+             interval=0.1)
 
 
 def production_state(lab: Any) -> dict[str, Any]:
@@ -124,13 +113,14 @@ def backed_up(lab: Any) -> Iterator[Paths]:
             assert applied.status == "ok", applied.as_dict()
             for vm in vms:
                 wait_for(f"data on {vm.name}",
-                         lambda n=vm.name: (paths.lab / "guests" / n / ".seeded").exists())
+                         lambda n=vm.name: (paths.lab / "guests" / n / ".seeded").exists(),
+                         120, interval=0.1)
             hosts = (*(vm.name for vm in vms), "repo-qnam-01")
             done = configure(paths, ConfigurePlan(estate.id, SYSTEMS, ",".join(hosts), hosts,
                                                   False, False, 10), ledger=ledger)
             assert done.exit_code == 0, done.run.failures
             backup = hopnhat(lab.env, "backup", "run", *(a for c in SYSTEMS for a in
-                                                          ("--system", c)))
+                                                          ("--system", c)), timeout=600)
             assert backup.returncode == 0, backup.stdout + backup.stderr
             yield paths
         finally:
@@ -142,7 +132,8 @@ def backed_up(lab: Any) -> Iterator[Paths]:
                                               vcs, ledger=ledger, concurrency=4)
             for vm in vms:
                 wait_for(f"guest {vm.name} to go",
-                         lambda n=vm.name: not (paths.lab / "guests" / n).exists(), 60)
+                         lambda n=vm.name: not (paths.lab / "guests" / n).exists(), 60,
+                         interval=0.1)
 
 
 @dataclass
@@ -168,7 +159,7 @@ def qlvb_drill(lab: Any, backed_up: Paths) -> QlvbDrill:
     for site in lab.estate.sites:
         rec = lab.vcsim(site)
         vcsim.reset_method_counts(rec.address, rec.details["cafile"])
-    done = hopnhat(lab.env, "drill", "run", "--system", "qlvb", "--json")
+    done = hopnhat(lab.env, "drill", "run", "--system", "qlvb", "--json", timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     tasks = {site: vcenter_tasks(lab, site) for site in lab.estate.sites}
     summary = json.loads(done.stdout)
@@ -272,7 +263,7 @@ def test_a_failing_probe_fails_the_drill_and_its_scratch_vms_are_gone(
         lab: Any, backed_up: Paths, tmp_path: Path) -> None:
     env = estate_copy(lab, tmp_path, lambda root: replace_in(
         root / "systems" / "sso.yml", "expect_stdout: ok", "expect_stdout: corrupted"))
-    done = hopnhat(env, "drill", "run", "--system", "sso", "--json")
+    done = hopnhat(env, "drill", "run", "--system", "sso", "--json", timeout=600)
     assert done.returncode == 1, done.stderr[-3000:]
     summary = json.loads(done.stdout)
     assert (summary["verdict"], summary["failed_step"]) == ("failed", "probes")
@@ -315,8 +306,10 @@ def restore_held(lab: Any, ledger: Ledger, proc: Any, log: Path) -> tuple[str, l
                 return run.id, plan["scratch_vms"][0]["name"]
         assert proc.poll() is None, log.read_text()
         return None
-    drill_id, scratch = wait_for("the drill to start its restore", restoring, 300)
-    held = wait_for("restic restore on the scratch VM", lambda: restores_in(lab, scratch))
+    drill_id, scratch = wait_for("the drill to start its restore", restoring, 300,
+                                 interval=0.1)
+    held = wait_for("restic restore on the scratch VM", lambda: restores_in(lab, scratch),
+                    120, interval=0.1)
     for pid in held:
         os.kill(pid, signal.SIGSTOP)
     return drill_id, held
@@ -348,7 +341,7 @@ def test_sigint_mid_drill_tears_down_and_the_ledger_says_aborted(
             os.kill(proc.pid, signal.SIGINT)
             wait_for("the drill to give the restore up", lambda: any(
                 e.get("step") == "restore" and e.get("phase") == "finished"
-                for e in ledger.events(drill_id)))
+                for e in ledger.events(drill_id)), 120, interval=0.1)
             for pid in held:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGCONT)
@@ -410,7 +403,8 @@ def test_a_tier_1_rehearsal_respects_the_dependency_order(
         for code in ("dvc", "video", "qlvbqn"):
             replace_in(root / "systems" / f"{code}.yml", "tier: 1", "tier: 3")
     env = estate_copy(lab, tmp_path, only_qlvb_in_tier_1)
-    done = hopnhat(env, "drill", "rehearse", "--tier", "1", "--parallel", "2", "--json")
+    done = hopnhat(env, "drill", "rehearse", "--tier", "1", "--parallel", "2", "--json",
+                   timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads(done.stdout)
     assert report["groups"] == [["sso"], ["lgsp"], ["qlvb"]]

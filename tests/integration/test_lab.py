@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,9 +22,8 @@ from orchestrator.estate.model import SecretRef
 from orchestrator.estate.secrets import Secrets
 from orchestrator.lab import control, data, guests
 from orchestrator.lab.processes import ProcessTable, is_alive
-from tests.conftest import REPO, LabHandle, wait_task
+from tests.helpers import HOPNHAT, LabHandle, wait_for, wait_task
 
-HOPNHAT = str(REPO / ".venv" / "bin" / "hopnhat")
 TEST_VM = "labtest-01"
 
 
@@ -34,7 +32,7 @@ def find(folder: Any, name: str) -> Any:
 
 
 def cli(handle: LabHandle, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([HOPNHAT, *args], env=handle.env, capture_output=True, text=True,
+    return subprocess.run([str(HOPNHAT), *args], env=handle.env, capture_output=True, text=True,
                           timeout=300, check=False)
 
 
@@ -179,16 +177,12 @@ def test_a_powered_on_vm_becomes_an_ssh_host_at_its_ip(lab: LabHandle, si: Any) 
         ssh.connect(ssh.Target(TEST_VM, ip, 22, "root", lab.paths.private_key, wrong))
 
     wait_task(vm.PowerOffVM_Task())
-    deadline = time.monotonic() + 30
-    while ProcessTable(lab.state_dir / "lab").running(f"guest-{TEST_VM}") is not None:
-        assert time.monotonic() < deadline, "the guest outlived its VM's power-off"
-        time.sleep(0.1)
+    wait_for("the guest to end with its VM's power-off", lambda: ProcessTable(
+        lab.state_dir / "lab").running(f"guest-{TEST_VM}") is None, 30, interval=0.1)
     assert not ssh.wait_for_port(ip, 22, timeout=1)
     wait_task(vm.Destroy_Task())
-    deadline = time.monotonic() + 30
-    while (lab.state_dir / "lab" / "guests" / TEST_VM).exists():
-        assert time.monotonic() < deadline, "the destroyed VM's guest disk stayed"
-        time.sleep(0.1)
+    wait_for("the destroyed VM's guest disk to go",
+             lambda: not (lab.state_dir / "lab" / "guests" / TEST_VM).exists(), 30, interval=0.1)
 
 
 def test_restic_on_a_guest_backs_up_to_the_repository_host_and_restores(

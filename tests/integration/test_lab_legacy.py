@@ -19,7 +19,7 @@ from orchestrator.adapters import vsphere
 from orchestrator.lab import control, guests
 from orchestrator.lab.config import FINGERPRINT_KEY, LabVM, legacy_vms, load_lab_config
 from orchestrator.lab.processes import ProcessTable
-from tests.conftest import LabHandle, wait_for, wait_task
+from tests.helpers import LabHandle, wait_for, wait_task
 
 pytestmark = pytest.mark.lab
 

@@ -20,16 +20,15 @@ from orchestrator.adapters import ssh
 from orchestrator.errors import SSHError
 from orchestrator.lab import control, link
 from orchestrator.lab.processes import ProcessTable
-from tests.conftest import REPO, LabHandle
+from tests.helpers import HOPNHAT, LabHandle
 
 pytestmark = pytest.mark.lab
 
-HOPNHAT = str(REPO / ".venv" / "bin" / "hopnhat")
 MIB = 1024 * 1024
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([HOPNHAT, *args], env=env, capture_output=True, text=True,
+    return subprocess.run([str(HOPNHAT), *args], env=env, capture_output=True, text=True,
                           timeout=120, check=False)
 
 

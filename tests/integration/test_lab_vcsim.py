@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import ssl
 import stat
 import time
@@ -25,18 +24,13 @@ from pyVmomi import vim, vmodl
 from orchestrator.errors import LabError
 from orchestrator.lab import gobuild, vcsim
 from orchestrator.lab.processes import ProcessRecord, ProcessTable, is_alive
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.lab
 
 USER = "administrator@vsphere.lab"
 PASSWORD = "Lab-pass-0!"
 GIB = 1 << 30
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def lab_model(port: int, credentials: Path) -> dict[str, Any]:

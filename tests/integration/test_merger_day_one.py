@@ -19,7 +19,7 @@ import yaml
 from orchestrator.adapters import vsphere
 from orchestrator.adapters.vsphere_facts import ADOPTED, OWNER, SYSTEM, TIER, read_inventory
 from orchestrator.lab import guests
-from tests.conftest import LabHandle, as_json, estate_copy, hopnhat, replace_in
+from tests.helpers import LabHandle, as_json, estate_copy, hopnhat, replace_in
 
 pytestmark = pytest.mark.lab
 

@@ -26,7 +26,7 @@ from orchestrator.adapters.vsphere_facts import PARALLEL_RUN_UNTIL, SYSTEM
 from orchestrator.estate.endpoints import repository_folder
 from orchestrator.lab import gobuild
 from orchestrator.ledger import Ledger
-from tests.conftest import HOPNHAT, LabHandle, as_json, estate_copy, hopnhat, replace_in
+from tests.helpers import HOPNHAT, LabHandle, as_json, estate_copy, hopnhat, replace_in
 from tests.integration.test_merger_day_one import HOST, QN, operator_key, vcenter_vms
 
 pytestmark = pytest.mark.lab

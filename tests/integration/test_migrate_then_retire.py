@@ -33,7 +33,7 @@ from orchestrator.estate import load_estate
 from orchestrator.estate.endpoints import repository_folder
 from orchestrator.ledger import Ledger
 from orchestrator.settings import Paths
-from tests.conftest import HOPNHAT, LabHandle, as_json, free_port, hopnhat, wait_for
+from tests.helpers import HOPNHAT, LabHandle, as_json, free_port, hopnhat, wait_for
 from tests.integration.test_merger_day_one import HOST, QN, vcenter_vms
 from tests.integration.test_migrate import MOVE, TARGET, TIMER, adopted, move_env, on
 

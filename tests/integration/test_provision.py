@@ -10,10 +10,8 @@ the test that stops that vcsim runs last. Work across both vCenters is test_vcen
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,11 +37,10 @@ from orchestrator.lab import control, guests, vcsim
 from orchestrator.lab.config import load_lab_config
 from orchestrator.lab.processes import ProcessTable
 from orchestrator.ledger import Ledger
-from tests.conftest import estate_copy, replace_in, wait_for
+from tests.helpers import HOPNHAT, as_json, estate_copy, hopnhat, replace_in, wait_for
 
 pytestmark = pytest.mark.lab
 
-HOPNHAT = Path(sys.executable).with_name("hopnhat")
 DC = "DC-DaNang"
 GB = 1024 * 1024  # KB
 # qlvb-db-01 holds data and is never backed up here: its changes pass the backup gate by an
@@ -52,18 +49,6 @@ NO_GATE = ("--no-backup-gate", "--reason", "test_provision: provisioning, not ba
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def hopnhat(env: dict[str, str], *args: str, input: str | None = None,
-            timeout: float = 300) -> process.Completed:
-    """Run the ``hopnhat`` command as an operator would."""
-    return process.run([str(HOPNHAT), *args], env={**env, "COLUMNS": "200"}, input=input,
-                       timeout=timeout)
-
-
-def as_json(done: process.Completed) -> Any:
-    assert done.stdout.strip(), f"no JSON on stdout; stderr: {done.stderr}"
-    return json.loads(done.stdout)
 
 
 VCSIM = "vcsim-danang"  # Đà Nẵng's vCenter, where every system of this module lives
@@ -393,7 +378,6 @@ def test_a_failed_vm_does_not_stop_the_others_and_the_run_is_partial(lab: Any) -
     assert {(e["subject"], e["kind"]) for e in events} == {
         ("email-mail-01", "create"), ("ioc-app-01", "failed")}
     assert the_vm(inventory(lab), "email-mail-01").attributes[PROVISIONED] == result["run"]
-
 
 
 def test_a_run_cut_off_mid_clone_is_finished_by_the_next_apply(

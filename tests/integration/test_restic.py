@@ -48,6 +48,7 @@ from orchestrator.adapters.restic import (
 from orchestrator.adapters.restic_results import CheckResult
 from orchestrator.errors import ResticError
 from orchestrator.process import run
+from tests.helpers import wait_for
 from tests.integration.restic_matrix import ResticRelease
 
 PASSWORD = "hopnhat-test-Passw0rd-7f3a"
@@ -60,16 +61,6 @@ MiB = 1 << 20
 
 
 # --- helpers --------------------------------------------------------------------------------
-
-
-def poll_until(condition: Callable[[], bool], timeout: float, what: str,
-               interval: float = 0.01) -> None:
-    """Wait (bounded) until ``condition()`` holds; fail naming ``what`` otherwise."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-        threading.Event().wait(interval)
 
 
 def make_tree(root: Path, files: int, size: int, seed: int = 7) -> Path:
@@ -139,7 +130,7 @@ class Background:
                 self.error = exc
         self.thread = threading.Thread(target=body, daemon=True)
         self.thread.start()
-        poll_until(lambda: bool(self.pids), 30, "restic to start")
+        wait_for("restic to start", lambda: bool(self.pids), 30, interval=0.01)
 
     @property
     def pid(self) -> int:
@@ -383,7 +374,7 @@ def test_password_is_never_in_restics_argv(restic: Restic, repo: Repository, tmp
 
 
 def _pause_once_locked(bg: Background, repo_dir: Path) -> None:
-    poll_until(lambda: bool(lock_files(repo_dir)), 30, "the backup's lock")
+    wait_for("the backup's lock", lambda: bool(lock_files(repo_dir)), 30, interval=0.01)
     os.kill(bg.pid, signal.SIGSTOP)
     assert bg.alive(), "the backup ended before it could be paused"
 
@@ -449,14 +440,15 @@ def test_only_a_dead_processs_lock_is_removed(restic: Restic, repo: Repository, 
     source = make_tree(tmp_path / "big", files=40, size=2 * MiB)
     repo_dir = Path(repo.url)
     dead = in_background(background, restic, lambda r: r.backup([source]))
-    poll_until(lambda: bool(lock_files(repo_dir)), 30, "the first backup's lock")
+    wait_for("the first backup's lock", lambda: bool(lock_files(repo_dir)), 30, interval=0.01)
     os.kill(dead.pid, signal.SIGKILL)  # no chance to remove its lock
     dead.finish()
     assert isinstance(dead.error, ResticCommandError)
     assert [lock.pid for lock in restic.locks()] == [dead.pid]
 
     live = in_background(background, restic, lambda r: r.backup([source]))
-    poll_until(lambda: len(lock_files(repo_dir)) == 2, 30, "the second backup's lock")
+    wait_for("the second backup's lock", lambda: len(lock_files(repo_dir)) == 2, 30,
+             interval=0.01)
     os.kill(live.pid, signal.SIGSTOP)
 
     report = restic.remove_stale_locks()
@@ -480,7 +472,7 @@ def test_a_dead_processs_lock_in_the_way_is_removed_not_waited_for(
     # one: the adapter removes it first, and only then would let restic wait
     source = make_tree(tmp_path / "big", files=40, size=2 * MiB)
     dead = in_background(background, restic, lambda r: r.backup([source]))
-    poll_until(lambda: bool(lock_files(Path(repo.url))), 30, "the backup's lock")
+    wait_for("the backup's lock", lambda: bool(lock_files(Path(repo.url))), 30, interval=0.01)
     os.kill(dead.pid, signal.SIGKILL)
     dead.finish()
     tries: list[int] = []
@@ -709,7 +701,8 @@ def test_repository_host_down_mid_backup_is_connection_lost(sftp_host: Repositor
     thread = threading.Thread(target=job, daemon=True)
     thread.start()
     try:
-        poll_until(lambda: paused.is_set() or not thread.is_alive(), 60, "the backup to start")
+        wait_for("the backup to start", lambda: paused.is_set() or not thread.is_alive(), 60,
+                 interval=0.01)
         stop_guest(ProcessTable(sftp_host.lab_dir), sftp_host.name)
     finally:
         with contextlib.suppress(ProcessLookupError, IndexError):

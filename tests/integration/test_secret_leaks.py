@@ -31,7 +31,7 @@ from orchestrator.estate.endpoints import rest_secret_keys
 from orchestrator.lab.processes import parent_pid
 from orchestrator.lab.secrets import secret_refs
 from orchestrator.settings import Paths
-from tests.conftest import HOPNHAT, LabHandle, copy_estate, free_ports, ledger_dump, replace_in
+from tests.helpers import HOPNHAT, LabHandle, copy_estate, free_ports, ledger_dump, replace_in
 
 pytestmark = pytest.mark.lab
 

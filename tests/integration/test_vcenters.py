@@ -11,11 +11,9 @@ own (ledger, keys, vault copy) on the session's lab, and leaves no VM behind.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,7 +23,6 @@ from typing import Any
 import pytest
 import yaml
 
-from orchestrator import process
 from orchestrator.actions.repositories import open_repository
 from orchestrator.adapters import ssh, vsphere
 from orchestrator.adapters.restic import Restic
@@ -37,11 +34,10 @@ from orchestrator.lab.processes import ProcessTable, is_alive
 from orchestrator.lab.secrets import ensure_lab_secrets
 from orchestrator.ledger import Ledger
 from orchestrator.settings import Paths
-from tests.conftest import state_beside, wait_for
+from tests.helpers import as_json, hopnhat, state_beside, wait_for
 
 pytestmark = pytest.mark.lab
 
-HOPNHAT = Path(sys.executable).with_name("hopnhat")
 CODE = "gis"
 APP, REPLICA = "gis-app-01", "gis-replica-01"  # at danang, at quangnam
 SITE_OF = {APP: "danang", REPLICA: "quangnam"}
@@ -66,15 +62,6 @@ class TwoSites:
 
     def label(self, site: str) -> str:
         return f"{self.url(site)} (site {site})"
-
-
-def hopnhat(env: dict[str, str], *args: str, timeout: float = 300) -> process.Completed:
-    return process.run([str(HOPNHAT), *args], env=env, timeout=timeout)
-
-
-def as_json(done: process.Completed) -> Any:
-    assert done.stdout.strip(), f"no JSON on stdout; stderr: {done.stderr}"
-    return json.loads(done.stdout)
 
 
 def inventory(lab: Any, site: str) -> Inventory:

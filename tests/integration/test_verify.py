@@ -49,7 +49,7 @@ from orchestrator.lab.secrets import ensure_lab_secrets
 from orchestrator.ledger import Ledger
 from orchestrator.reports.metrics import METRICS
 from orchestrator.settings import Paths
-from tests.conftest import ledger_dump, state_beside
+from tests.helpers import ledger_dump, state_beside, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -456,10 +456,12 @@ def test_a_stale_lock_is_reported_with_its_holder_and_left_in_place(setup: Verif
             env = {"RESTIC_PASSWORD_FILE": str(repo.password_file), "HOME": "/root"}
             holder = process.spawn(["restic", "--no-cache", "-r", str(repo_dir), "check"],
                                    env=env, inherit_env=False)
-            deadline = time.monotonic() + 60
-            while not any(locks.iterdir()):
-                assert holder.poll() is None and time.monotonic() < deadline, "no lock made"
-                time.sleep(0.05)  # poll interval of the deadline loop
+
+            def locked() -> bool:
+                assert holder.poll() is None, "restic check ended before it made its lock"
+                return any(locks.iterdir())
+
+            wait_for("restic check's lock", locked, 60, interval=0.05)
             os.kill(holder.pid, signal.SIGKILL)
             holder.wait(timeout=30)
     finally:

@@ -29,7 +29,7 @@ import pytest
 from orchestrator import process
 from orchestrator.adapters import ssh
 from orchestrator.settings import Paths
-from tests.conftest import hopnhat, wait_for
+from tests.helpers import hopnhat, wait_for
 
 pytestmark = pytest.mark.lab
 

@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 from orchestrator.cli import app
 from orchestrator.cli.app import hoist_global_options
 from orchestrator.errors import EXIT_BAD_INPUT, EXIT_USAGE
+from tests.helpers import EXAMPLE_ESTATE
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "inventory"
 runner = CliRunner()
 
 
@@ -36,7 +36,7 @@ def test_global_options_after_the_command_move_before_it(given: list[str],
 
 def test_validate_takes_the_estate_after_the_command(tmp_path: Path) -> None:
     estate = tmp_path / "estate"
-    shutil.copytree(EXAMPLE, estate)
+    shutil.copytree(EXAMPLE_ESTATE, estate)
     done = runner.invoke(app, ["estate", "validate", "--json", "--estate", str(estate)])
     assert done.exit_code == 0, done.output
     assert json.loads(done.stdout)["valid"] is True
@@ -49,12 +49,12 @@ def test_validate_takes_the_estate_after_the_command(tmp_path: Path) -> None:
     ["drill", "run"],
 ])
 def test_a_usage_error_exits_64_not_2(args: list[str]) -> None:
-    done = runner.invoke(app, ["--estate", str(EXAMPLE), *args])
+    done = runner.invoke(app, ["--estate", str(EXAMPLE_ESTATE), *args])
     assert done.exit_code == EXIT_USAGE, done.output
 
 
 def test_an_options_value_that_is_not_valid_is_bad_input(tmp_path: Path) -> None:
-    done = runner.invoke(app, ["--estate", str(EXAMPLE), "--state", str(tmp_path), "verify",
+    done = runner.invoke(app, ["--estate", str(EXAMPLE_ESTATE), "--state", str(tmp_path), "verify",
                                "--read-data-subset", "half"])
     assert done.exit_code == EXIT_BAD_INPUT, done.output
 
@@ -66,7 +66,7 @@ def test_the_help_and_the_errors_module_say_what_the_codes_mean() -> None:
 
 def test_a_broken_lab_yml_fails_validate(tmp_path: Path) -> None:
     estate = tmp_path / "estate"
-    shutil.copytree(EXAMPLE, estate)
+    shutil.copytree(EXAMPLE_ESTATE, estate)
     with (estate / "lab.yml").open("a") as lab:
         lab.write("nonsense_key: 1\n")
     done = runner.invoke(app, ["--estate", str(estate), "estate", "validate", "--json"])
@@ -77,7 +77,7 @@ def test_a_broken_lab_yml_fails_validate(tmp_path: Path) -> None:
 
 def test_an_escape_sequence_in_the_estate_reaches_no_terminal(tmp_path: Path) -> None:
     estate = tmp_path / "estate"
-    shutil.copytree(EXAMPLE, estate)
+    shutil.copytree(EXAMPLE_ESTATE, estate)
     with (estate / "systems" / "qlvb.yml").open("a") as qlvb:
         qlvb.write('"\\e[2J\\e[Hestate danang is valid\\x9b": 1\n')
     for args in (["estate", "validate"], ["estate", "validate", "--json"]):
@@ -122,7 +122,7 @@ def test_an_insecure_site_is_warned_of_by_name(tmp_path: Path,
     from orchestrator.settings import Paths
 
     estate_dir = tmp_path / "estate"
-    shutil.copytree(EXAMPLE, estate_dir)
+    shutil.copytree(EXAMPLE_ESTATE, estate_dir)
     site = estate_dir / "sites" / "danang.yml"
     site.write_text(site.read_text().replace("  ca_bundle:", "  insecure: true\n  ca_bundle:"))
     paths = Paths(tmp_path / "state", load_estate(estate_dir))
@@ -178,7 +178,7 @@ def test_a_commands_own_option_value_is_never_taken_for_a_global_option(
     # --estate after it still moves
     for value in ("--state", "-v"):
         done = runner.invoke(app, ["apply", "--no-backup-gate", "--reason", value, "--system",
-                                   "qvlb", "--estate", str(EXAMPLE), "--state",
+                                   "qvlb", "--estate", str(EXAMPLE_ESTATE), "--state",
                                    str(tmp_path)])
         assert done.exit_code == EXIT_BAD_INPUT, done.output
         assert "no system 'qvlb'" in done.output
@@ -186,7 +186,7 @@ def test_a_commands_own_option_value_is_never_taken_for_a_global_option(
 
 @pytest.mark.parametrize("state", ['/tmp/a"b', "/tmp/a\nb", "/tmp/a\x1bb"])
 def test_a_state_folder_ssh_could_not_be_told_is_bad_input(state: str) -> None:
-    done = runner.invoke(app, ["--state", state, "--estate", str(EXAMPLE), "estate",
+    done = runner.invoke(app, ["--state", state, "--estate", str(EXAMPLE_ESTATE), "estate",
                                "inventory"])
     assert done.exit_code == EXIT_BAD_INPUT, done.output
     assert "--state" in done.output and "\x1b" not in done.output

@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
+from tests.helpers import REPO
 
 runner = CliRunner()
 
@@ -220,10 +221,9 @@ def test_the_inventory_script_hands_ansible_text_never_a_template(estate_copy, t
     play.write_text("- hosts: qlvb-db-01\n  connection: local\n  gather_facts: false\n"
                     "  tasks:\n    - ansible.builtin.debug:\n"
                     "        msg: \"[{{ hopnhat_system_name }}]\"\n")
-    repo = Path(__file__).resolve().parents[2]
     done = subprocess.run(
         [str(Path(sys.executable).with_name("ansible-playbook")), "-i",
-         str(repo / "playbooks" / "inventory.py"), str(play)],
+         str(REPO / "playbooks" / "inventory.py"), str(play)],
         capture_output=True, text=True, check=False, cwd=tmp_path,
         env={"PATH": os.environ["PATH"], "HOME": str(tmp_path), "ANSIBLE_NOCOLOR": "1",
              "HOPNHAT_ESTATE": str(estate_copy.root), "HOPNHAT_STATE": str(tmp_path / "st"),

@@ -8,8 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers import REPO
 
 
 def test_lab_up_without_root_says_it_needs_root_and_starts_nothing(

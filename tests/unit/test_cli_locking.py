@@ -18,9 +18,8 @@ import pytest
 import typer
 
 from orchestrator.cli.locking import parse_lock_timeout
+from tests.helpers import EXAMPLE_ESTATE, HOPNHAT, wait_for
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "inventory"
-HOPNHAT = Path(sys.executable).with_name("hopnhat")
 HOLDER = """
 import sys
 from pathlib import Path
@@ -61,7 +60,7 @@ def held(tmp_path: Path) -> Iterator[Held]:
 
 def hopnhat(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HOPNHAT_OPERATOR": "ben", "COLUMNS": "200"}
-    return subprocess.run([str(HOPNHAT), "--estate", str(EXAMPLE), "--state", str(state),
+    return subprocess.run([str(HOPNHAT), "--estate", str(EXAMPLE_ESTATE), "--state", str(state),
                            *args], capture_output=True, text=True, timeout=120, env=env,
                           check=False)
 
@@ -91,16 +90,16 @@ def test_with_lock_timeout_a_changing_command_waits_then_goes_on(
     said = tmp_path / "waiter.err"
     with said.open("w") as err_file:
         waiter = subprocess.Popen(
-            [str(HOPNHAT), "--estate", str(EXAMPLE), "--state", str(tmp_path / "state"),
+            [str(HOPNHAT), "--estate", str(EXAMPLE_ESTATE), "--state", str(tmp_path / "state"),
              "hosts", "forget", "--host", "qlvb-db-01", "--lock-timeout", "1m"],
             stdout=subprocess.PIPE, stderr=err_file, text=True, env=env)
     waiting = "waiting up to 1 min for the estate lock, held by operator 'ana'"
-    deadline = time.monotonic() + 30
-    while waiting not in " ".join(said.read_text().split()) and waiter.poll() is None \
-            and time.monotonic() < deadline:
-        time.sleep(0.05)  # until it says it waits (or ends, which fails below)
-    assert waiter.poll() is None, "it did not wait for the lock: " + said.read_text()
-    assert waiting in " ".join(said.read_text().split())
+
+    def says_it_waits() -> bool:
+        assert waiter.poll() is None, "it did not wait for the lock: " + said.read_text()
+        return waiting in " ".join(said.read_text().split())
+
+    wait_for("the command to say it waits for the lock", says_it_waits, 30, interval=0.05)
     held.release()
     out, _ = waiter.communicate(timeout=60)
     assert waiter.returncode == 0, said.read_text()

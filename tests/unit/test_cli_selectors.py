@@ -18,8 +18,8 @@ from orchestrator.actions.selection import require_known, unknown_message
 from orchestrator.cli import app
 from orchestrator.errors import PlanError
 from orchestrator.estate import load_estate
+from tests.helpers import EXAMPLE_ESTATE
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "inventory"
 runner = CliRunner()
 
 #: (command line, the unknown value, the known name it should suggest)
@@ -89,7 +89,7 @@ def untouchable(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _run(state: Path, args: list[str]) -> Any:
-    return runner.invoke(app, ["--estate", str(EXAMPLE), "--state", str(state), *args],
+    return runner.invoke(app, ["--estate", str(EXAMPLE_ESTATE), "--state", str(state), *args],
                          env={"HOPNHAT_VAULT_PASSWORD_FILE": None})
 
 
@@ -138,7 +138,7 @@ def test_a_hostile_value_is_shown_escaped_and_cut(tmp_path: Path) -> None:
 
 
 def test_every_unknown_value_is_named_at_once() -> None:
-    estate = load_estate(EXAMPLE)
+    estate = load_estate(EXAMPLE_ESTATE)
     with pytest.raises(PlanError) as caught:
         require_known(estate, systems=["qvlb", "qlvb", "zzz"], sites=["moon"],
                       hosts=["qlvb-db-01", "nobody"])

@@ -45,8 +45,8 @@ from orchestrator.estate.inventory import build_inventory
 from orchestrator.lab.secrets import ensure_lab_secrets
 from orchestrator.ledger import Ledger
 from orchestrator.settings import Paths
+from tests.helpers import REPO, free_port
 
-REPO = Path(__file__).resolve().parents[3]
 ROLES = REPO / "playbooks" / "roles"
 
 
@@ -385,12 +385,6 @@ def test_plan_is_data() -> None:
 def inventory_of(**ports: int) -> dict[str, Any]:
     return {"_meta": {"hostvars": {name: {"ansible_host": "127.0.0.1", "ansible_port": port}
                                    for name, port in ports.items()}}}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_a_host_whose_sshd_comes_up_late_is_waited_for_and_a_silent_one_is_returned() -> None:

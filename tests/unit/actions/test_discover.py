@@ -12,10 +12,9 @@ from orchestrator.actions import discover
 from orchestrator.adapters.vsphere_facts import OWNER, SYSTEM
 from orchestrator.errors import EstateError
 from orchestrator.estate import load_estate
+from tests.helpers import EXAMPLE_ESTATE
 from tests.unit.actions.provision.test_adopt import QN, URL_DN, URL_QN, UUID, legacy
 from tests.unit.actions.provision.test_plan import ESTATE, lab_inventory, ours
-
-EXAMPLE = Path(__file__).resolve().parents[3] / "inventory"
 
 
 def facts() -> dict[str, object]:
@@ -61,7 +60,7 @@ def test_discover_lists_what_the_estate_does_not_describe() -> None:
 
 def test_a_draft_fails_validation_until_a_person_fills_it(tmp_path: Path) -> None:
     estate_dir = tmp_path / "estate"
-    shutil.copytree(EXAMPLE, estate_dir)
+    shutil.copytree(EXAMPLE_ESTATE, estate_dir)
     (estate_dir / "systems" / "qlvbqn.yml").unlink()
     estate = load_estate(estate_dir)
     found = discover.discover(estate, facts())  # type: ignore[arg-type]

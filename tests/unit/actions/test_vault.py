@@ -39,7 +39,7 @@ from orchestrator.estate import Estate, load_estate
 from orchestrator.ledger import Ledger
 from orchestrator.reports.vault_metrics import render_vault_metrics
 from orchestrator.settings import Paths
-from tests.unit.conftest import EXAMPLE_ESTATE, EstateCopy
+from tests.helpers import EXAMPLE_ESTATE, EstateCopy
 
 VAULT = "vault-danang-01"
 REPO = "repo-qnam-01"

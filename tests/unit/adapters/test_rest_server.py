@@ -23,8 +23,8 @@ from orchestrator.adapters.rest_server import (
 from orchestrator.estate import load_estate
 from orchestrator.lab.rest import ensure_pki
 from orchestrator.settings import Paths
+from tests.helpers import REPO
 
-REPO = Path(__file__).resolve().parents[3]
 USER, PASSWORD = "dvc", "s3cret/with@odd:chars%"
 FILES = {"data": [100, 250], "index": [7], "keys": [3], "locks": [], "snapshots": [11, 12]}
 CONFIG = 155

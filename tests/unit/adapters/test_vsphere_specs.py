@@ -22,7 +22,7 @@ from orchestrator.adapters.vsphere_specs import (
 )
 from orchestrator.adapters.vsphere_xml import Device, UnsupportedValue, parse_page
 from orchestrator.errors import VSphereError
-from tests.conftest import wait_for
+from tests.helpers import wait_for
 
 
 def template_devices(disks_gb: tuple[int, ...] = (20,), port_group: str = "PG-A") -> list[Any]:

@@ -20,7 +20,7 @@ from orchestrator.estate.endpoints import (
     rest_systems,
 )
 from orchestrator.estate.model import RepositoryHost
-from tests.unit.conftest import EXAMPLE_ESTATE, EstateCopy
+from tests.helpers import EXAMPLE_ESTATE, EstateCopy
 
 HOST = RepositoryHost.model_validate({
     "name": "repo-qnam-01", "site": "quangnam", "address": "127.20.2.10",

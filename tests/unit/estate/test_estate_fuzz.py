@@ -9,15 +9,12 @@ fixed: tests/unit/estate/test_fuzz_findings.py).
 
 from __future__ import annotations
 
-import importlib
-import sys
 import tempfile
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "fuzz"))
-fuzz_estate = importlib.import_module("fuzz_estate")
+from tests.fuzz import fuzz_estate
 
 SLICE_FAMILIES = frozenset(fuzz_estate.RAW_FAMILIES)
 SLICE_FILE_OPS = fuzz_estate.FILE_OPS

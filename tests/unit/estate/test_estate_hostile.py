@@ -16,7 +16,7 @@ from orchestrator.errors import CommandError, EstateError
 from orchestrator.estate import load_estate
 from orchestrator.estate.loader import MAX_FILE_BYTES
 from orchestrator.estate.values import calendar_problem, check_calendars
-from tests.unit.conftest import EstateCopy
+from tests.helpers import EstateCopy
 
 SECRET_LINE = "root:$y$j9T$planted-secret-hash:19000:0:99999:7:::"
 

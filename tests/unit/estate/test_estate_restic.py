@@ -12,7 +12,7 @@ from orchestrator.actions.configure import check_restic_binary
 from orchestrator.errors import PlanError
 from orchestrator.estate.inventory import restic_vars
 from orchestrator.settings import Paths
-from tests.unit.conftest import EstateCopy
+from tests.helpers import EstateCopy
 
 SHA = "ab" * 32
 

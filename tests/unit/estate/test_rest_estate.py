@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from orchestrator.estate.model import Backup, SecretRef
-from tests.unit.conftest import EstateCopy
+from tests.helpers import EstateCopy
 
 REST_HOST = "repo-qnam-01"
 SFTP_HOST = {"name": "repo-qnam-02", "site": "quangnam", "address": "127.20.2.11",

@@ -26,7 +26,7 @@ from orchestrator.lab.config import (
 )
 from orchestrator.lab.hypervisor import Hypervisor, VMState, desired_guests, guest_key_of
 from orchestrator.settings import Paths
-from tests.unit.conftest import EstateCopy
+from tests.helpers import EstateCopy
 
 BASE = {"name": "old-01", "datacenter": "DC-DaNang", "cluster": "CL-DN-01",
         "datastore": "DS-DN-HDD-01", "portgroup": "PG-DN-SRV"}

@@ -9,12 +9,11 @@ import pytest
 from orchestrator.errors import LabError
 from orchestrator.estate import load_estate
 from orchestrator.lab import link
-
-EXAMPLE = Path(__file__).resolve().parents[3] / "inventory"
+from tests.helpers import EXAMPLE_ESTATE
 
 
 def test_the_secondary_sites_networks_are_behind_the_link() -> None:
-    estate = load_estate(EXAMPLE)
+    estate = load_estate(EXAMPLE_ESTATE)
     assert link.secondary_subnets(estate) == ["127.20.1.0/24", "127.20.2.0/24", "127.20.9.0/24"]
 
 

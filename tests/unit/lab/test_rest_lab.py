@@ -16,7 +16,7 @@ from orchestrator.estate.model import RepositoryHost, SecretRef
 from orchestrator.estate.secrets import Secrets
 from orchestrator.lab.rest import GiB, Server, ensure_pki, servers
 from orchestrator.settings import Paths
-from tests.unit.conftest import EXAMPLE_ESTATE, EstateCopy
+from tests.helpers import EXAMPLE_ESTATE, EstateCopy
 
 HOST = "repo-qnam-01"
 STORAGE = "/srv/restic"

@@ -17,7 +17,7 @@ from orchestrator.lab.config import LabConfig, lab_vcenter_of, lab_vcenters, vcs
 from orchestrator.lab.control import check_ca_bundles
 from orchestrator.lab.hypervisor import Hypervisor
 from orchestrator.settings import Paths
-from tests.unit.conftest import EstateCopy
+from tests.helpers import EstateCopy
 
 
 def test_the_example_has_a_vcenter_per_former_province(estate_copy: EstateCopy) -> None:

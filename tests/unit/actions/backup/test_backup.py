@@ -62,8 +62,8 @@ from orchestrator.estate import load_estate
 from orchestrator.estate.inventory import build_inventory
 from orchestrator.ledger import Ledger
 from orchestrator.settings import Paths
+from tests.helpers import REPO
 
-REPO = Path(__file__).resolve().parents[4]
 ESTATE = load_estate(REPO / "inventory")
 NOW = datetime(2026, 11, 21, 12, 0, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)

@@ -25,7 +25,7 @@ from orchestrator.estate import Estate, load_estate
 from orchestrator.estate.model import Retention
 from orchestrator.ledger import Ledger
 from orchestrator.settings import Paths
-from tests.unit.conftest import EXAMPLE_ESTATE, EstateCopy
+from tests.helpers import EXAMPLE_ESTATE, EstateCopy
 
 HOST = "repo-qnam-01"
 

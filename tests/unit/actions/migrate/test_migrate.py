@@ -23,7 +23,7 @@ from orchestrator.adapters.restic import Repository, Snapshot
 from orchestrator.adapters.restic_results import Node
 from orchestrator.errors import PlanError
 from orchestrator.ledger import Ledger
-from tests.unit.conftest import EstateCopy
+from tests.helpers import EstateCopy
 
 QN = "systems/qlvbqn.yml"
 

@@ -15,7 +15,7 @@ from orchestrator.actions.retire.result import RetireResult
 from orchestrator.errors import PlanError
 from orchestrator.ledger import Ledger
 from orchestrator.settings import Paths
-from tests.unit.conftest import EstateCopy
+from tests.helpers import EstateCopy
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from orchestrator.actions.verify.checks import FAILED, OK, SKIPPED, judge_final
 from orchestrator.adapters.restic import Snapshot
 from orchestrator.errors import PlanError
 from orchestrator.ledger import Ledger
-from tests.unit.conftest import EstateCopy
+from tests.helpers import EstateCopy
 
 NOW = datetime(2026, 12, 6, tzinfo=UTC).timestamp()
 

@@ -1,0 +1,241 @@
+"""What the tests share besides fixtures: where the project and its example estate are, free
+ports, copies of the estate, running ``hopnhat`` as an operator does, and waiting on a
+condition. Fixtures and pytest hooks are in the conftest.py files; tests import these
+names from here (``from tests.helpers import …``), never from a conftest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import yaml
+
+from orchestrator import process
+from orchestrator.errors import EstateError
+from orchestrator.estate import Estate, load_estate
+from orchestrator.lab.handle import LabDirs
+
+T = TypeVar("T")
+
+#: the project's checkout, and its example estate
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE_ESTATE = REPO / "inventory"
+
+#: the example estate's vCenters: Đà Nẵng's (site danang), Quảng Nam's (site quangnam)
+EXAMPLE_VCENTER_PORTS = (8989, 8990)
+
+#: the ``hopnhat`` command of the virtualenv the tests run in
+HOPNHAT = Path(sys.executable).with_name("hopnhat")
+
+
+def free_port(ip: str = "127.0.0.1") -> int:
+    """A TCP port free on ``ip`` now."""
+    with socket.socket() as s:
+        s.bind((ip, 0))
+        return int(s.getsockname()[1])
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports (all held open while chosen, so none repeats)."""
+    with ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            s = stack.enter_context(socket.socket())
+            s.bind(("127.0.0.1", 0))
+            ports.append(int(s.getsockname()[1]))
+        return ports
+
+
+def copy_estate(dest: Path, *, ports: Sequence[int] | None = None, primary: str = "127.110.",
+                secondary: str = "127.120.") -> Path:
+    """A copy of the example estate (without its vault) on other loopback addresses and,
+    with ``ports`` (one per vCenter of :data:`EXAMPLE_VCENTER_PORTS`, e.g.
+    ``free_ports(2)``), other vCenter ports: each site's vCenter keeps its own port unless
+    the same port is given twice."""
+    shutil.copytree(EXAMPLE_ESTATE, dest, ignore=shutil.ignore_patterns("secrets.vault.yml"))
+    if ports is not None:
+        assert len(ports) == len(EXAMPLE_VCENTER_PORTS), "one port per vCenter of the example"
+    for path in dest.rglob("*.yml"):
+        text = path.read_text()
+        text = text.replace("127.10.", primary).replace("127.20.", secondary)
+        for old, new in zip(EXAMPLE_VCENTER_PORTS, ports or (), strict=False):
+            text = text.replace(f"127.0.0.1:{old}/", f"127.0.0.1:{new}/")
+        path.write_text(text)
+    return dest
+
+
+def prebuilt_vcsim(lab_dir: Path) -> None:
+    """Reuse the vcsim that `make` built under ./.hopnhat (saves a rebuild per lab)."""
+    built = REPO / ".hopnhat" / "lab" / "bin"
+    if built.is_dir() and not (lab_dir / "bin").exists():
+        shutil.copytree(built, lab_dir / "bin")
+
+
+@dataclass
+class LabHandle(LabDirs):
+    """The session's running lab (its estate read again on each use)."""
+
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment for running the `hopnhat` command against this lab."""
+        return {**os.environ, "HOPNHAT_ESTATE": str(self.estate_dir),
+                "HOPNHAT_STATE": str(self.state_dir)}
+
+
+def hopnhat(env: dict[str, str], *args: str, timeout: float = 300,
+            input: str = "") -> process.Completed:
+    """Run the ``hopnhat`` command as an operator types it (no terminal: stdin ``input``)."""
+    return process.run([str(HOPNHAT), *args], env={**env, "COLUMNS": "200"}, timeout=timeout,
+                       input=input)
+
+
+def as_json(done: process.Completed) -> Any:
+    """The JSON document a command printed on stdout."""
+    assert done.stdout.strip(), f"no JSON on stdout (exit {done.returncode}): {done.stderr}"
+    return json.loads(done.stdout)
+
+
+def wait_for(what: str, condition: Callable[[], T | None], timeout: float = 60, *,
+             interval: float = 0.2) -> T:
+    """Poll ``condition`` every ``interval`` seconds until it answers something true
+    (bounded); that answer. Fails the test naming ``what`` when ``timeout`` passes first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = condition()
+        if answer:
+            return answer
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(interval)
+
+
+def wait_task(task: Any, timeout: float = 60) -> Any:
+    """Wait for a vCenter task (bounded); its result. Fails the test if the task failed."""
+    wait_for("a vCenter task to finish", lambda: task.info.state in ("success", "error"),
+             timeout, interval=0.05)
+    assert task.info.state == "success", task.info.error
+    return task.info.result
+
+
+def estate_copy(lab: LabHandle, tmp_path: Path, edit: Callable[[Path], None]) -> dict[str, str]:
+    """The lab's estate (with its vault) copied to ``tmp_path`` and changed by ``edit``; the
+    env to run hopnhat on it against the same lab."""
+    dest = tmp_path / "inventory"
+    shutil.copytree(lab.estate_dir, dest)
+    edit(dest)
+    return {**lab.env, "HOPNHAT_ESTATE": str(dest)}
+
+
+def readme_block(name: str) -> str:
+    """The shell lines of README.md between ``<!-- name: begin -->`` and
+    ``<!-- name: end -->`` (a fenced sh block), for a test to run exactly as written."""
+    text = (REPO / "README.md").read_text()
+    found = re.search(rf"<!-- {re.escape(name)}: begin -->\n```sh\n(.*?)```\n"
+                      rf"<!-- {re.escape(name)}: end -->", text, re.S)
+    assert found, f"README.md has no {name} block"
+    return found.group(1)
+
+
+def replace_in(path: Path, old: str, new: str) -> None:
+    """Replace ``old``, which must occur exactly once in the file at ``path``, by ``new``."""
+    text = path.read_text()
+    assert text.count(old) == 1, f"{old!r} occurs {text.count(old)} times in {path}"
+    path.write_text(text.replace(old, new))
+
+
+def state_beside(lab: LabHandle, state: Path) -> Path:
+    """A state folder of its own (ledger, device cache, vault copy) at ``state`` that uses
+    the session's lab: its SSH keys, CA and certificates, known_hosts and vault password
+    copied, its lab linked."""
+    state.mkdir()
+    shutil.copytree(lab.state_dir / "ssh", state / "ssh")
+    shutil.copytree(lab.state_dir / "pki", state / "pki")
+    for name in ("known_hosts", "vault-password"):
+        shutil.copy2(lab.state_dir / name, state / name)
+    (state / "lab").symlink_to(lab.state_dir / "lab")
+    return state
+
+
+def ledger_dump(path: Path) -> str:
+    """The ledger's whole content as SQL text, read by the sqlite3 program in another
+    process: reading the file's bytes here would drop the SQLite locks that any connection
+    of this process holds on it (POSIX locks are per process), and a concurrent writer
+    could then corrupt it."""
+    done = subprocess.run(["sqlite3", str(path), ".dump"], capture_output=True, text=True,
+                          timeout=60, check=True)
+    return done.stdout
+
+
+Problem = tuple[str, str, str]
+
+
+class EstateCopy:
+    """A copy of ``inventory/`` in a temporary folder, with helpers to break it (the unit
+    tests' ``estate_copy`` fixture)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, rel: str) -> Path:
+        return self.root / rel
+
+    def data(self, rel: str) -> Any:
+        return yaml.safe_load(self.path(rel).read_text(encoding="utf-8"))
+
+    def edit(self, rel: str, change: Callable[[Any], object]) -> None:
+        """Load ``rel``, let ``change`` modify the data in place, write it back."""
+        data = self.data(rel)
+        change(data)
+        self.write(rel, data)
+
+    def write(self, rel: str, data: Any) -> None:
+        self.path(rel).parent.mkdir(parents=True, exist_ok=True)
+        text = yaml.safe_dump(data, allow_unicode=True, sort_keys=False)
+        self.path(rel).write_text(text, encoding="utf-8")
+
+    def replace(self, rel: str, old: str, new: str) -> None:
+        """Replace the one occurrence of ``old`` in the text of ``rel``."""
+        text = self.path(rel).read_text(encoding="utf-8")
+        assert text.count(old) == 1, f"{old!r} occurs {text.count(old)} times in {rel}"
+        self.path(rel).write_text(text.replace(old, new), encoding="utf-8")
+
+    def load(self) -> Estate:
+        return load_estate(self.root)
+
+    def problems(self) -> list[Problem]:
+        """Every problem ``load_estate`` reports (fails if the estate loads)."""
+        with pytest.raises(EstateError) as caught:
+            load_estate(self.root)
+        return caught.value.problems
+
+    def assert_only_problems(self, *expected: Problem) -> list[Problem]:
+        """The estate reports exactly ``expected``, each ``(file, key path, message
+        fragment)``, in any order."""
+        found = self.problems()
+        unmatched = list(found)
+        for file, key, fragment in expected:
+            match = next((p for p in unmatched
+                          if p[0] == file and p[1] == key and fragment in p[2]), None)
+            assert match is not None, (
+                f"no problem ({file!r}, {key!r}, …{fragment!r}…) among:\n" + _lines(found))
+            unmatched.remove(match)
+        assert not unmatched, "unexpected problems:\n" + _lines(unmatched)
+        return found
+
+
+def _lines(problems: list[Problem]) -> str:
+    return "\n".join(f"  {p}" for p in problems) or "  (none)"
