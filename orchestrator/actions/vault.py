@@ -27,8 +27,7 @@ from orchestrator.estate.model import Estate, SecretRef
 from orchestrator.estate.secrets import Secrets
 from orchestrator.ledger import Ledger
 from orchestrator.settings import Paths
-
-OK, FAILED = "ok", "failed"
+from orchestrator.verdicts import FAILED, OK
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ app = typer.Typer(no_args_is_help=False, add_completion=False)
 
 def _verdicts() -> dict[str, str]:
     """A repository's verdict, marked up."""
-    from orchestrator.actions.verify.checks import ERROR, FAILED, OK
+    from orchestrator.verdicts import ERROR, FAILED, OK
 
     return {OK: "[bold green]ok[/]", FAILED: "[bold red]FAILED[/]", ERROR: "[bold red]ERROR[/]"}
 
@@ -56,7 +56,7 @@ def _subset(value: str) -> str:
 
 
 def _age_cell(report: RepositoryReport) -> str:
-    from orchestrator.actions.verify.checks import FAILED, FRESHNESS
+    from orchestrator.verdicts import FAILED, FRESHNESS
 
     ages = [h.age_seconds for h in report.hosts if h.expected and h.age_seconds is not None]
     rpo = duration(report.target.rpo, "compact")
@@ -79,7 +79,7 @@ def _restic_cell(report: RepositoryReport) -> str:
 def _checks_cell(report: RepositoryReport) -> str:
     """The checks that did not pass, by name (``all N ok`` when every one judged did; a
     check skipped counts neither way); ``none could run`` when every one judged errored."""
-    from orchestrator.actions.verify.checks import ERROR, SKIPPED
+    from orchestrator.verdicts import ERROR, SKIPPED
 
     judged = [c for c in report.checks if c.status != SKIPPED]
     bad = [c for c in judged if not c.passed]
@@ -94,7 +94,7 @@ def render(result: VerifyResult) -> None:
     """The table for people, in 80 columns: the ``checks`` cell names the checks that did
     not pass (each check's own status is in ``--json``, the JUnit file and the metrics);
     then why each check that did not pass did not."""
-    from orchestrator.actions.verify.checks import OK
+    from orchestrator.verdicts import OK
 
     verdicts = _verdicts()
     table = Table(show_edge=False, box=None, pad_edge=False, collapse_padding=True)
@@ -131,7 +131,7 @@ def render(result: VerifyResult) -> None:
 
 
 def _progress(report: RepositoryReport) -> None:
-    from orchestrator.actions.verify.checks import OK
+    from orchestrator.verdicts import OK
 
     mark = "[green]✓[/]" if report.verdict == OK else "[bold red]✗[/]"
     err_console.print(f"{mark} {report.target.key}: {report.verdict} "
@@ -214,9 +214,9 @@ def history(
     json: JsonOption = False,
 ) -> None:
     """Past verifications from the ledger, newest first."""
-    from orchestrator.actions.verify.checks import OK
     from orchestrator.actions.verify.history import history as verify_history
     from orchestrator.ledger import Ledger
+    from orchestrator.verdicts import OK
 
     c = context(ctx)
     require_known(ctx, systems=[system] if system else ())

@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import socket
 import xml.etree.ElementTree as ET
-from typing import TYPE_CHECKING
 
-from orchestrator.actions.verify.checks import ERROR, FAILED, SKIPPED
-
-if TYPE_CHECKING:
-    from orchestrator.actions.verify.run import VerifyResult
+from orchestrator.reports.verification import VerifyResult
+from orchestrator.verdicts import ERROR, FAILED, SKIPPED
 
 
 def _text(value: str) -> str:

@@ -5,10 +5,12 @@ pass's exit code and time."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Protocol
 
-from orchestrator.actions.maintain.run import OK, MaintainResult
+from orchestrator.reports import passes
 from orchestrator.reports.metrics import gauges
+from orchestrator.verdicts import OK, SKIPPED
 
 HELP = {
     "hopnhat_maintain_last_success_timestamp_seconds":
@@ -20,12 +22,27 @@ HELP = {
 }
 
 
+class Outcome(passes.Outcome, Protocol):
+    """What the pass did to one repository (of ``actions.maintain.run.Outcome``)."""
+
+    @property
+    def removed(self) -> Sequence[str]:
+        """The IDs of the snapshots removed."""
+
+
+class MaintainResult(passes.Pass[Outcome], Protocol):
+    """The pass (of ``actions.maintain.run.MaintainResult``)."""
+
+    @property
+    def dry_run(self) -> bool: ...
+
+
 def render_maintain_metrics(estate: str, result: MaintainResult,
                             last_success: Mapping[tuple[str, str], float]) -> str:
     """``last_success``: (system, repository) → time of its last success before this pass."""
     series: dict[str, list[tuple[dict[str, str], float]]] = {name: [] for name in HELP}
     for outcome in result.outcomes:
-        if outcome.status == "skipped":
+        if outcome.status == SKIPPED:
             continue
         labels = {"system": outcome.target.system, "repository": outcome.target.repository}
         key = (outcome.target.system, outcome.target.repository)

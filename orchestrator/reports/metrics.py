@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-from orchestrator.actions.verify.checks import (
+from orchestrator.quoting import prometheus_label
+from orchestrator.reports.verification import RepositoryReport, VerifyResult
+from orchestrator.verdicts import (
     COPY,
     DELETIONS,
+    ERROR,
     FAILED,
     FOREIGN,
     FUTURE,
@@ -22,10 +24,6 @@ from orchestrator.actions.verify.checks import (
     SKIPPED,
     VANISHED,
 )
-from orchestrator.quoting import prometheus_label
-
-if TYPE_CHECKING:
-    from orchestrator.actions.verify.run import RepositoryReport, VerifyResult
 
 #: name → (help, type); the order of the file
 METRICS: dict[str, str] = {
@@ -104,7 +102,7 @@ def _repository(samples: _Samples, report: RepositoryReport) -> None:
     t = report.target
     base = {"system": t.system, "tier": str(t.tier), "repository": t.repository}
     _verification(samples, base, report)
-    if report.check(LOCKS).status == "error" and not report.hosts:
+    if report.check(LOCKS).status == ERROR and not report.hosts:
         return  # the repository could not be read: nothing more is known
     _snapshots(samples, base, report)
     _repository_state(samples, base, report)
@@ -114,7 +112,7 @@ def _verification(samples: _Samples, base: dict[str, str], report: RepositoryRep
     """How the verification of the repository went: its verdict, each check run, how long,
     and the RPO and share of the data it read."""
     t = report.target
-    samples.add("hopnhat_verify_ok", base, 1.0 if report.verdict == "ok" else 0.0)
+    samples.add("hopnhat_verify_ok", base, 1.0 if report.verdict == OK else 0.0)
     for check in report.checks:
         if check.status != SKIPPED:
             samples.add("hopnhat_verify_check_ok", {**base, "check": check.name},
@@ -122,7 +120,7 @@ def _verification(samples: _Samples, base: dict[str, str], report: RepositoryRep
     samples.add("hopnhat_verify_duration_seconds", base, report.duration_seconds)
     samples.add("hopnhat_backup_rpo_seconds", base, t.rpo.total_seconds())
     read = report.check(READ_DATA)
-    if read.status != "error":
+    if read.status != ERROR:
         samples.add("hopnhat_verify_read_data_fraction", base, _fraction(t.subset))
     if t.position is not None:
         samples.add("hopnhat_verify_read_data_subset_index", base, t.position)
@@ -148,7 +146,7 @@ def _repository_state(samples: _Samples, base: dict[str, str], report: Repositor
     they are known."""
     t = report.target
     copy = report.check(COPY)
-    if copy.status in ("ok", "failed") and "lag_seconds" in copy.details:
+    if copy.status in (OK, FAILED) and "lag_seconds" in copy.details:
         at = {**base, "copy_repository": t.copy or ""}
         samples.add("hopnhat_backup_copy_missing_snapshots", at, len(copy.details["missing"]))
         samples.add("hopnhat_backup_copy_lag_seconds", at, copy.details["lag_seconds"])

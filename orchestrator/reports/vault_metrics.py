@@ -6,10 +6,12 @@ check (``hopnhat_backup_copy_lag_seconds``)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Protocol
 
-from orchestrator.actions.vault import OK, PullResult
+from orchestrator.reports import passes
 from orchestrator.reports.metrics import gauges
+from orchestrator.verdicts import OK
 
 HELP = {
     "hopnhat_vault_last_success_timestamp_seconds":
@@ -19,6 +21,30 @@ HELP = {
     "hopnhat_vault_exit_code": "Exit code of the vault pull: 0 all done, 1 a system failed, "
                                "2 could not run.",
 }
+
+
+class Target(passes.Target, Protocol):
+    """One system's pull (of ``actions.vault.Target``): from its repository host into the
+    vault."""
+
+    @property
+    def vault(self) -> str:
+        """The vault's repository host."""
+
+
+class Outcome(passes.Outcome, Protocol):
+    """What one system's pull did (of ``actions.vault.Outcome``)."""
+
+    @property
+    def target(self) -> Target: ...
+
+    @property
+    def copied(self) -> Sequence[str]:
+        """The IDs of the snapshots copied."""
+
+
+#: the pull (of ``actions.vault.PullResult``)
+PullResult = passes.Pass[Outcome]
 
 
 def render_vault_metrics(estate: str, result: PullResult,

@@ -24,8 +24,7 @@ from orchestrator.estate.model import SecretRef
 from orchestrator.estate.secrets import Secrets
 from orchestrator.ledger import Ledger
 from orchestrator.settings import Paths
-
-OK, FAILED, SKIPPED = "ok", "failed", "skipped"
+from orchestrator.verdicts import FAILED, OK, SKIPPED
 
 
 @dataclass

@@ -21,18 +21,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from orchestrator.actions.snapshot_log import Sighting, is_removed, short_key
-from orchestrator.actions.verify.checks import (
-    DELETIONS,
-    FAILED,
-    FOREIGN,
-    FUTURE,
-    OK,
-    SKIPPED,
-    VANISHED,
-    Check,
-)
+from orchestrator.actions.verify.checks import Check
 from orchestrator.adapters.restic_results import Snapshot
 from orchestrator.human import duration
+from orchestrator.verdicts import DELETIONS, FAILED, FOREIGN, FUTURE, OK, SKIPPED, VANISHED
 
 #: how many snapshots or hosts a message names before it says "and N more"
 SHOWN = 5

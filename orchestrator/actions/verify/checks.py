@@ -18,15 +18,22 @@ from typing import Any
 
 from orchestrator.adapters.restic_results import LockInfo, ProcessState, Snapshot, lock_verdict
 from orchestrator.human import duration, size
-
-STRUCTURE, READ_DATA, FRESHNESS, ANOMALY, COPY, LOCKS, FINAL = (
-    "structure", "read_data", "freshness", "anomaly", "copy", "locks", "final")
-#: the checks that notice an attack on the repository (judged in :mod:`verify_attacks`)
-FUTURE, FOREIGN, VANISHED, DELETIONS = "future", "foreign", "vanished", "deletions"
-#: every check, in the order reports show them
-CHECKS = (STRUCTURE, READ_DATA, FRESHNESS, ANOMALY, COPY, LOCKS, FINAL, FUTURE, FOREIGN,
-          VANISHED, DELETIONS)
-OK, FAILED, ERROR, SKIPPED = "ok", "failed", "error", "skipped"
+from orchestrator.verdicts import (
+    ANOMALY,
+    CHECKS,
+    COPY,
+    DELETIONS,
+    ERROR,
+    FAILED,
+    FINAL,
+    FRESHNESS,
+    LOCKS,
+    OK,
+    READ_DATA,
+    SKIPPED,
+    STRUCTURE,
+    VANISHED,
+)
 
 _SUBSET = re.compile(r"^(?:(?P<n>[1-9]\d*)/(?P<t>[1-9]\d*)|\d+(?:\.\d+)?%)$")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.actions.verify.checks import ERROR, FAILED
 from orchestrator.ledger import Ledger, Run
+from orchestrator.verdicts import ERROR, FAILED
 
 
 def _verdicts(run: Run) -> dict[str, str]:

@@ -62,6 +62,17 @@ from orchestrator.estate.model import Estate, SecretRef, VerificationSettings
 from orchestrator.estate.secrets import Secrets
 from orchestrator.ledger import Ledger
 from orchestrator.settings import Paths
+from orchestrator.verdicts import (
+    COPY,
+    DELETIONS,
+    ERROR,
+    FAILED,
+    LOCKS,
+    OK,
+    READ_DATA,
+    SKIPPED,
+    STRUCTURE,
+)
 
 log = logging.getLogger("hopnhat.verify")
 
@@ -160,7 +171,7 @@ class VerifyResult:
     @property
     def exit_code(self) -> int:
         """0 when every repository is ok, else 1."""
-        return 0 if all(r.verdict == judge.OK for r in self.reports) else 1
+        return 0 if all(r.verdict == OK for r in self.reports) else 1
 
     @property
     def status(self) -> str:
@@ -303,7 +314,7 @@ def verify(paths: Paths, the_plan: VerifyPlan, *, ledger: Ledger,
         "exit_code": result.exit_code,
         "repositories": {r.target.system: r.verdict for r in result.reports},
         "failed": {r.target.system: [c.name for c in r.checks if not c.passed]
-                   for r in result.reports if r.verdict != judge.OK}})
+                   for r in result.reports if r.verdict != OK}})
     return result
 
 
@@ -311,13 +322,13 @@ class _CheckOutput:
     """``check``'s lines as they come → the phase each came in (bounded memory)."""
 
     def __init__(self) -> None:
-        self.phase = judge.STRUCTURE
+        self.phase = STRUCTURE
         self.phases: dict[str, str] = {}
 
     def __call__(self, line: str) -> None:
         text = line.strip()
-        if text.startswith("read ") and self.phase == judge.STRUCTURE:
-            self.phase = judge.READ_DATA
+        if text.startswith("read ") and self.phase == STRUCTURE:
+            self.phase = READ_DATA
         if len(self.phases) < 50_000 and not text.startswith("["):
             self.phases.setdefault(text, self.phase)
 
@@ -328,7 +339,7 @@ def _damage_phases(exc: RepositoryDamaged, phases: dict[str, str]) -> dict[str, 
     if exc.read_data_problems is None:
         return phases
     data = {line.strip() for line in exc.read_data_problems}
-    return {line.strip(): judge.READ_DATA if line.strip() in data else judge.STRUCTURE
+    return {line.strip(): READ_DATA if line.strip() in data else STRUCTURE
             for line in exc.problems}
 
 
@@ -347,7 +358,7 @@ def _read_locks(repo: Repository, where: str, make: ResticFactory,
     try:
         found = make(repo, 0.0, None).locks()
     except HopnhatError as exc:
-        return Check(judge.LOCKS, judge.ERROR, judge.named(where, f"locks not read: {exc}"))
+        return Check(LOCKS, ERROR, judge.named(where, f"locks not read: {exc}"))
     return judge.judge_locks(where, found, datetime.now(UTC), socket.gethostname(),
                              process_state, own_pids)
 
@@ -371,7 +382,7 @@ def _run_check(repo: Repository, where: str, subset: str | None, make: ResticFac
     except HopnhatError as exc:
         return _CheckRun(output.phases, error=str(exc))
     locks = _read_locks(repo, where, make, own_pids)
-    if lock_wait <= 0 or locks.status != judge.OK:
+    if lock_wait <= 0 or locks.status != OK:
         return _CheckRun(output.phases, error=str(locked), locks=locks)
     output = _CheckOutput()
     try:
@@ -420,7 +431,7 @@ def _copy_host(estate: Estate, code: str) -> str | None:
 def _copy_check(paths: Paths, target: Target, where: str, source: Sequence[Snapshot],
                 secrets: Secrets, make: ResticFactory, now: datetime) -> Check:
     if target.copy is None:
-        return Check(judge.COPY, judge.SKIPPED, "no second copy configured")
+        return Check(COPY, SKIPPED, "no second copy configured")
     what = "the vault" if target.vaulted else "the second copy"
     copy_where = f"{target.system}@{target.copy}"
     grace = paths.estate.settings.verification.copy_grace
@@ -431,13 +442,13 @@ def _copy_check(paths: Paths, target: Target, where: str, source: Sequence[Snaps
             copied = make(repo, 0.0, None).snapshots(no_lock=True)
     except NoRepository as exc:
         if not target.vaulted:
-            return Check(judge.COPY, judge.FAILED, f"{where}: {what} is missing: {exc}",
+            return Check(COPY, FAILED, f"{where}: {what} is missing: {exc}",
                          {"copy": copy_where, "missing": [s.short_id for s in source]})
         # made by the first pull: until then, as a vault holding nothing (snapshots
         # younger than the grace are on their way)
         copied = []
     except HopnhatError as exc:
-        return Check(judge.COPY, judge.ERROR, judge.named(
+        return Check(COPY, ERROR, judge.named(
             where, f"{what} could not be read: {exc}"), {"copy": copy_where})
     return judge.judge_copy(where, copy_where, source, copied, now, grace, what=what)
 
@@ -533,9 +544,9 @@ def verify_repository(paths: Paths, target: Target, *, secrets: Secrets, ledger:
             check_run: _CheckRun = ran()
             log.debug("%s: check done after %.1f s", target.key, time.monotonic() - clock)
     locks = check_run.locks or (
-        Check(judge.LOCKS, judge.OK, "no other lock (check took the exclusive lock)",
+        Check(LOCKS, OK, "no other lock (check took the exclusive lock)",
               {"locks": [], "stale": 0}) if check_run.error is None else
-        Check(judge.LOCKS, judge.ERROR, judge.named(where, "locks not read: check could not "
+        Check(LOCKS, ERROR, judge.named(where, "locks not read: check could not "
                                                     f"run: {check_run.error}")))
     structure, data = judge.judge_check_run(
         where, target.subset, check_run.phases, notes=check_run.notes,
@@ -566,7 +577,7 @@ def _deletions_check(paths: Paths, target: Target, where: str, secrets: Secrets)
     user, the control host's)."""
     skipped = deletions_skip_reason(target.protocol)
     if skipped is not None:
-        return Check(judge.DELETIONS, judge.SKIPPED, skipped)
+        return Check(DELETIONS, SKIPPED, skipped)
     estate = paths.estate
     host = estate.repository_host(target.repository)
     backup = estate.systems[target.system].backup
@@ -579,7 +590,7 @@ def _deletions_check(paths: Paths, target: Target, where: str, secrets: Secrets)
         deleted = server_deletions(str(host.address), backup.port, host.metrics_user,
                                    password, cacert, name=server)
     except HopnhatError as exc:
-        return Check(judge.DELETIONS, judge.ERROR, judge.named(
+        return Check(DELETIONS, ERROR, judge.named(
             where, f"the metrics of its server could not be read: {exc}"), {"server": server})
     return judge_deletions(where, server, deleted)
 

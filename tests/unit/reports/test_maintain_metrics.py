@@ -6,8 +6,9 @@ from __future__ import annotations
 from prometheus_client.parser import text_string_to_metric_families
 
 from orchestrator.actions.maintain.plan import Target
-from orchestrator.actions.maintain.run import FAILED, OK, SKIPPED, MaintainResult, Outcome
+from orchestrator.actions.maintain.run import MaintainResult, Outcome
 from orchestrator.reports.maintain_metrics import render_maintain_metrics
+from orchestrator.verdicts import FAILED, OK, SKIPPED
 
 HOST = "repo-qnam-01"
 STARTED = 1_790_000_000.25

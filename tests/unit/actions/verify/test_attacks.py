@@ -33,18 +33,7 @@ from orchestrator.actions.verify.attacks import (
     judge_future,
     judge_vanished,
 )
-from orchestrator.actions.verify.checks import (
-    CHECKS,
-    ERROR,
-    FAILED,
-    FOREIGN,
-    FUTURE,
-    OK,
-    SKIPPED,
-    VANISHED,
-    Check,
-    retired_checks,
-)
+from orchestrator.actions.verify.checks import Check, retired_checks
 from orchestrator.actions.verify.run import (
     RepositoryReport,
     Target,
@@ -56,6 +45,16 @@ from orchestrator.actions.verify.run import (
 from orchestrator.adapters.restic import Snapshot
 from orchestrator.ledger import Ledger
 from orchestrator.reports.metrics import render_metrics
+from orchestrator.verdicts import (
+    CHECKS,
+    ERROR,
+    FAILED,
+    FOREIGN,
+    FUTURE,
+    OK,
+    SKIPPED,
+    VANISHED,
+)
 from tests.unit.conftest import EstateCopy
 
 NOW = datetime(2026, 11, 21, 3, 30, tzinfo=UTC)

@@ -17,13 +17,14 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from orchestrator.actions.verify import flow
-from orchestrator.actions.verify.checks import CHECKS, OK, Check
+from orchestrator.actions.verify.checks import Check
 from orchestrator.actions.verify.flow import VerifyRequest, verify_flow
 from orchestrator.actions.verify.run import RepositoryReport, VerifyPlan, VerifyResult
 from orchestrator.errors import EstateError, HopnhatError
 from orchestrator.estate import Estate, load_estate
 from orchestrator.ledger import Ledger
 from orchestrator.settings import Paths
+from orchestrator.verdicts import CHECKS, OK
 
 ESTATE = load_estate(Path(__file__).resolve().parents[4] / "inventory")
 NOW = datetime(2025, 3, 1, 2, 0, tzinfo=UTC)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orchestrator.actions.verify.checks import ERROR, FAILED, OK, SKIPPED
 from orchestrator.actions.verify.history import history
 from orchestrator.ledger import Ledger
+from orchestrator.verdicts import ERROR, FAILED, OK, SKIPPED
 
 
 def test_of_one_system_only_its_runs_with_its_verdict_and_problems(tmp_path: Path) -> None:

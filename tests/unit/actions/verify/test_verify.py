@@ -22,22 +22,6 @@ from typer.testing import CliRunner
 from orchestrator.actions import schedule
 from orchestrator.actions.verify import checks as verify_checks
 from orchestrator.actions.verify.checks import (
-    ANOMALY,
-    CHECKS,
-    COPY,
-    DELETIONS,
-    ERROR,
-    FAILED,
-    FINAL,
-    FOREIGN,
-    FRESHNESS,
-    FUTURE,
-    LOCKS,
-    OK,
-    READ_DATA,
-    SKIPPED,
-    STRUCTURE,
-    VANISHED,
     Check,
     check_phases,
     host_states,
@@ -61,6 +45,24 @@ from orchestrator.cli.app import app
 from orchestrator.ledger import Ledger
 from orchestrator.reports.junit import render_junit
 from orchestrator.reports.metrics import render_could_not_run, render_metrics
+from orchestrator.verdicts import (
+    ANOMALY,
+    CHECKS,
+    COPY,
+    DELETIONS,
+    ERROR,
+    FAILED,
+    FINAL,
+    FOREIGN,
+    FRESHNESS,
+    FUTURE,
+    LOCKS,
+    OK,
+    READ_DATA,
+    SKIPPED,
+    STRUCTURE,
+    VANISHED,
+)
 
 NOW = datetime(2026, 11, 21, 3, 30, tzinfo=UTC)
 HOUR = timedelta(hours=1)
