@@ -19,8 +19,6 @@ from typer.testing import CliRunner
 from orchestrator.actions import schedule
 from orchestrator.actions import vault as vault_action
 from orchestrator.actions.vault import (
-    FAILED,
-    OK,
     Outcome,
     PullResult,
     Target,
@@ -29,7 +27,7 @@ from orchestrator.actions.vault import (
     plan_pull,
     pull,
 )
-from orchestrator.actions.verify.checks import COPY, judge_copy
+from orchestrator.actions.verify.checks import judge_copy
 from orchestrator.adapters.restic import Repository, ResticCommandError
 from orchestrator.adapters.restic_errors import NoRepository
 from orchestrator.adapters.restic_results import Snapshot
@@ -39,6 +37,7 @@ from orchestrator.estate import Estate, load_estate
 from orchestrator.ledger import Ledger
 from orchestrator.reports.vault_metrics import render_vault_metrics
 from orchestrator.settings import Paths
+from orchestrator.verdicts import COPY, FAILED, OK
 from tests.helpers import EXAMPLE_ESTATE, EstateCopy
 
 VAULT = "vault-danang-01"

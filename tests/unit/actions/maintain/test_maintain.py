@@ -16,7 +16,7 @@ import pytest
 
 from orchestrator.actions.maintain import run as maintain_run
 from orchestrator.actions.maintain.plan import Target, describe, plan_maintenance, within_policy
-from orchestrator.actions.maintain.run import FAILED, OK, SKIPPED, Outcome, last_successes, maintain
+from orchestrator.actions.maintain.run import Outcome, last_successes, maintain
 from orchestrator.actions.snapshot_log import removed_ids, removed_since, short_key
 from orchestrator.adapters.restic import Repository, ResticCommandError
 from orchestrator.adapters.restic_results import ForgetGroup, ForgetResult, Snapshot
@@ -25,6 +25,7 @@ from orchestrator.estate import Estate, load_estate
 from orchestrator.estate.model import Retention
 from orchestrator.ledger import Ledger
 from orchestrator.settings import Paths
+from orchestrator.verdicts import FAILED, OK, SKIPPED
 from tests.helpers import EXAMPLE_ESTATE, EstateCopy
 
 HOST = "repo-qnam-01"

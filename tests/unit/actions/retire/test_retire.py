@@ -12,10 +12,11 @@ import pytest
 from orchestrator.actions.retire.plan import keep_until, plan_retire
 from orchestrator.actions.retire.run import timer_removal_command
 from orchestrator.actions.retire.state import apply, resumable, retirements
-from orchestrator.actions.verify.checks import FAILED, OK, SKIPPED, judge_final
+from orchestrator.actions.verify.checks import judge_final
 from orchestrator.adapters.restic import Snapshot
 from orchestrator.errors import PlanError
 from orchestrator.ledger import Ledger
+from orchestrator.verdicts import FAILED, OK, SKIPPED
 from tests.helpers import EstateCopy
 
 NOW = datetime(2026, 12, 6, tzinfo=UTC).timestamp()
