@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from orchestrator.cli import app
-from tests.helpers import REPO
+from tests.helpers import REPO, EstateCopy
 
 runner = CliRunner()
 
 
-def hopnhat(estate_dir: Path, *args: str, state: Path | None = None):
+def hopnhat(estate_dir: Path, *args: str, state: Path | None = None) -> Result:
     options = ["--estate", str(estate_dir)]
     if state is not None:
         options += ["--state", str(state)]
@@ -32,25 +33,25 @@ def _tree_digest(root: Path) -> str:
     return digest.hexdigest()
 
 
-def _plant_unknown_key(estate_copy):
+def _plant_unknown_key(estate_copy: EstateCopy) -> None:
     estate_copy.edit("systems/qlvb.yml", lambda data: data["vms"][1].update(colour="red"))
 
 
-def _plant_plain_secret(estate_copy):
+def _plant_plain_secret(estate_copy: EstateCopy) -> None:
     estate_copy.replace("systems/dvc.yml", "password: {vault: restic_password_dvc}",
                         "password: hunter2")
 
 
 # --- validate ---
 
-def test_validate_accepts_the_example_estate_and_exits_0(estate_copy):
+def test_validate_accepts_the_example_estate_and_exits_0(estate_copy: EstateCopy) -> None:
     result = hopnhat(estate_copy.root, "estate", "validate")
     assert result.exit_code == 0, result.output
     assert "estate danang" in result.stdout
     assert "is valid: 2 sites, 10 systems, 15 VMs" in result.stdout
 
 
-def test_validate_json_summarises_a_valid_estate(estate_copy):
+def test_validate_json_summarises_a_valid_estate(estate_copy: EstateCopy) -> None:
     result = hopnhat(estate_copy.root, "estate", "validate", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == {
@@ -67,7 +68,8 @@ def test_validate_json_summarises_a_valid_estate(estate_copy):
                  id="missing-estate-yml"),
 ])
 def test_validate_exits_2_and_names_the_file_and_key_of_the_problem(
-        estate_copy, plant, file, key, message):
+        estate_copy: EstateCopy, plant: Callable[[EstateCopy], object], file: str, key: str,
+        message: str) -> None:
     plant(estate_copy)
     result = hopnhat(estate_copy.root, "estate", "validate")
     assert result.exit_code == 2, result.output
@@ -77,7 +79,7 @@ def test_validate_exits_2_and_names_the_file_and_key_of_the_problem(
     assert result.stdout == ""
 
 
-def test_validate_lists_every_problem_in_one_run(estate_copy):
+def test_validate_lists_every_problem_in_one_run(estate_copy: EstateCopy) -> None:
     _plant_unknown_key(estate_copy)
     _plant_plain_secret(estate_copy)
     result = hopnhat(estate_copy.root, "estate", "validate")
@@ -88,7 +90,8 @@ def test_validate_lists_every_problem_in_one_run(estate_copy):
         in result.stderr
 
 
-def test_validate_json_lists_each_problem_with_file_key_and_message(estate_copy):
+def test_validate_json_lists_each_problem_with_file_key_and_message(
+        estate_copy: EstateCopy) -> None:
     _plant_unknown_key(estate_copy)
     result = hopnhat(estate_copy.root, "estate", "validate", "--json")
     assert result.exit_code == 2
@@ -101,7 +104,8 @@ def test_validate_json_lists_each_problem_with_file_key_and_message(estate_copy)
     pytest.param(["estate", "validate", "--json"], id="json"),
     pytest.param(["--json", "estate", "validate"], id="global-json"),
 ])
-def test_validate_never_prints_a_secret_written_in_plain_text(estate_copy, args):
+def test_validate_never_prints_a_secret_written_in_plain_text(
+        estate_copy: EstateCopy, args: list[str]) -> None:
     _plant_plain_secret(estate_copy)
     result = hopnhat(estate_copy.root, *args)
     assert result.exit_code == 2
@@ -109,7 +113,8 @@ def test_validate_never_prints_a_secret_written_in_plain_text(estate_copy, args)
     assert "hunter2" not in result.output
 
 
-def test_validate_prints_text_quoted_from_the_yaml_verbatim_not_as_markup(estate_copy):
+def test_validate_prints_text_quoted_from_the_yaml_verbatim_not_as_markup(
+        estate_copy: EstateCopy) -> None:
     estate_copy.edit("systems/sso.yml", lambda data: data["vms"][0].update(network="[/x]"))
     result = hopnhat(estate_copy.root, "estate", "validate")
     assert result.exit_code == 2, result.output
@@ -120,7 +125,8 @@ def test_validate_prints_text_quoted_from_the_yaml_verbatim_not_as_markup(estate
     pytest.param(lambda e: None, id="valid"),
     pytest.param(_plant_unknown_key, id="invalid"),
 ])
-def test_validate_changes_nothing_in_the_estate_folder(estate_copy, tmp_path, plant):
+def test_validate_changes_nothing_in_the_estate_folder(
+        estate_copy: EstateCopy, tmp_path: Path, plant: Callable[[EstateCopy], object]) -> None:
     plant(estate_copy)
     before = _tree_digest(estate_copy.root)
     hopnhat(estate_copy.root, "estate", "validate", state=tmp_path / "state")
@@ -128,7 +134,7 @@ def test_validate_changes_nothing_in_the_estate_folder(estate_copy, tmp_path, pl
     assert _tree_digest(estate_copy.root) == before
 
 
-def test_a_missing_estate_folder_exits_2(tmp_path):
+def test_a_missing_estate_folder_exits_2(tmp_path: Path) -> None:
     result = hopnhat(tmp_path / "nowhere", "estate", "validate")
     assert result.exit_code == 2
     assert "the estate directory does not exist" in result.stderr
@@ -136,7 +142,8 @@ def test_a_missing_estate_folder_exits_2(tmp_path):
 
 # --- show ---
 
-def test_show_json_lists_sites_then_systems_then_vms_with_tier_and_targets(estate_copy):
+def test_show_json_lists_sites_then_systems_then_vms_with_tier_and_targets(
+        estate_copy: EstateCopy) -> None:
     result = hopnhat(estate_copy.root, "estate", "show", "--json")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
@@ -171,7 +178,7 @@ def test_show_json_lists_sites_then_systems_then_vms_with_tier_and_targets(estat
     assert [h["name"] for h in doc["repository_hosts"]] == ["repo-qnam-01", "vault-danang-01"]
 
 
-def test_show_prints_the_sites_and_repository_host(estate_copy):
+def test_show_prints_the_sites_and_repository_host(estate_copy: EstateCopy) -> None:
     result = hopnhat(estate_copy.root, "estate", "show")
     assert result.exit_code == 0, result.output
     assert "danang primary" in result.stdout
@@ -181,7 +188,8 @@ def test_show_prints_the_sites_and_repository_host(estate_copy):
 
 # --- inventory ---
 
-def test_inventory_list_is_an_ansible_dynamic_inventory(estate_copy, tmp_path):
+def test_inventory_list_is_an_ansible_dynamic_inventory(
+        estate_copy: EstateCopy, tmp_path: Path) -> None:
     result = hopnhat(estate_copy.root, "estate", "inventory", "--list", state=tmp_path / "st")
     assert result.exit_code == 0, result.output
     inventory = json.loads(result.stdout)
@@ -198,7 +206,8 @@ def test_inventory_list_is_an_ansible_dynamic_inventory(estate_copy, tmp_path):
         1 for g in inventory.values() if "hopnhat_backup" in g.get("vars", {}))
 
 
-def test_inventory_host_prints_that_hosts_variables(estate_copy, tmp_path):
+def test_inventory_host_prints_that_hosts_variables(
+        estate_copy: EstateCopy, tmp_path: Path) -> None:
     result = hopnhat(estate_copy.root, "estate", "inventory", "--host", "qlvb-db-01",
                      state=tmp_path / "st")
     assert result.exit_code == 0, result.output
@@ -207,7 +216,8 @@ def test_inventory_host_prints_that_hosts_variables(estate_copy, tmp_path):
     assert variables["hopnhat_site"] == {"__ansible_unsafe": "danang"}
 
 
-def test_the_inventory_script_hands_ansible_text_never_a_template(estate_copy, tmp_path):
+def test_the_inventory_script_hands_ansible_text_never_a_template(
+        estate_copy: EstateCopy, tmp_path: Path) -> None:
     """A system's name written as a Jinja lookup reaches a real ansible-playbook through
     playbooks/inventory.py (as plain Ansible and AWX use it) as text: never run."""
     import os
@@ -238,7 +248,7 @@ def test_the_inventory_script_hands_ansible_text_never_a_template(estate_copy, t
     pytest.param(["estate", "inventory", "--list"], id="inventory"),
 ])
 def test_other_estate_commands_on_an_invalid_estate_exit_2_naming_the_problem(
-        estate_copy, args):
+        estate_copy: EstateCopy, args: list[str]) -> None:
     _plant_unknown_key(estate_copy)
     result = hopnhat(estate_copy.root, *args)
     assert result.exit_code == 2, result.output

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 from orchestrator.estate import load_estate
+from tests.helpers import EstateCopy
 
 EXPECTED_VMS = [
     ("dvc-web-01", "127.10.1.10"), ("dvc-web-02", "127.10.1.11"), ("dvc-db-01", "127.10.2.10"),
@@ -35,7 +37,8 @@ def _tree_digest(root: Path) -> str:
     return digest.hexdigest()
 
 
-def test_the_example_estate_is_valid_with_two_sites_and_ten_systems(estate_copy):
+def test_the_example_estate_is_valid_with_two_sites_and_ten_systems(
+        estate_copy: EstateCopy) -> None:
     estate = estate_copy.load()
     assert estate.id == "danang"
     assert sorted(estate.sites) == ["danang", "quangnam"]
@@ -48,14 +51,15 @@ def test_the_example_estate_is_valid_with_two_sites_and_ten_systems(estate_copy)
     assert estate.vault_systems() == sorted(estate.systems)
 
 
-def test_vm_names_and_addresses_are_derived_deterministically(estate_copy):
+def test_vm_names_and_addresses_are_derived_deterministically(estate_copy: EstateCopy) -> None:
     first = [(vm.name, str(vm.ip)) for vm in estate_copy.load().vms]
     again = [(vm.name, str(vm.ip)) for vm in estate_copy.load().vms]
     assert first == EXPECTED_VMS
     assert again == first
 
 
-def test_a_vm_takes_its_roles_placement_or_else_its_sites_first_choice(estate_copy):
+def test_a_vm_takes_its_roles_placement_or_else_its_sites_first_choice(
+        estate_copy: EstateCopy) -> None:
     vms = {vm.name: vm for vm in estate_copy.load().vms}
     assert (vms["qlvb-db-01"].cluster, vms["qlvb-db-01"].datastore) == ("CL-DN-01", "DS-DN-SSD-01")
     assert (vms["email-mail-01"].cluster, vms["email-mail-01"].datastore) == (
@@ -67,9 +71,10 @@ def test_a_vm_takes_its_roles_placement_or_else_its_sites_first_choice(estate_co
 
 
 def test_the_legacy_qlvb_vms_are_adopted_as_declared_and_only_qlvbqn_declares_hardware(
-        estate_copy):
+        estate_copy: EstateCopy) -> None:
     vms = {vm.name: vm for vm in estate_copy.load().vms}
     danang, quangnam = vms["qlvbdn-db-01"], vms["qlvbqn-db-01"]
+    assert danang.existing is not None and quangnam.existing is not None
     # both are qlvb-db-01 in their own vCenter: told apart by site and folder
     assert (danang.adopted, danang.site, danang.existing.vm, danang.existing.folder,
             str(danang.existing.address), str(danang.ip)) == (
@@ -89,7 +94,7 @@ def test_the_legacy_qlvb_vms_are_adopted_as_declared_and_only_qlvbqn_declares_ha
     assert not vms["qlvb-db-01"].adopted and vms["qlvb-db-01"].existing is None
 
 
-def test_a_pinned_address_is_never_handed_out_from_the_pool(estate_copy):
+def test_a_pinned_address_is_never_handed_out_from_the_pool(estate_copy: EstateCopy) -> None:
     estate_copy.edit("systems/video.yml", lambda data: data["vms"][0].update(ips=["127.10.1.10"]))
     ips = {vm.name: str(vm.ip) for vm in estate_copy.load().vms}
     assert ips["video-mcu-01"] == "127.10.1.10"
@@ -97,10 +102,11 @@ def test_a_pinned_address_is_never_handed_out_from_the_pool(estate_copy):
     assert len(set(ips.values())) == len(ips)
 
 
-def test_overlapping_pools_of_two_networks_never_hand_out_an_address_twice(estate_copy):
+def test_overlapping_pools_of_two_networks_never_hand_out_an_address_twice(
+        estate_copy: EstateCopy) -> None:
     # the secondary site gets a network over the primary's srv subnet; ioc (between dvc/email
     # and lgsp in the allocation order) takes its address from there
-    def overlap(data):
+    def overlap(data: Any) -> None:
         data["networks"]["mirror"] = {**data["networks"]["srv"], "port_group": "PG-QN-MIRROR",
                                       "subnet": "127.10.1.0/24", "gateway": "127.10.1.1",
                                       "pool": "127.10.1.10-127.10.1.250"}
@@ -111,7 +117,7 @@ def test_overlapping_pools_of_two_networks_never_hand_out_an_address_twice(estat
     assert len(set(ips)) == len(ips)
 
 
-def test_loading_the_estate_changes_nothing_in_its_folder(estate_copy):
+def test_loading_the_estate_changes_nothing_in_its_folder(estate_copy: EstateCopy) -> None:
     before = _tree_digest(estate_copy.root)
     load_estate(estate_copy.root)
     assert _tree_digest(estate_copy.root) == before

@@ -24,7 +24,8 @@ SLICE_FILE_OPS = fuzz_estate.FILE_OPS
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                  HealthCheck.large_base_example])
 @given(case=fuzz_estate.estates(SLICE_FAMILIES, SLICE_FILE_OPS))
-def test_a_mutated_estate_loads_or_is_refused_with_named_problems(case):
+def test_a_mutated_estate_loads_or_is_refused_with_named_problems(
+        case: fuzz_estate.Mutated) -> None:
     with tempfile.TemporaryDirectory(prefix="hopnhat-fuzz-") as folder:
         root = Path(folder) / "inventory"
         fuzz_estate.write_estate(case.files, root)

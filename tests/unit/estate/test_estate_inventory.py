@@ -7,11 +7,14 @@ import json
 import shlex
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from orchestrator.estate import Estate
 from orchestrator.estate.inventory import build_inventory, host_vars, ssh_common_args
 from orchestrator.settings import Paths
+from tests.helpers import EstateCopy
 
 # adopted VMs are backup clients too: hopnhat backs up the legacy QLVB it never builds
 DATA_VMS = ["dvc-db-01", "email-mail-01", "ioc-app-01", "lgsp-esb-01", "opendata-portal-01",
@@ -19,16 +22,16 @@ DATA_VMS = ["dvc-db-01", "email-mail-01", "ioc-app-01", "lgsp-esb-01", "opendata
 
 
 @pytest.fixture
-def paths(estate_copy, tmp_path):
+def paths(estate_copy: EstateCopy, tmp_path: Path) -> Paths:
     return Paths(tmp_path / "state", estate_copy.load())
 
 
 @pytest.fixture
-def inventory(paths):
+def inventory(paths: Paths) -> dict[str, Any]:
     return build_inventory(paths)
 
 
-def _vault_keys(estate):
+def _vault_keys(estate: Estate) -> set[str]:
     """Every ``{vault: key}`` the estate refers to."""
     keys = {site.vcenter.password.vault for site in estate.sites.values()}
     keys |= {s.backup.password.vault for s in estate.systems.values() if s.backup}
@@ -53,13 +56,14 @@ def _vault_keys(estate):
     ("repository_hosts", ["repo-qnam-01", "vault-danang-01"]),
     ("backup_clients", DATA_VMS),
 ])
-def test_hosts_are_grouped_by_site_system_tier_role_and_function(inventory, group, hosts):
+def test_hosts_are_grouped_by_site_system_tier_role_and_function(
+        inventory: dict[str, Any], group: str, hosts: list[str]) -> None:
     assert inventory[group]["hosts"] == hosts
     assert group in inventory["all"]["children"]
 
 
 def test_every_host_has_its_address_and_strict_host_key_checking_under_the_state_dir(
-        inventory, paths):
+        inventory: dict[str, Any], paths: Paths) -> None:
     hostvars = inventory["_meta"]["hostvars"]
     expected = {vm.name: str(vm.ip) for vm in paths.estate.vms} | {
         "repo-qnam-01": "127.20.2.10", "vault-danang-01": "127.10.3.10"}
@@ -73,7 +77,8 @@ def test_every_host_has_its_address_and_strict_host_key_checking_under_the_state
         assert variables["ansible_user"] == "root"
 
 
-def test_system_variables_carry_tier_targets_and_backup_repositories(inventory):
+def test_system_variables_carry_tier_targets_and_backup_repositories(
+        inventory: dict[str, Any]) -> None:
     variables = inventory["system_qlvb"]["vars"]
     assert (variables["hopnhat_tier"], variables["hopnhat_rpo_seconds"],
             variables["hopnhat_rto_seconds"]) == (1, 3600, 4 * 3600)
@@ -85,7 +90,8 @@ def test_system_variables_carry_tier_targets_and_backup_repositories(inventory):
     assert variables["hopnhat_backup"]["copy"] is None
 
 
-def test_the_rest_repository_host_has_one_server_per_system_it_keeps(inventory):
+def test_the_rest_repository_host_has_one_server_per_system_it_keeps(
+        inventory: dict[str, Any]) -> None:
     host = inventory["_meta"]["hostvars"]["repo-qnam-01"]
     assert host["hopnhat_repository_protocol"] == "rest"
     assert host["hopnhat_repository_accounts"] == []  # no SFTP account on a rest host
@@ -102,13 +108,14 @@ def test_the_rest_repository_host_has_one_server_per_system_it_keeps(inventory):
 
 
 def test_the_host_answer_is_that_hosts_variables_and_empty_for_an_unknown_host(
-        inventory, paths):
+        inventory: dict[str, Any], paths: Paths) -> None:
     assert host_vars(paths, "qlvb-db-01") == inventory["_meta"]["hostvars"]["qlvb-db-01"]
     assert host_vars(paths, "qlvb-db-01")["ansible_host"] == "127.10.2.11"
     assert host_vars(paths, "no-such-host") == {}
 
 
-def test_the_inventory_holds_no_secret_only_the_names_of_vault_keys(inventory, paths):
+def test_the_inventory_holds_no_secret_only_the_names_of_vault_keys(
+        inventory: dict[str, Any], paths: Paths) -> None:
     from orchestrator.adapters.vault import read_vault
     from orchestrator.lab.secrets import ensure_lab_secrets
 

@@ -13,9 +13,10 @@ import pytest
 
 from orchestrator.errors import EstateError
 from orchestrator.estate import load_estate
+from tests.helpers import EstateCopy
 
 
-def assert_refused(estate_copy, rel: str, key: str) -> None:
+def assert_refused(estate_copy: EstateCopy, rel: str, key: str) -> None:
     """``load_estate`` raises EstateError, one of its problems in ``rel`` at ``key`` (or at
     the file itself, key "", for a file that does not parse)."""
     with pytest.raises(EstateError) as caught:
@@ -33,25 +34,25 @@ def assert_refused(estate_copy, rel: str, key: str) -> None:
     pytest.param("0b_", id="plain-binary-underscore"),  # ValueError: int() with base 2: ''
     pytest.param("1" * 5000, id="plain-5000-digits"),  # ValueError: Exceeds the limit (4300)
 ])
-def test_an_integer_yaml_cannot_build_is_reported(estate_copy, value):
+def test_an_integer_yaml_cannot_build_is_reported(estate_copy: EstateCopy, value: str) -> None:
     """ValueError/IndexError in yaml/constructor.py construct_yaml_int."""
     estate_copy.replace("systems/sso.yml", "tier: 2\n", f"tier: {value}\n")
     assert_refused(estate_copy, "systems/sso.yml", "tier")
 
 
-def test_a_float_tag_on_words_is_reported(estate_copy):
+def test_a_float_tag_on_words_is_reported(estate_copy: EstateCopy) -> None:
     """ValueError: could not convert string to float: 'abc' (construct_yaml_float)."""
     estate_copy.replace("systems/sso.yml", "tier: 2\n", "tier: !!float abc\n")
     assert_refused(estate_copy, "systems/sso.yml", "tier")
 
 
-def test_a_bool_tag_on_words_is_reported(estate_copy):
+def test_a_bool_tag_on_words_is_reported(estate_copy: EstateCopy) -> None:
     """KeyError: 'maybe' (construct_yaml_bool)."""
     estate_copy.replace("systems/sso.yml", "tier: 2\n", "tier: !!bool maybe\n")
     assert_refused(estate_copy, "systems/sso.yml", "tier")
 
 
-def test_a_timestamp_tag_on_words_is_reported(estate_copy):
+def test_a_timestamp_tag_on_words_is_reported(estate_copy: EstateCopy) -> None:
     """AttributeError: 'NoneType' object has no attribute 'groupdict'
     (construct_yaml_timestamp)."""
     estate_copy.replace("systems/sso.yml", "tier: 2\n", "tier: !!timestamp nonsense\n")
@@ -64,14 +65,14 @@ def test_a_timestamp_tag_on_words_is_reported(estate_copy):
     pytest.param("2024-01-01 25:00:00", id="hour-25"),  # ValueError: hour must be in 0..23
     pytest.param("2001-12-14 21:59:43 +99:00", id="offset-99h"),  # ValueError: offset must be …
 ])
-def test_a_date_that_does_not_exist_is_reported(estate_copy, value):
+def test_a_date_that_does_not_exist_is_reported(estate_copy: EstateCopy, value: str) -> None:
     """ValueError in yaml/constructor.py construct_yaml_timestamp: a plain scalar YAML
     reads as a date, of a day or time that does not exist."""
     estate_copy.replace("systems/sso.yml", "tier: 2\n", f"tier: {value}\n")
     assert_refused(estate_copy, "systems/sso.yml", "tier")
 
 
-def test_an_integer_too_long_to_print_is_reported_at_its_key(estate_copy):
+def test_an_integer_too_long_to_print_is_reported_at_its_key(estate_copy: EstateCopy) -> None:
     """ValueError: Exceeds the limit (4300 digits) for integer string conversion, in
     orchestrator/estate/loader.py _message (the value quoted in the problem): YAML builds
     a hexadecimal integer of any length."""
@@ -79,14 +80,14 @@ def test_an_integer_too_long_to_print_is_reported_at_its_key(estate_copy):
     assert_refused(estate_copy, "systems/sso.yml", "vms[0].cpu")
 
 
-def test_a_tier_too_long_to_print_is_reported_at_its_key(estate_copy):
+def test_a_tier_too_long_to_print_is_reported_at_its_key(estate_copy: EstateCopy) -> None:
     """ValueError: Exceeds the limit (4300 digits) for integer string conversion, in
     orchestrator/estate/checks.py _check_system ("tier … has no targets")."""
     estate_copy.replace("systems/sso.yml", "tier: 2\n", f"tier: 0x{'f' * 4000}\n")
     assert_refused(estate_copy, "systems/sso.yml", "tier")
 
 
-def test_a_duration_too_large_for_a_float_is_reported_at_its_key(estate_copy):
+def test_a_duration_too_large_for_a_float_is_reported_at_its_key(estate_copy: EstateCopy) -> None:
     """OverflowError: int too large to convert to float, in orchestrator/estate/model.py
     parse_duration (math.isnan of the number): YAML 1.1 reads ``59:59:…:59`` as one
     base-60 integer."""
@@ -95,14 +96,14 @@ def test_a_duration_too_large_for_a_float_is_reported_at_its_key(estate_copy):
     assert_refused(estate_copy, "estate.yml", "tiers[2].rpo")
 
 
-def test_a_set_as_a_key_is_reported(estate_copy):
+def test_a_set_as_a_key_is_reported(estate_copy: EstateCopy) -> None:
     """TypeError: unhashable type: 'set', in orchestrator/estate/loader.py
     _construct_mapping (``set() in set()`` does not raise; ``seen.add`` does)."""
     estate_copy.replace("systems/sso.yml", "tier: 2\n", "tier: 2\n? !!set {a, b}\n: 1\n")
     assert_refused(estate_copy, "systems/sso.yml", "")
 
 
-def test_a_map_tag_on_a_list_is_reported(estate_copy):
+def test_a_map_tag_on_a_list_is_reported(estate_copy: EstateCopy) -> None:
     """TypeError: cannot unpack non-iterable ScalarNode object, in
     orchestrator/estate/loader.py _construct_mapping (it walks the node as a mapping's
     before PyYAML checks that it is one)."""
