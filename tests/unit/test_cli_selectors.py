@@ -9,9 +9,10 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import click
 import pytest
+import typer
 import typer.main
+from typer.core import TyperCommand, TyperGroup, TyperOption
 from typer.testing import CliRunner
 
 from orchestrator.actions.selection import require_known, unknown_message
@@ -106,20 +107,25 @@ def test_an_unknown_selector_is_refused_with_exit_2_before_anything_is_touched(
     assert not state.exists(), "the state folder was touched before the refusal"
 
 
-def _selectors(command: click.Command, path: str, ctx: click.Context) -> set[tuple[str, str]]:
-    found = {(path, opt) for p in command.params if isinstance(p, click.Option)
+def _selectors(command: TyperCommand | TyperGroup, path: str,
+               ctx: typer.Context) -> set[tuple[str, str]]:
+    """(command path, option) of every selector option below ``command``. Typer's own
+    classes: typer ships its own click, whose classes are not the click package's."""
+    found = {(path, opt) for p in command.params if isinstance(p, TyperOption)
              for opt in p.opts if opt in SELECTORS}
-    if isinstance(command, click.Group):
+    if isinstance(command, TyperGroup):
         for name in command.list_commands(ctx):
             sub = command.get_command(ctx, name)
-            assert sub is not None
+            assert isinstance(sub, TyperCommand | TyperGroup), name
             found |= _selectors(sub, f"{path} {name}".strip(), ctx)
     return found
 
 
 def test_every_selector_option_of_every_command_is_in_the_cases() -> None:
     root = typer.main.get_command(app)
-    options = _selectors(root, "", click.Context(root))
+    assert isinstance(root, TyperGroup)
+    options = _selectors(root, "", typer.Context(root))
+    assert {"--system", "--host"} <= {option for _, option in options}  # found some
     covered = set()
     for args, _, _ in CASES:
         words = [w for w in args if not w.startswith("-")]
