@@ -123,6 +123,19 @@ def wait_for(what: str, condition: Callable[[], T | None], timeout: float = 60, 
         time.sleep(interval)
 
 
+def guest_seeded(lab_dir: Path, vm: str) -> Callable[[], bool]:
+    """For :func:`wait_for`: the lab's guest of ``vm`` holds its data (the lab's hypervisor
+    lays it down once the VM is on)."""
+    return (lab_dir / "guests" / vm / ".seeded").exists
+
+
+def guest_gone(lab_dir: Path, vm: str) -> Callable[[], bool]:
+    """For :func:`wait_for`: the lab's guest of ``vm`` is gone, its disk too (the lab's
+    hypervisor takes it away once the VM is off or destroyed)."""
+    disk = lab_dir / "guests" / vm
+    return lambda: not disk.exists()
+
+
 def wait_task(task: Any, timeout: float = 60) -> Any:
     """Wait for a vCenter task (bounded); its result. Fails the test if the task failed."""
     wait_for("a vCenter task to finish", lambda: task.info.state in ("success", "error"),

@@ -32,6 +32,7 @@ import shutil
 import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,7 @@ from orchestrator.lab.repository import start_repository_host
 from orchestrator.lab.secrets import ensure_lab_secrets
 from orchestrator.ledger import Ledger
 from orchestrator.settings import Paths
-from tests.helpers import HOPNHAT, wait_for
+from tests.helpers import HOPNHAT, guest_gone, guest_seeded, wait_for
 
 BIN = HOPNHAT.parent
 FLT, FULL = "flt", "full"
@@ -214,13 +215,12 @@ def provision_and_configure(fl: ConfiguredEstate, sizes_mb: dict[str, int], seed
     lab_dir = fl.session.paths.lab
     for code in codes:
         vm = next(v for v in fl.paths.estate.vms if v.system == code)
-        wait_for(f"ssh on {vm.name}", lambda ip=str(vm.ip): ssh.wait_for_port(ip, 22, 1.0), 120)
+        wait_for(f"ssh on {vm.name}", partial(ssh.wait_for_port, str(vm.ip), 22, 1.0), 120)
         if code in sizes_mb:
             data.generate(guest_srv(lab_dir, vm.name) / code, seed=f"{seed}/{code}",
                           size_mb=sizes_mb[code], files=120)
         else:
-            wait_for(f"data on {vm.name}", lambda n=vm.name: (lab_dir / "guests" / n /
-                                                              ".seeded").exists(), 120)
+            wait_for(f"data on {vm.name}", guest_seeded(lab_dir, vm.name), 120)
     with Ledger(fl.paths.ledger) as ledger:
         result = configure(fl.paths, plan(fl.paths.estate, tuple(codes)), ledger=ledger)
     assert result.exit_code == 0, result.run.failures
@@ -277,7 +277,7 @@ def backup_estate(lab: Any, tmp_path_factory: pytest.TempPathFactory,
         assert all(done.ok for done in destroyed), [d.stderr for d in destroyed]
         for code in (VIDEO, *DATA_MB):
             vm = fl.vm(code)
-            wait_for(f"guest {vm} to go", lambda v=vm: not (lab.paths.lab / "guests" / v).exists())
+            wait_for(f"guest {vm} to go", guest_gone(lab.paths.lab, vm))
 
     request.session.stash[TEARDOWN] = teardown
     try:

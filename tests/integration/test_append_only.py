@@ -242,7 +242,9 @@ def test_past_its_quota_a_system_fails_with_quota_while_another_backs_up(
     reports = {r["system"]: r for r in as_json(done)["repositories"]}
     assert reports[QTA]["quota_bytes"] == QUOTA_MB * 1024 ** 2
     assert 0 < reports[QTA]["used_bytes"] <= reports[QTA]["quota_bytes"]
-    video_quota = estate.paths.estate.systems[VIDEO].backup.quota_gb  # type: ignore[union-attr]
+    video_backup = estate.paths.estate.systems[VIDEO].backup
+    assert video_backup is not None and video_backup.quota_gb is not None
+    video_quota = video_backup.quota_gb
     assert reports[VIDEO]["quota_bytes"] == int(video_quota * 1024 ** 3)
     assert reports[VIDEO]["used_bytes"] > 1024 ** 2  # its data is in it
 

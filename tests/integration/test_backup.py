@@ -100,7 +100,7 @@ def backed_up(configured: Any) -> dict[str, Any]:
     """One ``backup run --system video --json``."""
     done = hopnhat(configured.env, "backup", "run", "--system", SYSTEM, "--json")
     assert done.returncode == 0, done.stdout + done.stderr
-    doc = as_json(done)
+    doc: dict[str, Any] = as_json(done)
     doc["_output"] = done.stdout + done.stderr
     return doc
 

@@ -21,7 +21,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_backup_faults import (
+
+from orchestrator.adapters.vault import read_vault
+from orchestrator.lab.guests import guest_view
+from tests.helpers import ledger_dump
+from tests.integration.backup_estate import A, B, ConfiguredEstate, process_state
+from tests.integration.test_backup_faults import (
     RunningCommand,
     config_variant,
     job_command,
@@ -30,11 +35,6 @@ from test_backup_faults import (
     run_job,
     snapshot_ids,
 )
-
-from orchestrator.adapters.vault import read_vault
-from orchestrator.lab.guests import guest_view
-from tests.helpers import ledger_dump
-from tests.integration.backup_estate import A, B, ConfiguredEstate, process_state
 
 pytestmark = pytest.mark.lab
 

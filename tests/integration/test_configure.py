@@ -12,6 +12,7 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from orchestrator.adapters.vault import read_vault
 from orchestrator.estate.endpoints import htpasswd_line
 from orchestrator.ledger import Ledger
 from orchestrator.settings import Paths
-from tests.helpers import HOPNHAT, REPO, ledger_dump, wait_for, wait_task
+from tests.helpers import HOPNHAT, REPO, guest_seeded, ledger_dump, wait_for, wait_task
 
 pytestmark = pytest.mark.lab
 
@@ -78,9 +79,8 @@ def configured(lab: Any) -> Iterator[Configured]:
     for name in CLIENTS:
         # the hypervisor starts the guest once the VM is on, then lays down its data
         vm = next(vm for vm in paths.estate.vms if vm.name == name)
-        wait_for(f"ssh on {name}", lambda ip=str(vm.ip): ssh.wait_for_port(ip, 22, 1.0), 120)
-        wait_for(f"data on {name}",
-                 lambda n=name: (paths.lab / "guests" / n / ".seeded").exists(), 120)
+        wait_for(f"ssh on {name}", partial(ssh.wait_for_port, str(vm.ip), 22, 1.0), 120)
+        wait_for(f"data on {name}", guest_seeded(paths.lab, name), 120)
     with Ledger(paths.ledger) as ledger:
         first = configure(paths, plan(paths.estate, SYSTEMS), ledger=ledger)
     yield Configured(paths, first, read_vault(paths.vault_file, paths.vault_password_file))
@@ -198,7 +198,9 @@ def test_a_second_run_while_the_first_holds_the_lock_is_refused(configured: Conf
     target = _target(paths, "ioc-app-01")
     holder = ssh.connect(target)
     try:
-        first: paramiko.Channel = holder.get_transport().open_session(timeout=30)
+        transport = holder.get_transport()
+        assert transport is not None
+        first: paramiko.Channel = transport.open_session(timeout=30)
         first.settimeout(120)
         first.exec_command(f"python3 {JOB} --config {work}/config.json")
         started = sh(paths, "ioc-app-01", f"cat {work}/started", timeout=60)
@@ -314,6 +316,7 @@ def test_a_second_configure_waits_for_a_host_whose_sshd_is_not_up_yet_and_change
     ip = str(next(vm.ip for vm in paths.estate.vms if vm.name == name))
     with vsphere.session(lab.endpoint()) as si:
         content = si.RetrieveContent()
+        assert content.viewManager is not None
         view = content.viewManager.CreateContainerView(content.rootFolder,
                                                        [vim.VirtualMachine], True)
         vm = next(v for v in view.view if v.name == name)

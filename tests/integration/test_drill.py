@@ -40,7 +40,15 @@ from orchestrator.lab.processes import ProcessTable
 from orchestrator.lab.repository import repository_dir
 from orchestrator.ledger import Ledger
 from orchestrator.settings import Paths
-from tests.helpers import HOPNHAT, estate_copy, hopnhat, replace_in, wait_for
+from tests.helpers import (
+    HOPNHAT,
+    estate_copy,
+    guest_gone,
+    guest_seeded,
+    hopnhat,
+    replace_in,
+    wait_for,
+)
 
 pytestmark = pytest.mark.lab
 
@@ -112,9 +120,8 @@ def backed_up(lab: Any) -> Iterator[Paths]:
                     clones_per_datastore=settings.clones_per_datastore, guest_ip_timeout=120)
             assert applied.status == "ok", applied.as_dict()
             for vm in vms:
-                wait_for(f"data on {vm.name}",
-                         lambda n=vm.name: (paths.lab / "guests" / n / ".seeded").exists(),
-                         120, interval=0.1)
+                wait_for(f"data on {vm.name}", guest_seeded(paths.lab, vm.name), 120,
+                         interval=0.1)
             hosts = (*(vm.name for vm in vms), "repo-qnam-01")
             done = configure(paths, ConfigurePlan(estate.id, SYSTEMS, ",".join(hosts), hosts,
                                                   False, False, 10), ledger=ledger)
@@ -131,8 +138,7 @@ def backed_up(lab: Any) -> Iterator[Paths]:
                     provision_destroy.destroy(provision_destroy.plan_destroy(estate, code, facts),
                                               vcs, ledger=ledger, concurrency=4)
             for vm in vms:
-                wait_for(f"guest {vm.name} to go",
-                         lambda n=vm.name: not (paths.lab / "guests" / n).exists(), 60,
+                wait_for(f"guest {vm.name} to go", guest_gone(paths.lab, vm.name), 60,
                          interval=0.1)
 
 

@@ -17,6 +17,7 @@ from pyVmomi import vim
 from orchestrator import process
 from orchestrator.adapters import ssh, vsphere
 from orchestrator.adapters.vault import read_vault
+from orchestrator.errors import SSHError, VSphereError
 from orchestrator.estate.endpoints import client_location
 from orchestrator.estate.model import SecretRef
 from orchestrator.estate.secrets import Secrets
@@ -96,7 +97,7 @@ def test_each_sites_vcenter_over_tls_models_that_site_alone(lab: LabHandle) -> N
             networks = {n.name for n in dc.network}
             assert {net.port_group for net in site.networks.values()} <= networks
             templates = [vm.name for vm in dc.vmFolder.childEntity  # folders too
-                         if isinstance(vm, vim.VirtualMachine) and vm.config.template]
+                         if isinstance(vm, vim.VirtualMachine) and vm.config and vm.config.template]
             assert sorted(templates) == sorted(site.templates)
             rows = vsphere.retrieve(service, vim.ClusterComputeResource,
                                     ["name", "summary.numHosts"])
@@ -113,12 +114,12 @@ def test_each_vcenter_has_its_own_certificate_and_credentials(lab: LabHandle) ->
     # Đà Nẵng's certificate does not vouch for Quảng Nam's vCenter
     crossed = vsphere.Endpoint(quangnam.url, quangnam.username, quangnam.password,
                                danang.ca_bundle, sites=("quangnam",))
-    with pytest.raises(vsphere.VSphereError, match="certificate is not trusted"):
+    with pytest.raises(VSphereError, match="certificate is not trusted"):
         vsphere.connect(crossed)
     # nor do Đà Nẵng's credentials open Quảng Nam's vCenter
     other = vsphere.Endpoint(quangnam.url, danang.username, danang.password,
                              quangnam.ca_bundle, sites=("quangnam",))
-    with pytest.raises(vsphere.VSphereError) as refused:
+    with pytest.raises(VSphereError) as refused:
         vsphere.connect(other)
     assert str(refused.value) == (
         f"{quangnam.url} (site quangnam): vCenter refused the login of "
@@ -133,7 +134,7 @@ def test_each_vcenter_has_its_own_certificate_and_credentials(lab: LabHandle) ->
 def test_vcenter_refuses_a_wrong_password(lab: LabHandle) -> None:
     good = lab.endpoint()
     bad = vsphere.Endpoint(good.url, good.username, "not-the-password", good.ca_bundle)
-    with pytest.raises(vsphere.VSphereError, match="refused the login"):
+    with pytest.raises(VSphereError, match="refused the login"):
         vsphere.connect(bad)
 
 
@@ -173,7 +174,7 @@ def test_a_powered_on_vm_becomes_an_ssh_host_at_its_ip(lab: LabHandle, si: Any) 
     wrong = lab.state_dir / "wrong_known_hosts"
     other = paramiko.Ed25519Key.from_private_key_file(str(lab.paths.private_key))
     wrong.write_text(f"{ip} ssh-ed25519 {other.get_base64()}\n")
-    with pytest.raises(ssh.SSHError):
+    with pytest.raises(SSHError):
         ssh.connect(ssh.Target(TEST_VM, ip, 22, "root", lab.paths.private_key, wrong))
 
     wait_task(vm.PowerOffVM_Task())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +116,7 @@ def test_a_legacy_guest_opens_to_the_operator_key_only(lab: LabHandle,
                                                         legacy: dict[str, LabVM]) -> None:
     lab_dir = lab.paths.lab
     for key in EXPECTED:
-        wait_for(f"legacy guest {key}", lambda k=key: _running(lab, k), timeout=60)
+        wait_for(f"legacy guest {key}", partial(_running, lab, key), timeout=60)
     known = lab.paths.known_hosts.read_text().splitlines()
     pinned = {line.split()[0]: " ".join(line.split()[1:3]) for line in known if line.strip()}
     operator = control.operator_key(lab.paths)

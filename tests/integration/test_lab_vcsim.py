@@ -210,7 +210,7 @@ def clone(si: Any, dc_name: str, template: str, name: str, cluster: str) -> Any:
 
 
 def destroy(vm: Any) -> None:
-    if vm.runtime.powerState == vim.VirtualMachinePowerState.poweredOn:
+    if vm.runtime.powerState == "poweredOn":
         wait(vm.PowerOffVM_Task())
     wait(vm.Destroy_Task())
 
@@ -360,11 +360,16 @@ def test_inventory_matches_the_model(sim: Sim, si: Any) -> None:
             [vdisk] = [d for d in props["config.hardware.device"]
                        if isinstance(d, vim.vm.device.VirtualDisk)]
             assert vdisk.capacityInKB == v["disk_gb"] * 1024 * 1024
-            assert vdisk.backing.fileName.startswith(f"[{v['datastore']}] ")
-            assert vdisk.backing.datastore.name == v["datastore"]
+            disk_file = vdisk.backing
+            assert isinstance(disk_file, vim.vm.device.VirtualDisk.FlatVer2BackingInfo)
+            assert disk_file.fileName.startswith(f"[{v['datastore']}] ")
+            assert disk_file.datastore is not None
+            assert disk_file.datastore.name == v["datastore"]
             [card] = [d for d in props["config.hardware.device"]
                       if isinstance(d, vim.vm.device.VirtualEthernetCard)]
-            assert card.backing.deviceName == v["portgroup"]
+            port_group = card.backing
+            assert isinstance(port_group, vim.vm.device.VirtualEthernetCard.NetworkBackingInfo)
+            assert port_group.deviceName == v["portgroup"]
             assert props["runtime.host"] in clusters[v["cluster"]][1]["host"]
             if is_template:
                 assert props["runtime.powerState"] == "poweredOff"

@@ -69,7 +69,8 @@ def retired(adopted: LabHandle, cut_over: dict[str, str]) -> dict[str, Any]:
     done = hopnhat(env, "retire", "--system", QN, "--reason", REASON, "--yes", "--json",
                    "--keep", "15y", timeout=1200)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return as_json(done)
+    doc: dict[str, Any] = as_json(done)
+    return doc
 
 
 def test_retire_is_refused_or_planned_without_changing_anything(

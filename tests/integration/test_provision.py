@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,15 @@ from orchestrator.lab import control, guests, vcsim
 from orchestrator.lab.config import load_lab_config
 from orchestrator.lab.processes import ProcessTable
 from orchestrator.ledger import Ledger
-from tests.helpers import HOPNHAT, as_json, estate_copy, hopnhat, replace_in, wait_for
+from tests.helpers import (
+    HOPNHAT,
+    as_json,
+    estate_copy,
+    guest_gone,
+    hopnhat,
+    replace_in,
+    wait_for,
+)
 
 pytestmark = pytest.mark.lab
 
@@ -294,9 +302,12 @@ def test_destroy_removes_only_the_vms_hopnhat_owns(
     assert [v.folder for v in inv.vms_named("qlvb-db-01")] == ["Legacy/QLVB"]
     assert the_vm(inv, "qlvb-legacy-01").owner == "hue"  # never touched
     assert the_vm(inv, "sso-idp-01").owner is None
+    def taken_away(vm: str) -> Callable[[], bool]:
+        disk_gone = guest_gone(lab.paths.lab, vm)
+        return lambda: table.running(guests.record_name(vm)) is None and disk_gone()
+
     for vm in lab.estate.vms_of("qlvb"):  # the lab's hypervisor takes the guests away
-        wait_for(f"guest {vm.name} to go", lambda n=vm.name: table.running(
-            guests.record_name(n)) is None and not (lab.paths.lab / "guests" / n).exists())
+        wait_for(f"guest {vm.name} to go", taken_away(vm.name))
     again = hopnhat(lab.env, "destroy", "--system", "qlvb", "--yes")
     assert again.returncode == 0 and "Nothing to destroy" in again.stdout
 

@@ -62,7 +62,7 @@ def _sample(root: int, seen: Seen, stop: threading.Event) -> None:
         for pid in parents:
             ancestor, hops = parents.get(pid), 0
             while ancestor not in (None, 0, 1, root) and hops < 64:
-                ancestor, hops = parents.get(ancestor), hops + 1  # type: ignore[arg-type]
+                ancestor, hops = parents.get(ancestor), hops + 1
             if ancestor != root:
                 continue
             with contextlib.suppress(OSError):
@@ -151,7 +151,9 @@ def planted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Planted]:
 
 
 def hits(text: str | bytes) -> bool:
-    return (PLANTED.encode() if isinstance(text, bytes) else PLANTED) in text
+    if isinstance(text, bytes):
+        return PLANTED.encode() in text
+    return PLANTED in text
 
 
 def assert_nowhere(ran: Ran, *, own_env_planted: bool = True) -> None:

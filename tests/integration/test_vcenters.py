@@ -34,7 +34,7 @@ from orchestrator.lab.processes import ProcessTable, is_alive
 from orchestrator.lab.secrets import ensure_lab_secrets
 from orchestrator.ledger import Ledger
 from orchestrator.settings import Paths
-from tests.helpers import as_json, hopnhat, state_beside, wait_for
+from tests.helpers import as_json, guest_gone, hopnhat, state_beside, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -126,8 +126,7 @@ def two(lab: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoSites
     finally:  # whatever a failed test left: gis's VMs in either vCenter
         hopnhat(setup.env, "destroy", "--system", CODE, "--yes", *GATE_OFF)
         for name in (APP, REPLICA):
-            wait_for(f"the guest of {name} to go", lambda n=name: not (
-                lab.paths.lab / "guests" / n).exists(), 60)
+            wait_for(f"the guest of {name} to go", guest_gone(lab.paths.lab, name), 60)
 
 
 # ---------------------------------------------------------------- plan and apply
@@ -313,5 +312,4 @@ def test_destroy_across_both_vcenters_waits_for_a_fresh_backup_of_the_replica(
         "Destroy_Task") == 1, made
     assert names_in(lab, "danang") == set() and names_in(lab, "quangnam") == set()
     for name in SITE_OF:
-        wait_for(f"the guest of {name} to go", lambda n=name: not (
-            lab.paths.lab / "guests" / n).exists(), 60)
+        wait_for(f"the guest of {name} to go", guest_gone(lab.paths.lab, name), 60)

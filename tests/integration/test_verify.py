@@ -519,6 +519,7 @@ def test_planted_snapshots_fail_future_and_foreign_and_a_deletion_is_not_judged_
                                time=setup.now + 30 * DAY)
         intruder = restic.backup([source], tags("zplant", 2, "intruder"), host="intruder",
                                  time=setup.now - HOUR)
+        assert future.snapshot_id is not None and intruder.snapshot_id is not None
         victim = min(before, key=lambda s: s.time)
         # `restic forget <id>` as the system's account may run it: the adapter has no
         # forget by ID (hopnhat removes snapshots by policy only), so its argv is built here

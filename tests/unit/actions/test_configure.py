@@ -246,17 +246,24 @@ def _event(kind: str, **data: Any) -> dict[str, Any]:
     return {"event": kind, "event_data": {"host": "h1", "task": "T", "role": "base", **data}}
 
 
+def _host_event(kind: str, **data: Any) -> HostEvent:
+    """The host event of one runner event (which must make one)."""
+    event = host_event(_event(kind, **data))
+    assert event is not None, kind
+    return event
+
+
 def test_task_results_become_host_events() -> None:
-    assert host_event(_event("runner_on_ok", res={"changed": True})).outcome == "changed"
-    assert host_event(_event("runner_on_ok", res={"changed": False})).outcome == "ok"
-    assert host_event(_event("runner_on_skipped")).outcome == "skipped"
-    failed = host_event(_event("runner_on_failed", res={"msg": "non-zero return code",
-                                                         "stderr": "a\nFatal: wrong password"}))
+    assert _host_event("runner_on_ok", res={"changed": True}).outcome == "changed"
+    assert _host_event("runner_on_ok", res={"changed": False}).outcome == "ok"
+    assert _host_event("runner_on_skipped").outcome == "skipped"
+    failed = _host_event("runner_on_failed", res={"msg": "non-zero return code",
+                                                  "stderr": "a\nFatal: wrong password"})
     assert (failed.outcome, failed.message) == ("failed", "non-zero return code: Fatal: wrong "
                                                           "password")
-    ignored = host_event(_event("runner_on_failed", ignore_errors=True, res={"msg": "x"}))
+    ignored = _host_event("runner_on_failed", ignore_errors=True, res={"msg": "x"})
     assert ignored.ignored
-    assert host_event(_event("runner_on_unreachable", res={"msg": "timed out"})).message == \
+    assert _host_event("runner_on_unreachable", res={"msg": "timed out"}).message == \
         "timed out"
     assert host_event({"event": "playbook_on_task_start", "event_data": {"task": "T"}}) is None
 
@@ -415,8 +422,9 @@ def test_a_host_whose_sshd_comes_up_late_is_waited_for_and_a_silent_one_is_retur
 
 
 def test_hosts_that_answer_at_once_are_not_waited_for() -> None:
-    waited: list[object] = []
-    assert wait_for_hosts(inventory_of(a=1, b=2), ("a", "b"), 60.0, on_wait=waited.append,
+    waited: list[tuple[tuple[str, ...], float]] = []
+    assert wait_for_hosts(inventory_of(a=1, b=2), ("a", "b"), 60.0,
+                          on_wait=lambda hosts, timeout: waited.append((hosts, timeout)),
                           probe=answering) == ()
     assert waited == []
 

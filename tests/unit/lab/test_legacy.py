@@ -269,7 +269,7 @@ def test_the_fingerprint_is_published_once_per_vm_while_its_guest_runs(
     published: list[tuple[str, str]] = []
     monkeypatch.setattr(module, "publish_fingerprint",
                         lambda _si, moid, value: published.append((moid, value)))
-    monkeypatch.setattr(module.guests, "host_key_fingerprint", lambda _lab, key: f"SHA256:{key}")
+    monkeypatch.setattr(guests, "host_key_fingerprint", lambda _lab, key: f"SHA256:{key}")
     hv = _hypervisor(tmp_path, ["ssh-ed25519 AAAAoperator"])
     running = {"guest-qlvb-db-01.dc-danang", "guest-portal-web-01.dc-danang"}
     monkeypatch.setattr(hv.table, "running", lambda name: SimpleNamespace() if name in running

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -299,7 +300,7 @@ def test_a_year_is_the_estates_local_year_at_its_edges(tmp_path: Path) -> None:
     target = tmp_path / "edge.sqlite"
     catalogue.build(target, estate="e", system="s", snapshots=[FINAL],
                     files_of=lambda snap: iter([FileEntry("/srv/new-year.txt", 1, edge)]))
-    db = catalogue.sqlite3.connect(target)
+    db = sqlite3.connect(target)
     try:
         for year, zone, found in [(2023, "Asia/Ho_Chi_Minh", 1), (2022, "Asia/Ho_Chi_Minh", 0),
                                   (2022, "UTC", 1), (2023, "UTC", 0)]:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,19 +48,19 @@ def test_the_example_moves_qlvbqn_to_a_new_vm_after_every_other_address(
 
 def test_a_migration_is_checked_against_the_sites_and_the_data_roles(
         estate_copy: EstateCopy) -> None:
-    def broken(data: dict) -> None:
+    def broken(data: dict[str, Any]) -> None:
         data["migration"]["to"] = "hue"
     estate_copy.edit(QN, broken)
     estate_copy.assert_only_problems((QN, "migration.to", "unknown site 'hue'"))
 
 
 def test_every_data_role_needs_a_receiver_of_its_count(estate_copy: EstateCopy) -> None:
-    def broken(data: dict) -> None:
+    def broken(data: dict[str, Any]) -> None:
         data["migration"]["vms"][0]["role"] = "dbnew"
     estate_copy.edit(QN, broken)
     estate_copy.assert_only_problems((QN, "migration.vms", "no role 'db'"))
 
-    def count(data: dict) -> None:
+    def count(data: dict[str, Any]) -> None:
         data["migration"]["vms"][0].update(role="db", count=2)
     estate_copy.edit(QN, count)
     estate_copy.assert_only_problems((QN, "migration.vms[0].count", "2 VM(s) to receive"))
@@ -72,7 +73,7 @@ def test_every_data_role_needs_a_receiver_of_its_count(estate_copy: EstateCopy) 
      "builds at its site to"),
     ({"colour": "red"}, "migration.colour", "unknown key"),
 ])
-def test_bad_migration_sections_are_named(estate_copy: EstateCopy, change: dict, key: str,
+def test_bad_migration_sections_are_named(estate_copy: EstateCopy, change: dict[str, Any], key: str,
                                           fragment: str) -> None:
     estate_copy.edit(QN, lambda d: d["migration"].update(change))
     problems = estate_copy.problems()
@@ -214,7 +215,7 @@ def test_tree_script_scans_and_deletes_only_below_the_paths(tmp_path: Path) -> N
     outside.write_text("keep")
     text = TREE_SCRIPT.read_text()
 
-    def tree(args: dict, stdin: str = "") -> list[dict]:
+    def tree(args: dict[str, Any], stdin: str = "") -> list[dict[str, Any]]:
         done = subprocess.run([sys.executable, "-c", text, json.dumps(args)], input=stdin,
                               capture_output=True, text=True, check=True)
         return [json.loads(line) for line in done.stdout.splitlines()]
