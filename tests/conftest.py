@@ -48,9 +48,10 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     (:data:`SECOND_LAB` on one, the others on the other); unit tests go wherever a worker
     is free. (xdist's own ``--dist loadgroup`` does not group under pytest 9: it renames
     node IDs through an attribute pytest no longer reads.)"""
-    from xdist.scheduler import LoadScopeScheduling
+    # xdist ships no type information: its scheduler is Any to mypy
+    from xdist.scheduler import LoadScopeScheduling  # type: ignore[import-untyped]
 
-    class LabGroups(LoadScopeScheduling):
+    class LabGroups(LoadScopeScheduling):  # type: ignore[misc]
         def _split_scope(self, nodeid: str) -> str:
             path = nodeid.split("::", 1)[0]
             if not path.startswith(("tests/integration/", "tests/e2e/")):

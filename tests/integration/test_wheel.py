@@ -29,11 +29,10 @@ import pytest
 from orchestrator import process
 from orchestrator.adapters import ssh
 from orchestrator.settings import Paths
-from tests.helpers import hopnhat, wait_for
+from tests.helpers import REPO, hopnhat, wait_for
 
 pytestmark = pytest.mark.lab
 
-REPO = Path(__file__).resolve().parents[2]
 #: what the build never needs (and must not pick up: a stale build/ of the checkout would
 #: slip old modules into the wheel): hidden folders and files (.git, .venv, .hopnhat, the
 #: tools' caches), build output, bytecode and the lab's vault

@@ -6,10 +6,10 @@ it — a hole only an installed wheel would show."""
 from __future__ import annotations
 
 import tomllib
-from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers import REPO
+
 MAPPED = {"orchestrator.templates": "templates", "orchestrator.playbooks": "playbooks"}
 
 

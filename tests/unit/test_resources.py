@@ -17,8 +17,7 @@ from orchestrator.adapters import ansible
 from orchestrator.adapters.ansible import PlaybookRequest, run_playbook
 from orchestrator.errors import HopnhatError
 from orchestrator.quoting import ansible_value
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers import REPO
 
 
 def test_in_the_checkout_the_templates_and_playbooks_are_the_projects_top_level_folders(

@@ -24,8 +24,9 @@ from orchestrator.estate import load_estate
 from orchestrator.estate.model import VM
 from orchestrator.ledger import Ledger
 from orchestrator.settings import Paths
+from tests.helpers import EXAMPLE_ESTATE
 
-ESTATE = load_estate(Path(__file__).resolve().parents[3] / "inventory")
+ESTATE = load_estate(EXAMPLE_ESTATE)
 
 PREFIX = b"\x00\x00\x00\x0bssh-ed25519\x00\x00\x00\x20"  # the type, then a 32-byte key
 KEY = HostKey("ssh-ed25519", PREFIX + bytes(range(32)))

@@ -45,6 +45,7 @@ def test_netmask_from_prefix() -> None:
 def test_reconfigure_grows_adds_and_moves_the_nic() -> None:
     spec = reconfig_spec(template_devices(), cpu=4, memory_mb=8192, disks_gb=[40, 200],
                          nic=nic_backing("PG-B", None))
+    assert spec is not None
     assert (spec.numCPUs, spec.memoryMB) == (4, 8192)
     ops = [(c.operation, type(c.device).__name__, getattr(c.device, "capacityInKB", None))
            for c in spec.deviceChange]
@@ -71,6 +72,7 @@ def test_reconfigure_never_shrinks_a_disk() -> None:
 def test_new_disks_skip_the_controllers_own_unit() -> None:
     spec = reconfig_spec(template_devices((1, 1, 1, 1, 1, 1, 1)), cpu=None, memory_mb=None,
                          disks_gb=[1] * 8, nic=None)
+    assert spec is not None
     assert spec.deviceChange[0].device.unitNumber == 8
 
 

@@ -16,9 +16,9 @@ import pytest
 import yaml
 
 from orchestrator.hostjob.config import load_config
+from tests.helpers import REPO
 from tests.unit.hostjob.fakes import PASSWORD, config_data
 
-REPO = Path(__file__).resolve().parents[3]
 JOB = REPO / "orchestrator" / "hostjob" / "backup_job.py"
 
 

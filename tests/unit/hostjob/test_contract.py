@@ -14,9 +14,9 @@ from jinja2.nativetypes import NativeEnvironment
 
 from orchestrator.hostjob import contract
 from orchestrator.hostjob.restic import restic_version
+from tests.helpers import REPO
 from tests.unit.hostjob.fakes import make_config
 
-REPO = Path(__file__).resolve().parents[3]
 ROLE = REPO / "playbooks" / "roles" / "backup_schedule"
 
 

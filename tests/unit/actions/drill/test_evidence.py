@@ -24,8 +24,8 @@ from orchestrator.errors import HopnhatError
 from orchestrator.estate import load_estate
 from orchestrator.ledger import Ledger
 from orchestrator.settings import Paths
+from tests.helpers import REPO
 
-REPO = Path(__file__).resolve().parents[4]
 DRILL = "drill-20261101T101500Z-3fa2c1"
 
 

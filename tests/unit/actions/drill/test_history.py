@@ -8,8 +8,9 @@ from pathlib import Path
 from orchestrator.actions.drill.history import due, history
 from orchestrator.estate import load_estate
 from orchestrator.ledger import Ledger
+from tests.helpers import EXAMPLE_ESTATE
 
-ESTATE = load_estate(Path(__file__).resolve().parents[4] / "inventory")
+ESTATE = load_estate(EXAMPLE_ESTATE)
 
 
 def test_the_history_of_one_system_holds_its_drills_newest_first(tmp_path: Path) -> None:

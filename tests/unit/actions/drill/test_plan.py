@@ -26,8 +26,8 @@ from orchestrator.adapters.restic import Snapshot
 from orchestrator.adapters.vsphere_facts import OWNER, SYSTEM, Inventory, VMFacts
 from orchestrator.errors import PlanError
 from orchestrator.estate import Estate, load_estate
+from tests.helpers import REPO
 
-REPO = Path(__file__).resolve().parents[4]
 DRILL = "drill-20261101T101500Z-3fa2c1"
 T0 = datetime(2026, 11, 1, 10, 0, tzinfo=UTC)
 

@@ -104,6 +104,7 @@ def test_a_missing_vm_is_named_and_refused() -> None:
 
 def test_two_matches_are_refused_never_guessed() -> None:
     vm = vm_of("qlvbdn-db-01")
+    assert vm.existing is not None
     vm = vm.model_copy(update={"existing": vm.existing.model_copy(update={"folder": None})})
     plan = plan_of(vm, [legacy(), legacy(folder="Archive", uuid=UUID.replace("5", "6"))])
     assert plan.actions[0].kind == REFUSED and "2 VMs match" in plan.actions[0].reason
@@ -112,6 +113,7 @@ def test_two_matches_are_refused_never_guessed() -> None:
 
 def _with_uuid(uuid: str = UUID) -> VM:
     vm = vm_of("qlvbdn-db-01")
+    assert vm.existing is not None
     return vm.model_copy(update={"existing": vm.existing.model_copy(update={"uuid": uuid})})
 
 

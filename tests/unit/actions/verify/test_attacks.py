@@ -55,7 +55,7 @@ from orchestrator.verdicts import (
     SKIPPED,
     VANISHED,
 )
-from tests.unit.conftest import EstateCopy
+from tests.helpers import EstateCopy
 
 NOW = datetime(2026, 11, 21, 3, 30, tzinfo=UTC)
 HOUR, MINUTE = timedelta(hours=1), timedelta(minutes=1)
@@ -387,12 +387,9 @@ def _rendered(result: VerifyResult) -> str:
     from orchestrator.cli import verify as cli
 
     console = Console(width=80, record=True, force_terminal=False, highlight=False)
-    old = cli.console
-    cli.console = console
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cli, "console", console)
         cli.render(result)
-    finally:
-        cli.console = old
     return console.export_text()
 
 

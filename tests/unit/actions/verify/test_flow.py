@@ -25,8 +25,9 @@ from orchestrator.estate import Estate, load_estate
 from orchestrator.ledger import Ledger
 from orchestrator.settings import Paths
 from orchestrator.verdicts import CHECKS, OK
+from tests.helpers import EXAMPLE_ESTATE
 
-ESTATE = load_estate(Path(__file__).resolve().parents[4] / "inventory")
+ESTATE = load_estate(EXAMPLE_ESTATE)
 NOW = datetime(2025, 3, 1, 2, 0, tzinfo=UTC)
 
 

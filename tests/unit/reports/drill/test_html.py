@@ -19,8 +19,8 @@ from orchestrator.errors import HopnhatError
 from orchestrator.estate import load_estate
 from orchestrator.reports.drill.html import PastDrill, drill_report, rehearsal_report
 from orchestrator.settings import Paths
+from tests.helpers import REPO
 
-REPO = Path(__file__).resolve().parents[4]
 DRILL = "drill-20261101T101500Z-3fa2c1"
 STARTED = datetime(2026, 11, 1, 10, 15, tzinfo=UTC).timestamp()
 
