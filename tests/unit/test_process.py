@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -15,15 +16,25 @@ from orchestrator.process import Completed, Running, stream
 PY = sys.executable
 
 
-def test_lines_arrive_while_the_command_still_runs() -> None:
-    seen: list[tuple[str, float]] = []
-    script = ("import sys, time\nprint('first', flush=True)\ntime.sleep(0.5)\n"
-              "print('second', flush=True)\nsys.stderr.write('oops\\n')\nsys.exit(3)")
-    started = time.monotonic()
-    done = stream([PY, "-c", script], on_line=lambda line: seen.append(
-        (line, time.monotonic() - started)))
-    assert [line for line, _ in seen] == ["first", "second"]
-    assert seen[0][1] < seen[1][1] - 0.3  # the first line came before the sleep ended
+def test_lines_arrive_while_the_command_still_runs(tmp_path: Path) -> None:
+    # the command prints its second line only once the caller has heard the first (it waits
+    # for the flag the caller's on_line sets): lines held back until the end would make it
+    # give up waiting and print "late" instead
+    flag = tmp_path / "heard"
+    script = ("import os, sys, time\nprint('first', flush=True)\n"
+              "deadline = time.monotonic() + 30\n"
+              "while not os.path.exists(sys.argv[1]) and time.monotonic() < deadline:\n"
+              "    time.sleep(0.01)\n"
+              "print('second' if os.path.exists(sys.argv[1]) else 'late', flush=True)\n"
+              "sys.stderr.write('oops\\n')\nsys.exit(3)")
+    seen: list[str] = []
+
+    def heard(line: str) -> None:
+        seen.append(line)
+        flag.touch()
+
+    done = stream([PY, "-c", script, str(flag)], on_line=heard)
+    assert seen == ["first", "second"]
     assert (done.returncode, done.stdout, done.stderr) == (3, "first\nsecond\n", "oops\n")
 
 
