@@ -6,6 +6,7 @@ names from here (``from tests.helpers import …``), never from a conftest.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -191,6 +192,18 @@ def ledger_dump(path: Path) -> str:
     done = subprocess.run(["sqlite3", str(path), ".dump"], capture_output=True, text=True,
                           timeout=60, check=True)
     return done.stdout
+
+
+def tree_digest(root: Path) -> str:
+    """Names, contents, modes and modification times of everything under ``root``: equal
+    digests, nothing there changed."""
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        stat = path.lstat()
+        digest.update(f"{path.relative_to(root)}|{stat.st_mode}|{stat.st_mtime_ns}|".encode())
+        if path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 Problem = tuple[str, str, str]

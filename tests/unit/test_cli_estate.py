@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -11,7 +10,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from orchestrator.cli import app
-from tests.helpers import REPO, EstateCopy
+from tests.helpers import REPO, EstateCopy, tree_digest
 
 runner = CliRunner()
 
@@ -21,16 +20,6 @@ def hopnhat(estate_dir: Path, *args: str, state: Path | None = None) -> Result:
     if state is not None:
         options += ["--state", str(state)]
     return runner.invoke(app, [*options, *args])
-
-
-def _tree_digest(root: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(root.rglob("*")):
-        stat = path.lstat()
-        digest.update(f"{path.relative_to(root)}|{stat.st_mode}|{stat.st_mtime_ns}|".encode())
-        if path.is_file():
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
 
 
 def _plant_unknown_key(estate_copy: EstateCopy) -> None:
@@ -128,10 +117,10 @@ def test_validate_prints_text_quoted_from_the_yaml_verbatim_not_as_markup(
 def test_validate_changes_nothing_in_the_estate_folder(
         estate_copy: EstateCopy, tmp_path: Path, plant: Callable[[EstateCopy], object]) -> None:
     plant(estate_copy)
-    before = _tree_digest(estate_copy.root)
+    before = tree_digest(estate_copy.root)
     hopnhat(estate_copy.root, "estate", "validate", state=tmp_path / "state")
     hopnhat(estate_copy.root, "estate", "validate", "--json", state=tmp_path / "state")
-    assert _tree_digest(estate_copy.root) == before
+    assert tree_digest(estate_copy.root) == before
 
 
 def test_a_missing_estate_folder_exits_2(tmp_path: Path) -> None:

@@ -4,12 +4,10 @@ adopted VM keeps the address its ``existing`` entry declares)."""
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
 from typing import Any
 
 from orchestrator.estate import load_estate
-from tests.helpers import EstateCopy
+from tests.helpers import EstateCopy, tree_digest
 
 EXPECTED_VMS = [
     ("dvc-web-01", "127.10.1.10"), ("dvc-web-02", "127.10.1.11"), ("dvc-db-01", "127.10.2.10"),
@@ -24,17 +22,6 @@ EXPECTED_VMS = [
     ("sso-idp-01", "127.10.1.18"), ("sso-db-01", "127.10.2.12"),
     ("video-mcu-01", "127.10.1.19"),
 ]
-
-
-def _tree_digest(root: Path) -> str:
-    """Names, contents, modes and modification times of everything under ``root``."""
-    digest = hashlib.sha256()
-    for path in sorted(root.rglob("*")):
-        stat = path.lstat()
-        digest.update(f"{path.relative_to(root)}|{stat.st_mode}|{stat.st_mtime_ns}|".encode())
-        if path.is_file():
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
 
 
 def test_the_example_estate_is_valid_with_two_sites_and_ten_systems(
@@ -118,6 +105,6 @@ def test_overlapping_pools_of_two_networks_never_hand_out_an_address_twice(
 
 
 def test_loading_the_estate_changes_nothing_in_its_folder(estate_copy: EstateCopy) -> None:
-    before = _tree_digest(estate_copy.root)
+    before = tree_digest(estate_copy.root)
     load_estate(estate_copy.root)
-    assert _tree_digest(estate_copy.root) == before
+    assert tree_digest(estate_copy.root) == before
