@@ -118,6 +118,37 @@ def _seconds(data: Mapping[str, Any], key: str, where: str, default: float) -> f
 
 def parse_config(data: Any, where: str = "config") -> JobConfig:
     """The config from its JSON data. Raises ConfigError naming ``where`` and the key."""
+    _check_shape(data, where)
+    paths = _strings(data, "paths", where)
+    if not paths or not all(p.startswith("/") for p in paths):
+        raise ConfigError(f"{where}: 'paths' must list at least one absolute path")
+    copy = data.get("copy")
+    cache_dir = data.get("cache_dir")
+    restic = data.get("restic", "restic")
+    if not isinstance(restic, str) or not restic:
+        raise ConfigError(f"{where}: 'restic' must name the restic program")
+    return JobConfig(
+        system=data["system"], tier=data["tier"], host=data["host"], paths=paths,
+        repository=_repository(data["repository"], "repository", where),
+        password_file=_absolute(data, "password_file", where),
+        status_file=_absolute(data, "status_file", where),
+        textfile=_absolute(data, "textfile", where),
+        lock_file=_absolute(data, "lock_file", where),
+        exclude=_strings(data, "exclude", where),
+        pre_commands=_pre_commands(data, where),
+        retention=_retention(data, where),
+        copy=None if copy is None else _repository(copy, "copy", where),
+        cache_dir=None if cache_dir is None else _absolute(data, "cache_dir", where),
+        restic=restic,
+        lock_wait_seconds=_seconds(data, "lock_wait_seconds", where, 600.0),
+        timeout_seconds=_seconds(data, "timeout_seconds", where, 6 * 3600.0),
+        pre_command_timeout_seconds=_seconds(data, "pre_command_timeout_seconds", where,
+                                             3600.0),
+    )
+
+
+def _check_shape(data: Any, where: str) -> None:
+    """An object of the known keys, this job's config version, a system, host and tier."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: the config must be a JSON object")
     missing = [k for k in _REQUIRED if k not in data]
@@ -132,9 +163,10 @@ def parse_config(data: Any, where: str = "config") -> JobConfig:
             raise ConfigError(f"{where}: '{key}' must be a non-empty string")
     if isinstance(data["tier"], bool) or not isinstance(data["tier"], int):
         raise ConfigError(f"{where}: 'tier' must be a whole number")
-    paths = _strings(data, "paths", where)
-    if not paths or not all(p.startswith("/") for p in paths):
-        raise ConfigError(f"{where}: 'paths' must list at least one absolute path")
+
+
+def _pre_commands(data: dict[str, Any], where: str) -> tuple[str, ...]:
+    """The commands run before the backup, each one that splits into arguments."""
     pre_commands = _strings(data, "pre_commands", where)
     for number, command in enumerate(pre_commands, 1):
         try:
@@ -143,33 +175,17 @@ def parse_config(data: Any, where: str = "config") -> JobConfig:
         except ValueError as exc:
             raise ConfigError(f"{where}: pre_commands[{number}] cannot be split into "
                               f"arguments ({exc})") from None
+    return pre_commands
+
+
+def _retention(data: dict[str, Any], where: str) -> dict[str, int]:
+    """keep-kind → count, the kinds kept at 0 left out."""
     retention = data.get("retention") or {}
     if not isinstance(retention, dict) or not all(
             isinstance(v, int) and not isinstance(v, bool) and v >= 0
             for v in retention.values()):
         raise ConfigError(f"{where}: 'retention' must map keep-kinds to whole numbers >= 0")
-    copy = data.get("copy")
-    cache_dir = data.get("cache_dir")
-    restic = data.get("restic", "restic")
-    if not isinstance(restic, str) or not restic:
-        raise ConfigError(f"{where}: 'restic' must name the restic program")
-    return JobConfig(
-        system=data["system"], tier=data["tier"], host=data["host"], paths=paths,
-        repository=_repository(data["repository"], "repository", where),
-        password_file=_absolute(data, "password_file", where),
-        status_file=_absolute(data, "status_file", where),
-        textfile=_absolute(data, "textfile", where),
-        lock_file=_absolute(data, "lock_file", where),
-        exclude=_strings(data, "exclude", where), pre_commands=pre_commands,
-        retention={str(k): int(v) for k, v in retention.items() if v > 0},
-        copy=None if copy is None else _repository(copy, "copy", where),
-        cache_dir=None if cache_dir is None else _absolute(data, "cache_dir", where),
-        restic=restic,
-        lock_wait_seconds=_seconds(data, "lock_wait_seconds", where, 600.0),
-        timeout_seconds=_seconds(data, "timeout_seconds", where, 6 * 3600.0),
-        pre_command_timeout_seconds=_seconds(data, "pre_command_timeout_seconds", where,
-                                             3600.0),
-    )
+    return {str(k): int(v) for k, v in retention.items() if v > 0}
 
 
 def load_config(path: Path) -> JobConfig:

@@ -17,7 +17,7 @@ import hashlib
 import os
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,77 +168,110 @@ def rehearse(paths: Paths, groups: Sequence[Sequence[str]], *, ledger: Ledger,
     :class:`RehearsalResult` (verdict passed only when every system passed), recorded in the
     ledger (kind ``rehearsal``) with its report written. Raises DrillAborted (exit 130) after
     every running drill has torn down, when stopped by Ctrl-C or SIGTERM."""
-    estate = paths.estate
     t0 = time.time()
-    rid = ledger.start("rehearsal", estate.id, {"groups": groups, "parallel": parallel,
-                                                "pid": os.getpid(),
-                                                "host": socket.gethostname()})
-    result = RehearsalResult(rid, estate.id, operator_name(), t0, [list(g) for g in groups],
-                             parallel)
-    cancel = Cancel()
-    failed: set[str] = set()
-    aborted = False
+    rid = ledger.start("rehearsal", paths.estate.id,
+                       {"groups": groups, "parallel": parallel, "pid": os.getpid(),
+                        "host": socket.gethostname()})
+    work = _Rehearsal(paths, groups, ledger, t0, RehearsalResult(
+        rid, paths.estate.id, operator_name(), t0, [list(g) for g in groups], parallel))
+
+    def drill(code: str) -> DrillResult:
+        return run_drill(paths, code, ledger=ledger, lang=lang, samples=samples,
+                         progress=progress, cancel=work.cancel, params={"rehearsal": rid})
+
     try:
         for number, group in enumerate(groups, 1):
-            pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="drill")
-            futures: dict[str, Future[DrillResult]] = {}
-            try:
-                for code in group:
-                    deps = tuple(d for d in estate.systems[code].depends_on
-                                 if any(d in g for g in groups))
-                    broken = [d for d in deps if d in failed]
-                    if broken:
-                        failed.add(code)
-                        now = time.time() - t0
-                        result.systems.append(SystemOutcome(
-                            code, number, deps, "not run",
-                            f"dependency {broken[0]} failed", start=now))
-                        ledger.event(rid, code, "skipped", reason=f"dependency {broken[0]} "
-                                     "failed")
-                        continue
-                    futures[code] = pool.submit(
-                        run_drill, paths, code, ledger=ledger, lang=lang, samples=samples,
-                        progress=progress, cancel=cancel, params={"rehearsal": rid})
-                for code, future in futures.items():
-                    deps = tuple(d for d in estate.systems[code].depends_on
-                                 if any(d in g for g in groups))
-                    try:
-                        drill = _result(future)
-                    except DrillAborted:
-                        aborted = True
-                        continue
-                    except HopnhatError as exc:
-                        failed.add(code)
-                        result.systems.append(SystemOutcome(code, number, deps, FAILED,
-                                                            str(exc)))
-                        continue
-                    outcome = _outcome(code, number, deps, drill, t0, paths)
-                    result.systems.append(outcome)
-                    ledger.event(rid, code, "drill", **outcome.as_dict())
-                    if drill.verdict != PASSED:
-                        failed.add(code)
-            except KeyboardInterrupt:
-                aborted = True
-                cancel.abort()
-                with shielded():
-                    pool.shutdown(wait=True)
-                raise
-            finally:
-                pool.shutdown(wait=True)
-            if aborted:
-                raise KeyboardInterrupt
+            work.run_group(number, group, parallel, drill)
     except KeyboardInterrupt:
-        aborted = True
+        work.aborted = True
     finally:
+        work.finish(lang)
+    if work.aborted:
+        raise DrillAborted(f"rehearsal {rid} was stopped; every running drill tore down")
+    return work.result
+
+
+@dataclass
+class _Rehearsal:
+    """A rehearsal under way: its record, the systems that failed so far (their dependants
+    are not run), and whether it was stopped."""
+
+    paths: Paths
+    groups: Sequence[Sequence[str]]
+    ledger: Ledger
+    t0: float
+    result: RehearsalResult
+    cancel: Cancel = field(default_factory=Cancel)
+    failed: set[str] = field(default_factory=set)
+    aborted: bool = False
+
+    def run_group(self, number: int, group: Sequence[str], parallel: int,
+                  drill: Callable[[str], DrillResult]) -> None:
+        """Drill the systems of one group, ``parallel`` at once, and record each. Raises
+        KeyboardInterrupt once every running drill has torn down, when stopped."""
+        pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="drill")
+        try:
+            futures: dict[str, Future[DrillResult]] = {}
+            for code in group:
+                if not self._skipped(code, number):
+                    futures[code] = pool.submit(drill, code)
+            for code, future in futures.items():
+                self._collect(code, number, future)
+        except KeyboardInterrupt:
+            self.aborted = True
+            self.cancel.abort()
+            with shielded():
+                pool.shutdown(wait=True)
+            raise
+        finally:
+            pool.shutdown(wait=True)
+        if self.aborted:
+            raise KeyboardInterrupt
+
+    def _deps(self, code: str) -> tuple[str, ...]:
+        return tuple(d for d in self.paths.estate.systems[code].depends_on
+                     if any(d in g for g in self.groups))
+
+    def _skipped(self, code: str, number: int) -> bool:
+        """Whether ``code`` is not run because a system it depends on failed (recorded)."""
+        broken = [d for d in self._deps(code) if d in self.failed]
+        if not broken:
+            return False
+        self.failed.add(code)
+        self.result.systems.append(SystemOutcome(
+            code, number, self._deps(code), "not run", f"dependency {broken[0]} failed",
+            start=time.time() - self.t0))
+        self.ledger.event(self.result.rehearsal_id, code, "skipped",
+                          reason=f"dependency {broken[0]} failed")
+        return True
+
+    def _collect(self, code: str, number: int, future: Future[DrillResult]) -> None:
+        """Wait for one system's drill and record its outcome."""
+        deps = self._deps(code)
+        try:
+            drill = _result(future)
+        except DrillAborted:
+            self.aborted = True
+            return
+        except HopnhatError as exc:
+            self.failed.add(code)
+            self.result.systems.append(SystemOutcome(code, number, deps, FAILED, str(exc)))
+            return
+        outcome = _outcome(code, number, deps, drill, self.t0, self.paths)
+        self.result.systems.append(outcome)
+        self.ledger.event(self.result.rehearsal_id, code, "drill", **outcome.as_dict())
+        if drill.verdict != PASSED:
+            self.failed.add(code)
+
+    def finish(self, lang: str) -> None:
+        """The verdict, the report and the ledger's record, however the rehearsal ended."""
+        result = self.result
         result.finished_at = time.time()
-        result.verdict = ABORTED if aborted else (
+        result.verdict = ABORTED if self.aborted else (
             PASSED if result.systems and all(s.verdict == PASSED for s in result.systems)
             else FAILED)
-        write_rehearsal(paths, result, lang)
-        ledger.finish(rid, result.verdict, result.summary())
-    if aborted:
-        raise DrillAborted(f"rehearsal {rid} was stopped; every running drill tore down")
-    return result
+        write_rehearsal(self.paths, result, lang)
+        self.ledger.finish(result.rehearsal_id, result.verdict, result.summary())
 
 
 def _result(future: Future[DrillResult]) -> DrillResult:
