@@ -11,12 +11,17 @@ made on the state folder (``chmod g+x``), and it then shows reports and nothing 
 
 from __future__ import annotations
 
-import os
+import hashlib
+import json
 import stat
 from pathlib import Path
+from typing import Any
+
+from orchestrator.files import write_atomically
 
 REPORT_MODE = 0o640
 REPORT_FOLDER_MODE = 0o750
+EVIDENCE = "evidence.json"
 
 
 def evidence_folder(folder: Path) -> Path:
@@ -30,16 +35,24 @@ def evidence_folder(folder: Path) -> Path:
 
 
 def write_report_file(path: Path, data: bytes | str) -> None:
-    """Write ``data`` (text as UTF-8) to ``path``, 0640 from its creation whatever the
-    umask, replacing its content (and mode) if it exists; a symlink there is refused
-    (OSError)."""
-    raw = data.encode("utf-8") if isinstance(data, str) else data
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
-                 REPORT_MODE)
-    try:
-        os.fchmod(fd, REPORT_MODE)  # the umask may have narrowed it; an old file had its own
-        view = memoryview(raw)
-        while view:
-            view = view[os.write(fd, view):]
-    finally:
-        os.close(fd)
+    """Replace ``path`` with ``data`` (text as UTF-8), whole (:func:`write_atomically`) and
+    0640 from its creation whatever the umask; a link there is replaced, never followed.
+    Raises OSError."""
+    write_atomically(path, data, REPORT_MODE)
+
+
+def canonical(data: Any) -> bytes:
+    """The canonical bytes of a JSON document (what its SHA-256 is of)."""
+    return (json.dumps(data, ensure_ascii=False, sort_keys=True, indent=2, default=str)
+            + "\n").encode()
+
+
+def write_evidence_files(folder: Path, doc: Any) -> tuple[str, Path]:
+    """``evidence.json`` (the canonical bytes of ``doc``) and ``evidence.json.sha256`` beside
+    it, in sha256sum's format, in ``folder``. Out: the hash and the evidence file."""
+    data = canonical(doc)
+    sha256 = hashlib.sha256(data).hexdigest()
+    path = folder / EVIDENCE
+    write_report_file(path, data)
+    write_report_file(folder / f"{EVIDENCE}.sha256", f"{sha256}  {EVIDENCE}\n")
+    return sha256, path

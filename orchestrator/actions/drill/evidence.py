@@ -20,7 +20,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.actions.report_files import evidence_folder, write_report_file
+from orchestrator.actions.report_files import (
+    canonical,
+    evidence_folder,
+    write_evidence_files,
+    write_report_file,
+)
 from orchestrator.errors import EXIT_BAD_INPUT, HopnhatError
 from orchestrator.ledger import Ledger
 from orchestrator.reports.drill.html import PastDrill, drill_report
@@ -38,12 +43,6 @@ def iso(ts: float | None) -> str | None:
         return None
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace(
         "+00:00", "Z")
-
-
-def canonical(data: Any) -> bytes:
-    """The canonical bytes of a JSON document (what its SHA-256 is of)."""
-    return (json.dumps(data, ensure_ascii=False, sort_keys=True, indent=2, default=str)
-            + "\n").encode()
 
 
 def digest(data: Any) -> str:
@@ -97,11 +96,8 @@ def write_evidence(paths: Paths, result: DrillResult, ledger: Ledger,
     and ``html``."""
     doc = build(paths, result)
     folder = evidence_folder(evidence_dir(paths, result.drill_id))
-    data = canonical(doc)
-    result.sha256 = hashlib.sha256(data).hexdigest()
-    write_report_file(folder / "evidence.json", data)
-    write_report_file(folder / "evidence.json.sha256", f"{result.sha256}  evidence.json\n")
-    result.evidence = str(folder / "evidence.json")
+    result.sha256, evidence = write_evidence_files(folder, doc)
+    result.evidence = str(evidence)
     result.html = str(render_report(paths, result.drill_id, ledger, lang))
 
 

@@ -13,7 +13,6 @@ time.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import socket
 import time
@@ -23,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.actions.drill.evidence import canonical, evidence_dir, iso, load_evidence
+from orchestrator.actions.drill.evidence import evidence_dir, iso, load_evidence
 from orchestrator.actions.drill.plan import drillable
 from orchestrator.actions.drill.result import (
     ABORTED,
@@ -36,7 +35,11 @@ from orchestrator.actions.drill.result import (
     DrillResult,
 )
 from orchestrator.actions.drill.run import run_drill, shielded
-from orchestrator.actions.report_files import evidence_folder, write_report_file
+from orchestrator.actions.report_files import (
+    evidence_folder,
+    write_evidence_files,
+    write_report_file,
+)
 from orchestrator.errors import EXIT_BAD_INPUT, HopnhatError, PlanError
 from orchestrator.estate.model import Estate
 from orchestrator.ledger import Ledger, operator_name
@@ -285,11 +288,8 @@ def _result(future: Future[DrillResult]) -> DrillResult:
 def write_rehearsal(paths: Paths, result: RehearsalResult, lang: str) -> None:
     """rehearsal.json (canonical), its .sha256, and report.html."""
     folder = evidence_folder(evidence_dir(paths, result.rehearsal_id))
-    data = canonical(result.document())
-    result.sha256 = hashlib.sha256(data).hexdigest()
-    write_report_file(folder / "evidence.json", data)
-    write_report_file(folder / "evidence.json.sha256", f"{result.sha256}  evidence.json\n")
-    result.evidence = str(folder / "evidence.json")
+    result.sha256, evidence = write_evidence_files(folder, result.document())
+    result.evidence = str(evidence)
     result.html = str(render_rehearsal(paths, result.rehearsal_id, lang))
 
 

@@ -18,9 +18,13 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.actions.drill.evidence import canonical, evidence_dir, iso
+from orchestrator.actions.drill.evidence import evidence_dir, iso
 from orchestrator.actions.migrate import manifest
-from orchestrator.actions.report_files import evidence_folder, write_report_file
+from orchestrator.actions.report_files import (
+    evidence_folder,
+    write_evidence_files,
+    write_report_file,
+)
 from orchestrator.errors import EXIT_BAD_INPUT, HopnhatError
 from orchestrator.ledger import Ledger
 from orchestrator.reports.migrate import handover_report
@@ -81,11 +85,8 @@ def write_evidence(paths: Paths, result: MigrationResult, ledger: Ledger, lang: 
     and ``html`` (the ledger records the hash with the run's summary)."""
     doc = build(paths, result)
     folder = evidence_folder(evidence_dir(paths, result.run_id))
-    data = canonical(doc)
-    result.sha256 = hashlib.sha256(data).hexdigest()
-    write_report_file(folder / "evidence.json", data)
-    write_report_file(folder / "evidence.json.sha256", f"{result.sha256}  evidence.json\n")
-    result.evidence = str(folder / "evidence.json")
+    result.sha256, evidence = write_evidence_files(folder, doc)
+    result.evidence = str(evidence)
     ledger.event(result.run_id, result.system, "evidence", sha256=result.sha256)
     result.html = str(render(paths, doc, result.sha256, lang))
 

@@ -10,12 +10,15 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.actions.drill.evidence import canonical, evidence_dir, iso
+from orchestrator.actions.drill.evidence import evidence_dir, iso
 from orchestrator.actions.migrate.evidence import MANIFEST
-from orchestrator.actions.report_files import evidence_folder, write_report_file
+from orchestrator.actions.report_files import (
+    evidence_folder,
+    write_evidence_files,
+    write_report_file,
+)
 from orchestrator.ledger import Ledger
 from orchestrator.reports.retire import retirement_report
 from orchestrator.settings import Paths
@@ -51,11 +54,8 @@ def write(paths: Paths, result: RetireResult, ledger: Ledger, lang: str) -> None
     """Write evidence.json, its .sha256 and report.html; the hash goes to the ledger."""
     doc = build(paths, result)
     folder = evidence_folder(evidence_dir(paths, result.run_id))
-    data = canonical(doc)
-    result.sha256 = hashlib.sha256(data).hexdigest()
-    write_report_file(folder / "evidence.json", data)
-    write_report_file(folder / "evidence.json.sha256", f"{result.sha256}  evidence.json\n")
-    result.evidence = str(folder / "evidence.json")
+    result.sha256, evidence = write_evidence_files(folder, doc)
+    result.evidence = str(evidence)
     ledger.event(result.run_id, result.plan.system, "evidence", sha256=result.sha256)
     out = folder / "report.html"
     write_report_file(out, retirement_report(doc, result.sha256, lang))

@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 
 from orchestrator.actions.drill import rehearse as drill_rehearse
-from orchestrator.actions.drill.evidence import canonical, load_evidence, write_evidence
+from orchestrator.actions.drill.evidence import load_evidence, write_evidence
 from orchestrator.actions.drill.plan import plan_drill
 from orchestrator.actions.drill.result import DrillResult, StepRecord
+from orchestrator.actions.report_files import canonical
 from orchestrator.adapters.restic import Snapshot
 from orchestrator.errors import HopnhatError
 from orchestrator.estate import load_estate
