@@ -149,12 +149,7 @@ def stream(
     ``silence_timeout`` seconds is killed: :class:`CommandError`, as for a missing program.
     """
     args = tuple(str(a) for a in argv)
-    try:
-        proc = subprocess.Popen(  # argv list, no shell
-            args, env=_environment(env, inherit_env), stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    except FileNotFoundError as exc:
-        raise CommandError(f"{args[0]}: program not found") from exc
+    proc = _piped(args, env, inherit_env)
     if on_start is not None:
         on_start(proc)
     assert proc.stdout is not None and proc.stderr is not None
@@ -255,12 +250,7 @@ def reading(argv: Sequence[str], *, env: Mapping[str, str] | None = None,
     early (or on an error) kills the program; ``timeout`` (s) bounds the whole run. Raises
     CommandError for a missing program or a passed timeout."""
     args = tuple(str(a) for a in argv)
-    try:
-        proc = subprocess.Popen(  # argv list, no shell
-            args, env=_environment(env, inherit_env), stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    except FileNotFoundError as exc:
-        raise CommandError(f"{args[0]}: program not found") from exc
+    proc = _piped(args, env, inherit_env)
     assert proc.stdout is not None and proc.stderr is not None
     result = Reading(proc.stdout)
 
@@ -298,3 +288,15 @@ def reading(argv: Sequence[str], *, env: Mapping[str, str] | None = None,
         result.stderr = b"".join(result._errors).decode(errors="replace")
     if expired.is_set():
         raise CommandError(f"{args[0]}: no answer within {timeout:.0f} s")
+
+
+def _piped(args: Sequence[str], env: Mapping[str, str] | None,
+           inherit_env: bool) -> subprocess.Popen[bytes]:
+    """``args`` started with stdout and stderr pipes, nothing on stdin. Raises CommandError
+    naming a missing program."""
+    try:
+        return subprocess.Popen(  # argv list, no shell
+            args, env=_environment(env, inherit_env), stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except FileNotFoundError as exc:
+        raise CommandError(f"{args[0]}: program not found") from exc
