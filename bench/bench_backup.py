@@ -59,6 +59,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchlab import free_port  # noqa: E402
+
 from orchestrator import process  # noqa: E402
 from orchestrator.actions.configure import configure, plan  # noqa: E402
 from orchestrator.adapters import ssh  # noqa: E402
@@ -119,13 +121,6 @@ HOST_TIMER = ("import subprocess, sys, time\n"
               "stderr=subprocess.PIPE)\n"
               "print(time.perf_counter() - t, r.returncode)\n"
               "sys.stderr.write(r.stderr.decode(errors='replace')[-2000:])\n")
-
-
-def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def bench_estate(dest: Path, octets: tuple[str, str], size_mb: float, files: int,

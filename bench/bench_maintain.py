@@ -84,6 +84,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchlab import free_port  # noqa: E402
+
 from orchestrator.actions.maintain.plan import describe, plan_maintenance  # noqa: E402
 from orchestrator.actions.maintain.run import (  # noqa: E402
     Outcome,
@@ -223,12 +225,6 @@ def self_cpu() -> float:
 
 
 # ------------------------------------------------------------------ the estate and the server
-
-
-def free_port(ip: str) -> int:
-    with socket.socket() as s:
-        s.bind((ip, 0))
-        return int(s.getsockname()[1])
 
 
 def sha256_of(path: Path) -> str:

@@ -78,6 +78,8 @@ from cryptography.x509.oid import NameOID
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchlab import free_port  # noqa: E402
+
 from orchestrator import process  # noqa: E402
 from orchestrator.adapters.restic_argv import (  # noqa: E402
     Repository,
@@ -420,12 +422,6 @@ def bench_estate(dest: Path, octets: tuple[str, str]) -> Path:
         text = path.read_text().replace("127.10.", f"127.{octets[0]}.")
         path.write_text(text.replace("127.20.", f"127.{octets[1]}."))
     return dest
-
-
-def free_port(ip: str) -> int:
-    with socket.socket() as s:
-        s.bind((ip, 0))
-        return int(s.getsockname()[1])
 
 
 def wait_listening(ip: str, port: int, pid: int, log: Path, timeout: float = 30) -> None:

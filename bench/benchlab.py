@@ -35,9 +35,10 @@ from orchestrator.lab.secrets import ensure_lab_secrets  # noqa: E402
 HOPNHAT = Path(sys.executable).with_name("hopnhat")
 
 
-def free_port() -> int:
+def free_port(ip: str = "127.0.0.1") -> int:
+    """A TCP port free on ``ip`` now (the benchmarks' one copy)."""
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((ip, 0))
         return int(s.getsockname()[1])
 
 
