@@ -501,25 +501,25 @@ def report(first: dict[str, list[float]], changed: dict[str, list[float]],
     if not prunes:
         print("  (a rest client only adds: the job as configured is the backup alone, its "
               "baseline raw backup;\n   the control host prunes: bench/bench_maintain.py)")
-    print(f"  first backup, job (backup only) / raw:            "
-          f"{one['job, backup only'] / one['raw restic backup']:.3f}")
-    print(f"  5 % changed, job (backup only) / raw, on the host: "
-          f"{five['job, backup only'] / raw:.3f}   target <= 1.05")
-    print(f"  5 % changed, job over SSH / raw on the host:        "
-          f"{five[OVER_SSH] / raw:.3f}   target <= 1.10")
-    if prunes:
-        print(f"  5 % changed, job as configured / raw backup+forget: "
-              f"{five[CONFIGURED] / raw_configured:.3f}")
-    print(f"  5 % changed, hopnhat backup run / {as_configured}: "
-          f"{five[CLI] / raw_configured:.3f}   target <= 1.10")
-    print(f"  job overhead on the host (backup only - raw):       "
-          f"{five['job, backup only'] - raw:+.3f} s")
+    job = five["job, backup only"]
+    for label, value, target in (
+            ("first backup, job (backup only) / raw",
+             one["job, backup only"] / one["raw restic backup"], ""),
+            ("5 % changed, job (backup only) / raw, on the host", job / raw, "1.05"),
+            ("5 % changed, job over SSH / raw on the host", five[OVER_SSH] / raw, "1.10"),
+            *([("5 % changed, job as configured / raw backup+forget",
+                five[CONFIGURED] / raw_configured, "")] if prunes else []),
+            (f"5 % changed, hopnhat backup run / {as_configured}",
+             five[CLI] / raw_configured, "1.10")):
+        print(f"  {label + ':':<53} {value:.3f}" + (f"   target <= {target}" if target else ""))
+    print(f"  {'job overhead on the host (backup only - raw):':<53} {job - raw:+.3f} s")
     print("\nratios from each run's own time outside restic (1 + median outside / median raw)")
     for name, base, target in (
             ("job, backup only", raw, "1.05"), (OVER_SSH, raw, "1.10"),
-            *([(CONFIGURED, raw_configured, "-")] if prunes else []),
+            *([(CONFIGURED, raw_configured, "")] if prunes else []),
             (CLI, raw_configured, "1.10")):
-        print(f"  {name:<52} {1 + cost[name] / base:.3f}   target <= {target}")
+        print(f"  {name:<53} {1 + cost[name] / base:.3f}"
+              + (f"   target <= {target}" if target else ""))
 
 
 if __name__ == "__main__":
