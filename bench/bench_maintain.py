@@ -597,7 +597,9 @@ def pass_hopnhat(setup: Setup) -> Pass:
         secrets = Secrets(paths)
         require_secrets(paths, targets, secrets)
         prepared = time.perf_counter()
-        done = maintain(paths, targets, secrets=secrets, on_outcome=on_outcome)
+        with Ledger(paths.ledger) as ledger:
+            done = maintain(paths, targets, ledger=ledger, secrets=secrets,
+                            on_outcome=on_outcome)
     result.parts["load estate, plan, vault"]["all"] = prepared - started
     count_after(setup, result, before)
     for outcome in done.outcomes:

@@ -8,26 +8,31 @@ maintenance endpoint and runs ``restic copy`` into the system's repository on th
 only adds: a snapshot deleted or damaged in the main repository stays in the vault, and a
 damaged blob is not copied (restic checks each blob's hash as it reads it). Snapshots are
 matched by ID (a copy records its source's as ``original``), so a pull copies only what
-the vault lacks. Every pull is a ledger run with an event per system.
+the vault lacks. Every pull is a ledger run with an event per system; :func:`pull_flow` is
+the command from end to end (what it shares with ``maintain``: :mod:`.passes`).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from orchestrator.actions import passes
 from orchestrator.actions.repositories import open_repository
 from orchestrator.adapters.restic import Restic
 from orchestrator.adapters.restic_errors import NoRepository
 from orchestrator.adapters.restic_results import Snapshot
-from orchestrator.errors import EXIT_FAILURE, EXIT_OK, EstateError, HopnhatError
+from orchestrator.errors import EstateError
 from orchestrator.estate.model import Estate, SecretRef
 from orchestrator.estate.secrets import Secrets
 from orchestrator.ledger import Ledger
+from orchestrator.reports.vault_metrics import render_vault_metrics
 from orchestrator.settings import Paths
 from orchestrator.verdicts import FAILED, OK
+
+KIND = "vault-pull"  # the ledger's kind of run
 
 
 @dataclass(frozen=True)
@@ -96,20 +101,11 @@ class Outcome:
 
 
 @dataclass
-class PullResult:
-    run_id: str
-    started: float
-    outcomes: list[Outcome]
-    seconds: float = 0.0
-
-    @property
-    def exit_code(self) -> int:
-        return EXIT_FAILURE if any(o.status == FAILED for o in self.outcomes) else EXIT_OK
+class PullResult(passes.Ran[Outcome]):
+    """A vault pull."""
 
     def as_dict(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "exit_code": self.exit_code,
-                "seconds": round(self.seconds, 2),
-                "systems": [o.as_dict() for o in self.outcomes]}
+        return {**super().as_dict(), "systems": [o.as_dict() for o in self.outcomes]}
 
 
 def require_secrets(paths: Paths, targets: Sequence[Target], secrets: Secrets) -> None:
@@ -148,48 +144,48 @@ def _pull_one(paths: Paths, target: Target, secrets: Secrets) -> Outcome:
         return Outcome(target, OK, [s.id for s in missing], len(held) + len(missing), created)
 
 
-def pull(paths: Paths, targets: Sequence[Target], *,
+#: how a pull is recorded in the ledger
+RECORDED = passes.Recorded[Target, Outcome](
+    KIND, subject=lambda t: f"{t.system}@{t.vault}",
+    failed=lambda t, error: Outcome(t, FAILED, error=error),
+    summary=lambda outcomes: {"copied": sum(len(o.copied) for o in outcomes)})
+
+
+def pull(paths: Paths, targets: Sequence[Target], *, ledger: Ledger,
          on_outcome: Callable[[Outcome], None] | None = None,
          secrets: Secrets | None = None) -> PullResult:
     """Pull ``targets`` one after the other, each recorded as an event of one ``vault pull``
     ledger run. A failure of one (named) does not stop the others."""
     secrets = secrets or Secrets(paths)
-    started = time.time()
-    with Ledger(paths.ledger) as ledger:
-        run_id = ledger.start("vault-pull", paths.estate.id,
-                              {"systems": [t.system for t in targets]})
-        outcomes: list[Outcome] = []
-        try:
-            for target in targets:
-                began = time.monotonic()
-                try:
-                    outcome = _pull_one(paths, target, secrets)
-                except HopnhatError as exc:
-                    outcome = Outcome(target, FAILED, error=str(exc))
-                outcome.seconds = time.monotonic() - began
-                ledger.event(run_id, f"{target.system}@{target.vault}", outcome.status,
-                             **outcome.as_dict())
-                outcomes.append(outcome)
-                if on_outcome is not None:
-                    on_outcome(outcome)
-        except BaseException:
-            ledger.finish(run_id, "stopped", {"done": [o.target.system for o in outcomes]})
-            raise
-        result = PullResult(run_id, started, outcomes, time.time() - started)
-        ledger.finish(run_id, "ok" if result.exit_code == EXIT_OK else "failed", {
-            "copied": sum(len(o.copied) for o in outcomes),
-            "failed": [o.target.system for o in outcomes if o.status == FAILED]})
-        return result
+    ran = passes.run_pass(ledger, RECORDED, paths.estate.id,
+                          {"systems": [t.system for t in targets]}, targets,
+                          lambda target, _: _pull_one(paths, target, secrets),
+                          on_outcome=on_outcome)
+    return PullResult(ran.run_id, ran.started, ran.outcomes, ran.seconds)
 
 
-def last_successes(paths: Paths, limit: int = 200) -> dict[str, float]:
+def last_successes(ledger: Ledger, limit: int = 200) -> dict[str, float]:
     """System → when it was last pulled into the vault successfully, from the ledger's
     recent ``vault-pull`` runs."""
-    out: dict[str, float] = {}
-    with Ledger(paths.ledger) as ledger:
-        for run in ledger.runs("vault-pull", limit=limit):
-            for event in ledger.events(run.id):
-                system = str(event.get("system"))
-                if event.get("kind") == OK and system not in out:
-                    out[system] = run.started
-    return out
+    return passes.last_successes(ledger, KIND, lambda event: str(event.get("system")),
+                                 limit=limit)
+
+
+def pull_flow(paths: Paths, systems: Sequence[str] = (), *, metrics: Path | None = None,
+              hooks: passes.Hooks[Target, Outcome] | None = None) -> PullResult:
+    """``hopnhat vault pull`` from end to end, the one flow the CLI calls: plan, read every
+    secret the pull needs, the estate lock, the pull with the ledger open, then the
+    textfile written to ``metrics`` (:func:`orchestrator.actions.passes.pass_flow`).
+    ``hooks`` hear of the lock to take, the targets and each system's outcome. A pull that
+    cannot run (no vault, an unknown system or one the vault does not hold, a key missing:
+    exit 2) raises before anything is touched or recorded, and writes no metrics file."""
+    hooks = hooks or passes.Hooks()
+    targets = plan_pull(paths.estate, systems)
+    secrets = Secrets(paths)
+    require_secrets(paths, targets, secrets)  # a missing key: exit 2, nothing touched
+    return passes.pass_flow(
+        paths, targets, hooks, changes=True, metrics=metrics,
+        run=lambda ledger: pull(paths, targets, ledger=ledger, on_outcome=hooks.outcome,
+                                secrets=secrets),
+        successes=last_successes,
+        textfile=lambda result, before: render_vault_metrics(paths.estate.id, result, before))

@@ -1,32 +1,34 @@
 """``hopnhat maintain``: prune the rest repositories from the control host.
 
-Thin: plan (unknown systems refused, exit 2, before anything is touched), run, render.
+Thin: parse, call the maintain flow (:mod:`orchestrator.actions.maintain.flow`: plan —
+unknown systems refused, exit 2, before anything is touched — the estate lock, the pass, the
+metrics file) with a line per repository as it is done, then the summary (or ``--json``).
 Exit codes: 0 every repository done (or skipped, saying why), 1 one failed (named), 2 bad
 input, 130 stopped.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 
-from orchestrator.cli.common import (
-    JsonOption,
-    console,
-    context,
-    err_console,
-    print_json,
-    want_json,
-)
-from orchestrator.cli.locking import LockTimeoutOption, take_estate_lock
+from orchestrator.cli.common import JsonOption, context, want_json
+from orchestrator.cli.locking import LockTimeoutOption
+from orchestrator.cli.passes import ended, pass_hooks
 from orchestrator.cli.selectors import require_known
-from orchestrator.interrupts import interrupts
 
 if TYPE_CHECKING:
-    from orchestrator.actions.maintain.run import Outcome
+    from orchestrator.actions.maintain.plan import Target
+    from orchestrator.actions.maintain.run import MaintainResult, Outcome
+
+
+def _planned(targets: Sequence[Target]) -> str:
+    return f"Maintaining {len(targets)} repository(ies) …"
 
 
 def _line(outcome: Outcome, dry_run: bool) -> str:
@@ -40,6 +42,17 @@ def _line(outcome: Outcome, dry_run: bool) -> str:
     return (f"[green]✓[/] {where}: {verb} {len(outcome.removed)} snapshot(s), kept "
             f"{outcome.kept} ({', '.join(f'keep-{k} {v}' for k, v in t.policy.items())}) "
             f"in {outcome.seconds:.1f} s")
+
+
+def _summary(result: MaintainResult) -> str:
+    failed = [o for o in result.outcomes if o.status == "failed"]
+    removed = sum(len(o.removed) for o in result.outcomes)
+    dry_run = result.dry_run
+    return (f"maintain {'(dry run) ' if dry_run else ''}"
+            f"{'ok' if not failed else 'FAILED'}: {len(result.outcomes)} "
+            f"repository(ies), {removed} snapshot(s) "
+            f"{'would be ' if dry_run else ''}removed, {len(failed)} failed in "
+            f"{result.seconds:.1f} s — run {result.run_id}")
 
 
 def maintain(
@@ -67,43 +80,13 @@ def maintain(
     live owner's never. Repositories of SFTP hosts are skipped: their clients prune them.
     `hopnhat schedule install` installs a weekly timer for this.
     """
-    from orchestrator.actions.maintain.plan import plan_maintenance
-    from orchestrator.actions.maintain.run import last_successes, require_secrets
-    from orchestrator.actions.maintain.run import maintain as run_maintain
-    from orchestrator.estate.secrets import Secrets
-    from orchestrator.reports import write_report
-    from orchestrator.reports.maintain_metrics import render_maintain_metrics
+    from orchestrator.actions.maintain.flow import maintain_flow
 
     c = context(ctx)
     require_known(ctx, systems=system)
     as_json = want_json(ctx, json)
-    paths = c.paths
-    targets = plan_maintenance(c.estate, system or [])
-    secrets = Secrets(paths)
-    require_secrets(paths, targets, secrets)  # a missing key: exit 2, nothing touched
-    if not dry_run:
-        take_estate_lock(ctx, "maintain", lock_timeout)
-    before = last_successes(paths) if metrics is not None else {}
-
-    def show(outcome: Outcome) -> None:
-        if not as_json:
-            console.print(_line(outcome, dry_run), soft_wrap=True)
-
-    if not as_json:
-        err_console.print(f"Maintaining {len(targets)} repository(ies) …")
-    with interrupts():
-        result = run_maintain(paths, targets, dry_run=dry_run, on_outcome=show,
-                              secrets=secrets)
-    if metrics is not None:
-        write_report(metrics, render_maintain_metrics(c.estate.id, result, before))
-    if as_json:
-        print_json(result.as_dict())
-    else:
-        failed = [o for o in result.outcomes if o.status == "failed"]
-        removed = sum(len(o.removed) for o in result.outcomes)
-        console.print(f"maintain {'(dry run) ' if dry_run else ''}"
-                      f"{'ok' if not failed else 'FAILED'}: {len(result.outcomes)} "
-                      f"repository(ies), {removed} snapshot(s) "
-                      f"{'would be ' if dry_run else ''}removed, {len(failed)} failed in "
-                      f"{result.seconds:.1f} s — run {result.run_id}")
-    raise typer.Exit(result.exit_code)
+    hooks = pass_hooks(ctx, "maintain", lock_timeout, as_json=as_json, planned=_planned,
+                       line=partial(_line, dry_run=dry_run))
+    result = maintain_flow(c.paths, system or (), dry_run=dry_run, metrics=metrics,
+                           hooks=hooks)
+    ended(result, as_json=as_json, summary=_summary)

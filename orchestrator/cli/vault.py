@@ -1,38 +1,37 @@
 """``hopnhat vault pull``: copy every system's snapshots into the estate's vault.
 
-Thin: plan (no vault, an unknown system or one the vault does not hold: exit 2, before
-anything is touched), read the secrets (a missing key: exit 2), pull, render. Exit codes:
-0 every system copied (or already up to date), 1 one failed (named), 2 bad input, 130
-stopped.
+Thin: parse, call the pull's flow (:func:`orchestrator.actions.vault.pull_flow`: plan — no
+vault, an unknown system or one the vault does not hold: exit 2, before anything is touched
+— the secrets, a missing key: exit 2 — the estate lock, the pull, the metrics file) with a
+line per system as it is done, then the summary (or ``--json``). Exit codes: 0 every system
+copied (or already up to date), 1 one failed (named), 2 bad input, 130 stopped.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 
-from orchestrator.cli.common import (
-    JsonOption,
-    console,
-    context,
-    err_console,
-    print_json,
-    want_json,
-)
-from orchestrator.cli.locking import LockTimeoutOption, take_estate_lock
+from orchestrator.cli.common import JsonOption, context, want_json
+from orchestrator.cli.locking import LockTimeoutOption
+from orchestrator.cli.passes import ended, pass_hooks
 from orchestrator.cli.selectors import require_known
-from orchestrator.interrupts import interrupts
 
 if TYPE_CHECKING:
-    from orchestrator.actions.vault import Outcome
+    from orchestrator.actions.vault import Outcome, PullResult, Target
 
 app = typer.Typer(no_args_is_help=True, help=(
     "The vault: an isolated copy of every system's snapshots at a third location that no "
     "backup client reaches (vault: in estate.yml). The control host pulls into it; "
     "deleting or damaging a repository never deletes from it."))
+
+
+def _planned(targets: Sequence[Target]) -> str:
+    return f"Pulling {len(targets)} system(s) into the vault …"
 
 
 def _line(outcome: Outcome) -> str:
@@ -45,6 +44,14 @@ def _line(outcome: Outcome) -> str:
     made = ", its vault repository made" if outcome.created else ""
     return (f"[green]✓[/] {escape(where)}: {what}{made}; the vault holds {outcome.held} "
             f"in {outcome.seconds:.1f} s")
+
+
+def _summary(result: PullResult) -> str:
+    failed = [o for o in result.outcomes if o.status == "failed"]
+    copied = sum(len(o.copied) for o in result.outcomes)
+    return (f"vault pull {'ok' if not failed else 'FAILED'}: "
+            f"{len(result.outcomes)} system(s), {copied} snapshot(s) copied, "
+            f"{len(failed)} failed in {result.seconds:.1f} s — run {result.run_id}")
 
 
 @app.command()
@@ -71,37 +78,12 @@ def pull(
     older than verification.copy_grace are not in the vault. `hopnhat schedule install`
     installs a daily timer for this (vault.schedule).
     """
-    from orchestrator.actions.vault import last_successes, plan_pull, require_secrets
-    from orchestrator.actions.vault import pull as run_pull
-    from orchestrator.estate.secrets import Secrets
-    from orchestrator.reports import write_report
-    from orchestrator.reports.vault_metrics import render_vault_metrics
+    from orchestrator.actions.vault import pull_flow
 
     c = context(ctx)
     require_known(ctx, systems=system)
     as_json = want_json(ctx, json)
-    targets = plan_pull(c.estate, system or [])
-    secrets = Secrets(c.paths)
-    require_secrets(c.paths, targets, secrets)  # a missing key: exit 2, nothing touched
-    take_estate_lock(ctx, "vault pull", lock_timeout)
-    before = last_successes(c.paths) if metrics is not None else {}
-
-    def show(outcome: Outcome) -> None:
-        if not as_json:
-            console.print(_line(outcome), soft_wrap=True)
-
-    if not as_json:
-        err_console.print(f"Pulling {len(targets)} system(s) into the vault …")
-    with interrupts():
-        result = run_pull(c.paths, targets, on_outcome=show, secrets=secrets)
-    if metrics is not None:
-        write_report(metrics, render_vault_metrics(c.estate.id, result, before))
-    if as_json:
-        print_json(result.as_dict())
-    else:
-        failed = [o for o in result.outcomes if o.status == "failed"]
-        copied = sum(len(o.copied) for o in result.outcomes)
-        console.print(f"vault pull {'ok' if not failed else 'FAILED'}: "
-                      f"{len(result.outcomes)} system(s), {copied} snapshot(s) copied, "
-                      f"{len(failed)} failed in {result.seconds:.1f} s — run {result.run_id}")
-    raise typer.Exit(result.exit_code)
+    hooks = pass_hooks(ctx, "vault pull", lock_timeout, as_json=as_json, planned=_planned,
+                       line=_line)
+    result = pull_flow(c.paths, system or (), metrics=metrics, hooks=hooks)
+    ended(result, as_json=as_json, summary=_summary)

@@ -9,17 +9,6 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from orchestrator.reports import passes
-from orchestrator.reports.metrics import gauges
-from orchestrator.verdicts import OK, SKIPPED
-
-HELP = {
-    "hopnhat_maintain_last_success_timestamp_seconds":
-        "When the repository was last pruned by its retention from the control host.",
-    "hopnhat_maintain_removed_snapshots": "Snapshots this maintenance pass removed.",
-    "hopnhat_maintain_last_run_timestamp_seconds": "When this maintenance pass started.",
-    "hopnhat_maintain_exit_code": "Exit code of the maintenance pass: 0 all done, 1 a "
-                                  "repository failed, 2 could not run.",
-}
 
 
 class Outcome(passes.Outcome, Protocol):
@@ -37,23 +26,21 @@ class MaintainResult(passes.Pass[Outcome], Protocol):
     def dry_run(self) -> bool: ...
 
 
+TEXTFILE = passes.Textfile[Outcome, tuple[str, str]](
+    last_success=("hopnhat_maintain_last_success_timestamp_seconds",
+                  "When the repository was last pruned by its retention from the control "
+                  "host."),
+    counted=("hopnhat_maintain_removed_snapshots", "Snapshots this maintenance pass removed."),
+    last_run=("hopnhat_maintain_last_run_timestamp_seconds",
+              "When this maintenance pass started."),
+    exit_code=("hopnhat_maintain_exit_code", "Exit code of the maintenance pass: 0 all done, "
+               "1 a repository failed, 2 could not run."),
+    labels=lambda o: {"system": o.target.system, "repository": o.target.repository},
+    key=lambda o: (o.target.system, o.target.repository),
+    count=lambda o: len(o.removed))
+
+
 def render_maintain_metrics(estate: str, result: MaintainResult,
                             last_success: Mapping[tuple[str, str], float]) -> str:
     """``last_success``: (system, repository) → time of its last success before this pass."""
-    series: dict[str, list[tuple[dict[str, str], float]]] = {name: [] for name in HELP}
-    for outcome in result.outcomes:
-        if outcome.status == SKIPPED:
-            continue
-        labels = {"system": outcome.target.system, "repository": outcome.target.repository}
-        key = (outcome.target.system, outcome.target.repository)
-        when = result.started if outcome.status == OK and not result.dry_run \
-            else last_success.get(key)
-        if when is not None:
-            series["hopnhat_maintain_last_success_timestamp_seconds"].append((labels, when))
-        if outcome.status == OK and not result.dry_run:
-            series["hopnhat_maintain_removed_snapshots"].append(
-                (labels, float(len(outcome.removed))))
-    run = {"estate": estate}
-    series["hopnhat_maintain_last_run_timestamp_seconds"].append((run, result.started))
-    series["hopnhat_maintain_exit_code"].append((run, float(result.exit_code)))
-    return gauges(HELP, series)
+    return TEXTFILE.render(estate, result, last_success, changed=not result.dry_run)

@@ -10,21 +10,22 @@ for (``verification.lock_wait``), stale ones removed, a live owner's never.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.actions import passes
 from orchestrator.actions.maintain.plan import Target, describe
 from orchestrator.actions.repositories import open_repository
 from orchestrator.actions.snapshot_log import record_removed
 from orchestrator.adapters.restic import Restic
-from orchestrator.errors import EXIT_FAILURE, EXIT_OK, HopnhatError
 from orchestrator.estate.model import SecretRef
 from orchestrator.estate.secrets import Secrets
 from orchestrator.ledger import Ledger
 from orchestrator.settings import Paths
 from orchestrator.verdicts import FAILED, OK, SKIPPED
+
+KIND = "maintain"  # the ledger's kind of run
 
 
 @dataclass
@@ -44,20 +45,13 @@ class Outcome:
 
 
 @dataclass
-class MaintainResult:
-    run_id: str
-    dry_run: bool
-    started: float
-    outcomes: list[Outcome]
-    seconds: float = 0.0
+class MaintainResult(passes.Ran[Outcome]):
+    """A maintenance pass; a dry run removed nothing."""
 
-    @property
-    def exit_code(self) -> int:
-        return EXIT_FAILURE if any(o.status == FAILED for o in self.outcomes) else EXIT_OK
+    dry_run: bool = False
 
     def as_dict(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "dry_run": self.dry_run, "exit_code": self.exit_code,
-                "seconds": round(self.seconds, 2),
+        return {"run_id": self.run_id, "dry_run": self.dry_run, **super().as_dict(),
                 "repositories": [o.as_dict() for o in self.outcomes]}
 
 
@@ -98,60 +92,34 @@ def require_secrets(paths: Paths, targets: Sequence[Target], secrets: Secrets) -
         secrets.get(SecretRef(vault=host.maintenance_secret))
 
 
-def maintain(paths: Paths, targets: Sequence[Target], *, dry_run: bool = False,
+def maintain(paths: Paths, targets: Sequence[Target], *, ledger: Ledger, dry_run: bool = False,
              on_outcome: Callable[[Outcome], None] | None = None,
              secrets: Secrets | None = None) -> MaintainResult:
     """Maintain ``targets`` one after the other (a prune is the repository host's heaviest
     work); each is recorded in the ledger as an event of one ``maintain`` run. A failure
     of one (named) does not stop the others."""
     secrets = secrets or Secrets(paths)
-    started = time.time()
-    with Ledger(paths.ledger) as ledger:
-        run_id = ledger.start("maintain", paths.estate.id, {
-            "systems": [t.system for t in targets], "dry_run": dry_run})
-        outcomes: list[Outcome] = []
-        try:
-            _each(paths, targets, ledger, run_id, dry_run, secrets, outcomes, on_outcome)
-        except BaseException:
-            ledger.finish(run_id, "stopped", {"done": [o.target.system for o in outcomes]})
-            raise
-        result = MaintainResult(run_id, dry_run, started, outcomes, time.time() - started)
-        ledger.finish(run_id, "ok" if result.exit_code == EXIT_OK else "failed", {
-            "removed": sum(len(o.removed) for o in outcomes if not dry_run),
-            "failed": [o.target.system for o in outcomes if o.status == FAILED]})
-        return result
 
-
-def _each(paths: Paths, targets: Sequence[Target], ledger: Ledger, run_id: str, dry_run: bool,
-          secrets: Secrets, outcomes: list[Outcome],
-          on_outcome: Callable[[Outcome], None] | None) -> None:
-    for target in targets:
-        began = time.monotonic()
+    def work(target: Target, run_id: str) -> Outcome:
         if target.skipped is not None:
-            outcome = Outcome(target, SKIPPED)
-        else:
-            try:
-                outcome = _maintain_one(paths, target, ledger, run_id, dry_run, secrets)
-            except HopnhatError as exc:
-                outcome = Outcome(target, FAILED, error=str(exc))
-        outcome.seconds = time.monotonic() - began
-        ledger.event(run_id, f"{target.system}@{target.repository}", outcome.status,
-                     **outcome.as_dict())
-        outcomes.append(outcome)
-        if on_outcome is not None:
-            on_outcome(outcome)
+            return Outcome(target, SKIPPED)
+        return _maintain_one(paths, target, ledger, run_id, dry_run, secrets)
+
+    def summary(outcomes: Sequence[Outcome]) -> dict[str, Any]:
+        return {"removed": sum(len(o.removed) for o in outcomes if not dry_run)}
+
+    recorded = passes.Recorded[Target, Outcome](
+        KIND, subject=lambda t: f"{t.system}@{t.repository}",
+        failed=lambda t, error: Outcome(t, FAILED, error=error), summary=summary)
+    ran = passes.run_pass(ledger, recorded, paths.estate.id, {
+        "systems": [t.system for t in targets], "dry_run": dry_run}, targets, work,
+        on_outcome=on_outcome)
+    return MaintainResult(ran.run_id, ran.started, ran.outcomes, ran.seconds, dry_run)
 
 
-def last_successes(paths: Paths, limit: int = 200) -> dict[tuple[str, str], float]:
+def last_successes(ledger: Ledger, limit: int = 200) -> dict[tuple[str, str], float]:
     """(system, repository) → when a real (not dry) maintenance last succeeded on it, from
     the ledger's recent ``maintain`` runs."""
-    out: dict[tuple[str, str], float] = {}
-    with Ledger(paths.ledger) as ledger:
-        for run in ledger.runs("maintain", limit=limit):
-            if run.params.get("dry_run"):
-                continue
-            for event in ledger.events(run.id):
-                key = (str(event.get("system")), str(event.get("repository")))
-                if event.get("kind") == OK and key not in out:
-                    out[key] = run.started
-    return out
+    return passes.last_successes(
+        ledger, KIND, lambda event: (str(event.get("system")), str(event.get("repository"))),
+        counts=lambda run: not run.params.get("dry_run"), limit=limit)

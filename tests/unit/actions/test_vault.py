@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from orchestrator.actions import schedule
 from orchestrator.actions import vault as vault_action
+from orchestrator.actions.passes import Hooks
 from orchestrator.actions.vault import (
     Outcome,
     PullResult,
@@ -198,7 +199,9 @@ def test_a_pull_makes_the_vault_repository_copies_and_records_each_system(
     fake.broken.add(f"sso@{VAULT}")
     targets = plan_pull(paths.estate, ["qlvb", "sso"])
     seen: list[str] = []
-    result = pull(paths, targets, on_outcome=lambda o: seen.append(o.target.system))
+    with Ledger(paths.ledger) as ledger:
+        result = pull(paths, targets, ledger=ledger,
+                      on_outcome=lambda o: seen.append(o.target.system))
     assert seen == ["qlvb", "sso"]  # the failed one does not stop the run, nor hide
     qlvb, sso = result.outcomes
     assert (qlvb.status, qlvb.created, qlvb.held) == (OK, True, 2)
@@ -207,7 +210,8 @@ def test_a_pull_makes_the_vault_repository_copies_and_records_each_system(
     assert result.exit_code == 1
     # a second pull copies nothing, and a snapshot gone from the source stays in the vault
     fake.repos[f"qlvb@{REPO}"] = [snap("bbbb", timedelta(hours=1))]
-    again = pull(paths, plan_pull(paths.estate, ["qlvb"]))
+    with Ledger(paths.ledger) as ledger:
+        again = pull(paths, plan_pull(paths.estate, ["qlvb"]), ledger=ledger)
     assert (again.outcomes[0].copied, again.outcomes[0].held, again.exit_code) == ([], 2, 0)
     assert ("init", f"qlvb@{VAULT}") in fake.calls
     assert fake.calls.count(("copy", f"qlvb@{VAULT}")) == 1
@@ -217,15 +221,51 @@ def test_a_pull_makes_the_vault_repository_copies_and_records_each_system(
         events = ledger.events(runs[1].id)
         assert [(e["subject"], e["kind"]) for e in events] == [
             (f"qlvb@{VAULT}", OK), (f"sso@{VAULT}", FAILED)]
-    assert set(last_successes(paths)) == {"qlvb"}
+        assert set(last_successes(ledger)) == {"qlvb"}
+
+
+class _AnyKey:
+    """A vault holding every key."""
+
+    def get(self, ref: Any) -> str:
+        return "x"
+
+
+def test_the_pull_flow_locks_pulls_and_writes_a_textfile_carrying_a_failed_ones_last_success(
+        fake: type[FakeRestic], estate_copy: EstateCopy, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = Paths(state=tmp_path / "state", estate=estate_copy.load())
+    monkeypatch.setattr(vault_action, "Secrets", lambda _: _AnyKey())
+    fake.repos[f"qlvb@{REPO}"] = [snap("aaaa", timedelta(hours=2))]
+    fake.repos[f"sso@{REPO}"] = [snap("cccc", timedelta(hours=1))]
+    locked: list[bool] = []
+    vault_action.pull_flow(paths, ["qlvb", "sso"],
+                           hooks=Hooks[Target, Outcome](lock=lambda: locked.append(True)))
+    assert locked == [True]
+    fake.broken.add(f"qlvb@{VAULT}")
+    metrics = tmp_path / "metrics" / "vault.prom"
+    second = vault_action.pull_flow(paths, ["qlvb", "sso"], metrics=metrics)
+    with Ledger(paths.ledger) as ledger:
+        [_, first] = ledger.runs("vault-pull")
+    assert [o.status for o in second.outcomes] == [FAILED, OK]
+    assert metrics.read_text() == render_vault_metrics(
+        paths.estate.id, second, {"qlvb": first.started, "sso": first.started})
+    samples = {s.labels["system"]: s.value
+               for family in text_string_to_metric_families(metrics.read_text())
+               for s in family.samples
+               if s.name == "hopnhat_vault_last_success_timestamp_seconds"}
+    assert samples == {"qlvb": first.started, "sso": second.started}
 
 
 def test_the_pull_needs_every_secret_before_it_starts(estate_copy: EstateCopy,
                                                        tmp_path: Path) -> None:
+    metrics = tmp_path / "vault.prom"
     result = CliRunner().invoke(app, ["--estate", str(estate_copy.root), "--state",
-                                      str(tmp_path / "state"), "vault", "pull"])
+                                      str(tmp_path / "state"), "vault", "pull", "--metrics",
+                                      str(metrics)])
     assert result.exit_code == 2, result.output
     assert not (tmp_path / "state" / "ledger.sqlite").exists()
+    assert not metrics.exists()  # a pull that cannot run writes no textfile
 
 
 # --- metrics, timer, verify -----------------------------------------------------------------

@@ -42,7 +42,7 @@ def key(system: str) -> tuple[tuple[str, str], ...]:
 
 def render(outcomes: list[Outcome], *, dry_run: bool = False,
            last_success: dict[tuple[str, str], float] | None = None) -> Series:
-    result = MaintainResult("maintain-1", dry_run, STARTED, outcomes, 12.5)
+    result = MaintainResult("maintain-1", STARTED, outcomes, 12.5, dry_run=dry_run)
     return series(render_maintain_metrics("danang", result, last_success or {}))
 
 
@@ -87,7 +87,7 @@ def test_the_pass_says_when_it_ran_and_how_it_exited() -> None:
 
 def test_every_series_written_has_its_help_and_type() -> None:
     text = render_maintain_metrics("danang", MaintainResult(
-        "maintain-1", False, STARTED, [outcome("dvc", OK, removed=1)]), {})
+        "maintain-1", STARTED, [outcome("dvc", OK, removed=1)]), {})
     for name in (LAST_SUCCESS, REMOVED, "hopnhat_maintain_exit_code"):
         assert f"# HELP {name} " in text and f"# TYPE {name} gauge" in text
     assert text.endswith("\n") and f"{LAST_SUCCESS}{{" in text

@@ -1,11 +1,12 @@
 """``hopnhat maintain``: the plan (each rest system's retention as keep-within rules, SFTP
-systems skipped, wrong names refused before anything) and the pass, run against a fake
-restic and a real ledger — every removal recorded before the pruning forget, the run going
-on past a failed repository."""
+systems skipped, wrong names refused before anything), the pass, run against a fake restic
+and a real ledger — every removal recorded before the pruning forget, the run going on past
+a failed repository — and the flow around it (the lock, the textfile, nothing touched when
+it cannot run)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -13,17 +14,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from orchestrator.actions.maintain import flow
 from orchestrator.actions.maintain import run as maintain_run
 from orchestrator.actions.maintain.plan import Target, describe, plan_maintenance, within_policy
-from orchestrator.actions.maintain.run import Outcome, last_successes, maintain
+from orchestrator.actions.maintain.run import MaintainResult, Outcome, last_successes, maintain
+from orchestrator.actions.passes import Hooks
 from orchestrator.actions.snapshot_log import removed_ids, removed_since, short_key
 from orchestrator.adapters.restic import Repository, ResticCommandError
 from orchestrator.adapters.restic_results import ForgetGroup, ForgetResult, Snapshot
-from orchestrator.errors import EstateError
+from orchestrator.errors import EXIT_BAD_INPUT, EstateError, SecretError
 from orchestrator.estate import Estate, load_estate
 from orchestrator.estate.model import Retention
 from orchestrator.ledger import Ledger
+from orchestrator.reports.maintain_metrics import render_maintain_metrics
 from orchestrator.settings import Paths
 from orchestrator.verdicts import FAILED, OK, SKIPPED
 from tests.helpers import EXAMPLE_ESTATE, EstateCopy
@@ -187,6 +192,18 @@ def _targets(estate: Estate, *codes: str) -> list[Target]:
     return plan_maintenance(estate, codes)
 
 
+def maintained(paths: Paths, targets: Sequence[Target], *, dry_run: bool = False,
+               on_outcome: Callable[[Outcome], None] | None = None) -> MaintainResult:
+    """The pass, with the ledger open as its flow opens it."""
+    with Ledger(paths.ledger) as ledger:
+        return maintain(paths, targets, ledger=ledger, dry_run=dry_run, on_outcome=on_outcome)
+
+
+def successes(paths: Paths) -> dict[tuple[str, str], float]:
+    with Ledger(paths.ledger) as ledger:
+        return last_successes(ledger)
+
+
 def _forgets(scenario: Scenario, system: str) -> list[dict[str, Any]]:
     return [detail for kind, code, detail in scenario.calls if kind == "forget" and code == system]
 
@@ -197,7 +214,7 @@ def test_the_dry_runs_removals_are_recorded_before_the_pruning_forget(
                         done={"dvc": [_id("a"), _id("b"), _id("c")]})  # a backup landed
     install_fakes(monkeypatch, paths, scenario)
     [target] = _targets(paths.estate, "dvc")
-    result = maintain(paths, [target])
+    result = maintained(paths, [target])
 
     policy = target.policy
     assert _forgets(scenario, "dvc") == [
@@ -223,7 +240,7 @@ def test_nothing_to_remove_records_nothing_but_still_prunes(
         monkeypatch: pytest.MonkeyPatch, paths: Paths) -> None:
     scenario = Scenario()
     install_fakes(monkeypatch, paths, scenario)
-    result = maintain(paths, _targets(paths.estate, "dvc"))
+    result = maintained(paths, _targets(paths.estate, "dvc"))
     assert [d["prune"] for d in _forgets(scenario, "dvc")] == [False, True]
     with Ledger(paths.ledger) as ledger:
         assert removed_ids(ledger, "dvc", HOST) == frozenset()
@@ -234,7 +251,7 @@ def test_a_dry_run_records_nothing_and_never_prunes(monkeypatch: pytest.MonkeyPa
                                                     paths: Paths) -> None:
     scenario = Scenario(planned={"dvc": [_id("a")], "sso": [_id("d"), _id("e")]})
     install_fakes(monkeypatch, paths, scenario)
-    result = maintain(paths, _targets(paths.estate, "dvc", "sso"), dry_run=True)
+    result = maintained(paths, _targets(paths.estate, "dvc", "sso"), dry_run=True)
     forgets = [d for kind, _, d in scenario.calls if kind == "forget"]
     assert forgets and all(d["dry_run"] and not d["prune"] for d in forgets)
     assert [o.removed for o in result.outcomes] == [[_id("a")], [_id("d"), _id("e")]]
@@ -243,7 +260,7 @@ def test_a_dry_run_records_nothing_and_never_prunes(monkeypatch: pytest.MonkeyPa
         [run] = ledger.runs("maintain")
     assert run.params["dry_run"] is True
     assert (run.status, run.summary) == ("ok", {"removed": 0, "failed": []})
-    assert last_successes(paths) == {}  # a dry run is no maintenance
+    assert successes(paths) == {}  # a dry run is no maintenance
 
 
 def test_a_failed_repository_is_named_and_the_next_still_maintained(
@@ -253,7 +270,7 @@ def test_a_failed_repository_is_named_and_the_next_still_maintained(
         command="forget")})
     install_fakes(monkeypatch, paths, scenario)
     seen: list[Outcome] = []
-    result = maintain(paths, _targets(paths.estate, "dvc", "sso"), on_outcome=seen.append)
+    result = maintained(paths, _targets(paths.estate, "dvc", "sso"), on_outcome=seen.append)
     dvc, sso = result.outcomes
     assert (dvc.status, dvc.removed) == (FAILED, [])
     assert dvc.error is not None and "is locked" in dvc.error
@@ -265,7 +282,7 @@ def test_a_failed_repository_is_named_and_the_next_still_maintained(
         kinds = [(e["subject"], e["kind"]) for e in ledger.events(run.id)]
     assert (run.status, run.summary) == ("failed", {"removed": 1, "failed": ["dvc"]})
     assert kinds == [(f"dvc@{HOST}", FAILED), (f"sso@{HOST}", OK)]
-    assert last_successes(paths) == {("sso", HOST): run.started}
+    assert successes(paths) == {("sso", HOST): run.started}
 
 
 def test_a_skipped_target_opens_no_repository_and_runs_no_restic(
@@ -273,7 +290,7 @@ def test_a_skipped_target_opens_no_repository_and_runs_no_restic(
     scenario = Scenario()
     install_fakes(monkeypatch, paths, scenario)
     skipped = Target("email", "repo-qnam-02", "sftp", skipped="an SFTP repository host")
-    result = maintain(paths, [skipped, *_targets(paths.estate, "dvc")])
+    result = maintained(paths, [skipped, *_targets(paths.estate, "dvc")])
     assert [(o.target.system, o.status) for o in result.outcomes] == [("email", SKIPPED),
                                                                       ("dvc", OK)]
     assert {code for _, code, _ in scenario.calls} == {"dvc"}
@@ -285,7 +302,7 @@ def test_an_unexpected_error_stops_the_run_and_the_ledger_says_so(
     scenario = Scenario(errors={"sso": RuntimeError("bug")})
     install_fakes(monkeypatch, paths, scenario)
     with pytest.raises(RuntimeError, match="bug"):
-        maintain(paths, _targets(paths.estate, "dvc", "sso", "video"))
+        maintained(paths, _targets(paths.estate, "dvc", "sso", "video"))
     with Ledger(paths.ledger) as ledger:
         [run] = ledger.runs("maintain")
     assert (run.status, run.summary) == ("stopped", {"done": ["dvc"]})
@@ -300,8 +317,6 @@ class _Vault:
         self.read: list[str] = []
 
     def get(self, ref: Any) -> str:
-        from orchestrator.errors import SecretError
-
         if ref.vault == self.missing:
             raise SecretError(f"vault.yml: the vault holds no key {ref.vault!r}")
         self.read.append(ref.vault)
@@ -311,7 +326,6 @@ class _Vault:
 def test_a_missing_maintenance_password_is_bad_input_before_anything_runs(
         example: Estate, tmp_path: Path) -> None:
     from orchestrator.actions.maintain.run import require_secrets
-    from orchestrator.errors import EXIT_BAD_INPUT, SecretError
 
     paths = Paths(tmp_path, example)
     targets = plan_maintenance(example, ["qlvb", "sso"])
@@ -325,3 +339,51 @@ def test_a_missing_maintenance_password_is_bad_input_before_anything_runs(
     require_secrets(paths, targets, everything)  # type: ignore[arg-type]
     assert set(everything.read) == {"restic_password_qlvb", "restic_password_sso",
                                     "rest_maintenance_repo_qnam_01"}
+
+
+# --- the flow -------------------------------------------------------------------------------
+
+def _last_success(text: str) -> dict[str, float]:
+    """System → its last success in a maintain textfile."""
+    return {s.labels["system"]: s.value for family in text_string_to_metric_families(text)
+            for s in family.samples if s.name == "hopnhat_maintain_last_success_timestamp_seconds"}
+
+
+def test_the_flow_locks_runs_and_writes_a_textfile_carrying_a_failed_ones_last_success(
+        monkeypatch: pytest.MonkeyPatch, paths: Paths, tmp_path: Path) -> None:
+    scenario = Scenario(done={"dvc": [_id("a")]})
+    install_fakes(monkeypatch, paths, scenario)
+    monkeypatch.setattr(flow, "Secrets", lambda _: _Vault("none"))
+    heard: list[str] = []
+    hooks = Hooks[Target, Outcome](lock=lambda: heard.append("lock"),
+                                   planned=lambda targets: heard.append(f"{len(targets)}"),
+                                   outcome=lambda outcome: heard.append(outcome.target.system))
+    flow.maintain_flow(paths, ["dvc", "sso"], hooks=hooks)
+    assert heard == ["lock", "2", "dvc", "sso"]
+    scenario.errors["sso"] = ResticCommandError("repository is locked", command="forget")
+    metrics = tmp_path / "metrics" / "maintain.prom"
+    second = flow.maintain_flow(paths, ["dvc", "sso"], metrics=metrics)
+    with Ledger(paths.ledger) as ledger:
+        [_, first] = ledger.runs("maintain")
+    text = metrics.read_text()
+    assert _last_success(text) == {"dvc": second.started, "sso": first.started}
+    assert text == render_maintain_metrics(paths.estate.id, second,
+                                           {("dvc", HOST): first.started,
+                                            ("sso", HOST): first.started})
+
+
+def test_a_dry_run_takes_no_lock_and_a_pass_that_cannot_run_touches_nothing(
+        monkeypatch: pytest.MonkeyPatch, paths: Paths, tmp_path: Path) -> None:
+    install_fakes(monkeypatch, paths, Scenario())
+    monkeypatch.setattr(flow, "Secrets", lambda _: _Vault("none"))
+    locked: list[str] = []
+    hooks = Hooks[Target, Outcome](lock=lambda: locked.append("lock"))
+    assert flow.maintain_flow(paths, ["dvc"], dry_run=True, hooks=hooks).exit_code == 0
+    assert locked == []
+    monkeypatch.setattr(flow, "Secrets", lambda _: _Vault("rest_maintenance_repo_qnam_01"))
+    fresh = Paths(tmp_path / "fresh", paths.estate)
+    metrics = tmp_path / "maintain.prom"
+    with pytest.raises(SecretError) as caught:
+        flow.maintain_flow(fresh, ["dvc"], metrics=metrics, hooks=hooks)
+    assert caught.value.exit_code == EXIT_BAD_INPUT
+    assert locked == [] and not fresh.ledger.exists() and not metrics.exists()
