@@ -3,13 +3,15 @@ guests and the real repository host, and the backup job it installs makes real r
 snapshots over SFTP.
 
 One configure of two systems (email, ioc: no other test module uses them) is shared by the
-tests of this module; the VMs come from ``hopnhat apply``.
+tests of this module; the VMs come from ``hopnhat apply``. Before it, a ``configure --check``
+of the same systems meets hosts that were never configured.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -37,7 +39,20 @@ BIN = HOPNHAT.parent
 SYSTEMS = ("email", "ioc")
 CLIENTS = ("email-mail-01", "ioc-app-01")
 REPOSITORY_HOST = "repo-qnam-01"
+HOSTS = (*CLIENTS, REPOSITORY_HOST)
 JOB = "/usr/local/lib/hopnhat/backup_job.py"
+#: what configure makes on the hosts (and writes inside): none of it on a host it never
+#: configured; and the rest repository host's account for its rest-servers
+MADE = ("/etc/hopnhat", "/var/lib/hopnhat", "/var/cache/hopnhat", "/usr/local/lib/hopnhat",
+        "/usr/local/bin/hopnhat-rest-server", "/etc/systemd/system/hopnhat-rest@.service",
+        *(f"/etc/systemd/system/hopnhat-backup-{code}.{unit}" for code in SYSTEMS
+          for unit in ("service", "timer")))
+REST_ACCOUNT = "hopnhat-rest"
+#: where a check must write nothing, on any host
+WATCHED = ("/etc", "/usr/local", "/srv")
+#: on the repository host, while a check runs: what it held of MADE and of its accounts
+SET_ASIDE = "/root/hopnhat-set-aside"
+MARK = "/tmp/hopnhat-check.mark"
 
 
 @dataclass
@@ -69,8 +84,60 @@ def sh(paths: Paths, name: str, command: str, stdin: str | None = None,
         client.close()
 
 
+def made_on(paths: Paths, name: str) -> list[str]:
+    """What host ``name`` holds of configure's making: the rest-servers' account (and its
+    group), and those of MADE's paths that exist."""
+    found = sh(paths, name, f"getent passwd {REST_ACCOUNT} | cut -d: -f1; "
+               f"getent group {REST_ACCOUNT} | cut -d: -f1; "
+               f"for p in {shlex.join(MADE)}; do if [ -e \"$p\" ]; then echo \"$p\"; fi; done")
+    assert found.returncode == 0, found.stderr
+    return found.stdout.split()
+
+
+def set_aside(paths: Paths, name: str) -> None:
+    """Make host ``name`` as one configure never saw: MADE's paths moved into SET_ASIDE
+    (a tar), the account files copied there whole, the rest-servers' account deleted.
+    :func:`put_back` undoes it exactly."""
+    done = sh(paths, name, f"""set -e
+rm -rf {SET_ASIDE} && mkdir -m 0700 {SET_ASIDE}
+cp -a /etc/passwd /etc/group /etc/shadow /etc/gshadow {SET_ASIDE}/
+made=""; for p in {shlex.join(MADE)}; do if [ -e "$p" ]; then made="$made ${{p#/}}"; fi; done
+tar -C / -cpf {SET_ASIDE}/made.tar -T /dev/null $made
+rm -rf {shlex.join(MADE)}
+if getent passwd {REST_ACCOUNT} >/dev/null; then userdel {REST_ACCOUNT}; fi
+if getent group {REST_ACCOUNT} >/dev/null; then groupdel {REST_ACCOUNT}; fi
+""")
+    assert done.returncode == 0, done.stderr
+
+
+def put_back(paths: Paths, name: str) -> None:
+    done = sh(paths, name, f"""set -e
+rm -rf {shlex.join(MADE)}
+tar -C / -xpf {SET_ASIDE}/made.tar
+cp -a {SET_ASIDE}/passwd {SET_ASIDE}/group {SET_ASIDE}/shadow {SET_ASIDE}/gshadow /etc/
+rm -rf {SET_ASIDE}
+""")
+    assert done.returncode == 0, done.stderr
+
+
+@dataclass
+class Checked:
+    """``hopnhat configure --check`` of the module's systems on hosts never configured: what
+    it answered, and per host what it held of configure's making (:func:`made_on`) before
+    and after the check, and what under WATCHED was written, made or had its owner or mode
+    changed while the check ran."""
+
+    paths: Paths
+    done: process.Completed
+    before: dict[str, list[str]]
+    after: dict[str, list[str]]
+    written: dict[str, list[str]]
+
+
 @pytest.fixture(scope="module")
-def configured(lab: Any) -> Iterator[Configured]:
+def applied(lab: Any) -> Iterator[Paths]:
+    """The module's systems' VMs from ``hopnhat apply``, up with their sshd and data;
+    destroyed at the end."""
     done = process.run([str(BIN / "hopnhat"), "apply", *(a for s in SYSTEMS for a in
                                                           ("--system", s)), "--yes"],
                        env=lab.env, timeout=300)
@@ -81,9 +148,7 @@ def configured(lab: Any) -> Iterator[Configured]:
         vm = next(vm for vm in paths.estate.vms if vm.name == name)
         wait_for(f"ssh on {name}", partial(ssh.wait_for_port, str(vm.ip), 22, 1.0), 120)
         wait_for(f"data on {name}", guest_seeded(paths.lab, name), 120)
-    with Ledger(paths.ledger) as ledger:
-        first = configure(paths, plan(paths.estate, SYSTEMS), ledger=ledger)
-    yield Configured(paths, first, read_vault(paths.vault_file, paths.vault_password_file))
+    yield paths
     # the session's lab is shared: leave the site as this module found it (test_provision
     # plans and builds these systems itself)
     for system in SYSTEMS:
@@ -91,6 +156,62 @@ def configured(lab: Any) -> Iterator[Configured]:
                             "--no-backup-gate", "--reason", "test teardown"],
                            env=lab.env, timeout=300)
         assert gone.ok, gone.stderr
+
+
+@pytest.fixture(scope="module")
+def checked(applied: Paths, lab: Any) -> Checked:
+    """The check, before the module's configure: the clients are fresh from apply; the rest
+    repository host, which the session's other modules may have configured, has configure's
+    making set aside while it runs (put back afterwards: the module's configure then finds
+    the host as the session left it)."""
+    paths = applied
+    set_aside(paths, REPOSITORY_HOST)
+    try:
+        before = {name: made_on(paths, name) for name in HOSTS}
+        for name in HOSTS:
+            assert sh(paths, name, f"touch {MARK}").returncode == 0
+        done = process.run([str(BIN / "hopnhat"), "configure", *(a for s in SYSTEMS for a in
+                                                                  ("--system", s)),
+                            "--check", "--json"], env=lab.env, timeout=600)
+        written = {}
+        for name in HOSTS:
+            found = sh(paths, name, f"find {shlex.join(WATCHED)} -newer {MARK} -o -cnewer "
+                       f"{MARK}; rm {MARK}")
+            assert found.returncode == 0, found.stderr
+            written[name] = found.stdout.splitlines()
+        after = {name: made_on(paths, name) for name in HOSTS}
+    finally:
+        put_back(paths, REPOSITORY_HOST)
+    return Checked(paths, done, before, after, written)
+
+
+@pytest.fixture(scope="module")
+def configured(checked: Checked) -> Configured:
+    paths = checked.paths
+    with Ledger(paths.ledger) as ledger:
+        first = configure(paths, plan(paths.estate, SYSTEMS), ledger=ledger)
+    return Configured(paths, first, read_vault(paths.vault_file, paths.vault_password_file))
+
+
+def test_configure_check_on_hosts_never_configured_says_what_would_change_and_changes_nothing(
+        checked: Checked) -> None:
+    """An operator's dry run (as terraform plan) before the first configure: every host
+    would change, no task fails — before, the repository host's check failed where a task
+    gave a folder to the rest-servers' account that an earlier task only pretended to
+    create — and no host holds anything of configure's making afterwards: not the account,
+    not a folder, nothing written where hopnhat writes."""
+    assert checked.before == {name: [] for name in HOSTS}, "the hosts were configured before"
+    done = checked.done
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    assert (result["status"], result["plan"]["check"], result["failures"]) == ("ok", True, [])
+    assert {name: stats["changed"] > 0 for name, stats in result["hosts"].items()} == {
+        name: True for name in HOSTS}
+    would = {n["host"]: n["message"] for n in result["notices"] if n["role"] == "backup_schedule"}
+    assert set(would) == set(CLIENTS)
+    assert all("would be installed (check mode)" in message for message in would.values())
+    assert checked.after == checked.before
+    assert checked.written == {name: [] for name in HOSTS}
 
 
 def test_configure_converges_every_host_and_says_the_timers_are_not_enabled(
