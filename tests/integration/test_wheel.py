@@ -153,48 +153,46 @@ def test_schedule_install_print_renders_the_units_from_the_installed_templates(
 
 
 @dataclass(frozen=True)
-class Configured:
+class Checked:
     paths: Paths
-    first: dict[str, Any]  # the wheel's configure --json
-
-
-def _configure(installed: Installed, paths: Paths, *options: str) -> dict[str, Any]:
-    done = installed.run("hopnhat", "--estate", str(paths.estate.root), "--state",
-                         str(paths.state), "configure", "--system", SYSTEM, "--json",
-                         *options, timeout=600)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    result: dict[str, Any] = json.loads(done.stdout)
-    return result
+    result: dict[str, Any]  # the wheel's configure --check --json
 
 
 @pytest.fixture(scope="module")
-def configured(installed: Installed, lab: Any) -> Iterator[Configured]:
-    """One system's VM, built by the checkout's hopnhat (set-up, not under test), up with its
-    sshd and data, then configured by the wheel's hopnhat; destroyed afterwards, leaving the
-    session's lab as it was found. (``configure --check`` on a host never configured fails
-    where a task needs what an earlier one would have made: the repository account.)"""
+def checked(installed: Installed, lab: Any) -> Iterator[Checked]:
+    """One system's VM, built by the checkout's hopnhat (set-up, not under test) and up with
+    its sshd, then checked by the wheel's hopnhat: ``configure --check``, which changes
+    nothing (tests/integration/test_configure.py shows it on hosts never configured) and so
+    needs no converge of its own. Destroyed afterwards, leaving the session's lab as it was
+    found."""
     done = hopnhat(lab.env, "apply", "--system", SYSTEM, "--yes", timeout=300)
     assert done.ok, done.stderr
     paths: Paths = lab.paths
-    vm = next(vm for vm in paths.estate.vms if vm.name == CLIENT)
-    wait_for(f"ssh on {CLIENT}", lambda: ssh.wait_for_port(str(vm.ip), 22, 1.0), 120)
-    wait_for(f"data on {CLIENT}", (paths.lab / "guests" / CLIENT / ".seeded").exists, 120)
-    yield Configured(paths, _configure(installed, paths))
-    gone = hopnhat(lab.env, "destroy", "--system", SYSTEM, "--yes", "--no-backup-gate",
-                   "--reason", "test teardown", timeout=300)
-    assert gone.ok, gone.stderr
+    try:
+        vm = next(vm for vm in paths.estate.vms if vm.name == CLIENT)
+        wait_for(f"ssh on {CLIENT}", lambda: ssh.wait_for_port(str(vm.ip), 22, 1.0), 120)
+        ran = installed.run("hopnhat", "--estate", str(paths.estate.root), "--state",
+                            str(paths.state), "configure", "--system", SYSTEM, "--check",
+                            "--json", timeout=600)
+        assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
+        yield Checked(paths, json.loads(ran.stdout))
+    finally:
+        gone = hopnhat(lab.env, "destroy", "--system", SYSTEM, "--yes", "--no-backup-gate",
+                       "--reason", "test teardown", timeout=300)
+        assert gone.ok, gone.stderr
 
 
-def _ran_from_the_wheel(installed: Installed, paths: Paths, result: dict[str, Any]) -> None:
-    """The run was the installed site.yml, the roles were told to copy the backup job and
+def test_configure_check_from_the_wheel_runs_the_installed_playbooks_and_job(
+        installed: Installed, checked: Checked) -> None:
+    """The run was the installed site.yml, the roles were told to take the backup job and
     its modules from the installed package, and backup_schedule ran on the client (its
     preflight checks that each of them is there)."""
     package = installed.site_packages / "orchestrator"
-    artifacts = Path(result["artifacts"])
+    artifacts = Path(checked.result["artifacts"])
     command = json.loads((artifacts / "command").read_text())
     assert str(package / "playbooks" / "site.yml") in command["command"]
-    extravars = json.loads((paths.state / "runs" / result["run_id"] / "env" / "extravars")
-                           .read_text())
+    extravars = json.loads((checked.paths.state / "runs" / checked.result["run_id"] / "env"
+                            / "extravars").read_text())
     assert extravars["hopnhat_package_dir"] == {"__ansible_unsafe": str(package)}
     events = [json.loads(p.read_text()) for p in (artifacts / "job_events").glob("*.json")]
     ran = {(e["event_data"].get("role"), e["event_data"].get("host"))
@@ -202,19 +200,12 @@ def _ran_from_the_wheel(installed: Installed, paths: Paths, result: dict[str, An
     assert ("backup_schedule", CLIENT) in ran
 
 
-def test_configure_from_the_wheel_converges_with_the_installed_playbooks(
-        installed: Installed, configured: Configured) -> None:
-    first = configured.first
-    assert (first["status"], first["failures"]) == ("ok", [])
-    assert set(first["hosts"]) == {CLIENT, REPOSITORY_HOST}
-    assert first["hosts"][CLIENT]["changed"] > 0
-    _ran_from_the_wheel(installed, configured.paths, first)
-
-
-def test_configure_check_from_the_wheel_finds_its_playbooks_and_changes_nothing(
-        installed: Installed, configured: Configured) -> None:
-    result = _configure(installed, configured.paths, "--check")
+def test_configure_check_from_the_wheel_says_what_would_change_on_a_new_host(
+        checked: Checked) -> None:
+    """The wheel's check ran its roles to the end on both hosts of the system: ok, and the
+    client, fresh from apply, would change."""
+    result = checked.result
     assert (result["status"], result["plan"]["check"]) == ("ok", True)
     assert set(result["hosts"]) == {CLIENT, REPOSITORY_HOST}
-    assert (result["changed"], result["failures"]) == (0, [])
-    _ran_from_the_wheel(installed, configured.paths, result)
+    assert result["failures"] == []
+    assert result["hosts"][CLIENT]["changed"] > 0  # never configured: all of it would change
