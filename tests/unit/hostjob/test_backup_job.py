@@ -27,8 +27,8 @@ JOB = REPO / "orchestrator" / "hostjob" / "backup_job.py"
 
 @pytest.fixture
 def local_repository(tmp_path: Path) -> dict[str, Any]:
-    if shutil.which("restic") is None:
-        pytest.skip("restic is not installed")
+    # make test installs Debian's restic (Makefile: APT_PACKAGES): its absence is a failure
+    assert shutil.which("restic") is not None, "restic is not installed (make deps installs it)"
     password = tmp_path / "restic.password"
     password.write_text(PASSWORD + "\n")
     password.chmod(0o600)
