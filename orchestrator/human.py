@@ -5,7 +5,10 @@ same way.
 - :func:`duration`: seconds (or a timedelta) in one of five styles, each kept for the
   places that write durations that way;
 - :func:`size`: a byte count in the unit that fits it (``20.1 MiB``), or in one unit given
-  (``8.0 MiB``: numbers set side by side, such as a size against its median).
+  (``8.0 MiB``: numbers set side by side, such as a size against its median);
+- :func:`local_time`: a moment in a time zone with its offset written
+  (``2026-12-07 10:15:03 +07:00``): the times of the reports people read, in the estate's
+  time zone (what machines read — evidence.json, the ledger — stays UTC).
 
 Standard library only, importing nothing of hopnhat's: besides the control side, the backup
 job on each host imports it (the backup_schedule role copies it with the modules that job
@@ -16,8 +19,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Literal, get_args
+from zoneinfo import ZoneInfo
 
 #: the units of the estate's durations (``15m``, ``1h``, ``30d``, ``2w``), in seconds
 ESTATE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -107,3 +111,20 @@ def size(count: float | None, unit: SizeUnit | None = None, *, missing: str = "-
             return f"{value:.0f} {each}" if each == "B" else f"{value:.1f} {each}"
         value /= 1024
     raise ValueError(f"{unit!r} is not one of {', '.join(SIZE_UNITS)}")
+
+
+def local_time(when: datetime | str | None, zone: str, *, missing: str = "—") -> str:
+    """``when`` in time zone ``zone`` (an IANA name: ``Asia/Ho_Chi_Minh``) to the second, its
+    offset written after it: ``2026-12-07 10:15:03 +07:00``. ``when`` is an aware datetime
+    or its ISO 8601 text (``2026-12-07T03:15:03.250Z``, ``…+00:00``), as evidence documents
+    hold it; ``missing`` for None or an empty text. Raises ValueError for a time without
+    its offset (which moment it is is not known) or text that is not ISO 8601, and
+    ``zoneinfo.ZoneInfoNotFoundError`` for a zone the system does not know."""
+    if when is None or when == "":
+        return missing
+    moment = datetime.fromisoformat(when) if isinstance(when, str) else when
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"{when!r} has no UTC offset: which moment it is is not known")
+    local = moment.astimezone(ZoneInfo(zone))
+    offset = local.strftime("%z")  # +0700; +053045 where a zone's offset has seconds
+    return f"{local:%Y-%m-%d %H:%M:%S} {offset[:3]}:{offset[3:5]}"

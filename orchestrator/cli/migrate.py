@@ -83,7 +83,7 @@ def _render(result: MigrationResult) -> None:
                       "  [bold red]source writes NOT put back: check the source[/]")
     if result.parallel_until:
         from orchestrator.actions.migrate.state import _iso
-        from orchestrator.reports.migrate import local_time
+        from orchestrator.human import local_time
 
         console.print(f"  cut over; the source runs in parallel until "
                       f"{local_time(_iso(result.parallel_until), 'UTC')}")

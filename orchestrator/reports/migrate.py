@@ -1,7 +1,8 @@
 """The HTML of a migration's handover record ("biên bản bàn giao dữ liệu điện tử"), from its
 evidence document (``templates/migration-report.html.j2``): self-contained, in Vietnamese or
 English, times in the estate's time zone with the offset written
-(``2026-12-06 15:04:05 UTC+07:00``), room for the two units' signatures.
+(``2026-12-06 15:04:05 +07:00``: :func:`orchestrator.human.local_time`), room for the two
+units' signatures.
 
 Pure functions of the document: reading the evidence and writing the file are the actions'
 (:mod:`orchestrator.actions.migrate.evidence`).
@@ -10,10 +11,9 @@ Pure functions of the document: reading the evidence and writing the file are th
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
+from orchestrator.human import local_time
 from orchestrator.reports.html import render, words
 
 WORDS: dict[str, tuple[str, str]] = {
@@ -90,15 +90,6 @@ def labels(lang: str) -> dict[str, str]:
     """The handover record's words in ``lang``. Raises HopnhatError (exit 2) for a language
     other than vi and en."""
     return words(lang, WORDS)
-
-
-def local_time(value: str | None, zone: str) -> str:
-    """An ISO UTC time → ``2026-12-06 15:04:05 UTC+07:00`` in ``zone``."""
-    if not value:
-        return "—"
-    at = datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(ZoneInfo(zone))
-    offset = at.strftime("%z")
-    return at.strftime("%Y-%m-%d %H:%M:%S") + f" UTC{offset[:3]}:{offset[3:]}"
 
 
 def handover_report(doc: Mapping[str, Any], sha256: str, lang: str, zone: str) -> str:

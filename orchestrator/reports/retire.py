@@ -1,6 +1,7 @@
 """The HTML of a retirement's record ("biên bản đóng hệ thống và lưu trữ dữ liệu"), from its
 evidence document (``templates/retirement-report.html.j2``): self-contained, in Vietnamese or
-English, local times with their offset, room for the operator's and the head of unit's
+English, times in the estate's time zone with the offset written
+(``2026-12-06 15:04:05 +07:00``), room for the operator's and the head of unit's
 signatures.
 
 Pure functions of the document: writing the evidence and the file are the actions'
@@ -12,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from orchestrator.human import local_time
 from orchestrator.reports.html import render, words
-from orchestrator.reports.migrate import local_time
 
 WORDS: dict[str, tuple[str, str]] = {
     "title": ("System retirement and archive record",

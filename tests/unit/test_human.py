@@ -4,11 +4,11 @@ value."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from orchestrator.human import DurationStyle, SizeUnit, duration, size
+from orchestrator.human import DurationStyle, SizeUnit, duration, local_time, size
 
 
 @pytest.mark.parametrize(("seconds", "shown"), [
@@ -113,3 +113,29 @@ def test_a_missing_size_is_a_dash_or_what_the_caller_asks() -> None:
 def test_a_unit_it_does_not_know_is_refused() -> None:
     with pytest.raises(ValueError, match="'PB' is not one of B, KiB"):
         size(1, "PB")  # type: ignore[arg-type]
+
+
+# --- times in a time zone -------------------------------------------------------------------
+
+@pytest.mark.parametrize(("when", "zone", "shown"), [
+    ("2026-12-07T03:15:03.250Z", "Asia/Ho_Chi_Minh", "2026-12-07 10:15:03 +07:00"),
+    ("2026-12-07T03:15:03+00:00", "UTC", "2026-12-07 03:15:03 +00:00"),
+    ("2026-12-07T10:15:03+07:00", "Asia/Ho_Chi_Minh", "2026-12-07 10:15:03 +07:00"),
+    ("2026-07-01T12:00:00Z", "Europe/Paris", "2026-07-01 14:00:00 +02:00"),  # summer time
+    ("2026-03-07T03:15:03Z", "America/St_Johns", "2026-03-06 23:45:03 -03:30"),
+    (datetime(2026, 12, 31, 20, 0, tzinfo=UTC), "Asia/Ho_Chi_Minh",
+     "2027-01-01 03:00:00 +07:00"),
+])
+def test_a_time_is_written_in_the_zone_with_its_offset(when: datetime | str, zone: str,
+                                                       shown: str) -> None:
+    assert local_time(when, zone) == shown
+
+
+def test_no_time_is_a_dash_or_what_the_caller_asks() -> None:
+    assert local_time(None, "UTC") == "—" and local_time("", "UTC", missing="-") == "-"
+
+
+@pytest.mark.parametrize("when", ["2026-12-07T03:15:03", datetime(2026, 12, 7, 3, 15)])
+def test_a_time_without_its_offset_is_refused(when: datetime | str) -> None:
+    with pytest.raises(ValueError, match="no UTC offset"):
+        local_time(when, "Asia/Ho_Chi_Minh")

@@ -141,5 +141,6 @@ def render_report(paths: Paths, run_id: str, ledger: Ledger, lang: str = "en") -
     the system's drill history from the ledger. Out: the report's path."""
     doc, sha = load_evidence(paths, run_id)
     out = evidence_dir(paths, run_id) / "report.html"
-    write_report_file(out, drill_report(doc, sha, lang, _history(ledger, doc)))
+    write_report_file(out, drill_report(doc, sha, lang, _history(ledger, doc),
+                                        paths.estate.settings.timezone))
     return out

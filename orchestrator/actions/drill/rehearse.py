@@ -298,5 +298,5 @@ def render_rehearsal(paths: Paths, rehearsal_id: str, lang: str = "en") -> Path:
     report's path."""
     doc, sha = load_evidence(paths, rehearsal_id)
     out = evidence_dir(paths, rehearsal_id) / "report.html"
-    write_report_file(out, rehearsal_report(doc, sha, lang))
+    write_report_file(out, rehearsal_report(doc, sha, lang, paths.estate.settings.timezone))
     return out

@@ -7,6 +7,9 @@
 - :func:`rehearsal_report` — ``templates/drill-rehearsal.html.j2``: each system's drill as a
   bar on the rehearsal's time axis, with its RTO, against the tightest RTO target.
 
+Times are in the estate's time zone ``zone`` with the offset written
+(:func:`orchestrator.human.local_time`); the documents keep them in UTC.
+
 Pure functions of the documents: reading the evidence and writing the file are the
 actions' (:mod:`orchestrator.actions.drill.evidence`).
 """
@@ -15,10 +18,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from orchestrator.human import duration
+from orchestrator.human import duration, local_time
 from orchestrator.reports.drill import svg
 from orchestrator.reports.drill.labels import label_set
 from orchestrator.reports.html import render
@@ -36,31 +40,32 @@ class PastDrill:
     passed: bool
 
 
-def _stamp(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%m-%d %H:%M")
+def _stamp(ts: float, zone: str) -> str:
+    return datetime.fromtimestamp(ts, ZoneInfo(zone)).strftime("%m-%d %H:%M")
 
 
 def drill_report(doc: Mapping[str, Any], sha256: str, lang: str,
-                 history: Sequence[PastDrill]) -> str:
+                 history: Sequence[PastDrill], zone: str) -> str:
     """The HTML of drill evidence ``doc`` (whose SHA-256 is ``sha256``), with ``history``
-    (the system's drills, this one last, oldest first) as a chart. Raises HopnhatError
-    (exit 2) for a language other than vi and en."""
+    (the system's drills, this one last, oldest first) as a chart, times in ``zone``.
+    Raises HopnhatError (exit 2) for a language other than vi and en."""
     t = label_set(lang)
     bars = [svg.Bar(t["step_" + s["name"]], s["start"], s["seconds"], s["ok"])
             for s in doc["steps"]]
     timeline = svg.timeline(bars, doc["targets"]["rto_seconds"], t["rto_target"],
                             t["seconds_since_start"])
-    points = [svg.Point(_stamp(d.started), d.rpo_seconds, d.rto_seconds, d.passed)
+    points = [svg.Point(_stamp(d.started, zone), d.rpo_seconds, d.rto_seconds, d.passed)
               for d in history]
     chart = svg.history(points, doc["targets"]["rpo_seconds"], doc["targets"]["rto_seconds"],
                         (t["achieved_rpo"], t["achieved_rto"]), t["target"])
     return render("drill-report.html.j2", doc=doc, sha256=sha256, t=t, lang=lang,
-                  timeline=timeline, history=chart, history_count=len(points))
+                  timeline=timeline, history=chart, history_count=len(points), zone=zone,
+                  when=lambda v: local_time(v, zone))
 
 
-def rehearsal_report(doc: Mapping[str, Any], sha256: str, lang: str) -> str:
-    """The HTML of rehearsal evidence ``doc`` (whose SHA-256 is ``sha256``). Raises
-    HopnhatError (exit 2) for a language other than vi and en."""
+def rehearsal_report(doc: Mapping[str, Any], sha256: str, lang: str, zone: str) -> str:
+    """The HTML of rehearsal evidence ``doc`` (whose SHA-256 is ``sha256``), times in
+    ``zone``. Raises HopnhatError (exit 2) for a language other than vi and en."""
     t = label_set(lang)
     bars = [svg.Bar(f"{s['group']}. {s['system']}", s["start"], s["seconds"],
                     s["verdict"] == PASSED,
@@ -71,4 +76,4 @@ def rehearsal_report(doc: Mapping[str, Any], sha256: str, lang: str) -> str:
     picture = svg.timeline(bars, min(targets) if targets else None, t["rto_target"],
                            t["seconds_since_rehearsal"])
     return render("drill-rehearsal.html.j2", doc=doc, sha256=sha256, t=t, lang=lang,
-                  timeline=picture)
+                  timeline=picture, zone=zone, when=lambda v: local_time(v, zone))

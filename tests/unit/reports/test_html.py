@@ -9,7 +9,7 @@ from orchestrator.actions.archive import serve
 from orchestrator.errors import EXIT_BAD_INPUT, HopnhatError
 from orchestrator.reports import migrate, retire
 from orchestrator.reports.drill import labels as drill_labels
-from orchestrator.reports.html import environment, words
+from orchestrator.reports.html import environment, system_title, words
 
 TABLES = {"drill": drill_labels.WORDS, "migrate": migrate.WORDS, "retire": retire.WORDS,
           "archive": serve.WORDS}
@@ -35,3 +35,15 @@ def test_the_human_filter_writes_seconds_in_words_and_none_as_a_dash() -> None:
 
 def test_what_a_report_is_given_is_escaped() -> None:
     assert environment().from_string("{{ v }}").render(v="<b>&") == "&lt;b&gt;&amp;"
+
+
+@pytest.mark.parametrize(("name", "code", "title"), [
+    ("Quản lý văn bản và điều hành (QLVB)", "qlvb", "Quản lý văn bản và điều hành (QLVB)"),
+    ("Quản lý văn bản và điều hành (qlvb) ", "qlvb", "Quản lý văn bản và điều hành (qlvb)"),
+    ("Thư điện tử công vụ", "email", "Thư điện tử công vụ (EMAIL)"),
+    ("QLVB của thành phố Đà Nẵng (cũ)", "qlvbdn", "QLVB của thành phố Đà Nẵng (cũ) (QLVBDN)"),
+    ("Cổng (QLVB) mới", "qlvb", "Cổng (QLVB) mới (QLVB)"),
+    ("", "sso", "(SSO)"),
+])
+def test_a_system_is_named_with_its_code_once(name: str, code: str, title: str) -> None:
+    assert system_title(name, code) == title
