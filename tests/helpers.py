@@ -265,3 +265,103 @@ class EstateCopy:
 
 def _lines(problems: list[Problem]) -> str:
     return "\n".join(f"  {p}" for p in problems) or "  (none)"
+
+
+def promtool_says(text: str) -> str:
+    """What ``promtool check metrics`` (Debian's prometheus package) says of the Prometheus
+    textfile ``text``: empty when it has nothing to say, else its lint messages (with its
+    exit code when that is not 0). Fails the test when promtool is missing."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail("promtool is missing: install Debian's prometheus package "
+                    "(apt-get install --no-install-recommends prometheus; make test does)")
+    done = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
+                          text=True, timeout=60, check=False)
+    said = (done.stdout + done.stderr).strip()
+    return said if done.returncode == 0 else f"exit {done.returncode}: {said}"
+
+
+# --- receivers of notifications (the notify tests): real servers on free ports ------------
+
+
+@dataclass
+class Received:
+    """One request a :class:`WebhookReceiver` took: its path, headers and body."""
+
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class WebhookReceiver:
+    """A local HTTP endpoint (``http.server`` in a thread, on a free port) that keeps every
+    POST it is sent and answers ``status`` (200; set 500 to play a broken receiver). Use as a
+    context manager; ``url`` is ``http://127.0.0.1:<port>``."""
+
+    def __init__(self, status: int = 200) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from threading import Thread
+
+        received: list[Received] = []
+        self.received = received
+        self.status = status
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                received.append(Received(self.path, dict(self.headers.items()), body))
+                self.send_response(outer.status)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                del format, args
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self._thread = Thread(target=self._server.serve_forever, daemon=True)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self) -> WebhookReceiver:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class MailReceiver:
+    """A local SMTP server (aiosmtpd's Controller: its own thread, on a free port) that
+    keeps every message it is sent as an ``email.message.EmailMessage``. Use as a context
+    manager; ``port`` is where it listens on 127.0.0.1."""
+
+    def __init__(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.messages: list[Any] = []
+        self.port = free_port()
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        import email
+        import email.policy
+
+        del server, session
+        self.messages.append(email.message_from_bytes(envelope.content,
+                                                      policy=email.policy.default))
+        return "250 OK"
+
+    def mailto(self, to: str = "ops@example.org") -> str:
+        """An Apprise URL that sends to this server, without TLS or a login."""
+        return (f"mailto://127.0.0.1:{self.port}?from=hopnhat@example.org&to={to}"
+                "&secure=no&name=hopnhat")
+
+    def __enter__(self) -> MailReceiver:
+        self._controller.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._controller.stop()

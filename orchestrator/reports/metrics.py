@@ -35,8 +35,8 @@ METRICS: dict[str, str] = {
                                          "this run read (0 to 1).",
     "hopnhat_verify_read_data_subset_index": "With --read-data-subset auto: the rotation's "
                                              "subset read this run (n of n/t).",
-    "hopnhat_verify_read_data_subset_total": "With --read-data-subset auto: the rotation's "
-                                             "length in runs (t of n/t).",
+    "hopnhat_verify_read_data_subsets": "With --read-data-subset auto: the rotation's length "
+                                        "in runs (t of n/t).",
     "hopnhat_backup_rpo_seconds": "The tier's recovery point objective.",
     "hopnhat_backup_snapshots": "Snapshots in the repository.",
     "hopnhat_backup_last_snapshot_timestamp_seconds": "Time of the host's latest snapshot.",
@@ -124,7 +124,7 @@ def _verification(samples: _Samples, base: dict[str, str], report: RepositoryRep
         samples.add("hopnhat_verify_read_data_fraction", base, _fraction(t.subset))
     if t.position is not None:
         samples.add("hopnhat_verify_read_data_subset_index", base, t.position)
-        samples.add("hopnhat_verify_read_data_subset_total", base, t.rotation)
+        samples.add("hopnhat_verify_read_data_subsets", base, t.rotation)
 
 
 def _snapshots(samples: _Samples, base: dict[str, str], report: RepositoryReport) -> None:

@@ -31,7 +31,15 @@ from orchestrator.adapters.vault import read_vault
 from orchestrator.estate.endpoints import htpasswd_line
 from orchestrator.ledger import Ledger
 from orchestrator.settings import Paths
-from tests.helpers import HOPNHAT, REPO, guest_seeded, ledger_dump, wait_for, wait_task
+from tests.helpers import (
+    HOPNHAT,
+    REPO,
+    guest_seeded,
+    ledger_dump,
+    promtool_says,
+    wait_for,
+    wait_task,
+)
 
 pytestmark = pytest.mark.lab
 
@@ -286,6 +294,7 @@ def test_the_backup_job_run_by_hand_makes_a_snapshot_and_writes_its_status(
     assert status["files"] > 0 and status["bytes"] > 0 and status["error"] is None
     textfile = sh(paths, "email-mail-01",
                   "cat /var/lib/hopnhat/textfile/hopnhat_backup_email.prom").stdout
+    assert promtool_says(textfile) == ""
     families = {f.name: f for f in text_string_to_metric_families(textfile)}
     assert {s.labels["result"]: s.value for s in families["hopnhat_backup_result"].samples} == {
         "ok": 1.0, "partial": 0.0, "failed": 0.0}

@@ -49,7 +49,7 @@ from orchestrator.lab.secrets import ensure_lab_secrets
 from orchestrator.ledger import Ledger
 from orchestrator.reports.metrics import METRICS
 from orchestrator.settings import Paths
-from tests.helpers import ledger_dump, state_beside, wait_for
+from tests.helpers import ledger_dump, promtool_says, state_beside, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -261,9 +261,10 @@ def test_a_healthy_subset_exits_0_with_every_metric_and_a_junit_case_per_check(
     assert {h["restic_version"] for r in reports.values() for h in r["hosts"]} == {
         said if control >= (0, 16, 0) else None}
 
-    # every metric, labelled by system, tier and repository, parsed by prometheus_client;
-    # vanished snapshots and server deletions are not known of an sftp repository (its
-    # clients prune it; no rest-server counts)
+    # every metric, labelled by system, tier and repository, parsed by prometheus_client and
+    # nothing for promtool's lint to say; vanished snapshots and server deletions are not
+    # known of an sftp repository (its clients prune it; no rest-server counts)
+    assert promtool_says(metrics.read_text()) == ""
     families = {f.name: f for f in text_string_to_metric_families(metrics.read_text())}
     assert set(families) == set(METRICS) - {"hopnhat_backup_vanished_snapshots",
                                             "hopnhat_backup_server_deleted_files",
