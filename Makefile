@@ -10,9 +10,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 HOPNHAT := $(VENV)/bin/hopnhat
 STAMPS := .hopnhat/stamps
-# prometheus: for its promtool, which checks and unit-tests the alert rules (hopnhat alerts)
+# prometheus: for its promtool, which checks and unit-tests the alert rules (hopnhat alerts);
+# postgresql-15, mariadb-server and their clients: the engines lab guests run (each guest has
+# its own empty engine folders, so the clusters and data directory the packages make on this
+# machine, running or not, are never a guest's)
 APT_PACKAGES := tzdata restic openssh-server openssh-client nftables \
-	sqlite3 util-linux iproute2 systemd python3-venv chromium prometheus
+	sqlite3 util-linux iproute2 systemd python3-venv chromium prometheus \
+	postgresql-15 postgresql-client-15 mariadb-server mariadb-client
 PYTEST_ARGS ?=
 # make test runs the tests on two pytest-xdist workers, each with a lab of its own (the
 # integration tests wait on hosts much of the time: alone they keep two cores 60 % busy)

@@ -53,6 +53,8 @@ class DataSpec(_Strict):
     size_mb: Annotated[float, Field(gt=0)] = 20
     files: Annotated[int, Field(ge=1)] = 150
     change_rate: Annotated[float, Field(ge=0, le=1)] = 0.05
+    #: main records (applications, documents) each guest database is seeded with
+    db_rows: Annotated[int, Field(ge=1, le=10_000_000)] = 20000
 
 
 #: A folder name under a datacenter's VM folder (one part of ``LabVM.folder``).

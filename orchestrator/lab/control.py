@@ -22,7 +22,7 @@ from typing import Any
 from orchestrator.adapters.ssh import ensure_keypair
 from orchestrator.errors import LabError
 from orchestrator.estate.secrets import Secrets
-from orchestrator.lab import gobuild, guests, link, repository, rest, vcsim
+from orchestrator.lab import engines, gobuild, guests, link, repository, rest, vcsim
 from orchestrator.lab.config import (
     LabConfig,
     LabVCenter,
@@ -136,6 +136,8 @@ def _hypervisor_config(paths: Paths, config: LabConfig, vcenters: list[LabVCente
                      for vc in vcenters],
         "lab_dir": str(paths.lab), "known_hosts": str(paths.known_hosts),
         "authorized_keys": [control_pub], "operator_keys": [operator_pub], "data": data,
+        # the engines a data VM's guest runs: those of its system's backup.databases
+        "databases": engines.guest_engines(estate, config.data.db_rows),
         # a legacy guest's data is seeded once, like hopnhat's data VMs, under its guest key
         "legacy": {key: {"publish_fingerprint": vm.publish_fingerprint, "data": None
                          if vm.data is None else {"code": vm.data,
@@ -233,7 +235,7 @@ def _stop_stale_vcsims(table: ProcessTable, vcenters: list[LabVCenter]) -> None:
 
 
 #: What a running hypervisor is restarted for when its config says otherwise.
-RESTART_ON = ("vcenters", "operator_keys", "legacy")
+RESTART_ON = ("vcenters", "operator_keys", "legacy", "databases")
 
 
 def _same(running: dict[str, Any] | None, wanted: dict[str, Any], keys: tuple[str, ...]) -> bool:

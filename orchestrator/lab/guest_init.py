@@ -12,6 +12,8 @@ orchestrator.lab.guest_init <guest.json>``; this module then, inside those fresh
 - writes root's authorized_keys inside its own /root/.ssh (or, for a legacy guest, adds the
   keys it lacks to what its disk already holds), creates the repository accounts;
 - (a legacy guest) takes the hostname its disk says (/etc/hostname) from its second boot on;
+- gives it its own engine folders and starts the database engines its spec lists, seeded
+  once (:mod:`orchestrator.lab.guest_engines`);
 - and ``execve``s ``sshd -D -e -f <config>``, so the PID the lab recorded is sshd itself.
 
 ``python -m orchestrator.lab.guest_init --accounts <guest.json>``, run through ``nsenter``
@@ -34,6 +36,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from orchestrator.errors import CommandError, LabError
+from orchestrator.lab import guest_engines
 from orchestrator.process import run
 
 #: The directories each guest gets a private, persistent overlay of.
@@ -70,7 +73,8 @@ class GuestSpec:
     it is, as a VM's does: root's authorized_keys keeps what it holds (keys installed since,
     as by ``hosts trust``, survive a restart) and gets those of ``authorized_keys`` it lacks,
     and from its second boot on its hostname is its own /etc/hostname (as set there since)
-    rather than ``hostname``.
+    rather than ``hostname``. ``engines``: the database engines it runs and seeds
+    (:class:`orchestrator.lab.guest_engines.EngineSpec` as dicts).
     """
 
     name: str
@@ -87,6 +91,7 @@ class GuestSpec:
     capacity_mb: int | None = None
     accounts: dict[str, str] = field(default_factory=dict)
     legacy: bool = False
+    engines: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def path(self) -> Path:
@@ -354,6 +359,10 @@ def boot(spec: GuestSpec) -> NoReturn:
     _root_keys(spec.authorized_keys, spec.legacy)
     apply_accounts(spec)
     os.chdir("/")
+    # its own engine folders (the lab machine's clusters never show), then its engines: up
+    # and seeded before sshd answers, as a VM's services are before anyone logs in
+    guest_engines.own_dirs(root, GUEST_ENV)
+    guest_engines.boot(root, spec.engines, GUEST_ENV)
     # test the config first (it needs /run/sshd), so a mistake reads as sshd's own message
     test = run([spec.sshd, "-t", "-f", spec.config], env=GUEST_ENV, inherit_env=False, timeout=30)
     if not test.ok:

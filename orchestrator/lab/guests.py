@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 from orchestrator.errors import LabError
 from orchestrator.lab.guest_init import GUEST_ENV, OVERLAID, GuestSpec, check_public_key
@@ -50,6 +51,9 @@ from orchestrator.resources import package_parent
 SSHD = "/usr/sbin/sshd"
 HOST_KEY = "ssh_host_ed25519_key"
 START_TIMEOUT = 20.0
+#: how long a guest that runs database engines may take to answer: at its first boot they
+#: are created and seeded before its sshd starts
+ENGINES_START_TIMEOUT = 180.0
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 #: the folder holding the ``orchestrator`` package (the checkout, or the site-packages of an
@@ -241,14 +245,14 @@ def _log_tail(log: Path, lines: int = 8) -> str:
 
 
 def _wait_ready(proc: subprocess.Popen[bytes], ip: str, port: int, log: Path,
-                name: str) -> None:
+                name: str, timeout: float = START_TIMEOUT) -> None:
     """Wait until *this* process (now sshd) listens on ip:port and accepts a connection.
 
     Checking that the listening socket is held by our PID, not just that something answers,
     keeps a stray listener from passing for our guest. Raises LabError (after stopping the
     process) when it exits or the deadline passes.
     """
-    deadline = time.monotonic() + START_TIMEOUT
+    deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
             raise LabError(f"guest {name}: sshd exited ({proc.returncode}): {_log_tail(log)}")
@@ -258,7 +262,7 @@ def _wait_ready(proc: subprocess.Popen[bytes], ip: str, port: int, log: Path,
             proc.kill()
             proc.wait()
             raise LabError(f"guest {name}: sshd not listening on {ip}:{port} after "
-                           f"{START_TIMEOUT:.0f} s: {_log_tail(log)}")
+                           f"{timeout:.0f} s: {_log_tail(log)}")
         time.sleep(0.05)  # poll interval of the deadline loop above
 
 
@@ -342,7 +346,8 @@ def start_guest(lab_dir: Path, table: ProcessTable, name: str, hostname: str, ip
                 storage: str | None = None, capacity_mb: int | None = None,
                 accounts: dict[str, str] | None = None,
                 on_ready: Callable[[], None] | None = None,
-                legacy: bool = False) -> ProcessRecord:
+                legacy: bool = False,
+                engines: list[dict[str, Any]] | None = None) -> ProcessRecord:
     """Start guest ``name`` (an sshd as root on ``ip:port`` in its own namespaces), or return
     the record of the live one already on that address.
 
@@ -361,6 +366,8 @@ def start_guest(lab_dir: Path, table: ProcessTable, name: str, hostname: str, ip
     those of ``authorized_keys`` it lacks, and from its second start on it takes the hostname
     of its own /etc/hostname; otherwise root's authorized_keys is ``authorized_keys`` and the
     hostname ``hostname``, at every start.
+    ``engines``: the database engines the guest runs, each seeded once
+    (:class:`orchestrator.lab.guest_engines.EngineSpec` as dicts): up before its sshd answers.
     ``on_ready`` is called once a newly started sshd answers, before it is recorded (so
     whoever sees the guest recorded finds done what it does); if it raises, the guest is
     stopped and the exception propagates.
@@ -379,8 +386,8 @@ def start_guest(lab_dir: Path, table: ProcessTable, name: str, hostname: str, ip
         old = _load_spec(root)
         live = table.running(record_name(name))
         if live is not None:
-            same_storage = old is not None and (old.storage, old.capacity_mb) == (
-                storage, capacity_mb)
+            same_storage = old is not None and (old.storage, old.capacity_mb, old.engines) == (
+                storage, capacity_mb, list(engines or []))
             if live.address == address and same_storage:
                 pin(ensure_host_key(root, name))
                 return live
@@ -396,7 +403,7 @@ def start_guest(lab_dir: Path, table: ProcessTable, name: str, hostname: str, ip
             known_hosts="" if known_hosts is None else str(known_hosts),
             authorized_keys=[check_public_key(k) for k in authorized_keys],
             storage=storage, capacity_mb=capacity_mb, accounts=merged,
-            legacy=legacy,
+            legacy=legacy, engines=list(engines or []),
         )
         host_key = ensure_host_key(root, name)
         (root / "srv").mkdir(mode=0o755, exist_ok=True)
@@ -424,7 +431,8 @@ def _launch(spec: GuestSpec, root: Path, pin: Callable[[str | None], None],
                  env=INIT_ENV, inherit_env=False, log=log, cwd="/")
     _CHILDREN[proc.pid] = proc
     try:
-        _wait_ready(proc, spec.ip, spec.port, log, spec.name)
+        _wait_ready(proc, spec.ip, spec.port, log, spec.name,
+                    ENGINES_START_TIMEOUT if spec.engines else START_TIMEOUT)
     except LabError:
         _CHILDREN.pop(proc.pid, None)
         pin(None)
@@ -518,10 +526,44 @@ def _hold_namespace(rec: ProcessRecord) -> int | None:
     return None
 
 
+def _under(pid: int, ancestor: int, members: dict[int, int]) -> bool:
+    """True when ``ancestor`` is ``pid``'s parent, or its parent's, through ``members``."""
+    parent = parent_pid(pid)
+    for _ in range(len(members) + 1):
+        if parent is None or parent == ancestor:
+            return parent == ancestor
+        if parent not in members:
+            return False
+        parent = parent_pid(parent)
+    return False
+
+
+def _stop_services(services: dict[int, int], timeout: float) -> None:
+    """Stop the guest's daemons (processes not under its sshd: engines, what ``setsid`` or
+    ``nohup`` left running, rest-servers entered with nsenter): SIGTERM to the top of each
+    tree, which then stops its own children as on a VM's shutdown (a postmaster its
+    backends, after a shutdown checkpoint); whatever is left after ``timeout`` is ended
+    leaves first, SIGKILL."""
+    tops = {p: t for p, t in services.items() if parent_pid(p) not in services}
+    for pid, ticks in tops.items():
+        if start_ticks(pid) == ticks:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while [p for p, t in services.items() if start_ticks(p) == t] \
+            and time.monotonic() < deadline:
+        time.sleep(0.02)  # poll interval while the daemons shut down
+    left = {p: t for p, t in services.items() if start_ticks(p) == t}
+    for level in _deepest_first(left):
+        _terminate(level, 0.0)
+
+
 def _stop(table: ProcessTable, name: str, timeout: float = 10.0) -> bool:
     """Stop the guest's sshd and every process in its namespace (SSH sessions, what Ansible
-    started there): a powered-off VM runs nothing. Each is signalled by PID, checked against
-    its start time. Returns True if a live sshd was stopped."""
+    started there, its database engines): a powered-off VM runs nothing. Each is signalled
+    by PID, checked against its start time: first the SSH sessions (leaves first), then
+    the daemons (each tree from its top, so an engine shuts down cleanly), then sshd.
+    Returns True if a live sshd was stopped."""
     rec = table.get(record_name(name))
     if rec is None:
         return False
@@ -532,8 +574,10 @@ def _stop(table: ProcessTable, name: str, timeout: float = 10.0) -> bool:
             # leaves first while their parents live to reap them: orphans go to PID 1,
             # which on some machines (this lab's sandbox) never reaps them
             others = {p: t for p, t in _members(namespace).items() if p != rec.pid}
-            for level in _deepest_first(others):
+            sessions = {p: t for p, t in others.items() if _under(p, rec.pid, others)}
+            for level in _deepest_first(sessions):
                 _terminate(level, timeout)
+            _stop_services({p: t for p, t in others.items() if p not in sessions}, timeout)
         stopped = table.stop(record_name(name), timeout=timeout)
         proc = _CHILDREN.pop(rec.pid, None)
         if proc is not None:

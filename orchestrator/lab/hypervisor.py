@@ -5,7 +5,9 @@ session each) through the PropertyCollector (WaitForUpdatesEx over a ContainerVi
 and keeps one real sshd guest running for every powered-on VM that has a guest IP (from its
 customization): started when the VM powers on, stopped when it powers off, removed with its
 disk when the VM is destroyed. A data-bearing VM of the estate (or a legacy VM with
-``data``) gets its synthetic application data just before its guest first comes up.
+``data``) gets its synthetic application data just before its guest first comes up; one
+whose system's backup names PostgreSQL or MariaDB databases runs those engines, created and
+seeded at its guest's first boot (:mod:`orchestrator.lab.guest_engines`).
 
 A guest is keyed by its VM's name, or, for a legacy VM (one lab.yml puts in vCenter before
 hopnhat, whose ``config.annotation`` is ``hopnhat-lab-guest: <key>``), by that key
@@ -100,6 +102,8 @@ class Hypervisor:
         # legacy guest key → {"publish_fingerprint": bool, "data": a data spec or None}
         self.legacy: dict[str, dict[str, Any]] = config.get("legacy", {})
         self.data: dict[str, dict[str, Any]] = config.get("data", {})
+        # VM name → the database engines its guest runs (guest_engines.EngineSpec dicts)
+        self.databases: dict[str, list[dict[str, Any]]] = config.get("databases", {})
         # guests the lab runs that are not VMs (the repository hosts): never ours to touch
         self.unmanaged: set[str] = set(config.get("unmanaged", []))
         self.urls: list[str] = [vc["url"] for vc in config["vcenters"]]
@@ -142,7 +146,8 @@ class Hypervisor:
                                            self._publish_fingerprints, name))
                 else:
                     guests.start_guest(self.lab_dir, self.table, name, vm.hostname or name,
-                                       vm.ip, self.authorized_keys, self.known_hosts)
+                                       vm.ip, self.authorized_keys, self.known_hosts,
+                                       engines=self.databases.get(name))
             except HopnhatError as exc:
                 log.error("guest %s did not start: %s", name, exc)
         self._remove_orphans(known_names)
