@@ -112,16 +112,18 @@ def spawn(
     log: Path | None = None,
     cwd: str | Path | None = None,
     inherit_env: bool = True,
+    stdin: int = subprocess.DEVNULL,
 ) -> subprocess.Popen[bytes]:
     """Start a long-lived process in its own session (so a terminal's Ctrl-C does not
-    reach it), output to ``log`` (or discarded). The caller records its PID."""
+    reach it), output to ``log`` (or discarded). The caller records its PID. ``stdin``:
+    nothing (the default), or ``subprocess.PIPE`` for the caller to write."""
     args = [str(a) for a in argv]
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - handed to the child
     try:
         return subprocess.Popen(  # argv list, no shell
             args,
             env=_environment(env, inherit_env),
-            stdin=subprocess.DEVNULL,
+            stdin=stdin,
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=cwd,
@@ -288,6 +290,22 @@ def reading(argv: Sequence[str], *, env: Mapping[str, str] | None = None,
         result.stderr = b"".join(result._errors).decode(errors="replace")
     if expired.is_set():
         raise CommandError(f"{args[0]}: no answer within {timeout:.0f} s")
+
+
+def conversation(argv: Sequence[str], *, env: Mapping[str, str] | None = None,
+                 inherit_env: bool = True, cwd: str | Path | None = None
+                 ) -> subprocess.Popen[bytes]:
+    """Start a program to converse with: its stdin, stdout and stderr are pipes (e.g. a
+    database client's session the caller writes statements to and reads answers from).
+    The caller ends it (close stdin, wait; kill on failure). Raises CommandError naming a
+    missing program."""
+    args = tuple(str(a) for a in argv)
+    try:
+        return subprocess.Popen(  # argv list, no shell
+            args, env=_environment(env, inherit_env), stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd)
+    except FileNotFoundError as exc:
+        raise CommandError(f"{args[0]}: program not found") from exc
 
 
 def _piped(args: Sequence[str], env: Mapping[str, str] | None,

@@ -37,6 +37,7 @@ from orchestrator.adapters.restic_argv import (
     Repository,
     Version,
     make_backup_argv,
+    make_backup_stdin_argv,
     make_cat_lock_argv,
     make_check_argv,
     make_copy_argv,
@@ -61,6 +62,7 @@ from orchestrator.adapters.restic_errors import (
     AccessDenied,
     ConnectionLost,
     IncompleteBackup,
+    InputAborted,
     LockHolder,
     NoRepository,
     NoSpace,
@@ -114,6 +116,7 @@ __all__ = [
     "Features",
     "ForgetResult",
     "IncompleteBackup",
+    "InputAborted",
     "Listing",
     "LockHolder",
     "LockInfo",
@@ -389,6 +392,53 @@ class Restic:
                 f"{len(result.skipped)} missing)", result=result, repository=self.repo.display,
                 command="backup", returncode=code)
         return result
+
+    def backup_stdin(self, filename: str, tags: Sequence[str] = (), host: str | None = None,
+                     *, command: Sequence[str] | None = None,
+                     feed: Callable[[IO[bytes]], bool] | None = None) -> BackupResult:
+        """Back up one stream as the snapshot's file ``/<filename>``: what ``command`` writes
+        (restic 0.17+ runs it: ``--stdin-from-command``; it exiting non-zero fails the backup
+        with no snapshot) or what ``feed(stdin)`` writes to restic's stdin (``--stdin``; see
+        :meth:`Stream.feed`: it returns True when its input is complete, False to have restic
+        stopped before it writes a snapshot, raising InputAborted). ``feed`` may be called
+        again when the repository was locked (it must start over)."""
+        if (command is None) == (feed is None):
+            raise ValueError("backup_stdin: give a command or a feed")
+        argv = make_backup_stdin_argv(self.repo, filename, tags, host, command=command)
+        if command is not None:
+            code, lines = self._stream(argv, "backup", keep=_not_status, ok_codes=(0, 3))
+        else:
+            assert feed is not None
+            code, lines = self._locking(lambda wait: self._fed(argv, feed, wait))
+        result = parse_backup_output(lines, code)
+        if result is None:
+            raise self._fail("\n".join(lines), code, "backup")
+        return result
+
+    def _fed(self, argv: Sequence[str], feed: Callable[[IO[bytes]], bool],
+             wait: float) -> tuple[int, tuple[str, ...]]:
+        """One ``backup --stdin`` with ``feed`` writing its input (see :meth:`backup_stdin`)."""
+        tail: deque[str] = deque(maxlen=KEEP_LINES)
+        with self._named("backup"):
+            stream = Stream(self._argv(argv, wait), self._env(), self.timeout, stdin=True)
+            if self.on_start is not None:
+                self.on_start(stream.pid)
+            feeding = stream.feed(feed)
+            try:
+                tail.extend(line for line in stream.lines() if _not_status(line))
+            finally:
+                stream.close()
+                feeding.join()
+        code = stream.returncode if stream.returncode is not None else 1
+        if feeding.error is not None:
+            raise feeding.error
+        if not feeding.complete and not feeding.broken:
+            raise InputAborted(f"restic backup: repository {self.repo.display}: stopped before "
+                               "it wrote a snapshot: its input failed",
+                               repository=self.repo.display, command="backup", returncode=code)
+        if code not in (0, 3):
+            raise self._fail("\n".join(tail), code, "backup")
+        return code, tuple(tail)
 
     def snapshots(self, *, host: str | None = None, tags: Sequence[str] = (),
                   paths: Sequence[str] = (), latest: int | None = None,

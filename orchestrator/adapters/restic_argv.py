@@ -111,6 +111,12 @@ class Features:
         return self.version >= (0, 17, 0)
 
     @property
+    def stdin_from_command(self) -> bool:
+        """``backup --stdin-from-command -- PROGRAM ARG…`` (0.17): restic runs the program,
+        backs up its stdout and writes no snapshot when it exits non-zero."""
+        return self.version >= (0, 17, 0)
+
+    @property
     def check_json(self) -> bool:
         """``check --json`` (0.18): a summary object on stdout (``num_errors``,
         ``broken_packs``, ``suggest_repair_index``, ``suggest_prune``) and each problem as an
@@ -275,6 +281,28 @@ def make_backup_argv(repo: Repository, paths: Sequence[str | Path], tags: Sequen
         argv += ("--time", time.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S"))
     argv += _repeat("--tag", tags) + _repeat("--exclude", exclude)
     return (*argv, "--", *(str(p) for p in paths))
+
+
+def make_backup_stdin_argv(repo: Repository, filename: str, tags: Sequence[str] = (),
+                           host: str | None = None, *,
+                           command: Sequence[str] | None = None) -> tuple[str, ...]:
+    """``backup --json [--host H] [--tag T]… --stdin-filename NAME`` and then either
+    ``--stdin`` (restic reads its standard input, which the caller feeds) or, with
+    ``command`` (restic 0.17+), ``--stdin-from-command -- PROGRAM ARG…`` (restic runs it and
+    backs up what it writes). ``filename`` is the file's name in the snapshot (``/NAME``).
+    Raises ValueError for a file name restic would take apart (empty, a ``/``, ``.``/``..``)
+    or an empty command."""
+    if not filename or "/" in filename or filename in (".", "..") or "\0" in filename:
+        raise ValueError(f"backup: {filename!r} is not a plain file name")
+    argv = (*_base(repo), "backup", "--json")
+    if host:
+        argv += ("--host", host)
+    argv += (*_repeat("--tag", tags), "--stdin-filename", filename)
+    if command is None:
+        return (*argv, "--stdin")
+    if not command:
+        raise ValueError("backup: no command to read from")
+    return (*argv, "--stdin-from-command", "--", *command)
 
 
 def make_snapshots_argv(repo: Repository, *, host: str | None = None, tags: Sequence[str] = (),

@@ -195,6 +195,12 @@ class ResticCommandError(ResticError):
         self.detail = detail
 
 
+class InputAborted(ResticCommandError):
+    """``backup --stdin``: the input's source failed or gave nothing, so restic was stopped
+    before it wrote a snapshot (none claims the input)."""
+
+
+
 class RepositoryLocked(ResticCommandError):
     """Another restic process holds a conflicting lock; ``holder`` says who and since when
     (None if restic's message could not be read); ``waited``: seconds hopnhat waited."""

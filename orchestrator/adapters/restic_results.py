@@ -160,6 +160,24 @@ class Snapshot:
     program_version: str | None = None
 
 
+#: the tag of a database dump's snapshot (``hopnhat-dump``, with ``dump=<name>``): a
+#: system's "latest snapshot" — for backup status and the gate, verify, drills, migrate,
+#: retire and the archive — is its latest *files* snapshot, never one of these
+DUMP_TAG = "hopnhat-dump"
+
+
+def is_dump(snapshot: Snapshot) -> bool:
+    """Whether ``snapshot`` holds a database dump (tagged :data:`DUMP_TAG`), not files."""
+    return DUMP_TAG in snapshot.tags
+
+
+def dump_name(snapshot: Snapshot) -> str | None:
+    """The dump's name (its ``dump=<name>`` tag), or None for a files snapshot."""
+    if not is_dump(snapshot):
+        return None
+    return next((t.removeprefix("dump=") for t in snapshot.tags if t.startswith("dump=")), None)
+
+
 def snapshot_from(data: Mapping[str, Any]) -> Snapshot:
     """One snapshot object of restic's JSON. Raises ValueError/KeyError when malformed."""
     ident = str(data.get("id", ""))

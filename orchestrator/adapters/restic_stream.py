@@ -13,10 +13,13 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from orchestrator.adapters.restic_results import ProcessState
 from orchestrator.errors import CommandError
@@ -42,16 +45,35 @@ def process_state(pid: int) -> ProcessState:
     return "restic" if "restic" in comm else "other"
 
 
+@dataclass
+class Feeding:
+    """A thread feeding a restic's stdin (:meth:`Stream.feed`): whether the input was
+    ``complete``, the pipe ``broken`` (restic stopped reading) or the source raised
+    ``error``."""
+
+    stdin: IO[bytes]
+    complete: bool = False
+    broken: bool = False
+    error: BaseException | None = None
+    thread: threading.Thread | None = None
+
+    def join(self) -> None:
+        if self.thread is not None:
+            self.thread.join()
+
+
 class Stream:
     """A restic process whose stdout+stderr arrive line by line through a private FIFO."""
 
-    def __init__(self, argv: Sequence[str], env: Mapping[str, str], timeout: float) -> None:
+    def __init__(self, argv: Sequence[str], env: Mapping[str, str], timeout: float, *,
+                 stdin: bool = False) -> None:
         self._dir = tempfile.mkdtemp(prefix="hopnhat-restic-")  # 0700: file names flow here
         fifo = Path(self._dir) / "output"
         os.mkfifo(fifo, 0o600)
         self._fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # a reader first: spawn's open
         try:                                                     # of the writer cannot block
-            self.proc = spawn(argv, env=env, log=fifo, inherit_env=False, cwd="/")
+            self.proc = spawn(argv, env=env, log=fifo, inherit_env=False, cwd="/",
+                              stdin=subprocess.PIPE if stdin else subprocess.DEVNULL)
         except BaseException:
             os.close(self._fd)
             shutil.rmtree(self._dir, ignore_errors=True)
@@ -96,6 +118,33 @@ class Stream:
         finally:
             self.close()
 
+    def feed(self, source: Callable[[IO[bytes]], bool]) -> Feeding:
+        """Run ``source(stdin)`` in a thread beside :meth:`lines` (the stream must have been
+        started with ``stdin=True``): when it returns True its input is complete and stdin
+        is closed (restic then writes its snapshot); when it returns False or raises, restic
+        is stopped *with its stdin still open*, so it never takes what it read for the whole
+        input and writes no snapshot. A broken pipe (restic ended early) ends the feeding."""
+        assert self.proc.stdin is not None
+        feeding = Feeding(self.proc.stdin)
+
+        def run() -> None:
+            try:
+                feeding.complete = bool(source(feeding.stdin))
+            except BrokenPipeError:
+                feeding.complete = False
+                feeding.broken = True
+            except BaseException as exc:  # re-raised by the caller, in its thread
+                feeding.complete = False
+                feeding.error = exc
+            if feeding.complete:
+                with contextlib.suppress(OSError):
+                    feeding.stdin.close()
+            elif not feeding.broken:
+                self._stop()
+        feeding.thread = threading.Thread(target=run, name="restic-stdin", daemon=True)
+        feeding.thread.start()
+        return feeding
+
     def stop(self) -> None:
         """Stop restic now (as on a timeout); :meth:`lines` then reads what it still says."""
         self._stop()
@@ -115,8 +164,11 @@ class Stream:
             self.proc.wait()
 
     def close(self) -> None:
-        """Stop restic if it still runs; release the FIFO."""
+        """Stop restic if it still runs; release the FIFO (and its stdin)."""
         self._stop()
+        if self.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
         with contextlib.suppress(OSError):
             os.close(self._fd)
         shutil.rmtree(self._dir, ignore_errors=True)

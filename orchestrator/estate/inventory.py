@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from orchestrator.estate.databases import Database
 from orchestrator.estate.endpoints import client_url, rest_systems
 from orchestrator.estate.model import Backup, RepositoryHost
 from orchestrator.quoting import shell, ssh_option
@@ -67,6 +68,7 @@ def system_vars(paths: Paths, code: str) -> dict[str, Any]:
             "paths": list(backup.paths),
             "exclude": list(backup.exclude),
             "pre_commands": list(backup.pre_commands),
+            "databases": [_database_vars(d) for d in backup.databases],
             "password_vault_key": backup.password.vault,
             "schedule": backup.schedule,
             "randomized_delay_seconds": int(backup.randomized_delay.total_seconds()),
@@ -82,6 +84,14 @@ def system_vars(paths: Paths, code: str) -> dict[str, Any]:
             },
         }
     return out
+
+
+def _database_vars(database: Database) -> dict[str, Any]:
+    """One ``backup.databases`` entry as the host job's config takes it (its user resolved)."""
+    return {"name": database.name, "engine": database.engine, "database": database.database,
+            "all": database.whole_cluster, "tables": list(database.tables),
+            "newest": None if database.newest is None else database.newest.model_dump(),
+            "run_as": database.user}
 
 
 def _repository_vars(host: RepositoryHost, code: str, backup: Backup) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from orchestrator.estate.databases import Databases
 from orchestrator.estate.values import (
     AbsPath,
     Bool,
@@ -544,6 +545,8 @@ class Backup(Strict):
     paths: Annotated[list[AbsPath], Field(min_length=1)]
     exclude: list[str] = []
     pre_commands: list[str] = []
+    #: databases dumped, each into its own snapshot, before the files backup
+    databases: Databases = []
     schedule: Schedule
     randomized_delay: Duration = timedelta(minutes=5)
     retention: Retention = Retention()

@@ -6,6 +6,7 @@ a bad config exits 2 naming the file and the key."""
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from typing import Any
 
 from orchestrator.adapters.restic import Repository
 from orchestrator.errors import EXIT_BAD_INPUT, HopnhatError
+from orchestrator.hostjob.contract import DUMPS_DIR
 
 CONFIG_VERSION = 1
 #: the PATH of the commands the job starts (pre-backup commands, sftp's df): nothing secret
@@ -42,6 +44,22 @@ class RepositoryConfig:
 
 
 @dataclass(frozen=True)
+class DatabaseConfig:
+    """One database the job dumps before the files backup (the estate's
+    ``backup.databases``; :mod:`~orchestrator.hostjob.dumps` runs it). ``newest``: (table,
+    column) of the newest record's time, or None; ``run_as``: the OS user of the engine's
+    tools."""
+
+    name: str
+    engine: str
+    database: str
+    tables: tuple[str, ...] = ()
+    newest: tuple[str, str] | None = None
+    whole_cluster: bool = False
+    run_as: str = "root"
+
+
+@dataclass(frozen=True)
 class JobConfig:
     """The job's config file (JSON, rendered by the ``backup_schedule`` role)."""
 
@@ -56,6 +74,9 @@ class JobConfig:
     lock_file: Path
     exclude: tuple[str, ...] = ()
     pre_commands: tuple[str, ...] = ()
+    databases: tuple[DatabaseConfig, ...] = ()
+    #: where the dumps' manifests are written (and backed up with the files)
+    dumps_dir: Path = Path(DUMPS_DIR)
     retention: Mapping[str, int] = field(default_factory=dict)
     copy: RepositoryConfig | None = None
     cache_dir: Path | None = None
@@ -76,7 +97,8 @@ class JobConfig:
 
 _REQUIRED = ("version", "system", "tier", "host", "paths", "repository", "password_file",
              "status_file", "textfile", "lock_file")
-_OPTIONAL = ("exclude", "pre_commands", "retention", "copy", "cache_dir", "restic",
+_OPTIONAL = ("exclude", "pre_commands", "databases", "dumps_dir", "retention", "copy",
+             "cache_dir", "restic",
              "lock_wait_seconds", "timeout_seconds", "pre_command_timeout_seconds")
 
 
@@ -136,6 +158,9 @@ def parse_config(data: Any, where: str = "config") -> JobConfig:
         lock_file=_absolute(data, "lock_file", where),
         exclude=_strings(data, "exclude", where),
         pre_commands=_pre_commands(data, where),
+        databases=_databases(data.get("databases") or [], where),
+        dumps_dir=_absolute(data, "dumps_dir", where) if "dumps_dir" in data
+        else Path(DUMPS_DIR),
         retention=_retention(data, where),
         copy=None if copy is None else _repository(copy, "copy", where),
         cache_dir=None if cache_dir is None else _absolute(data, "cache_dir", where),
@@ -176,6 +201,66 @@ def _pre_commands(data: dict[str, Any], where: str) -> tuple[str, ...]:
             raise ConfigError(f"{where}: pre_commands[{number}] cannot be split into "
                               f"arguments ({exc})") from None
     return pre_commands
+
+
+# the estate's rules again (orchestrator/estate/databases.py), for a config written by hand:
+# each value reaches an argv element or a quoted SQL identifier
+_DUMP_NAME = re.compile(r"[a-z][a-z0-9_-]{0,30}")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,62}(\.[A-Za-z_][A-Za-z0-9_$]{0,62})?")
+_DATABASE = re.compile(r"[A-Za-z_][A-Za-z0-9_$-]{0,63}")
+_USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+_DATABASE_KEYS = {"name", "engine", "database", "all", "tables", "newest", "run_as"}
+
+
+def _databases(value: Any, where: str) -> tuple[DatabaseConfig, ...]:
+    """``databases``: a list of dumps, names unique."""
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}: 'databases' must be a list")
+    out = tuple(_database(item, f"{where}: databases[{i}]") for i, item in enumerate(value))
+    names = [d.name for d in out]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{where}: 'databases': a name is used twice")
+    return out
+
+
+def _word(data: dict[str, Any], key: str, pattern: re.Pattern[str], where: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or pattern.fullmatch(value) is None:
+        raise ConfigError(f"{where}: '{key}' is missing or not a plain name")
+    return value
+
+
+def _database(data: Any, where: str) -> DatabaseConfig:
+    if not isinstance(data, dict) or not {"name", "engine", "database"} <= set(data) \
+            or not set(data) <= _DATABASE_KEYS:
+        raise ConfigError(f"{where}: must be {{name, engine, database}} and optionally "
+                          "all, tables, newest, run_as")
+    engine = data["engine"]
+    if engine not in ("postgresql", "mariadb", "sqlite"):
+        raise ConfigError(f"{where}: 'engine' must be postgresql, mariadb or sqlite")
+    if engine == "sqlite":
+        database = _absolute(data, "database", where).as_posix()
+    else:
+        database = _word(data, "database", _DATABASE, where)
+    tables = data.get("tables") or []
+    if not isinstance(tables, list) or not all(
+            isinstance(t, str) and _IDENTIFIER.fullmatch(t) for t in tables):
+        raise ConfigError(f"{where}: 'tables' must list plain table names")
+    newest = data.get("newest")
+    if newest is not None:
+        if not isinstance(newest, dict) or set(newest) != {"table", "column"}:
+            raise ConfigError(f"{where}: 'newest' must be {{table, column}}")
+        newest = (_word(newest, "table", _IDENTIFIER, where),
+                  _word(newest, "column", _IDENTIFIER, where))
+    whole = data.get("all", False)
+    if not isinstance(whole, bool) or (whole and (engine != "postgresql" or tables or newest)):
+        raise ConfigError(f"{where}: 'all' is true or false, true only for postgresql and "
+                          "then without tables or newest")
+    return DatabaseConfig(name=_word(data, "name", _DUMP_NAME, where), engine=engine,
+                          database=database, tables=tuple(tables), newest=newest,
+                          whole_cluster=whole,
+                          run_as=_word(data, "run_as", _USER, where) if "run_as" in data
+                          else ("postgres" if engine == "postgresql" else "root"))
 
 
 def _retention(data: dict[str, Any], where: str) -> dict[str, int]:

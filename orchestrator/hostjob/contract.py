@@ -34,6 +34,8 @@ STATE_DIR = "/var/lib/hopnhat"
 JOB_STATUS = f"{STATE_DIR}/backup-{{code}}.json"
 #: the last run's Prometheus textfile, for node_exporter's textfile collector
 JOB_TEXTFILE = f"{STATE_DIR}/textfile/hopnhat_backup_{{code}}.prom"
+#: the manifests of the database dumps (``<name>.json``), which each files snapshot carries
+DUMPS_DIR = f"{STATE_DIR}/dumps"
 #: restic's version, kept beside the status files (a file name)
 VERSION_CACHE = "restic-version.json"
 

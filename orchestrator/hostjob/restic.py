@@ -12,9 +12,9 @@ import os
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
-from orchestrator.adapters.restic import BackupResult, ForgetResult, Repository, Restic
+from orchestrator.adapters.restic import BackupResult, ForgetResult, Repository, Restic, Snapshot
 from orchestrator.adapters.restic_argv import Version
 from orchestrator.errors import HopnhatError
 from orchestrator.files import write_atomically
@@ -36,6 +36,14 @@ class ResticRunner(Protocol):
                dry_run: bool = False) -> ForgetResult: ...
 
     def copy(self, from_repo: Repository, snapshot_ids: Sequence[str] = ()) -> tuple[str, ...]: ...
+
+    def backup_stdin(self, filename: str, tags: Sequence[str] = (), host: str | None = None,
+                     *, command: Sequence[str] | None = None,
+                     feed: Callable[[IO[bytes]], bool] | None = None) -> BackupResult: ...
+
+    def snapshots(self, *, host: str | None = None, tags: Sequence[str] = (),
+                  paths: Sequence[str] = (), latest: int | None = None,
+                  no_lock: bool = False) -> list[Snapshot]: ...
 
 
 ResticFactory = Callable[[Repository], ResticRunner]

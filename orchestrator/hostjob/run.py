@@ -13,9 +13,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from orchestrator.adapters.restic import LockInfo, Repository
+from orchestrator.adapters.restic_argv import Features
 from orchestrator.errors import HopnhatError
 from orchestrator.hostjob.config import COMMAND_PATH, JobConfig
 from orchestrator.hostjob.contract import FAILED, OK, PARTIAL
+from orchestrator.hostjob.dumps import DumpFailed, dump_databases
 from orchestrator.hostjob.lock import exclusive_lock
 from orchestrator.hostjob.restic import (
     ResticFactory,
@@ -86,7 +88,8 @@ def backup(config: JobConfig, *, make_restic: ResticFactory | None = None,
     with exclusive_lock(config.lock_file):
         try:
             _stages(config, status, primary, make, run_command, on_progress, watch,
-                    cleanup=previous.get("result") in (FAILED, PARTIAL))
+                    cleanup=previous.get("result") in (FAILED, PARTIAL),
+                    from_command=version is not None and Features(version).stdin_from_command)
         except Exception as exc:  # any failure must still end in a status file
             status.fail("internal", exc)
     status.finished = now()
@@ -110,9 +113,12 @@ def _stale_lock_notes(restic: ResticRunner) -> list[str]:
 def _stages(config: JobConfig, status: Status, primary: Repository, make: ResticFactory,
             run_command: CommandRunner,
             on_progress: Callable[[dict[str, Any]], None] | None,
-            read_space: SpaceReader | None, cleanup: bool = False) -> None:
+            read_space: SpaceReader | None, cleanup: bool = False,
+            from_command: bool = False) -> None:
     """The run's restic work; ``cleanup`` (the last run failed or was partial, and may have
-    left a lock behind): once the backup is made, remove the locks restic calls stale."""
+    left a lock behind): once the backup is made, remove the locks restic calls stale.
+    The databases are dumped first (each its own snapshot; ``from_command``: restic 0.17+
+    runs the dump programs); a failed dump ends the run there, with no files snapshot."""
     try:
         run_pre_commands(config.pre_commands, config.pre_command_timeout_seconds, run_command)
     except PreCommandFailed as exc:
@@ -120,6 +126,13 @@ def _stages(config: JobConfig, status: Status, primary: Repository, make: Restic
         return
     restic = make(primary)
     try:
+        if config.databases:
+            try:
+                dumped = dump_databases(config, restic, from_command=from_command)
+            except DumpFailed as exc:
+                status.fail("dump", exc)
+                return
+            status.dumps = [d.manifest() for d in dumped]
         _run_restic(config, status, primary, make, restic, on_progress, read_space, cleanup)
     finally:
         for note in _stale_lock_notes(restic):
@@ -131,7 +144,8 @@ def _run_restic(config: JobConfig, status: Status, primary: Repository, make: Re
                 restic: ResticRunner, on_progress: Callable[[dict[str, Any]], None] | None,
                 read_space: SpaceReader | None, cleanup: bool) -> None:
     try:
-        result = restic.backup(config.paths, config.tags, config.exclude, config.host,
+        paths = (*config.paths, str(config.dumps_dir)) if config.databases else config.paths
+        result = restic.backup(paths, config.tags, config.exclude, config.host,
                                on_progress=on_progress, partial_ok=True)
     except HopnhatError as exc:
         status.fail("backup", judge_space(exc, config.repository, status, read_space))
@@ -172,7 +186,8 @@ def _run_restic(config: JobConfig, status: Status, primary: Repository, make: Re
     if config.copy is not None:
         target = config.restic_repository(config.copy)
         try:
-            make(target).copy(primary, [result.snapshot_id])
+            make(target).copy(primary, [result.snapshot_id,
+                                        *(str(d["snapshot"]) for d in status.dumps)])
             status.copy = {"repository": target.display, "result": OK}
         except HopnhatError as exc:
             status.copy = {"repository": target.display, "result": FAILED}

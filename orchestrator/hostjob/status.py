@@ -42,6 +42,8 @@ class Status:
     repository_space: dict[str, Any] | None = None
     #: the version of the restic that ran (None: not known, e.g. restic not found)
     restic_version: str | None = None
+    #: the database dumps made before the files backup (their manifests)
+    dumps: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -71,6 +73,7 @@ class Status:
             "warnings": self.warnings, "forget": self.forget, "copy": self.copy,
             "last_success": self.last_success, "last_snapshot": self.last_snapshot,
             "repository_space": self.repository_space, "restic_version": self.restic_version,
+            "dumps": self.dumps,
         }
 
 
