@@ -8,8 +8,10 @@ Standard library only: the ``backup_schedule`` role copies this module to each h
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
 
 from orchestrator.hostjob.config import DatabaseConfig
 
@@ -140,6 +142,19 @@ def counts_query(database: DatabaseConfig) -> str:
     return f"SELECT {', '.join(parts)};" if parts else ""
 
 
+def counts_argv(database: DatabaseConfig, file: str | None = None) -> tuple[str, ...]:
+    """The client that reads :func:`counts_query` alone (outside a dump: a drill's probe of a
+    restored database), answering one line for :func:`parse_counts`; ``file``: the SQLite
+    file to read (default the database's own). Run it as the database's ``run_as``."""
+    query = counts_query(database)
+    if database.engine == "postgresql":
+        return (*psql_session_argv(database), "-c", query)
+    if database.engine == "mariadb":
+        return (*mariadb_session_argv(), "--execute", f"SET time_zone = '+00:00'; {query}")
+    return ("sqlite3", "-readonly", "-bail", "-batch", "-noheader", "-separator", "|",
+            file or database.database, query)
+
+
 def parse_counts(database: DatabaseConfig, line: str
                  ) -> tuple[dict[str, int], datetime | None]:
     """The answer of :func:`counts_query` → ({table: rows}, newest time or None). Raises
@@ -154,15 +169,18 @@ def parse_counts(database: DatabaseConfig, line: str
     return counts, newest
 
 
+_EPOCH = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+_EPOCH_START = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def parse_time(value: str) -> datetime | None:
     """A newest value as the engines answer it → an aware UTC time (None when the table is
     empty): seconds since the epoch, or an ISO 8601 text (without an offset: UTC)."""
     text = value.strip()
     if text in ("", "NULL"):
         return None
-    try:
-        return datetime.fromtimestamp(float(text), UTC)
-    except ValueError:
-        pass
+    if _EPOCH.fullmatch(text):  # exactly, to the microsecond (a float would round)
+        micro = int((Decimal(text) * 1_000_000).to_integral_value(ROUND_HALF_EVEN))
+        return _EPOCH_START + timedelta(microseconds=micro)
     moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

@@ -187,7 +187,9 @@ def judge(system: str, host: str, repository: str, rpo: timedelta,
     when the repository holds that snapshot."""
     base: dict[str, Any] = {"system": system, "host": host, "repository": repository,
                             "rpo_seconds": rpo.total_seconds()}
-    own = [s for s in snapshots if s.hostname == host]
+    from orchestrator.adapters.restic_results import is_dump  # light: parsing only
+
+    own = [s for s in snapshots if s.hostname == host and not is_dump(s)]
     if made is not None:
         found = next((s for s in own if made in (s.id, s.short_id)), None)
         if found is None:

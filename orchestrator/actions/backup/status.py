@@ -24,7 +24,7 @@ from typing import Any
 
 from orchestrator.actions.backup.run import BackupClient, backup_clients, status_command
 from orchestrator.actions.selection import require_known
-from orchestrator.adapters.restic_results import Snapshot
+from orchestrator.adapters.restic_results import Snapshot, is_dump
 from orchestrator.errors import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -183,9 +183,12 @@ class StatusReport:
 
 
 def latest_by_host(snapshots: Iterable[Snapshot]) -> dict[str, Snapshot]:
-    """Each host's newest snapshot."""
+    """Each host's newest files snapshot (a database dump's snapshot is not one: a run whose
+    dump fails makes no files snapshot, so the files snapshot's age is the dumps' too)."""
     latest: dict[str, Snapshot] = {}
     for snap in snapshots:
+        if is_dump(snap):
+            continue
         have = latest.get(snap.hostname)
         if have is None or snap.time > have.time:
             latest[snap.hostname] = snap

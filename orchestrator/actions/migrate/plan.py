@@ -19,6 +19,7 @@ from orchestrator.actions.drill.plan import snapshot_by_id
 from orchestrator.actions.provision import model as provision_model
 from orchestrator.actions.selection import require_known
 from orchestrator.adapters.restic import Snapshot
+from orchestrator.adapters.restic_results import is_dump
 from orchestrator.errors import EXIT_BAD_INPUT, PlanError
 from orchestrator.estate.model import VM, Estate, Migration
 from orchestrator.human import duration
@@ -141,6 +142,9 @@ def choose(code: str, source_vms: Sequence[VM], snapshots: Sequence[Snapshot], s
     named: Snapshot | None = None
     if selector != LATEST:
         named = snapshot_by_id(code, selector, snapshots)
+        if is_dump(named):
+            raise PlanError(f"snapshot {named.short_id} holds a database dump; a move restores "
+                            "a files snapshot", exit_code=EXIT_BAD_INPUT)
         if named.hostname not in {vm.name for vm in source_vms}:
             raise PlanError(f"snapshot {named.short_id} was made by {named.hostname!r}, not by "
                             f"a data-bearing VM of {code}", exit_code=EXIT_BAD_INPUT)
@@ -149,7 +153,7 @@ def choose(code: str, source_vms: Sequence[VM], snapshots: Sequence[Snapshot], s
         if named is not None and named.hostname == vm.name:
             chosen[vm.name] = named
             continue
-        own = [s for s in snapshots if s.hostname == vm.name]
+        own = [s for s in snapshots if s.hostname == vm.name and not is_dump(s)]
         if not own:
             raise PlanError(f"system {code}'s repository holds no snapshot of {vm.name}",
                             exit_code=EXIT_BAD_INPUT)

@@ -12,6 +12,7 @@ from orchestrator.actions.migrate.plan import MigrationPlan, migration_of, plan_
 from orchestrator.actions.provision import plan as provision_plan
 from orchestrator.actions.provision import vcenters as provision_vcenters
 from orchestrator.adapters.restic import Snapshot
+from orchestrator.adapters.restic_results import is_dump
 from orchestrator.adapters.vsphere import open_vcenters
 from orchestrator.settings import Paths
 
@@ -31,9 +32,11 @@ def preview(paths: Paths, code: str, to: str) -> MigrationPlan:
 
 
 def newest(snapshots: Iterable[Snapshot]) -> dict[str, Snapshot]:
-    """Host name → its newest snapshot."""
+    """Host name → its newest files snapshot (a database dump's is not one)."""
     found: dict[str, Snapshot] = {}
     for snap in snapshots:
+        if is_dump(snap):
+            continue
         if snap.hostname not in found or snap.time > found[snap.hostname].time:
             found[snap.hostname] = snap
     return found

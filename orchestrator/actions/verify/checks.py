@@ -16,7 +16,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from orchestrator.adapters.restic_results import LockInfo, ProcessState, Snapshot, lock_verdict
+from orchestrator.adapters.restic_results import (
+    LockInfo,
+    ProcessState,
+    Snapshot,
+    is_dump,
+    lock_verdict,
+)
 from orchestrator.human import duration, size
 from orchestrator.verdicts import (
     ANOMALY,
@@ -201,8 +207,11 @@ def judge_check_run(where: str, subset: str | None, phases: Mapping[str, str], *
 
 
 def _by_host(snapshots: Iterable[Snapshot]) -> dict[str, list[Snapshot]]:
+    """Each host's files snapshots, oldest first. A database dump's snapshot is left out: it
+    has its own size and one path, so beside the files it would read as a shrink; and a run
+    whose dump fails makes no files snapshot, so the files' freshness is the dumps' too."""
     hosts: dict[str, list[Snapshot]] = {}
-    for snapshot in sorted(snapshots, key=lambda s: s.time):
+    for snapshot in sorted((s for s in snapshots if not is_dump(s)), key=lambda s: s.time):
         hosts.setdefault(snapshot.hostname, []).append(snapshot)
     return hosts
 

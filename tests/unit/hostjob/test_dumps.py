@@ -93,6 +93,10 @@ def test_counts_and_times_are_read_from_each_engines_answer() -> None:
     assert counts == {"applications": 20000, "application_status": 61234}
     assert newest is not None and newest.isoformat() == "2026-12-07T02:57:55.500000+00:00"
     assert sql.parse_counts(MARIA, "3\t0\tNULL") == ({"documents": 3, "exchange_log": 0}, None)
+    exact = sql.parse_time("1796612275.928578")  # as a float it would round a microsecond
+    assert exact is not None and exact.isoformat() == "2026-12-07T02:57:55.928578+00:00"
+    assert sql.counts_argv(PG)[-2:] == ("-c", sql.counts_query(PG))
+    assert sql.counts_argv(MARIA)[-1].startswith("SET time_zone = '+00:00'; SELECT")
     assert sql.parse_time("2026-12-07 01:02:03") is not None
     assert str(sql.parse_time("2026-12-07T02:00:00Z")) == "2026-12-07 02:00:00+00:00"
     with pytest.raises(ValueError, match="expected 3 values"):
