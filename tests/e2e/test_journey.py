@@ -15,7 +15,7 @@ import pytest
 
 from orchestrator.lab import gobuild
 from orchestrator.lab.processes import ProcessTable, is_alive
-from tests.helpers import HOPNHAT, copy_estate, free_ports, prebuilt_vcsim
+from tests.helpers import HOPNHAT, copy_estate, free_ports, prebuilt_vcsim, promtool_says
 
 SYSTEM = "opendata"  # tier 3, one data-bearing VM: the shortest whole journey
 
@@ -140,6 +140,7 @@ def journey(terminal: Terminal, restic_version: str) -> None:
     assert report["verdict"] == "ok", report
     assert report["restic_version"] == restic_version, report
     assert Path(junit).stat().st_size > 0 and "hopnhat_verify_ok" in Path(metrics).read_text()
+    assert promtool_says(Path(metrics).read_text()) == ""
 
     drill = json.loads(terminal("drill", "run", "--system", SYSTEM, "--json"))
     assert (drill["system"], drill["verdict"], drill["reasons"], drill["failed_step"]) == (
