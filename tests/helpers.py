@@ -365,3 +365,117 @@ class MailReceiver:
 
     def __exit__(self, *exc: object) -> None:
         self._controller.stop()
+
+
+def route_notifications(root: Path, state: Path, channels: dict[str, str],
+                        routes: dict[str, list[str]], **settings: Any) -> None:
+    """Give the estate at ``root`` a ``notifications:`` section: each channel's URL into
+    its vault under ``notify_<name>`` (the vault made, with a password in ``state``, when
+    there is none), ``routes`` as given, and ``settings`` (``timeout``, ``lang``)."""
+    from orchestrator.adapters.vault import read_vault, write_private, write_vault
+    from orchestrator.settings import Paths
+
+    copy = EstateCopy(root)
+    copy.edit("estate.yml", lambda data: data.__setitem__("notifications", {
+        **settings, "channels": {name: {"url": {"vault": f"notify_{name}"}}
+                                 for name in channels},
+        "routes": routes}))
+    paths = Paths(state, copy.load())
+    secrets: dict[str, str] = {}
+    if paths.vault_file.exists():
+        secrets = read_vault(paths.vault_file, paths.vault_password_file)
+    elif not paths.vault_password_file.exists():
+        write_private(paths.vault_password_file, b"notify-tests-vault-password\n")
+    secrets.update({f"notify_{name}": url for name, url in channels.items()})
+    write_vault(paths.vault_file, paths.vault_password_file, secrets)
+
+
+def guest_sql(lab_dir: Path, guest: str, engine: str, sql: str,
+              database: str | None = None) -> str:
+    """Run ``sql`` in running lab guest ``guest``'s database engine (``postgresql``: psql as
+    postgres; ``mariadb``: mariadb as root), entered with nsenter through its sshd's PID in
+    the lab's ProcessTable; in ``database`` (default: the one the guest was seeded with). Out:
+    the client's output, one row a line (psql: columns ``|``-separated; mariadb: tabs), no
+    headers. Raises CommandError when the SQL fails, LabError when the guest does not run."""
+    from orchestrator.lab import engines
+
+    return engines.guest_sql(lab_dir, guest, engine, sql, database)
+
+
+#: what :class:`GuestWriter` inserts by default, one row per statement: a status change of
+#: application 1 (dvc's PostgreSQL) or an exchange of document 1 (lgsp's MariaDB), stamped
+#: with the engine's own clock
+WRITER_SQL = {
+    "postgresql": "INSERT INTO application_status (application_id, status, changed_at, "
+                  "changed_by) VALUES (1, 'dang-xu-ly', now(), 'writer');\n",
+    "mariadb": "INSERT INTO exchange_log (document_id, direction, peer, status, exchanged_at, "
+               "duration_ms) VALUES (1, 'gui', 'writer', 'thanh-cong', UTC_TIMESTAMP(6), 1);\n",
+}
+
+
+class GuestWriter:
+    """``with GuestWriter(lab_dir, guest, engine) as writer:`` keeps inserting rows into the
+    guest's database (one client session inside the guest, each statement its own
+    transaction) from a thread until the block ends: load for "backup under write load"
+    tests. ``statement`` (default :data:`WRITER_SQL`) is sent ``batch`` times every
+    ``interval`` seconds. ``writer.sent`` counts the statements sent; after the block they
+    are all committed (the client's exit is awaited) and a failed client raises
+    AssertionError with its message. :meth:`wait_sent` waits until the load has begun."""
+
+    def __init__(self, lab_dir: Path, guest: str, engine: str, database: str | None = None,
+                 *, statement: str | None = None, interval: float = 0.01,
+                 batch: int = 5) -> None:
+        from orchestrator.lab import engines
+
+        self.argv = [*engines.enter_argv(lab_dir, guest), *engines.sql_argv(
+            engine, database or engines.default_database(lab_dir, guest, engine))]
+        self.statement = statement or WRITER_SQL[engine]
+        self.interval, self.batch = interval, batch
+        self.sent = 0
+        self.error = ""
+        import threading
+
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._write, name=f"writer-{guest}",
+                                        daemon=True)
+        self._proc: subprocess.Popen[str] | None = None
+
+    def __enter__(self) -> GuestWriter:
+        from orchestrator.lab.guest_init import GUEST_ENV
+
+        self._proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                      text=True, env=dict(GUEST_ENV), cwd="/")
+        self._thread.start()
+        return self
+
+    def _write(self) -> None:
+        assert self._proc is not None and self._proc.stdin is not None
+        try:
+            while not self._stop.is_set():
+                self._proc.stdin.write(self.statement * self.batch)
+                self._proc.stdin.flush()
+                self.sent += self.batch
+                self._stop.wait(self.interval)
+        except (BrokenPipeError, ValueError) as exc:  # the client ended: __exit__ says why
+            self.error = str(exc)
+
+    def wait_sent(self, count: int, timeout: float = 60) -> None:
+        """Wait until ``count`` statements were sent (the load is on)."""
+        wait_for(f"{count} statements sent by the writer",
+                 lambda: self.sent >= count or self._proc is None
+                 or self._proc.poll() is not None, timeout)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        assert self._proc is not None
+        try:  # communicate closes the client's stdin: it ends once all is committed
+            _out, err = self._proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            _out, err = self._proc.communicate()
+        if self._proc.returncode != 0 or self.error:
+            raise AssertionError(f"the writer's client failed ({self._proc.returncode}): "
+                                 f"{(err or self.error).strip()[-500:]}")
+
