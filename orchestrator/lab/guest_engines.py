@@ -5,7 +5,11 @@ Every guest gets its own, initially empty, ``/etc/postgresql``, ``/var/lib/postg
 ``/var/lib/mysql`` (folders under ``<guest root>/engines/`` bind-mounted there): the lab
 machine's own clusters (a Debian install makes ``15/main`` and a MariaDB data directory)
 never show through, so a guest starts as a VM freshly installed with the packages — drills'
-recovery steps create clusters there as they would on a new VM.
+recovery steps create clusters there as they would on a new VM. Its site template's
+settings, for whatever cluster or server is started in it later (a drill's recovery step),
+are the lab's: ``createcluster.d/90-hopnhat-lab.conf`` (no TCP listener, no TLS, small
+buffers) and ``mariadb.conf.d/90-hopnhat-lab.cnf`` (``skip-networking``, the socket, small
+buffers): the guests share the loopback network, so no engine of theirs may listen on TCP.
 
 A guest whose spec lists engines then runs them, as its VM's services would:
 
@@ -53,9 +57,13 @@ READY_TIMEOUT = 90.0
 OWN_DIRS = (("/etc/postgresql", "postgres"), ("/var/lib/postgresql", "postgres"),
             ("/var/lib/mysql", "mysql"))
 #: a small footprint: several guests run engines on one lab machine
-#: the cluster's settings, in ``conf.d/90-hopnhat-lab.conf`` (rewritten at every boot)
+#: what every cluster ``pg_createcluster`` makes in a guest gets (``createcluster.d``, as
+#: the site template's own settings): no TCP listener, no TLS (a guest has no certificate
+#: of its own: createcluster.conf's ``ssl = on`` would take the machine's snakeoil key), a
+#: small footprint
+PG_CREATECLUSTER = "/etc/postgresql-common/createcluster.d/90-hopnhat-lab.conf"
 PG_SETTINGS = """\
-# hopnhat lab guest: rewritten at every boot
+# hopnhat lab guest: rewritten at every boot. The guests share the loopback network: no TCP.
 listen_addresses = ''
 ssl = off
 shared_buffers = 16MB
@@ -65,7 +73,7 @@ timezone = 'UTC'
 log_timezone = 'UTC'
 """
 MARIADB_SETTINGS = f"""\
-# hopnhat lab guest: rewritten at every boot
+# hopnhat lab guest: rewritten at every boot. The guests share the loopback network: no TCP.
 [mysqld]
 skip-networking
 socket = {MARIADB_SOCKET}
@@ -115,9 +123,10 @@ def _mount_bind(source: Path, target: str, env: Mapping[str, str]) -> None:
         check=True, timeout=30)
 
 
-def own_dirs(root: Path, env: Mapping[str, str]) -> None:
-    """Give the guest its own (at first empty) engine folders: see the module's docstring.
-    A folder whose owning user the guest lacks (its engine not installed) is left alone."""
+def prepare(root: Path, env: Mapping[str, str]) -> None:
+    """Make the guest's engines its own: its own (at first empty) engine folders, and the
+    lab's settings for any cluster or server started in it (see the module's docstring). An
+    engine whose user the guest lacks (not installed) is left alone."""
     for target, owner in OWN_DIRS:
         try:
             user = pwd.getpwnam(owner)
@@ -130,6 +139,19 @@ def own_dirs(root: Path, env: Mapping[str, str]) -> None:
             os.chmod(source, 0o755)  # noqa: S103 - as the packages make them
         Path(target).mkdir(parents=True, exist_ok=True)
         _mount_bind(source, target, env)
+    for path, text, owner in ((PG_CREATECLUSTER, PG_SETTINGS, "postgres"),
+                              (MARIADB_CONFIG, MARIADB_SETTINGS, "mysql")):
+        if _has_user(owner) and Path(path).parent.parent.is_dir():
+            Path(path).parent.mkdir(exist_ok=True)
+            Path(path).write_text(text)
+
+
+def _has_user(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
 
 
 def _as(user: str, *argv: str) -> list[str]:
@@ -159,18 +181,10 @@ def start_postgresql(spec: EngineSpec, env: Mapping[str, str]) -> None:
     conf = Path("/etc/postgresql") / PG_VERSION / spec.cluster
     data = Path("/var/lib/postgresql") / PG_VERSION / spec.cluster
     if not (conf / "postgresql.conf").exists():
-        # ssl=off: createcluster.conf's ssl = on would point the cluster at the snakeoil key
+        # the settings come from createcluster.d (prepare), as for any cluster made here
         run(["pg_createcluster", "--port", str(PG_PORT), "--encoding", "UTF8", "--locale",
-             "C.UTF-8", "-o", "ssl=off", PG_VERSION, spec.cluster, "--",
-             "--auth-local=peer", "--no-sync"],
+             "C.UTF-8", PG_VERSION, spec.cluster, "--", "--auth-local=peer", "--no-sync"],
             env=env, inherit_env=False, check=True, timeout=120)
-    main = conf / "postgresql.conf"
-    if not any(line.strip().startswith("include_dir") and "conf.d" in line
-               for line in main.read_text().splitlines()):
-        with open(main, "a", encoding="utf-8") as handle:
-            handle.write("include_dir = 'conf.d'\n")
-    (conf / "conf.d").mkdir(exist_ok=True)
-    (conf / "conf.d" / "90-hopnhat-lab.conf").write_text(PG_SETTINGS)
     # nothing of this guest runs at its boot: a pid file is a crash's leftover
     (data / "postmaster.pid").unlink(missing_ok=True)
     run(["pg_ctlcluster", PG_VERSION, spec.cluster, "start"], env=env, inherit_env=False,
@@ -221,11 +235,8 @@ def _mysql_dirs() -> None:
 
 
 def start_mariadb(env: Mapping[str, str]) -> None:
-    """Write the lab's settings, install the system tables at the first boot, start
-    mariadbd detached and wait until its socket answers."""
-    config = Path(MARIADB_CONFIG)
-    config.parent.mkdir(parents=True, exist_ok=True)
-    config.write_text(MARIADB_SETTINGS)
+    """Install the system tables at the first boot, start mariadbd detached (with the lab's
+    settings: prepare) and wait until its socket answers."""
     _mysql_dirs()
     if not Path("/var/lib/mysql/mysql").is_dir():
         run(["mariadb-install-db", "--user=mysql", "--datadir=/var/lib/mysql",

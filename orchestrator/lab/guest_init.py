@@ -359,9 +359,9 @@ def boot(spec: GuestSpec) -> NoReturn:
     _root_keys(spec.authorized_keys, spec.legacy)
     apply_accounts(spec)
     os.chdir("/")
-    # its own engine folders (the lab machine's clusters never show), then its engines: up
-    # and seeded before sshd answers, as a VM's services are before anyone logs in
-    guest_engines.own_dirs(root, GUEST_ENV)
+    # its own engine folders and settings (the lab machine's clusters never show), then its
+    # engines: up and seeded before sshd answers, as a VM's services are before anyone logs in
+    guest_engines.prepare(root, GUEST_ENV)
     guest_engines.boot(root, spec.engines, GUEST_ENV)
     # test the config first (it needs /run/sshd), so a mistake reads as sshd's own message
     test = run([spec.sshd, "-t", "-f", spec.config], env=GUEST_ENV, inherit_env=False, timeout=30)
