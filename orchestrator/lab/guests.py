@@ -540,29 +540,19 @@ def _under(pid: int, ancestor: int, members: dict[int, int]) -> bool:
 
 def _stop_services(services: dict[int, int], timeout: float) -> None:
     """Stop the guest's daemons (processes not under its sshd: engines, what ``setsid`` or
-    ``nohup`` left running, rest-servers entered with nsenter): SIGTERM to the top of each
-    tree, which then stops its own children as on a VM's shutdown (a postmaster its
-    backends, after a shutdown checkpoint); whatever is left after ``timeout`` is ended
-    leaves first, SIGKILL."""
-    tops = {p: t for p, t in services.items() if parent_pid(p) not in services}
-    for pid, ticks in tops.items():
-        if start_ticks(pid) == ticks:
-            with suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while [p for p, t in services.items() if start_ticks(p) == t] \
-            and time.monotonic() < deadline:
-        time.sleep(0.02)  # poll interval while the daemons shut down
-    left = {p: t for p, t in services.items() if start_ticks(p) == t}
-    for level in _deepest_first(left):
-        _terminate(level, 0.0)
+    ``nohup`` left running, rest-servers entered with nsenter) as a VM's shutdown does:
+    SIGTERM to all of them at once (a postmaster then makes its shutdown checkpoint once
+    its backends, signalled too, are gone: signalling only the top of each tree would leave
+    it waiting for a client that ignores SIGTERM, such as runuser), SIGKILL to what is left
+    after ``timeout``."""
+    _terminate(services, timeout)
 
 
 def _stop(table: ProcessTable, name: str, timeout: float = 10.0) -> bool:
     """Stop the guest's sshd and every process in its namespace (SSH sessions, what Ansible
     started there, its database engines): a powered-off VM runs nothing. Each is signalled
     by PID, checked against its start time: first the SSH sessions (leaves first), then
-    the daemons (each tree from its top, so an engine shuts down cleanly), then sshd.
+    the daemons (all at once, so an engine shuts down cleanly), then sshd.
     Returns True if a live sshd was stopped."""
     rec = table.get(record_name(name))
     if rec is None:
