@@ -109,7 +109,7 @@ def add_system_account(lab_dir: Path, table: ProcessTable, host_name: str, code:
 
 #: what ``guest_init --accounts`` imports (standard library besides these)
 _GUEST_MODULES = ("__init__.py", "errors.py", "process.py", "lab/__init__.py",
-                  "lab/guest_init.py")
+                  "lab/guest_init.py", "lab/guest_engines.py", "lab/databases.py")
 
 
 def _guest_package(root: Path) -> Path:

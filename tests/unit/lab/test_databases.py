@@ -1,0 +1,181 @@
+"""The lab's synthetic database content: deterministic from (seed, rows, now), shaped like
+the systems' own data, times anchored at the ``now`` given, a day's change that follows on;
+and which guests run which engine, from the estate."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from pydantic import ValidationError
+
+from orchestrator.lab import databases
+from orchestrator.lab.config import DataSpec
+from orchestrator.lab.databases import (
+    FRESHEST,
+    HISTORY,
+    Table,
+    change_sql,
+    copy_script,
+    counts,
+    daily_count,
+    day_change,
+    initial,
+    literal,
+    load_data_sql,
+    tsv,
+)
+from orchestrator.lab.engines import guest_engines
+from tests.helpers import EstateCopy
+
+NOW = datetime(2026, 12, 7, 3, 0, tzinfo=UTC)
+ENGINES = ("postgresql", "mariadb")
+#: each engine's main table, its history table and the history's time column
+SHAPE = {"postgresql": ("applications", "application_status", "changed_at"),
+         "mariadb": ("documents", "exchange_log", "exchanged_at")}
+
+
+def _times(tables: list[Table]) -> list[datetime]:
+    return [v for t in tables for row in t.rows for v in row if isinstance(v, datetime)]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_same_seed_rows_and_now_give_the_same_rows(engine: str) -> None:
+    assert initial(engine, "dvc", 400, NOW) == initial(engine, "dvc", 400, NOW)
+    assert initial(engine, "dvc", 400, NOW) != initial(engine, "lgsp", 400, NOW)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_later_now_gives_the_same_rows_later(engine: str) -> None:
+    shift = timedelta(days=3, seconds=7)
+    before, later = initial(engine, "seed", 300, NOW), initial(engine, "seed", 300, NOW + shift)
+    assert counts(later) == counts(before)
+    assert _times(later) == [t + shift for t in _times(before)]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_data_set_has_its_shape_and_rows_as_asked(engine: str) -> None:
+    main, history, column = SHAPE[engine]
+    tables = initial(engine, "seed", 1000, NOW)
+    assert [t.name for t in tables] == list(databases.TABLES[engine])
+    sizes = counts(tables)
+    assert sizes[main] == 1000
+    assert 1000 <= sizes[history] <= 6000
+    assert sum(sizes.values()) > 2500
+    for table in tables:
+        assert all(len(row) == len(table.columns) for row in table.rows), table.name
+        assert table.columns[0] not in ("id",) or table.name == main
+    first = tables[0]
+    assert [row[0] for row in first.rows] == list(range(1, 1001))
+    # ids follow time: record 1 is the oldest
+    created = [next(v for v in row if isinstance(v, datetime)) for row in first.rows]
+    assert created == sorted(created)
+    times = _times(tables)
+    # every time in the year before now; the newest record exactly FRESHEST before it
+    table = next(t for t in tables if t.name == history)
+    stamps = [row[table.columns.index(column)] for row in table.rows]
+    assert max(t for t in stamps if isinstance(t, datetime)) == NOW - FRESHEST
+    assert all(t >= NOW - HISTORY for t in times if t <= NOW)
+    # only an application's processing deadline lies ahead
+    future = [t for t in times if t > NOW]
+    assert engine == "postgresql" or not future
+
+
+def test_the_applications_read_as_a_portals() -> None:
+    apps, statuses, attachments = initial("postgresql", "seed", 200, NOW)
+    columns = dict(zip(apps.columns, apps.rows[0], strict=True))
+    assert str(columns["procedure_name"]) in {p[1] for p in databases.PROCEDURES}
+    assert str(columns["applicant_id"]).isdigit() and len(str(columns["applicant_id"])) == 12
+    assert str(columns["code"]).startswith("H48.")
+    # an application's current status is the last of its history
+    history: dict[object, list[tuple[object, ...]]] = {}
+    for row in statuses.rows:
+        history.setdefault(row[0], []).append(row)
+    for row in apps.rows:
+        last = history[row[0]][-1]
+        assert (row[11], row[12]) == (last[1], last[2])
+        assert history[row[0]][0][1] == "tiep-nhan"
+    assert {row[0] for row in attachments.rows} <= {row[0] for row in apps.rows}
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_day_adds_and_changes_at_the_change_rate(engine: str) -> None:
+    main, history, _column = SHAPE[engine]
+    day_now = NOW + timedelta(days=2)
+    one = day_change(engine, "seed", 1000, 2, day_now, 0.05)
+    assert one == day_change(engine, "seed", 1000, 2, day_now, 0.05)
+    assert one != day_change(engine, "seed", 1000, 1, day_now, 0.05)
+    sizes = counts(one.inserts)
+    assert daily_count(1000, 0.05) == 50
+    assert sizes[main] == 50
+    # day 2's new records follow day 1's: ids 1001..1050 were day 1's
+    assert [row[0] for row in one.inserts[0].rows] == list(range(1051, 1101))
+    times = _times(one.inserts)
+    assert all(day_now - timedelta(days=1) < t <= day_now for t in times
+               if not (engine == "postgresql" and t > day_now))
+    if engine == "postgresql":
+        assert len(one.updates) == 50
+        assert all(1 <= u.record_id <= 1050 for u in one.updates)
+        assert sizes[history] >= 50 + 50  # the new applications' first status, the changes
+    else:
+        changed = [row for row in one.inserts[2].rows if int(str(row[0])) <= 1050]
+        assert len(changed) == 50
+    assert day_change(engine, "seed", 1000, 1, NOW, 0).inserts[0].rows == []
+    with pytest.raises(ValueError, match="day counts from 1"):
+        day_change(engine, "seed", 1000, 0, NOW, 0.05)
+
+
+def test_now_must_say_its_zone() -> None:
+    with pytest.raises(ValueError, match="aware"):
+        initial("postgresql", "seed", 10, datetime(2026, 12, 7))
+
+
+def test_text_for_the_engines_escapes_what_would_break_a_row_or_a_statement() -> None:
+    table = Table("t", ("a", "b", "c"), [(1, "tab\there\nnew\\line", None),
+                                         (2, "it's", NOW)])
+    assert tsv(table, "postgresql") == ("1\ttab\\there\\nnew\\\\line\t\\N\n"
+                                        "2\tit's\t2026-12-07 03:00:00.000000+00\n")
+    assert tsv(table, "mariadb").splitlines()[1] == "2\tit's\t2026-12-07 03:00:00.000000"
+    assert literal("it's \\", "postgresql") == "'it''s \\'"
+    assert literal("it's \\", "mariadb") == "'it''s \\\\'"
+    assert literal(None, "mariadb") == "NULL"
+    assert literal(7, "postgresql") == "7"
+    assert load_data_sql(table, "/tmp/t.tsv") == (
+        "LOAD DATA LOCAL INFILE '/tmp/t.tsv' INTO TABLE `t` CHARACTER SET utf8mb4 "
+        "(`a`, `b`, `c`);\n")
+
+
+def test_the_scripts_load_and_change_in_one_transaction() -> None:
+    tables = initial("postgresql", "seed", 20, NOW)
+    script = copy_script(tables)
+    assert script.startswith("BEGIN;\n") and "COMMIT;\n" in script
+    assert script.count("FROM STDIN;\n") == 3 and script.count("\n\\.\n") == 3
+    change = day_change("postgresql", "seed", 20, 1, NOW, 0.1)
+    sql = change_sql("postgresql", change)
+    assert sql.startswith("BEGIN;\n") and sql.endswith("COMMIT;\n")
+    assert sql.count("UPDATE applications") == len(change.updates) == 2
+    assert change_sql("mariadb", day_change("mariadb", "s", 20, 1, NOW, 0.1)).startswith(
+        "START TRANSACTION;\n")
+
+
+def test_lab_yml_sizes_the_databases() -> None:
+    assert DataSpec().db_rows == 20000
+    assert DataSpec(db_rows=500).db_rows == 500
+    with pytest.raises(ValidationError):
+        DataSpec(db_rows=0)
+
+
+def test_the_estate_says_which_guest_runs_which_engine(estate_copy: EstateCopy) -> None:
+    found = guest_engines(estate_copy.load(), 123)
+    assert found == {
+        "dvc-db-01": [{"engine": "postgresql", "database": "dvc", "cluster": "dvc",
+                       "seed": "danang/dvc-db-01/postgresql/dvc", "rows": 123}],
+        "lgsp-esb-01": [{"engine": "mariadb", "database": "lgsp", "cluster": "lgsp",
+                         "seed": "danang/lgsp-esb-01/mariadb/lgsp", "rows": 123}],
+    }
+    # a SQLite database runs no engine; a second database of one engine is one more entry
+    estate_copy.edit("systems/dvc.yml", lambda data: data["backup"]["databases"].extend([
+        {"name": "files", "engine": "sqlite", "database": "/srv/dvc/app.db"},
+        {"name": "audit", "engine": "postgresql", "database": "audit"}]))
+    assert [e["database"] for e in guest_engines(estate_copy.load(), 5)["dvc-db-01"]] == [
+        "dvc", "audit"]
