@@ -36,6 +36,7 @@ import socket
 import sys
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -205,13 +206,34 @@ def psql(sql: str, env: Mapping[str, str], database: str = "postgres",
     return done.stdout
 
 
-def seed_postgresql(spec: EngineSpec, now: datetime, env: Mapping[str, str]) -> dict[str, int]:
-    """(Re)create database ``spec.database`` holding the data set; rows per table."""
-    tables = databases.initial("postgresql", spec.seed, spec.rows, now)
+@dataclass(frozen=True)
+class Prepared:
+    """A database's data set, as its engine's client takes it: PostgreSQL's whole psql
+    script, MariaDB's tables (their columns) with their TSV text (rows per table in
+    ``counts``)."""
+
+    now: datetime
+    counts: dict[str, int]
+    script: str
+    files: list[tuple[databases.Table, str]]
+
+
+def prepare_data(spec: EngineSpec, now: datetime) -> Prepared:
+    """Generate ``spec``'s data set anchored at ``now`` (CPU only: runs beside the engine's
+    start)."""
+    tables = databases.initial(spec.engine, spec.seed, spec.rows, now)
+    if spec.engine == "postgresql":
+        return Prepared(now, databases.counts(tables), databases.copy_script(tables), [])
+    return Prepared(now, databases.counts(tables), "",
+                    [(databases.Table(t.name, t.columns), databases.tsv(t, "mariadb"))
+                     for t in tables])
+
+
+def seed_postgresql(spec: EngineSpec, data: Prepared, env: Mapping[str, str]) -> None:
+    """(Re)create database ``spec.database`` holding the data set (``COPY``)."""
     name = databases.identifier(spec.database, "postgresql")
     psql(f"DROP DATABASE IF EXISTS {name};\nCREATE DATABASE {name};\n", env)
-    psql(databases.copy_script(tables), env, database=spec.database)
-    return databases.counts(tables)
+    psql(data.script, env, database=spec.database)
 
 
 # --- MariaDB --------------------------------------------------------------------------------
@@ -263,61 +285,66 @@ def mariadb(sql: str, env: Mapping[str, str], database: str | None = None,
     return done.stdout
 
 
-def seed_mariadb(spec: EngineSpec, now: datetime, env: Mapping[str, str]) -> dict[str, int]:
+def seed_mariadb(spec: EngineSpec, data: Prepared, env: Mapping[str, str]) -> None:
     """(Re)create database ``spec.database`` holding the data set through ``LOAD DATA`` of
-    files in the guest's private /tmp; rows per table."""
-    tables = databases.initial("mariadb", spec.seed, spec.rows, now)
+    files in the guest's private /tmp."""
     name = databases.identifier(spec.database, "mariadb")
     mariadb(f"DROP DATABASE IF EXISTS {name};\n"
             f"CREATE DATABASE {name} CHARACTER SET utf8mb4;\n", env)
     folder = Path("/tmp") / "hopnhat-seed"  # noqa: S108 - the guest's own private /tmp
     folder.mkdir(mode=0o700, exist_ok=True)
-    script = [databases.MARIADB_SCHEMA]
+    script = [databases.MARIADB_SCHEMA, "SET SESSION unique_checks = 0;\n"]
     try:
-        for table in tables:
+        for table, text in data.files:
             path = folder / f"{table.name}.tsv"
-            with open(path, "w", encoding="utf-8") as handle:
-                handle.writelines(databases.tsv_lines(table, "mariadb"))
+            path.write_text(text, encoding="utf-8")
             script.append(databases.load_data_sql(table, str(path)))
         mariadb("".join(script), env, database=spec.database)
     finally:
         for path in folder.iterdir():
             path.unlink()
         folder.rmdir()
-    return databases.counts(tables)
+
 
 
 # --- boot -----------------------------------------------------------------------------------
 
 
-def _seed_once(root: Path, spec: EngineSpec, env: Mapping[str, str]) -> None:
-    marker = root / "engines" / f"{spec.engine}-{spec.database}.seeded"
-    if marker.exists():
-        return
+def _marker(root: Path, spec: EngineSpec) -> Path:
+    return root / "engines" / f"{spec.engine}-{spec.database}.seeded"
+
+
+def _seed(root: Path, spec: EngineSpec, data: Prepared, env: Mapping[str, str]) -> None:
     started = time.monotonic()
-    now = datetime.now(UTC)
     seed = seed_postgresql if spec.engine == "postgresql" else seed_mariadb
-    rows = seed(spec, now, env)
+    seed(spec, data, env)
     seconds = time.monotonic() - started
-    marker.write_text(json.dumps({"seed": spec.seed, "rows": spec.rows, "now": now.isoformat(),
-                                  "tables": rows, "seconds": round(seconds, 3)}) + "\n")
-    total = sum(rows.values())
-    _say(f"seeded {spec.engine} database {spec.database}: {total} rows in {seconds:.1f} s "
+    _marker(root, spec).write_text(json.dumps({
+        "seed": spec.seed, "rows": spec.rows, "now": data.now.isoformat(),
+        "tables": data.counts, "seconds": round(seconds, 3)}) + "\n")
+    total = sum(data.counts.values())
+    _say(f"loaded {spec.engine} database {spec.database}: {total} rows in {seconds:.1f} s "
          f"({total / max(seconds, 1e-6):.0f} rows/s)")
 
 
 def boot(root: Path, engines: list[dict[str, Any]], env: Mapping[str, str]) -> None:
-    """Start each engine ``engines`` lists (once per engine) and seed its databases once.
-    Raises LabError/CommandError when an engine does not come up or a load fails."""
+    """Start each engine ``engines`` lists (once per engine) and seed its databases once,
+    their data generated while the engines start. Raises LabError/CommandError when an
+    engine does not come up or a load fails."""
     specs = [EngineSpec.from_dict(entry) for entry in engines]
-    started: set[str] = set()
-    for spec in specs:
-        begun = time.monotonic()
-        if spec.engine not in started:
-            if spec.engine == "postgresql":
-                start_postgresql(spec, env)
-            else:
-                start_mariadb(env)
-            started.add(spec.engine)
-            _say(f"{spec.engine} answers after {time.monotonic() - begun:.1f} s")
-        _seed_once(root, spec, env)
+    now = datetime.now(UTC)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = {spec: pool.submit(prepare_data, spec, now) for spec in specs
+                   if not _marker(root, spec).exists()}
+        started: set[str] = set()
+        for spec in specs:
+            begun = time.monotonic()
+            if spec.engine not in started:
+                if spec.engine == "postgresql":
+                    start_postgresql(spec, env)
+                else:
+                    start_mariadb(env)
+                started.add(spec.engine)
+                _say(f"{spec.engine} answers after {time.monotonic() - begun:.1f} s")
+            if spec in pending:
+                _seed(root, spec, pending[spec].result(), env)

@@ -134,7 +134,7 @@ def test_text_for_the_engines_escapes_what_would_break_a_row_or_a_statement() ->
     table = Table("t", ("a", "b", "c"), [(1, "tab\there\nnew\\line", None),
                                          (2, "it's", NOW)])
     assert tsv(table, "postgresql") == ("1\ttab\\there\\nnew\\\\line\t\\N\n"
-                                        "2\tit's\t2026-12-07 03:00:00.000000+00\n")
+                                        "2\tit's\t2026-12-07 03:00:00.000000+00:00\n")
     assert tsv(table, "mariadb").splitlines()[1] == "2\tit's\t2026-12-07 03:00:00.000000"
     assert literal("it's \\", "postgresql") == "'it''s \\'"
     assert literal("it's \\", "mariadb") == "'it''s \\\\'"
