@@ -80,10 +80,11 @@ def pg_dump_argv(database: DatabaseConfig, snapshot: str | None) -> tuple[str, .
 # --- MariaDB ----------------------------------------------------------------------------------
 
 
-def mariadb_session_argv() -> tuple[str, ...]:
-    """The mariadb client whose session holds FLUSH TABLES WITH READ LOCK while it counts:
-    tab-separated answers without headers, each flushed at once."""
-    return ("mariadb", "--batch", "--skip-column-names", "--unbuffered")
+def mariadb_session_argv(database: DatabaseConfig) -> tuple[str, ...]:
+    """The mariadb client whose session holds FLUSH TABLES WITH READ LOCK while it counts
+    (in the database): tab-separated answers without headers, each flushed at once."""
+    return ("mariadb", "--batch", "--skip-column-names", "--unbuffered",
+            f"--database={database.database}")
 
 
 def mariadb_lock(database: DatabaseConfig) -> str:
@@ -150,7 +151,7 @@ def counts_argv(database: DatabaseConfig, file: str | None = None) -> tuple[str,
     if database.engine == "postgresql":
         return (*psql_session_argv(database), "-c", query)
     if database.engine == "mariadb":
-        return (*mariadb_session_argv(), "--execute", f"SET time_zone = '+00:00'; {query}")
+        return (*mariadb_session_argv(database), "--execute", f"SET time_zone = '+00:00'; {query}")
     return ("sqlite3", "-readonly", "-bail", "-batch", "-noheader", "-separator", "|",
             file or database.database, query)
 

@@ -277,7 +277,7 @@ def _mariadb(database: DatabaseConfig, tools: Tools, relayed: _Relayed,
     plan = _Plan(argv=tools.argv(database.run_as, sql.mariadb_dump_argv(database)))
 
     def feed(sink: IO[bytes]) -> bool:
-        argv = tools.argv(database.run_as, sql.mariadb_session_argv())
+        argv = tools.argv(database.run_as, sql.mariadb_session_argv(database))
         with _Session(argv, tools) as session:
             answer = session.ask(sql.mariadb_lock(database))
             plan.at = now()
@@ -449,8 +449,11 @@ class _Session:
         if proc.poll() is None:
             proc.kill()
         proc.wait()
-        text = proc.stderr.read().decode("utf-8", "replace").strip()
-        return (text.splitlines()[0][:300] if text else
+        lines = [line.strip() for line in
+                 proc.stderr.read().decode("utf-8", "replace").splitlines() if line.strip()]
+        said = next((line for line in lines if line.startswith(("ERROR", "FATAL"))),
+                    lines[-1] if lines else None)
+        return (said[:300] if said else
                 f"the session ended (exit {proc.returncode}) without an answer")
 
     def end(self, statements: str) -> None:
