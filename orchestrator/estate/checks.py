@@ -10,6 +10,7 @@ from collections.abc import Collection, Iterable, Sequence
 from ipaddress import IPv4Address
 
 from orchestrator.estate.model import Backup, EstateFile, Network, Site, System, VMRole
+from orchestrator.estate.recovery import drill_problems
 from orchestrator.quoting import terminal
 
 
@@ -52,6 +53,7 @@ def cross_check(
                       invalid_sites, invalid_systems)
     if settings is not None:
         _check_vault(settings, systems, problems, invalid_systems)
+        _check_nightly_drills(settings, problems)
     _check_cycles(systems, files, problems)
     _check_rest_ports(systems, files, problems)
     _check_existing(sites, systems, files, problems)
@@ -179,6 +181,15 @@ def _check_vault(settings: EstateFile, systems: dict[str, System], problems: Pro
                          "own second copy (backup.copy): drop that to have the vault hold it")
 
 
+def _check_nightly_drills(settings: EstateFile, problems: Problems) -> None:
+    """``nightly_drills.every_night`` names tiers the estate has."""
+    tiers = sorted(settings.tiers)
+    for i, tier in enumerate(settings.nightly_drills.every_night):
+        if tier not in settings.tiers:
+            problems.add("estate.yml", f"nightly_drills.every_night[{i}]", f"no tier {tier} "
+                         f"in the estate (tiers: {', '.join(map(str, tiers))})")
+
+
 def _known(names: Iterable[str]) -> str:
     listed = sorted(names)
     return f" (known: {', '.join(listed)})" if listed else " (none is declared)"
@@ -199,6 +210,9 @@ def _check_system(settings: EstateFile | None, sites: dict[str, Site],
         _check_migration(sites, system, rel, problems, invalid_sites)
     if settings is not None and system.backup is not None:
         _check_backup(settings, system.backup, rel, problems, system.code)
+    dumps = None if system.backup is None else system.backup.databases
+    for key, message in drill_problems(system.drill, dumps):
+        problems.add(rel, key, message)
     for j, dep in enumerate(system.depends_on):
         if dep == system.code:
             problems.add(rel, f"depends_on[{j}]", "a system cannot depend on itself")

@@ -10,16 +10,13 @@ Files of the estate directory and what each holds:
 from __future__ import annotations
 
 import ipaddress
-import math
 import re
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
@@ -28,6 +25,14 @@ from pydantic import (
 )
 
 from orchestrator.estate.databases import Databases
+from orchestrator.estate.drills import NightlyDrills
+from orchestrator.estate.notifications import Notifications, NotifyCommandGone
+from orchestrator.estate.recovery import Drill
+from orchestrator.estate.schema import STRICT
+from orchestrator.estate.schema import Duration as Duration
+from orchestrator.estate.schema import PositiveDuration as PositiveDuration
+from orchestrator.estate.schema import parse_duration as parse_duration
+from orchestrator.estate.secret_ref import SecretRef as SecretRef
 from orchestrator.estate.values import (
     AbsPath,
     Bool,
@@ -38,71 +43,14 @@ from orchestrator.estate.values import (
     Label,
     Name,
     Schedule,
-    longer_than_zero,
 )
-from orchestrator.human import ESTATE_UNITS, duration
 
-_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
-
-
-def parse_duration(value: object) -> timedelta:
-    """``"15m"``, ``"1h"``, ``"30d"``, ``"2w"`` (or a number of seconds) → timedelta."""
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, bool):
-        raise ValueError("a duration is written like 15m, 1h, 24h or 30d")
-    seconds: int | float | None = None
-    if isinstance(value, int | float):
-        seconds = value
-    elif isinstance(value, str):
-        match = _DURATION.match(value)
-        if match:
-            seconds = int(match.group(1)) * ESTATE_UNITS[match.group(2)]
-    if seconds is None or (isinstance(seconds, float) and math.isnan(seconds)):
-        raise ValueError(f"{value!r} is not a duration: write it like 15m, 1h, 24h or 30d")
-    if seconds < 0:
-        raise ValueError(f"{value!r} is not a duration: a duration cannot be negative")
-    try:
-        return timedelta(seconds=seconds)
-    except OverflowError:  # .inf, or more than timedelta holds (~2.7 million years)
-        raise ValueError(f"{value!r} is too long for a duration") from None
-
-
-def _written(value: timedelta) -> str:
-    """A duration as the estate writes it, the shortest exact form: 3600 s → ``"1h"``."""
-    return duration(value, "estate")
-
-
-Duration = Annotated[
-    timedelta, BeforeValidator(parse_duration), PlainSerializer(_written, return_type=str)
-]
 IPv4 = Annotated[ipaddress.IPv4Address, PlainSerializer(str, return_type=str)]
 Subnet = Annotated[ipaddress.IPv4Network, PlainSerializer(str, return_type=str)]
-#: a duration where zero makes no sense (an RPO, a timeout)
-PositiveDuration = Annotated[
-    timedelta, BeforeValidator(parse_duration), AfterValidator(longer_than_zero),
-    PlainSerializer(_written, return_type=str)
-]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SecretRef(Strict):
-    """A reference to a secret held in the ansible-vault file: ``{vault: key}``."""
-
-    vault: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_plain_text(cls, value: Any) -> Any:
-        if isinstance(value, str | int | float):
-            raise ValueError(
-                "a secret is written here in plain text; put it in the vault file and "
-                "write {vault: <key>} instead"
-            )
-        return value
+    model_config = STRICT
 
 
 class Tier(Strict):
@@ -176,10 +124,10 @@ class VerificationSettings(Strict):
     % below, or ``growth_pct`` % above, the median of the ``history`` snapshots before it
     (judged from ``min_history`` of them); ``lock_wait`` for a live lock to go before
     ``check``; snapshots younger than ``copy_grace`` may still be on their way to the second
-    copy; ``timeout`` for one restic command; ``notify_command`` (split like a shell would,
-    run without one) and ``notify_url`` (healthchecks-style) hear of start, success and
-    failure; a snapshot dated more than ``clock_skew`` after verify's own clock is one
-    planted in the future (the ``future`` check)."""
+    copy; ``timeout`` for one restic command; ``notify_url`` (healthchecks-style) is pinged
+    on start, success and failure (people are told through ``notifications:``); a snapshot
+    dated more than ``clock_skew`` after verify's own clock is one planted in the future (the
+    ``future`` check)."""
 
     concurrency: Annotated[Int, Field(ge=1, le=64)] = 4
     shrink_pct: Annotated[Float, Field(gt=0, le=100)] = 50.0
@@ -190,7 +138,7 @@ class VerificationSettings(Strict):
     copy_grace: Duration = timedelta(hours=1)
     timeout: PositiveDuration = timedelta(hours=6)
     clock_skew: Duration = timedelta(minutes=10)
-    notify_command: str | None = None
+    notify_command: NotifyCommandGone = None  # an estate error naming notifications:
     notify_url: str | SecretRef | None = None
     #: read-data rotation (nights) of a system retired whole: its repository is read
     #: through once every so many nights (default: its tier's rotation)
@@ -344,6 +292,10 @@ class EstateFile(Strict):
     verification: VerificationSettings = VerificationSettings()
     restic: ResticSettings = ResticSettings()
     vault: Vault | None = None
+    #: when and how much ``hopnhat drill nightly`` drills (orchestrator/estate/drills.py)
+    nightly_drills: NightlyDrills = NightlyDrills()
+    #: who is told of what, through Apprise (orchestrator/estate/notifications.py)
+    notifications: Notifications = Notifications()
     # where people read the reports: handover evidence shows times here, offset written
     timezone: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$",
                                    max_length=64)] = "Asia/Ho_Chi_Minh"
@@ -565,18 +517,6 @@ class Backup(Strict):
         return self.rest_password.vault if self.rest_password else f"rest_password_{code}"
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-class Probe(Strict):
-    name: Annotated[str, Field(min_length=1)]
-    command: Annotated[str, Field(min_length=1)]
-    expect_rc: Int = 0
-    expect_stdout: str | None = None
-    timeout: PositiveDuration = timedelta(minutes=5)
-
-
-class Drill(Strict):
-    probes: list[Probe] = []
 
 
 class Migration(Strict):

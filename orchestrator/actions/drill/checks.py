@@ -37,7 +37,7 @@ from orchestrator.adapters.restic_argv import base_argv, make_ls_argv
 from orchestrator.adapters.restic_results import Listing, Node, parse_ls_line
 from orchestrator.adapters.ssh import Remote
 from orchestrator.errors import HopnhatError, ResticError
-from orchestrator.estate.model import Probe
+from orchestrator.estate.recovery import Probe
 from orchestrator.quoting import shell_join
 
 SAMPLES = 12
@@ -294,16 +294,18 @@ def restored_side(remote: Remote, roots: Sequence[str], samples: Sequence[str],
 
 
 def run_probe(remote: Remote, probe: Probe) -> ProbeResult:
-    """One probe on the scratch VM, bounded by its timeout. Out: its result (a failure to
-    run it is a failed result, not an exception)."""
+    """One command probe on the scratch VM (its words quoted one by one: a program and its
+    arguments, no shell line), bounded by its timeout. Out: its result (a failure to run
+    it is a failed result, not an exception)."""
     started = time.monotonic()
     timeout = probe.timeout.total_seconds()
+    command = probe.command or ""
     try:
-        done = remote.run(probe.command, timeout=timeout)
+        done = remote.run(shell_join(probe.argv), timeout=timeout)
     except HopnhatError as exc:
-        return ProbeResult(remote.target.host, probe.name, probe.command, probe.expect_rc,
+        return ProbeResult(remote.target.host, probe.name, command, probe.expect_rc,
                            probe.expect_stdout, None, "", "", time.monotonic() - started,
                            error=str(exc))
-    return ProbeResult(remote.target.host, probe.name, probe.command, probe.expect_rc,
+    return ProbeResult(remote.target.host, probe.name, command, probe.expect_rc,
                        probe.expect_stdout, done.returncode, _clip(done.stdout),
                        _clip(done.stderr), time.monotonic() - started)

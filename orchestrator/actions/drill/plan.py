@@ -30,7 +30,9 @@ from orchestrator.actions.selection import unknown_message
 from orchestrator.adapters.restic import Snapshot
 from orchestrator.adapters.vsphere_facts import SYSTEM, Inventory
 from orchestrator.errors import EXIT_BAD_INPUT, PlanError
-from orchestrator.estate.model import VM, Estate, Probe, Site
+from orchestrator.estate.databases import Database
+from orchestrator.estate.model import VM, Estate, Site
+from orchestrator.estate.recovery import Probe, RecoveryStep
 from orchestrator.estate_lock import pid_alive
 
 MARK_PREFIX = "drill:"
@@ -244,6 +246,11 @@ class DrillPlan:
     scratch: tuple[ScratchVM, ...]
     probes: tuple[Probe, ...]
     keep: bool = False
+    #: what brings the service back after the restore, in order (``drill.recovery``)
+    recovery: tuple[RecoveryStep, ...] = ()
+    #: the dumps the backup makes (``backup.databases``): what restore_database and sql
+    #: probes name
+    databases: tuple[Database, ...] = ()
 
     @property
     def mark(self) -> str:
@@ -260,11 +267,38 @@ class DrillPlan:
                 "site": self.site, "network": self.network,
                 "repository_host": self.repository_host, "paths": list(self.paths),
                 "scratch_vms": [s.as_dict() for s in self.scratch],
-                "probes": [{"name": p.name, "command": p.command, "expect_rc": p.expect_rc,
-                            "expect_stdout": p.expect_stdout,
-                            "timeout_seconds": p.timeout.total_seconds()}
-                           for p in self.probes],
+                "recovery": [step_dict(step) for step in self.recovery],
+                "probes": [probe_dict(p) for p in self.probes],
                 "keep": self.keep}
+
+    def database(self, name: str) -> Database:
+        """The dump ``name`` of ``backup.databases`` (the estate's checks made sure every
+        name a step or probe gives is one). Raises PlanError when it is not."""
+        found = next((d for d in self.databases if d.name == name), None)
+        if found is None:
+            raise PlanError(f"system {self.system} dumps no database {name!r} "
+                            "(backup.databases)")
+        return found
+
+
+def step_dict(step: RecoveryStep) -> dict[str, Any]:
+    """A recovery step as the plan and the evidence show it."""
+    what = {"command": step.command} if step.command is not None else {
+        "restore_database": step.restore_database}
+    return {"name": step.name, **what, "timeout_seconds": step.timeout.total_seconds()}
+
+
+def probe_dict(probe: Probe) -> dict[str, Any]:
+    """A probe as the plan shows it."""
+    if probe.sql is not None:
+        within = probe.newest_within
+        return {"name": probe.name, "sql": probe.sql,
+                "newest_within": within if within is None or isinstance(within, str)
+                else within.total_seconds(),
+                "timeout_seconds": probe.timeout.total_seconds()}
+    return {"name": probe.name, "command": probe.command, "expect_rc": probe.expect_rc,
+            "expect_stdout": probe.expect_stdout,
+            "timeout_seconds": probe.timeout.total_seconds()}
 
 
 # the scratch VM of an adopted VM whose hardware the estate does not declare
@@ -307,7 +341,8 @@ def plan_drill(estate: Estate, code: str, drill_id: str, snapshots: Mapping[str,
         tier=system.tier, rpo_seconds=tier.rpo.total_seconds(),
         rto_seconds=tier.rto.total_seconds(), site=site.name, network=site.drill_network,
         repository_host=system.backup.repository_host, paths=tuple(system.backup.paths),
-        scratch=tuple(scratch), probes=tuple(system.drill.probes), keep=keep)
+        scratch=tuple(scratch), probes=tuple(system.drill.probes), keep=keep,
+        recovery=tuple(system.drill.recovery), databases=tuple(system.backup.databases))
 
 
 # ---------------------------------------------------------------- leftovers

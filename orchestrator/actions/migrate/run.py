@@ -451,11 +451,13 @@ def _check_step(move: _Move, plan: MigrationPlan, step: str, last_manifest: str 
 
 
 def _probes_step(move: _Move, plan: MigrationPlan) -> None:
-    """``probes``: the system's own probes on each target VM, every one passing."""
+    """``probes``: the system's own command probes on each target VM, every one passing
+    (a sql probe checks a database a drill's recovery restored: a move carries files)."""
     result = move.result
+    probes = [p for p in move.paths.estate.systems[result.system].drill.probes if p.command]
     with move.step("probes"):
         for pair in plan.pairs:
-            for probe in move.paths.estate.systems[result.system].drill.probes:
+            for probe in probes:
                 result.probes.append(run_probe(move.remote(pair.target), probe))
         failed = [p.describe() for p in result.probes if not p.ok]
         if failed:
