@@ -5,12 +5,13 @@ and which guests run which engine, from the estate."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from orchestrator.lab import databases
-from orchestrator.lab.config import DataSpec
+from orchestrator.lab import control, databases, guests
+from orchestrator.lab.config import DataSpec, lab_vcenters, legacy_vms, load_lab_config
 from orchestrator.lab.databases import (
     FRESHEST,
     HISTORY,
@@ -26,6 +27,8 @@ from orchestrator.lab.databases import (
     tsv,
 )
 from orchestrator.lab.engines import guest_engines
+from orchestrator.lab.hypervisor import Hypervisor, VMState
+from orchestrator.settings import Paths
 from tests.helpers import EstateCopy
 
 NOW = datetime(2026, 12, 7, 3, 0, tzinfo=UTC)
@@ -179,3 +182,40 @@ def test_the_estate_says_which_guest_runs_which_engine(estate_copy: EstateCopy) 
         {"name": "audit", "engine": "postgresql", "database": "audit"}]))
     assert [e["database"] for e in guest_engines(estate_copy.load(), 5)["dvc-db-01"]] == [
         "dvc", "audit"]
+
+
+def test_the_hypervisor_starts_a_data_vms_guest_with_its_engines_and_a_legacy_one_without(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    started: dict[str, object] = {}
+
+    def start(_lab: Path, _table: object, name: str, *_args: object, **options: object) -> None:
+        started[name] = options.get("engines")
+
+    monkeypatch.setattr(guests, "start_guest", start)
+    engine = {"engine": "postgresql", "database": "dvc", "cluster": "dvc", "seed": "s",
+              "rows": 10}
+    hv = Hypervisor({
+        "lab_dir": str(tmp_path), "known_hosts": str(tmp_path / "known_hosts"),
+        "authorized_keys": ["ssh-ed25519 AAAAhopnhat"], "operator_keys": ["ssh-ed25519 AAAAop"],
+        "legacy": {"dvc-db-01.dc-danang": {"publish_fingerprint": False, "data": None}},
+        "databases": {"dvc-db-01": [engine]},
+        "vcenters": [{"url": "https://127.0.0.1:1/sdk"}]})
+    hv.vms = {("u", "vm-1"): VMState("dvc-db-01", True, "127.10.3.10", None, False),
+              ("u", "vm-2"): VMState("dvc-web-01", True, "127.10.2.10", None, False),
+              ("u", "vm-3"): VMState("dvc-db-01", True, "127.10.1.9", None, False,
+                                     "hopnhat-lab-guest: dvc-db-01.dc-danang")}
+    hv.reconcile()
+    assert started == {"dvc-db-01": [engine], "dvc-web-01": None, "dvc-db-01.dc-danang": None}
+
+
+def test_lab_up_hands_the_hypervisor_the_estates_engines(estate_copy: EstateCopy,
+                                                          tmp_path: Path) -> None:
+    estate_copy.edit("lab.yml", lambda data: data["data"].__setitem__("db_rows", 77))
+    paths = Paths(tmp_path / "state", estate_copy.load())
+    config = load_lab_config(paths.estate)
+    doc = control._hypervisor_config(paths, config, lab_vcenters(paths.estate), "k", "o",
+                                     legacy_vms(paths.estate, config))
+    assert {vm: [(e["engine"], e["rows"]) for e in entries]
+            for vm, entries in doc["databases"].items()} == {
+        "dvc-db-01": [("postgresql", 77)], "lgsp-esb-01": [("mariadb", 77)]}
+    assert "databases" in control.RESTART_ON
