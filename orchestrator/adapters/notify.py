@@ -1,29 +1,45 @@
-"""Telling someone: a healthchecks-style HTTP ping and a notification command.
+"""Telling people, through Apprise: the one door to it.
 
-Both report what happened and never raise: a notification that fails must not turn a good
-run into a failed one (the caller logs the returned :class:`Notified`). Neither puts a URL's
-path or query (where ping services keep their secret) or the command's arguments in a
-message: only the URL's host and the command's program are named.
+:func:`send` hands one message to named channels (each an Apprise URL: ``mailtos://``,
+``tgram://``, ``zalo://``, ``workflows://``/``msteams://``, ``slack://``, ``ntfys://``,
+``json://``…) at once and returns what became of each as :class:`Sent`. It never raises:
+a channel that fails must not turn a good run into a failed one, and the caller reports
+it. Channels whose own format is HTML (e-mail) get the HTML body when one is given —
+Apprise adds its plain-text part — the others the text.
+
+Apprise URLs hold tokens and passwords: nothing this module returns or logs names more of
+a URL than its scheme, and every reason for a failure has each part of the URL (host,
+user, password, path, query values) blotted out before it leaves. Apprise's own logger
+is kept from the console for the same reason (its messages reach the caller redacted,
+as a channel's ``error``).
 """
 
 from __future__ import annotations
 
-import shlex
-from collections.abc import Mapping
+import logging
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, unquote, urlsplit
 
-from orchestrator.errors import HopnhatError
-from orchestrator.process import run
+if TYPE_CHECKING:
+    from apprise import Apprise
 
-#: healthchecks.io's convention: the URL itself for success, /start and /fail
-URL_SUFFIX = {"start": "/start", "success": "", "failure": "/fail"}
+log = logging.getLogger("hopnhat.notify")
+
+#: what stands in for a secret in a message
+HIDDEN = "***"
+_SCHEME = re.compile(r"^([a-z][a-z0-9+.-]{0,19})://", re.IGNORECASE)
+_SHORTEST_SECRET = 3  # shorter parts of a URL ("a", "to") are words, not secrets
 
 
 @dataclass(frozen=True)
-class Notified:
-    """One notification: by ``url`` or ``command`` (named without secrets), for ``event``,
-    whether it worked and what went wrong."""
+class Sent:
+    """One channel's delivery of one event: the channel's name, its ``target`` as messages
+    may show it (the URL's scheme only, ``mailtos://…``), whether it worked and, when not,
+    why (redacted)."""
 
     channel: str
     target: str
@@ -36,61 +52,140 @@ class Notified:
                 "ok": self.ok, "error": self.error}
 
 
-def url_host(url: str) -> str:
-    """What messages may say of a URL: its scheme and host (the path may hold a secret)."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or '?'}"
+def shown(url: str) -> str:
+    """What may be shown of an Apprise ``url``: its scheme (``tgram://…``), or ``?://…``
+    when it has none worth the name."""
+    match = _SCHEME.match(url.strip())
+    return f"{match.group(1).lower()}://…" if match else "?://…"
 
 
-def event_url(url: str, event: str) -> str:
-    """``url`` for ``event`` (start, success, failure), healthchecks-style."""
-    parts = urlsplit(url)
-    path = parts.path.rstrip("/") + URL_SUFFIX[event]
-    return parts._replace(path=path or "/").geturl()
-
-
-def ping_url(url: str, event: str, body: str = "", timeout: float = 10.0) -> Notified:
-    """POST ``body`` (a short summary, at most 10 kB as healthchecks keeps) to ``url`` for
-    ``event``. Any answer 2xx counts as delivered."""
-    import urllib.error  # http.client and email: only a run that pings pays for them
-    import urllib.request
-
-    target = url_host(url)
-    if urlsplit(url).scheme not in ("http", "https"):
-        return Notified("url", target, event, False, "not an http(s) URL")
-    request = urllib.request.Request(  # noqa: S310 - the scheme is checked above
-        event_url(url, event), data=body.encode()[:10_000], method="POST",
-        headers={"Content-Type": "text/plain; charset=utf-8", "User-Agent": "hopnhat"})
+def secret_parts(url: str) -> list[str]:
+    """Every part of ``url`` that may be a secret (the URL itself, its host, user,
+    password, path segments and query values, as written and %-decoded), longest first."""
+    parts = {url, url.strip()}
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310
-            status = int(answer.status)
-    except urllib.error.HTTPError as exc:
-        return Notified("url", target, event, False, f"HTTP {exc.code}")
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        return Notified("url", target, event, False, f"{type(exc).__name__}: {reason}")
-    if not 200 <= status < 300:
-        return Notified("url", target, event, False, f"HTTP {status}")
-    return Notified("url", target, event, True)
+        split = urlsplit(url.strip())
+        pieces = [split.netloc, split.hostname or "", split.username or "",
+                  split.password or "", split.path, *split.path.split("/"),
+                  split.query, *(v for _, v in parse_qsl(split.query))]
+    except ValueError:  # not even a URL: only the whole of it is known
+        pieces = []
+    for piece in pieces:
+        parts.update((piece, unquote(piece)))
+    return sorted((p for p in parts if len(p) >= _SHORTEST_SECRET), key=len, reverse=True)
 
 
-def run_command(command: str, event: str, body: str = "",
-                env: Mapping[str, str] | None = None, timeout: float = 60.0) -> Notified:
-    """Run ``command`` (split like a shell would, run without one) with ``body`` on its
-    standard input and ``HOPNHAT_EVENT=<event>`` plus ``env`` in its environment."""
+def redact(text: str, urls: Iterable[str]) -> str:
+    """``text`` with every :func:`secret_parts` of each of ``urls`` replaced by ``***``."""
+    for url in urls:
+        for part in secret_parts(url):
+            text = text.replace(part, HIDDEN)
+    return text
+
+
+def _no_debug(record: logging.LogRecord) -> bool:
+    return record.levelno > logging.DEBUG
+
+
+def _quiet_apprise() -> None:
+    """Apprise's logger keeps to itself (its messages can name hosts, chat ids, tokens),
+    and the debug lines of the HTTP library under it (which name each URL's path, where
+    webhooks keep their keys) are dropped."""
+    logger = logging.getLogger("apprise")
+    logger.propagate = False
+    if not logger.handlers:
+        logger.addHandler(logging.NullHandler())
+    pool = logging.getLogger("urllib3.connectionpool")
+    if _no_debug not in pool.filters:
+        pool.addFilter(_no_debug)
+
+
+def _apprise() -> Apprise:
+    import apprise  # only a run that tells someone pays for importing it
+
+    _quiet_apprise()
+    asset = apprise.AppriseAsset(app_id="hopnhat", app_desc="hopnhat",
+                                 storage_mode="memory")
+    return apprise.Apprise(asset=asset)
+
+
+def _reason(service: Any, timeout: float) -> str:
+    """Why one Apprise service result failed: its last warning or error, else its status."""
+    from apprise.result import AppriseResultStatus
+
+    if service.status == AppriseResultStatus.TIMEOUT:
+        return f"timed out after {timeout:g} s"
+    messages = [e.message for e in service.logs() if e.level in ("WARNING", "ERROR")]
+    return messages[-1] if messages else f"not delivered ({service.status.name.lower()})"
+
+
+@dataclass
+class _Batch:
+    """The channels sent one body format in one Apprise call."""
+
+    apprise: Apprise
+    names: list[str]
+
+
+def _batches(channels: Mapping[str, str], with_html: bool
+             ) -> tuple[dict[str, _Batch], dict[str, str]]:
+    """The channels split by the body they get (``html``, ``text``), and those Apprise
+    cannot use (name → reason)."""
+    from apprise import NotifyFormat
+
+    batches = {"html": _Batch(_apprise(), []), "text": _Batch(_apprise(), [])}
+    unusable: dict[str, str] = {}
+    for name, url in channels.items():
+        plugin = batches["text"].apprise.instantiate(url, tag=name)
+        if plugin is None:
+            unusable[name] = f"not a URL Apprise can use ({shown(url)})"
+            continue
+        kind = "html" if with_html and plugin.resolve_format(None) == NotifyFormat.HTML \
+            else "text"
+        batches[kind].apprise.add(plugin)
+        batches[kind].names.append(name)
+    return batches, unusable
+
+
+def _deliver(batch: _Batch, title: str, body: str, body_format: str,
+             attachments: Sequence[Path], timeout: float) -> dict[str, str | None]:
+    """Send ``body`` to every channel of ``batch``: channel → None (delivered) or why not."""
+    outcome: dict[str, str | None] = dict.fromkeys(batch.names, "not sent")
+    result = batch.apprise.notify(body=body, title=title, body_format=body_format,
+                                  attach=[str(p) for p in attachments] or None,
+                                  timeout=timeout)
+    for service in result:
+        for name in service.tag:
+            if name in outcome:
+                outcome[name] = None if bool(service) else _reason(service, timeout)
+    return outcome
+
+
+def send(channels: Mapping[str, str], event: str, title: str, body: str, *,
+         html: str | None = None, attachments: Sequence[Path] = (),
+         timeout: float = 30.0) -> tuple[Sent, ...]:
+    """Tell every channel of ``channels`` (its name → its Apprise URL) ``title`` and
+    ``body`` (plain text; ``html`` for the channels that show HTML) with ``attachments``,
+    all at once, within ``timeout`` seconds. One :class:`Sent` per channel, in the order
+    given; never raises, never returns or logs a secret."""
+    urls = list(channels.values())
+    done: dict[str, str | None] = {}
     try:
-        argv = shlex.split(command)
-    except ValueError as exc:
-        return Notified("command", "?", event, False, f"cannot split the command: {exc}")
-    if not argv:
-        return Notified("command", "?", event, False, "empty command")
-    try:
-        done = run(argv, env={**(env or {}), "HOPNHAT_EVENT": event}, input=body,
-                   timeout=timeout)
-    except HopnhatError as exc:
-        return Notified("command", argv[0], event, False, str(exc))
-    if not done.ok:
-        last = (done.stderr.strip() or done.stdout.strip()).splitlines()[-1:] or [""]
-        return Notified("command", argv[0], event, False,
-                        f"exited {done.returncode}: {last[0][:200]}")
-    return Notified("command", argv[0], event, True)
+        batches, unusable = _batches(channels, html is not None)
+        done.update(unusable)
+        for kind, batch in batches.items():
+            if batch.names:
+                done.update(_deliver(batch, title, html if kind == "html" and html else body,
+                                     kind, attachments, timeout))
+    except Exception as exc:  # Apprise is a library of many plugins: none may stop a run
+        reason = f"{type(exc).__name__}: {exc}"
+        done.update({name: reason for name in channels if name not in done})
+    sent = []
+    for name, url in channels.items():
+        error = done.get(name, "not sent")
+        error = None if error is None else redact(error, urls)
+        sent.append(Sent(name, shown(url), event, error is None, error))
+        if error is not None:
+            log.warning("notification of %s by channel %s (%s) failed: %s", event, name,
+                        shown(url), error)
+    return tuple(sent)

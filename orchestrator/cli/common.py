@@ -26,6 +26,7 @@ from orchestrator.errors import HopnhatError
 from orchestrator.quoting import terminal
 
 if TYPE_CHECKING:
+    from orchestrator.adapters.notify import Sent
     from orchestrator.estate import Estate
     from orchestrator.settings import Paths
 
@@ -114,6 +115,16 @@ def print_json(data: Any) -> None:
     and bidirectional controls escaped too, so a terminal showing it obeys none)."""
     text = json.dumps(data, indent=2, ensure_ascii=False, default=str)
     sys.stdout.write(_JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text) + "\n")
+
+
+def warn_unsent(sent: Iterable[Sent]) -> None:
+    """A warning on stderr for each notification (an ``adapters.notify.Sent``) that failed:
+    the run goes on, and says which channel did not hear of it and why."""
+    for one in sent:
+        if not one.ok:
+            err_console.print(f"[yellow]warning:[/] notification ({one.event}) by "
+                              f"{escape(one.channel)} {escape(one.target)} failed: "
+                              f"{escape(one.error or '')}", soft_wrap=True)
 
 
 class SafeFormatter(logging.Formatter):

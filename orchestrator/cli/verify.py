@@ -10,7 +10,6 @@ repository could not be read), 2 could not run (bad estate, no vault, bad option
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -25,13 +24,13 @@ from orchestrator.cli.common import (
     err_console,
     print_json,
     want_json,
+    warn_unsent,
 )
 from orchestrator.cli.selectors import require_known
 from orchestrator.human import duration, size
 
 if TYPE_CHECKING:
     from orchestrator.actions.verify.run import RepositoryReport, VerifyPlan, VerifyResult
-    from orchestrator.adapters.notify import Notified
 
 # The verify actions and reports are imported inside the commands: every other command
 # starts faster.
@@ -153,10 +152,6 @@ def verify(
     metrics: Annotated[Path | None, typer.Option(
         "--metrics", help="Write a Prometheus textfile here (for node_exporter's textfile "
         "collector).")] = None,
-    notify_command: Annotated[str | None, typer.Option(
-        "--notify-command", help="Run this command on start, success and failure "
-        "($HOPNHAT_EVENT; a summary on stdin). Default: the estate's "
-        "verification.notify_command.")] = None,
     notify_url: Annotated[str | None, typer.Option(
         "--notify-url", help="Ping this URL on success, URL/start and URL/fail "
         "(healthchecks-style). Default: the estate's verification.notify_url.")] = None,
@@ -170,7 +165,9 @@ def verify(
     size anomalies against the median of earlier snapshots, the second copy, locks, a
     retirement's final snapshots, and signs of attack: snapshots dated in the future, of a
     host not the system's, or gone without hopnhat removing them. Changes nothing in any
-    repository. Exit 0 all good, 1 a check failed, 2 could not run."""
+    repository. People are told of what went wrong through the estate's notifications
+    (verify_failed, backup_stale, attack_suspected); a channel that fails is a warning.
+    Exit 0 all good, 1 a check failed, 2 could not run."""
     if ctx.invoked_subcommand is not None:
         return  # "verify history": none of the imports below is needed
     from orchestrator.actions.verify.flow import VerifyRequest, verify_flow
@@ -178,7 +175,7 @@ def verify(
     as_json = want_json(ctx, json)
     request = VerifyRequest(
         systems=system or (), read_data_subset=read_data_subset, concurrency=concurrency,
-        junit=junit, metrics=metrics, notify_command=notify_command, notify_url=notify_url)
+        junit=junit, metrics=metrics, notify_url=notify_url)
     done = verify_flow(context(ctx), request, on_planned=None if as_json else _announce,
                        on_report=None if as_json else _progress)
     if as_json:
@@ -186,7 +183,7 @@ def verify(
                     "notifications": [n.as_dict() for n in done.notifications]})
     else:
         render(done.result)
-        _warn_unsent(done.notifications)
+    warn_unsent(done.notifications)
     if done.result.exit_code:
         raise typer.Exit(done.result.exit_code)
 
@@ -194,14 +191,6 @@ def verify(
 def _announce(the_plan: VerifyPlan) -> None:
     err_console.print(f"Verifying {len(the_plan.targets)} repositories, "
                       f"{the_plan.concurrency} at once, read-data {the_plan.option} …")
-
-
-def _warn_unsent(notifications: Sequence[Notified]) -> None:
-    for sent in notifications:
-        if not sent.ok:
-            err_console.print(f"[yellow]warning:[/] notification by {sent.channel} "
-                              f"{escape(sent.target)} ({sent.event}) failed: "
-                              f"{escape(sent.error or '')}", soft_wrap=True)
 
 
 @app.command("history")

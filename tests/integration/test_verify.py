@@ -49,7 +49,16 @@ from orchestrator.lab.secrets import ensure_lab_secrets
 from orchestrator.ledger import Ledger
 from orchestrator.reports.metrics import METRICS
 from orchestrator.settings import Paths
-from tests.helpers import ledger_dump, promtool_says, state_beside, wait_for
+from tests.helpers import (
+    MailReceiver,
+    WebhookReceiver,
+    free_port,
+    ledger_dump,
+    promtool_says,
+    route_notifications,
+    state_beside,
+    wait_for,
+)
 
 pytestmark = pytest.mark.lab
 
@@ -240,7 +249,7 @@ def test_a_healthy_subset_exits_0_with_every_metric_and_a_junit_case_per_check(
     junit, metrics = tmp_path / "reports" / "verify.xml", tmp_path / "textfile" / "verify.prom"
     code, document, stderr = verify(
         setup, "--system", "zok", "--system", "zfresh", "--junit", str(junit), "--metrics",
-        str(metrics), "--notify-url", ping, "--notify-command", "false")
+        str(metrics), "--notify-url", ping)
     assert code == 0, (stderr, document)
     reports = by_system(document)
     assert {s: r["verdict"] for s, r in reports.items()} == {"zok": "ok", "zfresh": "ok"}
@@ -293,10 +302,10 @@ def test_a_healthy_subset_exits_0_with_every_metric_and_a_junit_case_per_check(
                                        "copy", "locks", "final", "future", "foreign",
                                        "vanished", "deletions"] for s in ("zok", "zfresh")}
 
-    # healthchecks-style pings; the failing command is only a warning
+    # healthchecks-style pings; no one else is told of a healthy night
     assert _Ping.seen == ["/ping/0f1e2d3c/start", "/ping/0f1e2d3c"]
-    failed = [n for n in document["notifications"] if not n["ok"]]
-    assert [(n["channel"], n["target"]) for n in failed] == [("command", "false")] * 2
+    assert [(n["channel"], n["event"], n["ok"]) for n in document["notifications"]] == [
+        ("ping", "start", True), ("ping", "success", True)]
 
     # no secret anywhere the run wrote
     for text in (json.dumps(document), stderr, junit.read_text(), metrics.read_text(),
@@ -362,6 +371,57 @@ def test_a_snapshot_older_than_the_rpo_is_stale(setup: Verified) -> None:
         "structure": "ok", "read_data": "skipped", "anomaly": "ok", "copy": "skipped",
         "locks": "ok", "final": "skipped", "future": "ok", "foreign": "ok",
         "vanished": "skipped", "deletions": "skipped"}
+
+
+def test_a_failed_verify_is_mailed_and_posted_and_the_summary_mailed(setup: Verified) -> None:
+    """People told where they are: the estate routes backup_stale to an e-mail channel (a
+    real SMTP server) and a JSON webhook (a real HTTP endpoint), and one channel that is
+    down; the failed verify reaches the two and names the third in its output and ledger.
+    Then the morning summary reaches the mailbox, with an HTML and a text part."""
+    estate_yml = setup.estate_dir / "estate.yml"
+    kept = estate_yml.read_text()
+    with MailReceiver() as mail, WebhookReceiver() as hook:
+        route_notifications(setup.estate_dir, setup.paths.state, {
+            "email": mail.mailto(), "hook": f"json://{hook.url[7:]}/hopnhat/k3y",
+            "down": f"json://127.0.0.1:{free_port()}/s3cret?cto=2"},
+            {"backup_stale": ["email", "hook", "down"], "verify_failed": ["email"],
+             "summary": ["email"]})
+        try:
+            code, document, stderr = verify(setup, "--system", "zstale",
+                                             "--read-data-subset", "none")
+            summary = process.run([str(BIN / "hopnhat"), "summary", "--send"],
+                                  env=setup.env, timeout=120)
+        finally:
+            estate_yml.write_text(kept)
+    assert code == 1, stderr
+    told = {n["channel"]: n for n in document["notifications"]}
+    assert (told["email"]["ok"], told["hook"]["ok"], told["down"]["ok"]) == (True, True, False)
+    assert {n["event"] for n in told.values()} == {"backup_stale"}  # the only problem
+    assert "notification (backup_stale) by down json://… failed" in stderr
+    assert "s3cret" not in stderr + json.dumps(document)
+    stale = mail.messages[0]
+    assert stale["Subject"] == "[hopnhat] " + setup.paths.estate.settings.name \
+        + ": bản sao lưu cũ quá RPO"
+    said = stale.get_body(("plain",)).get_content()
+    assert said.startswith("zstale@repo-verify-01 freshness failed: ")
+    assert "host zstale-app-01: stale" in said and document["run_id"] in said
+    posted = hook.received[0]
+    assert posted.path == "/hopnhat/k3y"
+    assert "zstale@repo-verify-01 freshness failed" in posted.json()["message"]
+    with Ledger(setup.paths.ledger) as ledger:
+        events = ledger.events(document["run_id"])
+    assert sorted((e["subject"], e["ok"]) for e in events if e["kind"] == "notification") \
+        == [("down", False), ("email", True), ("hook", True)]
+
+    assert summary.returncode == 0, summary.stderr
+    assert len(mail.messages) == 2
+    morning = mail.messages[1]
+    assert "Báo cáo buổi sáng" in morning["Subject"]
+    html = morning.get_body(("html",)).get_content()
+    text = morning.get_body(("plain",)).get_content()
+    assert 'id="backups"' in html and "zstale-app-01" in html
+    assert "QUÁ HẠN" in text and "zstale-app-01" in text
+    assert " +07:00" in text  # the estate's time zone, offset written
 
 
 def test_a_deleted_repository_is_an_error_for_its_system_while_others_are_checked(

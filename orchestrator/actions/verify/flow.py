@@ -1,5 +1,7 @@
 """``hopnhat verify`` from end to end, the one flow the CLI calls: load the estate, plan,
-verify with the ledger open, write the JUnit and metrics files, notify.
+verify with the ledger open, write the JUnit and metrics files, ping and tell people
+(:mod:`orchestrator.actions.verify.notify`; what each channel made of it is in the run's
+ledger events and the result).
 
 Whoever is told of a run is told when it cannot run too: a verification that stops before
 any repository is checked (a bad estate, an unknown system, no vault, a report folder that
@@ -20,7 +22,7 @@ from typing import Protocol
 from orchestrator.actions.selection import require_known
 from orchestrator.actions.verify.notify import Notifier
 from orchestrator.actions.verify.run import RepositoryReport, VerifyPlan, VerifyResult, plan, verify
-from orchestrator.adapters.notify import Notified
+from orchestrator.adapters.notify import Sent
 from orchestrator.errors import EXIT_BAD_INPUT, HopnhatError
 from orchestrator.estate.model import Estate
 from orchestrator.estate.secrets import Secrets
@@ -55,7 +57,6 @@ class VerifyRequest:
     concurrency: int | None = None
     junit: Path | None = None
     metrics: Path | None = None
-    notify_command: str | None = None
     notify_url: str | None = None
 
 
@@ -64,7 +65,7 @@ class Verified:
     """A verification and the notifications sent of it."""
 
     result: VerifyResult
-    notifications: tuple[Notified, ...]
+    notifications: tuple[Sent, ...]
 
 
 @dataclass
@@ -92,8 +93,7 @@ def verify_flow(loaded: Loaded, request: VerifyRequest, *,
     its JUnit and metrics files and send the notifications. ``on_planned`` hears the plan
     before the first repository, ``on_report`` each repository as it is done. Raises
     HopnhatError when it cannot run (exit 2: notified and in the metrics file first)."""
-    told = _Told(Notifier(command=request.notify_command, url=request.notify_url),
-                 time.time())
+    told = _Told(Notifier(url=request.notify_url), time.time())
     try:
         result = _verified(loaded, request, told, on_planned, on_report)
     except HopnhatError as exc:
@@ -104,7 +104,12 @@ def verify_flow(loaded: Loaded, request: VerifyRequest, *,
         write_report(request.junit, render_junit(result))
     if request.metrics is not None:
         write_report(request.metrics, render_metrics(result))
-    told.notifier.finish(result)
+    paths = told.notifier.paths
+    if paths is None:
+        told.notifier.finish(result)
+    else:
+        with Ledger(paths.ledger) as ledger:
+            told.notifier.finish(result, ledger)
     return Verified(result, tuple(told.notifier.sent))
 
 
@@ -118,8 +123,8 @@ def _verified(loaded: Loaded, request: VerifyRequest, told: _Told,
     paths = loaded.paths
     secrets = Secrets(paths)
     told.notifier = Notifier.configured(
-        estate.settings.verification, secrets, command=request.notify_command,
-        url=request.notify_url, estate=estate.id)
+        estate.settings.verification, secrets, url=request.notify_url, paths=paths,
+        estate=estate.id)
     writable(request.junit, "--junit")
     writable(request.metrics, "--metrics")
     with Ledger(paths.ledger) as ledger:

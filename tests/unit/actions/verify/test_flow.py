@@ -5,9 +5,8 @@ still in the metrics file. The repositories are not read: the run itself is a fa
 from __future__ import annotations
 
 import sqlite3
-import sys
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +24,7 @@ from orchestrator.estate import Estate, load_estate
 from orchestrator.ledger import Ledger
 from orchestrator.settings import Paths
 from orchestrator.verdicts import CHECKS, OK
-from tests.helpers import EXAMPLE_ESTATE
+from tests.helpers import EXAMPLE_ESTATE, WebhookReceiver
 
 ESTATE = load_estate(EXAMPLE_ESTATE)
 NOW = datetime(2025, 3, 1, 2, 0, tzinfo=UTC)
@@ -58,12 +57,17 @@ def loaded(tmp_path: Path) -> Loaded:
     return Loaded(ESTATE, ESTATE, Paths(tmp_path / "state", ESTATE))
 
 
-def listener(tmp_path: Path) -> tuple[str, Callable[[], list[str]]]:
-    """A notify command, and the events it has heard so far."""
-    heard = tmp_path / "heard"
-    command = (f"{sys.executable} -c \"import os; open('{heard}', 'a')"
-               ".write(os.environ['HOPNHAT_EVENT'] + ' ')\"")
-    return command, lambda: heard.read_text().split() if heard.exists() else []
+@pytest.fixture
+def pings() -> Iterator[WebhookReceiver]:
+    """A healthchecks-style endpoint, at ``<url>/ping``."""
+    with WebhookReceiver() as receiver:
+        yield receiver
+
+
+def heard(pings: WebhookReceiver) -> list[str]:
+    """The events pinged so far (healthchecks' paths: URL/start, URL, URL/fail)."""
+    names = {"/ping/start": "start", "/ping": "success", "/ping/fail": "failure"}
+    return [names[r.path] for r in pings.received]
 
 
 def exit_code_in(metrics: Path) -> float:
@@ -93,12 +97,11 @@ def ledgers(monkeypatch: pytest.MonkeyPatch) -> list[Ledger]:
     return given
 
 
-def test_a_verification_is_planned_run_reported_and_told(tmp_path: Path,
-                                                        ledgers: list[Ledger]) -> None:
-    command, heard = listener(tmp_path)
+def test_a_verification_is_planned_run_reported_and_told(
+        tmp_path: Path, ledgers: list[Ledger], pings: WebhookReceiver) -> None:
     junit, metrics = tmp_path / "out" / "verify.xml", tmp_path / "textfile" / "verify.prom"
     request = VerifyRequest(systems=["qlvb", "email"], junit=junit, metrics=metrics,
-                            notify_command=command)
+                            notify_url=f"{pings.url}/ping")
     planned: list[VerifyPlan] = []
     reported: list[str] = []
     done = verify_flow(loaded(tmp_path), request, on_planned=planned.append,
@@ -106,7 +109,7 @@ def test_a_verification_is_planned_run_reported_and_told(tmp_path: Path,
     assert [t.system for t in planned[0].targets] == ["qlvb", "email"]
     assert reported == ["qlvb", "email"]
     assert done.result.exit_code == 0
-    assert heard() == ["start", "success"]
+    assert heard(pings) == ["start", "success"]
     assert [n.event for n in done.notifications] == ["start", "success"]
     assert len(ET.parse(junit).getroot().findall(".//testcase")) == 2 * len(CHECKS)
     assert exit_code_in(metrics) == 0.0
@@ -115,26 +118,27 @@ def test_a_verification_is_planned_run_reported_and_told(tmp_path: Path,
 
 
 def test_an_estate_that_does_not_load_is_still_told_and_in_the_metrics(
-        tmp_path: Path, ledgers: list[Ledger]) -> None:
-    command, heard = listener(tmp_path)
+        tmp_path: Path, ledgers: list[Ledger], pings: WebhookReceiver) -> None:
     metrics = tmp_path / "textfile" / "verify.prom"
     metrics.parent.mkdir()
     with pytest.raises(EstateError):
-        verify_flow(Unloadable(), VerifyRequest(metrics=metrics, notify_command=command))
-    assert heard() == ["failure"]
+        verify_flow(Unloadable(), VerifyRequest(metrics=metrics,
+                                                notify_url=f"{pings.url}/ping"))
+    assert heard(pings) == ["failure"]
     assert exit_code_in(metrics) == 2.0
     assert ledgers == []
 
 
 def test_nothing_to_verify_could_not_run_and_records_no_run(
-        tmp_path: Path, ledgers: list[Ledger], monkeypatch: pytest.MonkeyPatch) -> None:
-    command, heard = listener(tmp_path)
+        tmp_path: Path, ledgers: list[Ledger], monkeypatch: pytest.MonkeyPatch,
+        pings: WebhookReceiver) -> None:
     metrics = tmp_path / "textfile" / "verify.prom"
     monkeypatch.setattr(flow, "plan", lambda estate, *args, **kwargs: VerifyPlan(
         estate.id, "none", 1, ()))
     with pytest.raises(HopnhatError, match="no system of the estate has a backup"):
-        verify_flow(loaded(tmp_path), VerifyRequest(metrics=metrics, notify_command=command))
-    assert heard() == ["failure"]
+        verify_flow(loaded(tmp_path), VerifyRequest(metrics=metrics,
+                                                    notify_url=f"{pings.url}/ping"))
+    assert heard(pings) == ["failure"]
     assert exit_code_in(metrics) == 2.0
     assert ledgers == []
     with Ledger(tmp_path / "state" / "ledger.sqlite") as ledger:
@@ -142,11 +146,10 @@ def test_nothing_to_verify_could_not_run_and_records_no_run(
 
 
 def test_a_report_folder_that_cannot_be_made_stops_verify_before_it_starts(
-        tmp_path: Path, ledgers: list[Ledger]) -> None:
-    command, heard = listener(tmp_path)
+        tmp_path: Path, ledgers: list[Ledger], pings: WebhookReceiver) -> None:
     (tmp_path / "a-file").write_text("not a folder")
     with pytest.raises(HopnhatError, match=r"--junit .*cannot create its folder"):
         verify_flow(loaded(tmp_path), VerifyRequest(
-            junit=tmp_path / "a-file" / "verify.xml", notify_command=command))
-    assert heard() == ["failure"]
+            junit=tmp_path / "a-file" / "verify.xml", notify_url=f"{pings.url}/ping"))
+    assert heard(pings) == ["failure"]
     assert ledgers == []

@@ -35,7 +35,7 @@ from orchestrator.actions.verify.checks import (
     restic_subset,
 )
 from orchestrator.actions.verify.run import RepositoryReport, Target, VerifyResult, plan
-from orchestrator.adapters.notify import event_url, ping_url, run_command, url_host
+from orchestrator.adapters.healthchecks import event_url, ping_url, url_host
 from orchestrator.adapters.restic import LockInfo, Snapshot
 from orchestrator.adapters.restic_argv import Repository as ResticRepository
 from orchestrator.adapters.restic_argv import make_backup_argv, make_snapshots_argv, make_stats_argv
@@ -558,32 +558,18 @@ def test_a_failing_ping_is_reported_without_the_urls_secret(hook: str) -> None:
     assert not closed.ok and "secret-token" not in json.dumps(closed.as_dict())
 
 
-def test_the_command_hears_the_event_and_the_summary(tmp_path: Path) -> None:
-    out = tmp_path / "heard"
-    command = (f"{sys.executable} -c \"import os,sys; open('{out}','w').write("
-               "os.environ['HOPNHAT_EVENT']+':'+sys.stdin.read())\"")
-    assert run_command(command, "failure", "2 repositories failed").ok
-    assert out.read_text() == "failure:2 repositories failed"
-    failed = run_command("false", "start")
-    assert not failed.ok and failed.target == "false" and "exited 1" in (failed.error or "")
-    assert not run_command("no-such-program-here", "start").ok
-
-
 # --- the CLI when it cannot run -------------------------------------------------------------
 
 
 def test_no_vault_exits_2_and_still_notifies_and_writes_the_exit_code(
-        tmp_path: Path, estate_copy: Any) -> None:
-    heard = tmp_path / "heard"
+        tmp_path: Path, estate_copy: Any, hook: str) -> None:
     metrics = tmp_path / "textfile" / "verify.prom"
-    command = (f"{sys.executable} -c \"import os; open('{heard}','w')"
-               ".write(os.environ['HOPNHAT_EVENT'])\"")
     result = CliRunner().invoke(app, [
         "--estate", str(estate_copy.root), "--state", str(tmp_path / "state"), "verify",
-        "--system", "qlvb", "--metrics", str(metrics), "--notify-command", command])
+        "--system", "qlvb", "--metrics", str(metrics), "--notify-url", f"{hook}/ping"])
     assert result.exit_code == 2, result.output
     assert "vault" in result.output
-    assert heard.read_text() == "failure"
+    assert [path for path, _ in _Hook.seen] == ["/ping/fail"]
     families = {f.name: f for f in text_string_to_metric_families(metrics.read_text())}
     assert families["hopnhat_verify_exit_code"].samples[0].value == 2.0
     # and nothing was recorded as a run that never started
