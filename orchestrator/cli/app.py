@@ -39,6 +39,7 @@ class RootGroup(HandledGroup):
         "archive": ("orchestrator.cli.archive", "app"),
         "maintain": ("orchestrator.cli.maintain", "maintain"),
         "vault": ("orchestrator.cli.vault", "app"),
+        "summary": ("orchestrator.cli.summary", "summary"),
     }
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
