@@ -479,3 +479,35 @@ class GuestWriter:
             raise AssertionError(f"the writer's client failed ({self._proc.returncode}): "
                                  f"{(err or self.error).strip()[-500:]}")
 
+
+
+@dataclass
+class FakeRemote:
+    """A scratch VM's SSH session for unit tests: each command is recorded; the first rule
+    whose pattern (a regular expression) the command matches says how it ends (rc, stdout,
+    stderr); none: exit 0, no output."""
+
+    host: str = "drill-3fa2c1-dvc-db-01"
+    rules: list[tuple[str, tuple[int, str, str]]] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)
+    closed: bool = False
+
+    @property
+    def target(self) -> Any:
+        from orchestrator.adapters.ssh import Target
+        return Target(self.host, "127.20.9.10", 22, "root", Path("/k"), Path("/kh"))
+
+    def answer(self, pattern: str, rc: int = 0, stdout: str = "", stderr: str = "") -> None:
+        self.rules.append((pattern, (rc, stdout, stderr)))
+
+    def run(self, command: str, *, timeout: float = 3600.0, stdin: str | None = None,
+            on_line: Callable[[str], None] | None = None) -> Any:
+        from orchestrator.adapters.ssh import RemoteResult
+        del timeout, stdin, on_line
+        self.commands.append(command)
+        rc, out, err = next((answer for pattern, answer in self.rules
+                             if re.search(pattern, command)), (0, "", ""))
+        return RemoteResult(self.host, command, rc, out, err)
+
+    def close(self) -> None:
+        self.closed = True

@@ -154,7 +154,7 @@ class ProbeResult:
         return f"{self.vm}: probe {self.name!r} gave {got}, expected {want}"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"vm": self.vm, "name": self.name, "command": self.command,
+        return {"kind": "command", "vm": self.vm, "name": self.name, "command": self.command,
                 "expect_rc": self.expect_rc, "expect_stdout": self.expect_stdout,
                 "rc": self.rc, "stdout": self.stdout, "stderr": self.stderr,
                 "seconds": round(self.seconds, 3), "ok": self.ok, "error": self.error}

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.actions.drill.plan import step_dict
 from orchestrator.actions.report_files import (
     canonical,
     evidence_folder,
@@ -85,7 +86,11 @@ def build(paths: Paths, result: DrillResult) -> dict[str, Any]:
         "scratch_vms": [s.as_dict() for s in plan.scratch] if plan else [],
         "steps": [s.as_dict() for s in result.steps],
         "checks": [c.as_dict() for c in result.checks],
+        "recovery": [step_dict(s) for s in plan.recovery] if plan else [],
+        "databases": [d.as_dict() for d in result.databases],
         "probes": [p.as_dict() for p in result.probes],
+        "not_run": [n.as_dict() for n in result.not_run],
+        "probes_not_run": list(result.probes_not_run),
         "kept": result.kept,
     }
 

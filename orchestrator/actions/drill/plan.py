@@ -28,6 +28,7 @@ from typing import Any
 
 from orchestrator.actions.selection import unknown_message
 from orchestrator.adapters.restic import Snapshot
+from orchestrator.adapters.restic_results import dump_name, is_dump
 from orchestrator.adapters.vsphere_facts import SYSTEM, Inventory
 from orchestrator.errors import EXIT_BAD_INPUT, PlanError
 from orchestrator.estate.databases import Database
@@ -99,20 +100,25 @@ def drill_site(estate: Estate) -> Site:
 
 def choose_snapshots(code: str, sources: Sequence[VM], selector: str,
                      snapshots: Sequence[Snapshot]) -> dict[str, Snapshot]:
-    """Source VM name → the snapshot its scratch VM restores: the newest snapshot made by
-    that VM (``latest``), or the one whose id (or short id, or a prefix of at least 8
-    hex digits) is ``selector`` — that snapshot's VM only. Raises PlanError when there is
-    none."""
+    """Source VM name → the snapshot its scratch VM restores: the newest files snapshot made
+    by that VM (``latest``), or the one whose id (or short id, or a prefix of at least 8 hex
+    digits) is ``selector`` — that snapshot's VM only. A database dump's snapshot is never
+    one: the recovery restores it, as the files snapshot's manifest names it. Raises
+    PlanError when there is none."""
     if selector == "latest":
         chosen: dict[str, Snapshot] = {}
         for vm in sources:
-            own = [s for s in snapshots if s.hostname == vm.name]
+            own = [s for s in snapshots if s.hostname == vm.name and not is_dump(s)]
             if not own:
                 raise PlanError(f"system {code}'s repository holds no snapshot of {vm.name}: "
                                 "back it up before a drill")
             chosen[vm.name] = max(own, key=lambda s: s.time)
         return chosen
     named = snapshot_by_id(code, selector, snapshots)
+    if is_dump(named):
+        raise PlanError(f"snapshot {named.short_id} is a dump of database "
+                        f"{dump_name(named)!r}: give a files snapshot (its manifest names "
+                        "the dump the drill restores)", exit_code=EXIT_BAD_INPUT)
     vm = next((v for v in sources if v.name == named.hostname), sources[0])
     return {vm.name: named}
 

@@ -89,11 +89,17 @@ def scratch_repository(estate: Estate, code: str) -> Repository:
         cache_dir=Path(CACHE_DIR.format(code=code)), name=f"{code}@{backup.repository_host}")
 
 
+def scratch_environment(repo: Repository) -> dict[str, str]:
+    """restic's whole environment on a scratch VM (paths only: the password file's, the
+    cache's)."""
+    return make_environment(repo, path="/usr/sbin:/usr/bin:/sbin:/bin", home="/root",
+                            tmpdir=REMOTE_TMP)
+
+
 def restic_env(repo: Repository) -> str:
-    """``env K=V …`` with restic's whole environment on a scratch VM (paths only: the
-    password file's, the cache's), to put in front of a command."""
-    env = make_environment(repo, path="/usr/sbin:/usr/bin:/sbin:/bin", home="/root",
-                           tmpdir=REMOTE_TMP)
+    """``env K=V …`` with restic's whole environment on a scratch VM, to put in front of a
+    command."""
+    env = scratch_environment(repo)
     return "env " + shell_join([f"{k}={v}" for k, v in sorted(env.items())])
 
 

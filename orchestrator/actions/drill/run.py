@@ -27,9 +27,10 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from orchestrator.actions.drill import recovery as drill_recovery
 from orchestrator.actions.drill import scratch as drill_scratch
 from orchestrator.actions.drill.checks import (
     SAMPLES,
@@ -55,23 +56,27 @@ from orchestrator.actions.drill.plan import (
 from orchestrator.actions.drill.remote import list_snapshots, remote_command, restic_version
 from orchestrator.actions.drill.remote import scratch_repository as repository_for
 from orchestrator.actions.drill.result import (
-    ABORTED,
-    FAILED,
-    PASSED,
+    DRILL_STEP,
+    RECOVERY_STEP,
     Cancel,
     DrillAborted,
     DrillProgress,
     DrillResult,
     NoDrillProgress,
+    RestoredDatabase,
     StepRecord,
+    judge,
+    mark_not_run,
 )
+from orchestrator.actions.drill.sql_probes import run_sql_probe
 from orchestrator.actions.provision import vcenters as provision_vcenters
 from orchestrator.adapters.restic_argv import make_restore_argv
 from orchestrator.adapters.ssh import Remote
 from orchestrator.adapters.vsphere import VCenter, open_vcenters
 from orchestrator.adapters.vsphere_facts import Inventory
 from orchestrator.errors import EXIT_BAD_INPUT, HopnhatError, PlanError
-from orchestrator.human import duration
+from orchestrator.estate.recovery import RecoveryStep
+from orchestrator.human import size
 from orchestrator.interrupts import only_said
 from orchestrator.ledger import Ledger, operator_name
 from orchestrator.settings import Paths
@@ -101,9 +106,11 @@ class _Drill:
         return self.paths.estate.settings.restic.host_binary
 
     @contextmanager
-    def step(self, name: str, cancellable: bool = True) -> Iterator[list[str]]:
-        """Time step ``name``; the block may append a detail line. A HopnhatError in it
-        fails the drill at this step (or, once the drill is cancelled, stops it)."""
+    def step(self, name: str, cancellable: bool = True,
+             kind: str = DRILL_STEP) -> Iterator[list[str]]:
+        """Time step ``name`` (of ``kind``); the block may append a detail line. A
+        HopnhatError in it fails the drill at this step (or, once the drill is cancelled,
+        stops it)."""
         if cancellable:
             self.cancel.check()
         start = time.monotonic() - self.mono0
@@ -125,11 +132,11 @@ class _Drill:
             raise
         finally:
             record = StepRecord(name, start, time.monotonic() - self.mono0 - start, ok,
-                                "; ".join(detail))
+                                "; ".join(detail), kind)
             self.result.steps.append(record)
             self.ledger.event(self.result.drill_id, self.result.system, "step", step=name,
-                              phase="finished", ok=ok, seconds=round(record.seconds, 3),
-                              detail=record.detail)
+                              step_kind=kind, phase="finished", ok=ok,
+                              seconds=round(record.seconds, 3), detail=record.detail)
             self.progress.step_finished(self.result.drill_id, record)
 
 
@@ -179,7 +186,8 @@ def run_drill(paths: Paths, code: str, *, ledger: Ledger, snapshot: str = "lates
                     result.reasons += exc.reasons
             result.kept = keep and drill.provisioned
             book.release(drill_id)
-            _judge(result, aborted)
+            judge(result, aborted)
+            mark_not_run(result, paths.estate.systems[code].drill)
             result.finished_at = time.time()
             write_evidence(paths, result, ledger, lang)
             ledger.finish(drill_id, result.verdict, result.summary())
@@ -232,6 +240,9 @@ def _stages(drill: _Drill, book: AddressBook, selector: str, keep: bool, samples
         sides = _restore_and_read(drill, plan, samples)
     with drill.step("check"):
         _check(drill, plan, sides)
+    for step in plan.recovery:
+        with drill.step(step.name, kind=RECOVERY_STEP) as detail:
+            _recover(drill, plan, step, detail)
     with drill.step("probes"):
         _probes(drill, plan)
 
@@ -341,13 +352,39 @@ def _check(drill: _Drill, plan: DrillPlan, sides: dict[str, SnapshotSide]) -> No
         raise _StepFailed("check", [f"check: {p}" for p in problems])
 
 
+def _recover(drill: _Drill, plan: DrillPlan, step: RecoveryStep, detail: list[str]) -> None:
+    """Recovery step ``step`` on each scratch VM in turn (a failure fails the drill at this
+    step; the later steps and the probes do not run)."""
+    for scratch in plan.scratch:
+        drill.cancel.check()
+        remote = drill.remotes[scratch.vm.name]
+        if step.restore_database is None:
+            drill_recovery.run_step(remote, step)
+            continue
+        started = time.monotonic()
+        database = plan.database(step.restore_database)
+        manifest = drill_recovery.restore_database(
+            remote, repository_for(drill.paths.estate, plan.system), drill.restic, database,
+            step.timeout.total_seconds(), drill_recovery.jobs_for(scratch.vm.cpu))
+        drill.result.databases.append(RestoredDatabase(
+            scratch.vm.name, step.name, manifest, time.monotonic() - started))
+        detail.append(f"{scratch.vm.name}: dump {manifest.name} (snapshot "
+                      f"{manifest.snapshot[:8]}, {size(manifest.bytes)}, dumped "
+                      f"{manifest.dumped_at.isoformat()}) loaded into {database.engine} "
+                      f"{database.database}")
+
+
 def _probes(drill: _Drill, plan: DrillPlan) -> None:
     """The system's probes on each scratch VM; when all pass, the RTO is reached."""
     result = drill.result
+    rpo = timedelta(seconds=plan.rpo_seconds)
     for scratch in plan.scratch:
+        remote = drill.remotes[scratch.vm.name]
         for probe in plan.probes:
             drill.cancel.check()
-            result.probes.append(run_probe(drill.remotes[scratch.vm.name], probe))
+            result.probes.append(
+                run_probe(remote, probe) if probe.sql is None
+                else run_sql_probe(remote, probe, plan.database(probe.sql), rpo))
     failed = [p.describe() for p in result.probes if not p.ok]
     if failed:
         raise _StepFailed("probes", [f"probes: {f}" for f in failed])
@@ -375,26 +412,6 @@ def _teardown(drill: _Drill, detail: list[str]) -> None:
         done = drill_scratch.teardown_scratch(drill.paths, plan.drill_id, plan.vms, vcenters,
                                               drill.ledger)
     detail.append(f"destroyed {', '.join(o.vm for o in done.outcomes) or 'nothing'}")
-
-
-def _judge(result: DrillResult, aborted: bool) -> None:
-    plan = result.plan
-    if plan is not None and plan.scratch:
-        oldest = min(s.snapshot.time for s in plan.scratch)
-        result.rpo_seconds = result.started_at - oldest.timestamp()
-    if aborted:
-        result.verdict = ABORTED
-        return
-    if result.failed_step or plan is None or result.rto_seconds is None:
-        result.verdict = FAILED
-        return
-    if result.rpo_seconds is not None and result.rpo_seconds > plan.rpo_seconds:
-        result.reasons.append(f"achieved RPO {duration(result.rpo_seconds, 'padded')} exceeds "
-                              f"the tier's target {duration(plan.rpo_seconds, 'padded')}")
-    if result.rto_seconds > plan.rto_seconds:
-        result.reasons.append(f"achieved RTO {duration(result.rto_seconds, 'padded')} exceeds "
-                              f"the tier's target {duration(plan.rto_seconds, 'padded')}")
-    result.verdict = FAILED if result.reasons else PASSED
 
 
 def iso(ts: float) -> str:

@@ -50,7 +50,7 @@ def drill_report(doc: Mapping[str, Any], sha256: str, lang: str,
     (the system's drills, this one last, oldest first) as a chart, times in ``zone``.
     Raises HopnhatError (exit 2) for a language other than vi and en."""
     t = label_set(lang)
-    bars = [svg.Bar(t["step_" + s["name"]], s["start"], s["seconds"], s["ok"])
+    bars = [svg.Bar(step_label(t, s), s["start"], s["seconds"], s["ok"])
             for s in doc["steps"]]
     timeline = svg.timeline(bars, doc["targets"]["rto_seconds"], t["rto_target"],
                             t["seconds_since_start"])
@@ -60,7 +60,15 @@ def drill_report(doc: Mapping[str, Any], sha256: str, lang: str,
                         (t["achieved_rpo"], t["achieved_rto"]), t["target"])
     return render("drill-report.html.j2", doc=doc, sha256=sha256, t=t, lang=lang,
                   timeline=timeline, history=chart, history_count=len(points), zone=zone,
-                  when=lambda v: local_time(v, zone))
+                  when=lambda v: local_time(v, zone), step_label=lambda s: step_label(t, s))
+
+
+def step_label(t: Mapping[str, str], step: Mapping[str, Any]) -> str:
+    """A step as the report names it: one of the drill's own in words, a recovery step of
+    the system's by its estate name (``recovery: start PostgreSQL``)."""
+    if step.get("kind") == "recovery":
+        return f"{t['recovery']}: {step['name']}"
+    return t.get("step_" + step["name"], step["name"])
 
 
 def rehearsal_report(doc: Mapping[str, Any], sha256: str, lang: str, zone: str) -> str:
