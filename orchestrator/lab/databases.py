@@ -24,7 +24,7 @@ Everything here is pure (no engine needed): text for ``COPY … FROM STDIN`` / `
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -184,11 +184,6 @@ CREATE TABLE exchange_log (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 """
 
-#: each engine's tables, in load order
-TABLES = {
-    "postgresql": ("applications", "application_status", "attachments"),
-    "mariadb": ("documents", "document_metadata", "exchange_log"),
-}
 APPLICATION_COLUMNS = ("id", "code", "procedure_code", "procedure_name", "agency",
                        "applicant_name", "applicant_id", "phone", "channel", "submitted_at",
                        "due_at", "status", "updated_at")
@@ -200,6 +195,14 @@ DOCUMENT_COLUMNS = ("id", "doc_code", "title", "doc_type", "sender", "receiver",
 METADATA_COLUMNS = ("document_id", "meta_key", "meta_value")
 EXCHANGE_COLUMNS = ("document_id", "direction", "peer", "status", "exchanged_at",
                     "duration_ms")
+#: each engine's tables and the columns its rows fill, in load order
+COLUMNS = {
+    "postgresql": (("applications", APPLICATION_COLUMNS), ("application_status", STATUS_COLUMNS),
+                   ("attachments", ATTACHMENT_COLUMNS)),
+    "mariadb": (("documents", DOCUMENT_COLUMNS), ("document_metadata", METADATA_COLUMNS),
+                ("exchange_log", EXCHANGE_COLUMNS)),
+}
+TABLES = {engine: tuple(name for name, _columns in tables) for engine, tables in COLUMNS.items()}
 
 
 def schema_sql(engine: str) -> str:
@@ -323,23 +326,39 @@ def _document(out: _Documents, rng: random.Random, doc_id: int, created: datetim
         _exchange(out, rng, doc_id, at)
 
 
+#: main records per chunk of :func:`initial_chunks`
+CHUNK = 5000
+
+
+def initial_chunks(engine: str, seed: str, rows: int, now: datetime,
+                   chunk: int = CHUNK) -> Iterator[list[Table]]:
+    """:func:`initial`'s tables ``chunk`` main records at a time (with their history), in
+    order: concatenated, they are :func:`initial`'s rows. A large data set never has to be
+    in memory at once."""
+    now = _utc(now)
+    rng = _rng(_engine(engine), seed, "initial", rows)
+    ages = _ages(rng, rows, HISTORY, FRESHEST)
+    for start in range(0, rows, chunk):
+        builder: _Applications | _Documents
+        builder = _Applications() if engine == "postgresql" else _Documents()
+        for index in range(start, min(rows, start + chunk)):
+            created = now - timedelta(microseconds=ages[index])
+            if isinstance(builder, _Applications):
+                _application(builder, rng, index + 1, created, now - FRESHEST)
+            else:
+                _document(builder, rng, index + 1, created, now - FRESHEST)
+        yield builder.tables()
+
+
 def initial(engine: str, seed: str, rows: int, now: datetime) -> list[Table]:
     """The data set of ``engine`` as first seeded: ``rows`` main records (ids 1..rows, in
     time order) with their history, every time in the year before ``now`` (the newest
     :data:`FRESHEST` before it). Deterministic in ``(engine, seed, rows, now)``."""
-    now = _utc(now)
-    rng = _rng(_engine(engine), seed, "initial", rows)
-    ages = _ages(rng, rows, HISTORY, FRESHEST)
-    if engine == "postgresql":
-        apps = _Applications()
-        for index, age in enumerate(ages, start=1):
-            _application(apps, rng, index, now - timedelta(microseconds=age),
-                         now - FRESHEST)
-        return apps.tables()
-    docs = _Documents()
-    for index, age in enumerate(ages, start=1):
-        _document(docs, rng, index, now - timedelta(microseconds=age), now - FRESHEST)
-    return docs.tables()
+    merged = [Table(name, columns) for name, columns in COLUMNS[_engine(engine)]]
+    for tables in initial_chunks(engine, seed, rows, now):
+        for whole, part in zip(merged, tables, strict=True):
+            whole.rows.extend(part.rows)
+    return merged
 
 
 def daily_count(rows: int, change_rate: float) -> int:
@@ -451,18 +470,29 @@ def literal(value: Value, engine: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def copy_script(tables: list[Table]) -> str:
-    """A psql script loading ``tables`` of the PostgreSQL data set (schema, one ``COPY …
-    FROM STDIN`` each, then the foreign keys and indexes), in one transaction."""
-    parts = ["BEGIN;\n", POSTGRESQL_SCHEMA]
+def copy_blocks(tables: list[Table]) -> str:
+    """One ``COPY … FROM STDIN`` block of psql script per table, its rows inline."""
+    parts = []
     for table in tables:
         columns = ", ".join(identifier(c, "postgresql") for c in table.columns)
         parts.append(f"COPY {identifier(table.name, 'postgresql')} ({columns}) FROM STDIN;\n")
         parts.extend(tsv_lines(table, "postgresql"))
         parts.append("\\.\n")
-    parts.append(POSTGRESQL_INDEXES)
-    parts.append("COMMIT;\n")
     return "".join(parts)
+
+
+def copy_script_parts(chunks: Iterable[list[Table]]) -> Iterator[str]:
+    """A psql script loading the PostgreSQL data set in one transaction, piece by piece:
+    the schema, a :func:`copy_blocks` per chunk, then the foreign keys and indexes."""
+    yield "BEGIN;\n" + POSTGRESQL_SCHEMA
+    for tables in chunks:
+        yield copy_blocks(tables)
+    yield POSTGRESQL_INDEXES + "COMMIT;\n"
+
+
+def copy_script(tables: list[Table]) -> str:
+    """:func:`copy_script_parts` of ``tables`` whole, as one text."""
+    return "".join(copy_script_parts([tables]))
 
 
 def load_data_sql(table: Table, path: str) -> str:

@@ -32,15 +32,19 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import queue
+import shutil
 import socket
+import subprocess
 import sys
+import threading
 import time
-from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Mapping
+from contextlib import suppress
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar, cast
 
 from orchestrator.errors import CommandError, LabError
 from orchestrator.lab import databases
@@ -206,34 +210,107 @@ def psql(sql: str, env: Mapping[str, str], database: str = "postgres",
     return done.stdout
 
 
-@dataclass(frozen=True)
-class Prepared:
-    """A database's data set, as its engine's client takes it: PostgreSQL's whole psql
-    script, MariaDB's tables (their columns) with their TSV text (rows per table in
-    ``counts``)."""
+#: chunks of a data set generated ahead of the load (a few MB of text each)
+AHEAD = 8
+#: how long a client may take to open the next FIFO of a load before it counts as stuck
+FIFO_TIMEOUT = 300.0
+T = TypeVar("T")
+
+
+class Ahead(Generic[T]):
+    """The items of ``items``, made in a thread up to ``depth`` ahead of their use: a data
+    set is generated while its engine starts, then while it loads."""
+
+    _END = object()
+
+    def __init__(self, items: Iterator[T], depth: int = AHEAD) -> None:
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
+        self._thread = threading.Thread(target=self._make, args=(items,), daemon=True,
+                                        name="data-set")
+        self._thread.start()
+
+    def _make(self, items: Iterator[T]) -> None:
+        try:
+            for item in items:
+                self._queue.put(item)
+        except Exception as exc:  # handed to the reader, which raises it
+            self._queue.put(exc)
+            return
+        self._queue.put(self._END)
+
+    def __iter__(self) -> Iterator[T]:
+        while (item := self._queue.get()) is not self._END:
+            if isinstance(item, Exception):
+                raise item
+            yield cast(T, item)
+
+
+@dataclass
+class DataSet:
+    """A database's data set on its way to the engine: the client's input in pieces (psql
+    script text; MariaDB: a table with its TSV text), the rows counted as they are made."""
 
     now: datetime
     counts: dict[str, int]
-    script: str
-    files: list[tuple[databases.Table, str]]
+    parts: Ahead[str] | None = None
+    tables: Ahead[tuple[databases.Table, str]] | None = None
 
 
-def prepare_data(spec: EngineSpec, now: datetime) -> Prepared:
-    """Generate ``spec``'s data set anchored at ``now`` (CPU only: runs beside the engine's
-    start)."""
-    tables = databases.initial(spec.engine, spec.seed, spec.rows, now)
+def _counted(chunks: Iterator[list[databases.Table]],
+             counts: dict[str, int]) -> Iterator[list[databases.Table]]:
+    for tables in chunks:
+        for table in tables:
+            counts[table.name] = counts.get(table.name, 0) + len(table.rows)
+        yield tables
+
+
+def _tsv_tables(chunks: Iterator[list[databases.Table]]
+                ) -> Iterator[tuple[databases.Table, str]]:
+    for tables in chunks:
+        for table in tables:
+            yield databases.Table(table.name, table.columns), databases.tsv(table, "mariadb")
+
+
+def data_set(spec: EngineSpec, now: datetime) -> DataSet:
+    """Start generating ``spec``'s data set anchored at ``now``, in a thread."""
+    counts: dict[str, int] = {}
+    chunks = _counted(databases.initial_chunks(spec.engine, spec.seed, spec.rows, now), counts)
     if spec.engine == "postgresql":
-        return Prepared(now, databases.counts(tables), databases.copy_script(tables), [])
-    return Prepared(now, databases.counts(tables), "",
-                    [(databases.Table(t.name, t.columns), databases.tsv(t, "mariadb"))
-                     for t in tables])
+        return DataSet(now, counts, parts=Ahead(databases.copy_script_parts(chunks)))
+    return DataSet(now, counts, tables=Ahead(_tsv_tables(chunks)))
 
 
-def seed_postgresql(spec: EngineSpec, data: Prepared, env: Mapping[str, str]) -> None:
-    """(Re)create database ``spec.database`` holding the data set (``COPY``)."""
+def _client(argv: list[str], env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return spawn(argv, env=env, inherit_env=False, log=log, cwd="/", stdin=subprocess.PIPE)
+
+
+def _finish(proc: subprocess.Popen[bytes], what: str, log: Path) -> None:
+    """Close the client's input and wait for it; CommandError naming its last words when it
+    failed."""
+    assert proc.stdin is not None
+    with suppress(BrokenPipeError):
+        proc.stdin.close()
+    if proc.wait(timeout=3600) != 0:
+        tail = log.read_text(errors="replace").strip()[-500:] if log.exists() else ""
+        raise CommandError(f"{what} exited {proc.returncode}: {tail}")
+
+
+def seed_postgresql(spec: EngineSpec, data: DataSet, env: Mapping[str, str],
+                    folder: Path) -> None:
+    """(Re)create database ``spec.database`` holding the data set, streamed to psql
+    (``COPY … FROM STDIN``, one transaction)."""
     name = databases.identifier(spec.database, "postgresql")
     psql(f"DROP DATABASE IF EXISTS {name};\nCREATE DATABASE {name};\n", env)
-    psql(data.script, env, database=spec.database)
+    log = folder / "psql.log"
+    proc = _client(_as("postgres", "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h",
+                       PG_SOCKET_DIR, "-p", str(PG_PORT), "-d", spec.database), env, log)
+    assert proc.stdin is not None and data.parts is not None
+    try:
+        for part in data.parts:
+            proc.stdin.write(part.encode())
+    except BrokenPipeError:
+        pass  # psql stopped at an error: _finish says which
+    _finish(proc, "psql", log)
 
 
 # --- MariaDB --------------------------------------------------------------------------------
@@ -285,26 +362,49 @@ def mariadb(sql: str, env: Mapping[str, str], database: str | None = None,
     return done.stdout
 
 
-def seed_mariadb(spec: EngineSpec, data: Prepared, env: Mapping[str, str]) -> None:
-    """(Re)create database ``spec.database`` holding the data set through ``LOAD DATA`` of
-    files in the guest's private /tmp."""
+def _fifo_writer(fifo: Path, proc: subprocess.Popen[bytes]) -> int:
+    """Open ``fifo`` for writing once the client opened it for reading; LabError when the
+    client ended or did not open it in :data:`FIFO_TIMEOUT`."""
+    deadline = time.monotonic() + FIFO_TIMEOUT
+    while True:
+        try:
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as exc:  # ENXIO: no reader yet
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise LabError(f"the mariadb client did not read {fifo.name}") from exc
+            time.sleep(0.01)  # poll interval while the client reaches this LOAD DATA
+            continue
+        os.set_blocking(fd, True)
+        return fd
+
+
+def seed_mariadb(spec: EngineSpec, data: DataSet, env: Mapping[str, str],
+                 folder: Path) -> None:
+    """(Re)create database ``spec.database`` holding the data set: each chunk of each table
+    by ``LOAD DATA LOCAL INFILE`` from a FIFO in the guest's private /tmp, written as the
+    client reads it (nothing of the data set on disk)."""
     name = databases.identifier(spec.database, "mariadb")
     mariadb(f"DROP DATABASE IF EXISTS {name};\n"
             f"CREATE DATABASE {name} CHARACTER SET utf8mb4;\n", env)
-    folder = Path("/tmp") / "hopnhat-seed"  # noqa: S108 - the guest's own private /tmp
-    folder.mkdir(mode=0o700, exist_ok=True)
-    script = [databases.MARIADB_SCHEMA, "SET SESSION unique_checks = 0;\n"]
+    log = folder / "mariadb.log"
+    proc = _client(["mariadb", "--batch", "--local-infile=1", f"--socket={MARIADB_SOCKET}",
+                    spec.database], env, log)
+    assert proc.stdin is not None and data.tables is not None
     try:
-        for table, text in data.files:
-            path = folder / f"{table.name}.tsv"
-            path.write_text(text, encoding="utf-8")
-            script.append(databases.load_data_sql(table, str(path)))
-        mariadb("".join(script), env, database=spec.database)
-    finally:
-        for path in folder.iterdir():
-            path.unlink()
-        folder.rmdir()
-
+        proc.stdin.write((databases.MARIADB_SCHEMA + "SET SESSION unique_checks = 0;\n")
+                         .encode())
+        for number, (table, text) in enumerate(data.tables):
+            fifo = folder / f"{number}.fifo"
+            os.mkfifo(fifo, 0o600)
+            proc.stdin.write(databases.load_data_sql(table, str(fifo)).encode())
+            proc.stdin.flush()
+            fd = _fifo_writer(fifo, proc)
+            with open(fd, "wb") as handle:
+                handle.write(text.encode())
+            fifo.unlink()
+    except BrokenPipeError:
+        pass  # the client stopped at an error: _finish says which
+    _finish(proc, "mariadb", log)
 
 
 # --- boot -----------------------------------------------------------------------------------
@@ -314,10 +414,15 @@ def _marker(root: Path, spec: EngineSpec) -> Path:
     return root / "engines" / f"{spec.engine}-{spec.database}.seeded"
 
 
-def _seed(root: Path, spec: EngineSpec, data: Prepared, env: Mapping[str, str]) -> None:
+def _seed(root: Path, spec: EngineSpec, data: DataSet, env: Mapping[str, str]) -> None:
     started = time.monotonic()
     seed = seed_postgresql if spec.engine == "postgresql" else seed_mariadb
-    seed(spec, data, env)
+    folder = Path("/tmp") / "hopnhat-seed"  # noqa: S108 - the guest's own private /tmp
+    folder.mkdir(mode=0o700, exist_ok=True)
+    try:
+        seed(spec, data, env, folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     seconds = time.monotonic() - started
     _marker(root, spec).write_text(json.dumps({
         "seed": spec.seed, "rows": spec.rows, "now": data.now.isoformat(),
@@ -329,22 +434,21 @@ def _seed(root: Path, spec: EngineSpec, data: Prepared, env: Mapping[str, str]) 
 
 def boot(root: Path, engines: list[dict[str, Any]], env: Mapping[str, str]) -> None:
     """Start each engine ``engines`` lists (once per engine) and seed its databases once,
-    their data generated while the engines start. Raises LabError/CommandError when an
-    engine does not come up or a load fails."""
+    their data generated while the engines start and as they load. Raises
+    LabError/CommandError when an engine does not come up or a load fails."""
     specs = [EngineSpec.from_dict(entry) for entry in engines]
     now = datetime.now(UTC)
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = {spec: pool.submit(prepare_data, spec, now) for spec in specs
-                   if not _marker(root, spec).exists()}
-        started: set[str] = set()
-        for spec in specs:
-            begun = time.monotonic()
-            if spec.engine not in started:
-                if spec.engine == "postgresql":
-                    start_postgresql(spec, env)
-                else:
-                    start_mariadb(env)
-                started.add(spec.engine)
-                _say(f"{spec.engine} answers after {time.monotonic() - begun:.1f} s")
-            if spec in pending:
-                _seed(root, spec, pending[spec].result(), env)
+    pending = {spec: data_set(spec, now) for spec in specs
+               if not _marker(root, spec).exists()}
+    started: set[str] = set()
+    for spec in specs:
+        begun = time.monotonic()
+        if spec.engine not in started:
+            if spec.engine == "postgresql":
+                start_postgresql(spec, env)
+            else:
+                start_mariadb(env)
+            started.add(spec.engine)
+            _say(f"{spec.engine} answers after {time.monotonic() - begun:.1f} s")
+        if spec in pending:
+            _seed(root, spec, pending.pop(spec), env)

@@ -54,6 +54,8 @@ START_TIMEOUT = 20.0
 #: how long a guest that runs database engines may take to answer: at its first boot they
 #: are created and seeded before its sshd starts
 ENGINES_START_TIMEOUT = 180.0
+#: the slowest first-boot load the start timeout allows for (main records a second)
+ROWS_PER_SECOND = 1000.0
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 #: the folder holding the ``orchestrator`` package (the checkout, or the site-packages of an
@@ -431,8 +433,7 @@ def _launch(spec: GuestSpec, root: Path, pin: Callable[[str | None], None],
                  env=INIT_ENV, inherit_env=False, log=log, cwd="/")
     _CHILDREN[proc.pid] = proc
     try:
-        _wait_ready(proc, spec.ip, spec.port, log, spec.name,
-                    ENGINES_START_TIMEOUT if spec.engines else START_TIMEOUT)
+        _wait_ready(proc, spec.ip, spec.port, log, spec.name, _start_timeout(spec))
     except LabError:
         _CHILDREN.pop(proc.pid, None)
         pin(None)
@@ -450,6 +451,15 @@ def _launch(spec: GuestSpec, root: Path, pin: Callable[[str | None], None],
             pin(None)
             raise
     return proc.pid, namespace
+
+
+def _start_timeout(spec: GuestSpec) -> float:
+    """How long the guest may take to answer: longer with engines, and with the rows their
+    first boot loads (:data:`ROWS_PER_SECOND` at worst)."""
+    if not spec.engines:
+        return START_TIMEOUT
+    rows = sum(int(engine.get("rows", 0)) for engine in spec.engines)
+    return ENGINES_START_TIMEOUT + rows / ROWS_PER_SECOND
 
 
 def _load_spec(root: Path) -> GuestSpec | None:

@@ -219,3 +219,16 @@ def test_lab_up_hands_the_hypervisor_the_estates_engines(estate_copy: EstateCopy
             for vm, entries in doc["databases"].items()} == {
         "dvc-db-01": [("postgresql", 77)], "lgsp-esb-01": [("mariadb", 77)]}
     assert "databases" in control.RESTART_ON
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_data_set_made_in_chunks_is_the_same_rows(engine: str) -> None:
+    whole = initial(engine, "seed", 50, NOW)
+    chunks = list(databases.initial_chunks(engine, "seed", 50, NOW, chunk=7))
+    assert len(chunks) == 8
+    assert [[row for tables in chunks for row in tables[i].rows] for i in range(3)] == [
+        t.rows for t in whole]
+    if engine == "postgresql":
+        script = "".join(databases.copy_script_parts(chunks))
+        assert script.count('COPY "applications"') == 8
+        assert script.startswith("BEGIN;\n") and script.endswith("COMMIT;\n")
