@@ -33,15 +33,16 @@ import json
 import os
 import pwd
 import queue
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import suppress
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar, cast
@@ -50,6 +51,8 @@ from orchestrator.errors import CommandError, LabError
 from orchestrator.lab import databases
 from orchestrator.process import run, spawn
 
+#: a database or cluster name (as the estate allows a database's)
+_PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_$-]{0,63}$")
 PG_VERSION = "15"
 PG_PORT = 5432
 PG_SOCKET_DIR = "/var/run/postgresql"
@@ -113,10 +116,11 @@ class EngineSpec:
                    seed=str(data["seed"]), rows=int(data["rows"]))
         if spec.engine not in databases.ENGINES:
             raise LabError(f"engine {spec.engine!r}: the lab runs {', '.join(databases.ENGINES)}")
+        # they name folders, files and an argv element: plain names only
+        for value in (spec.database, spec.cluster):
+            if not _PLAIN.match(value):
+                raise LabError(f"engine {spec.engine}: {value[:80]!r} is not a plain name")
         return spec
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _say(message: str) -> None:
@@ -163,7 +167,7 @@ def _as(user: str, *argv: str) -> list[str]:
     return ["runuser", "-u", user, "--", *argv]
 
 
-def _wait(what: str, ready: Any, log: Path) -> None:
+def _wait(what: str, ready: Callable[[], bool], log: Path) -> None:
     deadline = time.monotonic() + READY_TIMEOUT
     while not ready():
         if time.monotonic() > deadline:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from orchestrator.errors import LabError
 from orchestrator.lab import control, databases, guests
 from orchestrator.lab.config import DataSpec, lab_vcenters, legacy_vms, load_lab_config
 from orchestrator.lab.databases import (
@@ -27,6 +28,7 @@ from orchestrator.lab.databases import (
     tsv,
 )
 from orchestrator.lab.engines import guest_engines
+from orchestrator.lab.guest_engines import EngineSpec
 from orchestrator.lab.hypervisor import Hypervisor, VMState
 from orchestrator.settings import Paths
 from tests.helpers import EstateCopy
@@ -232,3 +234,13 @@ def test_the_data_set_made_in_chunks_is_the_same_rows(engine: str) -> None:
         script = "".join(databases.copy_script_parts(chunks))
         assert script.count('COPY "applications"') == 8
         assert script.startswith("BEGIN;\n") and script.endswith("COMMIT;\n")
+
+
+def test_an_engine_spec_names_only_plain_databases_and_clusters() -> None:
+    good = {"engine": "postgresql", "database": "dvc", "cluster": "dvc", "seed": "s",
+            "rows": 1}
+    assert EngineSpec.from_dict(good).database == "dvc"
+    for bad in ({"database": "../etc"}, {"cluster": "a b"}, {"engine": "oracle"},
+                {"database": "-x"}):
+        with pytest.raises(LabError):
+            EngineSpec.from_dict({**good, **bad})
