@@ -178,7 +178,7 @@ def test_a_restarted_guest_keeps_its_data_and_a_stopped_one_leaves_nothing(
         assert _namespace_members(namespace) == []
     finally:
         os.close(handle)
-    assert stop_seconds < 8, "the engine was killed after the timeout, not shut down"
+    # shut down, not killed at the 10 s timeout: its log ends on a clean shutdown
     log, last = SHUTDOWN_LOG[engine]
     text = (guest_root(lab.dir, name) / "overlay" / "var" / "upper" / log).read_text()
     assert text.strip().splitlines()[-1].endswith(last), text[-500:]
