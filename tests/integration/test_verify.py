@@ -358,26 +358,12 @@ def test_a_corrupted_pack_fails_the_read_data_naming_system_and_repository(
     assert isinstance(case.result[0], Failure) and "zbroken" in case.result[0].message
 
 
-def test_a_snapshot_older_than_the_rpo_is_stale(setup: Verified) -> None:
-    code, document, _ = verify(setup, "--system", "zstale", "--read-data-subset", "none")
-    assert code == 1
-    report = by_system(document)["zstale"]
-    freshness = checks(report)["freshness"]
-    assert freshness["status"] == "failed"
-    assert "host zstale-app-01: stale, latest snapshot" in freshness["message"]
-    assert "(RPO 1h0m0s)" in freshness["message"]
-    assert 7200 <= report["hosts"][0]["age_seconds"] <= 7200 + setup.since
-    assert {n: c["status"] for n, c in checks(report).items() if n != "freshness"} == {
-        "structure": "ok", "read_data": "skipped", "anomaly": "ok", "copy": "skipped",
-        "locks": "ok", "final": "skipped", "future": "ok", "foreign": "ok",
-        "vanished": "skipped", "deletions": "skipped"}
-
-
-def test_a_failed_verify_is_mailed_and_posted_and_the_summary_mailed(setup: Verified) -> None:
-    """People told where they are: the estate routes backup_stale to an e-mail channel (a
-    real SMTP server) and a JSON webhook (a real HTTP endpoint), and one channel that is
-    down; the failed verify reaches the two and names the third in its output and ledger.
-    Then the morning summary reaches the mailbox, with an HTML and a text part."""
+def test_a_snapshot_older_than_the_rpo_is_stale_and_people_are_told(setup: Verified) -> None:
+    """A host's snapshot older than its RPO fails freshness alone; and people are told
+    where they are: the estate routes backup_stale to an e-mail channel (a real SMTP
+    server), a JSON webhook (a real HTTP endpoint) and a channel that is down; the failed
+    verify reaches the two and names the third in its output and ledger. Then the morning
+    summary reaches the mailbox, with an HTML and a text part."""
     estate_yml = setup.estate_dir / "estate.yml"
     kept = estate_yml.read_text()
     with MailReceiver() as mail, WebhookReceiver() as hook:
@@ -394,6 +380,17 @@ def test_a_failed_verify_is_mailed_and_posted_and_the_summary_mailed(setup: Veri
         finally:
             estate_yml.write_text(kept)
     assert code == 1, stderr
+    report = by_system(document)["zstale"]
+    freshness = checks(report)["freshness"]
+    assert freshness["status"] == "failed"
+    assert "host zstale-app-01: stale, latest snapshot" in freshness["message"]
+    assert "(RPO 1h0m0s)" in freshness["message"]
+    assert 7200 <= report["hosts"][0]["age_seconds"] <= 7200 + setup.since
+    assert {n: c["status"] for n, c in checks(report).items() if n != "freshness"} == {
+        "structure": "ok", "read_data": "skipped", "anomaly": "ok", "copy": "skipped",
+        "locks": "ok", "final": "skipped", "future": "ok", "foreign": "ok",
+        "vanished": "skipped", "deletions": "skipped"}
+
     told = {n["channel"]: n for n in document["notifications"]}
     assert (told["email"]["ok"], told["hook"]["ok"], told["down"]["ok"]) == (True, True, False)
     assert {n["event"] for n in told.values()} == {"backup_stale"}  # the only problem
