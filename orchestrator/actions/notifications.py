@@ -13,15 +13,18 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from orchestrator.adapters.notify import Sent, send
 from orchestrator.errors import HopnhatError
 from orchestrator.estate.secrets import Secrets
 from orchestrator.human import duration, local_time
 from orchestrator.ledger import Ledger
-from orchestrator.reports.notices import notice_body, notice_title
+from orchestrator.reports.notices import notice_body, notice_title, overdue_line
 from orchestrator.settings import Paths
+
+if TYPE_CHECKING:
+    from orchestrator.actions.backup.status import StatusReport
 
 log = logging.getLogger("hopnhat.notify")
 
@@ -132,9 +135,10 @@ def tell_drill_failed(paths: Paths, drill: EndedDrill, ledger: Ledger | None = N
 
 def tell_overdue(paths: Paths, rows: Sequence[DueDrill]) -> tuple[Sent, ...]:
     """``drill_overdue`` of the systems of ``rows`` that are overdue (none: no one told)."""
-    zone = paths.estate.settings.timezone
-    lines = [f"{r.system} (tier {r.tier}): {local_time(r.last_passed, zone, missing='—')} "
-             f"/ {duration(r.interval_seconds)}" for r in rows if r.overdue]
+    settings = paths.estate.settings
+    lines = [overdue_line(settings.notifications.lang, r.system, r.tier,
+                          local_time(r.last_passed, settings.timezone, missing=""),
+                          duration(r.interval_seconds)) for r in rows if r.overdue]
     return tell(paths, "drill_overdue", lines)
 
 
@@ -180,6 +184,18 @@ class NightlyNotices:
 
     def finished(self, result: object) -> None:
         del result  # the night's own result: its textfile and JUnit tell of it
+
+
+def tell_stale_backups(paths: Paths, report: StatusReport) -> tuple[Sent, ...]:
+    """``backup_stale`` of each host whose latest snapshot ``backup status`` found older than
+    its tier's RPO, or missing (none stale: no one told)."""
+    from orchestrator.actions.backup.status import STALE  # SSH and restic: only for status
+
+    zone = paths.estate.settings.timezone
+    lines = [f"{s.system} {h.host}: {h.freshness} — {local_time(h.snapshot_time, zone)} "
+             f"({duration(h.age_seconds)} / RPO {duration(s.rpo_seconds)})"
+             for s in report.systems for h in s.hosts if h.freshness == STALE]
+    return tell(paths, "backup_stale", lines)
 
 
 def failed_channels(sent: Sequence[Sent]) -> list[str]:

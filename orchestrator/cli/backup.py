@@ -24,6 +24,7 @@ from orchestrator.cli.common import (
     err_console,
     print_json,
     want_json,
+    warn_unsent,
 )
 from orchestrator.cli.selectors import require_known
 from orchestrator.human import duration, size
@@ -231,6 +232,9 @@ def status(
     system: SystemsOption = None,
     parallel: ParallelOption = 8,
     json: JsonOption = False,
+    notify: Annotated[bool, typer.Option(
+        "--notify", help="Tell the channels the estate routes backup_stale to "
+        "(notifications:) of the hosts whose latest snapshot is older than the RPO.")] = False,
 ) -> None:
     """Show every system's backups: per system and host, the latest snapshot in the
     repository (time, and age against the tier's RPO: fresh or stale), and the last run
@@ -242,10 +246,12 @@ def status(
     (its repository or a host could not be read); 2 bad input (unknown system).
     """
     from orchestrator.actions.backup import status as status_action
+    from orchestrator.actions.notifications import tell_stale_backups
 
     c = context(ctx)
     require_known(ctx, systems=system)
     report = status_action.read_status(c.paths, system or (), parallel=parallel)
+    warn_unsent(tell_stale_backups(c.paths, report) if notify else ())
     if want_json(ctx, json):
         print_json(report.as_dict())
     else:

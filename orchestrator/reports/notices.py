@@ -19,6 +19,10 @@ WORDS: dict[str, tuple[str, str]] = {
     "summary": ("morning summary", "báo cáo buổi sáng"),
     "could_not_run": ("could not run", "không chạy được"),
     "run": ("run", "lượt chạy"),
+    "tier": ("tier", "mức"),
+    "last_passed": ("last passed drill", "lần diễn tập đạt gần nhất"),
+    "never": ("never", "chưa bao giờ"),
+    "interval": ("every", "chu kỳ"),
 }
 
 
@@ -31,3 +35,11 @@ def notice_body(lang: str, lines: Sequence[str], run_id: str | None = None) -> s
     """The lines of a notification, then the run they come from."""
     tail = [f"{words(lang, WORDS)['run']}: {run_id}"] if run_id else []
     return "\n".join([*lines, *tail]) + "\n"
+
+
+def overdue_line(lang: str, system: str, tier: int, last_passed: str, interval: str) -> str:
+    """One system overdue for a drill: ``sso (tier 2): last passed drill <when>; every 90 d``
+    (``last_passed`` empty: never)."""
+    t = words(lang, WORDS)
+    return (f"{system} ({t['tier']} {tier}): {t['last_passed']} {last_passed or t['never']}; "
+            f"{t['interval']} {interval}")

@@ -14,6 +14,7 @@ from orchestrator.actions.notifications import (
     tell,
     tell_drill_failed,
     tell_overdue,
+    tell_stale_backups,
 )
 from orchestrator.ledger import Ledger
 from orchestrator.settings import Paths
@@ -124,4 +125,25 @@ def test_a_failed_drill_and_overdue_systems_are_told_a_passed_or_stopped_one_is_
         "qlvb: recovery step 'start PostgreSQL' failed",
         "/var/lib/hopnhat/drills/drill-1/report.html", "run: drill-1"]
     assert overdue["message"].splitlines() == [
-        "sso (tier 2): 2026-10-01 08:00:00 +07:00 / 30 d 0 h"]
+        "sso (tier 2): last passed drill 2026-10-01 08:00:00 +07:00; every 30 d 0 h"]
+
+
+def test_backup_status_tells_the_stale_hosts(estate_copy: EstateCopy, tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from orchestrator.actions.backup.status import HostState, StatusReport, SystemState
+
+    taken = datetime(2026, 12, 6, 20, 0, tzinfo=UTC)
+    report = StatusReport("danang", datetime(2026, 12, 7, tzinfo=UTC), (
+        SystemState("qlvb", "QLVB", 1, 3600.0, "repo-01", (
+            HostState("qlvb-db-01", "stale", "abc", taken, 4 * 3600.0),
+            HostState("qlvb-app-01", "fresh", "def", taken, 60.0))),
+        SystemState("sso", "SSO", 2, 86400.0, "repo-01", (
+            HostState("sso-app-01", "fresh", "123", taken, 60.0),))))
+    with WebhookReceiver() as hook:
+        route_notifications(estate_copy.root, tmp_path / "state",
+                            {"hook": f"json://{hook.url[7:]}"}, {"backup_stale": ["hook"]})
+        sent = tell_stale_backups(paths_of(estate_copy, tmp_path), report)
+    assert [s.ok for s in sent] == [True]
+    assert hook.received[0].json()["message"].splitlines() == [
+        "qlvb qlvb-db-01: stale — 2026-12-07 03:00:00 +07:00 (4 h 00 min / RPO 1 h 00 min)"]
