@@ -104,6 +104,7 @@ def _apprise() -> Apprise:
     import apprise  # only a run that tells someone pays for importing it
 
     _quiet_apprise()
+    # memory only: Apprise would otherwise keep its plugins' state (tokens) in files
     asset = apprise.AppriseAsset(app_id="hopnhat", app_desc="hopnhat",
                                  storage_mode="memory")
     return apprise.Apprise(asset=asset)
@@ -136,7 +137,8 @@ def _batches(channels: Mapping[str, str], with_html: bool
     batches = {"html": _Batch(_apprise(), []), "text": _Batch(_apprise(), [])}
     unusable: dict[str, str] = {}
     for name, url in channels.items():
-        plugin = batches["text"].apprise.instantiate(url, tag=name)
+        plugin = batches["text"].apprise.instantiate(url, asset=batches["text"].apprise.asset,
+                                                     tag=name)
         if plugin is None:
             unusable[name] = f"not a URL Apprise can use ({shown(url)})"
             continue

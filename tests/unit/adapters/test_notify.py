@@ -23,7 +23,7 @@ def test_a_message_reaches_a_mailbox_and_a_webhook_at_once() -> None:
         ("email", "mailto://…", "verify_failed", True, None),
         ("hook", "json://…", "verify_failed", True, None)]
     message = mail.messages[0]
-    assert message["Subject"] == "Tiêu đề"
+    assert message["Subject"] == "Tiêu đề" and message["X-Application"] == "hopnhat"
     parts = {p.get_content_type(): p.get_content() for p in message.walk()
              if not p.is_multipart()}
     assert "dòng <b>một</b>" in parts["text/html"] and "dòng một" in parts["text/plain"]
