@@ -104,7 +104,8 @@ def _apprise() -> Apprise:
     import apprise  # only a run that tells someone pays for importing it
 
     _quiet_apprise()
-    # memory only: Apprise would otherwise keep its plugins' state (tokens) in files
+    # memory only, said outright: Apprise's library default (auto, no path) keeps nothing
+    # on disk today; its command line keeps plugins' state (tokens) in files
     asset = apprise.AppriseAsset(app_id="hopnhat", app_desc="hopnhat",
                                  storage_mode="memory")
     return apprise.Apprise(asset=asset)
