@@ -1,5 +1,5 @@
-"""``hopnhat schedule install``: the nightly verification as a systemd timer on the control
-host — hopnhat schedules nothing itself.
+"""``hopnhat schedule install``: the nightly verification (and the maintenance, the vault pull,
+the nightly drills) as systemd timers on the control host — hopnhat schedules nothing itself.
 
 Plan first (the two units, rendered from ``templates/hopnhat-verify.{service,timer}.j2``),
 validated as systemd would load them (``systemd-analyze verify``; the calendar with
@@ -45,7 +45,7 @@ class Units:
     timer: str
     unit_dir: Path
     metrics_file: Path
-    junit_file: Path | None  # verify's only
+    junit_file: Path | None  # verify's and the drills' only
     on_calendar: str
 
     @property
@@ -81,13 +81,26 @@ def hopnhat_program() -> Path:
 
 #: what each job's units run: ``verify`` nightly, ``maintain`` (prune) weekly
 TITLES = {"verify": "nightly verification of the backups",
+          "drill": "nightly restore drills",
           "maintain": "maintenance of the rest repositories",
           "vault": "vault pull (snapshots copied into the vault)"}
 #: the jobs that change the world hold the estate lock: a timer that fires while an
 #: operator's apply or migration holds it waits this long for it (then fails, named)
 WAITS_FOR_THE_LOCK = {"maintain": "30m", "vault": "30m"}
 #: the hopnhat command of each job (its options follow)
-COMMANDS = {"verify": ("verify",), "maintain": ("maintain",), "vault": ("vault", "pull")}
+COMMANDS = {"verify": ("verify",), "maintain": ("maintain",), "vault": ("vault", "pull"),
+            "drill": ("drill", "nightly")}
+#: the jobs that also write a JUnit XML report (``<job>-<estate>.xml`` in the reports folder)
+JUNIT = ("verify", "drill")
+#: after the drill window closes, the longest a stopped drill's teardown may take before
+#: systemd ends the service
+TEARDOWN_GRACE = timedelta(hours=1)
+
+
+def drill_calendar(start: str, timezone: str) -> str:
+    """The drill timer's ``OnCalendar=``: every day when the window opens (``"01:00"``), in
+    the estate's time zone (systemd reads a zone after the time)."""
+    return f"*-*-* {start}:00 {timezone}"
 
 
 def render_units(estate: str, estate_dir: Path, state_dir: Path, *,
@@ -105,7 +118,7 @@ def render_units(estate: str, estate_dir: Path, state_dir: Path, *,
         raise ValueError(f"no scheduled job {job!r}")
     name = f"hopnhat-{job}-{estate}"
     metrics_file = metrics_dir / f"hopnhat_{job}_{estate.replace('-', '_')}.prom"
-    junit_file = reports_dir / f"verify-{estate}.xml" if job == "verify" else None
+    junit_file = reports_dir / f"{job}-{estate}.xml" if job in JUNIT else None
     argv: list[object] = [program or hopnhat_program(), "--estate", estate_dir, "--state",
                           state_dir, *COMMANDS[job], "--metrics", metrics_file]
     if junit_file is not None:
@@ -123,6 +136,8 @@ def render_units(estate: str, estate_dir: Path, state_dir: Path, *,
               "exec_start": " ".join(unit_exec_word(a) for a in argv),
               "environment": dict(sorted((environment or {}).items())),
               "timeout_seconds": int(timeout.total_seconds()), "on_calendar": on_calendar,
+              # a drill stopped tears its scratch VMs down before it exits
+              "stop_timeout_seconds": 600 if job == "drill" else 60,
               "randomized_delay_seconds": int(randomized_delay.total_seconds())}
     return Units(name, env.get_template("hopnhat-verify.service.j2").render(values),
                  env.get_template("hopnhat-verify.timer.j2").render(values), unit_dir,

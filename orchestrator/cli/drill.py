@@ -1,13 +1,15 @@
-"""``hopnhat drill run | rehearse | due | history | report``: restore drills and DR
+"""``hopnhat drill run | rehearse | nightly | due | history | report``: restore drills and DR
 rehearsals with RPO/RTO evidence.
 
 Thin: parse, call the drill actions, render (rich lines as the steps go, or ``--json``).
 Exit codes: 0 passed (``due``: nothing overdue), 1 failed (``due``: something overdue),
-2 bad input, 130 stopped by Ctrl-C or SIGTERM (the scratch VMs were torn down).
+2 bad input, 3 (``nightly``) some systems not run or stopped, 130 stopped by Ctrl-C or SIGTERM
+(the scratch VMs were torn down).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -21,13 +23,16 @@ from orchestrator.cli.common import (
     err_console,
     print_json,
     want_json,
+    warn_unsent,
 )
 from orchestrator.cli.selectors import require_known
 from orchestrator.interrupts import interrupts
 
 if TYPE_CHECKING:
+    from orchestrator.actions.drill.nightly import NightlyResult
     from orchestrator.actions.drill.plan import DrillPlan
     from orchestrator.actions.drill.result import DrillResult, StepRecord
+    from orchestrator.actions.drill.tonight import NightPlan
 
 # The drill actions (pyVmomi, paramiko, jinja2) are imported inside the commands: every
 # other command starts faster.
@@ -62,17 +67,20 @@ class StepLines:
                           f"{s.snapshot.short_id} of {s.snapshot.time:%Y-%m-%d %H:%M:%S}",
                           f"{s.vm.datacenter}/{s.vm.cluster}, {s.vm.port_group} {s.vm.ip}")
         err_console.print(table)
+        recovery = ", ".join(s.name for s in plan.recovery)
+        if recovery:
+            err_console.print(f"recovery: {escape(recovery)}", soft_wrap=True)
         probes = ", ".join(p.name for p in plan.probes) or "none"
         err_console.print(f"probes: {escape(probes)}; "
                           f"{'scratch VMs KEPT afterwards' if plan.keep else 'teardown after'}")
 
     def step_started(self, drill_id: str, step: str) -> None:
-        err_console.print(f"{self._tag(drill_id)}… {step}", highlight=False)
+        err_console.print(f"{self._tag(drill_id)}… {escape(step)}", highlight=False)
 
     def step_finished(self, drill_id: str, step: StepRecord) -> None:
         mark = "[green]✓[/]" if step.ok else "[red]✗[/]"
         detail = f" — {escape(step.detail)}" if step.detail else ""
-        err_console.print(f"{self._tag(drill_id)}{mark} {step.name} {step.seconds:.1f} s"
+        err_console.print(f"{self._tag(drill_id)}{mark} {escape(step.name)} {step.seconds:.1f} s"
                           f"{detail}", soft_wrap=True)
 
 
@@ -114,6 +122,7 @@ def run(
     and repositories are only read.
     """
     from orchestrator.actions.drill.run import run_drill
+    from orchestrator.actions.notifications import tell_drill_failed
     from orchestrator.ledger import Ledger
     from orchestrator.reports.drill.labels import label_set
 
@@ -124,10 +133,13 @@ def run(
     with Ledger(c.paths.ledger) as ledger, interrupts():
         result = run_drill(c.paths, system, ledger=ledger, snapshot=snapshot, keep=keep,
                            lang=lang, progress=StepLines())
+        told = tell_drill_failed(c.paths, result, ledger)
     if as_json:
-        print_json({**result.summary(), "drill_id": result.drill_id})
+        print_json({**result.summary(), "drill_id": result.drill_id,
+                    "notifications": [s.as_dict() for s in told]})
     else:
         render_result(result)
+    warn_unsent(told)
     if result.exit_code:
         raise typer.Exit(result.exit_code)
 
@@ -180,16 +192,21 @@ def rehearse(
         raise typer.Exit(result.exit_code)
 
 
-def due(ctx: typer.Context, json: JsonOption = False) -> None:
+def due(ctx: typer.Context, json: JsonOption = False,
+        notify: Annotated[bool, typer.Option(
+            "--notify", help="Tell the channels the estate routes drill_overdue to "
+            "(notifications:) of the systems overdue.")] = False) -> None:
     """Which systems are overdue for a drill (no passed drill within their tier's
     drill_interval). Exit 1 if any, so a nightly job can alert."""
     from orchestrator.actions.drill import history as drill_history
+    from orchestrator.actions.notifications import tell_overdue
     from orchestrator.human import duration
     from orchestrator.ledger import Ledger
 
     c = context(ctx)
     with Ledger(c.paths.ledger) as ledger:
         rows = drill_history.due(c.estate, ledger)
+    warn_unsent(tell_overdue(c.paths, rows) if notify else ())
     if want_json(ctx, json):
         print_json([r.as_dict() for r in rows])
     else:
@@ -271,9 +288,102 @@ def teardown(
                   f"no scratch VM of {drill_id} is left")
 
 
+def nightly(
+    ctx: typer.Context,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Print tonight's plan (the window, which systems in which order and "
+        "why, whose turn is another night) and drill nothing.")] = False,
+    metrics: Annotated[Path | None, typer.Option(
+        "--metrics", help="Write a Prometheus textfile here (for node_exporter's textfile "
+        "collector).")] = None,
+    junit: Annotated[Path | None, typer.Option(
+        "--junit", help="Write a JUnit XML report here (a test case per system).")] = None,
+    json: JsonOption = False,
+    lang: LangOption = "en",
+) -> None:
+    """Tonight's drills, as the drill timer of `hopnhat schedule install` runs them: inside
+    the estate's nightly_drills window, every system of an every_night tier (default tier 1)
+    and the others in their turn (their tier's drill_interval, spread over the nights), the
+    overdue first; at most nightly_drills.max_scratch_vms scratch VMs at once. A drill that
+    would overrun the window is stopped and torn down; the systems left are reported "not
+    run: window closed" and stay due (`drill due` keeps alarming). Each drill is an ordinary
+    drill run (ledger, evidence). Exit 0 every drill passed (or none was due), 1 a drill
+    failed, 3 some were not run or stopped, 130 stopped by Ctrl-C or SIGTERM."""
+    import time
+
+    from orchestrator.actions.drill import nightly as drill_nightly
+    from orchestrator.actions.notifications import NightlyNotices
+    from orchestrator.ledger import Ledger
+    from orchestrator.reports.drill.labels import label_set
+
+    c = context(ctx)
+    as_json = want_json(ctx, json)
+    if dry_run:
+        with Ledger(c.paths.ledger) as ledger:
+            plan = drill_nightly.tonight(c.estate, ledger, time.time())
+        if as_json:
+            print_json({**plan.as_dict(), "dry_run": True})
+        else:
+            _render_night_plan(plan)
+        return
+    label_set(lang)
+    with Ledger(c.paths.ledger) as ledger, interrupts():
+        hooks = NightlyNotices(c.paths, ledger)
+        result = drill_nightly.nightly(c.paths, ledger=ledger, lang=lang, metrics=metrics,
+                                       junit=junit, progress=StepLines(prefix=True),
+                                       hooks=hooks)
+    if as_json:
+        print_json({**result.summary(), "notifications": [s.as_dict() for s in hooks.sent]})
+    else:
+        _render_night(result)
+    warn_unsent(hooks.sent)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
+
+
+def _render_night_plan(plan: NightPlan) -> None:
+    from orchestrator.human import duration
+
+    w = plan.window
+    state = "open now" if plan.is_open else "closed now"
+    console.print(f"nightly drills of {plan.estate}, night of {w.night}: window "
+                  f"{w.local(w.start)} → {w.local(w.end)} ({state}); at most "
+                  f"{plan.max_scratch_vms} scratch VMs at once")
+    table = Table(title="tonight, in this order")
+    for column in ("#", "system", "tier", "why", "scratch VMs", "expected"):
+        table.add_column(column)
+    for i, t in enumerate(plan.turns, 1):
+        table.add_row(str(i), t.system, str(t.tier), t.why, str(t.scratch_vms),
+                      duration(t.expected_seconds) if t.expected_seconds is not None else "—")
+    console.print(table)
+    for x in plan.later:
+        console.print(f"  later: {x.system} (tier {x.tier}) on the night of {x.next_night}, "
+                      f"every {x.every_nights} nights")
+    console.print("nothing drilled (--dry-run)")
+
+
+def _render_night(result: NightlyResult) -> None:
+    from orchestrator.human import duration
+
+    table = Table(title=f"nightly drills {result.night_id}")
+    for column in ("system", "tier", "outcome", "RPO", "RTO", "drill / reason"):
+        table.add_column(column, overflow="fold")
+    for o in result.outcomes:
+        style = {"passed": "green", "failed": "bold red"}.get(o.status, "yellow")
+        table.add_row(o.system, str(o.tier), f"[{style}]{o.status}[/]",
+                      duration(o.rpo_seconds) if o.rpo_seconds is not None else "—",
+                      duration(o.rto_seconds) if o.rto_seconds is not None else "—",
+                      escape(" ".join(x for x in (o.drill_id, o.reason) if x)))
+    console.print(table)
+    overdue = [r.system for r in result.overdue if r.overdue]
+    console.print(f"nightly drills {result.verdict.upper()} in {duration(result.seconds)}"
+                  + (f"; overdue now: {', '.join(overdue)}" if overdue else ""))
+
+
 app.command("run")(run)
 app.command("rehearse")(rehearse)
 app.command("due")(due)
 app.command("history")(history)
 app.command("report")(report)
 app.command("teardown")(teardown)
+app.command("nightly")(nightly)

@@ -1,7 +1,7 @@
-"""``hopnhat schedule install [--print]``: the nightly ``hopnhat verify`` as a systemd
-service and timer on the control host (validated with systemd-analyze), writing metrics to a
-textfile folder and JUnit to a reports folder. Exit 0 installed (or printed), 2 the units do
-not validate or cannot be written."""
+"""``hopnhat schedule install [--print]``: the nightly ``hopnhat verify`` (and maintain, vault
+pull, drill nightly) as systemd services and timers on the control host (validated with
+systemd-analyze), writing metrics to a textfile folder and JUnit to a reports folder. Exit 0
+installed (or printed), 2 the units do not validate or cannot be written."""
 
 from __future__ import annotations
 
@@ -34,7 +34,8 @@ def _duration(value: str) -> timedelta:
 
 
 #: how the output names each job's next run
-_WHAT = {"verify": "verification", "maintain": "maintenance", "vault": "vault pull"}
+_WHAT = {"verify": "verification", "maintain": "maintenance", "vault": "vault pull",
+         "drill": "drills"}
 
 
 @app.command("install")
@@ -61,12 +62,15 @@ def install(
         "--print", help="Show the units (validated) and install nothing.")] = False,
     json: JsonOption = False,
 ) -> None:
-    """Install the nightly verification, the weekly maintenance and (when the estate has a
-    vault) the daily vault pull of this estate as systemd timers on the control host:
+    """Install the nightly verification, the weekly maintenance, the nightly drills and (when
+    the estate has a vault) the daily vault pull of this estate as systemd timers on the
+    control host:
     hopnhat-verify-<estate>.service runs `hopnhat verify --metrics … --junit …`,
     hopnhat-maintain-<estate>.service `hopnhat maintain --metrics …` (prunes the rest
     repositories, whose clients cannot), hopnhat-vault-<estate>.service `hopnhat vault pull
-    --metrics …` at the estate's vault.schedule, each started by its .timer. Validated with
+    --metrics …` at the estate's vault.schedule, hopnhat-drill-<estate>.service `hopnhat drill
+    nightly --metrics … --junit …` when the estate's nightly_drills window opens (in its
+    timezone), each started by its .timer. Validated with
     systemd-analyze; enabled only where systemd is PID 1 (elsewhere it says so)."""
     c = context(ctx)
     estate = c.estate
@@ -75,11 +79,17 @@ def install(
     calendars = {"verify": on_calendar, "maintain": maintain_on_calendar}
     if estate.settings.vault is not None:
         calendars["vault"] = estate.settings.vault.schedule
+    drills = estate.settings.nightly_drills
+    calendars["drill"] = schedule_action.drill_calendar(drills.start, estate.settings.timezone)
+    # the drills start when their window opens, and may run until it closes and tear down
+    delays = {"drill": timedelta(0)}
+    timeouts = {"drill": drills.length + schedule_action.TEARDOWN_GRACE}
     jobs = {job: schedule_action.render_units(
         estate.id, c.estate_dir, c.state_dir, on_calendar=calendar,
-        randomized_delay=_duration(randomized_delay), metrics_dir=metrics_dir.absolute(),
-        reports_dir=reports_dir.absolute(), unit_dir=unit_dir.absolute(),
-        environment=environment, job=job) for job, calendar in calendars.items()}
+        randomized_delay=delays.get(job, _duration(randomized_delay)),
+        metrics_dir=metrics_dir.absolute(), reports_dir=reports_dir.absolute(),
+        unit_dir=unit_dir.absolute(), environment=environment, job=job,
+        timeout=timeouts.get(job, timedelta(hours=12))) for job, calendar in calendars.items()}
     as_json = want_json(ctx, json)
     if print_only:
         _print_units(jobs, {job: schedule_action.validate(u) for job, u in jobs.items()},
@@ -117,7 +127,7 @@ def _render_installed(jobs: dict[str, Units], done: dict[str, Installed],
     for job, installed in done.items():
         for path in installed.written:
             console.print(f"installed {escape(str(path))}")
-        if job == "verify":
+        if jobs[job].junit_file is not None:
             console.print(f"metrics → {escape(str(jobs[job].metrics_file))}; JUnit → "
                           f"{escape(str(jobs[job].junit_file))}")
     timers = " ".join(f"{u.name}.timer" for u in jobs.values())

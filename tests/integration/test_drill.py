@@ -4,7 +4,8 @@ from the repository host, probes on the restored copy, teardown, evidence.
 
 The module backs up sso, lgsp and qlvb once (their data VMs only: provisioned, configured,
 ``hopnhat backup run``) and destroys those VMs at its end, so test_provision (which uses the
-same systems later) finds the site as it would without this module.
+same systems later) finds the site as it would without this module. The nightly drills'
+service (``drill nightly``, run as the drill timer's ExecStart) drills sso of that backup.
 """
 
 from __future__ import annotations
@@ -14,15 +15,19 @@ import hashlib
 import itertools
 import json
 import os
+import shlex
 import signal
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
+import yaml
 
 from orchestrator import process
 from orchestrator.actions.configure import ConfigurePlan, configure
@@ -42,10 +47,12 @@ from orchestrator.ledger import Ledger
 from orchestrator.settings import Paths
 from tests.helpers import (
     HOPNHAT,
+    as_json,
     estate_copy,
     guest_gone,
     guest_seeded,
     hopnhat,
+    promtool_says,
     replace_in,
     wait_for,
 )
@@ -461,3 +468,78 @@ def test_the_html_report_renders_in_headless_chromium(
                      qlvb_drill.evidence["restic_version"]):
         assert expected in text, expected
     assert text.count("<svg") == 2
+
+
+# --- the nightly drills' service (hopnhat drill nightly, as the drill timer starts it) ------
+
+#: the cheapest system to drill: one small data VM, no database engine
+NIGHTLY_SYSTEM = "sso"
+
+
+def only_sso_tonight(root: Path) -> None:
+    """The estate's window opens this minute (its time zone) for 30 minutes, one scratch VM
+    at a time; every system but sso loses its backup (and a migration, which restores one),
+    so sso alone can be drilled."""
+    zone = yaml.safe_load((root / "estate.yml").read_text()).get("timezone",
+                                                                  "Asia/Ho_Chi_Minh")
+    opens = datetime.now(ZoneInfo(zone)).strftime("%H:%M")
+    replace_in(root / "estate.yml", '  start: "01:00"', f'  start: "{opens}"')
+    replace_in(root / "estate.yml", "  length: 4h", "  length: 30m")
+    replace_in(root / "estate.yml", "  max_scratch_vms: 2", "  max_scratch_vms: 1")
+    for path in (root / "systems").glob("*.yml"):
+        system = yaml.safe_load(path.read_text())
+        if system["code"] != NIGHTLY_SYSTEM and "backup" in system:
+            del system["backup"]
+            system.pop("migration", None)
+            path.write_text(yaml.safe_dump(system, allow_unicode=True, sort_keys=False))
+
+
+def test_the_drill_timers_service_drills_tonights_system_inside_the_window(
+        lab: Any, backed_up: Paths, tmp_path: Path) -> None:
+    """``schedule install --print`` renders the drill units; the command of the service's
+    ExecStart runs as systemd would start it (this machine's PID 1 is not systemd: the same
+    argv, run directly), the window opening this minute and sso alone drillable. It drills
+    sso inside the window; the ledger, the evidence, the textfile (promtool has nothing to
+    say) and the JUnit XML say so, and ``drill due`` no longer lists it."""
+    env = estate_copy(lab, tmp_path, only_sso_tonight)
+    plan = as_json(hopnhat(env, "drill", "nightly", "--dry-run", "--json"))
+    assert plan["open"] and [t["system"] for t in plan["tonight"]] == [NIGHTLY_SYSTEM]
+    printed = as_json(hopnhat(env, "schedule", "install", "--print", "--json",
+                              "--unit-dir", str(tmp_path / "units"),
+                              "--metrics-dir", str(tmp_path / "textfile"),
+                              "--reports-dir", str(tmp_path / "reports")))
+    units = printed["drill"]
+    service = units["files"][str(tmp_path / "units" / f"{units['unit']}.service")]
+    timer = units["files"][str(tmp_path / "units" / f"{units['unit']}.timer")]
+    opens = plan["window_start"][11:16]
+    assert f"OnCalendar=*-*-* {opens}:00 " in timer
+    exec_start = next(line.removeprefix("ExecStart=") for line in service.splitlines()
+                      if line.startswith("ExecStart="))
+    argv = shlex.split(exec_start)
+    assert argv[-6:-4] == ["drill", "nightly"]
+    (tmp_path / "textfile").mkdir()
+    done = process.run(argv, env=env, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    with Ledger(backed_up.ledger) as ledger:
+        night = ledger.runs("nightly", limit=1)[0]
+        drills = [r for r in ledger.runs("drill", limit=5)
+                  if r.params.get("nightly") == night.id]
+    assert night.status == "passed" and night.summary is not None
+    assert [(o["system"], o["status"]) for o in night.summary["outcomes"]] == [
+        (NIGHTLY_SYSTEM, "passed")]
+    (drill,) = drills
+    assert drill.status == "passed" and drill.summary is not None
+    assert Path(drill.summary["evidence"]).is_file()
+    assert night.summary["outcomes"][0]["drill_id"] == drill.id
+    text = (tmp_path / "textfile" / f"hopnhat_drill_{lab.estate.id}.prom").read_text()
+    assert promtool_says(text) == ""
+    assert f'hopnhat_drill_last_exit_code{{system="{NIGHTLY_SYSTEM}",tier="2"}} 0' in text
+    assert f'hopnhat_drill_overdue{{system="{NIGHTLY_SYSTEM}",tier="2"}} 0' in text
+    assert 'hopnhat_drill_nightly_exit_code{estate="' in text
+    suite = ET.parse(tmp_path / "reports" / f"drill-{lab.estate.id}.xml").getroot()
+    (case,) = suite.iter("testcase")
+    assert case.get("classname") == f"hopnhat.drill.{NIGHTLY_SYSTEM}" and not list(
+        c for c in case if c.tag in ("failure", "skipped"))
+    due = json.loads(hopnhat(env, "drill", "due", "--json").stdout)
+    assert [(r["system"], r["overdue"]) for r in due] == [(NIGHTLY_SYSTEM, False)]
+    no_scratch_left(lab)
