@@ -47,6 +47,8 @@ step "verify every repository, as the nightly timer does: check + read-data subs
 hopnhat verify --junit .hopnhat/reports/verify.xml --metrics .hopnhat/textfile/hopnhat_verify.prom
 step "restore drill of a tier-1 system: QLVB restored in the secondary DC, probes, RPO/RTO evidence"
 hopnhat drill run --system qlvb
+step "restore drill of the public-service portal (DVC): its files restored, PostgreSQL started on the scratch VM, its dump restored into it, SQL probes against the dump's manifest"
+hopnhat drill run --system dvc
 step "restore drill of an adopted system: Quảng Nam's former QLVB, never built by hopnhat"
 hopnhat drill run --system qlvbqn
 state=$(hopnhat migrate status --system qlvbqn --no-drift --json |

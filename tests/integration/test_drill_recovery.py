@@ -1,0 +1,215 @@
+"""A drill that brings a database service back, against the lab: dvc's data VM runs
+PostgreSQL 15 (seeded by the lab), its host job dumps the database into its own snapshot
+and backs its manifest up with the files; ``hopnhat drill run --system dvc`` restores the
+files onto a scratch VM, runs dvc's recovery steps there (start an empty cluster, restore
+the dump the restored manifest names into it) and passes its SQL probe (every count and the
+newest record equal to the manifest's). A recovery step that fails fails the drill at that
+step, naming it, reports what it never ran, and tears down: no scratch VM, and none of the
+processes the scratch VM ran (its postmaster among them) left.
+
+The module provisions, configures and backs up dvc's data VM once and destroys it at its
+end, so the modules after it find the site as they would without it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator.actions.configure import ConfigurePlan, configure
+from orchestrator.actions.drill.result import NoDrillProgress, StepRecord
+from orchestrator.actions.drill.run import run_drill
+from orchestrator.actions.provision import apply as provision_apply
+from orchestrator.actions.provision import destroy as provision_destroy
+from orchestrator.actions.provision import plan as provision_plan
+from orchestrator.actions.provision import vcenters as provision_vcenters
+from orchestrator.adapters import vsphere
+from orchestrator.estate import load_estate
+from orchestrator.lab import engines, guests
+from orchestrator.lab.processes import ProcessTable
+from orchestrator.ledger import Ledger
+from orchestrator.settings import Paths
+from tests.helpers import (
+    estate_copy,
+    guest_gone,
+    guest_seeded,
+    guest_sql,
+    hopnhat,
+    replace_in,
+    wait_for,
+)
+from tests.integration.test_drill import no_scratch_left
+
+pytestmark = pytest.mark.lab
+
+SYSTEMS = ("dvc",)
+DB_VM = "dvc-db-01"
+
+
+@pytest.fixture(scope="module")
+def backed_up(lab: Any) -> Iterator[Paths]:
+    """dvc's data VM provisioned (its PostgreSQL seeded), configured, backed up once (its
+    dump, then its files)."""
+    paths: Paths = lab.paths
+    estate = paths.estate
+    vms = [vm for code in SYSTEMS for vm in estate.vms_of(code) if vm.data]
+    with Ledger(paths.ledger) as ledger:
+        try:
+            endpoints = provision_vcenters.endpoints(paths, {vm.site for vm in vms})
+            with vsphere.open_vcenters(endpoints) as vcs:
+                facts = provision_vcenters.read_facts(vcs, {vm.name for vm in vms})
+                applied = provision_apply.apply(
+                    provision_plan.plan(estate, vms, facts), facts, vcs, ledger=ledger,
+                    concurrency=4, clones_per_host=4, clones_per_datastore=4,
+                    guest_ip_timeout=120)
+            assert applied.status == "ok", applied.as_dict()
+            wait_for(f"data on {DB_VM}", guest_seeded(paths.lab, DB_VM), 120, interval=0.1)
+            wait_for("dvc's PostgreSQL seeded",
+                     partial(engines.seeded, paths.lab, DB_VM, "postgresql", "dvc"), 180,
+                     interval=0.2)
+            hosts = (*(vm.name for vm in vms), "repo-qnam-01")
+            done = configure(paths, ConfigurePlan(estate.id, SYSTEMS, ",".join(hosts), hosts,
+                                                  False, False, 10), ledger=ledger)
+            assert done.exit_code == 0, done.run.failures
+            backup = hopnhat(lab.env, "backup", "run", "--system", "dvc", timeout=600)
+            assert backup.returncode == 0, backup.stdout + backup.stderr
+            yield paths
+        finally:
+            endpoints = provision_vcenters.endpoints(paths, {vm.site for vm in vms})
+            with vsphere.open_vcenters(endpoints) as vcs:
+                facts = provision_vcenters.read_facts(vcs, {vm.name for vm in vms})
+                for code in SYSTEMS:
+                    provision_destroy.destroy(provision_destroy.plan_destroy(estate, code, facts),
+                                              vcs, ledger=ledger, concurrency=4)
+            for vm in vms:
+                wait_for(f"guest {vm.name} to go", guest_gone(paths.lab, vm.name), 60,
+                         interval=0.1)
+
+
+def production_counts(paths: Paths) -> dict[str, int]:
+    """dvc's tables as its production database holds them (nothing writes to it here)."""
+    out = guest_sql(paths.lab, DB_VM, "postgresql",
+                    "SELECT 'applications', count(*) FROM applications UNION ALL "
+                    "SELECT 'application_status', count(*) FROM application_status UNION ALL "
+                    "SELECT 'attachments', count(*) FROM attachments;")
+    return {name: int(n) for name, n in (line.split("|") for line in out.split())}
+
+
+def test_a_dvc_drill_restores_postgresql_and_passes_its_sql_probe(
+        lab: Any, backed_up: Paths) -> None:
+    done = hopnhat(lab.env, "drill", "run", "--system", "dvc", "--json", timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary = json.loads(done.stdout)
+    no_scratch_left(lab)
+    doc = json.loads(Path(summary["evidence"]).read_text())
+    assert doc["verdict"] == "passed", doc["reasons"]
+    # the steps, each timed: the drill's own, then dvc's recovery, then the probes
+    assert [(s["name"], s["kind"]) for s in summary["steps"]] == [
+        ("plan", "drill"), ("provision", "drill"), ("configure", "drill"),
+        ("restore", "drill"), ("check", "drill"), ("start PostgreSQL", "recovery"),
+        ("restore the applications database", "recovery"), ("probes", "drill"),
+        ("teardown", "drill")]
+    steps = {s["name"]: s for s in doc["steps"]}
+    assert abs(doc["achieved"]["rto_seconds"] - steps["probes"]["end"]) < 0.1
+    assert steps["probes"]["start"] >= steps["restore the applications database"]["end"]
+    # the dump the restored manifest named was loaded, and the probe found in the restored
+    # database what the manifest recorded — which is what production holds
+    (loaded,) = doc["databases"]
+    assert (loaded["name"], loaded["engine"], loaded["database"]) == ("dvc", "postgresql",
+                                                                       "dvc")
+    sql = next(p for p in doc["probes"] if p["kind"] == "sql")
+    assert sql["ok"], sql["problems"]
+    counts = {t["table"]: (t["expected"], t["restored"]) for t in sql["tables"]}
+    assert counts == {t: (n, n) for t, n in production_counts(backed_up).items()}
+    assert min(n for n, _ in counts.values()) > 0
+    assert sql["newest"]["expected"] == sql["newest"]["restored"] is not None
+    assert sql["newest"]["age_at_dump_seconds"] <= sql["newest"]["within_seconds"] == 3600
+    html = Path(summary["html"]).read_text()
+    assert "recovery: start PostgreSQL" in html and 'id="sql-probes"' in html
+
+
+def namespace_of(pid: int) -> str:
+    return os.readlink(f"/proc/{pid}/ns/mnt")
+
+
+def processes_in(namespace: str) -> dict[int, str]:
+    """PID → start time (jiffies) of each live process of mount namespace ``namespace``."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if namespace_of(int(entry)) != namespace:
+                continue
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if fields[0] != "Z":
+            found[int(entry)] = fields[19]
+    return found
+
+
+def still_alive(pid: int, started: str) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    fields = stat[stat.rindex(")") + 2:].split()
+    return fields[19] == started and fields[0] != "Z"
+
+
+class Watcher(NoDrillProgress):
+    """Notes what ran inside the scratch VM when its engine had started."""
+
+    def __init__(self, lab_dir: Path) -> None:
+        self.lab_dir = lab_dir
+        self.running: dict[int, str] = {}
+        self.commands: list[str] = []
+
+    def step_finished(self, drill_id: str, step: StepRecord) -> None:
+        if step.name != "start PostgreSQL":
+            return
+        name = f"drill-{drill_id[-6:]}-{DB_VM}"
+        rec = ProcessTable(self.lab_dir).running(guests.record_name(name))
+        assert rec is not None
+        self.running = processes_in(rec.details["mntns"])
+        for pid in self.running:
+            with contextlib.suppress(OSError):
+                self.commands.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(
+                    b"\0", b" ").decode(errors="replace"))
+
+
+def test_a_failing_recovery_step_fails_the_drill_there_and_leaves_nothing_behind(
+        lab: Any, backed_up: Paths, tmp_path: Path) -> None:
+    """dvc with a step after the engine's start that fails (the portal's program is not on
+    the scratch VM): the drill fails at that step, runs neither the database's restore nor
+    the probes, and its teardown leaves no scratch VM and no process the scratch VM ran."""
+    env = estate_copy(lab, tmp_path, lambda root: replace_in(
+        root / "systems" / "dvc.yml", "    - name: restore the applications database\n",
+        "    - name: start the portal\n      command: \"/opt/dvc/bin/portal start\"\n"
+        "    - name: restore the applications database\n"))
+    paths = Paths(Path(env["HOPNHAT_STATE"]), load_estate(Path(env["HOPNHAT_ESTATE"])))
+    watcher = Watcher(paths.lab)
+    with Ledger(paths.ledger) as ledger:
+        result = run_drill(paths, "dvc", ledger=ledger, progress=watcher)
+    assert (result.verdict, result.failed_step) == ("failed", "start the portal")
+    assert "start the portal: " in result.reasons[0] and "/opt/dvc/bin/portal" in \
+        result.reasons[0], result.reasons
+    assert [(n.name, n.kind) for n in result.not_run] == [
+        ("restore the applications database", "recovery"), ("probes", "drill")]
+    assert result.probes_not_run == ["applications as at dump time", "database integrity"]
+    assert not result.probes and not result.databases and result.rto_seconds is None
+    assert result.steps[-1].name == "teardown" and result.steps[-1].ok
+    # the engine ran in the scratch VM when the step failed; nothing of it is left
+    assert any("postgres" in c for c in watcher.commands), watcher.commands
+    no_scratch_left(lab)
+    left = [pid for pid, started in watcher.running.items() if still_alive(pid, started)]
+    assert left == [], left
