@@ -117,7 +117,9 @@ def run(
 
     Plan (shown first) → provision scratch VMs on the drill network → give them the restic
     client → restic restore --verify → check files, sizes and sampled hashes against the
-    snapshot → run the system's probes → measure RPO and RTO against the tier's targets →
+    snapshot → the system's recovery steps (drill.recovery: start the engine, restore a
+    database dump) → run the system's probes (SQL probes against the dump's manifest) →
+    measure RPO and RTO (which includes the recovery) against the tier's targets →
     tear the scratch VMs down (also on failure and Ctrl-C, unless --keep). Production VMs
     and repositories are only read.
     """
