@@ -185,8 +185,6 @@ def dump_one(config: JobConfig, database: DatabaseConfig, restic: DumpRestic, *,
             else:
                 feed = plan.feed or _relay_feed(plan.argv, tools, relayed)
                 result = restic.backup_stdin(filename, tags, config.host, feed=feed)
-    except DumpFailed:
-        raise
     except InputAborted:
         raise DumpFailed(f"{_named(database)}: {_why(relayed)}; restic was stopped before it "
                          "wrote a snapshot") from None
@@ -252,7 +250,7 @@ def _postgresql(database: DatabaseConfig, tools: Tools,
         answer = psql.ask(sql.postgresql_begin(database))
         at = now()
         if not answer or not answer[0].strip():
-            raise DumpFailed(f"{_named(database)}: psql exported no snapshot")
+            raise DumpFailed("psql exported no snapshot")
         tables, newest = _counts(database, answer[1:])
         yield _Plan(argv=tools.argv(database.run_as, sql.pg_dump_argv(database, answer[0])),
                     tables=tables, newest=newest, at=at)
@@ -266,7 +264,7 @@ def _counts(database: DatabaseConfig, answer: Sequence[str]
     try:
         return sql.parse_counts(database, answer[0] if answer else "")
     except ValueError as exc:
-        raise DumpFailed(f"{_named(database)}: cannot read the counts: {exc}") from None
+        raise DumpFailed(f"cannot read the counts: {exc}") from None
 
 
 def _mariadb(database: DatabaseConfig, tools: Tools, relayed: _Relayed,
@@ -303,17 +301,19 @@ def _sqlite(database: DatabaseConfig, tools: Tools,
     folder = tempfile.mkdtemp(prefix="hopnhat-dump-")
     try:
         if database.run_as != tools.user:
-            account = pwd.getpwnam(database.run_as)
+            try:
+                account = pwd.getpwnam(database.run_as)
+            except KeyError:
+                raise DumpFailed(f"run_as {database.run_as}: no such user here") from None
             os.chown(folder, account.pw_uid, account.pw_gid)
         copy = f"{folder}/{database.name}.sqlite3"
-        _run(database, tools.argv(database.run_as, sql.sqlite_backup_argv(database, copy)),
-             tools, ".backup")
+        _run(tools.argv(database.run_as, sql.sqlite_backup_argv(database, copy)), tools,
+             ".backup")
         at = now()
         tables: dict[str, int] = {}
         newest = None
         if database.tables or database.newest is not None:
-            done = _run(database, tools.argv(database.run_as,
-                                             sql.sqlite_counts_argv(database, copy)),
+            done = _run(tools.argv(database.run_as, sql.sqlite_counts_argv(database, copy)),
                         tools, "the counts")
             tables, newest = _counts(database, done.splitlines())
         yield _Plan(argv=("cat", "--", copy), tables=tables, newest=newest, at=at)
@@ -321,15 +321,15 @@ def _sqlite(database: DatabaseConfig, tools: Tools,
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _run(database: DatabaseConfig, argv: Sequence[str], tools: Tools, what: str) -> str:
+def _run(argv: Sequence[str], tools: Tools, what: str) -> str:
     try:
         done = run(argv, env=tools.env, inherit_env=False, timeout=tools.timeout, cwd="/",
                    input="")
     except HopnhatError as exc:
-        raise DumpFailed(f"{_named(database)}: {what}: {exc}") from None
+        raise DumpFailed(f"{what}: {exc}") from None
     if not done.ok:
         last = done.stderr.strip().splitlines()[-1:] or [""]
-        raise DumpFailed(f"{_named(database)}: {what} exited {done.returncode}: "
+        raise DumpFailed(f"{what} exited {done.returncode}: "
                          f"{last[0][:300]}")
     return done.stdout
 

@@ -154,6 +154,8 @@ class HostBackup:
     warnings: tuple[str, ...] = ()
     #: the version of the restic the job ran, from its summary (None: not said)
     restic_version: str | None = None
+    #: the database dumps the run made before its files backup (their manifests)
+    dumps: tuple[dict[str, Any], ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -167,7 +169,8 @@ class HostBackup:
                 "error": None if self.error_class is None else {
                     "class": self.error_class, "message": self.error_message},
                 "exit_code": self.exit_code, "source": self.source,
-                "warnings": list(self.warnings), "restic_version": self.restic_version}
+                "warnings": list(self.warnings), "restic_version": self.restic_version,
+                "dumps": list(self.dumps)}
 
 
 def job_summary(output: str) -> dict[str, Any] | None:
@@ -203,7 +206,13 @@ def result_from(client: BackupClient, data: Mapping[str, Any], source: str,
         error_message=str(error.get("message")) if error else None,
         exit_code=exit_code,
         warnings=tuple(str(w) for w in warnings) if isinstance(warnings, list) else (),
-        restic_version=version if isinstance(version, str) and version else None)
+        restic_version=version if isinstance(version, str) and version else None,
+        dumps=_dumps(data.get("dumps")))
+
+
+def _dumps(value: Any) -> tuple[dict[str, Any], ...]:
+    """The summary's ``dumps`` (manifests), what of it is a list of objects."""
+    return tuple(d for d in value if isinstance(d, dict)) if isinstance(value, list) else ()
 
 
 def host_result(client: BackupClient, exit_code: int, output: str) -> HostBackup:
