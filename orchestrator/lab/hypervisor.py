@@ -36,6 +36,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,8 @@ log = logging.getLogger("hopnhat.lab.hypervisor")
 VM_PATHS = ("name", "runtime.powerState", "guest.ipAddress", "guest.hostName", "config.template",
             "config.annotation")
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+#: guests started at once by one reconciliation
+PARALLEL_STARTS = 4
 
 
 def guest_key_of(name: str, annotation: str | None) -> tuple[str, bool]:
@@ -128,30 +131,40 @@ class Hypervisor:
             elif vm is None or record.address.split(":")[0] != vm.ip:
                 log.info("stopping guest %s", name)
                 guests.stop_guest(self.table, name)
+        starting = []
         for name, vm in want.items():
             if self.table.running(f"guest-{name}") is not None:
                 continue
-            assert vm.ip is not None
             if vm.legacy and not self.operator_keys:
                 log.error("legacy guest %s not started: no operator key in the config", name)
                 continue
-            log.info("starting %sguest %s at %s", "legacy " if vm.legacy else "", name, vm.ip)
-            try:
-                # its data is on its disk before it boots: there once its guest answers
-                self._seed(name)
-                if vm.legacy:  # the province team's key only; its host key is not pinned
-                    guests.start_guest(self.lab_dir, self.table, name, vm.hostname or vm.name,
-                                       vm.ip, self.operator_keys, None, legacy=True,
-                                       on_ready=functools.partial(
-                                           self._publish_fingerprints, name))
-                else:
-                    guests.start_guest(self.lab_dir, self.table, name, vm.hostname or name,
-                                       vm.ip, self.authorized_keys, self.known_hosts,
-                                       engines=self.databases.get(name))
-            except HopnhatError as exc:
-                log.error("guest %s did not start: %s", name, exc)
+            starting.append((name, vm))
+        # side by side: a guest whose engines are created and loaded at its first boot
+        # (seconds) does not hold back the others
+        with ThreadPoolExecutor(max_workers=PARALLEL_STARTS, thread_name_prefix="start") as pool:
+            for future in [pool.submit(self._start, name, vm) for name, vm in starting]:
+                future.result()
         self._remove_orphans(known_names)
         self._publish_fingerprints()
+
+    def _start(self, name: str, vm: VMState) -> None:
+        """Start the guest of ``vm`` (its data seeded first); a failure is logged."""
+        assert vm.ip is not None
+        log.info("starting %sguest %s at %s", "legacy " if vm.legacy else "", name, vm.ip)
+        try:
+            # its data is on its disk before it boots: there once its guest answers
+            self._seed(name)
+            if vm.legacy:  # the province team's key only; its host key is not pinned
+                guests.start_guest(self.lab_dir, self.table, name, vm.hostname or vm.name,
+                                   vm.ip, self.operator_keys, None, legacy=True,
+                                   on_ready=functools.partial(
+                                       self._publish_fingerprints, name))
+            else:
+                guests.start_guest(self.lab_dir, self.table, name, vm.hostname or name,
+                                   vm.ip, self.authorized_keys, self.known_hosts,
+                                   engines=self.databases.get(name))
+        except HopnhatError as exc:
+            log.error("guest %s did not start: %s", name, exc)
 
     def _publish_fingerprints(self, starting: str | None = None) -> None:
         """Write each running legacy guest's host key fingerprint into its VM's extraConfig
