@@ -4,6 +4,7 @@ channel whose URL cannot be read or that fails is reported, never raised."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,6 +127,27 @@ def test_a_failed_drill_and_overdue_systems_are_told_a_passed_or_stopped_one_is_
         "/var/lib/hopnhat/drills/drill-1/report.html", "run: drill-1"]
     assert overdue["message"].splitlines() == [
         "sso (tier 2): last passed drill 2026-10-01 08:00:00 +07:00; every 30 d 0 h"]
+
+
+def test_drill_due_tells_the_overdue_only_when_asked(estate_copy: EstateCopy,
+                                                      tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from orchestrator.cli import app
+
+    state = tmp_path / "state"
+    base = ["--estate", str(estate_copy.root), "--state", str(state), "drill", "due", "--json"]
+    with WebhookReceiver() as hook:
+        route_notifications(estate_copy.root, state, {"hook": f"json://{hook.url[7:]}"},
+                            {"drill_overdue": ["hook"]})
+        quiet = CliRunner().invoke(app, base)
+        told = CliRunner().invoke(app, [*base, "--notify"])
+    assert quiet.exit_code == told.exit_code == 1  # no drill has ever passed: all overdue
+    assert len(hook.received) == 1
+    lines = hook.received[0].json()["message"].splitlines()
+    assert {line.split(" ")[0] for line in lines} == {r["system"] for r in json.loads(
+        told.stdout)}
+    assert all("lần diễn tập đạt gần nhất chưa bao giờ" in line for line in lines)
 
 
 def test_backup_status_tells_the_stale_hosts(estate_copy: EstateCopy, tmp_path: Path) -> None:
