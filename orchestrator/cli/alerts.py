@@ -44,6 +44,9 @@ def alerts(
     maintain_max_age: Annotated[str, typer.Option(
         "--maintain-max-age", help="Warn when a repository's last successful maintenance "
         "is older than this.")] = "8d",
+    drill_max_age: Annotated[str, typer.Option(
+        "--drill-max-age", help="Warn when the nightly drills last ran longer ago than "
+        "this.")] = "26h",
     quota_percent: Annotated[float, typer.Option(
         "--quota-percent", callback=_percent, help="Warn when a repository uses more of "
         "its quota than this (percent).")] = 90.0,
@@ -52,9 +55,10 @@ def alerts(
     """Prometheus alert rules for hopnhat's metrics: the nightly verification (damage,
     RPO exceeded, second copy, stale locks, not run), attack signs (snapshots dated in the
     future, from a foreign host, or vanished outside the retention applied), each host's
-    backup job, the maintenance pass and each system's quota. Each rule carries a severity
-    label (critical or warning) and its summary and description in Vietnamese (summary,
-    description) and English (summary_en, description_en).
+    backup job, the maintenance pass, each system's quota and the drills (a system's last
+    drill failed, a system overdue, the nightly drills not run or not all). Each rule
+    carries a severity label (critical or warning) and its summary and description in
+    Vietnamese (summary, description) and English (summary_en, description_en).
 
     To install: write the file where Prometheus reads rules, list it under rule_files in
     prometheus.yml, check it with promtool and reload Prometheus:
@@ -75,6 +79,7 @@ def alerts(
     try:
         groups = alert_groups(verify_max_age=_duration(verify_max_age),
                               maintain_max_age=_duration(maintain_max_age),
+                              drill_max_age=_duration(drill_max_age),
                               quota_percent=quota_percent)
     except ValueError as exc:
         raise HopnhatError(str(exc), exit_code=EXIT_BAD_INPUT) from None

@@ -1,6 +1,6 @@
 """Prometheus alert rules for the series hopnhat writes: the nightly verification
 (:mod:`orchestrator.reports.metrics`), each host's backup job (``hostjob.textfile``), the
-control side's maintenance pass and each system's quota.
+control side's maintenance pass, each system's quota, and the nightly drills.
 
 The rules are data (:class:`Rule`, :class:`RuleGroup`), rendered as a Prometheus rule file
 (:func:`render_rules`). Every rule carries a ``severity`` label — ``critical`` when backups are
@@ -502,10 +502,90 @@ def _quota_rules(quota_percent: float, quota_for: timedelta) -> tuple[Rule, ...]
     )
 
 
+# --- the drills ------------------------------------------------------------------------------
+
+_DRILL = "hệ thống {{ $labels.system }} (cấp {{ $labels.tier }})"  # in a sentence
+_DRILL_EN = "system {{ $labels.system }} (tier {{ $labels.tier }})"
+
+
+def _drill_rules(drill_max_age: timedelta) -> tuple[Rule, ...]:
+    """The drills ``hopnhat drill nightly`` writes (:mod:`orchestrator.reports.drill.nightly`):
+    a system's last drill failed, a system overdue, the nightly drills not run or not all."""
+    age_vi, age_en = _spoken(drill_max_age)
+    return (
+        Rule(
+            "HopnhatDrillFailed",
+            "hopnhat_drill_last_exit_code == 1",
+            CRITICAL,
+            "Diễn tập khôi phục gần nhất của hệ thống {{ $labels.system }} thất bại",
+            "The last restore drill of system {{ $labels.system }} failed",
+            f"Lần diễn tập gần nhất của {_DRILL} không khôi phục được dịch vụ trong mục tiêu "
+            "RPO/RTO (hoặc một bước, một phép thử không đạt): bản sao lưu chưa được chứng minh "
+            "là khôi phục được. Xem báo cáo: `hopnhat drill history --system "
+            "{{ $labels.system }}`, rồi diễn tập lại: `hopnhat drill run --system "
+            "{{ $labels.system }}`.",
+            f"The last drill of {_DRILL_EN} did not bring the service back within its RPO/RTO "
+            "targets (or a step or a probe failed): its backups are not proven to restore. "
+            "See its report: `hopnhat drill history --system {{ $labels.system }}`, then "
+            "drill again: `hopnhat drill run --system {{ $labels.system }}`.",
+        ),
+        Rule(
+            "HopnhatDrillOverdue",
+            "hopnhat_drill_overdue == 1",
+            WARNING,
+            "Hệ thống {{ $labels.system }} quá hạn diễn tập khôi phục",
+            "System {{ $labels.system }} is overdue for a restore drill",
+            "Hệ thống {{ $labels.system }} (cấp {{ $labels.tier }}) không có lần diễn tập đạt "
+            "nào trong chu kỳ diễn tập của cấp (drill_interval). Xem `hopnhat drill due`; "
+            "diễn tập hằng đêm (`hopnhat drill nightly`) đưa hệ thống quá hạn lên đầu, trừ khi "
+            "cửa sổ đêm không đủ dài.",
+            "System {{ $labels.system }} (tier {{ $labels.tier }}) has no passed drill within "
+            "its tier's drill_interval. See `hopnhat drill due`; the nightly drills "
+            "(`hopnhat drill nightly`) take an overdue system first, unless the night's "
+            "window is too short for it.",
+        ),
+        Rule(
+            "HopnhatDrillNightlyNotRun",
+            "time() - hopnhat_drill_nightly_last_run_timestamp_seconds "
+            f"> {int(drill_max_age.total_seconds())}",
+            WARNING,
+            f"Diễn tập khôi phục hằng đêm không chạy quá {age_vi} "
+            "(estate {{ $labels.estate }})",
+            f"The nightly restore drills have not run for over {age_en} "
+            "(estate {{ $labels.estate }})",
+            "Lần chạy gần nhất của `hopnhat drill nightly` cách đây "
+            "{{ $value | humanizeDuration }}. Trên máy điều khiển: `systemctl status "
+            "hopnhat-drill-{{ $labels.estate }}.timer` và `journalctl -u "
+            "hopnhat-drill-{{ $labels.estate }}.service`.",
+            "`hopnhat drill nightly` last ran {{ $value | humanizeDuration }} ago. On the "
+            "control host: `systemctl status hopnhat-drill-{{ $labels.estate }}.timer` and "
+            "`journalctl -u hopnhat-drill-{{ $labels.estate }}.service`.",
+        ),
+        Rule(
+            "HopnhatDrillNightlyIncomplete",
+            "hopnhat_drill_nightly_exit_code > 1",
+            WARNING,
+            "Diễn tập hằng đêm không chạy hết (mã thoát {{ $value }}, "
+            "estate {{ $labels.estate }})",
+            "The nightly drills did not all run (exit code {{ $value }}, "
+            "estate {{ $labels.estate }})",
+            "`hopnhat drill nightly` kết thúc với mã {{ $value }} (3: có hệ thống không chạy "
+            "hoặc bị dừng vì hết cửa sổ đêm hay vượt số máy ảo tạm; 2: không chạy được; 130: bị "
+            "ngắt). Các hệ thống đó vẫn đến hạn: xem `hopnhat drill due` và "
+            "`hopnhat_drill_nightly_systems`; cân nhắc nới `nightly_drills` trong estate.yml.",
+            "`hopnhat drill nightly` exited with {{ $value }} (3: systems not run or stopped "
+            "because the night's window closed or the scratch-VM limit; 2: could not run; 130: "
+            "interrupted). Those systems stay due: see `hopnhat drill due` and "
+            "`hopnhat_drill_nightly_systems`; consider widening `nightly_drills` in estate.yml.",
+        ),
+    )
+
+
 def alert_groups(
     *,
     verify_max_age: timedelta = timedelta(hours=26),
     maintain_max_age: timedelta = timedelta(days=8),
+    drill_max_age: timedelta = timedelta(hours=26),
     quota_percent: float = 90.0,
     quota_for: timedelta = timedelta(minutes=30),
 ) -> list[RuleGroup]:
@@ -513,12 +593,14 @@ def alert_groups(
 
     ``verify_max_age``: how long since the last verification before it counts as not run
     (it runs nightly: a day and some slack). ``maintain_max_age``: the same for each
-    repository's last successful maintenance. ``quota_percent``: a repository's use of its
+    repository's last successful maintenance; ``drill_max_age`` for the nightly drills.
+    ``quota_percent``: a repository's use of its
     quota that warns, once it has held for ``quota_for`` (the use swings while a backup
     or a prune runs). Raises ValueError for a duration that is not positive or a percentage outside
     (0, 100]."""
     for name, value in (("verify_max_age", verify_max_age),
-                        ("maintain_max_age", maintain_max_age)):
+                        ("maintain_max_age", maintain_max_age),
+                        ("drill_max_age", drill_max_age)):
         if value.total_seconds() < 1:
             raise ValueError(f"{name} must be at least a second, not {prometheus_duration(value)}")
     if quota_for.total_seconds() < 0:
@@ -531,6 +613,7 @@ def alert_groups(
         RuleGroup("hopnhat-backup-job", _backup_rules()),
         RuleGroup("hopnhat-maintain", _maintain_rules(maintain_max_age)),
         RuleGroup("hopnhat-quota", _quota_rules(quota_percent, quota_for)),
+        RuleGroup("hopnhat-drill", _drill_rules(drill_max_age)),
     ]
 
 

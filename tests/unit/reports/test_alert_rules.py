@@ -58,6 +58,7 @@ HOST = {"system": "qlvb", "tier": "1", "host": "qlvb-db-01",
         "instance": "qlvb-db-01:9100", "job": "node"}
 AT_HOST = {**REPO, **CONTROL, "host": "qlvb-db-01"}
 RUN = {"estate": "demo", **CONTROL}
+DRILLED = {"system": "qlvb", "tier": "1", **CONTROL}  # the nightly drills' per-system series
 RPO = 86400  # tier 1: a day
 SAMPLES = 1600  # at 1 m: 26 h 40 m
 
@@ -81,7 +82,8 @@ def steady(value: float) -> str:
 def healthy() -> dict[str, str]:
     """Series → promtool values: verify ran at 0 and found everything in order, the host's
     backup succeeds all the time (its last success is always now), maintenance succeeded at
-    0, half the quota used."""
+    0, half the quota used, the system's last drill passed and the nightly drills ran (their
+    last run is always now)."""
     return {
         series("hopnhat_verify_last_run_timestamp_seconds", RUN): steady(0),
         series("hopnhat_verify_exit_code", RUN): steady(0),
@@ -102,6 +104,10 @@ def healthy() -> dict[str, str]:
                {"system": "qlvb", "repository": "repo-01", **CONTROL}): steady(50e9),
         series("hopnhat_repository_quota_bytes",
                {"system": "qlvb", "repository": "repo-01", **CONTROL}): steady(100e9),
+        series("hopnhat_drill_last_exit_code", DRILLED): steady(0),
+        series("hopnhat_drill_overdue", DRILLED): steady(0),
+        series("hopnhat_drill_nightly_last_run_timestamp_seconds", RUN): f"0+60x{SAMPLES}",
+        series("hopnhat_drill_nightly_exit_code", RUN): steady(0),
     }
 
 
@@ -141,6 +147,21 @@ class Scenario:
 
 VANISHED_AT = "5m"
 SCENARIOS = [
+    Scenario("a failed drill fires at once, critical; an overdue system warns",
+             changed={series("hopnhat_drill_last_exit_code", DRILLED): steady(1),
+                      series("hopnhat_drill_overdue", DRILLED): steady(1)},
+             expect={"1m": [fired("HopnhatDrillFailed", DRILLED),
+                            fired("HopnhatDrillOverdue", DRILLED)]}),
+    Scenario("a drill stopped at the window's end is no failure: the night is incomplete",
+             changed={series("hopnhat_drill_last_exit_code", DRILLED): steady(130),
+                      series("hopnhat_drill_nightly_exit_code", RUN): steady(3)},
+             expect={"1m": [fired("HopnhatDrillNightlyIncomplete", RUN)]}),
+    Scenario("nightly drills that have not run for 26 h fire, not before",
+             changed={series("hopnhat_drill_nightly_last_run_timestamp_seconds", RUN):
+                      steady(0),
+                      series("hopnhat_verify_last_run_timestamp_seconds", RUN):
+                      f"0+60x{SAMPLES}"},
+             expect={"25h59m": [], "26h1m": [fired("HopnhatDrillNightlyNotRun", RUN)]}),
     Scenario("a healthy system fires nothing, a day after verify ran",
              expect={"1m": [], "25h": []}),
     Scenario("verify that has not run for 26 h fires, not before",
@@ -219,6 +240,8 @@ SCENARIOS = [
              interval="1h",
              changed={**{k: v.replace(f"x{SAMPLES}", "x300") for k, v in healthy().items()},
                       series("hopnhat_verify_last_run_timestamp_seconds", RUN): "0+3600x300",
+                      series("hopnhat_drill_nightly_last_run_timestamp_seconds", RUN):
+                      "0+3600x300",
                       series("hopnhat_backup_last_success_timestamp_seconds", HOST):
                       "0+3600x300",
                       series("hopnhat_maintain_exit_code", RUN): "0x100 1x1 0x200"},
