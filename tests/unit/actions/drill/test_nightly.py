@@ -494,3 +494,54 @@ def test_every_night_naming_a_tier_the_estate_lacks_is_an_estate_error(tmp_path:
         '"25:00"', '"23:30"').replace("2d", "90m"))
     with pytest.raises(EstateError, match=r"nightly_drills.every_night\[1\].*no tier 7"):
         load_estate(root)
+
+
+# --- the commands --------------------------------------------------------------------------
+
+
+def test_drill_nightly_dry_run_prints_tonights_plan_and_drills_nothing(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from orchestrator.cli import app
+
+    base = ["--estate", str(EXAMPLE_ESTATE), "--state", str(tmp_path / "state")]
+    done = CliRunner().invoke(app, [*base, "drill", "nightly", "--dry-run", "--json"])
+    assert done.exit_code == 0, done.output
+    plan = json.loads(done.output)
+    assert plan["dry_run"] and plan["timezone"] == "Asia/Ho_Chi_Minh"
+    assert plan["window_start"].endswith("T01:00:00+07:00")
+    assert plan["max_scratch_vms"] == 2
+    # a ledger with no drill: every drillable system is overdue, never drilled, tier 1 first
+    tonight = plan["tonight"]
+    assert {t["why"] for t in tonight} == {NEVER} and plan["later"] == []
+    assert [t["tier"] for t in tonight] == sorted(t["tier"] for t in tonight)
+    assert {t["system"] for t in tonight} == {s.system for s in standings_from(ESTATE, [])}
+    text = CliRunner().invoke(app, [*base, "drill", "nightly", "--dry-run"],
+                              env={"COLUMNS": "200"})
+    assert text.exit_code == 0 and "nothing drilled (--dry-run)" in text.output
+    with Ledger(tmp_path / "state" / "ledger.sqlite") as ledger:
+        assert ledger.runs() == []
+
+
+def test_schedule_install_print_shows_the_drill_timer_at_the_estates_window(
+        tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from orchestrator.cli import app
+
+    done = CliRunner().invoke(app, [
+        "--estate", str(EXAMPLE_ESTATE), "--state", str(tmp_path / "state"), "schedule",
+        "install", "--print", "--json", "--unit-dir", str(tmp_path / "units")])
+    assert done.exit_code == 0, done.output
+    drill = json.loads(done.output)["drill"]
+    assert drill["unit"] == "hopnhat-drill-danang"
+    timer = drill["files"][str(tmp_path / "units" / "hopnhat-drill-danang.timer")]
+    service = drill["files"][str(tmp_path / "units" / "hopnhat-drill-danang.service")]
+    assert "OnCalendar=*-*-* 01:00:00 Asia/Ho_Chi_Minh" in timer
+    assert " drill nightly --metrics " in service and "/drill-danang.xml" in service
+    assert "TimeoutStartSec=18000" in service  # the 4h window + an hour to tear down
+    assert not (tmp_path / "units").exists()
