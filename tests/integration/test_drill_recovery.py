@@ -1,14 +1,15 @@
 """A drill that brings a database service back, against the lab: dvc's data VM runs
-PostgreSQL 15 (seeded by the lab), its host job dumps the database into its own snapshot
-and backs its manifest up with the files; ``hopnhat drill run --system dvc`` restores the
-files onto a scratch VM, runs dvc's recovery steps there (start an empty cluster, restore
-the dump the restored manifest names into it) and passes its SQL probe (every count and the
-newest record equal to the manifest's). A recovery step that fails fails the drill at that
+PostgreSQL 15 and lgsp's MariaDB 10.11 (seeded by the lab); their host jobs dump each
+database into its own snapshot and back its manifest up with the files; ``hopnhat drill run
+--system dvc`` restores the files onto a scratch VM, runs dvc's recovery steps there (start
+an empty cluster, restore the dump the restored manifest names into it) and passes its SQL
+probe (every count and the newest record equal to the manifest's); so does lgsp's drill,
+with MariaDB. A recovery step that fails fails the drill at that
 step, naming it, reports what it never ran, and tears down: no scratch VM, and none of the
 processes the scratch VM ran (its postmaster among them) left.
 
-The module provisions, configures and backs up dvc's data VM once and destroys it at its
-end, so the modules after it find the site as they would without it.
+The module provisions, configures and backs up dvc's and lgsp's data VMs once and destroys
+them at its end, so the modules after it find the site as they would without it.
 """
 
 from __future__ import annotations
@@ -49,8 +50,10 @@ from tests.integration.test_drill import no_scratch_left
 
 pytestmark = pytest.mark.lab
 
-SYSTEMS = ("dvc",)
+SYSTEMS = ("dvc", "lgsp")
 DB_VM = "dvc-db-01"
+#: system → its data VM, engine and database
+ENGINES = {"dvc": (DB_VM, "postgresql", "dvc"), "lgsp": ("lgsp-esb-01", "mariadb", "lgsp")}
 
 
 @pytest.fixture(scope="module")
@@ -70,15 +73,18 @@ def backed_up(lab: Any) -> Iterator[Paths]:
                     concurrency=4, clones_per_host=4, clones_per_datastore=4,
                     guest_ip_timeout=120)
             assert applied.status == "ok", applied.as_dict()
-            wait_for(f"data on {DB_VM}", guest_seeded(paths.lab, DB_VM), 120, interval=0.1)
-            wait_for("dvc's PostgreSQL seeded",
-                     partial(engines.seeded, paths.lab, DB_VM, "postgresql", "dvc"), 180,
-                     interval=0.2)
+            for code, (vm_name, engine, database) in ENGINES.items():
+                wait_for(f"data on {vm_name}", guest_seeded(paths.lab, vm_name), 120,
+                         interval=0.1)
+                wait_for(f"{code}'s {engine} seeded",
+                         partial(engines.seeded, paths.lab, vm_name, engine, database), 180,
+                         interval=0.2)
             hosts = (*(vm.name for vm in vms), "repo-qnam-01")
             done = configure(paths, ConfigurePlan(estate.id, SYSTEMS, ",".join(hosts), hosts,
                                                   False, False, 10), ledger=ledger)
             assert done.exit_code == 0, done.run.failures
-            backup = hopnhat(lab.env, "backup", "run", "--system", "dvc", timeout=600)
+            backup = hopnhat(lab.env, "backup", "run", "--system", "dvc", "--system", "lgsp",
+                             timeout=600)
             assert backup.returncode == 0, backup.stdout + backup.stderr
             yield paths
         finally:
@@ -133,6 +139,25 @@ def test_a_dvc_drill_restores_postgresql_and_passes_its_sql_probe(
     assert sql["newest"]["age_at_dump_seconds"] <= sql["newest"]["within_seconds"] == 3600
     html = Path(summary["html"]).read_text()
     assert "recovery: start PostgreSQL" in html and 'id="sql-probes"' in html
+
+
+def test_an_lgsp_drill_restores_mariadb_and_passes_its_sql_probe(
+        lab: Any, backed_up: Paths) -> None:
+    """lgsp's MariaDB: its data folder made, the server started detached, waited for, the
+    dump (mariadb-dump --databases) loaded; the SQL probe finds the manifest's counts."""
+    with Ledger(backed_up.ledger) as ledger:
+        result = run_drill(backed_up, "lgsp", ledger=ledger)
+    no_scratch_left(lab)
+    assert result.verdict == "passed", result.reasons
+    assert [s.name for s in result.steps if s.kind == "recovery"] == [
+        "initialise the MariaDB data folder", "make the socket folder", "start MariaDB",
+        "wait for MariaDB", "restore the documents database"]
+    sql = next(p for p in result.probes if p.as_dict()["kind"] == "sql").as_dict()
+    expected = guest_sql(backed_up.lab, "lgsp-esb-01", "mariadb",
+                         "SELECT COUNT(*) FROM exchange_log;")
+    assert {t["table"]: t["restored"] for t in sql["tables"]}["exchange_log"] == \
+        int(expected) > 0
+    assert sql["ok"] and sql["newest"]["restored"] == sql["newest"]["expected"]
 
 
 def namespace_of(pid: int) -> str:
