@@ -50,7 +50,7 @@ def drill_report(doc: Mapping[str, Any], sha256: str, lang: str,
     (the system's drills, this one last, oldest first) as a chart, times in ``zone``.
     Raises HopnhatError (exit 2) for a language other than vi and en."""
     t = label_set(lang)
-    bars = [svg.Bar(step_label(t, s), s["start"], s["seconds"], s["ok"])
+    bars = [svg.Bar(_fit(step_label(t, s)), s["start"], s["seconds"], s["ok"])
             for s in doc["steps"]]
     timeline = svg.timeline(bars, doc["targets"]["rto_seconds"], t["rto_target"],
                             t["seconds_since_start"])
@@ -61,6 +61,14 @@ def drill_report(doc: Mapping[str, Any], sha256: str, lang: str,
     return render("drill-report.html.j2", doc=doc, sha256=sha256, t=t, lang=lang,
                   timeline=timeline, history=chart, history_count=len(points), zone=zone,
                   when=lambda v: local_time(v, zone), step_label=lambda s: step_label(t, s))
+
+
+#: characters of a step's name the timeline's label column holds (the table has it whole)
+LABEL_MAX = 34
+
+
+def _fit(label: str) -> str:
+    return label if len(label) <= LABEL_MAX else label[:LABEL_MAX - 1] + "…"
 
 
 def step_label(t: Mapping[str, str], step: Mapping[str, Any]) -> str:
