@@ -55,15 +55,20 @@ def psql_session_argv(database: DatabaseConfig) -> tuple[str, ...]:
             "--dbname", database.database)
 
 
-def postgresql_begin(database: DatabaseConfig) -> str:
-    """Open a REPEATABLE READ transaction, export its snapshot and read, in that snapshot,
-    the counts and the newest time (see :func:`counts_query`): answers ``<snapshot id>``
-    then ``count|…|epoch`` then the sentinel."""
-    query = counts_query(database)
+def postgresql_begin() -> str:
+    """Open a REPEATABLE READ transaction and export its snapshot: answers ``<snapshot id>``
+    then the sentinel."""
     return ("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;\n"
             "SELECT pg_export_snapshot();\n"
-            + (f"{query}\n" if query else "")
-            + f"\\echo {SENTINEL}\n")
+            f"\\echo {SENTINEL}\n")
+
+
+def postgresql_counts(database: DatabaseConfig) -> str:
+    """In the same transaction (so in the exported snapshot), the counts and the newest time
+    (:func:`counts_query`): answers ``count|…|epoch`` then the sentinel; empty when there is
+    nothing to read."""
+    query = counts_query(database)
+    return f"{query}\n\\echo {SENTINEL}\n" if query else ""
 
 
 def pg_dump_argv(database: DatabaseConfig, snapshot: str | None) -> tuple[str, ...]:

@@ -144,16 +144,16 @@ def dump_databases(config: JobConfig, restic: DumpRestic, *, from_command: bool,
     not carry them). ``from_command``: restic runs the dump (0.17+). Raises DumpFailed."""
     tools = tools or Tools(timeout=config.timeout_seconds)
     _remove_stale_manifests(config)
-    done = []
-    for database in config.databases:
-        dumped = dump_one(config, database, restic, from_command=from_command, tools=tools,
-                          now=now)
+    done = [dump_one(config, database, restic, from_command=from_command, tools=tools, now=now)
+            for database in config.databases]
+    _full_ids(restic, config, done)
+    for dumped in done:
         try:
-            write_atomically(config.dumps_dir / f"{database.name}.json",
+            write_atomically(config.dumps_dir / f"{dumped.database.name}.json",
                              json.dumps(dumped.manifest(), indent=2, ensure_ascii=False) + "\n")
         except OSError as exc:
-            raise DumpFailed(f"{_named(database)}: cannot write its manifest: {exc}") from None
-        done.append(dumped)
+            raise DumpFailed(f"{_named(dumped.database)}: cannot write its manifest: "
+                             f"{exc}") from None
     return done
 
 
@@ -193,7 +193,7 @@ def dump_one(config: JobConfig, database: DatabaseConfig, restic: DumpRestic, *,
     if result.snapshot_id is None or result.total_bytes_processed <= 0:
         raise DumpFailed(f"{_named(database)}: the dump wrote nothing (snapshot "
                          f"{result.snapshot_id or 'none'} holds no data)")
-    return Dumped(database=database, snapshot=_full_id(restic, config, database, result),
+    return Dumped(database=database, snapshot=result.snapshot_full_id or result.snapshot_id,
                   file=f"/{filename}", bytes=result.total_bytes_processed, dumped_at=plan.at,
                   duration_seconds=time.monotonic() - started, tables=plan.tables,
                   newest=plan.newest)
@@ -208,18 +208,21 @@ def _why(relayed: _Relayed) -> str:
     return "the dump did not finish"
 
 
-def _full_id(restic: DumpRestic, config: JobConfig, database: DatabaseConfig,
-             result: BackupResult) -> str:
-    """The new snapshot's full ID (restic 0.14's summary gives only the short one)."""
-    if result.snapshot_full_id:
-        return result.snapshot_full_id
-    short = result.snapshot_id or ""
+def _full_ids(restic: DumpRestic, config: JobConfig, done: Sequence[Dumped]) -> None:
+    """Each dump's full snapshot ID, where restic (0.14) said only the short one: one
+    ``restic snapshots`` of the host's dumps for the whole run (each restic command opens the
+    repository again, which costs about a second)."""
+    short = [d for d in done if len(d.snapshot) < 64]
+    if not short:
+        return
     try:
-        found = restic.snapshots(host=config.host, tags=[f"dump={database.name}"])
+        found = restic.snapshots(host=config.host, tags=[DUMP_TAG])
     except HopnhatError as exc:
-        raise DumpFailed(f"{_named(database)}: snapshot {short} made, but its full ID could "
-                         f"not be read: {exc}") from None
-    return next((s.id for s in found if s.id.startswith(short)), short)
+        raise DumpFailed(f"{_named(short[0].database)}: snapshot {short[0].snapshot} made, "
+                         f"but its full ID could not be read: {exc}") from None
+    for dumped in short:
+        dumped.snapshot = next((s.id for s in found if s.id.startswith(dumped.snapshot)),
+                               dumped.snapshot)
 
 
 # --- each engine's consistent point -------------------------------------------------------------
@@ -247,13 +250,20 @@ def _postgresql(database: DatabaseConfig, tools: Tools,
                     at=now())
         return
     with _Session(tools.argv(database.run_as, sql.psql_session_argv(database)), tools) as psql:
-        answer = psql.ask(sql.postgresql_begin(database))
+        answer = psql.ask(sql.postgresql_begin())
         at = now()
         if not answer or not answer[0].strip():
             raise DumpFailed("psql exported no snapshot")
-        tables, newest = _counts(database, answer[1:])
-        yield _Plan(argv=tools.argv(database.run_as, sql.pg_dump_argv(database, answer[0])),
-                    tables=tables, newest=newest, at=at)
+        # counted while pg_dump runs (the same snapshot; the answer waits in the pipe): on
+        # large tables the counts take seconds that the dump's own time then hides
+        counting = sql.postgresql_counts(database)
+        if counting:
+            psql.send(counting)
+        plan = _Plan(argv=tools.argv(database.run_as, sql.pg_dump_argv(database, answer[0])),
+                     at=at)
+        yield plan
+        if counting:
+            plan.tables, plan.newest = _counts(database, psql.receive())
         psql.end("COMMIT;\n")
 
 
@@ -419,29 +429,44 @@ class _Session:
                         pipe.close()
 
     def ask(self, statements: str) -> list[str]:
-        """Write ``statements``; the answer's lines before the sentinel. Raises DumpFailed
-        when the session ends (an SQL error: ON_ERROR_STOP, or mariadb's batch mode) or the
-        answer does not come in time."""
+        """Write ``statements``; the answer's lines before the sentinel (see
+        :meth:`receive`)."""
+        self.send(statements)
+        return self.receive()
+
+    def send(self, statements: str) -> None:
+        """Write ``statements`` (their answer is read by :meth:`receive`). Raises DumpFailed
+        when the session has ended."""
         proc = self.proc
-        assert proc is not None and proc.stdin is not None and proc.stdout is not None
+        assert proc is not None and proc.stdin is not None
+        try:
+            proc.stdin.write(statements.encode())
+            proc.stdin.flush()
+        except BrokenPipeError:
+            raise DumpFailed(f"{self._program()}: {self._error()}") from None
+
+    def receive(self) -> list[str]:
+        """The next answer's lines, up to the sentinel. Raises DumpFailed when the session
+        ends first (an SQL error: ON_ERROR_STOP, or mariadb's batch mode) or the answer does
+        not come within the tools' timeout."""
+        proc = self.proc
+        assert proc is not None and proc.stdout is not None
         timer = threading.Timer(self.tools.timeout, proc.kill)
         timer.daemon = True
         timer.start()
         try:
-            proc.stdin.write(statements.encode())
-            proc.stdin.flush()
             lines: list[str] = []
             for raw in iter(proc.stdout.readline, b""):
                 line = raw.decode("utf-8", "replace").rstrip("\n")
                 if line == sql.SENTINEL:
                     return lines
                 lines.append(line)
-        except BrokenPipeError:
-            pass
         finally:
             timer.cancel()
-        raise DumpFailed(f"{self.argv[0] if self.argv[0] != 'runuser' else self.argv[4]}: "
-                         f"{self._error()}")
+        raise DumpFailed(f"{self._program()}: {self._error()}")
+
+    def _program(self) -> str:
+        return self.argv[4] if self.argv[0] == "runuser" else self.argv[0]
 
     def _error(self) -> str:
         proc = self.proc

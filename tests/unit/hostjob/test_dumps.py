@@ -85,7 +85,8 @@ def test_identifiers_are_quoted_with_their_quote_doubled() -> None:
         '"application_status");')
     assert "UNIX_TIMESTAMP(max(`exchanged_at`)) FROM `exchange_log`" in sql.counts_query(MARIA)
     assert "FLUSH TABLES WITH READ LOCK" in sql.mariadb_lock(MARIA)
-    assert sql.postgresql_begin(PG).startswith("BEGIN ISOLATION LEVEL REPEATABLE READ")
+    assert sql.postgresql_begin().startswith("BEGIN ISOLATION LEVEL REPEATABLE READ")
+    assert sql.postgresql_counts(PG) == sql.counts_query(PG) + "\n\\echo hopnhat-answer-end\n"
 
 
 def test_counts_and_times_are_read_from_each_engines_answer() -> None:
@@ -180,8 +181,8 @@ def test_a_relayed_dump_becomes_its_own_tagged_snapshot(tmp_path: Path,
              "out = sys.stdout.buffer\n"
              "for i in range(300):\n    out.write(b'-- row %d ' % i + b'x' * 4000 + b'\\n')")
     restic = Restic(repository)
-    dumped = dump_one(_job(tmp_path, repository, WHOLE), WHOLE, restic, from_command=False,
-                      tools=_tools(tmp_path))
+    [dumped] = dump_databases(_job(tmp_path, repository, WHOLE), restic, from_command=False,
+                              tools=_tools(tmp_path))
     snapshots = restic.snapshots()
     assert [s.id for s in snapshots] == [dumped.snapshot] and len(dumped.snapshot) == 64
     assert snapshots[0].paths == ("/cluster.sql",) and is_dump(snapshots[0])
