@@ -34,9 +34,7 @@ import json
 import os
 import pwd
 import shutil
-import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -48,17 +46,21 @@ from orchestrator.adapters.restic_results import DUMP_TAG, Snapshot
 from orchestrator.errors import HopnhatError
 from orchestrator.files import write_atomically
 from orchestrator.hostjob import dump_commands as sql
-from orchestrator.hostjob.config import COMMAND_PATH, DatabaseConfig, JobConfig
-from orchestrator.process import conversation, reading, run
+from orchestrator.hostjob.config import DatabaseConfig, JobConfig
+from orchestrator.hostjob.dump_io import (
+    DumpFailed,
+    Relayed,
+    Session,
+    Tools,
+    relay,
+    relay_feed,
+    run_program,
+)
+
+__all__ = ["DumpFailed", "DumpRestic", "Dumped", "Tools", "dump_databases", "dump_one"]
 
 #: the manifest's format (its ``format`` key)
 MANIFEST_FORMAT = 1
-_CHUNK = 1 << 20
-
-
-class DumpFailed(HopnhatError):
-    """A database's dump failed (its program, its session or its snapshot): the run fails at
-    stage ``dump`` and makes no files snapshot."""
 
 
 class DumpRestic(Protocol):
@@ -71,21 +73,6 @@ class DumpRestic(Protocol):
     def snapshots(self, *, host: str | None = None, tags: Sequence[str] = (),
                   paths: Sequence[str] = (), latest: int | None = None,
                   no_lock: bool = False) -> list[Snapshot]: ...
-
-
-@dataclass(frozen=True)
-class Tools:
-    """How the job runs the engines' programs: their environment (PATH and a UTF-8 locale,
-    nothing of the job's own), the user it runs as, and how long a program or an answer may
-    take."""
-
-    timeout: float
-    user: str = field(default_factory=lambda: pwd.getpwuid(os.geteuid()).pw_name)
-    env: dict[str, str] = field(default_factory=lambda: {
-        "PATH": COMMAND_PATH, "HOME": "/root", "LC_ALL": "C.UTF-8"})
-
-    def argv(self, user: str, argv: Sequence[str]) -> tuple[str, ...]:
-        return sql.as_user(user, argv, self.user)
 
 
 @dataclass
@@ -125,15 +112,6 @@ class _Plan:
     newest: datetime | None = None
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
     feed: Callable[[IO[bytes]], bool] | None = None
-
-
-@dataclass
-class _Relayed:
-    """What the relayed dump did (the last attempt)."""
-
-    returncode: int | None = None
-    bytes: int = 0
-    stderr: str = ""
 
 
 def dump_databases(config: JobConfig, restic: DumpRestic, *, from_command: bool,
@@ -177,13 +155,13 @@ def dump_one(config: JobConfig, database: DatabaseConfig, restic: DumpRestic, *,
     started = time.monotonic()
     tags = (*config.tags, DUMP_TAG, f"dump={database.name}")
     filename = sql.dump_file(database)
-    relayed = _Relayed()
+    relayed = Relayed()
     try:
         with _prepared(database, tools, relayed, now) as plan:
             if plan.feed is None and from_command:
                 result = restic.backup_stdin(filename, tags, config.host, command=plan.argv)
             else:
-                feed = plan.feed or _relay_feed(plan.argv, tools, relayed)
+                feed = plan.feed or relay_feed(plan.argv, tools, relayed)
                 result = restic.backup_stdin(filename, tags, config.host, feed=feed)
     except InputAborted:
         raise DumpFailed(f"{_named(database)}: {_why(relayed)}; restic was stopped before it "
@@ -199,7 +177,7 @@ def dump_one(config: JobConfig, database: DatabaseConfig, restic: DumpRestic, *,
                   newest=plan.newest)
 
 
-def _why(relayed: _Relayed) -> str:
+def _why(relayed: Relayed) -> str:
     if relayed.returncode not in (0, None):
         last = relayed.stderr.strip().splitlines()[-1:] or [""]
         return f"the dump exited {relayed.returncode}: {last[0][:300]}"
@@ -229,7 +207,7 @@ def _full_ids(restic: DumpRestic, config: JobConfig, done: Sequence[Dumped]) -> 
 
 
 @contextlib.contextmanager
-def _prepared(database: DatabaseConfig, tools: Tools, relayed: _Relayed,
+def _prepared(database: DatabaseConfig, tools: Tools, relayed: Relayed,
               now: Callable[[], datetime]) -> Iterator[_Plan]:
     if database.engine == "postgresql":
         with _postgresql(database, tools, now) as plan:
@@ -249,7 +227,7 @@ def _postgresql(database: DatabaseConfig, tools: Tools,
         yield _Plan(argv=tools.argv(database.run_as, sql.pg_dump_argv(database, None)),
                     at=now())
         return
-    with _Session(tools.argv(database.run_as, sql.psql_session_argv(database)), tools) as psql:
+    with Session(tools.argv(database.run_as, sql.psql_session_argv(database)), tools) as psql:
         answer = psql.ask(sql.postgresql_begin())
         at = now()
         if not answer or not answer[0].strip():
@@ -277,7 +255,7 @@ def _counts(database: DatabaseConfig, answer: Sequence[str]
         raise DumpFailed(f"cannot read the counts: {exc}") from None
 
 
-def _mariadb(database: DatabaseConfig, tools: Tools, relayed: _Relayed,
+def _mariadb(database: DatabaseConfig, tools: Tools, relayed: Relayed,
              now: Callable[[], datetime]) -> _Plan:
     """A plan whose feed takes the global read lock, counts, starts the dump and releases
     the lock once the dump's snapshot has begun; each attempt (restic may retry a locked
@@ -286,7 +264,7 @@ def _mariadb(database: DatabaseConfig, tools: Tools, relayed: _Relayed,
 
     def feed(sink: IO[bytes]) -> bool:
         argv = tools.argv(database.run_as, sql.mariadb_session_argv(database))
-        with _Session(argv, tools) as session:
+        with Session(argv, tools) as session:
             answer = session.ask(sql.mariadb_lock(database))
             plan.at = now()
             plan.tables, plan.newest = _counts(database, answer)
@@ -299,7 +277,7 @@ def _mariadb(database: DatabaseConfig, tools: Tools, relayed: _Relayed,
                     session.end(sql.MARIADB_UNLOCK)
                     return True
                 return False
-            return _relay(plan.argv, sink, tools, relayed, begun)
+            return relay(plan.argv, sink, tools, relayed, begun)
     plan.feed = feed
     return plan
 
@@ -317,13 +295,13 @@ def _sqlite(database: DatabaseConfig, tools: Tools,
                 raise DumpFailed(f"run_as {database.run_as}: no such user here") from None
             os.chown(folder, account.pw_uid, account.pw_gid)
         copy = f"{folder}/{database.name}.sqlite3"
-        _run(tools.argv(database.run_as, sql.sqlite_backup_argv(database, copy)), tools,
+        run_program(tools.argv(database.run_as, sql.sqlite_backup_argv(database, copy)), tools,
              ".backup")
         at = now()
         tables: dict[str, int] = {}
         newest = None
         if database.tables or database.newest is not None:
-            done = _run(tools.argv(database.run_as, sql.sqlite_counts_argv(database, copy)),
+            done = run_program(tools.argv(database.run_as, sql.sqlite_counts_argv(database, copy)),
                         tools, "the counts")
             tables, newest = _counts(database, done.splitlines())
         yield _Plan(argv=("cat", "--", copy), tables=tables, newest=newest, at=at)
@@ -331,165 +309,3 @@ def _sqlite(database: DatabaseConfig, tools: Tools,
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _run(argv: Sequence[str], tools: Tools, what: str) -> str:
-    try:
-        done = run(argv, env=tools.env, inherit_env=False, timeout=tools.timeout, cwd="/",
-                   input="")
-    except HopnhatError as exc:
-        raise DumpFailed(f"{what}: {exc}") from None
-    if not done.ok:
-        last = done.stderr.strip().splitlines()[-1:] or [""]
-        raise DumpFailed(f"{what} exited {done.returncode}: "
-                         f"{last[0][:300]}")
-    return done.stdout
-
-
-# --- the relay ------------------------------------------------------------------------------------
-
-
-def _relay_feed(argv: Sequence[str], tools: Tools,
-                relayed: _Relayed) -> Callable[[IO[bytes]], bool]:
-    def feed(sink: IO[bytes]) -> bool:
-        return _relay(argv, sink, tools, relayed, None)
-    return feed
-
-
-def _relay(argv: Sequence[str], sink: IO[bytes], tools: Tools, relayed: _Relayed,
-           watch: Callable[[bytes], bool] | None) -> bool:
-    """Run the dump and copy its stdout into ``sink`` (restic's stdin) until it ends; True
-    only when it exited 0 having written something. ``watch`` sees the first chunks until it
-    returns True (then the rest is spliced without being looked at)."""
-    relayed.returncode, relayed.bytes, relayed.stderr = None, 0, ""
-    with reading(argv, env=tools.env, inherit_env=False, timeout=tools.timeout) as dump:
-        relayed.bytes = copy_stream(dump.stdout.fileno(), sink.fileno(), watch)
-    relayed.returncode, relayed.stderr = dump.returncode, dump.stderr
-    return dump.returncode == 0 and relayed.bytes > 0
-
-
-def copy_stream(source: int, target: int, watch: Callable[[bytes], bool] | None = None) -> int:
-    """Copy ``source`` to ``target`` (file descriptors) until end of file; returns the bytes
-    copied. Chunks pass through ``watch`` until it returns True; then ``os.splice`` moves
-    the rest inside the kernel (where it is refused, large reads and writes do)."""
-    total = 0
-    while watch is not None:
-        chunk = os.read(source, _CHUNK)
-        if not chunk:
-            return total
-        if watch(chunk):
-            watch = None
-        _write_all(target, chunk)
-        total += len(chunk)
-    splice = getattr(os, "splice", None)
-    while splice is not None:
-        try:
-            moved = splice(source, target, _CHUNK)
-        except OSError as exc:
-            if isinstance(exc, BrokenPipeError):
-                raise
-            break  # EINVAL: not pipes; read and write instead
-        if moved == 0:
-            return total
-        total += moved
-    for chunk in iter(lambda: os.read(source, _CHUNK), b""):
-        _write_all(target, chunk)
-        total += len(chunk)
-    return total
-
-
-def _write_all(target: int, chunk: bytes) -> None:
-    view = memoryview(chunk)
-    while view:
-        view = view[os.write(target, view):]
-
-
-class _Session:
-    """A database client's session (psql, mariadb) the job talks to: statements written to
-    its stdin, answers read up to :data:`SENTINEL`. Leaving the block ends it (its
-    transaction or lock goes with it); an answer that does not come within the tools'
-    timeout kills it."""
-
-    def __init__(self, argv: Sequence[str], tools: Tools) -> None:
-        self.argv = tuple(argv)
-        self.tools = tools
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.ended = False
-
-    def __enter__(self) -> _Session:
-        self.proc = conversation(self.argv, env=self.tools.env, inherit_env=False, cwd="/")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-        if self.proc is not None:
-            self.proc.wait()
-            for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-                with contextlib.suppress(OSError):
-                    if pipe is not None:
-                        pipe.close()
-
-    def ask(self, statements: str) -> list[str]:
-        """Write ``statements``; the answer's lines before the sentinel (see
-        :meth:`receive`)."""
-        self.send(statements)
-        return self.receive()
-
-    def send(self, statements: str) -> None:
-        """Write ``statements`` (their answer is read by :meth:`receive`). Raises DumpFailed
-        when the session has ended."""
-        proc = self.proc
-        assert proc is not None and proc.stdin is not None
-        try:
-            proc.stdin.write(statements.encode())
-            proc.stdin.flush()
-        except BrokenPipeError:
-            raise DumpFailed(f"{self._program()}: {self._error()}") from None
-
-    def receive(self) -> list[str]:
-        """The next answer's lines, up to the sentinel. Raises DumpFailed when the session
-        ends first (an SQL error: ON_ERROR_STOP, or mariadb's batch mode) or the answer does
-        not come within the tools' timeout."""
-        proc = self.proc
-        assert proc is not None and proc.stdout is not None
-        timer = threading.Timer(self.tools.timeout, proc.kill)
-        timer.daemon = True
-        timer.start()
-        try:
-            lines: list[str] = []
-            for raw in iter(proc.stdout.readline, b""):
-                line = raw.decode("utf-8", "replace").rstrip("\n")
-                if line == sql.SENTINEL:
-                    return lines
-                lines.append(line)
-        finally:
-            timer.cancel()
-        raise DumpFailed(f"{self._program()}: {self._error()}")
-
-    def _program(self) -> str:
-        return self.argv[4] if self.argv[0] == "runuser" else self.argv[0]
-
-    def _error(self) -> str:
-        proc = self.proc
-        assert proc is not None and proc.stderr is not None
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        lines = [line.strip() for line in
-                 proc.stderr.read().decode("utf-8", "replace").splitlines() if line.strip()]
-        said = next((line for line in lines if line.startswith(("ERROR", "FATAL"))),
-                    lines[-1] if lines else None)
-        return (said[:300] if said else
-                f"the session ended (exit {proc.returncode}) without an answer")
-
-    def end(self, statements: str) -> None:
-        """Say the last ``statements`` (COMMIT, UNLOCK TABLES) and close the session."""
-        if self.ended or self.proc is None or self.proc.stdin is None:
-            return
-        self.ended = True
-        with contextlib.suppress(OSError):
-            self.proc.stdin.write(statements.encode())
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=self.tools.timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()

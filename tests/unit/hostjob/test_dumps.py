@@ -27,7 +27,8 @@ from orchestrator.hostjob.config import (
     JobConfig,
     parse_config,
 )
-from orchestrator.hostjob.dumps import DumpFailed, Tools, copy_stream, dump_databases, dump_one
+from orchestrator.hostjob.dump_io import Tools, copy_stream
+from orchestrator.hostjob.dumps import DumpFailed, dump_databases, dump_one
 from orchestrator.hostjob.run import backup
 from tests.helpers import EstateCopy
 from tests.unit.hostjob.fakes import PASSWORD, config_data, result
