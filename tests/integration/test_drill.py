@@ -15,6 +15,7 @@ import hashlib
 import itertools
 import json
 import os
+import re
 import shlex
 import signal
 import time
@@ -468,6 +469,11 @@ def test_the_html_report_renders_in_headless_chromium(
                      qlvb_drill.evidence["restic_version"]):
         assert expected in text, expected
     assert text.count("<svg") == 2
+    # times in the estate's time zone with the offset (the lab's estate: Asia/Ho_Chi_Minh),
+    # none in UTC with a Z; the system named once in the title
+    assert re.search(r"<td>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \+07:00</td>", text)
+    assert not re.search(r"\d\d:\d\d:\d\d(\.\d+)?Z", text)
+    assert "(QLVB) (QLVB)" not in text and text.count("(QLVB)</h1>") == 1
 
 
 # --- the nightly drills' service (hopnhat drill nightly, as the drill timer starts it) ------
