@@ -433,6 +433,9 @@ class Restic:
         if feeding.error is not None:
             raise feeding.error
         if not feeding.complete and not feeding.broken:
+            # a restic stopped while it took its lock (the signal raced it, or it was killed
+            # after the grace time) leaves that lock behind: stale now, so remove it
+            self._unlock_stale()
             raise InputAborted(f"restic backup: repository {self.repo.display}: stopped before "
                                "it wrote a snapshot: its input failed",
                                repository=self.repo.display, command="backup", returncode=code)
