@@ -5,13 +5,23 @@ the repository inside its guest into a fresh database, whose counts and newest r
 the manifest the job wrote at dump time. A dump that fails (a database that does not exist)
 fails the backup and makes no snapshot.
 
+Then drills that bring those services back (after one more backup, with nothing writing):
+``hopnhat drill run --system dvc`` restores the files onto a scratch VM, runs dvc's recovery
+steps there (start an empty PostgreSQL cluster, restore the dump the restored manifest names
+into it) and passes its SQL probe (every count and the newest record equal to the
+manifest's); so does lgsp's drill with MariaDB. A recovery step that fails fails the drill at
+that step, naming it, reports what it never ran, and tears down: no scratch VM, and none of
+the processes the scratch VM ran (its postmaster among them) left.
+
 The module provisions and configures the two data VMs once and destroys them at its end, so
 the modules after it find the site as they would without it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import subprocess
 from collections.abc import Iterator
@@ -23,6 +33,8 @@ import pytest
 
 from orchestrator.actions.configure import ConfigurePlan, configure
 from orchestrator.actions.drill.remote import list_snapshots
+from orchestrator.actions.drill.result import NoDrillProgress, StepRecord
+from orchestrator.actions.drill.run import run_drill
 from orchestrator.actions.provision import apply as provision_apply
 from orchestrator.actions.provision import destroy as provision_destroy
 from orchestrator.actions.provision import plan as provision_plan
@@ -30,14 +42,25 @@ from orchestrator.actions.provision import vcenters as provision_vcenters
 from orchestrator.adapters import vsphere
 from orchestrator.adapters.restic_argv import make_dump_argv, make_environment
 from orchestrator.adapters.restic_results import is_dump
+from orchestrator.estate import load_estate
 from orchestrator.hostjob.config import load_config
-from orchestrator.lab import engines
+from orchestrator.lab import engines, guests
 from orchestrator.lab.guest_init import GUEST_ENV
 from orchestrator.lab.guests import guest_view
 from orchestrator.lab.processes import ProcessTable
 from orchestrator.ledger import Ledger
 from orchestrator.settings import Paths
-from tests.helpers import GuestWriter, guest_gone, guest_seeded, guest_sql, hopnhat, wait_for
+from tests.helpers import (
+    GuestWriter,
+    estate_copy,
+    guest_gone,
+    guest_seeded,
+    guest_sql,
+    hopnhat,
+    replace_in,
+    wait_for,
+)
+from tests.integration.test_drill import no_scratch_left
 
 pytestmark = pytest.mark.lab
 
@@ -217,3 +240,160 @@ def test_a_failing_dump_fails_the_backup_and_makes_no_snapshot(configured: Paths
     assert (host["result"], host["stage"]) == ("failed", "dump"), host
     assert "database lgsp (mariadb no_such_database)" in host["error"]["message"]
     assert [s.id for s in list_snapshots(paths, "lgsp")] == before
+
+
+# ---------------------------------------------------------------- drills that bring them back
+
+
+DVC_VM = "dvc-db-01"
+
+
+@pytest.fixture(scope="module")
+def backed_up(configured: Paths, lab: Any) -> Paths:
+    """One more backup of dvc and lgsp with nothing writing (the drills' snapshots, and a
+    clean last status for lgsp after the failing dump)."""
+    backup = hopnhat(lab.env, "backup", "run", "--system", "dvc", "--system", "lgsp",
+                     timeout=600)
+    assert backup.returncode == 0, backup.stdout + backup.stderr
+    return configured
+
+
+def production_counts(paths: Paths) -> dict[str, int]:
+    """dvc's tables as its production database holds them (nothing writes to it here)."""
+    out = guest_sql(paths.lab, DVC_VM, "postgresql",
+                    "SELECT 'applications', count(*) FROM applications UNION ALL "
+                    "SELECT 'application_status', count(*) FROM application_status UNION ALL "
+                    "SELECT 'attachments', count(*) FROM attachments;")
+    return {name: int(n) for name, n in (line.split("|") for line in out.split())}
+
+
+def test_a_dvc_drill_restores_postgresql_and_passes_its_sql_probe(
+        lab: Any, backed_up: Paths) -> None:
+    done = hopnhat(lab.env, "drill", "run", "--system", "dvc", "--json", timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary = json.loads(done.stdout)
+    no_scratch_left(lab)
+    doc = json.loads(Path(summary["evidence"]).read_text())
+    assert doc["verdict"] == "passed", doc["reasons"]
+    # the steps, each timed: the drill's own, then dvc's recovery, then the probes
+    assert [(s["name"], s["kind"]) for s in summary["steps"]] == [
+        ("plan", "drill"), ("provision", "drill"), ("configure", "drill"),
+        ("restore", "drill"), ("check", "drill"), ("start PostgreSQL", "recovery"),
+        ("restore the applications database", "recovery"), ("probes", "drill"),
+        ("teardown", "drill")]
+    steps = {s["name"]: s for s in doc["steps"]}
+    assert abs(doc["achieved"]["rto_seconds"] - steps["probes"]["end"]) < 0.1
+    assert steps["probes"]["start"] >= steps["restore the applications database"]["end"]
+    # the dump the restored manifest named was loaded, and the probe found in the restored
+    # database what the manifest recorded — which is what production holds
+    (loaded,) = doc["databases"]
+    assert (loaded["name"], loaded["engine"], loaded["database"]) == ("dvc", "postgresql",
+                                                                       "dvc")
+    sql = next(p for p in doc["probes"] if p["kind"] == "sql")
+    assert sql["ok"], sql["problems"]
+    counts = {t["table"]: (t["expected"], t["restored"]) for t in sql["tables"]}
+    assert counts == {t: (n, n) for t, n in production_counts(backed_up).items()}
+    assert min(n for n, _ in counts.values()) > 0
+    assert sql["newest"]["expected"] == sql["newest"]["restored"] is not None
+    assert sql["newest"]["age_at_dump_seconds"] <= sql["newest"]["within_seconds"] == 3600
+    html = Path(summary["html"]).read_text()
+    assert "recovery: start PostgreSQL" in html and 'id="sql-probes"' in html
+
+
+def test_an_lgsp_drill_restores_mariadb_and_passes_its_sql_probe(
+        lab: Any, backed_up: Paths) -> None:
+    """lgsp's MariaDB: its data folder made, the server started detached, waited for, the
+    dump (mariadb-dump --databases) loaded; the SQL probe finds the manifest's counts."""
+    with Ledger(backed_up.ledger) as ledger:
+        result = run_drill(backed_up, "lgsp", ledger=ledger)
+    no_scratch_left(lab)
+    assert result.verdict == "passed", result.reasons
+    assert [s.name for s in result.steps if s.kind == "recovery"] == [
+        "initialise the MariaDB data folder", "make the socket folder", "start MariaDB",
+        "wait for MariaDB", "restore the documents database"]
+    sql = next(p for p in result.probes if p.as_dict()["kind"] == "sql").as_dict()
+    expected = guest_sql(backed_up.lab, "lgsp-esb-01", "mariadb",
+                         "SELECT COUNT(*) FROM exchange_log;")
+    assert {t["table"]: t["restored"] for t in sql["tables"]}["exchange_log"] == \
+        int(expected) > 0
+    assert sql["ok"] and sql["newest"]["restored"] == sql["newest"]["expected"]
+
+
+def namespace_of(pid: int) -> str:
+    return os.readlink(f"/proc/{pid}/ns/mnt")
+
+
+def processes_in(namespace: str) -> dict[int, str]:
+    """PID → start time (jiffies) of each live process of mount namespace ``namespace``."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if namespace_of(int(entry)) != namespace:
+                continue
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if fields[0] != "Z":
+            found[int(entry)] = fields[19]
+    return found
+
+
+def still_alive(pid: int, started: str) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    fields = stat[stat.rindex(")") + 2:].split()
+    return fields[19] == started and fields[0] != "Z"
+
+
+class Watcher(NoDrillProgress):
+    """Notes what ran inside the scratch VM when its engine had started."""
+
+    def __init__(self, lab_dir: Path) -> None:
+        self.lab_dir = lab_dir
+        self.running: dict[int, str] = {}
+        self.commands: list[str] = []
+
+    def step_finished(self, drill_id: str, step: StepRecord) -> None:
+        if step.name != "start PostgreSQL":
+            return
+        name = f"drill-{drill_id[-6:]}-{DVC_VM}"
+        rec = ProcessTable(self.lab_dir).running(guests.record_name(name))
+        assert rec is not None
+        self.running = processes_in(rec.details["mntns"])
+        for pid in self.running:
+            with contextlib.suppress(OSError):
+                self.commands.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(
+                    b"\0", b" ").decode(errors="replace"))
+
+
+def test_a_failing_recovery_step_fails_the_drill_there_and_leaves_nothing_behind(
+        lab: Any, backed_up: Paths, tmp_path: Path) -> None:
+    """dvc with a step after the engine's start that fails (the portal's program is not on
+    the scratch VM): the drill fails at that step, runs neither the database's restore nor
+    the probes, and its teardown leaves no scratch VM and no process the scratch VM ran."""
+    env = estate_copy(lab, tmp_path, lambda root: replace_in(
+        root / "systems" / "dvc.yml", "    - name: restore the applications database\n",
+        "    - name: start the portal\n      command: \"/opt/dvc/bin/portal start\"\n"
+        "    - name: restore the applications database\n"))
+    paths = Paths(Path(env["HOPNHAT_STATE"]), load_estate(Path(env["HOPNHAT_ESTATE"])))
+    watcher = Watcher(paths.lab)
+    with Ledger(paths.ledger) as ledger:
+        result = run_drill(paths, "dvc", ledger=ledger, progress=watcher)
+    assert (result.verdict, result.failed_step) == ("failed", "start the portal")
+    assert "start the portal: " in result.reasons[0] and "/opt/dvc/bin/portal" in \
+        result.reasons[0], result.reasons
+    assert [(n.name, n.kind) for n in result.not_run] == [
+        ("restore the applications database", "recovery"), ("probes", "drill")]
+    assert result.probes_not_run == ["applications as at dump time", "database integrity"]
+    assert not result.probes and not result.databases and result.rto_seconds is None
+    assert result.steps[-1].name == "teardown" and result.steps[-1].ok
+    # the engine ran in the scratch VM when the step failed; nothing of it is left
+    assert any("postgres" in c for c in watcher.commands), watcher.commands
+    no_scratch_left(lab)
+    left = [pid for pid, started in watcher.running.items() if still_alive(pid, started)]
+    assert left == [], left

@@ -129,11 +129,22 @@ def _tail(text: str) -> str:
     return terminal(lines[-1], OUTPUT_TAIL) if lines else ""
 
 
-def run_command(remote: Remote, command: Command, deadline: float) -> None:
+@dataclass(frozen=True)
+class Loaded:
+    """A dump a restore_database step loaded: the manifest it followed, the seconds its file
+    took to come from the repository and to load into the engine."""
+
+    manifest: Manifest
+    fetch_seconds: float
+    load_seconds: float
+
+
+def run_command(remote: Remote, command: Command, deadline: float) -> float:
     """``command`` on ``remote``, stopped there when ``deadline`` (time.monotonic) passes.
-    Raises RecoveryError naming it when it fails or outlasts the deadline, SSHError when
-    the connection does."""
-    left = deadline - time.monotonic()
+    Out: the seconds it took. Raises RecoveryError naming it when it fails or outlasts the
+    deadline, SSHError when the connection does."""
+    started = time.monotonic()
+    left = deadline - started
     host = remote.target.host
     if left <= 0:
         raise RecoveryError(f"{host}: {command.what}: the step's timeout passed before it "
@@ -145,6 +156,7 @@ def run_command(remote: Remote, command: Command, deadline: float) -> None:
     if done.returncode != 0:
         said = _tail(done.stderr) or _tail(done.stdout) or "no output"
         raise RecoveryError(f"{host}: {command.what} exited {done.returncode}: {said}")
+    return time.monotonic() - started
 
 
 def run_step(remote: Remote, step: RecoveryStep) -> None:
@@ -155,11 +167,11 @@ def run_step(remote: Remote, step: RecoveryStep) -> None:
 
 
 def restore_database(remote: Remote, repo: Repository, restic: str, database: Database,
-                     timeout: float, jobs: int = 1) -> Manifest:
+                     timeout: float, jobs: int = 1) -> Loaded:
     """A ``restore_database`` step on ``remote`` (see the module's doc), within ``timeout``
-    seconds. Out: the manifest it followed. Raises ManifestError or RecoveryError naming
-    what failed, SSHError when the connection does; the dump's folder is removed either
-    way."""
+    seconds. Out: the manifest it followed and its timings. Raises ManifestError or
+    RecoveryError naming what failed, SSHError when the connection does; the dump's folder
+    is removed either way."""
     deadline = time.monotonic() + timeout
     manifest = read_manifest(remote, database.name)
     if manifest.engine != database.engine:
@@ -168,12 +180,13 @@ def restore_database(remote: Remote, repo: Repository, restic: str, database: Da
                             f"{database.engine}")
     staging = STAGING.format(name=database.name)
     try:
-        for command in (fetch_commands(repo, restic, database, manifest)
-                        + load_commands(database, manifest, jobs)):
-            run_command(remote, command, deadline)
+        fetch = sum(run_command(remote, command, deadline)
+                    for command in fetch_commands(repo, restic, database, manifest))
+        load = sum(run_command(remote, command, deadline)
+                   for command in load_commands(database, manifest, jobs))
     finally:
         _clean(remote, staging)
-    return manifest
+    return Loaded(manifest, fetch, load)
 
 
 def _clean(remote: Remote, staging: str) -> None:

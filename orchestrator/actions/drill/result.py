@@ -147,10 +147,13 @@ class RestoredDatabase:
     step: str
     manifest: Manifest
     seconds: float
+    fetch_seconds: float = 0.0  # its file restored from the dump's snapshot
+    load_seconds: float = 0.0  # loaded into the engine
 
     def as_dict(self) -> dict[str, Any]:
         return {"vm": self.vm, "step": self.step, "seconds": round(self.seconds, 3),
-                **self.manifest.as_dict()}
+                "fetch_seconds": round(self.fetch_seconds, 3),
+                "load_seconds": round(self.load_seconds, 3), **self.manifest.as_dict()}
 
 
 @dataclass

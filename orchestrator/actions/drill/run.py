@@ -363,15 +363,18 @@ def _recover(drill: _Drill, plan: DrillPlan, step: RecoveryStep, detail: list[st
             continue
         started = time.monotonic()
         database = plan.database(step.restore_database)
-        manifest = drill_recovery.restore_database(
+        loaded = drill_recovery.restore_database(
             remote, repository_for(drill.paths.estate, plan.system), drill.restic, database,
             step.timeout.total_seconds(), drill_recovery.jobs_for(scratch.vm.cpu))
         drill.result.databases.append(RestoredDatabase(
-            scratch.vm.name, step.name, manifest, time.monotonic() - started))
+            scratch.vm.name, step.name, loaded.manifest, time.monotonic() - started,
+            loaded.fetch_seconds, loaded.load_seconds))
+        manifest = loaded.manifest
         detail.append(f"{scratch.vm.name}: dump {manifest.name} (snapshot "
                       f"{manifest.snapshot[:8]}, {size(manifest.bytes)}, dumped "
                       f"{manifest.dumped_at.isoformat()}) loaded into {database.engine} "
-                      f"{database.database}")
+                      f"{database.database}: fetched in {loaded.fetch_seconds:.1f} s, "
+                      f"loaded in {loaded.load_seconds:.1f} s")
 
 
 def _probes(drill: _Drill, plan: DrillPlan) -> None:

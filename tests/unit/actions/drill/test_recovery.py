@@ -146,8 +146,9 @@ def test_a_sqlite_dump_is_copied_into_place() -> None:
 def test_restore_database_follows_the_restored_manifest_and_cleans_up() -> None:
     fake = FakeRemote()
     fake.answer(r"^head .*dumps/dvc\.json", stdout=json.dumps(manifest_doc()))
-    manifest = restore_database(remote(fake), REPO, "restic", PG, timeout=600, jobs=2)
-    assert manifest.snapshot == SNAPSHOT
+    loaded = restore_database(remote(fake), REPO, "restic", PG, timeout=600, jobs=2)
+    assert loaded.manifest.snapshot == SNAPSHOT
+    assert loaded.fetch_seconds >= 0 and loaded.load_seconds >= 0
     programs = [shlex.split(c.split(" < ")[0]) for c in fake.commands]
     ran = [argv[argv.index("timeout") + 4] if "timeout" in argv else argv[0]
            for argv in programs]
