@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from orchestrator.actions.drill.evidence import iso
@@ -230,6 +230,7 @@ class ThreadLauncher:
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nightly")
         self.cancel = Cancel()
         self.reason = ""
+        self.stopped_at: float | None = None
         self.futures: dict[Future[DrillResult], tuple[Turn, _Heard, float]] = {}
 
     def start(self, turn: Turn) -> None:
@@ -246,7 +247,7 @@ class ThreadLauncher:
     def _outcome(self, future: Future[DrillResult], turn: Turn, heard: _Heard,
                  began: float) -> Outcome:
         try:
-            return outcome_of(turn, future.result())
+            result = future.result()
         except DrillAborted:
             return Outcome(turn.system, turn.tier, STOPPED,
                            f"{self.reason or BY_OPERATOR}: stopped, its scratch VMs torn down",
@@ -257,9 +258,18 @@ class ThreadLauncher:
         except Exception as exc:  # a fault of one drill must not end the night unrecorded
             return Outcome(turn.system, turn.tier, FAILED, f"the drill broke: {exc!r}",
                            heard.drill_id, began, time.time() - began)
+        if self.stopped_at is not None and result.verdict != PASSED \
+                and result.finished_at >= self.stopped_at:
+            # stopped mid-step, a drill may end failed rather than aborted: it was cut short,
+            # not judged
+            why = "; ".join(result.reasons) or result.verdict
+            return replace(outcome_of(turn, result), status=STOPPED, reason=(
+                f"{self.reason}: stopped, its scratch VMs torn down (the drill ended "
+                f"{result.verdict}: {why})"))
+        return outcome_of(turn, result)
 
     def stop(self, reason: str) -> None:
-        self.reason = reason
+        self.reason, self.stopped_at = reason, time.time()
         self.cancel.abort()
 
     def close(self) -> None:

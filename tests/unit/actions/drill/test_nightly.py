@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 import xml.etree.ElementTree as ET
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -295,6 +296,34 @@ def test_threads_report_a_stopped_drill_with_its_id() -> None:
     assert [(o.system, o.status, o.drill_id) for o in stopped] == [
         ("slow", STOPPED, "drill-slow")]
     assert stopped[0].reason.startswith("window closed: stopped")
+
+
+def test_a_drill_that_fails_because_it_was_stopped_counts_as_stopped_not_failed() -> None:
+    """A drill cut mid-step may end ``failed`` (its SSH sessions closed under it): once the
+    night stopped it, that is no verdict on the backup; a failure before the stop stays one."""
+    def drill(code: str, cancel: Cancel, heard: DrillProgress) -> DrillResult:
+        del heard
+        if code == "cut":
+            cancel.event.wait(30)
+        return DrillResult(f"drill-{code}", ESTATE.id, code, "op", time.time(), time.time(),
+                           verdict="failed", reasons=[f"restore: {code}"])
+
+    launcher = ThreadLauncher(drill, 2)
+    try:
+        launcher.start(turn("early"))
+        ended: list[Outcome] = []
+        while not ended:
+            ended += launcher.wait(5)
+        launcher.start(turn("cut"))
+        launcher.stop("window closed")
+        while len(ended) < 2:
+            ended += launcher.wait(5)
+    finally:
+        launcher.close()
+    assert [(o.system, o.status) for o in ended] == [("early", "failed"), ("cut", STOPPED)]
+    assert ended[1].reason == ("window closed: stopped, its scratch VMs torn down (the drill "
+                               "ended failed: restore: cut)")
+    assert ended[1].drill_id == "drill-cut"
 
 
 # --- the night's flow: ledger, textfile, JUnit ---------------------------------------
