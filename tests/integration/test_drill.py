@@ -484,8 +484,8 @@ NIGHTLY_SYSTEM = "sso"
 
 def only_sso_tonight(root: Path) -> None:
     """The estate's window opens this minute (its time zone) for 30 minutes, one scratch VM
-    at a time; every system but sso loses its backup (and a migration, which restores one),
-    so sso alone can be drilled."""
+    at a time; every system but sso loses its backup (and its migration and drill, which
+    restore it), so sso alone can be drilled."""
     zone = yaml.safe_load((root / "estate.yml").read_text()).get("timezone",
                                                                   "Asia/Ho_Chi_Minh")
     opens = datetime.now(ZoneInfo(zone)).strftime("%H:%M")
@@ -496,7 +496,8 @@ def only_sso_tonight(root: Path) -> None:
         system = yaml.safe_load(path.read_text())
         if system["code"] != NIGHTLY_SYSTEM and "backup" in system:
             del system["backup"]
-            system.pop("migration", None)
+            for restoring in ("migration", "drill"):  # each restores the backup
+                system.pop(restoring, None)
             path.write_text(yaml.safe_dump(system, allow_unicode=True, sort_keys=False))
 
 
