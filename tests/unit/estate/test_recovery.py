@@ -122,3 +122,13 @@ def test_a_system_without_backup_restores_no_dump(estate_copy: EstateCopy) -> No
     problems = estate_copy.problems()
     assert (DVC, "drill.recovery[0].restore_database",
             "dump 'dvc': the system has no backup to restore it from") in problems
+
+
+def test_a_sql_probe_of_a_dump_that_counts_nothing_is_refused(estate_copy: EstateCopy) -> None:
+    def edit(data: dict[str, Any]) -> None:
+        database = data["backup"]["databases"][0]
+        del database["tables"], database["newest"]
+        _drill(data, [{"name": "load", "restore_database": "dvc"}],
+               [{"name": "counts", "sql": "dvc"}])
+    estate_copy.edit(DVC, edit)
+    estate_copy.assert_only_problems((DVC, "drill.probes[0].sql", "counts nothing"))
