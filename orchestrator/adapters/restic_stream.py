@@ -27,6 +27,10 @@ from orchestrator.process import spawn
 
 KEEP_LINES = 1000  # lines of output kept for classifying a failure (memory stays bounded)
 GRACE = 10.0  # seconds restic gets to remove its lock after SIGINT, before SIGKILL
+#: what restic prints on stderr once it has taken a SIGINT (its context then cancelled)
+INTERRUPTED = b"signal interrupt received, cleaning up"
+#: seconds an interrupted restic gets to end by itself, and to cancel after saying so
+ABORT_WAIT = 0.5
 
 
 def process_state(pid: int) -> ProcessState:
@@ -83,6 +87,8 @@ class Stream:
         self.deadline = time.monotonic() + timeout
         self.returncode: int | None = None
         self.tail: deque[str] = deque(maxlen=KEEP_LINES)
+        #: set once restic has said it took a SIGINT
+        self.interrupted = threading.Event()
 
     @property
     def pid(self) -> int:
@@ -111,6 +117,8 @@ class Stream:
                     break
                 *complete, pending = (pending + chunk).split(b"\n")
                 for raw in complete:
+                    if raw.endswith(INTERRUPTED):
+                        self.interrupted.set()
                     yield raw.decode("utf-8", "replace")
             if pending:
                 yield pending.decode("utf-8", "replace")
@@ -140,10 +148,27 @@ class Stream:
                 with contextlib.suppress(OSError):
                     feeding.stdin.close()
             elif not feeding.broken:
-                self._stop()
+                self._abort(feeding.stdin)
         feeding.thread = threading.Thread(target=run, name="restic-stdin", daemon=True)
         feeding.thread.start()
         return feeding
+
+    def _abort(self, stdin: IO[bytes]) -> None:
+        """Stop a restic reading its stdin without letting it take the input as whole:
+        SIGINT first (restic 0.14 ends there); restic 0.17+ keeps waiting on its stdin, so
+        once it has said that it took the signal (its context is cancelled: it can no longer
+        save a snapshot) stdin is closed and it ends with "unable to save snapshot: context
+        canceled"; one that lingers is killed (:meth:`_stop`)."""
+        if self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGINT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=ABORT_WAIT)
+        if self.proc.poll() is None and self.interrupted.wait(GRACE):
+            threading.Event().wait(ABORT_WAIT)  # the cancellation after its message
+            with contextlib.suppress(OSError):
+                stdin.close()
+        self._stop()
 
     def stop(self) -> None:
         """Stop restic now (as on a timeout); :meth:`lines` then reads what it still says."""

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
@@ -34,6 +34,7 @@ from orchestrator.adapters.restic import (
     BackupResult,
     ConnectionLost,
     IncompleteBackup,
+    InputAborted,
     NoRepository,
     NoSpace,
     Repository,
@@ -352,6 +353,39 @@ def test_unreadable_file_makes_a_partial_backup_not_a_success(restic: Restic,
         restic.backup(["/proc/self/mem", source], partial_ok=False)
     assert caught.value.exit_code == 3
     assert caught.value.result is not None and caught.value.result.snapshot_id
+
+
+def test_a_stream_becomes_a_snapshot_only_when_its_source_succeeds(
+        restic: Restic, tmp_path: Path, restic_release: ResticRelease) -> None:
+    """backup --stdin fed by hopnhat (every version) and --stdin-from-command (0.17+): a
+    source that succeeds is one snapshot of one file; one that fails makes none."""
+    payload = os.urandom(300_000)
+
+    def feed(ok: bool) -> Callable[[IO[bytes]], bool]:
+        def write(stdin: IO[bytes]) -> bool:
+            stdin.write(payload)
+            stdin.flush()
+            return ok
+        return write
+    fed = restic.backup_stdin("fed.sql", ["hopnhat-dump"], "h", feed=feed(True))
+    assert fed.total_bytes_processed == len(payload) and fed.snapshot_id
+    with pytest.raises(InputAborted):
+        restic.backup_stdin("aborted.sql", ["hopnhat-dump"], "h", feed=feed(False))
+    program = ("python3", "-c", "import sys; sys.stdout.write('x' * 5000); sys.exit({})")
+    if restic_release.features.stdin_from_command:
+        ran = restic.backup_stdin("ran.sql", (), "h", command=(*program[:2],
+                                                              program[2].format(0)))
+        assert ran.total_bytes_processed == 5000 and ran.snapshot_full_id
+        with pytest.raises(ResticError, match="exit status 3"):
+            restic.backup_stdin("failed.sql", (), "h", command=(*program[:2],
+                                                                program[2].format(3)))
+    made = sorted(p for s in restic.snapshots() for p in s.paths)
+    assert made == (["/fed.sql", "/ran.sql"] if restic_release.features.stdin_from_command
+                    else ["/fed.sql"])
+    assert restic.locks() == []
+    out = tmp_path / "out"
+    restic.restore(fed.snapshot_id, out)
+    assert (out / "fed.sql").read_bytes() == payload
 
 
 def test_password_is_never_in_restics_argv(restic: Restic, repo: Repository, tmp_path: Path,
