@@ -129,6 +129,9 @@ class _Drill:
             raise _StepFailed(name, [f"{name}: {exc}"]) from None
         except _StepFailed as exc:
             detail.extend(exc.reasons)
+            if cancellable and self.cancel.event.is_set():
+                # the step failed because the drill was stopped (its SSH sessions cut)
+                raise KeyboardInterrupt from None
             raise
         finally:
             record = StepRecord(name, start, time.monotonic() - self.mono0 - start, ok,

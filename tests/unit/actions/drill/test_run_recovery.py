@@ -155,3 +155,21 @@ def test_a_drill_that_fails_before_the_recovery_reports_every_recovery_step_not_
     assert [n.name for n in result.not_run] == [
         "check", "start PostgreSQL", "restore the applications database", "probes"]
     assert torn_down
+
+
+def test_a_step_that_fails_because_the_drill_was_stopped_ends_it_aborted(
+        paths: Paths, monkeypatch: pytest.MonkeyPatch, torn_down: list[str]) -> None:
+    """Stopped from another thread (a rehearsal's Ctrl-C, the nightly window's end) while
+    restoring: the restore fails as its SSH sessions are cut, and the drill is aborted, not
+    failed, once its scratch VM is torn down."""
+    from orchestrator.actions.drill.result import DrillAborted
+
+    def cut(drill: Any, plan: DrillPlan, samples: int) -> None:
+        drill.cancel.abort()
+        raise drill_run._StepFailed("restore", ["restore: the connection was lost"])
+    monkeypatch.setattr(drill_run, "_restore_and_read", cut)
+    with pytest.raises(DrillAborted):
+        drill(paths)
+    with Ledger(paths.ledger) as ledger:
+        (run,) = ledger.runs("drill")
+    assert run.status == "aborted" and torn_down
