@@ -11,7 +11,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -128,11 +128,25 @@ def render_run(run: BackupRun) -> None:
                       "-" if host.files is None else str(host.files), size(host.bytes),
                       duration(host.duration_seconds, "seconds"), escape(error))
     console.print(table)
+    for host in run.hosts:
+        for dump in host.dumps:
+            console.print(_dump_line(host.host, dump), soft_wrap=True)
     counts = run.counts()
     console.print(f"backup [bold]{run.status}[/]: {len(run.hosts)} host(s), {counts['ok']} ok, "
                   f"{counts['partial']} partial, {counts['failed']} failed, "
                   f"{counts['refused']} refused in {run.seconds:.1f} s — run {run.run_id}",
                   soft_wrap=True)
+
+
+def _dump_line(host: str, dump: dict[str, Any]) -> str:
+    """One database dump of a host's run, from its manifest (the host's words, escaped)."""
+    seconds = dump.get("duration_seconds")
+    number = dump.get("bytes")
+    return (f"  dump {escape(str(dump.get('name')))} ({escape(str(dump.get('engine')))} "
+            f"{escape(str(dump.get('database')))}) on {escape(host)}: snapshot "
+            f"{escape(str(dump.get('snapshot'))[:8])}, "
+            f"{size(number if isinstance(number, int) else None)} in "
+            f"{duration(seconds if isinstance(seconds, int | float) else None, 'seconds')}")
 
 
 @app.command("run")
