@@ -55,6 +55,7 @@ def test_a_migration_moves_the_latest_files_snapshot() -> None:
 def test_backup_run_shows_each_hosts_dumps_from_their_manifests() -> None:
     from orchestrator.actions.backup.run import BackupClient, BackupRun, result_from
     from orchestrator.cli import backup as cli_backup
+    from orchestrator.cli.common import console
 
     manifest = {"format": 1, "name": "dvc", "engine": "postgresql", "database": "dvc",
                 "snapshot": "9f8e7d6c" + "0" * 56, "file": "/dvc.pgdump", "bytes": 3_692_115,
@@ -63,7 +64,7 @@ def test_backup_run_shows_each_hosts_dumps_from_their_manifests() -> None:
     host = result_from(client, {"result": "ok", "snapshot_id": "1a2b3c4d",
                                 "dumps": [manifest, "not a manifest"]}, "job", 0)
     assert host.dumps == (manifest,) and host.as_dict()["dumps"] == [manifest]
-    with cli_backup.console.capture() as captured:
+    with console.capture() as captured:
         cli_backup.render_run(BackupRun("backup-1", (host,), 6.0))
     assert f"dump dvc (postgresql dvc) on {HOST}: snapshot 9f8e7d6c, 3.5 MiB in 2.4" in (
         " ".join(captured.get().split()))
