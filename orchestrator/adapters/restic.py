@@ -406,7 +406,16 @@ class Restic:
             raise ValueError("backup_stdin: give a command or a feed")
         argv = make_backup_stdin_argv(self.repo, filename, tags, host, command=command)
         if command is not None:
-            code, lines = self._stream(argv, "backup", keep=_not_status, ok_codes=(0, 3))
+            said: deque[str] = deque(maxlen=3)  # the program's own stderr, as restic relays it
+
+            def each(line: str) -> None:
+                if line.startswith("subprocess "):
+                    said.append(line.strip()[:300])
+            try:
+                code, lines = self._stream(argv, "backup", each, keep=_not_status,
+                                           ok_codes=(0, 3))
+            except ResticCommandError as exc:
+                raise (with_note(exc, " / ".join(said)) if said else exc) from None
         else:
             assert feed is not None
             code, lines = self._locking(lambda wait: self._fed(argv, feed, wait))

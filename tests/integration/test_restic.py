@@ -376,9 +376,11 @@ def test_a_stream_becomes_a_snapshot_only_when_its_source_succeeds(
         ran = restic.backup_stdin("ran.sql", (), "h", command=(*program[:2],
                                                               program[2].format(0)))
         assert ran.total_bytes_processed == 5000 and ran.snapshot_full_id
-        with pytest.raises(ResticError, match="exit status 3"):
-            restic.backup_stdin("failed.sql", (), "h", command=(*program[:2],
-                                                                program[2].format(3)))
+        failing = program[2].format(3).replace("sys.exit", "sys.stderr.write("
+                                                   "'pg_dump: error: gone\\n'); sys.exit")
+        with pytest.raises(ResticError, match="exit status 3") as failed:
+            restic.backup_stdin("failed.sql", (), "h", command=(*program[:2], failing))
+        assert "subprocess python3: pg_dump: error: gone" in str(failed.value)
     made = sorted(p for s in restic.snapshots() for p in s.paths)
     assert made == (["/fed.sql", "/ran.sql"] if restic_release.features.stdin_from_command
                     else ["/fed.sql"])
