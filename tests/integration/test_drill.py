@@ -550,3 +550,47 @@ def test_the_drill_timers_service_drills_tonights_system_inside_the_window(
     due = json.loads(hopnhat(env, "drill", "due", "--json").stdout)
     assert [(r["system"], r["overdue"]) for r in due] == [(NIGHTLY_SYSTEM, False)]
     no_scratch_left(lab)
+
+
+def test_a_drill_running_when_the_window_closes_is_stopped_and_torn_down(
+        lab: Any, backed_up: Paths, tmp_path: Path) -> None:
+    """The nightly drills in-process, their clock jumping past the window's end once sso's
+    drill restores: the drill is stopped, its scratch VM torn down, and the night ends 3 with
+    sso ``stopped: window closed`` (exit 130 in the textfile, skipped in the JUnit)."""
+    from orchestrator.actions.drill import nightly as drill_nightly
+    from orchestrator.estate import load_estate
+    from orchestrator.reports.drill.nightly import render_nightly_metrics
+    from orchestrator.reports.junit import render_drill_junit
+
+    def sso_every_night(root: Path) -> None:  # its turn tonight, drilled before or not
+        only_sso_tonight(root)
+        replace_in(root / "estate.yml", "  every_night: [1]", "  every_night: [1, 2]")
+
+    env = estate_copy(lab, tmp_path, sso_every_night)
+    paths = Paths(backed_up.state, load_estate(Path(env["HOPNHAT_ESTATE"])))
+    began = time.time()
+    with Ledger(paths.ledger) as ledger:
+        closed: list[float] = []
+
+        def clock() -> float:
+            """Real time until the drill's restore has begun, then 10 h later."""
+            if not closed and any(
+                    e.get("step") == "restore" and e.get("phase") == "started"
+                    for run in ledger.runs("drill", limit=3) if run.started >= began
+                    for e in ledger.events(run.id)):
+                closed.append(time.time())
+            return time.time() + (36000 if closed else 0)
+
+        result = drill_nightly.nightly(paths, ledger=ledger, now=clock)
+        (outcome,) = result.outcomes
+        drill = next(r for r in ledger.runs("drill", limit=3) if r.id == outcome.drill_id)
+        steps = finished_steps(ledger, drill.id)
+    assert result.exit_code == 3 and closed
+    assert (outcome.system, outcome.status) == (NIGHTLY_SYSTEM, "stopped")
+    assert outcome.reason.startswith("window closed: stopped")
+    assert drill.status == "aborted" and steps[-1] == ("teardown", True)
+    no_scratch_left(lab)
+    text = render_nightly_metrics(result)
+    assert f'hopnhat_drill_last_exit_code{{system="{NIGHTLY_SYSTEM}",tier="2"}} 130' in text
+    assert 'outcome="stopped"} 1' in text
+    assert 'message="stopped: window closed: stopped' in render_drill_junit(result)
