@@ -92,11 +92,19 @@ def mariadb_session_argv(database: DatabaseConfig) -> tuple[str, ...]:
             f"--database={database.database}")
 
 
+#: seconds FLUSH TABLES WITH READ LOCK may wait (for a long query holding a table): while
+#: it waits the server's writers wait too, so a dump that cannot have its lock soon fails
+#: rather than stall the application
+MARIADB_LOCK_WAIT = 30
+
+
 def mariadb_lock(database: DatabaseConfig) -> str:
-    """Times in UTC, the global read lock, the counts (``count<TAB>…<TAB>epoch``), then the
-    sentinel."""
+    """Times in UTC, the global read lock (waiting at most :data:`MARIADB_LOCK_WAIT`), the
+    counts (``count<TAB>…<TAB>epoch``), then the sentinel."""
     query = counts_query(database)
-    return ("SET time_zone = '+00:00';\nFLUSH TABLES WITH READ LOCK;\n"
+    return ("SET time_zone = '+00:00';\n"
+            f"SET SESSION lock_wait_timeout = {MARIADB_LOCK_WAIT};\n"
+            "FLUSH TABLES WITH READ LOCK;\n"
             + (f"{query}\n" if query else "")
             + f"SELECT '{SENTINEL}';\n")
 

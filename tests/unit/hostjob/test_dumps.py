@@ -85,7 +85,8 @@ def test_identifiers_are_quoted_with_their_quote_doubled() -> None:
         '"application_status"), (SELECT extract(epoch FROM max("changed_at")) FROM '
         '"application_status");')
     assert "UNIX_TIMESTAMP(max(`exchanged_at`)) FROM `exchange_log`" in sql.counts_query(MARIA)
-    assert "FLUSH TABLES WITH READ LOCK" in sql.mariadb_lock(MARIA)
+    assert "SET SESSION lock_wait_timeout = 30;\nFLUSH TABLES WITH READ LOCK;" in (
+        sql.mariadb_lock(MARIA))
     assert sql.postgresql_begin().startswith("BEGIN ISOLATION LEVEL REPEATABLE READ")
     assert sql.postgresql_counts(PG) == sql.counts_query(PG) + "\n\\echo hopnhat-answer-end\n"
 
