@@ -368,7 +368,8 @@ def _recover(drill: _Drill, plan: DrillPlan, step: RecoveryStep, detail: list[st
         database = plan.database(step.restore_database)
         loaded = drill_recovery.restore_database(
             remote, repository_for(drill.paths.estate, plan.system), drill.restic, database,
-            step.timeout.total_seconds(), drill_recovery.jobs_for(scratch.vm.cpu))
+            step.timeout.total_seconds(),
+            drill_recovery.jobs_for(drill_recovery.online_cpus(remote, scratch.vm.cpu)))
         drill.result.databases.append(RestoredDatabase(
             scratch.vm.name, step.name, loaded.manifest, time.monotonic() - started,
             loaded.fetch_seconds, loaded.load_seconds))

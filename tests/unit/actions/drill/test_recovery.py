@@ -20,6 +20,7 @@ from orchestrator.actions.drill.recovery import (
     fetch_commands,
     jobs_for,
     load_commands,
+    online_cpus,
     restore_database,
     run_step,
 )
@@ -154,6 +155,18 @@ def test_restore_database_follows_the_restored_manifest_and_cleans_up() -> None:
            for argv in programs]
     assert ran == ["head", "rm", "install", "restic", "chown", "runuser", "runuser", "rm"]
     assert any(SNAPSHOT in c and "restore" in c for c in fake.commands)
+
+
+def test_pg_restore_workers_follow_the_cpus_the_vm_has_online() -> None:
+    fake = FakeRemote()
+    fake.answer(r"^nproc$", stdout="2\n")
+    assert online_cpus(remote(fake), 8) == 2  # the estate's 8 vCPUs, the VM's 2
+    silent = FakeRemote()
+    silent.answer(r"^nproc$", rc=127, stderr="nproc: not found")
+    assert online_cpus(remote(silent), 8) == 8
+    odd = FakeRemote()
+    odd.answer(r"^nproc$", stdout="many\n")
+    assert online_cpus(remote(odd), None) is None
 
 
 def test_a_missing_manifest_fails_the_step_naming_it() -> None:
