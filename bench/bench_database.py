@@ -37,18 +37,15 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import bench_drill  # noqa: E402
+
 from orchestrator import process  # noqa: E402
 from orchestrator.actions.configure import ConfigurePlan, configure  # noqa: E402
 from orchestrator.actions.drill import scratch as drill_scratch  # noqa: E402
 from orchestrator.actions.drill.result import DrillResult  # noqa: E402
 from orchestrator.actions.drill.run import run_drill  # noqa: E402
-from orchestrator.actions.provision import apply as provision_apply  # noqa: E402
-from orchestrator.actions.provision import plan as provision_plan  # noqa: E402
-from orchestrator.actions.provision import vcenters as provision_vcenters  # noqa: E402
 from orchestrator.adapters.ssh import Remote  # noqa: E402
-from orchestrator.adapters.vsphere import open_vcenters  # noqa: E402
 from orchestrator.errors import HopnhatError  # noqa: E402
-from orchestrator.estate import load_estate  # noqa: E402
 from orchestrator.hostjob.contract import JOB_CONFIG  # noqa: E402
 from orchestrator.lab import control  # noqa: E402
 from orchestrator.lab.engines import guest_sql  # noqa: E402
@@ -66,17 +63,11 @@ SIZE = ("SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c 
 
 
 def setup(base: Path, octets: tuple[str, str], db_rows: int) -> Paths:
-    from tests.helpers import copy_estate, free_ports, prebuilt_vcsim, replace_in
+    from tests.helpers import replace_in
 
-    estate_dir = copy_estate(base / "inventory", ports=free_ports(2),
-                             primary=f"127.{octets[0]}.", secondary=f"127.{octets[1]}.")
-    replace_in(estate_dir / "lab.yml", "  change_rate: 0.05\n",
-               f"  change_rate: 0.05\n  db_rows: {db_rows}\n")
-    (base / "state").mkdir(mode=0o700)
-    paths = Paths(base / "state", load_estate(estate_dir))
-    prebuilt_vcsim(paths.lab)
-    control.up(paths)
-    return paths
+    return bench_drill.setup(base, octets, lambda estate_dir: replace_in(
+        estate_dir / "lab.yml", "  change_rate: 0.05\n",
+        f"  change_rate: 0.05\n  db_rows: {db_rows}\n"))
 
 
 def sql(paths: Paths, text: str) -> str:
@@ -84,16 +75,7 @@ def sql(paths: Paths, text: str) -> str:
 
 
 def provision(paths: Paths, ledger: Ledger) -> None:
-    estate = paths.estate
-    vm = next(v for v in estate.vms if v.name == VM)
-    s = estate.settings.provisioning
-    with open_vcenters(provision_vcenters.endpoints(paths, [vm.site])) as vcs:
-        facts = provision_vcenters.read_facts(vcs, {VM})
-        the_plan = provision_plan.plan(estate, [vm], facts)
-        provision_apply.apply(the_plan, facts, vcs, ledger=ledger, concurrency=1,
-                              clones_per_host=s.clones_per_host,
-                              clones_per_datastore=s.clones_per_datastore,
-                              guest_ip_timeout=120)
+    bench_drill.provision_vm(paths, ledger, VM)
     t = time.monotonic()
     deadline = t + 900
     while True:  # the guest creates and seeds its cluster at its first boot

@@ -24,6 +24,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,29 +53,41 @@ CODE, VM = "qlvb", "qlvb-db-01"
 HOPNHAT = Path(sys.executable).with_name("hopnhat")
 
 
-def setup(base: Path, octets: tuple[str, str]) -> Paths:
+def setup(base: Path, octets: tuple[str, str],
+          edit: Callable[[Path], None] | None = None) -> Paths:
+    """A lab of its own on 127.<a>.x / 127.<b>.x for a copy of the example estate
+    (``edit``: changes the copy's folder first, e.g. lab.yml's sizing)."""
     from tests.helpers import copy_estate, free_ports, prebuilt_vcsim
 
     estate_dir = copy_estate(base / "inventory", ports=free_ports(2),
                              primary=f"127.{octets[0]}.", secondary=f"127.{octets[1]}.")
+    if edit is not None:
+        edit(estate_dir)
+    (base / "state").mkdir(mode=0o700)
     paths = Paths(base / "state", load_estate(estate_dir))
     prebuilt_vcsim(paths.lab)
     control.up(paths)
     return paths
 
 
+def provision_vm(paths: Paths, ledger: Ledger, name: str) -> None:
+    """Build VM ``name`` of the estate (one clone, as ``hopnhat apply`` would)."""
+    estate = paths.estate
+    vm = next(v for v in estate.vms if v.name == name)
+    s = estate.settings.provisioning
+    with open_vcenters(provision_vcenters.endpoints(paths, [vm.site])) as vcs:
+        facts = provision_vcenters.read_facts(vcs, {name})
+        the_plan = provision_plan.plan(estate, [vm], facts)
+        provision_apply.apply(the_plan, facts, vcs, ledger=ledger, concurrency=1,
+                              clones_per_host=s.clones_per_host,
+                              clones_per_datastore=s.clones_per_datastore,
+                              guest_ip_timeout=120)
+
+
 def prepare(paths: Paths, size_mb: int, files: int) -> None:
     estate = paths.estate
-    vm = next(v for v in estate.vms if v.name == VM)
     with Ledger(paths.ledger) as ledger:
-        s = estate.settings.provisioning
-        with open_vcenters(provision_vcenters.endpoints(paths, [vm.site])) as vcs:
-            facts = provision_vcenters.read_facts(vcs, {VM})
-            the_plan = provision_plan.plan(estate, [vm], facts)
-            provision_apply.apply(the_plan, facts, vcs, ledger=ledger, concurrency=1,
-                                  clones_per_host=s.clones_per_host,
-                                  clones_per_datastore=s.clones_per_datastore,
-                                  guest_ip_timeout=120)
+        provision_vm(paths, ledger, VM)
         seeded = paths.lab / "guests" / VM / ".seeded"
         deadline = time.monotonic() + 120
         while not seeded.exists():

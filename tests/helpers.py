@@ -137,6 +137,23 @@ def guest_gone(lab_dir: Path, vm: str) -> Callable[[], bool]:
     return lambda: not disk.exists()
 
 
+def destroy_systems(paths: Any, ledger: Any, systems: Sequence[str], vms: Sequence[Any]
+                    ) -> None:
+    """A module fixture's end: ``systems`` destroyed as ``hopnhat destroy`` does (``vms``:
+    theirs that were built), then their guests awaited until gone."""
+    from orchestrator.actions.provision import destroy, vcenters
+    from orchestrator.adapters import vsphere
+
+    endpoints = vcenters.endpoints(paths, {vm.site for vm in vms})
+    with vsphere.open_vcenters(endpoints) as vcs:
+        facts = vcenters.read_facts(vcs, {vm.name for vm in vms})
+        for code in systems:
+            destroy.destroy(destroy.plan_destroy(paths.estate, code, facts), vcs,
+                            ledger=ledger, concurrency=4)
+    for vm in vms:
+        wait_for(f"guest {vm.name} to go", guest_gone(paths.lab, vm.name), 60, interval=0.1)
+
+
 def wait_task(task: Any, timeout: float = 60) -> Any:
     """Wait for a vCenter task (bounded); its result. Fails the test if the task failed."""
     wait_for("a vCenter task to finish", lambda: task.info.state in ("success", "error"),

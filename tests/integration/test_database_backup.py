@@ -36,7 +36,6 @@ from orchestrator.actions.drill.remote import list_snapshots
 from orchestrator.actions.drill.result import NoDrillProgress, StepRecord
 from orchestrator.actions.drill.run import run_drill
 from orchestrator.actions.provision import apply as provision_apply
-from orchestrator.actions.provision import destroy as provision_destroy
 from orchestrator.actions.provision import plan as provision_plan
 from orchestrator.actions.provision import vcenters as provision_vcenters
 from orchestrator.adapters import vsphere
@@ -52,8 +51,8 @@ from orchestrator.ledger import Ledger
 from orchestrator.settings import Paths
 from tests.helpers import (
     GuestWriter,
+    destroy_systems,
     estate_copy,
-    guest_gone,
     guest_seeded,
     guest_sql,
     hopnhat,
@@ -97,15 +96,7 @@ def configured(lab: Any) -> Iterator[Paths]:
             assert done.exit_code == 0, done.run.failures
             yield paths
         finally:
-            endpoints = provision_vcenters.endpoints(paths, {vm.site for vm in vms})
-            with vsphere.open_vcenters(endpoints) as vcs:
-                facts = provision_vcenters.read_facts(vcs, {vm.name for vm in vms})
-                for code in SYSTEMS:
-                    provision_destroy.destroy(provision_destroy.plan_destroy(estate, code, facts),
-                                              vcs, ledger=ledger, concurrency=4)
-            for vm in vms:
-                wait_for(f"guest {vm.name} to go", guest_gone(paths.lab, vm.name), 60,
-                         interval=0.1)
+            destroy_systems(paths, ledger, SYSTEMS, vms)
 
 
 def _in_guest(paths: Paths, vm: str) -> list[str]:

@@ -36,7 +36,6 @@ from orchestrator.actions.drill.plan import MARK_PREFIX
 from orchestrator.actions.drill.remote import list_snapshots
 from orchestrator.actions.drill.run import run_drill
 from orchestrator.actions.provision import apply as provision_apply
-from orchestrator.actions.provision import destroy as provision_destroy
 from orchestrator.actions.provision import plan as provision_plan
 from orchestrator.actions.provision import vcenters as provision_vcenters
 from orchestrator.adapters import vsphere
@@ -49,8 +48,8 @@ from orchestrator.settings import Paths
 from tests.helpers import (
     HOPNHAT,
     as_json,
+    destroy_systems,
     estate_copy,
-    guest_gone,
     guest_seeded,
     hopnhat,
     promtool_says,
@@ -139,15 +138,7 @@ def backed_up(lab: Any) -> Iterator[Paths]:
             assert backup.returncode == 0, backup.stdout + backup.stderr
             yield paths
         finally:
-            endpoints = provision_vcenters.endpoints(paths, {vm.site for vm in vms})
-            with vsphere.open_vcenters(endpoints) as vcs:
-                facts = provision_vcenters.read_facts(vcs, {vm.name for vm in vms})
-                for code in SYSTEMS:
-                    provision_destroy.destroy(provision_destroy.plan_destroy(estate, code, facts),
-                                              vcs, ledger=ledger, concurrency=4)
-            for vm in vms:
-                wait_for(f"guest {vm.name} to go", guest_gone(paths.lab, vm.name), 60,
-                         interval=0.1)
+            destroy_systems(paths, ledger, SYSTEMS, vms)
 
 
 @dataclass
