@@ -63,3 +63,13 @@ def test_apply_help_reads_as_paragraphs_at_80_columns() -> None:
     short = [line for line, nxt in itertools.pairwise(prose)
              if line.strip() and nxt.strip() and len(line.rstrip()) < 40]
     assert short == [], short
+
+
+def test_no_command_offers_shell_completion_options() -> None:
+    # hopnhat installs no completion; a command made from a lone function (retire, maintain,
+    # summary…) listed typer's --install-completion / --show-completion in its --help
+    commands = _commands(typer.main.get_command(app))
+    offered = [path for path, command in commands
+               if any("completion" in name for param in command.params
+                      for name in getattr(param, "opts", ()))]
+    assert offered == []
