@@ -1,5 +1,6 @@
 """``hopnhat schedule install``: the nightly verification (and the maintenance, the vault pull,
-the nightly drills) as systemd timers on the control host — hopnhat schedules nothing itself.
+the nightly drills, the morning summary) as systemd timers on the control host — hopnhat
+schedules nothing itself.
 
 Plan first (the two units, rendered from ``templates/hopnhat-verify.{service,timer}.j2``),
 validated as systemd would load them (``systemd-analyze verify``; the calendar with
@@ -44,9 +45,10 @@ class Units:
     service: str
     timer: str
     unit_dir: Path
-    metrics_file: Path
+    metrics_file: Path | None  # every job's but the summary's
     junit_file: Path | None  # verify's and the drills' only
     on_calendar: str
+    html_file: Path | None = None  # the summary's page
 
     @property
     def files(self) -> dict[Path, str]:
@@ -68,7 +70,10 @@ class Installed:
     def as_dict(self) -> dict[str, Any]:
         return {"unit": self.units.name, "files": [str(p) for p in self.written],
                 "on_calendar": self.units.on_calendar, "next_elapse": self.next_elapse,
-                "metrics_file": str(self.units.metrics_file),
+                "metrics_file": None if self.units.metrics_file is None
+                else str(self.units.metrics_file),
+                "html_file": None if self.units.html_file is None
+                else str(self.units.html_file),
                 "junit_file": None if self.units.junit_file is None
                 else str(self.units.junit_file), "enabled": self.enabled,
                 "why_not": self.why_not}
@@ -83,13 +88,14 @@ def hopnhat_program() -> Path:
 TITLES = {"verify": "nightly verification of the backups",
           "drill": "nightly restore drills",
           "maintain": "maintenance of the rest repositories",
-          "vault": "vault pull (snapshots copied into the vault)"}
+          "vault": "vault pull (snapshots copied into the vault)",
+          "summary": "morning summary"}
 #: the jobs that change the world hold the estate lock: a timer that fires while an
 #: operator's apply or migration holds it waits this long for it (then fails, named)
 WAITS_FOR_THE_LOCK = {"maintain": "30m", "vault": "30m"}
 #: the hopnhat command of each job (its options follow)
 COMMANDS = {"verify": ("verify",), "maintain": ("maintain",), "vault": ("vault", "pull"),
-            "drill": ("drill", "nightly")}
+            "drill": ("drill", "nightly"), "summary": ("summary",)}
 #: the jobs that also write a JUnit XML report (``<job>-<estate>.xml`` in the reports folder)
 JUNIT = ("verify", "drill")
 #: after the drill window closes, the longest a stopped drill's teardown may take before
@@ -97,9 +103,10 @@ JUNIT = ("verify", "drill")
 TEARDOWN_GRACE = timedelta(hours=1)
 
 
-def drill_calendar(start: str, timezone: str) -> str:
-    """The drill timer's ``OnCalendar=``: every day when the window opens (``"01:00"``), in
-    the estate's time zone (systemd reads a zone after the time)."""
+def daily_calendar(start: str, timezone: str) -> str:
+    """A daily timer's ``OnCalendar=`` (the drills' when their window opens, the summary's):
+    every day at ``start`` (``"01:00"``) in the estate's time zone (systemd reads a zone
+    after the time)."""
     return f"*-*-* {start}:00 {timezone}"
 
 
@@ -109,20 +116,29 @@ def render_units(estate: str, estate_dir: Path, state_dir: Path, *,
                  metrics_dir: Path = DEFAULT_METRICS_DIR, reports_dir: Path = DEFAULT_REPORTS_DIR,
                  unit_dir: Path = DEFAULT_UNIT_DIR, program: Path | None = None,
                  environment: dict[str, str] | None = None,
-                 timeout: timedelta = timedelta(hours=12), job: str = "verify") -> Units:
-    """The service and timer of estate ``estate``'s ``job`` (``verify``, ``maintain`` or
-    ``vault``; pure: nothing is written or run)."""
+                 timeout: timedelta = timedelta(hours=12), job: str = "verify",
+                 send: bool = False) -> Units:
+    """The service and timer of estate ``estate``'s ``job`` (``verify``, ``maintain``,
+    ``vault``, ``drill`` or ``summary``; pure: nothing is written or run). ``send``: the
+    summary is also sent to its route's channels (its page is written either way)."""
     from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
     if job not in TITLES:
         raise ValueError(f"no scheduled job {job!r}")
     name = f"hopnhat-{job}-{estate}"
-    metrics_file = metrics_dir / f"hopnhat_{job}_{estate.replace('-', '_')}.prom"
+    summary = job == "summary"
+    metrics_file = None if summary else \
+        metrics_dir / f"hopnhat_{job}_{estate.replace('-', '_')}.prom"
     junit_file = reports_dir / f"{job}-{estate}.xml" if job in JUNIT else None
+    html_file = reports_dir / f"summary-{estate}.html" if summary else None
     argv: list[object] = [program or hopnhat_program(), "--estate", estate_dir, "--state",
-                          state_dir, *COMMANDS[job], "--metrics", metrics_file]
+                          state_dir, *COMMANDS[job]]
+    if metrics_file is not None:
+        argv += ["--metrics", metrics_file]
     if junit_file is not None:
         argv += ["--junit", junit_file]
+    if html_file is not None:
+        argv += ["--html", html_file, *(["--send"] if send else [])]
     if job in WAITS_FOR_THE_LOCK:
         argv += ["--lock-timeout", WAITS_FOR_THE_LOCK[job]]
     # systemd units, not HTML: values are escaped for systemd by the filters instead
@@ -133,6 +149,7 @@ def render_units(estate: str, estate_dir: Path, state_dir: Path, *,
     values = {"estate": estate, "unit": name, "estate_dir": estate_dir, "job": job,
               "title": TITLES[job],
               "state_dir": state_dir, "metrics_file": metrics_file, "junit_file": junit_file,
+              "html_file": html_file, "send": send,
               "exec_start": " ".join(unit_exec_word(a) for a in argv),
               "environment": dict(sorted((environment or {}).items())),
               "timeout_seconds": int(timeout.total_seconds()), "on_calendar": on_calendar,
@@ -141,7 +158,7 @@ def render_units(estate: str, estate_dir: Path, state_dir: Path, *,
               "randomized_delay_seconds": int(randomized_delay.total_seconds())}
     return Units(name, env.get_template("hopnhat-verify.service.j2").render(values),
                  env.get_template("hopnhat-verify.timer.j2").render(values), unit_dir,
-                 metrics_file, junit_file, on_calendar)
+                 metrics_file, junit_file, on_calendar, html_file)
 
 
 def check_calendar(on_calendar: str) -> str:
@@ -177,8 +194,9 @@ def install(units: Units, *, enable: bool = True) -> Installed:
 
     next_elapse = validate(units)
     try:
-        for folder in (units.unit_dir, units.metrics_file.parent,
-                       *([units.junit_file.parent] if units.junit_file else [])):
+        for folder in (units.unit_dir, *(f.parent for f in (units.metrics_file,
+                                                            units.junit_file, units.html_file)
+                                         if f is not None)):
             folder.mkdir(parents=True, exist_ok=True)
         for path, text in units.files.items():
             write_atomically(path, text, 0o644)

@@ -35,7 +35,7 @@ def _duration(value: str) -> timedelta:
 
 #: how the output names each job's next run
 _WHAT = {"verify": "verification", "maintain": "maintenance", "vault": "vault pull",
-         "drill": "drills"}
+         "drill": "drills", "summary": "summary"}
 
 
 @app.command("install")
@@ -80,16 +80,21 @@ def install(
     if estate.settings.vault is not None:
         calendars["vault"] = estate.settings.vault.schedule
     drills = estate.settings.nightly_drills
-    calendars["drill"] = schedule_action.drill_calendar(drills.start, estate.settings.timezone)
+    calendars["drill"] = schedule_action.daily_calendar(drills.start, estate.settings.timezone)
+    notifications = estate.settings.notifications
+    calendars["summary"] = schedule_action.daily_calendar(notifications.summary_at,
+                                                          estate.settings.timezone)
     # the drills start when their window opens, and may run until it closes and tear down
-    delays = {"drill": timedelta(0)}
-    timeouts = {"drill": drills.length + schedule_action.TEARDOWN_GRACE}
+    delays = {"drill": timedelta(0), "summary": timedelta(0)}
+    timeouts = {"drill": drills.length + schedule_action.TEARDOWN_GRACE,
+                "summary": timedelta(minutes=30)}
     jobs = {job: schedule_action.render_units(
         estate.id, c.estate_dir, c.state_dir, on_calendar=calendar,
         randomized_delay=delays.get(job, _duration(randomized_delay)),
         metrics_dir=metrics_dir.absolute(), reports_dir=reports_dir.absolute(),
         unit_dir=unit_dir.absolute(), environment=environment, job=job,
-        timeout=timeouts.get(job, timedelta(hours=12))) for job, calendar in calendars.items()}
+        timeout=timeouts.get(job, timedelta(hours=12)),
+        send="summary" in notifications.routes) for job, calendar in calendars.items()}
     as_json = want_json(ctx, json)
     if print_only:
         _print_units(jobs, {job: schedule_action.validate(u) for job, u in jobs.items()},

@@ -21,6 +21,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 
+from orchestrator.estate.schema import TimeOfDay
 from orchestrator.estate.values import Int
 from orchestrator.human import ESTATE_UNITS, duration
 
@@ -43,16 +44,8 @@ def _length(value: object) -> timedelta:
     return timedelta(seconds=seconds)
 
 
-def _start(value: object) -> str:
-    if not isinstance(value, str) or not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
-        raise ValueError(f"{value!r} is not a time of day: write it like \"01:00\" (24-hour, "
-                         "the estate's timezone)")
-    return value
-
-
 WindowLength = Annotated[timedelta, BeforeValidator(_length),
                          PlainSerializer(lambda v: duration(v, "estate"), return_type=str)]
-TimeOfDay = Annotated[str, BeforeValidator(_start)]
 
 
 class NightlyDrills(BaseModel):

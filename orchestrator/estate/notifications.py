@@ -29,7 +29,7 @@ from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, BeforeValidator, Field, model_validator
 
-from orchestrator.estate.schema import STRICT, PositiveDuration
+from orchestrator.estate.schema import STRICT, PositiveDuration, TimeOfDay
 from orchestrator.estate.secret_ref import SecretRef
 
 #: what hopnhat tells people of: a verification found a repository damaged or unreadable
@@ -65,6 +65,9 @@ class Notifications(Strict):
     lang: Literal["vi", "en"] = "vi"
     channels: dict[ChannelName, Channel] = {}
     routes: dict[Event, Annotated[list[ChannelName], Field(min_length=1)]] = {}
+    #: when ``hopnhat schedule install``'s summary timer writes the morning summary (and sends
+    #: it where ``routes.summary`` says): a time of day in the estate's ``timezone``
+    summary_at: TimeOfDay = "07:00"
 
     @model_validator(mode="after")
     def _routes_name_channels(self) -> Notifications:

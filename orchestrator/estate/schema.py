@@ -61,3 +61,13 @@ PositiveDuration = Annotated[
     PlainSerializer(_written, return_type=str)
 ]
 
+
+def _time_of_day(value: object) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+        raise ValueError(f"{value!r} is not a time of day: write it like \"01:00\" (24-hour, "
+                         "the estate's timezone)")
+    return value
+
+
+#: a time of day, ``"HH:MM"`` on the 24-hour clock, in the estate's ``timezone``
+TimeOfDay = Annotated[str, BeforeValidator(_time_of_day)]

@@ -148,3 +148,47 @@ def test_a_language_other_than_vi_or_en_is_bad_input(estate_copy: EstateCopy,
     done = CliRunner().invoke(app, ["--estate", str(estate_copy.root), "--state",
                                     str(tmp_path), "summary", "--lang", "fr"])
     assert done.exit_code == 2 and "--lang 'fr'" in done.output
+
+
+# --- the summary's timer (hopnhat schedule install) -----------------------------------------
+
+
+def test_the_summary_timer_writes_the_page_each_morning_and_sends_it_when_routed(
+        tmp_path: Path) -> None:
+    import sys
+
+    from orchestrator.actions import schedule
+
+    def units(send: bool) -> Any:
+        return schedule.render_units(
+            "danang", tmp_path / "estate", tmp_path / "state", job="summary", send=send,
+            on_calendar=schedule.daily_calendar("07:00", "Asia/Ho_Chi_Minh"),
+            metrics_dir=tmp_path / "metrics", reports_dir=tmp_path / "reports",
+            unit_dir=tmp_path / "units", program=Path(sys.executable),
+            randomized_delay=timedelta(0), timeout=timedelta(minutes=30))
+
+    routed = units(send=True)
+    assert routed.name == "hopnhat-summary-danang" and routed.metrics_file is None
+    assert f"--state {tmp_path}/state summary --html {tmp_path}/reports/summary-danang.html " \
+        "--send\n" in routed.service
+    assert "--metrics" not in routed.service
+    assert "OnCalendar=*-*-* 07:00:00 Asia/Ho_Chi_Minh" in routed.timer
+    assert " 00:00:00 UTC" in schedule.validate(routed)  # 07:00 at UTC+7, as systemd reads it
+    assert "summary --html" in units(send=False).service
+    assert "--send" not in units(send=False).service
+
+
+def test_schedule_install_prints_the_summary_timer_at_the_estates_summary_at(
+        estate_copy: EstateCopy, tmp_path: Path) -> None:
+    estate_copy.replace("estate.yml", "nightly_drills:",
+                        'notifications:\n  summary_at: "06:45"\nnightly_drills:')
+    argv = ["--estate", str(estate_copy.root), "--state", str(tmp_path / "s"), "schedule",
+            "install", "--print"]
+    done = CliRunner().invoke(app, [*argv, "--json"])
+    assert done.exit_code == 0, done.output
+    summary = json.loads(done.output)["summary"]
+    assert summary["unit"] == "hopnhat-summary-danang"
+    assert summary["next_elapse"].endswith(" 23:45:00 UTC")  # 06:45 at UTC+7
+    estate_copy.replace("estate.yml", '  summary_at: "06:45"', '  summary_at: "7h"')
+    bad = CliRunner().invoke(app, argv)
+    assert bad.exit_code == 2 and "summary_at" in bad.output and "7h" in bad.output

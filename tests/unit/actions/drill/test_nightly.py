@@ -482,7 +482,7 @@ def test_the_nights_junit_has_one_testcase_per_system_the_not_run_skipped(
 
 def test_the_drill_timer_starts_drill_nightly_when_the_window_opens_in_the_estates_zone(
         tmp_path: Path) -> None:
-    calendar = schedule.drill_calendar("01:00", "Asia/Ho_Chi_Minh")
+    calendar = schedule.daily_calendar("01:00", "Asia/Ho_Chi_Minh")
     units = schedule.render_units("danang", tmp_path / "estate", tmp_path / "state",
                                   job="drill", on_calendar=calendar, metrics_dir=tmp_path,
                                   reports_dir=tmp_path / "reports",
