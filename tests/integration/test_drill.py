@@ -475,7 +475,9 @@ NIGHTLY_SYSTEM = "sso"
 
 def only_sso_tonight(root: Path) -> None:
     """The estate's window opens this minute (its time zone) for 30 minutes, one scratch VM
-    at a time; every system but sso loses its backup (and its migration and drill, which
+    at a time, and sso's tier (2) is drilled every night — its turn by the spread over the
+    nights would be another night, and the module's earlier drills of sso make it not
+    overdue; every system but sso loses its backup (and its migration and drill, which
     restore it), so sso alone can be drilled."""
     zone = yaml.safe_load((root / "estate.yml").read_text()).get("timezone",
                                                                   "Asia/Ho_Chi_Minh")
@@ -483,6 +485,7 @@ def only_sso_tonight(root: Path) -> None:
     replace_in(root / "estate.yml", '  start: "01:00"', f'  start: "{opens}"')
     replace_in(root / "estate.yml", "  length: 4h", "  length: 30m")
     replace_in(root / "estate.yml", "  max_scratch_vms: 2", "  max_scratch_vms: 1")
+    replace_in(root / "estate.yml", "  every_night: [1]", "  every_night: [1, 2]")
     for path in (root / "systems").glob("*.yml"):
         system = yaml.safe_load(path.read_text())
         if system["code"] != NIGHTLY_SYSTEM and "backup" in system:
@@ -553,11 +556,7 @@ def test_a_drill_running_when_the_window_closes_is_stopped_and_torn_down(
     from orchestrator.reports.drill.nightly import render_nightly_metrics
     from orchestrator.reports.junit import render_drill_junit
 
-    def sso_every_night(root: Path) -> None:  # its turn tonight, drilled before or not
-        only_sso_tonight(root)
-        replace_in(root / "estate.yml", "  every_night: [1]", "  every_night: [1, 2]")
-
-    env = estate_copy(lab, tmp_path, sso_every_night)
+    env = estate_copy(lab, tmp_path, only_sso_tonight)
     paths = Paths(backed_up.state, load_estate(Path(env["HOPNHAT_ESTATE"])))
     began = time.time()
     with Ledger(paths.ledger) as ledger:
