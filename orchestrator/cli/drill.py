@@ -320,6 +320,7 @@ def nightly(
 
     c = context(ctx)
     as_json = want_json(ctx, json)
+    label_set(lang)  # a language the reports lack is refused before anything, --dry-run too
     if dry_run:
         with Ledger(c.paths.ledger) as ledger:
             plan = drill_nightly.tonight(c.estate, ledger, time.time())
@@ -328,7 +329,6 @@ def nightly(
         else:
             _render_night_plan(plan)
         return
-    label_set(lang)
     with Ledger(c.paths.ledger) as ledger, interrupts():
         hooks = NightlyNotices(c.paths, ledger)
         result = drill_nightly.nightly(c.paths, ledger=ledger, lang=lang, metrics=metrics,

@@ -550,6 +550,8 @@ def test_drill_nightly_dry_run_prints_tonights_plan_and_drills_nothing(tmp_path:
     text = CliRunner().invoke(app, [*base, "drill", "nightly", "--dry-run"],
                               env={"COLUMNS": "200"})
     assert text.exit_code == 0 and "nothing drilled (--dry-run)" in text.output
+    wrong = CliRunner().invoke(app, [*base, "drill", "nightly", "--dry-run", "--lang", "fr"])
+    assert wrong.exit_code == 2 and "--lang 'fr'" in wrong.output  # refused, not ignored
     with Ledger(tmp_path / "state" / "ledger.sqlite") as ledger:
         assert ledger.runs() == []
 
