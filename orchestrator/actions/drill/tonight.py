@@ -88,7 +88,7 @@ class Standing:
     tier: int
     interval_seconds: float
     last_passed: float | None  # when its last passed drill started
-    last_seconds: float | None  # how long its last finished drill took
+    last_seconds: float | None  # how long its last passed (else failed) drill took
 
     def overdue(self, now: float) -> bool:
         return self.last_passed is None or now - self.last_passed > self.interval_seconds
@@ -177,20 +177,25 @@ def standings_from(estate: Estate, drills: Sequence[Mapping[str, Any]]) -> list[
     """Each drillable system's :class:`Standing` from ``drills``: the ledger's drill runs of
     this estate as ``{system, status, started, seconds}``, in any order."""
     passed: dict[str, float] = {}
-    last: dict[str, tuple[float, float]] = {}
+    # (system, passed?) → (started, seconds) of the latest such drill: a drill's expected
+    # length is its last passed one's (a failed drill may have stopped at its plan), else its
+    # last failed one's
+    last: dict[tuple[str, bool], tuple[float, float]] = {}
     for run in drills:
         code, started = str(run["system"]), float(run["started"])
         if run["status"] == "passed":
             passed[code] = max(passed.get(code, 0.0), started)
+        key = (code, run["status"] == "passed")
         if run["status"] in ("passed", "failed") and run.get("seconds") is not None \
-                and started >= last.get(code, (-1.0, 0.0))[0]:
-            last[code] = (started, float(run["seconds"]))
+                and started >= last.get(key, (-1.0, 0.0))[0]:
+            last[key] = (started, float(run["seconds"]))
     found = []
     for code in sorted(estate.systems):
         if drillable(estate, code):
             continue
         tier = estate.systems[code].tier
         interval = estate.tier(tier).drill_interval.total_seconds()
+        length = last.get((code, True)) or last.get((code, False))
         found.append(Standing(code, tier, interval, passed.get(code),
-                              last[code][1] if code in last else None))
+                              None if length is None else length[1]))
     return found

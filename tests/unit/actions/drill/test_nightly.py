@@ -72,6 +72,17 @@ def drilled(estate: Estate, ago: float, now: float = NIGHT) -> list[Standing]:
             for s in standings_from(estate, [])]
 
 
+def test_a_drills_expected_length_is_its_last_passed_one_not_a_failure_at_its_plan() -> None:
+    runs = [{"system": "dvc", "status": "passed", "started": NIGHT - 2 * DAY, "seconds": 65.0},
+            {"system": "dvc", "status": "failed", "started": NIGHT - DAY, "seconds": 0.7},
+            {"system": "sso", "status": "failed", "started": NIGHT - DAY, "seconds": 30.0},
+            {"system": "qlvb", "status": "aborted", "started": NIGHT - DAY, "seconds": 5.0}]
+    lengths = {s.system: s.last_seconds for s in standings_from(ESTATE, runs)}
+    assert lengths["dvc"] == 65.0  # the refused --snapshot's 0.7 s would have said "0.7 s"
+    assert lengths["sso"] == 30.0  # never passed: its last failed drill's
+    assert lengths["qlvb"] is None  # an aborted drill says nothing of a whole drill's length
+
+
 # --- whose turn tonight -------------------------------------------------------------
 
 
