@@ -55,6 +55,10 @@ err_console = SafeConsole(stderr=True, highlight=False)
 console = SafeConsole(highlight=False)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON document for machines.")]
+#: ``--metrics FILE``: where a nightly job writes its Prometheus textfile
+MetricsOption = Annotated[Path | None, typer.Option(
+    "--metrics", help="Write a Prometheus textfile here (for node_exporter's textfile "
+    "collector).")]
 
 
 @dataclass

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from orchestrator.cli.common import (
     JsonOption,
+    MetricsOption,
     console,
     context,
     err_console,
@@ -295,9 +296,7 @@ def nightly(
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Print tonight's plan (the window, which systems in which order and "
         "why, whose turn is another night) and drill nothing.")] = False,
-    metrics: Annotated[Path | None, typer.Option(
-        "--metrics", help="Write a Prometheus textfile here (for node_exporter's textfile "
-        "collector).")] = None,
+    metrics: MetricsOption = None,
     junit: Annotated[Path | None, typer.Option(
         "--junit", help="Write a JUnit XML report here (a test case per system).")] = None,
     json: JsonOption = False,

@@ -19,6 +19,7 @@ from rich.table import Table
 
 from orchestrator.cli.common import (
     JsonOption,
+    MetricsOption,
     console,
     context,
     err_console,
@@ -149,9 +150,7 @@ def verify(
     junit: Annotated[Path | None, typer.Option(
         "--junit", help="Write a JUnit XML report here (a test case per repository and "
         "check).")] = None,
-    metrics: Annotated[Path | None, typer.Option(
-        "--metrics", help="Write a Prometheus textfile here (for node_exporter's textfile "
-        "collector).")] = None,
+    metrics: MetricsOption = None,
     notify_url: Annotated[str | None, typer.Option(
         "--notify-url", help="Ping this URL on success, URL/start and URL/fail "
         "(healthchecks-style). Default: the estate's verification.notify_url.")] = None,
